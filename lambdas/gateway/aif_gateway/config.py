@@ -1,0 +1,99 @@
+"""Runtime configuration: routes, targets and prices, generated from the model catalog at synth time.
+
+The catalog (YAML, validated in ``ai_factory.model_catalog``) is the single source; this module only reads
+the JSON view of it that is staged next to the Lambda code (``gateway_config.json``) or handed to the
+local server, so the gateway never needs PyYAML or the CDK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Modality = Literal["chat", "embedding"]
+Provider = Literal["bedrock", "echo"]
+
+CONFIG_FILE_NAME = "gateway_config.json"
+
+
+@dataclass(frozen=True)
+class Prices:
+    """USD per one million tokens, one price per usage counter Bedrock reports."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cache_read: float = 0.0
+    cache_write: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """One concrete model a route can send a request to."""
+
+    name: str  # catalog entry name, e.g. "claude-haiku-4-5"
+    provider: Provider
+    model_id: str  # what Bedrock is called with: a model ID or an inference profile ID/ARN
+    modality: Modality
+    prices: Prices = field(default_factory=Prices)
+    region: str | None = None  # None: the gateway's own region
+
+
+@dataclass(frozen=True)
+class Route:
+    """A model alias product teams ask for, and the ordered chain of targets that may serve it."""
+
+    alias: str
+    modality: Modality
+    targets: tuple[ModelTarget, ...]
+
+
+@dataclass(frozen=True)
+class GuardrailRef:
+    identifier: str
+    version: str
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    routes: dict[str, Route]
+    guardrail: GuardrailRef | None = None
+    max_body_bytes: int = 1_000_000
+    # Key records and usage snapshots are cached per execution environment so that the hot path makes
+    # at most one synchronous AWS call (the ledger write) besides the model call. A revoked key stops
+    # working within key_cache_ttl_s.
+    key_cache_ttl_s: float = 30.0
+    usage_snapshot_ttl_s: float = 5.0
+    # Circuit breaker per target: open after this many consecutive retryable failures, probe again after
+    # the cool-down.
+    breaker_failure_threshold: int = 3
+    breaker_cooldown_s: float = 30.0
+    model_timeout_s: float = 60.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GatewayConfig:
+        routes = {}
+        for alias, raw in data["routes"].items():
+            targets = tuple(
+                ModelTarget(**{**t, "prices": Prices(**t.get("prices", {}))}) for t in raw["targets"]
+            )
+            routes[alias] = Route(alias=raw["alias"], modality=raw["modality"], targets=targets)
+        guardrail = GuardrailRef(**data["guardrail"]) if data.get("guardrail") else None
+        scalars = {k: v for k, v in data.items() if k not in ("routes", "guardrail")}
+        return cls(routes=routes, guardrail=guardrail, **scalars)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> GatewayConfig:
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def with_guardrail_from_env(self) -> GatewayConfig:
+        """The guardrail ID and version are deploy-time values (CloudFormation), so they come by env."""
+        ident, version = os.environ.get("AIF_GUARDRAIL_ID"), os.environ.get("AIF_GUARDRAIL_VERSION")
+        if not ident or not version:
+            return self
+        return GatewayConfig(**{**self.__dict__, "guardrail": GuardrailRef(ident, version)})

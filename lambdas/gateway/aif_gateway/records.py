@@ -1,0 +1,136 @@
+"""The records the gateway keeps: API keys (as hashes), usage/audit records, usage snapshots.
+
+Storage backends implement the ``KeyStore`` and ``Ledger`` protocols: DynamoDB in the cloud
+(``dynamo_store``) and SQLite in local mode (``ai_factory.local.sqlite_store``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+KEY_PREFIX = "aif"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def hash_key(plaintext: str) -> str:
+    """Keys are 256-bit random secrets, so an unsalted SHA-256 is not guessable; only this is stored."""
+    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+def generate_key() -> tuple[str, str, str]:
+    """A new key as (plaintext, key_id, key_hash). The plaintext is shown once and never stored.
+
+    Format ``aif-<key_id>-<secret>``: the key ID is not secret and lets logs and the CLI name a key.
+    """
+    key_id = secrets.token_hex(6)
+    plaintext = f"{KEY_PREFIX}-{key_id}-{secrets.token_urlsafe(32)}"
+    return plaintext, key_id, hash_key(plaintext)
+
+
+def month_of(ts: datetime) -> str:
+    return ts.strftime("%Y-%m")
+
+
+def next_month_start(ts: datetime) -> datetime:
+    year, month = (ts.year + 1, 1) if ts.month == 12 else (ts.year, ts.month + 1)
+    return datetime(year, month, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """A feature's API key. Budget and rate limit belong to the team/feature, so rotation keeps them."""
+
+    key_id: str
+    key_hash: str
+    team: str
+    feature: str
+    allowed_models: tuple[str, ...]
+    monthly_budget_usd: float
+    rate_limit_rpm: int
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    description: str = ""
+
+    def state(self, now: datetime) -> str:
+        """'active', 'revoked' or 'expired'."""
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass
+class UsageRecord:
+    """One request's usage and audit record. Holds no prompt or completion text."""
+
+    request_id: str
+    timestamp: datetime
+    team: str
+    feature: str
+    key_id: str
+    route: str  # the model alias asked for
+    status: int
+    model_served: str | None = None  # catalog entry that answered
+    model_id: str | None = None  # Bedrock model / inference profile ID that answered
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    attempts: int = 0  # targets tried, including the one that served
+    guardrail_action: str = "NONE"  # NONE or INTERVENED
+    error_type: str | None = None
+    operation: str = "chat"  # chat or embeddings
+    prompt_name: str | None = None
+    prompt_version: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def month(self) -> str:
+        return month_of(self.timestamp)
+
+
+@dataclass(frozen=True)
+class UsageSnapshot:
+    """What budget and rate checks need: month-to-date spend and this minute's request count."""
+
+    month: str
+    spent_usd: float
+    minute: str  # "YYYY-MM-DDTHH:MM"
+    requests_this_minute: int
+
+
+class LedgerWriteError(Exception):
+    """The durable write failed after retries; the caller must spill the record, never drop it."""
+
+
+class KeyStore(Protocol):
+    def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None: ...
+    def get(self, key_id: str) -> ApiKeyRecord | None: ...
+    def put(self, record: ApiKeyRecord) -> None: ...
+    def list(self, team: str | None = None) -> list[ApiKeyRecord]: ...
+    def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord: ...
+    def set_expiry(self, key_id: str, at: datetime) -> ApiKeyRecord: ...
+
+
+class Ledger(Protocol):
+    def record(self, usage: UsageRecord) -> None:
+        """Write the record and add it to its feature's monthly and per-minute counters, atomically and
+        idempotently (same request_id twice counts once). Raises LedgerWriteError when it cannot."""
+        ...
+
+    def snapshot(self, team: str, feature: str, now: datetime) -> UsageSnapshot: ...
+
+
+def minute_of(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M")

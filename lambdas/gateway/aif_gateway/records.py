@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 KEY_PREFIX = "aif"
 
@@ -99,6 +99,16 @@ class UsageRecord:
     def month(self) -> str:
         return month_of(self.timestamp)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (timestamp as ISO 8601), used by the audit log line and the spill queue."""
+        data = asdict(self)
+        data["timestamp"] = self.timestamp.isoformat()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UsageRecord:
+        return cls(**{**data, "timestamp": datetime.fromisoformat(data["timestamp"])})
+
 
 @dataclass(frozen=True)
 class UsageSnapshot:
@@ -110,6 +120,10 @@ class UsageSnapshot:
     requests_this_minute: int
 
 
+class UnknownKeyError(LookupError):
+    """No key with that key ID."""
+
+
 class LedgerWriteError(Exception):
     """The durable write failed after retries; the caller must spill the record, never drop it."""
 
@@ -119,8 +133,13 @@ class KeyStore(Protocol):
     def get(self, key_id: str) -> ApiKeyRecord | None: ...
     def put(self, record: ApiKeyRecord) -> None: ...
     def list(self, team: str | None = None) -> list[ApiKeyRecord]: ...
-    def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord: ...
-    def set_expiry(self, key_id: str, at: datetime) -> ApiKeyRecord: ...
+    def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
+        """Raises UnknownKeyError."""
+        ...
+
+    def set_expiry(self, key_id: str, at: datetime) -> ApiKeyRecord:
+        """Raises UnknownKeyError."""
+        ...
 
 
 class Ledger(Protocol):

@@ -1,0 +1,435 @@
+"""The gateway: one OpenAI-compatible API in front of every approved model.
+
+``Gateway.handle`` takes an API Gateway REST proxy event and returns a proxy response. The Lambda
+handler (``handler.py``) and the local server (``ai_factory.local.server``) both call it, so local mode
+runs exactly the code that runs in AWS.
+
+Request path, in order: size limit (413) -> API key (401) -> body (400) -> route (404) -> key may use
+the route (403) -> budget and rate (429) -> model call down the fallback chain (503 when all fail) ->
+usage and audit record -> response. Records are written for every request that reached a model; a
+ledger write that fails is spilled to a queue, and as a last resort logged in full, never dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from .access import KeyAuthenticator, UsageGuard
+from .config import GatewayConfig, Route
+from .errors import (
+    Forbidden,
+    GatewayError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+)
+from .metering import CountingMetricsSink, MetricsSink, cost_usd
+from .openai_schema import ChatRequest, parse_chat_request, parse_embeddings_request, parse_json_body
+from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, TokenUsage
+from .providers import default_providers
+from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, UsageRecord, utc_now
+from .routing import RouteFailed, RouteOutcome, Router
+
+log = logging.getLogger("aif_gateway")
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+STREAM_CHUNK_WORDS = 8
+
+
+class Spill(Protocol):
+    """Where a usage record goes when the ledger write fails (the SQS spill queue in AWS)."""
+
+    def send(self, usage: UsageRecord) -> None: ...
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        keys: KeyStore,
+        ledger: Ledger,
+        providers: dict[str, Provider] | None = None,
+        spill: Spill | None = None,
+        metrics: MetricsSink | None = None,
+        audit_log: Callable[[UsageRecord], None] | None = None,
+        now: Callable[[], datetime] = utc_now,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.providers = providers if providers is not None else default_providers(config.model_timeout_s)
+        self.spill = spill
+        self.metrics = metrics if metrics is not None else CountingMetricsSink()
+        self.audit_log = audit_log
+        self.now = now
+        self.auth = KeyAuthenticator(keys, config.key_cache_ttl_s, clock)
+        self.guard = UsageGuard(ledger, config.usage_snapshot_ttl_s, clock)
+        self.router = Router(config.breaker_failure_threshold, config.breaker_cooldown_s, clock)
+        self._routes: dict[tuple[str, str], Callable[[_Call], dict[str, Any]]] = {
+            ("GET", "/v1/models"): self._list_models,
+            ("POST", "/v1/chat/completions"): self._chat_completions,
+            ("POST", "/v1/embeddings"): self._embeddings,
+        }
+
+    # -- entry point -------------------------------------------------------------------------------
+
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        call = _Call(event, self.now())
+        try:
+            path = call.path.rstrip("/") or "/"
+            handler = self._routes.get((call.method, path))
+            if handler is None:
+                if path.startswith("/v1/models/") and call.method == "GET":
+                    handler = self._get_model
+                elif any(p == path for _, p in self._routes):
+                    raise MethodNotAllowed(f"{call.method} is not allowed on {path}.")
+                else:
+                    raise NotFound(f"Unknown path {path}.", code="unknown_path")
+            return handler(call)
+        except GatewayError as exc:
+            return self._error(call, exc)
+        except Exception:
+            log.exception("unhandled error in gateway request %s", call.request_id)
+            return self._error(
+                call, InternalError("The gateway failed to handle the request; it was logged.")
+            )
+
+    # -- routes --------------------------------------------------------------------------------------
+
+    def _list_models(self, call: _Call) -> dict[str, Any]:
+        key = self._authenticate(call)
+        data = [_model_entry(alias) for alias in key.allowed_models if alias in self.config.routes]
+        return _response(200, {"object": "list", "data": data}, call.request_id)
+
+    def _get_model(self, call: _Call) -> dict[str, Any]:
+        key = self._authenticate(call)
+        alias = call.path.rstrip("/")[len("/v1/models/") :]
+        self._route_for(key, alias)
+        return _response(200, _model_entry(alias), call.request_id)
+
+    def _chat_completions(self, call: _Call) -> dict[str, Any]:
+        key = self._authenticate(call)
+        request = parse_chat_request(parse_json_body(call.body(self.config.max_body_bytes)))
+        call.route = request.model
+        route = self._route_for(key, request.model)
+        if route.modality != "chat":
+            raise InvalidRequest(
+                f"'{request.model}' is an embedding model; call /v1/embeddings.", param="model"
+            )
+        self.guard.check(key, call.started)
+        ctx = CallContext(call.request_id, key.team, key.feature, self.config.guardrail)
+        outcome: RouteOutcome[ChatResult] = self._call_models(
+            call, key, route, "chat", lambda t: self.providers[t.provider].chat(t, request, ctx)
+        )
+        result = outcome.result
+        record = self._record(call, key, outcome, result.usage, status=200)
+        if result.guardrail_intervened:
+            record.guardrail_action = "INTERVENED"
+        self._finish(record, outcome)
+        body = _completion(call, outcome.target.name, result, record)
+        headers = _served_headers(outcome, record)
+        if request.stream:
+            return _sse_response(_stream_chunks(body, request), call.request_id, headers)
+        return _response(200, body, call.request_id, headers)
+
+    def _embeddings(self, call: _Call) -> dict[str, Any]:
+        key = self._authenticate(call)
+        request = parse_embeddings_request(parse_json_body(call.body(self.config.max_body_bytes)))
+        call.route = request.model
+        route = self._route_for(key, request.model)
+        if route.modality != "embedding":
+            raise InvalidRequest(
+                f"'{request.model}' is a chat model; call /v1/chat/completions.", param="model"
+            )
+        self.guard.check(key, call.started)
+        ctx = CallContext(call.request_id, key.team, key.feature, None)
+        outcome: RouteOutcome[EmbeddingResult] = self._call_models(
+            call, key, route, "embeddings", lambda t: self.providers[t.provider].embed(t, request, ctx)
+        )
+        usage = TokenUsage(input=outcome.result.input_tokens)
+        record = self._record(call, key, outcome, usage, status=200, operation="embeddings")
+        self._finish(record, outcome)
+        data = [
+            {"object": "embedding", "index": i, "embedding": _encode_vector(v, request.encoding_format)}
+            for i, v in enumerate(outcome.result.vectors)
+        ]
+        body = {
+            "object": "list",
+            "data": data,
+            "model": outcome.target.name,
+            "usage": {"prompt_tokens": usage.input, "total_tokens": usage.input},
+        }
+        return _response(200, body, call.request_id, _served_headers(outcome, record))
+
+    # -- steps -----------------------------------------------------------------------------------------
+
+    def _authenticate(self, call: _Call) -> ApiKeyRecord:
+        key = self.auth.authenticate(call.header("authorization"), call.started)
+        call.key = key
+        return key
+
+    def _route_for(self, key: ApiKeyRecord, alias: str) -> Route:
+        route = self.config.routes.get(alias)
+        if route is None:
+            raise NotFound(
+                f"The model '{alias}' does not exist in the catalog.", param="model", code="model_not_found"
+            )
+        if alias not in key.allowed_models:
+            allowed = ", ".join(key.allowed_models) or "none"
+            raise Forbidden(
+                f"API key {key.key_id} ({key.team}/{key.feature}) may not use '{alias}'; allowed: {allowed}.",
+                param="model",
+            )
+        return route
+
+    def _call_models(self, call: _Call, key: ApiKeyRecord, route: Route, operation: str, fn: Any) -> Any:
+        try:
+            return self.router.call(route, fn)
+        except RouteFailed as exc:
+            # The models were called (and may have billed partial work): the attempt is recorded.
+            record = self._base_record(call, key, status=503, operation=operation)
+            record.attempts, record.error_type = exc.attempts, "all_targets_failed"
+            record.extra["failures"] = "; ".join(exc.failures)
+            self._persist(record)
+            self._emit(record, fell_back=True, breaker_opened=len(exc.breaker_opened))
+            raise
+
+    def _base_record(
+        self, call: _Call, key: ApiKeyRecord | None, status: int, operation: str = "chat"
+    ) -> UsageRecord:
+        return UsageRecord(
+            request_id=call.request_id,
+            timestamp=call.started,
+            team=key.team if key else "",
+            feature=key.feature if key else "",
+            key_id=key.key_id if key else "",
+            route=call.route or "",
+            status=status,
+            latency_ms=call.elapsed_ms(),
+            operation=operation,
+        )
+
+    def _record(
+        self,
+        call: _Call,
+        key: ApiKeyRecord,
+        outcome: RouteOutcome[Any],
+        usage: TokenUsage,
+        *,
+        status: int,
+        operation: str = "chat",
+    ) -> UsageRecord:
+        record = self._base_record(call, key, status, operation)
+        record.model_served = outcome.target.name
+        record.model_id = outcome.target.model_id
+        record.input_tokens, record.output_tokens = usage.input, usage.output
+        record.cache_read_tokens, record.cache_write_tokens = usage.cache_read, usage.cache_write
+        record.cost_usd = round(cost_usd(usage, outcome.target.prices), 10)
+        record.attempts = outcome.attempts
+        if outcome.failures:
+            record.extra["failures"] = "; ".join(outcome.failures)
+        return record
+
+    def _finish(self, record: UsageRecord, outcome: RouteOutcome[Any]) -> None:
+        self._persist(record)
+        self.guard.add(record.team, record.feature, record.timestamp, record.cost_usd)
+        self._emit(record, fell_back=outcome.fell_back, breaker_opened=len(outcome.breaker_opened))
+
+    def _persist(self, record: UsageRecord) -> None:
+        """The one synchronous AWS call of a request (besides the model). Never loses the record."""
+        if self.audit_log is not None:
+            self.audit_log(record)
+        try:
+            self.ledger.record(record)
+            return
+        except LedgerWriteError:
+            log.warning("ledger write failed for %s; spilling", record.request_id, exc_info=True)
+        except Exception:
+            log.exception("ledger write raised unexpectedly for %s; spilling", record.request_id)
+        if self.spill is not None:
+            try:
+                self.spill.send(record)
+                return
+            except Exception:
+                log.exception("spill failed for %s", record.request_id)
+        # Last resort: the full record in the log, where an operator can replay it from.
+        log.critical("UNPERSISTED_USAGE_RECORD %s", json.dumps(record.to_dict(), sort_keys=True))
+
+    def _emit(self, record: UsageRecord, *, fell_back: bool = False, breaker_opened: int = 0) -> None:
+        try:
+            self.metrics.emit(record, fell_back=fell_back, breaker_opened=breaker_opened)
+        except Exception:  # metrics must never fail a request
+            log.exception("metrics emit failed")
+
+    def _error(self, call: _Call, exc: GatewayError) -> dict[str, Any]:
+        if exc.status != 503:  # 503s were recorded with their attempts in _call_models
+            record = self._base_record(call, call.key, exc.status)
+            record.error_type = exc.code or exc.type
+            if self.audit_log is not None:
+                self.audit_log(record)  # rejected before any model call: audit line, no ledger write
+            self._emit(record)
+        headers = {**JSON_HEADERS, "x-request-id": call.request_id, **exc.headers}
+        return {"statusCode": exc.status, "headers": headers, "body": exc.to_json(), "isBase64Encoded": False}
+
+
+class _Call:
+    """One request's view of the incoming proxy event, plus what the steps learn about it."""
+
+    __slots__ = ("_event", "_headers", "_t0", "key", "method", "path", "request_id", "route", "started")
+
+    def __init__(self, event: dict[str, Any], now: datetime) -> None:
+        self._t0 = time.perf_counter()
+        self._event = event if isinstance(event, dict) else {}
+        self.started = now
+        self.method = str(self._event.get("httpMethod") or "GET").upper()
+        self.path = str(self._event.get("path") or "/")
+        context = self._event.get("requestContext")
+        request_id = context.get("requestId") if isinstance(context, dict) else None
+        self.request_id = request_id if isinstance(request_id, str) and request_id else str(uuid.uuid4())
+        raw_headers = self._event.get("headers") or {}
+        self._headers = (
+            {str(k).lower(): v for k, v in raw_headers.items()} if isinstance(raw_headers, dict) else {}
+        )
+        self.key: ApiKeyRecord | None = None
+        self.route: str | None = None
+
+    def header(self, name: str) -> str | None:
+        value = self._headers.get(name)
+        return value if isinstance(value, str) else None
+
+    def body(self, limit: int) -> str:
+        body = self._event.get("body")
+        if body is None:
+            return ""
+        if self._event.get("isBase64Encoded"):
+            try:
+                raw = base64.b64decode(body)
+            except ValueError:
+                raise InvalidRequest("The request body is not valid base64.", code="invalid_body") from None
+            if len(raw) > limit:
+                raise _too_large(len(raw), limit)
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidRequest("The request body is not UTF-8 text.", code="invalid_body") from None
+        if not isinstance(body, str):
+            raise InvalidRequest("The request body must be text.", code="invalid_body")
+        if len(body) * 4 > limit:  # cheap check first; UTF-8 takes at most 4 bytes a character
+            size = len(body.encode("utf-8", "surrogatepass"))
+            if size > limit:
+                raise _too_large(size, limit)
+        return body
+
+    def elapsed_ms(self) -> float:
+        return round((time.perf_counter() - self._t0) * 1000, 3)
+
+
+def _too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is {size} bytes; the limit is {limit} bytes.")
+
+
+def _response(
+    status: int, body: dict[str, Any], request_id: str, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {**JSON_HEADERS, "x-request-id": request_id, **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def _model_entry(alias: str) -> dict[str, Any]:
+    return {"id": alias, "object": "model", "created": 0, "owned_by": "ai-factory"}
+
+
+def _served_headers(outcome: RouteOutcome[Any], record: UsageRecord) -> dict[str, str]:
+    return {
+        "x-aif-served-by": outcome.target.name,
+        "x-aif-served-model-id": outcome.target.model_id,
+        "x-aif-attempts": str(outcome.attempts),
+        "x-aif-cost-usd": f"{record.cost_usd:.10f}",
+    }
+
+
+def _completion(call: _Call, served: str, result: ChatResult, record: UsageRecord) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": result.text if result.text or not result.tool_calls else None,
+    }
+    if result.tool_calls:
+        message["tool_calls"] = result.tool_calls
+    prompt_tokens = record.input_tokens + record.cache_read_tokens + record.cache_write_tokens
+    return {
+        "id": f"chatcmpl-{call.request_id}",
+        "object": "chat.completion",
+        "created": int(call.started.timestamp()),
+        "model": served,
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": record.output_tokens,
+            "total_tokens": prompt_tokens + record.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": record.cache_read_tokens},
+        },
+    }
+
+
+def _stream_chunks(body: dict[str, Any], request: ChatRequest) -> list[dict[str, Any]]:
+    """The completed answer as OpenAI ``chat.completion.chunk`` events (buffered: sent in one response)."""
+    base = {
+        "id": body["id"],
+        "object": "chat.completion.chunk",
+        "created": body["created"],
+        "model": body["model"],
+    }
+    choice = body["choices"][0]
+    message = choice["message"]
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    words = (message.get("content") or "").split(" ")
+    for i in range(0, len(words), STREAM_CHUNK_WORDS):
+        piece = " ".join(words[i : i + STREAM_CHUNK_WORDS])
+        if i + STREAM_CHUNK_WORDS < len(words):
+            piece += " "
+        if piece:
+            chunks.append(chunk({"content": piece}))
+    for index, call in enumerate(message.get("tool_calls") or []):
+        chunks.append(chunk({"tool_calls": [{"index": index, **call}]}))
+    chunks.append(chunk({}, choice["finish_reason"]))
+    if request.include_usage:
+        chunks.append({**base, "choices": [], "usage": body["usage"]})
+    return chunks
+
+
+def _sse_response(chunks: list[dict[str, Any]], request_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    text = "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return {
+        "statusCode": 200,
+        "headers": {**SSE_HEADERS, "x-request-id": request_id, **headers},
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:
+    if encoding == "base64":
+        import struct
+
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector

@@ -1,0 +1,56 @@
+"""Lambda entry point: builds one Gateway per execution environment from the environment variables the
+LlmGateway construct sets, and hands it each API Gateway event.
+
+Environment: AIF_KEYS_TABLE, AIF_USAGE_TABLE, AIF_SPILL_QUEUE_URL, AIF_GUARDRAIL_ID,
+AIF_GUARDRAIL_VERSION, AIF_CONFIG_PATH (default: gateway_config.json next to this file),
+POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+
+from .app import Gateway
+from .config import CONFIG_FILE_NAME, GatewayConfig
+from .dynamo_store import DynamoKeyStore, DynamoLedger
+from .metering import EmfMetricsSink
+from .records import UsageRecord
+from .spill import SpillQueue
+
+logger = Logger()
+tracer = Tracer()
+
+
+def audit_log(record: UsageRecord) -> None:
+    """One structured line per request: the audit trail's source (no prompt or completion text)."""
+    logger.info("audit", extra={"audit": record.to_dict()})
+
+
+def build_gateway() -> Gateway:
+    config_path = os.environ.get("AIF_CONFIG_PATH") or str(Path(__file__).with_name(CONFIG_FILE_NAME))
+    config = GatewayConfig.load(config_path).with_guardrail_from_env()
+    spill_url = os.environ.get("AIF_SPILL_QUEUE_URL")
+    return Gateway(
+        config,
+        keys=DynamoKeyStore(os.environ["AIF_KEYS_TABLE"]),
+        ledger=DynamoLedger(os.environ["AIF_USAGE_TABLE"]),
+        spill=SpillQueue(spill_url) if spill_url else None,
+        metrics=EmfMetricsSink(),
+        audit_log=audit_log,
+    )
+
+
+_gateway: Gateway | None = None
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler(capture_response=False)  # responses may hold model output
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _gateway
+    if _gateway is None:
+        _gateway = build_gateway()
+    return _gateway.handle(event, context)

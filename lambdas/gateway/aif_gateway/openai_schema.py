@@ -1,0 +1,373 @@
+"""Parsing and validation of OpenAI-style request bodies.
+
+Hand-written rather than a pydantic model so that every error names the exact field (``messages[2].
+content[0].type``) and says why, and so that parsing stays in the microseconds the overhead budget
+allows. Fields the gateway cannot honour are refused with a 400 rather than silently ignored; fields
+that only tune sampling on OpenAI's own models (seed, penalties, user, ...) are accepted and dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidRequest
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+# Accepted for compatibility with OpenAI clients; Bedrock has no equivalent, so they have no effect.
+IGNORED_FIELDS = frozenset(
+    {
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "user",
+        "logit_bias",
+        "parallel_tool_calls",
+        "metadata",
+        "store",
+        "service_tier",
+        "prompt_cache_key",
+        "safety_identifier",
+    }
+)
+MAX_STOP_SEQUENCES = 4
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    stream: bool = False
+    include_usage: bool = False
+
+
+@dataclass
+class EmbeddingsRequest:
+    model: str
+    inputs: list[str]
+    dimensions: int | None = None
+    encoding_format: str = "float"
+
+
+def parse_json_body(body: str | None) -> dict[str, Any]:
+    if body is None or not body.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest(
+            f"The request body must be a JSON object, not {_kind(data)}.", code="invalid_json"
+        )
+    return data
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _require_str(data: dict[str, Any], key: str, path: str, *, allow_empty: bool = False) -> str:
+    if key not in data or data[key] is None:
+        raise InvalidRequest(f"'{path}' is required.", param=path, code="missing_field")
+    value = data[key]
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{path}' must be a string, not {_kind(value)}.", param=path)
+    if not allow_empty and not value.strip():
+        raise InvalidRequest(f"'{path}' must not be empty.", param=path)
+    return value
+
+
+def _number(data: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise InvalidRequest(f"'{key}' must be a number, not {_kind(value)}.", param=key)
+    if not lo <= value <= hi:
+        raise InvalidRequest(f"'{key}' must be between {lo} and {hi}; got {value}.", param=key)
+    return float(value)
+
+
+def _positive_int(data: dict[str, Any], key: str, hi: int) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"'{key}' must be an integer, not {_kind(value)}.", param=key)
+    if not 1 <= value <= hi:
+        raise InvalidRequest(f"'{key}' must be between 1 and {hi}; got {value}.", param=key)
+    return value
+
+
+def _bool(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{key}' must be true or false, not {_kind(value)}.", param=key)
+    return value
+
+
+def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
+    model = _require_str(data, "model", "model")
+    messages = data.get("messages")
+    if messages is None:
+        raise InvalidRequest("'messages' is required.", param="messages", code="missing_field")
+    if not isinstance(messages, list):
+        raise InvalidRequest(f"'messages' must be an array, not {_kind(messages)}.", param="messages")
+    if not messages:
+        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+    for i, message in enumerate(messages):
+        _validate_message(message, f"messages[{i}]")
+    if not any(m["role"] in ("user", "assistant", "tool") for m in messages):
+        raise InvalidRequest(
+            "'messages' holds only system messages; add at least one user message.", param="messages"
+        )
+
+    n = data.get("n")
+    if n is not None and n != 1:
+        raise InvalidRequest("'n': only 1 choice per request is supported.", param="n")
+    if data.get("logprobs"):
+        raise InvalidRequest("'logprobs' is not supported by the gateway's models.", param="logprobs")
+
+    max_tokens = _positive_int(data, "max_completion_tokens", 1_000_000)
+    if max_tokens is None:
+        max_tokens = _positive_int(data, "max_tokens", 1_000_000)
+
+    stream = _bool(data, "stream")
+    include_usage = False
+    stream_options = data.get("stream_options")
+    if stream_options is not None:
+        if not isinstance(stream_options, dict):
+            raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
+        include_usage = _bool(stream_options, "include_usage")
+
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        temperature=_number(data, "temperature", 0.0, 2.0),
+        top_p=_number(data, "top_p", 0.0, 1.0),
+        max_tokens=max_tokens,
+        stop=_parse_stop(data.get("stop")),
+        tools=_parse_tools(data.get("tools")),
+        tool_choice=_parse_tool_choice(data.get("tool_choice"), data.get("tools")),
+        response_format=_parse_response_format(data.get("response_format")),
+        stream=stream,
+        include_usage=include_usage,
+    )
+
+
+def _validate_message(message: Any, path: str) -> None:
+    if not isinstance(message, dict):
+        raise InvalidRequest(f"'{path}' must be an object, not {_kind(message)}.", param=path)
+    role = message.get("role")
+    if role not in ROLES:
+        raise InvalidRequest(
+            f"'{path}.role' must be one of {', '.join(ROLES)}; got {json.dumps(role)[:50]}.",
+            param=f"{path}.role",
+        )
+    content = message.get("content")
+    if role == "tool":
+        _require_str(message, "tool_call_id", f"{path}.tool_call_id")
+    if role == "assistant" and message.get("tool_calls") is not None:
+        _validate_tool_calls(message["tool_calls"], f"{path}.tool_calls")
+        if content is None:
+            return
+    if content is None:
+        raise InvalidRequest(f"'{path}.content' is required.", param=f"{path}.content", code="missing_field")
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"'{path}.content' must be a string or an array of parts, not {_kind(content)}.",
+            param=f"{path}.content",
+        )
+    if not content:
+        raise InvalidRequest(f"'{path}.content' must not be an empty array.", param=f"{path}.content")
+    for j, part in enumerate(content):
+        _validate_part(part, f"{path}.content[{j}]", role)
+
+
+def _validate_part(part: Any, path: str, role: str) -> None:
+    if not isinstance(part, dict):
+        raise InvalidRequest(f"'{path}' must be an object, not {_kind(part)}.", param=path)
+    kind = part.get("type")
+    if kind == "text":
+        _require_str(part, "text", f"{path}.text", allow_empty=True)
+    elif kind == "image_url" and role == "user":
+        image = part.get("image_url")
+        url = image.get("url") if isinstance(image, dict) else None
+        if not isinstance(url, str) or not url.startswith("data:image/"):
+            raise InvalidRequest(
+                f"'{path}.image_url.url' must be a data:image/...;base64 URL; the gateway does not fetch "
+                "remote content.",
+                param=f"{path}.image_url.url",
+            )
+    else:
+        allowed = "text or image_url" if role == "user" else "text"
+        raise InvalidRequest(
+            f"'{path}.type' must be {allowed} for a {role} message; got {json.dumps(kind)[:50]}.",
+            param=f"{path}.type",
+        )
+
+
+def _validate_tool_calls(calls: Any, path: str) -> None:
+    if not isinstance(calls, list):
+        raise InvalidRequest(f"'{path}' must be an array.", param=path)
+    for k, call in enumerate(calls):
+        p = f"{path}[{k}]"
+        if not isinstance(call, dict):
+            raise InvalidRequest(f"'{p}' must be an object.", param=p)
+        _require_str(call, "id", f"{p}.id")
+        fn = call.get("function")
+        if not isinstance(fn, dict):
+            raise InvalidRequest(f"'{p}.function' must be an object.", param=f"{p}.function")
+        _require_str(fn, "name", f"{p}.function.name")
+        args = _require_str(fn, "arguments", f"{p}.function.arguments", allow_empty=True)
+        try:
+            parsed = json.loads(args or "{}")
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise InvalidRequest(
+                f"'{p}.function.arguments' must be a JSON object encoded as a string.",
+                param=f"{p}.function.arguments",
+            )
+
+
+def _parse_stop(stop: Any) -> list[str]:
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+        raise InvalidRequest("'stop' must be a non-empty string or an array of them.", param="stop")
+    if len(stop) > MAX_STOP_SEQUENCES:
+        raise InvalidRequest(f"'stop' may hold at most {MAX_STOP_SEQUENCES} sequences.", param="stop")
+    return stop
+
+
+def _parse_tools(tools: Any) -> list[dict[str, Any]] | None:
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        raise InvalidRequest(f"'tools' must be an array, not {_kind(tools)}.", param="tools")
+    names = set()
+    for i, tool in enumerate(tools):
+        path = f"tools[{i}]"
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            raise InvalidRequest(f"'{path}.type' must be \"function\".", param=f"{path}.type")
+        fn = tool.get("function")
+        if not isinstance(fn, dict):
+            raise InvalidRequest(f"'{path}.function' must be an object.", param=f"{path}.function")
+        name = _require_str(fn, "name", f"{path}.function.name")
+        if name in names:
+            raise InvalidRequest(f"'{path}.function.name' repeats {name!r}.", param=f"{path}.function.name")
+        names.add(name)
+        params = fn.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(params, dict):
+            raise InvalidRequest(
+                f"'{path}.function.parameters' must be a JSON Schema object.",
+                param=f"{path}.function.parameters",
+            )
+        desc = fn.get("description")
+        if desc is not None and not isinstance(desc, str):
+            raise InvalidRequest(
+                f"'{path}.function.description' must be a string.", param=f"{path}.function.description"
+            )
+    return tools or None
+
+
+def _parse_tool_choice(choice: Any, tools: Any) -> str | dict[str, Any] | None:
+    if choice is None:
+        return None
+    if isinstance(choice, str):
+        if choice not in ("none", "auto", "required"):
+            raise InvalidRequest(
+                "'tool_choice' must be none, auto, required or {type: function, function: {name}}.",
+                param="tool_choice",
+            )
+        if choice == "required" and not tools:
+            raise InvalidRequest("'tool_choice' is required but no 'tools' were given.", param="tool_choice")
+        return choice
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        known = {t["function"]["name"] for t in tools or []}
+        if name not in known:
+            raise InvalidRequest(
+                f"'tool_choice.function.name' must name one of the given tools; got {json.dumps(name)[:60]}.",
+                param="tool_choice.function.name",
+            )
+        return choice
+    raise InvalidRequest(
+        "'tool_choice' must be none, auto, required or {type: function, function: {name}}.",
+        param="tool_choice",
+    )
+
+
+def _parse_response_format(fmt: Any) -> dict[str, Any] | None:
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        raise InvalidRequest(
+            "'response_format.type' must be text, json_object or json_schema.", param="response_format.type"
+        )
+    if fmt["type"] == "text":
+        return None
+    if fmt["type"] == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise InvalidRequest(
+                "'response_format.json_schema.schema' must be a JSON Schema object.",
+                param="response_format.json_schema.schema",
+            )
+    return fmt
+
+
+def parse_embeddings_request(data: dict[str, Any]) -> EmbeddingsRequest:
+    model = _require_str(data, "model", "model")
+    raw = data.get("input")
+    if raw is None:
+        raise InvalidRequest("'input' is required.", param="input", code="missing_field")
+    inputs = [raw] if isinstance(raw, str) else raw
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidRequest("'input' must be a string or a non-empty array of strings.", param="input")
+    for i, text in enumerate(inputs):
+        if not isinstance(text, str):
+            raise InvalidRequest(
+                f"'input[{i}]' must be a string; token arrays are not supported, send text.",
+                param=f"input[{i}]",
+            )
+        if not text.strip():
+            raise InvalidRequest(f"'input[{i}]' must not be empty.", param=f"input[{i}]")
+    if len(inputs) > 256:
+        raise InvalidRequest("'input' may hold at most 256 strings per request.", param="input")
+    encoding = data.get("encoding_format", "float") or "float"
+    if encoding not in ("float", "base64"):
+        raise InvalidRequest("'encoding_format' must be float or base64.", param="encoding_format")
+    return EmbeddingsRequest(
+        model=model,
+        inputs=inputs,
+        dimensions=_positive_int(data, "dimensions", 8192),
+        encoding_format=encoding,
+    )

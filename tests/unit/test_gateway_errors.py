@@ -272,3 +272,18 @@ def test_base64_body_is_decoded(harness: Harness) -> None:
     response = harness.gateway.handle(event)
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["choices"][0]["message"]["content"] == "echo: hé"
+
+
+def test_unreachable_key_store_is_503_with_retry_after(harness: Harness) -> None:
+    from aif_gateway.records import StoreError
+
+    key = harness.add_key()
+
+    def down(key_hash: str) -> None:
+        raise StoreError("DynamoDB unreachable: arn:aws:dynamodb:internal-detail")
+
+    harness.keys.get_by_hash = down  # type: ignore[method-assign]
+    status, headers, body = harness.chat(key, model="echo")
+    assert status == 503 and headers["Retry-After"] == "5"
+    assert body["error"]["code"] == "store_unavailable"
+    assert "internal-detail" not in json.dumps(body)

@@ -31,12 +31,13 @@ from .errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    StoreUnavailable,
 )
 from .metering import CountingMetricsSink, MetricsSink, cost_usd
 from .openai_schema import ChatRequest, parse_chat_request, parse_embeddings_request, parse_json_body
 from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, TokenUsage
 from .providers import default_providers
-from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, UsageRecord, utc_now
+from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, StoreError, UsageRecord, utc_now
 from .routing import RouteFailed, RouteOutcome, Router
 
 log = logging.getLogger("aif_gateway")
@@ -98,6 +99,13 @@ class Gateway:
             return handler(call)
         except GatewayError as exc:
             return self._error(call, exc)
+        except StoreError:
+            log.exception("store unavailable for request %s", call.request_id)
+            unavailable = StoreUnavailable(
+                "The gateway cannot reach its key or usage store right now. Retry after 5 s.",
+                headers={"Retry-After": "5"},
+            )
+            return self._error(call, unavailable)
         except Exception:
             log.exception("unhandled error in gateway request %s", call.request_id)
             return self._error(
@@ -272,7 +280,7 @@ class Gateway:
             log.exception("metrics emit failed")
 
     def _error(self, call: _Call, exc: GatewayError) -> dict[str, Any]:
-        if exc.status != 503:  # 503s were recorded with their attempts in _call_models
+        if not isinstance(exc, RouteFailed):  # those were recorded with their attempts in _call_models
             record = self._base_record(call, call.key, exc.status)
             record.error_type = exc.code or exc.type
             if self.audit_log is not None:

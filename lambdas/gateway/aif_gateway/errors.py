@@ -103,6 +103,14 @@ class AllTargetsFailed(GatewayError):
     code = "all_targets_failed"
 
 
+class StoreUnavailable(GatewayError):
+    """503: the key or usage store could not be read; nothing about the request was wrong."""
+
+    status = 503
+    type = "service_unavailable"
+    code = "store_unavailable"
+
+
 class InternalError(GatewayError):
     """500 with a generic message: the details go to the log, never to the caller."""
 

@@ -16,7 +16,7 @@ from aws_lambda_powertools import Logger, Tracer
 
 from .app import Gateway
 from .config import CONFIG_FILE_NAME, GatewayConfig
-from .dynamo_store import DynamoKeyStore, DynamoLedger
+from .dynamo_store import DynamoKeyStore, DynamoLedger, make_client
 from .metering import EmfMetricsSink
 from .records import UsageRecord
 from .spill import SpillQueue
@@ -34,10 +34,11 @@ def build_gateway() -> Gateway:
     config_path = os.environ.get("AIF_CONFIG_PATH") or str(Path(__file__).with_name(CONFIG_FILE_NAME))
     config = GatewayConfig.load(config_path).with_guardrail_from_env()
     spill_url = os.environ.get("AIF_SPILL_QUEUE_URL")
+    dynamodb = make_client()  # one client for both stores: creating a client costs tens of ms
     return Gateway(
         config,
-        keys=DynamoKeyStore(os.environ["AIF_KEYS_TABLE"]),
-        ledger=DynamoLedger(os.environ["AIF_USAGE_TABLE"]),
+        keys=DynamoKeyStore(os.environ["AIF_KEYS_TABLE"], dynamodb),
+        ledger=DynamoLedger(os.environ["AIF_USAGE_TABLE"], dynamodb),
         spill=SpillQueue(spill_url) if spill_url else None,
         metrics=EmfMetricsSink(),
         audit_log=audit_log,

@@ -124,6 +124,11 @@ class UnknownKeyError(LookupError):
     """No key with that key ID."""
 
 
+class StoreError(Exception):
+    """A key or usage store could not be read (or a key written) after retries; the cause is chained.
+    The gateway answers 503 with Retry-After: the caller's request was fine, the platform was not."""
+
+
 class LedgerWriteError(Exception):
     """The durable write failed after retries; the caller must spill the record, never drop it."""
 

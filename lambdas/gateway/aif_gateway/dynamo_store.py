@@ -1,0 +1,432 @@
+"""DynamoDB implementations of the ``KeyStore`` and ``Ledger`` protocols (the gateway's cloud storage).
+
+Table schemas are shared with the CDK construct:
+
+* keys table: partition key ``key_hash``; GSI ``by-key-id`` (partition key ``key_id``, projection ALL).
+* usage table: ``pk``/``sk`` with TTL attribute ``ttl``, holding three item kinds per request:
+  ``LEDGER#{team}#{feature}#{YYYY-MM}`` / ``{timestamp}#{request_id}`` (the audit record),
+  ``COUNTER#{team}#{feature}`` / ``MONTH#{YYYY-MM}`` (spend and token sums) and
+  ``COUNTER#{team}#{feature}`` / ``MINUTE#{YYYY-MM-DDTHH:MM}`` (request count, expires after an hour).
+
+The low-level client is used with hand-written attribute values: no ``boto3.resource`` layer and no
+``TypeSerializer`` (which refuses floats). boto3 is imported when the first call needs a client, so
+importing this module costs nothing at cold start.
+
+Team and feature names are joined into keys with ``#``; they must not contain ``#`` themselves (the
+catalog/CLI validates names), or two features could share counters.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import fields
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from aif_gateway.records import (
+    ApiKeyRecord,
+    LedgerWriteError,
+    StoreError,
+    UnknownKeyError,
+    UsageRecord,
+    UsageSnapshot,
+    minute_of,
+    month_of,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+KEY_ID_INDEX = "by-key-id"
+MINUTE_COUNTER_TTL = timedelta(hours=1)
+# DynamoDB numbers cannot be closer to zero than this; smaller magnitudes are stored as 0.
+_DDB_MIN_MAGNITUDE = Decimal("1E-130")
+_BATCH_GET_ATTEMPTS = 5
+_USAGE_FIELDS = {f.name for f in fields(UsageRecord)}
+_USAGE_FLOAT_FIELDS = {"cost_usd", "latency_ms"}
+_COUNTER_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+)
+
+
+def make_client() -> DynamoDBClient:
+    """A DynamoDB client with bounded retries and timeouts, so a slow table cannot hold a request long.
+
+    The region comes from ``AWS_REGION`` (set in Lambda) or ``AWS_DEFAULT_REGION``. Pass one client to
+    both stores to pay the client's creation cost once per cold start.
+    """
+    import boto3
+    from botocore.config import Config
+
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    config = Config(
+        # total_max_attempts counts the first try (botocore's max_attempts would mean 3 retries).
+        retries={"mode": "standard", "total_max_attempts": 3},
+        connect_timeout=2,
+        read_timeout=3,
+    )
+    return boto3.client("dynamodb", region_name=region, config=config)
+
+
+def _aws_errors() -> tuple[type[Exception], ...]:
+    """The exceptions a botocore call raises for service and transport failures."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (ClientError, BotoCoreError)
+
+
+def _error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+# --- attribute values ---------------------------------------------------------------------------
+
+
+def _number(value: int | float) -> str:
+    """A DynamoDB N string in positional notation.
+
+    Floats go through ``str()`` into ``Decimal`` so 0.1 is stored as 0.1, not as its binary expansion.
+    Positional notation (no exponent) is accepted everywhere, including by moto's number arithmetic.
+    """
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        raise ValueError(f"DynamoDB cannot store the number {value!r}")
+    number = Decimal(str(value))
+    if abs(number) < _DDB_MIN_MAGNITUDE:
+        return "0"
+    return format(number, "f")
+
+
+def _n(value: int | float) -> AttributeValueTypeDef:
+    return {"N": _number(value)}
+
+
+def _s(value: str) -> AttributeValueTypeDef:
+    return {"S": value}
+
+
+def _to_float(attr: AttributeValueTypeDef | None) -> float:
+    return float(Decimal(attr["N"])) if attr else 0.0
+
+
+def _to_int(attr: AttributeValueTypeDef | None) -> int:
+    # Counters are sums of integers, but parse through Decimal in case one was written as "3.0".
+    return int(Decimal(attr["N"])) if attr else 0
+
+
+def _opt_datetime(attr: AttributeValueTypeDef | None) -> datetime | None:
+    return datetime.fromisoformat(attr["S"]) if attr and "S" in attr else None
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def key_to_item(record: ApiKeyRecord) -> dict[str, AttributeValueTypeDef]:
+    """The keys-table item for a key record; absent datetimes are left out rather than stored as NULL."""
+    item: dict[str, AttributeValueTypeDef] = {
+        "key_hash": _s(record.key_hash),
+        "key_id": _s(record.key_id),
+        "team": _s(record.team),
+        "feature": _s(record.feature),
+        "allowed_models": {"L": [_s(m) for m in record.allowed_models]},
+        "monthly_budget_usd": _n(record.monthly_budget_usd),
+        "rate_limit_rpm": _n(record.rate_limit_rpm),
+        "created_at": _s(record.created_at.isoformat()),
+        "description": _s(record.description),
+    }
+    if record.expires_at is not None:
+        item["expires_at"] = _s(record.expires_at.isoformat())
+    if record.revoked_at is not None:
+        item["revoked_at"] = _s(record.revoked_at.isoformat())
+    return item
+
+
+def key_from_item(item: dict[str, Any]) -> ApiKeyRecord:
+    """The key record stored in a keys-table item (inverse of ``key_to_item``)."""
+    return ApiKeyRecord(
+        key_id=item["key_id"]["S"],
+        key_hash=item["key_hash"]["S"],
+        team=item["team"]["S"],
+        feature=item["feature"]["S"],
+        allowed_models=tuple(v["S"] for v in item.get("allowed_models", {}).get("L", [])),
+        monthly_budget_usd=_to_float(item.get("monthly_budget_usd")),
+        rate_limit_rpm=_to_int(item.get("rate_limit_rpm")),
+        created_at=datetime.fromisoformat(item["created_at"]["S"]),
+        expires_at=_opt_datetime(item.get("expires_at")),
+        revoked_at=_opt_datetime(item.get("revoked_at")),
+        description=item.get("description", {}).get("S", ""),
+    )
+
+
+class DynamoKeyStore:
+    """API keys in the keys table, found by hash (every request) or by key ID (the CLI)."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = make_client()
+        return self._client
+
+    def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key with this hash, read strongly consistently so a revocation takes effect at once."""
+        try:
+            resp = self.client.get_item(
+                TableName=self.table_name, Key={"key_hash": _s(key_hash)}, ConsistentRead=True
+            )
+        except _aws_errors() as exc:
+            raise StoreError(f"reading key from {self.table_name} failed: {exc}") from exc
+        item = resp.get("Item")
+        return key_from_item(item) if item else None
+
+    def get(self, key_id: str) -> ApiKeyRecord | None:
+        """The key with this key ID (via the GSI, which is eventually consistent)."""
+        try:
+            resp = self.client.query(
+                TableName=self.table_name,
+                IndexName=KEY_ID_INDEX,
+                KeyConditionExpression="key_id = :k",
+                ExpressionAttributeValues={":k": _s(key_id)},
+            )
+        except _aws_errors() as exc:
+            raise StoreError(f"looking up key {key_id} in {self.table_name} failed: {exc}") from exc
+        items = resp.get("Items", [])
+        return key_from_item(items[0]) if items else None
+
+    def put(self, record: ApiKeyRecord) -> None:
+        """Create or replace the key's item."""
+        try:
+            self.client.put_item(TableName=self.table_name, Item=key_to_item(record))
+        except _aws_errors() as exc:
+            raise StoreError(f"writing key {record.key_id} to {self.table_name} failed: {exc}") from exc
+
+    def list(self, team: str | None = None) -> list[ApiKeyRecord]:
+        """Every key (or one team's), ordered by team, feature and creation time. Scans the table: for
+        the CLI, not the request path."""
+        kwargs: dict[str, Any] = {"TableName": self.table_name}
+        if team is not None:
+            kwargs["FilterExpression"] = "#team = :team"
+            kwargs["ExpressionAttributeNames"] = {"#team": "team"}
+            kwargs["ExpressionAttributeValues"] = {":team": _s(team)}
+        records: list[ApiKeyRecord] = []
+        try:
+            while True:
+                resp = self.client.scan(**kwargs)
+                records.extend(key_from_item(item) for item in resp.get("Items", []))
+                if "LastEvaluatedKey" not in resp:
+                    break
+                kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        except _aws_errors() as exc:
+            raise StoreError(f"listing keys in {self.table_name} failed: {exc}") from exc
+        return sorted(records, key=lambda r: (r.team, r.feature, r.created_at, r.key_id))
+
+    def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
+        """Set the key's revocation time (may be in the future, e.g. a rotation grace period)."""
+        return self._set_datetime(key_id, "revoked_at", at)
+
+    def set_expiry(self, key_id: str, at: datetime) -> ApiKeyRecord:
+        """Set the key's expiry time."""
+        return self._set_datetime(key_id, "expires_at", at)
+
+    def _set_datetime(self, key_id: str, attribute: str, at: datetime) -> ApiKeyRecord:
+        current = self.get(key_id)
+        if current is None:
+            raise UnknownKeyError(key_id)
+        try:
+            resp = self.client.update_item(
+                TableName=self.table_name,
+                Key={"key_hash": _s(current.key_hash)},
+                UpdateExpression="SET #a = :at",
+                # The key may have been deleted since the GSI read: do not recreate a partial item.
+                ConditionExpression="attribute_exists(key_hash)",
+                ExpressionAttributeNames={"#a": attribute},
+                ExpressionAttributeValues={":at": _s(at.isoformat())},
+                ReturnValues="ALL_NEW",
+            )
+        except _aws_errors() as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                raise UnknownKeyError(key_id) from exc
+            raise StoreError(f"updating key {key_id} in {self.table_name} failed: {exc}") from exc
+        return key_from_item(resp["Attributes"])
+
+
+# --- usage ledger -------------------------------------------------------------------------------
+
+
+def ledger_key(usage: UsageRecord) -> dict[str, AttributeValueTypeDef]:
+    """Primary key of the request's audit record."""
+    return {
+        "pk": _s(f"LEDGER#{usage.team}#{usage.feature}#{usage.month}"),
+        "sk": _s(f"{usage.timestamp.isoformat()}#{usage.request_id}"),
+    }
+
+
+def _counter_pk(team: str, feature: str) -> AttributeValueTypeDef:
+    return _s(f"COUNTER#{team}#{feature}")
+
+
+def usage_to_item(usage: UsageRecord) -> dict[str, AttributeValueTypeDef]:
+    """The audit-record item: its key plus every UsageRecord field (None fields are left out)."""
+    item = ledger_key(usage)
+    for name, value in usage.to_dict().items():
+        if value is None:
+            continue
+        if isinstance(value, bool):  # no bool fields today; keep them from becoming numbers
+            item[name] = {"BOOL": value}
+        elif isinstance(value, int | float):
+            item[name] = _n(value)
+        elif isinstance(value, dict):
+            item[name] = {"M": {k: _s(str(v)) for k, v in value.items()}}
+        else:
+            item[name] = _s(str(value))
+    return item
+
+
+def usage_from_item(item: dict[str, Any]) -> UsageRecord:
+    """The UsageRecord stored in an audit-record item (inverse of ``usage_to_item``)."""
+    data: dict[str, Any] = {}
+    for name, attr in item.items():
+        if name not in _USAGE_FIELDS:
+            continue
+        if "N" in attr:
+            data[name] = _to_float(attr) if name in _USAGE_FLOAT_FIELDS else _to_int(attr)
+        elif "M" in attr:
+            data[name] = {k: v["S"] for k, v in attr["M"].items()}
+        elif "BOOL" in attr:
+            data[name] = attr["BOOL"]
+        else:
+            data[name] = attr["S"]
+    return UsageRecord.from_dict(data)
+
+
+class DynamoLedger:
+    """Usage records and per-feature counters in the usage table."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self._client = client
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            self._client = make_client()
+        return self._client
+
+    def record(self, usage: UsageRecord) -> None:
+        """Write the audit record and add it to the month and minute counters in one transaction.
+
+        The audit record's ``attribute_not_exists`` condition makes this idempotent: when the only
+        reason the transaction was cancelled is that condition, the request was already counted.
+        Raises LedgerWriteError for anything else (after botocore's retries): the caller spills.
+        """
+        try:
+            items = self._transact_items(usage)
+        except ValueError as exc:  # a NaN/inf value: still spill it so nothing is lost silently
+            raise LedgerWriteError(f"usage record {usage.request_id} is not storable: {exc}") from exc
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except _aws_errors() as exc:
+            if _already_recorded(exc):
+                return
+            raise LedgerWriteError(f"recording usage {usage.request_id} failed: {exc}") from exc
+
+    def _transact_items(self, usage: UsageRecord) -> list[Any]:
+        pk = _counter_pk(usage.team, usage.feature)
+        minute_start = usage.timestamp.replace(second=0, microsecond=0)
+        expires = int((minute_start + MINUTE_COUNTER_TTL).timestamp())
+        month_values: dict[str, AttributeValueTypeDef] = {":cost": _n(usage.cost_usd), ":one": _n(1)}
+        month_values.update({f":{name}": _n(getattr(usage, name)) for name in _COUNTER_FIELDS})
+        month_adds = ", ".join(f"{name} :{name}" for name in _COUNTER_FIELDS)
+        return [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": usage_to_item(usage),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": {"pk": pk, "sk": _s(f"MONTH#{usage.month}")},
+                    "UpdateExpression": f"ADD cost_usd :cost, requests :one, {month_adds}",
+                    "ExpressionAttributeValues": month_values,
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": {"pk": pk, "sk": _s(f"MINUTE#{minute_of(usage.timestamp)}")},
+                    "UpdateExpression": "ADD requests :one SET #ttl = :ttl",
+                    "ExpressionAttributeNames": {"#ttl": "ttl"},  # TTL is a reserved word
+                    "ExpressionAttributeValues": {":one": _n(1), ":ttl": _n(expires)},
+                }
+            },
+        ]
+
+    def snapshot(self, team: str, feature: str, now: datetime) -> UsageSnapshot:
+        """Month-to-date spend and this minute's request count (zeros when nothing is recorded yet).
+
+        Reads are strongly consistent: budget and rate checks should see the requests just counted.
+        Raises StoreError when the read fails.
+        """
+        month, minute = month_of(now), minute_of(now)
+        pk = _counter_pk(team, feature)
+        keys: list[dict[str, AttributeValueTypeDef]] = [
+            {"pk": pk, "sk": _s(f"MONTH#{month}")},
+            {"pk": pk, "sk": _s(f"MINUTE#{minute}")},
+        ]
+        found = self._batch_get(keys)
+        month_item = found.get(f"MONTH#{month}", {})
+        minute_item = found.get(f"MINUTE#{minute}", {})
+        return UsageSnapshot(
+            month=month,
+            spent_usd=_to_float(month_item.get("cost_usd")),
+            minute=minute,
+            requests_this_minute=_to_int(minute_item.get("requests")),
+        )
+
+    def _batch_get(self, keys: list[dict[str, AttributeValueTypeDef]]) -> dict[str, dict[str, Any]]:
+        """Items by sort key; retries UnprocessedKeys (throttled partitions) with a short backoff."""
+        request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            for attempt in range(_BATCH_GET_ATTEMPTS):
+                resp = self.client.batch_get_item(RequestItems=request)
+                for item in resp.get("Responses", {}).get(self.table_name, []):
+                    found[item["sk"]["S"]] = item
+                request = dict(resp.get("UnprocessedKeys") or {})
+                if not request:
+                    return found
+                time.sleep(0.02 * 2**attempt)
+        except _aws_errors() as exc:
+            raise StoreError(f"reading usage counters from {self.table_name} failed: {exc}") from exc
+        raise StoreError(f"usage counters in {self.table_name} stayed unprocessed after retries")
+
+
+def _already_recorded(exc: BaseException) -> bool:
+    """True when a cancelled transaction failed only on the audit record's existence condition."""
+    if _error_code(exc) != "TransactionCanceledException":
+        return False
+    response = getattr(exc, "response", {})
+    reasons = response.get("CancellationReasons")
+    if reasons is not None:
+        codes = [str(r.get("Code", "None")) for r in reasons]
+    else:
+        # Older botocore does not lift the modeled field: "... reasons [ConditionalCheckFailed, None]".
+        message = str(response.get("Error", {}).get("Message", ""))
+        start, end = message.rfind("["), message.rfind("]")
+        codes = [c.strip() for c in message[start + 1 : end].split(",")] if 0 <= start < end else []
+    return bool(codes) and codes[0] == "ConditionalCheckFailed" and all(c == "None" for c in codes[1:])

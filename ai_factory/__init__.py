@@ -1,1 +1,29 @@
 """AI Factory construct library: what platform and product teams import to build on the factory."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ai_factory.llm_gateway import LlmGateway
+    from ai_factory.model_catalog import CatalogError, CatalogWarning, ModelCatalog
+    from ai_factory.nag import apply_nag_packs
+
+# Exports load lazily: importing ai_factory (e.g. for the CLI or local mode) must not start the CDK's
+# jsii runtime, which costs about a second.
+_EXPORTS = {
+    "LlmGateway": "ai_factory.llm_gateway",
+    "ModelCatalog": "ai_factory.model_catalog",
+    "CatalogError": "ai_factory.model_catalog",
+    "CatalogWarning": "ai_factory.model_catalog",
+    "apply_nag_packs": "ai_factory.nag",
+}
+__all__ = ["CatalogError", "CatalogWarning", "LlmGateway", "ModelCatalog", "apply_nag_packs"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ai_factory' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -150,3 +150,25 @@ def test_half_open_lets_exactly_one_probe_through(harness: Harness) -> None:
     harness.clock.advance(breaker.cooldown_s)
     assert breaker.allow() is True
     assert breaker.allow() is False
+
+
+def test_no_target_starts_once_the_request_deadline_leaves_no_room(harness: Harness) -> None:
+    """A fallback that could not finish before the Lambda times out is not started (the usage record
+    of the request would die with the Lambda)."""
+    from dataclasses import replace
+
+    key = harness.add_key()
+    gateway = harness.gateway
+    gateway.config = replace(gateway.config, model_timeout_s=10.0, request_deadline_s=15.0)
+    client = gateway.providers["bedrock"].client(None)  # type: ignore[attr-defined]
+
+    def slow_throttle(**kwargs: object) -> object:
+        harness.clock.advance(6)  # the first attempt used 6 s; 9 s are left, less than one model timeout
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Converse")
+
+    with mock.patch.object(client, "converse", side_effect=slow_throttle):
+        status, _, body = harness.chat(key)
+    assert status == 503
+    assert "nova-lite: not tried, request deadline" in body["error"]["message"]

@@ -73,6 +73,7 @@ class Gateway:
         self.metrics = metrics if metrics is not None else CountingMetricsSink()
         self.audit_log = audit_log
         self.now = now
+        self.clock = clock
         self.auth = KeyAuthenticator(keys, config.key_cache_ttl_s, clock)
         self.guard = UsageGuard(ledger, config.usage_snapshot_ttl_s, clock)
         self.router = Router(config.breaker_failure_threshold, config.breaker_cooldown_s, clock)
@@ -85,7 +86,7 @@ class Gateway:
     # -- entry point -------------------------------------------------------------------------------
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        call = _Call(event, self.now())
+        call = _Call(event, self.now(), self.clock())
         try:
             path = call.path.rstrip("/") or "/"
             handler = self._routes.get((call.method, path))
@@ -201,8 +202,12 @@ class Gateway:
         return route
 
     def _call_models(self, call: _Call, key: ApiKeyRecord, route: Route, operation: str, fn: Any) -> Any:
+        latest_start = None
+        deadline = self.config.request_deadline_s
+        if deadline is not None:
+            latest_start = call.t_clock + deadline - self.config.model_timeout_s
         try:
-            return self.router.call(route, fn)
+            return self.router.call(route, fn, latest_start)
         except RouteFailed as exc:
             # The models were called (and may have billed partial work): the attempt is recorded.
             record = self._base_record(call, key, status=503, operation=operation)
@@ -293,10 +298,22 @@ class Gateway:
 class _Call:
     """One request's view of the incoming proxy event, plus what the steps learn about it."""
 
-    __slots__ = ("_event", "_headers", "_t0", "key", "method", "path", "request_id", "route", "started")
+    __slots__ = (
+        "_event",
+        "_headers",
+        "_t0",
+        "key",
+        "method",
+        "path",
+        "request_id",
+        "route",
+        "started",
+        "t_clock",
+    )
 
-    def __init__(self, event: dict[str, Any], now: datetime) -> None:
+    def __init__(self, event: dict[str, Any], now: datetime, t_clock: float) -> None:
         self._t0 = time.perf_counter()
+        self.t_clock = t_clock  # the gateway's (injectable) monotonic clock at the start
         self._event = event if isinstance(event, dict) else {}
         self.started = now
         self.method = str(self._event.get("httpMethod") or "GET").upper()

@@ -70,7 +70,11 @@ class GatewayConfig:
     # the cool-down.
     breaker_failure_threshold: int = 3
     breaker_cooldown_s: float = 30.0
-    model_timeout_s: float = 60.0
+    model_timeout_s: float = 60.0  # read timeout of one model call
+    # Time budget for the whole fallback chain, from the start of the request: a target is only tried
+    # while a full model_timeout_s still fits, so the chain ends before the Lambda times out (which
+    # would lose the request's usage record). None: no deadline (local mode).
+    request_deadline_s: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2)

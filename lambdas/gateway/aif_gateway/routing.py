@@ -105,13 +105,19 @@ class Router:
                 )
         return breaker
 
-    def call(self, route: Route, fn: Callable[[ModelTarget], T]) -> RouteOutcome[T]:
+    def call(
+        self, route: Route, fn: Callable[[ModelTarget], T], latest_start: float | None = None
+    ) -> RouteOutcome[T]:
         """Try each target in order until one answers. A client-fault error (the request is invalid for
-        the model) stops at once with a 400; any other failure moves on to the next target."""
+        the model) stops at once with a 400; any other failure moves on to the next target. No target is
+        started after ``latest_start`` (a clock value), so the chain ends within its deadline."""
         failures: list[str] = []
         opened: list[str] = []
         attempts = 0
         for target in route.targets:
+            if latest_start is not None and attempts and self._clock() > latest_start:
+                failures.append(f"{target.name}: not tried, request deadline")
+                continue
             breaker = self.breaker(target)
             if not breaker.allow():
                 failures.append(f"{target.name}: circuit open")

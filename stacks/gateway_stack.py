@@ -1,0 +1,53 @@
+"""The gateway stack: one ``LlmGateway`` built from the approved-model catalog."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from ai_factory.llm_gateway import LlmGateway
+from ai_factory.model_catalog import ModelCatalog
+
+
+class GatewayStack(cdk.Stack):
+    """The LLM gateway (API, Lambda, tables, guardrail) for the whole factory.
+
+    :param catalog_path: model catalog file. Default: the packaged ``ai_factory/data/models.yaml``.
+    :param gateway_props: extra keyword props for ``LlmGateway``.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        catalog_path: str | os.PathLike[str] | None = None,
+        gateway_props: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.catalog = ModelCatalog.load(catalog_path)
+        props: dict[str, Any] = {
+            # API Gateway cannot write access or execution logs until the account has a CloudWatch
+            # role, so a first deploy into a fresh account needs it. Accounts whose role is managed
+            # centrally set the context flag ai-factory:configureApiGatewayAccountRole=false.
+            "configure_account_logging_role": _context_flag(
+                self, "ai-factory:configureApiGatewayAccountRole", True
+            ),
+            **(gateway_props or {}),
+        }
+        self.gateway = LlmGateway(self, "Gateway", catalog=self.catalog, **props)
+
+
+def _context_flag(scope: Construct, key: str, default: bool) -> bool:
+    value = scope.node.try_get_context(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ValueError(f"Context '{key}' must be true or false, got {value!r}.")

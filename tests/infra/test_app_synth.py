@@ -1,0 +1,69 @@
+"""The real app, with the cdk-nag packs registered, synthesizes: no unacknowledged findings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app import build_app
+
+
+@pytest.mark.synth
+def test_real_app_synthesizes_with_nag_packs(tmp_path: Path) -> None:
+    app = build_app(outdir=str(tmp_path))
+    assembly = app.synth()  # raises ValidationFailed on any unacknowledged cdk-nag finding
+    names = {stack.stack_name for stack in assembly.stacks}
+    assert "AiFactoryGateway" in names
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    assert report["pluginReports"] == [] or all(
+        r["summary"]["status"] == "success" for r in report["pluginReports"]
+    )
+
+
+@pytest.mark.synth
+def test_nag_pack_is_registered_and_catches_findings(tmp_path: Path) -> None:
+    """Guard against a silently disabled pack: an unacknowledged finding must fail synth."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_sqs as sqs
+
+    app = build_app(outdir=str(tmp_path))
+    bad = cdk.Stack(app, "Bad")
+    sqs.Queue(bad, "PlainQueue")  # no SSL enforcement, no DLQ: AwsSolutions-SQS3/SQS4
+    with pytest.raises(Exception, match="AwsSolutions-SQS"):
+        app.synth()
+
+
+@pytest.mark.synth
+@pytest.mark.parametrize("variant", ["private", "account_logging_and_waf"])
+def test_gateway_options_pass_the_nag_packs(tmp_path: Path, variant: str) -> None:
+    """The opt-in variants carry their own acknowledgements too."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_ec2 as ec2
+
+    from ai_factory.llm_gateway import LlmGateway
+    from ai_factory.model_catalog import ModelCatalog
+    from ai_factory.nag import apply_nag_packs
+
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "Variant", env=cdk.Environment(account="111122223333", region="us-east-1"))
+    props: dict[str, object]
+    if variant == "private":
+        vpc = ec2.Vpc(stack, "Vpc", max_azs=2, nat_gateways=0, flow_logs={"All": ec2.FlowLogOptions()})
+        endpoint = vpc.add_interface_endpoint(
+            "ExecuteApi", service=ec2.InterfaceVpcEndpointAwsService.APIGATEWAY
+        )
+        # The test VPC's endpoint security group allows the VPC CIDR (an intrinsic nag cannot evaluate).
+        cdk.Validations.of(endpoint).acknowledge(
+            cdk.Acknowledgment(id="AwsSolutions-EC23", reason="Test VPC: ingress is the VPC CIDR only.")
+        )
+        props = {"endpoint_type": "private", "vpc_endpoint": endpoint}
+    else:
+        props = {
+            "configure_account_logging_role": True,
+            "web_acl_arn": "arn:aws:wafv2:us-east-1:111122223333:regional/webacl/gw/abc",
+        }
+    LlmGateway(stack, "Gateway", catalog=ModelCatalog.load(), **props)  # type: ignore[arg-type]
+    apply_nag_packs(app)
+    app.synth()

@@ -1,0 +1,441 @@
+"""LlmGateway: fine-grained assertions on what matters for security, cost and operations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aif_gateway.config import CONFIG_FILE_NAME, GatewayConfig
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk.assertions import Match
+
+from ai_factory.lambda_packaging import stage_gateway_asset
+from ai_factory.model_catalog import ModelCatalog
+
+BEDROCK_ACTIONS = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:ApplyGuardrail"}
+
+
+Synthesized = Any  # tests/infra/conftest.py: stack, gateway, template, resolve()
+
+
+def statements(syn: Synthesized) -> list[dict[str, Any]]:
+    found = []
+    for resource in syn.template.find_resources("AWS::IAM::Policy").values():
+        found.extend(resource["Properties"]["PolicyDocument"]["Statement"])
+    for resource in syn.template.find_resources("AWS::IAM::Role").values():
+        for policy in resource["Properties"].get("Policies", []):
+            found.extend(policy["PolicyDocument"]["Statement"])
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def only(syn: Synthesized, resource_type: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
+    found = syn.template.find_resources(resource_type, {"Properties": props} if props else None)
+    assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
+    return next(iter(found.values()))
+
+
+def ref(syn: Synthesized, construct: Any) -> dict[str, Any]:
+    return {"Ref": syn.stack.get_logical_id(construct.node.default_child)}
+
+
+def arn_of(syn: Synthesized, construct: Any) -> dict[str, Any]:
+    return {"Fn::GetAtt": [syn.stack.get_logical_id(construct.node.default_child), "Arn"]}
+
+
+# ------------------------------------------------------------------------------------------ IAM
+
+
+def test_bedrock_permissions_are_exactly_the_catalog_allow_list(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    bedrock = [s for s in statements(syn) if any(a.startswith("bedrock:") for a in as_list(s["Action"]))]
+    actions = {a for s in bedrock for a in as_list(s["Action"])}
+    assert actions == BEDROCK_ACTIONS, "no bedrock:* and nothing beyond invoke + guardrail"
+    for statement in bedrock:
+        assert statement["Effect"] == "Allow"
+        assert "*" not in as_list(statement["Resource"])
+        assert "Condition" not in statement or statement["Condition"]
+
+    invoke = [s for s in bedrock if "bedrock:InvokeModel" in as_list(s["Action"])]
+    assert len(invoke) == 1
+    assert sorted(as_list(invoke[0]["Action"])) == [
+        "bedrock:InvokeModel",
+        "bedrock:InvokeModelWithResponseStream",
+    ]
+    expected = syn.resolve(ModelCatalog.load().bedrock_invoke_arns(Aws.PARTITION, Aws.REGION, Aws.ACCOUNT_ID))
+    assert invoke[0]["Resource"] == expected
+    rendered = json.dumps(invoke[0]["Resource"])
+    assert "inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0" in rendered
+    assert ":bedrock:us-west-2::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0" in rendered
+    assert "echo" not in rendered
+
+    guardrail = [s for s in bedrock if "bedrock:ApplyGuardrail" in as_list(s["Action"])]
+    assert guardrail == [
+        {
+            "Action": "bedrock:ApplyGuardrail",
+            "Effect": "Allow",
+            "Resource": {"Fn::GetAtt": [syn.stack.get_logical_id(syn.gateway.guardrail), "GuardrailArn"]},
+            "Sid": "ApplyGatewayGuardrail",
+        }
+    ]
+
+
+def test_only_xray_uses_a_wildcard_resource_and_no_action_wildcards(default_gateway: Synthesized) -> None:
+    for statement in statements(default_gateway):
+        if "*" in as_list(statement["Resource"]):
+            assert set(as_list(statement["Action"])) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+        assert not any(a.endswith("*") for a in as_list(statement["Action"])), statement
+
+
+def test_gateway_reads_keys_but_cannot_write_them(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    keys_arn = arn_of(syn, syn.gateway.keys_table)
+    on_keys = [s for s in statements(syn) if keys_arn in as_list(s["Resource"])]
+    actions = {a for s in on_keys for a in as_list(s["Action"])}
+    assert actions == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"}
+
+
+def test_no_aws_managed_policies(default_gateway: Synthesized) -> None:
+    for role in default_gateway.template.find_resources("AWS::IAM::Role").values():
+        assert "ManagedPolicyArns" not in role["Properties"]
+
+
+def test_grant_manage_keys_gives_read_write_and_kms(build_gateway: Callable[..., Synthesized]) -> None:
+    def add_admin(stack: cdk.Stack, gateway: Any) -> None:
+        admin = iam.Role(stack, "Admin", assumed_by=iam.AccountRootPrincipal())
+        gateway.grant_manage_keys(admin)
+
+    syn = build_gateway(extra=add_admin)
+    policy = only(syn, "AWS::IAM::Policy", {"Roles": [{"Ref": Match.string_like_regexp("^Admin")}]})
+    actions = {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in as_list(s["Action"])}
+    assert {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query", "kms:Decrypt"} <= actions
+
+
+# ------------------------------------------------------------------------------------------ encryption
+
+
+def test_tables_are_encrypted_recoverable_and_retained(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    key_arn = arn_of(syn, syn.gateway.key)
+    tables = syn.template.find_resources("AWS::DynamoDB::Table")
+    assert len(tables) == 2
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["SSESpecification"] == {"KMSMasterKeyId": key_arn, "SSEEnabled": True, "SSEType": "KMS"}
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["DeletionPolicy"] == "Retain"
+        assert table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_table_schemas_match_the_runtime_contract(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    syn.template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [{"AttributeName": "key_hash", "KeyType": "HASH"}],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": "by-key-id",
+                    "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        },
+    )
+    syn.template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+        },
+    )
+
+
+def test_queues_are_kms_encrypted_ssl_only_with_dead_letter_queue(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    key_arn = arn_of(syn, syn.gateway.key)
+    queues = syn.template.find_resources("AWS::SQS::Queue")
+    assert len(queues) == 2
+    for queue in queues.values():
+        assert queue["Properties"]["KmsMasterKeyId"] == key_arn
+    spill = queues[syn.stack.get_logical_id(syn.gateway.spill_queue.node.default_child)]
+    assert spill["Properties"]["RedrivePolicy"] == {
+        "deadLetterTargetArn": arn_of(syn, syn.gateway.spill_dead_letter_queue),
+        "maxReceiveCount": 5,
+    }
+    policies = syn.template.find_resources("AWS::SQS::QueuePolicy")
+    assert len(policies) == 2
+    for policy in policies.values():
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        )
+
+
+def test_log_groups_are_encrypted_with_retention(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    groups = syn.template.find_resources("AWS::Logs::LogGroup")
+    assert len(groups) == 4  # gateway, spill replay, API access, API execution
+    for group in groups.values():
+        assert group["Properties"]["KmsKeyId"] == arn_of(syn, syn.gateway.key)
+        assert group["Properties"]["RetentionInDays"] == 365
+
+
+def test_key_rotates_and_lets_cloudwatch_logs_use_it(default_gateway: Synthesized) -> None:
+    key = only(default_gateway, "AWS::KMS::Key")
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == "Retain"
+    logs_statement = next(
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Sid") == "AllowCloudWatchLogsInThisAccount"
+    )
+    assert "logs." in json.dumps(logs_statement["Principal"])
+    assert "kms:EncryptionContext:aws:logs:arn" in logs_statement["Condition"]["ArnLike"]
+
+
+@pytest.mark.parametrize(("retention", "days"), [(30, 30), (logs.RetentionDays.TEN_YEARS, 3653)])
+def test_log_retention_prop(build_gateway: Callable[..., Synthesized], retention: Any, days: int) -> None:
+    syn = build_gateway({"log_retention": retention})
+    for group in syn.template.find_resources("AWS::Logs::LogGroup").values():
+        assert group["Properties"]["RetentionInDays"] == days
+
+
+# ------------------------------------------------------------------------------------------ API
+
+
+def test_stage_throttling_logging_and_tracing(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    stage = only(syn, "AWS::ApiGateway::Stage")["Properties"]
+    assert stage["StageName"] == "prod"
+    assert stage["TracingEnabled"] is True
+    assert stage["MethodSettings"] == [
+        {
+            "DataTraceEnabled": False,
+            "HttpMethod": "*",
+            "LoggingLevel": "ERROR",
+            "MetricsEnabled": True,
+            "ResourcePath": "/*",
+            "ThrottlingBurstLimit": 100,
+            "ThrottlingRateLimit": 50,
+        }
+    ]
+    access = stage["AccessLogSetting"]
+    assert access["DestinationArn"]["Fn::GetAtt"][1] == "Arn"
+    fields = json.loads(access["Format"])
+    assert {"requestId", "ip", "httpMethod", "status", "responseLength"} <= set(fields)
+
+
+def test_custom_throttling_and_stage_name(build_gateway: Callable[..., Synthesized]) -> None:
+    syn = build_gateway({"throttling_rate_limit": 7.5, "throttling_burst_limit": 15, "stage_name": "v2"})
+    stage = only(syn, "AWS::ApiGateway::Stage")["Properties"]
+    assert stage["StageName"] == "v2"
+    assert stage["MethodSettings"][0]["ThrottlingRateLimit"] == 7.5
+    assert stage["MethodSettings"][0]["ThrottlingBurstLimit"] == 15
+
+
+def test_execution_log_group_is_precreated_for_the_stage(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    group = only(syn, "AWS::Logs::LogGroup", {"LogGroupName": Match.any_value()})
+    name = json.dumps(group["Properties"]["LogGroupName"])
+    assert "API-Gateway-Execution-Logs_" in name and "/prod" in name
+    stage = only(syn, "AWS::ApiGateway::Stage")
+    assert any(d.startswith("GatewayExecutionLogs") for d in stage["DependsOn"])
+
+
+def test_proxy_route_is_lambda_proxy_on_v1(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    syn.template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "v1"})
+    syn.template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "{proxy+}"})
+    method = only(syn, "AWS::ApiGateway::Method")["Properties"]
+    assert method["HttpMethod"] == "ANY"
+    assert method["AuthorizationType"] == "NONE"  # bearer keys are checked by the gateway itself
+    assert method["Integration"]["Type"] == "AWS_PROXY"
+    api = only(syn, "AWS::ApiGateway::RestApi")["Properties"]
+    assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    assert "Policy" not in api
+
+
+def test_private_endpoint_allows_only_the_vpc_endpoint(private_gateway: Synthesized) -> None:
+    syn = private_gateway
+    assert syn.vpc_endpoint is not None
+    endpoint_id = ref(syn, syn.vpc_endpoint)
+    api = only(syn, "AWS::ApiGateway::RestApi")["Properties"]
+    assert api["EndpointConfiguration"] == {"Types": ["PRIVATE"], "VpcEndpointIds": [endpoint_id]}
+    by_sid = {s["Sid"]: s for s in api["Policy"]["Statement"]}
+    assert by_sid["DenyOutsideVpcEndpoint"]["Effect"] == "Deny"
+    assert by_sid["DenyOutsideVpcEndpoint"]["Condition"] == {
+        "StringNotEquals": {"aws:SourceVpce": endpoint_id}
+    }
+    assert by_sid["AllowThroughVpcEndpoint"]["Condition"] == {"StringEquals": {"aws:SourceVpce": endpoint_id}}
+    assert all(s["Action"] == "execute-api:Invoke" for s in by_sid.values())
+
+
+def test_optional_waf_and_account_logging_role(build_gateway: Callable[..., Synthesized]) -> None:
+    acl = "arn:aws:wafv2:us-east-1:111122223333:regional/webacl/gw/abc"
+    syn = build_gateway({"web_acl_arn": acl, "configure_account_logging_role": True})
+    syn.template.has_resource_properties("AWS::WAFv2::WebACLAssociation", {"WebACLArn": acl})
+    account = only(syn, "AWS::ApiGateway::Account")["Properties"]
+    role_id = account["CloudWatchRoleArn"]["Fn::GetAtt"][0]
+    role = syn.template.find_resources("AWS::IAM::Role")[role_id]
+    assert "ManagedPolicyArns" not in role["Properties"]
+    assert "apigateway.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
+
+
+def test_default_has_no_account_level_settings(default_gateway: Synthesized) -> None:
+    default_gateway.template.resource_count_is("AWS::ApiGateway::Account", 0)
+    default_gateway.template.resource_count_is("AWS::WAFv2::WebACLAssociation", 0)
+
+
+def test_outputs(default_gateway: Synthesized) -> None:
+    outputs = default_gateway.template.to_json()["Outputs"]
+    assert {"GatewayApiUrl", "GatewayKeysTableName", "GatewayUsageTableName"} <= set(outputs)
+    assert "/v1" in json.dumps(outputs["GatewayApiUrl"]["Value"])
+
+
+def test_metrics(default_gateway: Synthesized) -> None:
+    gateway = default_gateway.gateway
+    latency, errors = gateway.metric_latency(), gateway.metric_errors()
+    assert (latency.namespace, latency.metric_name, latency.statistic) == ("AWS/ApiGateway", "Latency", "p99")
+    assert (errors.metric_name, errors.statistic) == ("5XXError", "Sum")
+    assert set(errors.dimensions or {}) == {"ApiName", "Stage"}
+
+
+# ------------------------------------------------------------------------------------------ guardrail
+
+
+def test_guardrail_filters_pii_and_retained_version(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    props = only(syn, "AWS::Bedrock::Guardrail")["Properties"]
+    filters = {
+        f["Type"]: (f["InputStrength"], f["OutputStrength"])
+        for f in props["ContentPolicyConfig"]["FiltersConfig"]
+    }
+    assert set(filters) == {"HATE", "INSULTS", "SEXUAL", "VIOLENCE", "MISCONDUCT", "PROMPT_ATTACK"}
+    assert filters["PROMPT_ATTACK"] == ("HIGH", "NONE")
+    pii = {e["Type"]: e["Action"] for e in props["SensitiveInformationPolicyConfig"]["PiiEntitiesConfig"]}
+    assert {k: pii[k] for k in ("EMAIL", "PHONE", "NAME", "ADDRESS")} == dict.fromkeys(
+        ("EMAIL", "PHONE", "NAME", "ADDRESS"), "ANONYMIZE"
+    )
+    assert {pii[k] for k in ("CREDIT_DEBIT_CARD_NUMBER", "AWS_ACCESS_KEY", "AWS_SECRET_KEY")} == {"BLOCK"}
+    assert props["BlockedInputMessaging"] and props["BlockedOutputsMessaging"]
+
+    version = only(syn, "AWS::Bedrock::GuardrailVersion")
+    assert version["DeletionPolicy"] == "Retain" and version["UpdateReplacePolicy"] == "Retain"
+    guardrail_id = syn.stack.get_logical_id(syn.gateway.guardrail)
+    assert version["Properties"]["GuardrailIdentifier"] == {"Fn::GetAtt": [guardrail_id, "GuardrailId"]}
+
+
+def test_guardrail_policy_change_creates_a_new_version(
+    default_gateway: Synthesized, build_gateway: Callable[..., Synthesized]
+) -> None:
+    default = only(default_gateway, "AWS::Bedrock::GuardrailVersion")["Properties"]["Description"]
+    strict = build_gateway({"guardrail_pii_actions": {"EMAIL": "BLOCK"}})
+    changed = only(strict, "AWS::Bedrock::GuardrailVersion")["Properties"]["Description"]
+    assert changed != default
+
+
+# ------------------------------------------------------------------------------------------ Lambda
+
+
+def test_gateway_function(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway.handler.lambda_handler"})["Properties"]
+    assert fn["Runtime"] == "python3.14"
+    assert fn["Architectures"] == ["arm64"]
+    assert fn["TracingConfig"] == {"Mode": "Active"}
+    assert fn["Timeout"] == 29 and fn["MemorySize"] == 1024
+    layer = json.dumps(fn["Layers"])
+    assert ":017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:38" in layer
+    env = fn["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "ai-factory-gateway"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AIFactory"
+    assert env["AIF_KEYS_TABLE"] == ref(syn, syn.gateway.keys_table)
+    assert env["AIF_USAGE_TABLE"] == ref(syn, syn.gateway.usage_table)
+    assert env["AIF_SPILL_QUEUE_URL"] == ref(syn, syn.gateway.spill_queue)
+    guardrail_id = syn.stack.get_logical_id(syn.gateway.guardrail)
+    version_id = syn.stack.get_logical_id(syn.gateway.guardrail_version)
+    assert env["AIF_GUARDRAIL_ID"] == {"Fn::GetAtt": [guardrail_id, "GuardrailId"]}
+    assert env["AIF_GUARDRAIL_VERSION"] == {"Fn::GetAtt": [version_id, "Version"]}
+    assert fn["LoggingConfig"]["LogGroup"] == ref(syn, syn.gateway.function.log_group)
+
+
+def test_spill_replay_function_uses_partial_batch_responses(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway.spill_replay.handler"})["Properties"]
+    assert fn["Runtime"] == "python3.14"
+    assert set(fn["Environment"]["Variables"]) == {
+        "AIF_USAGE_TABLE",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+    }
+    mapping = only(syn, "AWS::Lambda::EventSourceMapping")["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["EventSourceArn"] == arn_of(syn, syn.gateway.spill_queue)
+
+
+def test_powertools_layer_arn_override(build_gateway: Callable[..., Synthesized]) -> None:
+    arn = "arn:aws-cn:lambda:cn-north-1:498634801083:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:38"
+    syn = build_gateway({"powertools_layer_arn": arn})
+    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway.handler.lambda_handler"})
+    assert fn["Properties"]["Layers"] == [arn]
+
+
+def test_staged_asset_holds_code_and_catalog_config(tmp_path: Path) -> None:
+    config = ModelCatalog.load().gateway_config()
+    first = stage_gateway_asset(config, out_root=tmp_path)
+    assert stage_gateway_asset(config, out_root=tmp_path) == first, "deterministic"
+    staged = first / "aif_gateway"
+    assert (staged / "config.py").is_file()
+    assert GatewayConfig.load(staged / CONFIG_FILE_NAME) == config
+    assert not list(first.rglob("__pycache__")) and not list(first.rglob("*.pyc"))
+    other = stage_gateway_asset(ModelCatalog.load().gateway_config(model_timeout_s=5), out_root=tmp_path)
+    assert other != first
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+
+class _FakeEndpoint:
+    """Only the type matters: validation runs before anything reads the endpoint."""
+
+
+@pytest.mark.parametrize(
+    ("props", "field"),
+    [
+        ({"endpoint_type": "private"}, "vpc_endpoint"),
+        ({"endpoint_type": "edge"}, "endpoint_type"),
+        ({"vpc_endpoint": _FakeEndpoint()}, "vpc_endpoint"),
+        ({"throttling_rate_limit": 0}, "throttling_rate_limit"),
+        ({"throttling_rate_limit": -5}, "throttling_rate_limit"),
+        ({"throttling_burst_limit": 0}, "throttling_burst_limit"),
+        ({"throttling_burst_limit": 2.5}, "throttling_burst_limit"),
+        ({"log_retention": 42}, "log_retention"),
+        ({"log_retention": logs.RetentionDays.INFINITE}, "log_retention"),
+        ({"log_retention": True}, "log_retention"),
+        ({"memory_size": 64}, "memory_size"),
+        ({"stage_name": "prod stage"}, "stage_name"),
+        ({"powertools_layer_version": 0}, "powertools_layer_version"),
+        ({"guardrail_content_filters": {"HATE": ("HUGE", "HIGH")}}, "guardrail_content_filters['HATE']"),
+        ({"guardrail_pii_actions": {"EMAIL": "DROP"}}, "guardrail_pii_actions['EMAIL']"),
+    ],
+)
+def test_invalid_props_name_construct_and_field(
+    new_gateway: Callable[..., Any], props: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValueError) as info:
+        new_gateway(**props)
+    assert str(info.value).startswith(f"LlmGateway 'TestGateway/Gateway': {field}: "), str(info.value)

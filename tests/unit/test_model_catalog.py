@@ -1,0 +1,364 @@
+"""ModelCatalog: every validation rule, the runtime config and the IAM allow-list it derives."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import warnings
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aif_gateway.config import GatewayConfig, Prices
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ai_factory.model_catalog import CatalogError, CatalogWarning, ModelCatalog
+
+
+def base() -> dict[str, Any]:
+    return {
+        "models": [
+            {
+                "name": "haiku",
+                "provider": "bedrock",
+                "modality": "chat",
+                "model_id": "anthropic.haiku-v1:0",
+                "inference_profile": "us.anthropic.haiku-v1:0",
+                "regions": ["us-east-1", "us-west-2"],
+                "prices": {"input": 1.0, "output": 5.0, "cache_read": 0.1, "cache_write": 1.25},
+                "status": "approved",
+                "owner": "platform-team",
+                "context_window": 200000,
+            },
+            {
+                "name": "nova",
+                "provider": "bedrock",
+                "modality": "chat",
+                "model_id": "amazon.nova-lite-v1:0",
+                "regions": ["us-east-1"],
+                "prices": {"input": 0.06, "output": 0.24},
+                "status": "approved",
+            },
+            {
+                "name": "titan",
+                "provider": "bedrock",
+                "modality": "embedding",
+                "model_id": "amazon.titan-embed-text-v2:0",
+                "regions": ["us-east-1"],
+                "prices": {"input": 0.02},
+                "status": "approved",
+            },
+            {"name": "echo", "provider": "echo", "modality": "chat", "prices": {}, "status": "approved"},
+        ],
+        "routes": [
+            {"alias": "chat", "targets": ["haiku", "nova"]},
+            {"alias": "embed", "targets": ["titan"]},
+            {"alias": "echo", "targets": ["echo"]},
+        ],
+    }
+
+
+def model(data: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(m for m in data["models"] if m["name"] == name)
+
+
+def write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def load_error(tmp_path: Path, data: Any) -> str:
+    path = write(tmp_path, data)
+    with pytest.raises(CatalogError) as info:
+        ModelCatalog.load(path)
+    message = str(info.value)
+    assert str(path) in message, "every error names the file"
+    return message
+
+
+# ------------------------------------------------------------------------------------------ happy path
+
+
+def test_packaged_catalog_loads_and_routes_resolve() -> None:
+    catalog = ModelCatalog.load()
+    assert {"chat-fast", "chat-smart", "embed", "echo", "echo-embed"} <= set(catalog.routes)
+    assert catalog.routes["embed"].modality == "embedding"
+    assert catalog.models["claude-haiku-4-5"].prices == Prices(1.0, 5.0, 0.10, 1.25)
+
+
+def test_valid_catalog_keeps_unknown_optional_fields(tmp_path: Path) -> None:
+    catalog = ModelCatalog.load(write(tmp_path, base()))
+    haiku = catalog.models["haiku"]
+    assert haiku.extra == {"owner": "platform-team", "context_window": 200000}
+    assert haiku.owner == "platform-team"
+    assert haiku.context_window == 200000
+    with pytest.raises(AttributeError):
+        _ = haiku.compliance_notes
+    assert copy.deepcopy(haiku) == haiku
+
+
+def test_missing_price_keys_are_zero_and_echo_model_id_defaults_to_name(tmp_path: Path) -> None:
+    catalog = ModelCatalog.load(write(tmp_path, base()))
+    assert catalog.models["titan"].prices == Prices(input=0.02)
+    assert catalog.models["echo"].prices == Prices()
+    assert catalog.models["echo"].model_id == "echo"
+
+
+def test_gateway_config_uses_inference_profile_and_overrides(tmp_path: Path) -> None:
+    config = ModelCatalog.load(write(tmp_path, base())).gateway_config(model_timeout_s=12.5)
+    assert isinstance(config, GatewayConfig)
+    assert config.model_timeout_s == 12.5
+    chat = config.routes["chat"]
+    assert chat.modality == "chat"
+    assert [t.name for t in chat.targets] == ["haiku", "nova"]
+    assert chat.targets[0].model_id == "us.anthropic.haiku-v1:0"
+    assert chat.targets[1].model_id == "amazon.nova-lite-v1:0"
+    assert all(t.region is None for t in chat.targets)
+    assert config.routes["embed"].targets[0].prices == Prices(input=0.02)
+    # The JSON staged into the Lambda round-trips.
+    assert GatewayConfig.from_dict(json.loads(config.to_json())) == config
+
+
+def test_bedrock_invoke_arns(tmp_path: Path) -> None:
+    data = base()
+    data["models"].append(
+        {
+            "name": "unrouted",
+            "provider": "bedrock",
+            "modality": "chat",
+            "model_id": "x.unrouted",
+            "regions": ["eu-west-1"],
+            "prices": {},
+            "status": "approved",
+        }
+    )
+    data["routes"].append({"alias": "chat-2", "targets": ["nova"]})  # nova used twice: deduplicated
+    arns = ModelCatalog.load(write(tmp_path, data)).bedrock_invoke_arns("aws", "us-east-1", "111122223333")
+    assert arns == sorted(
+        [
+            "arn:aws:bedrock:us-east-1:111122223333:inference-profile/us.anthropic.haiku-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.haiku-v1:0",
+            "arn:aws:bedrock:us-west-2::foundation-model/anthropic.haiku-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0",
+            "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0",
+        ]
+    )
+    assert not any("unrouted" in a or "echo" in a for a in arns)
+
+
+def test_deprecated_model_in_route_warns_with_name_and_date(tmp_path: Path) -> None:
+    data = base()
+    model(data, "nova").update(status="deprecated", deprecated_on="2026-03-31")
+    with pytest.warns(CatalogWarning, match=r"'nova'.*2026-03-31"):
+        catalog = ModelCatalog.load(write(tmp_path, data))
+    assert catalog.models["nova"].deprecated_on == date(2026, 3, 31)
+
+
+def test_deprecated_model_not_in_any_route_does_not_warn(tmp_path: Path) -> None:
+    data = base()
+    data["models"].append(
+        {**model(data, "nova"), "name": "old", "status": "deprecated", "deprecated_on": "2025-01-01"}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ModelCatalog.load(write(tmp_path, data))
+
+
+def test_blocked_and_preview_models_may_stay_in_catalog_unrouted(tmp_path: Path) -> None:
+    data = base()
+    data["models"].append({**model(data, "nova"), "name": "blocked-one", "status": "blocked"})
+    data["models"].append({**model(data, "nova"), "name": "preview-one", "status": "preview"})
+    catalog = ModelCatalog.load(write(tmp_path, data))
+    assert catalog.models["blocked-one"].status == "blocked"
+
+
+# ------------------------------------------------------------------------------------------ each rule
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: model(d, "nova").pop("name"), r"models\[1\]: field 'name': is required"),
+        (lambda d: model(d, "nova").update(name=""), r"field 'name': must be a non-empty string"),
+        (lambda d: model(d, "nova").update(name=3), r"field 'name': must be a non-empty string"),
+        (lambda d: model(d, "nova").pop("provider"), r"model 'nova': field 'provider': is required"),
+        (
+            lambda d: model(d, "nova").update(provider="openai"),
+            r"model 'nova': field 'provider': must be one of",
+        ),
+        (
+            lambda d: model(d, "nova").update(modality="image"),
+            r"model 'nova': field 'modality': must be one of",
+        ),
+        (lambda d: model(d, "nova").pop("status"), r"model 'nova': field 'status': is required"),
+        (lambda d: model(d, "nova").update(status="ok"), r"model 'nova': field 'status': must be one of"),
+        (lambda d: model(d, "nova").pop("model_id"), r"model 'nova': field 'model_id': is required"),
+        (
+            lambda d: model(d, "nova").pop("regions"),
+            r"model 'nova': field 'regions': is required for bedrock",
+        ),
+        (
+            lambda d: model(d, "nova").update(regions=[]),
+            r"model 'nova': field 'regions': is required for bedrock",
+        ),
+        (
+            lambda d: model(d, "nova").update(regions="us-east-1"),
+            r"model 'nova': field 'regions': must be a list",
+        ),
+        (
+            lambda d: model(d, "nova").update(regions=["a", "a"]),
+            r"model 'nova': field 'regions': lists an item",
+        ),
+        (
+            lambda d: model(d, "echo").update(inference_profile="x"),
+            r"model 'echo': field 'inference_profile'",
+        ),
+        (lambda d: model(d, "nova").pop("prices"), r"model 'nova': field 'prices': is required"),
+        (
+            lambda d: model(d, "nova").update(prices=[1, 2]),
+            r"model 'nova': field 'prices': must be a mapping",
+        ),
+        (
+            lambda d: model(d, "nova").update(prices={"ouput": 1}),
+            r"model 'nova': field 'prices': unknown key",
+        ),
+        (
+            lambda d: model(d, "nova").update(prices={"input": -1}),
+            r"model 'nova': field 'prices.input': must be a non-neg",
+        ),
+        (
+            lambda d: model(d, "nova").update(prices={"output": "1"}),
+            r"field 'prices.output': must be a non-negative",
+        ),
+        (
+            lambda d: model(d, "nova").update(prices={"cache_read": True}),
+            r"field 'prices.cache_read': must be a non-neg",
+        ),
+        (
+            lambda d: model(d, "nova").update(prices={"cache_write": float("nan")}),
+            r"field 'prices.cache_write'",
+        ),
+        (
+            lambda d: model(d, "nova").update(status="deprecated"),
+            r"model 'nova': field 'deprecated_on': is required",
+        ),
+        (
+            lambda d: model(d, "nova").update(status="deprecated", deprecated_on="31/03/2026"),
+            r"model 'nova': field 'deprecated_on': must be a date YYYY-MM-DD",
+        ),
+        (
+            lambda d: model(d, "nova").update(status="deprecated", deprecated_on="2026-02-30"),
+            r"field 'deprecated_on': must be a date",
+        ),
+        (
+            lambda d: d["models"].append(dict(model(d, "nova"))),
+            r"model 'nova': field 'name': is used by more than one",
+        ),
+        (
+            lambda d: d["routes"].append({"alias": "chat", "targets": ["nova"]}),
+            r"route 'chat': field 'alias': is used",
+        ),
+        (lambda d: d["routes"][0].pop("alias"), r"routes\[0\]: field 'alias': is required"),
+        (
+            lambda d: d["routes"][0].update(targets=[]),
+            r"route 'chat': field 'targets': must list at least one",
+        ),
+        (lambda d: d["routes"][0].update(targets="haiku"), r"route 'chat': field 'targets': must be a list"),
+        (
+            lambda d: d["routes"][0].update(targets=["haiku", "gpt"]),
+            r"route 'chat': field 'targets': names unknown model 'gpt'",
+        ),
+        (
+            lambda d: d["routes"][0].update(targets=["haiku", "titan"]),
+            r"route 'chat': field 'targets': mixes modalities",
+        ),
+        (
+            lambda d: model(d, "nova").update(status="blocked"),
+            r"route 'chat': field 'targets': names blocked model 'nova'",
+        ),
+        (
+            lambda d: model(d, "nova").update(status="preview"),
+            r"route 'chat': field 'targets': names preview model 'nova'",
+        ),
+        (lambda d: d.pop("routes"), r"top level: field 'routes': must be a list"),
+        (lambda d: d.update(models={"a": 1}), r"top level: field 'models': must be a list"),
+        (lambda d: d["models"].append("nova"), r"models\[4\]: must be a mapping"),
+        (lambda d: d["routes"].append(["x"]), r"routes\[3\]: must be a mapping"),
+    ],
+)
+def test_each_rule_names_file_entry_and_field(tmp_path: Path, mutate: Any, expected: str) -> None:
+    data = base()
+    mutate(data)
+    message = load_error(tmp_path, data)
+    assert re.search(expected, message), message
+
+
+def test_not_a_mapping_and_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    assert "must be a mapping" in load_error(tmp_path, ["models"])
+    path = tmp_path / "broken.yaml"
+    path.write_text("models: [\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match="not valid YAML"):
+        ModelCatalog.load(path)
+    with pytest.raises(CatalogError, match="cannot read"):
+        ModelCatalog.load(tmp_path / "missing.yaml")
+
+
+def test_unquoted_yaml_date_is_accepted(tmp_path: Path) -> None:
+    data = base()
+    model(data, "nova").update(status="deprecated", deprecated_on=date(2026, 1, 31))
+    path = write(tmp_path, data)
+    assert "deprecated_on: 2026-01-31" in path.read_text()  # unquoted: YAML reads it back as a date
+    with pytest.warns(CatalogWarning):
+        assert ModelCatalog.load(path).models["nova"].deprecated_on == date(2026, 1, 31)
+
+
+# ------------------------------------------------------------------------------------------ garbage
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.sampled_from(["bedrock", "echo", "chat", "embedding", "approved", "deprecated", "2026-01-01"]),
+    st.dates(),
+)
+_keys = st.sampled_from(
+    [
+        *("name", "provider", "modality", "model_id", "inference_profile", "regions", "prices", "status"),
+        *("deprecated_on", "alias", "targets", "input", "output", "models", "routes", "x"),
+    ]
+)
+_values = st.recursive(
+    _scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.one_of(_keys, st.integers()), children, max_size=6)
+    ),
+    max_leaves=25,
+)
+_garbage = st.one_of(
+    _values,
+    st.fixed_dictionaries({"models": _values, "routes": _values}),
+    st.fixed_dictionaries(
+        {
+            "models": st.lists(st.dictionaries(_keys, _values, max_size=9), max_size=3),
+            "routes": st.lists(st.dictionaries(_keys, _values, max_size=3), max_size=3),
+        }
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_garbage)
+def test_garbage_raises_catalog_error_only(data: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CatalogWarning)
+        try:
+            ModelCatalog.from_dict(data, source="garbage.yaml")
+        except CatalogError as exc:
+            assert str(exc).startswith("garbage.yaml: ")

@@ -1,0 +1,98 @@
+"""The ``ai-factory`` command: ``serve`` (the local gateway) and ``keys`` (API key management).
+
+Exit codes: 0 success, 1 the command could not be carried out (unknown key, store or network failure),
+2 invalid usage (the message names the flag and the reason).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from ai_factory.cli import keys
+
+PROG = "ai-factory"
+
+
+def _add_serve(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="run the gateway locally (OpenAI-compatible API at http://HOST:PORT/v1)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    serve.add_argument(
+        "--state-dir", help="keys and usage folder (default: $AI_FACTORY_HOME or ~/.ai-factory)"
+    )
+    serve.add_argument("--catalog", help="model catalog YAML (default: the built-in catalog)")
+    serve.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow binding to a non-loopback address (exposes the gateway to other machines)",
+    )
+    serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    serve.set_defaults(run=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from ai_factory.local.server import RemoteBindError, serve
+    from ai_factory.model_catalog import CatalogError
+
+    if not 0 <= args.port <= 65535:
+        raise keys.UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve(
+            args.host,
+            args.port,
+            args.state_dir,
+            args.catalog,
+            allow_remote=args.allow_remote,
+            access_log=args.access_log,
+        )
+    except RemoteBindError as exc:
+        raise keys.UsageError(f"--host: {exc}") from exc
+    except CatalogError as exc:
+        raise keys.UsageError(f"--catalog: invalid model catalog: {exc}") from exc
+    except OSError as exc:
+        raise keys.CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="AI Factory: local gateway and API keys.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_serve(sub)
+    keys.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the CLI and return its exit code (the console script exits with it)."""
+    out = out or sys.stdout
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed usage or help
+        return exc.code if isinstance(exc.code, int) else 2
+    command = " ".join(filter(None, [PROG, args.command, getattr(args, "keys_command", None)]))
+    try:
+        return int(args.run(args, out))
+    except keys.UsageError as exc:
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 2
+    except keys.CommandError as exc:
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # Store failures (DynamoDB unreachable, no AWS credentials, SQLite locked): one line, no traceback.
+        print(f"{command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

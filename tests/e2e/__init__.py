@@ -1,0 +1,1 @@
+"""End-to-end tests: real local servers driven over HTTP."""

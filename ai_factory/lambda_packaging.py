@@ -14,9 +14,10 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from aws_cdk import Aws
+
 import aif_gateway
 from aif_gateway.config import CONFIG_FILE_NAME, GatewayConfig
-from aws_cdk import Aws
 
 GATEWAY_HANDLER = "aif_gateway.handler.lambda_handler"
 SPILL_REPLAY_HANDLER = "aif_gateway.spill_replay.handler"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import yaml
+
 from aif_gateway.config import GatewayConfig, Modality, ModelTarget, Prices, Provider, Route
 
 DEFAULT_CATALOG_PATH = Path(__file__).parent / "data" / "models.yaml"

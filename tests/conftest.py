@@ -11,13 +11,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
+
 from aif_gateway.app import Gateway
 from aif_gateway.config import GatewayConfig, GuardrailRef, ModelTarget, Prices, Route
 from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
 from aif_gateway.metering import CountingMetricsSink
 from aif_gateway.providers import BedrockProvider, EchoProvider
 from aif_gateway.records import ApiKeyRecord, generate_key
-from botocore.stub import Stubber
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

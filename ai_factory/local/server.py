@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+from ai_factory.local.sqlite_store import SqliteKeyStore, SqliteLedger, default_db_path
 from aif_gateway.config import GatewayConfig
 from aif_gateway.errors import GatewayError, InternalError, InvalidRequest, PayloadTooLarge
-
-from ai_factory.local.sqlite_store import SqliteKeyStore, SqliteLedger, default_db_path
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aif_gateway.config import CONFIG_FILE_NAME, GatewayConfig
 from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -17,6 +16,7 @@ from aws_cdk.assertions import Match
 
 from ai_factory.lambda_packaging import stage_gateway_asset
 from ai_factory.model_catalog import ModelCatalog
+from aif_gateway.config import CONFIG_FILE_NAME, GatewayConfig
 
 BEDROCK_ACTIONS = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:ApplyGuardrail"}
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aif_gateway.records import hash_key, utc_now
 
 from ai_factory.cli.main import main
 from ai_factory.local.sqlite_store import SqliteKeyStore
+from aif_gateway.records import hash_key, utc_now
 
 
 @pytest.fixture

@@ -16,6 +16,11 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from moto import mock_aws
+
 from aif_gateway.dynamo_store import (
     DynamoKeyStore,
     DynamoLedger,
@@ -33,10 +38,6 @@ from aif_gateway.records import (
     UsageSnapshot,
     generate_key,
 )
-from botocore.stub import Stubber
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from moto import mock_aws
 
 KEYS_TABLE = "aif-keys"
 USAGE_TABLE = "aif-usage"

@@ -7,11 +7,12 @@ import json
 import struct
 
 import pytest
+from botocore.stub import ANY
+from conftest import HAIKU, TITAN, Harness, converse_response
+
 from aif_gateway.config import Prices
 from aif_gateway.metering import cost_usd
 from aif_gateway.provider_types import TokenUsage
-from botocore.stub import ANY
-from conftest import HAIKU, TITAN, Harness, converse_response
 
 
 def test_full_request_translates_to_converse(harness: Harness) -> None:

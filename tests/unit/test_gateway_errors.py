@@ -7,10 +7,11 @@ import logging
 from typing import Any
 
 import pytest
-from aif_gateway.records import LedgerWriteError, UsageRecord
 from conftest import Harness, make_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from aif_gateway.records import LedgerWriteError, UsageRecord
 
 BAD_BODIES = [
     ("not json", "invalid_json", None),

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
-from aif_gateway.config import GatewayConfig, Prices
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ai_factory.model_catalog import CatalogError, CatalogWarning, ModelCatalog
+from aif_gateway.config import GatewayConfig, Prices
 
 
 def base() -> dict[str, Any]:

@@ -9,12 +9,13 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
 from aif_gateway import spill_replay
 from aif_gateway.dynamo_store import DynamoLedger, ledger_key, usage_from_item
 from aif_gateway.records import LedgerWriteError, UsageRecord
 from aif_gateway.spill import SpillError, SpillQueue
-from botocore.stub import Stubber
-from moto import mock_aws
 
 USAGE_TABLE = "aif-usage"
 NOW = datetime(2026, 11, 25, 14, 7, 31, tzinfo=UTC)

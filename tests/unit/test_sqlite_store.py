@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+
+from ai_factory.local.sqlite_store import SqliteKeyStore, SqliteLedger, default_db_path
 from aif_gateway.records import (
     ApiKeyRecord,
     LedgerWriteError,
@@ -16,8 +18,6 @@ from aif_gateway.records import (
     generate_key,
     hash_key,
 )
-
-from ai_factory.local.sqlite_store import SqliteKeyStore, SqliteLedger, default_db_path
 
 NOW = datetime(2026, 11, 25, 21, 30, 15, tzinfo=UTC)
 

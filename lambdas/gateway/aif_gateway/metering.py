@@ -29,7 +29,7 @@ class MetricsSink(Protocol):
 
 class EmfMetricsSink:
     """CloudWatch metrics through Powertools' Embedded Metric Format: one log line per request with the
-    Team, Feature and Model dimensions (no PutMetricData call on the hot path)."""
+    dimension sets (Team, Feature, Model) and (Team, Feature); no PutMetricData call on the hot path."""
 
     def __init__(self, namespace: str | None = None, service: str | None = None) -> None:
         self._namespace = namespace
@@ -39,9 +39,12 @@ class EmfMetricsSink:
         from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
         metrics = EphemeralMetrics(namespace=self._namespace, service=self._service)
-        metrics.add_dimension("Team", record.team or "unknown")
-        metrics.add_dimension("Feature", record.feature or "unknown")
+        team, feature = record.team or "unknown", record.feature or "unknown"
+        metrics.add_dimension("Team", team)
+        metrics.add_dimension("Feature", feature)
         metrics.add_dimension("Model", record.model_served or record.route or "none")
+        # A second dimension set without Model, so per-feature alarms need no metric math over models.
+        metrics.add_dimensions(Team=team, Feature=feature)
         metrics.add_metric("Requests", MetricUnit.Count, 1)
         metrics.add_metric(f"Status{record.status // 100}xx", MetricUnit.Count, 1)
         metrics.add_metric("LatencyMs", MetricUnit.Milliseconds, record.latency_ms)

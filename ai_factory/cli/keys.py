@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
+from ai_factory.cli.errors import CommandError, UsageError
 from aif_gateway.config import GatewayConfig
 from aif_gateway.records import ApiKeyRecord, KeyStore, UnknownKeyError, generate_key, utc_now
 
@@ -25,14 +26,6 @@ DEFAULT_BUDGET_USD = 100.0
 DEFAULT_RATE_LIMIT_RPM = 60
 DEFAULT_GRACE_HOURS = 24.0
 KEYS_TABLE_ENV = "AIF_KEYS_TABLE"
-
-
-class UsageError(Exception):
-    """Bad input: exit code 2, message on stderr."""
-
-
-class CommandError(Exception):
-    """A valid request that cannot be carried out (unknown key, store failure): exit code 1."""
 
 
 # --- argument parsing ---------------------------------------------------------------------------

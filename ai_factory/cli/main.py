@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ai_factory.cli import keys
+from ai_factory.cli.errors import CommandError, UsageError
 
 PROG = "ai-factory"
 
@@ -41,7 +42,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from ai_factory.model_catalog import CatalogError
 
     if not 0 <= args.port <= 65535:
-        raise keys.UsageError(f"--port must be between 0 and 65535, got {args.port}")
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         serve(
@@ -53,11 +54,11 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             access_log=args.access_log,
         )
     except RemoteBindError as exc:
-        raise keys.UsageError(f"--host: {exc}") from exc
+        raise UsageError(f"--host: {exc}") from exc
     except CatalogError as exc:
-        raise keys.UsageError(f"--catalog: invalid model catalog: {exc}") from exc
+        raise UsageError(f"--catalog: invalid model catalog: {exc}") from exc
     except OSError as exc:
-        raise keys.CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
     return 0
 
 
@@ -80,10 +81,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     command = " ".join(filter(None, [PROG, args.command, getattr(args, "keys_command", None)]))
     try:
         return int(args.run(args, out))
-    except keys.UsageError as exc:
+    except UsageError as exc:
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 2
-    except keys.CommandError as exc:
+    except CommandError as exc:
         print(f"{command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -15,8 +15,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ai_factory.model_catalog import CatalogError, CatalogWarning, ModelCatalog
+from ai_factory.model_catalog import CatalogError, CatalogWarning, ComplianceNotes, ModelCatalog
 from aif_gateway.config import GatewayConfig, Prices
+
+APPROVAL = {"approved_by": "ai-review@example.com", "approved_on": "2026-11-24"}
 
 
 def base() -> dict[str, Any]:
@@ -33,6 +35,7 @@ def base() -> dict[str, Any]:
                 "status": "approved",
                 "owner": "platform-team",
                 "context_window": 200000,
+                **APPROVAL,
             },
             {
                 "name": "nova",
@@ -42,6 +45,9 @@ def base() -> dict[str, Any]:
                 "regions": ["us-east-1"],
                 "prices": {"input": 0.06, "output": 0.24},
                 "status": "approved",
+                "owner": "platform-team",
+                "context_window": 300000,
+                **APPROVAL,
             },
             {
                 "name": "titan",
@@ -51,6 +57,8 @@ def base() -> dict[str, Any]:
                 "regions": ["us-east-1"],
                 "prices": {"input": 0.02},
                 "status": "approved",
+                "owner": "platform-team",
+                **APPROVAL,
             },
             {"name": "echo", "provider": "echo", "modality": "chat", "prices": {}, "status": "approved"},
         ],
@@ -92,13 +100,17 @@ def test_packaged_catalog_loads_and_routes_resolve() -> None:
 
 
 def test_valid_catalog_keeps_unknown_optional_fields(tmp_path: Path) -> None:
-    catalog = ModelCatalog.load(write(tmp_path, base()))
+    data = base()
+    model(data, "haiku")["review_ticket"] = "SEC-1234"
+    catalog = ModelCatalog.load(write(tmp_path, data))
     haiku = catalog.models["haiku"]
-    assert haiku.extra == {"owner": "platform-team", "context_window": 200000}
+    assert haiku.extra == {"review_ticket": "SEC-1234"}
+    assert haiku.review_ticket == "SEC-1234"
     assert haiku.owner == "platform-team"
     assert haiku.context_window == 200000
+    assert haiku.compliance_notes is None and haiku.known_limitations == ()
     with pytest.raises(AttributeError):
-        _ = haiku.compliance_notes
+        _ = haiku.no_such_field
     assert copy.deepcopy(haiku) == haiku
 
 
@@ -135,6 +147,9 @@ def test_bedrock_invoke_arns(tmp_path: Path) -> None:
             "regions": ["eu-west-1"],
             "prices": {},
             "status": "approved",
+            "owner": "platform-team",
+            "context_window": 1000,
+            **APPROVAL,
         }
     )
     data["routes"].append({"alias": "chat-2", "targets": ["nova"]})  # nova used twice: deduplicated
@@ -317,6 +332,258 @@ def test_unquoted_yaml_date_is_accepted(tmp_path: Path) -> None:
         assert ModelCatalog.load(path).models["nova"].deprecated_on == date(2026, 1, 31)
 
 
+# ------------------------------------------------------------------------------------------ documentation
+
+
+def documented() -> dict[str, Any]:
+    """base() with every documentation field on haiku, and a per-region ID map."""
+    data = base()
+    model(data, "haiku").update(
+        provider_name="Anthropic",
+        max_output_tokens=64000,
+        regional_ids={
+            "us-": "us.anthropic.haiku-v1:0",
+            "eu-": "eu.anthropic.haiku-v1:0",
+            "eu-central-": "anthropic.haiku-v1:0",
+            "eu-west-3": "global.anthropic.haiku-v1:0",
+        },
+        regions=["us-east-1", "us-west-2", "eu-central-1", "eu-west-1"],
+        evaluated_on=["mlflow:runs/abc123", "docs/evals/haiku.md"],
+        compliance_notes={
+            "data_residency": "us- in the US, eu- in the EU",
+            "provider_terms": "https://example.com/terms",
+            "notes": "no training on prompts",
+        },
+        known_limitations=["temperature range 0-1", "no image output"],
+    )
+    return data
+
+
+def test_documentation_fields_are_parsed(tmp_path: Path) -> None:
+    haiku = ModelCatalog.load(write(tmp_path, documented())).models["haiku"]
+    assert (haiku.provider_name, haiku.owner, haiku.context_window, haiku.max_output_tokens) == (
+        "Anthropic",
+        "platform-team",
+        200000,
+        64000,
+    )
+    assert (haiku.approved_by, haiku.approved_on) == ("ai-review@example.com", date(2026, 11, 24))
+    assert haiku.evaluated_on == ("mlflow:runs/abc123", "docs/evals/haiku.md")
+    assert haiku.compliance_notes == ComplianceNotes(
+        "us- in the US, eu- in the EU", "https://example.com/terms", "no training on prompts"
+    )
+    assert haiku.known_limitations == ("temperature range 0-1", "no image output")
+    assert haiku.extra == {}
+
+
+def test_echo_models_need_no_documentation_and_preview_needs_no_approver(tmp_path: Path) -> None:
+    data = base()
+    data["models"].append({**model(data, "nova"), "name": "trial", "status": "preview"})
+    for key in ("approved_by", "approved_on"):
+        model(data, "trial").pop(key)
+    catalog = ModelCatalog.load(write(tmp_path, data))  # echo has no owner/context_window: fine
+    assert catalog.models["echo"].owner is None
+    assert catalog.models["trial"].approved_by is None
+    assert catalog.models["titan"].context_window is None  # embedding: optional
+
+
+@pytest.mark.parametrize(
+    ("region", "expected"),
+    [
+        (None, "us.anthropic.haiku-v1:0"),  # no region: the default, as before
+        ("${Token[AWS.Region.9]}", "us.anthropic.haiku-v1:0"),  # region-agnostic stack
+        ("us-west-2", "us.anthropic.haiku-v1:0"),  # prefix us-
+        ("eu-west-1", "eu.anthropic.haiku-v1:0"),  # prefix eu-
+        ("eu-central-1", "anthropic.haiku-v1:0"),  # the longer prefix wins
+        ("eu-west-3", "global.anthropic.haiku-v1:0"),  # an exact region beats every prefix
+        ("ap-southeast-2", "us.anthropic.haiku-v1:0"),  # not covered: falls back to inference_profile
+    ],
+)
+def test_invoke_id_for_region(tmp_path: Path, region: str | None, expected: str) -> None:
+    haiku = ModelCatalog.load(write(tmp_path, documented())).models["haiku"]
+    assert haiku.invoke_id_for(region) == expected
+
+
+def test_gateway_config_uses_the_regions_ids(tmp_path: Path) -> None:
+    catalog = ModelCatalog.load(write(tmp_path, documented()))
+    with pytest.warns(CatalogWarning):  # nova and titan have no EU ID (the next test checks the message)
+        eu = catalog.gateway_config(region="eu-west-1", model_timeout_s=9.0)
+    assert eu.model_timeout_s == 9.0
+    assert [t.model_id for t in eu.routes["chat"].targets] == [
+        "eu.anthropic.haiku-v1:0",
+        "amazon.nova-lite-v1:0",
+    ]
+    assert all(t.region is None for t in eu.routes["chat"].targets)
+    assert catalog.gateway_config().routes["chat"].targets[0].model_id == "us.anthropic.haiku-v1:0"
+
+
+def test_gateway_config_warns_when_a_routed_model_has_no_id_for_the_region(tmp_path: Path) -> None:
+    catalog = ModelCatalog.load(write(tmp_path, documented()))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        catalog.gateway_config(region="eu-west-1")
+    messages = sorted(str(w.message) for w in caught if w.category is CatalogWarning)
+    assert len(messages) == 2
+    assert (
+        "model 'nova' lists no ID for region eu-west-1; the gateway will call 'amazon.nova-lite-v1:0'"
+        in messages[0]
+    )
+    assert "model 'titan' lists no ID for region eu-west-1" in messages[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        catalog.gateway_config(region="us-east-1")  # every routed model covers it
+        catalog.gateway_config(region="${Token[AWS.Region.9]}")
+
+
+def test_bedrock_invoke_arns_follow_the_region(tmp_path: Path) -> None:
+    catalog = ModelCatalog.load(write(tmp_path, documented()))
+
+    def haiku_models(*regions: str) -> list[str]:
+        return [f"arn:aws:bedrock:{r}::foundation-model/anthropic.haiku-v1:0" for r in regions]
+
+    others = [
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0",
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0",
+    ]
+    eu = catalog.bedrock_invoke_arns("aws", "eu-west-1", "111122223333")
+    assert eu == sorted(
+        [
+            "arn:aws:bedrock:eu-west-1:111122223333:inference-profile/eu.anthropic.haiku-v1:0",
+            # nova and titan have no ID for eu-west-1: the gateway calls them there, so IAM allows it
+            "arn:aws:bedrock:eu-west-1::foundation-model/amazon.nova-lite-v1:0",
+            "arn:aws:bedrock:eu-west-1::foundation-model/amazon.titan-embed-text-v2:0",
+            # the eu. profile routes inside the EU only: the model is allowed in the EU regions listed
+            *haiku_models("eu-central-1", "eu-west-1"),
+            *others,
+        ]
+    )
+    # A regional ID that is the plain model: no profile, the model in the stack's region.
+    central = catalog.bedrock_invoke_arns("aws", "eu-central-1", "111122223333")
+    assert not any("inference-profile/" in a and "haiku" in a for a in central)
+    # A token region (region-agnostic stack): every model's default ID, as before.
+    token = catalog.bedrock_invoke_arns("aws", "${Token[AWS.Region.9]}", "1")
+    assert token == sorted(
+        [
+            "arn:aws:bedrock:${Token[AWS.Region.9]}:1:inference-profile/us.anthropic.haiku-v1:0",
+            *haiku_models("us-east-1", "us-west-2"),
+            *others,
+        ]
+    )
+
+
+def test_packaged_catalog_documents_every_bedrock_model() -> None:
+    catalog = ModelCatalog.load()
+    for m in catalog.models.values():
+        assert m.owner == "platform-ai@example.com"
+        if m.provider != "bedrock":
+            continue
+        assert m.provider_name and m.compliance_notes and m.known_limitations, m.name
+        assert m.status != "approved" or (m.approved_by and m.approved_on), m.name
+    assert catalog.models["claude-haiku-4-5"].context_window == 200000
+    assert catalog.models["claude-sonnet-4-5"].context_window == 200000
+    assert catalog.models["nova-lite"].context_window == 300000
+    assert catalog.models["titan-embed-v2"].context_window == 8192
+    with pytest.warns(CatalogWarning, match="titan-embed-v2"):  # no EU ID for it yet: the warning says so
+        eu = catalog.gateway_config(region="eu-central-1").routes
+    assert eu["chat-fast"].targets[0].model_id.startswith("eu.anthropic.claude-haiku-4-5")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: model(d, "nova").pop("owner"), r"model 'nova': field 'owner': is required"),
+        (lambda d: model(d, "nova").update(owner=""), r"model 'nova': field 'owner': must be a non-empty"),
+        (
+            lambda d: model(d, "nova").pop("context_window"),
+            r"model 'nova': field 'context_window': is required",
+        ),
+        (
+            lambda d: model(d, "nova").update(context_window=0),
+            r"field 'context_window': must be a whole number > 0",
+        ),
+        (lambda d: model(d, "nova").update(context_window=True), r"field 'context_window': must be a whole"),
+        (lambda d: model(d, "nova").update(context_window="8k"), r"field 'context_window': must be a whole"),
+        (lambda d: model(d, "titan").update(context_window=1.5), r"model 'titan': field 'context_window'"),
+        (
+            lambda d: model(d, "nova").update(max_output_tokens=-1),
+            r"field 'max_output_tokens': must be a whole",
+        ),
+        (
+            lambda d: model(d, "nova").update(max_output_tokens=300001),
+            r"model 'nova': field 'max_output_tokens': exceeds the context window",
+        ),
+        (lambda d: model(d, "nova").update(provider_name=7), r"model 'nova': field 'provider_name': must be"),
+        (lambda d: model(d, "nova").pop("approved_by"), r"model 'nova': field 'approved_by': is required"),
+        (lambda d: model(d, "nova").pop("approved_on"), r"model 'nova': field 'approved_on': is required"),
+        (
+            lambda d: model(d, "nova").update(approved_on="yesterday"),
+            r"model 'nova': field 'approved_on': must be a date YYYY-MM-DD",
+        ),
+        (
+            lambda d: model(d, "nova").update(evaluated_on="run-1"),
+            r"model 'nova': field 'evaluated_on': must be a list",
+        ),
+        (
+            lambda d: model(d, "nova").update(known_limitations=["a", "a"]),
+            r"model 'nova': field 'known_limitations': lists an item twice",
+        ),
+        (
+            lambda d: model(d, "nova").update(regional_ids={}),
+            r"model 'nova': field 'regional_ids': must be a non-empty",
+        ),
+        (
+            lambda d: model(d, "nova").update(regional_ids=["eu-"]),
+            r"field 'regional_ids': must be a non-empty mapping",
+        ),
+        (
+            lambda d: model(d, "nova").update(regional_ids={"europe": "eu.amazon.nova-lite-v1:0"}),
+            r"model 'nova': field 'regional_ids.europe': keys must be a region",
+        ),
+        (
+            lambda d: model(d, "nova").update(regional_ids={"eu-": ""}),
+            r"model 'nova': field 'regional_ids.eu-': must be a non-empty string",
+        ),
+        (
+            lambda d: model(d, "nova").update(regional_ids={"eu-": "eu.amazon.nova-pro-v1:0"}),
+            r"field 'regional_ids.eu-': must be the model_id 'amazon.nova-lite-v1:0' or an inference profile",
+        ),
+        (
+            lambda d: model(d, "nova").update(regional_ids={"eu-": "x.y.amazon.nova-lite-v1:0"}),
+            r"field 'regional_ids.eu-': must be the model_id",
+        ),
+        (
+            lambda d: model(d, "echo").update(regional_ids={"eu-": "echo"}),
+            r"model 'echo': field 'regional_ids': only applies to bedrock",
+        ),
+        (
+            lambda d: model(d, "nova").update(compliance_notes="EU"),
+            r"model 'nova': field 'compliance_notes': must be a",
+        ),
+        (
+            lambda d: model(d, "nova").update(compliance_notes={"data_residency": "US", "residency": "x"}),
+            r"model 'nova': field 'compliance_notes': unknown key",
+        ),
+        (
+            lambda d: model(d, "nova").update(compliance_notes={"notes": "x"}),
+            r"model 'nova': field 'data_residency': is required",
+        ),
+        (
+            lambda d: model(d, "nova").update(
+                compliance_notes={"data_residency": "US", "provider_terms": "http://example.com/terms"}
+            ),
+            r"model 'nova': field 'compliance_notes.provider_terms': must be an https:// URL",
+        ),
+    ],
+)
+def test_each_documentation_rule_names_file_entry_and_field(
+    tmp_path: Path, mutate: Any, expected: str
+) -> None:
+    data = base()
+    mutate(data)
+    message = load_error(tmp_path, data)
+    assert re.search(expected, message), message
+
+
 # ------------------------------------------------------------------------------------------ garbage
 
 _scalars = st.one_of(
@@ -332,6 +599,8 @@ _keys = st.sampled_from(
     [
         *("name", "provider", "modality", "model_id", "inference_profile", "regions", "prices", "status"),
         *("deprecated_on", "alias", "targets", "input", "output", "models", "routes", "x"),
+        *("owner", "context_window", "max_output_tokens", "regional_ids", "approved_by", "approved_on"),
+        *("evaluated_on", "compliance_notes", "known_limitations", "data_residency", "provider_terms", "eu-"),
     ]
 )
 _values = st.recursive(

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ai_factory.cli import keys
+from ai_factory.cli import keys, models, prompts
 from ai_factory.cli.errors import CommandError, UsageError
 
 PROG = "ai-factory"
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_serve(sub)
     keys.add_parser(sub)
+    prompts.add_parser(sub)
+    models.add_parser(sub)
     return parser
 
 

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import aws_cdk as cdk
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_bedrock as bedrock
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -35,6 +35,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
@@ -51,6 +52,7 @@ from ai_factory.model_catalog import ModelCatalog
 SERVICE_NAME = "ai-factory-gateway"
 METRICS_NAMESPACE = "AIFactory"
 KEY_ID_INDEX = "by-key-id"
+PROMPT_VIEW_KEY = "prompts.json"
 
 # Content filter strengths (input, output). PROMPT_ATTACK only applies to input.
 DEFAULT_CONTENT_FILTERS: dict[str, tuple[str, str]] = {
@@ -102,7 +104,9 @@ class LlmGateway(Construct):
     tables with point-in-time recovery, retained on stack deletion; a regional REST API with stage
     throttling, JSON access logs, execution logs at ERROR level and X-Ray tracing; a Bedrock Guardrail
     (content filters + PII) whose versions are retained; an IAM role that may invoke only the Bedrock
-    ARNs the catalog lists.
+    ARNs the catalog lists; a versioned, KMS-encrypted bucket (with access logs) for the prompt
+    registry's runtime view, which the Lambda may read (only ``prompts.json``) and
+    ``grant_publish_prompts`` lets a release role write.
 
     Callers authenticate with the gateway's own bearer keys (hashed in the keys table), which the
     Lambda checks on every request; API Gateway itself has no authorizer.
@@ -279,6 +283,10 @@ class LlmGateway(Construct):
         )
         self.guardrail_version.apply_removal_policy(RemovalPolicy.RETAIN)
 
+        self.prompts_bucket = self._prompts_bucket()
+        self.prompt_view_uri: str = f"s3://{self.prompts_bucket.bucket_name}/{PROMPT_VIEW_KEY}"
+        """Where ``ai-factory prompts publish --to`` writes the registry's runtime view for the gateway."""
+
         # Every attempt down a fallback chain must end before the Lambda does, or the request would
         # die without its usage record: attempts get a bounded model timeout and the chain a deadline
         # a little inside the Lambda timeout.
@@ -288,7 +296,9 @@ class LlmGateway(Construct):
             "request_deadline_s": float(seconds - 3),
         }
         config_fields.update(gateway_config_overrides or {})
-        config = catalog.gateway_config(**config_fields)
+        # A concrete stack region picks each model's regional ID (e.g. an eu. inference profile);
+        # an environment-agnostic stack (token region) keeps the catalog's default IDs.
+        config = catalog.gateway_config(region=Stack.of(self).region, **config_fields)
         code = lambda_.Code.from_asset(str(stage_gateway_asset(config)))
         layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "PowertoolsLayer", powertools_layer_arn or _default_layer_arn(powertools_layer_version)
@@ -299,6 +309,7 @@ class LlmGateway(Construct):
             "AIF_SPILL_QUEUE_URL": self.spill_queue.queue_url,
             "AIF_GUARDRAIL_ID": self.guardrail.attr_guardrail_id,
             "AIF_GUARDRAIL_VERSION": self.guardrail_version.attr_version,
+            "AIF_PROMPT_VIEW_URI": self.prompt_view_uri,
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
@@ -348,6 +359,7 @@ class LlmGateway(Construct):
         self._output("ApiUrl", self.url, "OpenAI-compatible base URL of the LLM gateway")
         self._output("KeysTableName", self.keys_table.table_name, "DynamoDB table of gateway API keys")
         self._output("UsageTableName", self.usage_table.table_name, "DynamoDB usage ledger of the gateway")
+        self._output("PromptViewUri", self.prompt_view_uri, "Where the prompt registry publishes its view")
         self._acknowledge_design_findings(self._proxy_method, web_acl=web_acl_arn is not None)
 
     # ----------------------------------------------------------------------------------------- public
@@ -358,6 +370,16 @@ class LlmGateway(Construct):
         Read/write on the keys table and its ``by-key-id`` index, and use of the table's KMS key.
         """
         return self.keys_table.grant_read_write_data(grantee)
+
+    def grant_publish_prompts(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` (the CI or release role running ``ai-factory prompts publish``) write the
+        prompt view object, and nothing else in the bucket, with the gateway key through S3."""
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["s3:PutObject"],
+            resource_arns=[self.prompts_bucket.arn_for_objects(PROMPT_VIEW_KEY)],
+        )
+        return grant.combine(self._grant_key_via_s3(grantee, ["kms:GenerateDataKey", "kms:Decrypt"]))
 
     def metric_latency(self, **props: Any) -> cloudwatch.Metric:
         """API Gateway ``Latency`` of the gateway stage (ms; default statistic: p99 over 5 minutes)."""
@@ -465,6 +487,82 @@ class LlmGateway(Construct):
             **props,
         )
 
+    def _prompts_bucket(self) -> s3.Bucket:
+        """The bucket of the prompt view, with its server access logs in a bucket of their own."""
+        access_logs = s3.Bucket(
+            self,
+            "PromptsAccessLogs",
+            # S3 server access logging delivers only to buckets encrypted with S3-managed keys.
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            versioned=True,
+            # Kept as long as the gateway's log groups.
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=Duration.days(self._retention_days()),
+                    noncurrent_version_expiration=Duration.days(1),
+                )
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        cdk.Validations.of(access_logs).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-S1",
+                reason=(
+                    "This bucket is the destination of the prompts bucket's server access logs; logging "
+                    "it too would need yet another log bucket (or log into itself, which S3 advises "
+                    "against because every delivered log would create more logs)."
+                ),
+            )
+        )
+        bucket = s3.Bucket(
+            self,
+            "PromptsBucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.key,
+            bucket_key_enabled=True,
+            enforce_ssl=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            # Every published view is kept: what the gateway served, and when, can be reconstructed.
+            versioned=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # Logging set on the L1 with a bucket policy for the logging service (not `server_access_logs_
+        # bucket`, which falls back to ACLs unless the app sets a feature flag): both buckets stay ACL-free.
+        prefix = "prompts-bucket/"
+        cfn_bucket = bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
+            destination_bucket_name=access_logs.bucket_name, log_file_prefix=prefix
+        )
+        access_logs.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="S3ServerAccessLogsFromPromptsBucket",
+                principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
+                actions=["s3:PutObject"],
+                resources=[access_logs.arn_for_objects(f"{prefix}*")],
+                conditions={
+                    "ArnLike": {"aws:SourceArn": bucket.bucket_arn},
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                },
+            )
+        )
+        return bucket
+
+    def _retention_days(self) -> int:
+        return next(days for days, member in _RETENTION_DAYS.items() if member == self._retention)
+
+    def _grant_key_via_s3(self, grantee: iam.IGrantable, actions: list[str]) -> iam.Grant:
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=actions,
+            resource_arns=[self.key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+        )
+
     def _log_group(self, construct_id: str, log_group_name: str | None = None) -> logs.LogGroup:
         return logs.LogGroup(
             self,
@@ -558,7 +656,10 @@ class LlmGateway(Construct):
 
     def _grant_gateway_runtime(self, role: iam.IRole | None) -> None:
         assert role is not None
-        invoke_arns = self.catalog.bedrock_invoke_arns(Aws.PARTITION, Aws.REGION, Aws.ACCOUNT_ID)
+        region = Stack.of(self).region
+        invoke_arns = self.catalog.bedrock_invoke_arns(
+            Aws.PARTITION, Aws.REGION if Token.is_unresolved(region) else region, Aws.ACCOUNT_ID
+        )
         if invoke_arns:
             role.add_to_principal_policy(
                 iam.PolicyStatement(
@@ -586,6 +687,30 @@ class LlmGateway(Construct):
                 sid="SpillUsageRecords",
                 actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"],
                 resources=[self.spill_queue.queue_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadPromptView",
+                actions=["s3:GetObject"],
+                resources=[self.prompts_bucket.arn_for_objects(PROMPT_VIEW_KEY)],
+            )
+        )
+        # Without s3:ListBucket S3 answers 403, not 404, for an object that does not exist yet, and
+        # the gateway could not tell "nothing published" from "no access". The bucket holds only the view.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="SeeWhetherPromptViewExists",
+                actions=["s3:ListBucket"],
+                resources=[self.prompts_bucket.bucket_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="DecryptPromptViewThroughS3",
+                actions=["kms:Decrypt"],
+                resources=[self.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
             )
         )
         self._grant_usage_write(role)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +61,15 @@ def make_config(**overrides: Any) -> GatewayConfig:
     base: dict[str, Any] = {"routes": routes, "guardrail": GuardrailRef("gr-123", "1")}
     base.update(overrides)
     return GatewayConfig(**base)
+
+
+class InlineExecutor(Executor):
+    """Runs background cache refreshes at once, so tests see their effect deterministically."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
 
 
 class FakeClock:
@@ -176,6 +186,7 @@ def harness() -> Iterator[Harness]:
         audit_log=h_audit.append,
         now=lambda: holder["now"],
         clock=clock,
+        refresh_executor=InlineExecutor(),
     )
     h = Harness(gateway, keys, ledger, stubber, clock, metrics, h_audit, start)
     h.__dict__["_holder"] = holder

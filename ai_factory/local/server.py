@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-from ai_factory.local.sqlite_store import SqliteKeyStore, SqliteLedger, default_db_path
+from ai_factory.local.sqlite_store import SqliteKeyStore, SqliteLedger, default_db_path, default_state_dir
 from aif_gateway.config import GatewayConfig
 from aif_gateway.errors import GatewayError, InternalError, InvalidRequest, PayloadTooLarge
 
@@ -35,6 +35,10 @@ DEFAULT_PORT = 8080
 # Bodies above gateway max_body_bytes get the gateway's own 413; bodies above this are refused before
 # they are read, so a client cannot make the server buffer an unbounded amount of memory.
 HARD_CAP_FACTOR = 2
+# The prompt view `ai-factory prompts publish` writes into the state folder; a stat a second is cheap,
+# so a newly published view is served at once rather than after the cloud's 60 s.
+PROMPT_VIEW_FILE = "prompts.json"
+LOCAL_PROMPT_VIEW_TTL_S = 1.0
 # Idle keep-alive connections are closed after this many seconds (one thread each).
 IDLE_TIMEOUT_S = 120.0
 # After refusing a body it did not read, the server drains at most this much for at most this long.
@@ -84,16 +88,25 @@ def build_gateway(
     catalog_path: str | os.PathLike[str] | None = None,
     config: GatewayConfig | None = None,
 ) -> tuple[ProxyHandler, GatewayConfig]:
-    """The real gateway over the SQLite stores in ``state_dir`` with the catalog's routes."""
+    """The real gateway over the SQLite stores in ``state_dir`` with the catalog's routes, serving the
+    registered prompts of ``<state_dir>/prompts.json`` when that file exists."""
     from aif_gateway.app import Gateway  # deferred: tests may serve a stub without it
+    from aif_gateway.prompt_view import PromptViewSource
 
     if config is None:
         from ai_factory.model_catalog import ModelCatalog
 
         config = ModelCatalog.load(catalog_path).gateway_config()
     db = default_db_path(state_dir)
-    gateway = Gateway(config, keys=SqliteKeyStore(db), ledger=SqliteLedger(db))
+    prompts = PromptViewSource(prompt_view_path(state_dir), ttl_s=LOCAL_PROMPT_VIEW_TTL_S)
+    gateway = Gateway(config, keys=SqliteKeyStore(db), ledger=SqliteLedger(db), prompts=prompts)
     return gateway, config
+
+
+def prompt_view_path(state_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``prompts.json`` in ``state_dir`` (default: ``$AI_FACTORY_HOME`` or ``~/.ai-factory``)."""
+    folder = Path(state_dir).expanduser() if state_dir else default_state_dir()
+    return folder / PROMPT_VIEW_FILE
 
 
 class _Handler(BaseHTTPRequestHandler):

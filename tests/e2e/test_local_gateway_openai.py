@@ -82,6 +82,58 @@ def test_usage_is_recorded_in_the_local_ledger(local_gateway: LocalGateway, make
     assert (mine[0].route, mine[0].status, mine[0].model_served) == ("echo", 200, "echo")
 
 
+def test_registered_prompt_rendered_server_side(local_gateway: LocalGateway, make_key: MakeKey) -> None:
+    """A prompt view published into the state folder is served; the SDK passes the prompt in extra_body."""
+    user = "Summarize in at most {{max_sentences}} sentences: {{ ticket }}"
+    view = {
+        "schema": 1,
+        "generated_at": "2026-11-25T12:00:00Z",
+        "prompts": {
+            "summarize-ticket": {
+                "versions": {
+                    "3": {
+                        "hash": "sha256:e2e",
+                        "model": "echo",
+                        "parameters": {"max_tokens": 400},
+                        "messages": [
+                            {"role": "system", "content": "You summarize tickets."},
+                            {"role": "user", "content": user},
+                        ],
+                        "variables": ["max_sentences", "ticket"],
+                    }
+                },
+                "aliases": {"production": "3"},
+            }
+        },
+    }
+    (local_gateway.state_dir / "prompts.json").write_text(json.dumps(view), encoding="utf-8")
+    sdk = client(local_gateway, make_key())
+    variables = {"ticket": "The printer is on fire.", "max_sentences": 2}
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="echo",  # the SDK requires it; the gateway would default to the prompt's model
+        messages=[],
+        extra_body={"prompt": {"name": "summarize-ticket", "alias": "production", "variables": variables}},
+    )
+    response = raw.parse()
+    assert (
+        response.choices[0].message.content
+        == "echo: Summarize in at most 2 sentences: The printer is on fire."
+    )
+    records = SqliteLedger(default_db_path(local_gateway.state_dir)).list_usage(team="e2e")
+    mine = [r for r in records if r.request_id == raw.headers["x-request-id"]]
+    assert [(r.prompt_name, r.prompt_version) for r in mine] == [("summarize-ticket", "3")]
+
+    with pytest.raises(openai.BadRequestError) as err:
+        sdk.chat.completions.create(
+            model="echo", messages=[], extra_body={"prompt": {"name": "summarize-ticket", "variables": {}}}
+        )
+    assert "missing max_sentences, ticket" in err.value.message
+    assert isinstance(err.value.body, dict) and err.value.body.get("param") == "prompt.variables"
+    with pytest.raises(openai.NotFoundError) as not_found:
+        sdk.chat.completions.create(model="echo", messages=[], extra_body={"prompt": {"name": "nope"}})
+    assert isinstance(not_found.value.body, dict) and not_found.value.body.get("code") == "prompt_not_found"
+
+
 # -- errors ------------------------------------------------------------------------------------------
 
 

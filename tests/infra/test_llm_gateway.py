@@ -71,9 +71,12 @@ def test_bedrock_permissions_are_exactly_the_catalog_allow_list(default_gateway:
         "bedrock:InvokeModel",
         "bedrock:InvokeModelWithResponseStream",
     ]
-    expected = syn.resolve(ModelCatalog.load().bedrock_invoke_arns(Aws.PARTITION, Aws.REGION, Aws.ACCOUNT_ID))
+    expected = syn.resolve(
+        ModelCatalog.load().bedrock_invoke_arns(Aws.PARTITION, "us-east-1", Aws.ACCOUNT_ID)
+    )
     assert invoke[0]["Resource"] == expected
     rendered = json.dumps(invoke[0]["Resource"])
+    assert ":bedrock:eu-" not in rendered, "a us-east-1 gateway calls us. profiles: no EU model ARNs"
     assert "inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0" in rendered
     assert ":bedrock:us-west-2::foundation-model/anthropic.claude-haiku-4-5-20251001-v1:0" in rendered
     assert "echo" not in rendered
@@ -439,3 +442,129 @@ def test_invalid_props_name_construct_and_field(
     with pytest.raises(ValueError) as info:
         new_gateway(**props)
     assert str(info.value).startswith(f"LlmGateway 'TestGateway/Gateway': {field}: "), str(info.value)
+
+
+# ---------------------------------------------------------------------------------- prompt view bucket
+
+
+def _prompt_object_arn(syn: Synthesized) -> dict[str, Any]:
+    bucket = syn.stack.get_logical_id(syn.gateway.prompts_bucket.node.default_child)
+    return {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/prompts.json"]]}
+
+
+def _role_statements(syn: Synthesized, role: Any) -> list[dict[str, Any]]:
+    role_ref = {"Ref": syn.stack.get_logical_id(role.node.default_child)}
+    found = []
+    for policy in syn.template.find_resources("AWS::IAM::Policy").values():
+        if role_ref in policy["Properties"]["Roles"]:
+            found.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return found
+
+
+def test_prompts_bucket_is_kms_encrypted_private_versioned_logged_and_retained(
+    default_gateway: Synthesized,
+) -> None:
+    syn = default_gateway
+    bucket_id = syn.stack.get_logical_id(syn.gateway.prompts_bucket.node.default_child)
+    bucket = syn.template.to_json()["Resources"][bucket_id]
+    props = bucket["Properties"]
+    assert bucket["DeletionPolicy"] == "Retain" and bucket["UpdateReplacePolicy"] == "Retain"
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {
+            "BucketKeyEnabled": True,
+            "ServerSideEncryptionByDefault": {
+                "KMSMasterKeyID": arn_of(syn, syn.gateway.key),
+                "SSEAlgorithm": "aws:kms",
+            },
+        }
+    ]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    logs_bucket = props["LoggingConfiguration"]["DestinationBucketName"]
+    assert props["LoggingConfiguration"]["LogFilePrefix"] == "prompts-bucket/"
+    bucket_arn = {"Fn::GetAtt": [bucket_id, "Arn"]}
+    policies = syn.template.find_resources("AWS::S3::BucketPolicy")
+    own = [p for p in policies.values() if p["Properties"]["Bucket"] == {"Ref": bucket_id}]
+    assert len(own) == 1
+    deny = own[0]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # The log bucket accepts logs only from the logging service, for this bucket, into the prefix.
+    log_policy = next(p for p in policies.values() if p["Properties"]["Bucket"] == logs_bucket)
+    delivery = [
+        s
+        for s in log_policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Principal") == {"Service": "logging.s3.amazonaws.com"}
+    ]
+    assert len(delivery) == 1 and delivery[0]["Condition"]["ArnLike"] == {"aws:SourceArn": bucket_arn}
+
+
+def test_gateway_may_read_exactly_the_prompt_view_object(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    bucket = syn.gateway.prompts_bucket
+    bucket_arn = arn_of(syn, bucket)
+    on_bucket = [
+        s
+        for s in statements(syn)
+        if any(json.dumps(bucket_arn) in json.dumps(r) for r in as_list(s["Resource"]))
+        and any(a.startswith("s3:") for a in as_list(s["Action"]))
+        and s.get("Principal") is None
+    ]
+    assert sorted((s["Sid"], s["Action"]) for s in on_bucket) == [
+        ("ReadPromptView", "s3:GetObject"),
+        ("SeeWhetherPromptViewExists", "s3:ListBucket"),
+    ]
+    read = next(s for s in on_bucket if s["Sid"] == "ReadPromptView")
+    assert read["Resource"] == _prompt_object_arn(syn)
+    assert next(s for s in on_bucket if s["Sid"] == "ReadPromptView") in _role_statements(
+        syn, syn.gateway.function.role
+    )
+    decrypt = [
+        s
+        for s in _role_statements(syn, syn.gateway.function.role)
+        if s.get("Sid") == "DecryptPromptViewThroughS3"
+    ]
+    assert decrypt == [
+        {
+            "Action": "kms:Decrypt",
+            "Condition": {
+                "StringEquals": {
+                    "kms:ViaService": {"Fn::Join": ["", ["s3.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+                }
+            },
+            "Effect": "Allow",
+            "Resource": arn_of(syn, syn.gateway.key),
+            "Sid": "DecryptPromptViewThroughS3",
+        }
+    ]
+    # The spill replay reads nothing from S3.
+    replay = _role_statements(syn, syn.gateway.spill_replay_function.role)
+    assert not any(a.startswith("s3:") for s in replay for a in as_list(s["Action"]))
+
+
+def test_gateway_function_gets_the_prompt_view_uri(default_gateway: Synthesized) -> None:
+    syn = default_gateway
+    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway.handler.lambda_handler"})["Properties"]
+    expected = {"Fn::Join": ["", ["s3://", ref(syn, syn.gateway.prompts_bucket), "/prompts.json"]]}
+    assert fn["Environment"]["Variables"]["AIF_PROMPT_VIEW_URI"] == expected
+    outputs = syn.template.to_json()["Outputs"]
+    assert outputs["GatewayPromptViewUri"]["Value"] == expected
+
+
+def test_grant_publish_prompts_writes_only_the_view(build_gateway: Callable[..., Synthesized]) -> None:
+    def add_publisher(stack: cdk.Stack, gateway: Any) -> None:
+        gateway.grant_publish_prompts(iam.Role(stack, "Publisher", assumed_by=iam.AccountRootPrincipal()))
+
+    syn = build_gateway(extra=add_publisher)
+    policy = only(syn, "AWS::IAM::Policy", {"Roles": [{"Ref": Match.string_like_regexp("^Publisher")}]})
+    found = policy["Properties"]["PolicyDocument"]["Statement"]
+    s3_statements = [s for s in found if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    assert [(s["Action"], s["Resource"]) for s in s3_statements] == [
+        ("s3:PutObject", _prompt_object_arn(syn))
+    ]
+    kms_statements = [s for s in found if any(a.startswith("kms:") for a in as_list(s["Action"]))]
+    assert len(kms_statements) == 1
+    assert sorted(as_list(kms_statements[0]["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert kms_statements[0]["Resource"] == arn_of(syn, syn.gateway.key)
+    assert "kms:ViaService" in kms_statements[0]["Condition"]["StringEquals"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from botocore.stub import ANY
 from conftest import HAIKU, Harness, converse_response, set_now
@@ -37,9 +38,50 @@ def test_revocation_takes_effect_within_the_key_cache_ttl(harness: Harness) -> N
     assert harness.call("GET", "/v1/models", key=key)[0] == 200
     record = next(iter(harness.keys.list()))
     harness.keys.revoke(record.key_id, harness.now - timedelta(seconds=1))
-    assert harness.call("GET", "/v1/models", key=key)[0] == 200  # still cached
+    assert harness.call("GET", "/v1/models", key=key)[0] == 200  # still fresh in the cache
     harness.clock.advance(harness.gateway.config.key_cache_ttl_s)
+    # Stale: this request is decided on the cached record while the refresh runs beside it...
+    assert harness.call("GET", "/v1/models", key=key)[0] == 200
+    # ...and the next one sees the revocation.
     assert harness.call("GET", "/v1/models", key=key)[0] == 401
+
+
+def test_an_idle_environment_rereads_a_key_before_trusting_it(harness: Harness) -> None:
+    key = harness.add_key()
+    assert harness.call("GET", "/v1/models", key=key)[0] == 200
+    record = next(iter(harness.keys.list()))
+    harness.keys.revoke(record.key_id, harness.now - timedelta(seconds=1))
+    harness.clock.advance(harness.gateway.config.key_cache_ttl_s * 2)  # beyond the stale window
+    assert harness.call("GET", "/v1/models", key=key)[0] == 401
+
+
+def test_stale_entries_are_refreshed_off_the_request_path(harness: Harness) -> None:
+    """With a real background thread the stale request does not wait for the store."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aif_gateway.access import BackgroundRefresher, KeyAuthenticator
+
+    release = threading.Event()
+    reads: list[str] = []
+
+    class SlowStore:
+        def get_by_hash(self, key_hash: str) -> Any:
+            reads.append(key_hash)
+            if len(reads) > 1:
+                release.wait(5)  # the refresh blocks until the test lets it go
+            return harness.keys.get_by_hash(key_hash)
+
+    key = harness.add_key()
+    executor = ThreadPoolExecutor(max_workers=1)
+    auth = KeyAuthenticator(SlowStore(), 30.0, harness.clock, BackgroundRefresher(executor))  # type: ignore[arg-type]
+    auth.authenticate(f"Bearer {key}", harness.now)
+    harness.clock.advance(31)
+    auth.authenticate(f"Bearer {key}", harness.now)  # returns while the refresh is still blocked
+    auth.authenticate(f"Bearer {key}", harness.now)  # one refresh in flight per key, not two
+    release.set()
+    executor.shutdown(wait=True)
+    assert len(reads) == 2
 
 
 def test_key_lookups_are_cached(harness: Harness) -> None:
@@ -116,7 +158,17 @@ def test_budget_sees_spend_recorded_by_other_instances_after_the_snapshot_ttl(ha
     )
     assert harness.chat(key, model="echo")[0] == 200
     harness.clock.advance(harness.gateway.config.usage_snapshot_ttl_s)
+    assert harness.chat(key, model="echo")[0] == 200  # decided on the stale snapshot, refreshed beside it
     assert harness.chat(key, model="echo")[0] == 429
+
+
+def test_hot_path_reads_nothing_once_warm(harness: Harness) -> None:
+    """After the first request, key and usage reads happen only on refreshes, not per request."""
+    key = harness.add_key()
+    for _ in range(20):
+        assert harness.chat(key, model="echo")[0] == 200
+    assert harness.keys.reads == 1
+    assert harness.ledger.snapshots == 1
 
 
 def test_rate_limit_is_429_with_retry_after(harness: Harness) -> None:
@@ -136,3 +188,29 @@ def test_rejections_are_audited_but_not_written_to_the_ledger(harness: Harness) 
     harness.chat(key, model="chat-fast")
     assert harness.ledger.records == {}
     assert harness.audit[-1].status == 403 and harness.audit[-1].key_id
+
+
+def test_usage_refresh_keeps_what_was_recorded_during_the_read(harness: Harness) -> None:
+    """A request recorded while the snapshot read is under way may be missing from the snapshot: it
+    stays in this instance's own count (over-counting at worst, never under-counting)."""
+    from aif_gateway.access import UsageGuard
+    from aif_gateway.memory_store import MemoryLedger
+
+    ledger = MemoryLedger()
+    guard = UsageGuard(ledger, 5.0, harness.clock)
+    now = harness.now
+    guard.add("t", "f", now, 1.0)  # nothing cached yet: ignored, the snapshot will include it
+    guard._refresh(("t", "f"), now)
+    guard.add("t", "f", now, 2.0)  # recorded before the next read starts: in the next snapshot
+
+    real_snapshot = ledger.snapshot
+
+    def snapshot_while_another_request_lands(*args: Any) -> Any:
+        result = real_snapshot(*args)
+        guard.add("t", "f", now, 4.0)  # lands after the read: not in `result`
+        return result
+
+    ledger.snapshot = snapshot_while_another_request_lands  # type: ignore[method-assign]
+    entry = guard._refresh(("t", "f"), now)
+    assert entry.extra_cost == 4.0
+    assert entry.extra_requests == {"2026-11-25T12:00": 1}

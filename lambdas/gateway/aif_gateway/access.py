@@ -1,18 +1,25 @@
 """Who is calling and may they: API-key authentication, budget and rate checks.
 
-Both caches are per execution environment and exist so that the hot path makes no synchronous AWS call
-before the model call: key records are re-read after ``key_cache_ttl_s`` (so a revoked key stops
-working within that time), usage snapshots after ``usage_snapshot_ttl_s``. Between snapshots this
-instance adds what it has itself recorded, so its own traffic is always counted; traffic through other
-instances is seen at the next snapshot. That bounds overspend; docs/gateway.md gives the arithmetic.
+Both lookups are cached per execution environment so that the hot path makes no synchronous AWS call
+before the model call. A cached entry is fresh for its TTL (``key_cache_ttl_s``, ``usage_snapshot_ttl_s``);
+after that it is *stale*: the request is still decided on it while a background thread re-reads it,
+overlapping the model call, so the refresh adds no latency. An entry older than ``MAX_STALE_FACTOR``
+TTLs (an idle environment) is not trusted at all and is re-read synchronously.
+
+So a revoked key stops working within one TTL plus the one request that triggers the refresh (at most
+two TTLs), and other instances' spend is seen within a snapshot interval. This instance adds what it
+has itself recorded to the snapshot, so its own traffic is always counted. docs/gateway.md gives the
+overspend arithmetic.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from .errors import BudgetExhausted, RateLimited, Unauthorized
@@ -27,12 +34,49 @@ from .records import (
     next_month_start,
 )
 
+log = logging.getLogger("aif_gateway")
+
 NEGATIVE_CACHE_S = 5.0
+MAX_STALE_FACTOR = 2  # beyond this many TTLs a cached entry is re-read before it is used
+
+
+class BackgroundRefresher:
+    """Runs cache refreshes off the request path, one at a time per cache key."""
+
+    def __init__(self, executor: Executor | None = None) -> None:
+        self._executor = executor
+        self._in_flight: set[Hashable] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, key: Hashable, refresh: Callable[[], object]) -> None:
+        with self._lock:
+            if key in self._in_flight:
+                return
+            self._in_flight.add(key)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="aif-refresh")
+        self._executor.submit(self._run, key, refresh)
+
+    def _run(self, key: Hashable, refresh: Callable[[], object]) -> None:
+        try:
+            refresh()
+        except Exception:  # keep serving the stale entry; the next stale request tries again
+            log.warning("background refresh of %s failed", key, exc_info=True)
+        finally:
+            with self._lock:
+                self._in_flight.discard(key)
 
 
 class KeyAuthenticator:
-    def __init__(self, store: KeyStore, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        store: KeyStore,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        refresher: BackgroundRefresher | None = None,
+    ) -> None:
         self._store, self._ttl_s, self._clock = store, ttl_s, clock
+        self._refresher = refresher or BackgroundRefresher()
         self._cache: dict[str, tuple[ApiKeyRecord | None, float]] = {}
 
     def authenticate(self, authorization: str | None, now: datetime) -> ApiKeyRecord:
@@ -58,16 +102,26 @@ class KeyAuthenticator:
         return record
 
     def _lookup(self, key_hash: str) -> ApiKeyRecord | None:
-        now = self._clock()
         cached = self._cache.get(key_hash)
         if cached is not None:
             record, fetched = cached
-            if now - fetched < (self._ttl_s if record is not None else NEGATIVE_CACHE_S):
+            age = self._clock() - fetched
+            if record is None:  # unknown keys: short negative cache, never served stale
+                if age < NEGATIVE_CACHE_S:
+                    return None
+            elif age < self._ttl_s:
                 return record
+            elif age < self._ttl_s * MAX_STALE_FACTOR:
+                self._refresher.submit(("key", key_hash), lambda: self._fetch(key_hash))
+                return record
+        return self._fetch(key_hash)
+
+    def _fetch(self, key_hash: str) -> ApiKeyRecord | None:
+        fetched_at = self._clock()
         record = self._store.get_by_hash(key_hash)
         if len(self._cache) > 10_000:  # bound memory against floods of random keys
             self._cache.clear()
-        self._cache[key_hash] = (record, now)
+        self._cache[key_hash] = (record, fetched_at)
         return record
 
 
@@ -75,29 +129,58 @@ class KeyAuthenticator:
 class _FeatureUsage:
     snapshot: UsageSnapshot
     fetched_at: float
-    extra_cost: float = 0.0  # recorded by this instance since the snapshot
-    extra_requests: dict[str, int] | None = None  # minute -> requests since the snapshot
+    extra_cost: float = 0.0  # recorded by this instance since the snapshot was read
+    extra_requests: dict[str, int] = field(default_factory=dict)  # minute -> requests since then
 
 
 class UsageGuard:
     """Budget and rate-limit checks against a cached snapshot of the feature's counters."""
 
-    def __init__(self, ledger: Ledger, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        ttl_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        refresher: BackgroundRefresher | None = None,
+    ) -> None:
         self._ledger, self._ttl_s, self._clock = ledger, ttl_s, clock
+        self._refresher = refresher or BackgroundRefresher()
         self._usage: dict[tuple[str, str], _FeatureUsage] = {}
         self._lock = threading.Lock()
 
     def _current(self, team: str, feature: str, now: datetime) -> _FeatureUsage:
         key = (team, feature)
         entry = self._usage.get(key)
-        if (
-            entry is None
-            or self._clock() - entry.fetched_at >= self._ttl_s
-            or entry.snapshot.month != month_of(now)
-        ):
-            entry = _FeatureUsage(self._ledger.snapshot(team, feature, now), self._clock(), 0.0, {})
-            with self._lock:
-                self._usage[key] = entry
+        if entry is not None and entry.snapshot.month == month_of(now):
+            age = self._clock() - entry.fetched_at
+            if age < self._ttl_s:
+                return entry
+            if age < self._ttl_s * MAX_STALE_FACTOR:
+                self._refresher.submit(("usage", key), lambda: self._refresh(key, now))
+                return entry
+        return self._refresh(key, now)
+
+    def _refresh(self, key: tuple[str, str], now: datetime) -> _FeatureUsage:
+        # What this instance records while the read is under way stays in the extras: it may also be
+        # in the snapshot, which over-counts by at most those requests (the safe direction).
+        with self._lock:
+            old = self._usage.get(key)
+            base_cost = old.extra_cost if old else 0.0
+            base_requests = dict(old.extra_requests) if old else {}
+        fetched_at = self._clock()
+        snapshot = self._ledger.snapshot(key[0], key[1], now)
+        with self._lock:
+            current = self._usage.get(key)
+            extra_cost, extra_requests = 0.0, {}
+            if current is not None and current.snapshot.month == snapshot.month:
+                extra_cost = max(0.0, current.extra_cost - base_cost)
+                extra_requests = {
+                    m: n - base_requests.get(m, 0)
+                    for m, n in current.extra_requests.items()
+                    if n > base_requests.get(m, 0)
+                }
+            entry = _FeatureUsage(snapshot, fetched_at, extra_cost, extra_requests)
+            self._usage[key] = entry
         return entry
 
     def check(self, key: ApiKeyRecord, now: datetime) -> None:
@@ -113,7 +196,7 @@ class UsageGuard:
             )
         minute = minute_of(now)
         used = entry.snapshot.requests_this_minute if entry.snapshot.minute == minute else 0
-        used += (entry.extra_requests or {}).get(minute, 0)
+        used += entry.extra_requests.get(minute, 0)
         if used >= key.rate_limit_rpm:
             retry_after = 60 - now.second
             raise RateLimited(
@@ -129,7 +212,5 @@ class UsageGuard:
             return
         with self._lock:
             entry.extra_cost += cost
-            requests = entry.extra_requests if entry.extra_requests is not None else {}
             minute = minute_of(now)
-            requests[minute] = requests.get(minute, 0) + 1
-            entry.extra_requests = requests
+            entry.extra_requests[minute] = entry.extra_requests.get(minute, 0) + 1

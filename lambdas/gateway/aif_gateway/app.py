@@ -4,9 +4,10 @@
 handler (``handler.py``) and the local server (``ai_factory.local.server``) both call it, so local mode
 runs exactly the code that runs in AWS.
 
-Request path, in order: size limit (413) -> API key (401) -> body (400) -> route (404) -> key may use
-the route (403) -> budget and rate (429) -> model call down the fallback chain (503 when all fail) ->
-usage and audit record -> response. Records are written for every request that reached a model; a
+Request path, in order: size limit (413) -> API key (401) -> body (400) -> registered prompt, if one
+is named (404 prompt_not_found; 400 model or variables) -> route (404) -> key may use the route (403)
+-> budget and rate (429) -> model call down the fallback chain (503 when all fail) -> usage and audit
+record -> response. Records are written for every request that reached a model; a
 ledger write that fails is spilled to a queue, and as a last resort logged in full, never dropped.
 """
 
@@ -18,10 +19,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any, Protocol
 
-from .access import KeyAuthenticator, UsageGuard
+from .access import BackgroundRefresher, KeyAuthenticator, UsageGuard
 from .config import GatewayConfig, Route
 from .errors import (
     Forbidden,
@@ -34,7 +36,15 @@ from .errors import (
     StoreUnavailable,
 )
 from .metering import CountingMetricsSink, MetricsSink, cost_usd
-from .openai_schema import ChatRequest, parse_chat_request, parse_embeddings_request, parse_json_body
+from .openai_schema import (
+    ChatRequest,
+    check_conversation,
+    parse_chat_request,
+    parse_embeddings_request,
+    parse_json_body,
+)
+from .prompt_template import PromptVariablesError, render_messages
+from .prompt_view import PromptViewSource
 from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, TokenUsage
 from .providers import default_providers
 from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, StoreError, UsageRecord, utc_now
@@ -65,8 +75,12 @@ class Gateway:
         audit_log: Callable[[UsageRecord], None] | None = None,
         now: Callable[[], datetime] = utc_now,
         clock: Callable[[], float] = time.monotonic,
+        prompts: PromptViewSource | None = None,
+        refresh_executor: Executor | None = None,
     ) -> None:
         self.config = config
+        # The registry's runtime view (cached; re-read at most every ttl). None: no prompts published.
+        self.prompts = prompts if prompts is not None else PromptViewSource(None)
         self.ledger = ledger
         self.providers = providers if providers is not None else default_providers(config.model_timeout_s)
         self.spill = spill
@@ -74,8 +88,9 @@ class Gateway:
         self.audit_log = audit_log
         self.now = now
         self.clock = clock
-        self.auth = KeyAuthenticator(keys, config.key_cache_ttl_s, clock)
-        self.guard = UsageGuard(ledger, config.usage_snapshot_ttl_s, clock)
+        refresher = BackgroundRefresher(refresh_executor)
+        self.auth = KeyAuthenticator(keys, config.key_cache_ttl_s, clock, refresher)
+        self.guard = UsageGuard(ledger, config.usage_snapshot_ttl_s, clock, refresher)
         self.router = Router(config.breaker_failure_threshold, config.breaker_cooldown_s, clock)
         self._routes: dict[tuple[str, str], Callable[[_Call], dict[str, Any]]] = {
             ("GET", "/v1/models"): self._list_models,
@@ -129,6 +144,8 @@ class Gateway:
     def _chat_completions(self, call: _Call) -> dict[str, Any]:
         key = self._authenticate(call)
         request = parse_chat_request(parse_json_body(call.body(self.config.max_body_bytes)))
+        if request.prompt is not None:
+            self._apply_prompt(call, request)
         call.route = request.model
         route = self._route_for(key, request.model)
         if route.modality != "chat":
@@ -187,6 +204,57 @@ class Gateway:
         call.key = key
         return key
 
+    def _apply_prompt(self, call: _Call, request: ChatRequest) -> None:
+        """Render the registered prompt the request names into it: its messages go first, its model and
+        parameters are defaults that the request's own fields override."""
+        ref = request.prompt
+        assert ref is not None
+        call.prompt_name = ref.name
+        try:
+            version, prompt = self.prompts.resolve(ref.name, ref.version, ref.alias)
+        except StoreError:
+            log.exception("prompt view unavailable for request %s", call.request_id)
+            raise StoreUnavailable(
+                "The gateway cannot read the prompt registry right now. Retry after 5 s.",
+                headers={"Retry-After": "5"},
+            ) from None
+        call.prompt_version = version
+        label = f"Prompt '{prompt.name}' version {version}"
+        if request.model and request.model != prompt.model:
+            raise InvalidRequest(
+                f"{label} is registered for model '{prompt.model}', but the request asks for "
+                f"'{request.model}'. Omit 'model' or send '{prompt.model}'.",
+                param="model",
+            )
+        request.model = prompt.model
+        try:
+            rendered = render_messages(prompt.messages, ref.variables)
+        except PromptVariablesError as exc:
+            parts = []
+            if exc.missing:
+                parts.append("missing " + ", ".join(exc.missing))
+            if exc.extra:
+                parts.append("unexpected " + ", ".join(exc.extra))
+            if exc.invalid:
+                parts.append("not a string or number: " + ", ".join(exc.invalid))
+            expected = ", ".join(prompt.variables) or "none"
+            raise InvalidRequest(
+                f"{label}: variables {'; '.join(parts)} (it takes: {expected}).",
+                param="prompt.variables",
+                code="invalid_prompt_variables",
+            ) from None
+        request.messages = rendered + request.messages
+        check_conversation(request.messages)
+        params = prompt.parameters
+        if request.temperature is None and "temperature" in params:
+            request.temperature = float(params["temperature"])
+        if request.top_p is None and "top_p" in params:
+            request.top_p = float(params["top_p"])
+        if request.max_tokens is None and "max_tokens" in params:
+            request.max_tokens = int(params["max_tokens"])
+        if not request.stop and "stop" in params:
+            request.stop = list(params["stop"])
+
     def _route_for(self, key: ApiKeyRecord, alias: str) -> Route:
         route = self.config.routes.get(alias)
         if route is None:
@@ -230,6 +298,8 @@ class Gateway:
             status=status,
             latency_ms=call.elapsed_ms(),
             operation=operation,
+            prompt_name=call.prompt_name,
+            prompt_version=call.prompt_version,
         )
 
     def _record(
@@ -305,6 +375,8 @@ class _Call:
         "key",
         "method",
         "path",
+        "prompt_name",
+        "prompt_version",
         "request_id",
         "route",
         "started",
@@ -327,6 +399,8 @@ class _Call:
         )
         self.key: ApiKeyRecord | None = None
         self.route: str | None = None
+        self.prompt_name: str | None = None
+        self.prompt_version: str | None = None
 
     def header(self, name: str) -> str | None:
         value = self._headers.get(name)

@@ -3,6 +3,7 @@ LlmGateway construct sets, and hands it each API Gateway event.
 
 Environment: AIF_KEYS_TABLE, AIF_USAGE_TABLE, AIF_SPILL_QUEUE_URL, AIF_GUARDRAIL_ID,
 AIF_GUARDRAIL_VERSION, AIF_CONFIG_PATH (default: gateway_config.json next to this file),
+AIF_PROMPT_VIEW_URI (the published prompt view, s3://bucket/prompts.json; unset: no prompts),
 POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE.
 """
 
@@ -18,6 +19,7 @@ from .app import Gateway
 from .config import CONFIG_FILE_NAME, GatewayConfig
 from .dynamo_store import DynamoKeyStore, DynamoLedger, make_client
 from .metering import EmfMetricsSink
+from .prompt_view import PromptViewSource
 from .records import UsageRecord
 from .spill import SpillQueue
 
@@ -42,6 +44,8 @@ def build_gateway() -> Gateway:
         spill=SpillQueue(spill_url) if spill_url else None,
         metrics=EmfMetricsSink(),
         audit_log=audit_log,
+        # Read on the first prompt request, then at most once a minute: no S3 call at cold start.
+        prompts=PromptViewSource(os.environ.get("AIF_PROMPT_VIEW_URI") or None),
     )
 
 

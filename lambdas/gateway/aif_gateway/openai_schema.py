@@ -9,6 +9,7 @@ that only tune sampling on OpenAI's own models (seed, penalties, user, ...) are 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +35,19 @@ IGNORED_FIELDS = frozenset(
 MAX_STOP_SEQUENCES = 4
 
 
+@dataclass(frozen=True)
+class PromptRef:
+    """A registered prompt named by a chat request: ``version`` or ``alias`` (neither = production)."""
+
+    name: str
+    version: str | None = None
+    alias: str | None = None
+    variables: dict[str, str | int | float] = field(default_factory=dict)
+
+
 @dataclass
 class ChatRequest:
-    model: str
+    model: str  # "" when a prompt is given without a model: the prompt version's model then applies
     messages: list[dict[str, Any]]
     temperature: float | None = None
     top_p: float | None = None
@@ -47,6 +58,7 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     stream: bool = False
     include_usage: bool = False
+    prompt: PromptRef | None = None
 
 
 @dataclass
@@ -128,20 +140,22 @@ def _bool(data: dict[str, Any], key: str) -> bool:
 
 
 def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
-    model = _require_str(data, "model", "model")
+    """A validated chat request. With a ``prompt``, ``model`` and ``messages`` are optional: the
+    gateway checks the conversation again once the prompt's messages are rendered in front."""
+    prompt = parse_prompt_ref(data.get("prompt"))
+    without_model = prompt is not None and data.get("model") is None
+    model = "" if without_model else _require_str(data, "model", "model")
     messages = data.get("messages")
-    if messages is None:
+    if messages is None and prompt is None:
         raise InvalidRequest("'messages' is required.", param="messages", code="missing_field")
+    if messages is None:
+        messages = []
     if not isinstance(messages, list):
         raise InvalidRequest(f"'messages' must be an array, not {_kind(messages)}.", param="messages")
-    if not messages:
-        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
     for i, message in enumerate(messages):
         _validate_message(message, f"messages[{i}]")
-    if not any(m["role"] in ("user", "assistant", "tool") for m in messages):
-        raise InvalidRequest(
-            "'messages' holds only system messages; add at least one user message.", param="messages"
-        )
+    if prompt is None:
+        check_conversation(messages)
 
     n = data.get("n")
     if n is not None and n != 1:
@@ -173,7 +187,67 @@ def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
         response_format=_parse_response_format(data.get("response_format")),
         stream=stream,
         include_usage=include_usage,
+        prompt=prompt,
     )
+
+
+def check_conversation(messages: list[dict[str, Any]]) -> None:
+    """A conversation needs at least one message that is not a system message."""
+    if not messages:
+        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+    if not any(m["role"] in ("user", "assistant", "tool") for m in messages):
+        raise InvalidRequest(
+            "'messages' holds only system messages; add at least one user message.", param="messages"
+        )
+
+
+_PROMPT_FIELDS = ("name", "version", "alias", "variables")
+
+
+def parse_prompt_ref(raw: Any) -> PromptRef | None:
+    """The ``prompt`` field: ``{name, version | alias, variables}``; None when absent."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"'prompt' must be an object, not {_kind(raw)}.", param="prompt")
+    unknown = sorted(str(k) for k in raw if k not in _PROMPT_FIELDS)
+    if unknown:
+        raise InvalidRequest(
+            f"'prompt' has unknown fields: {', '.join(unknown)[:200]}; allowed: {', '.join(_PROMPT_FIELDS)}.",
+            param=f"prompt.{unknown[0]}"[:200],
+        )
+    name = _require_str(raw, "name", "prompt.name")
+    version, alias = raw.get("version"), raw.get("alias")
+    if version is not None and alias is not None:
+        raise InvalidRequest("'prompt' takes a version or an alias, not both.", param="prompt.version")
+    if version is not None:
+        if isinstance(version, str) and version.isdecimal() and version.isascii():
+            version = int(version)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidRequest(
+                "'prompt.version' must be a positive integer (the registry's version number).",
+                param="prompt.version",
+            )
+        version = str(version)
+    if alias is not None:
+        alias = _require_str(raw, "alias", "prompt.alias")
+    variables = raw.get("variables")
+    if variables is None:
+        variables = {}
+    if not isinstance(variables, dict):
+        raise InvalidRequest(
+            f"'prompt.variables' must be an object, not {_kind(variables)}.", param="prompt.variables"
+        )
+    for var, value in variables.items():
+        ok = isinstance(value, str) or (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
+        if not ok:
+            path = f"prompt.variables.{var}"[:200]
+            raise InvalidRequest(
+                f"'{path}' must be a string or a number, not {_kind(value)}.", param="prompt.variables"
+            )
+    return PromptRef(name=name, version=version, alias=alias, variables=variables)
 
 
 def _validate_message(message: Any, path: str) -> None:

@@ -6,6 +6,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ai_factory.ai_feature import AiFeature, AiFeatureError, AlertThresholds
     from ai_factory.llm_gateway import LlmGateway
     from ai_factory.model_catalog import CatalogError, CatalogWarning, ModelCatalog
     from ai_factory.nag import apply_nag_packs
@@ -13,13 +14,25 @@ if TYPE_CHECKING:
 # Exports load lazily: importing ai_factory (e.g. for the CLI or local mode) must not start the CDK's
 # jsii runtime, which costs about a second.
 _EXPORTS = {
+    "AiFeature": "ai_factory.ai_feature",
+    "AiFeatureError": "ai_factory.ai_feature",
+    "AlertThresholds": "ai_factory.ai_feature",
     "LlmGateway": "ai_factory.llm_gateway",
     "ModelCatalog": "ai_factory.model_catalog",
     "CatalogError": "ai_factory.model_catalog",
     "CatalogWarning": "ai_factory.model_catalog",
     "apply_nag_packs": "ai_factory.nag",
 }
-__all__ = ["CatalogError", "CatalogWarning", "LlmGateway", "ModelCatalog", "apply_nag_packs"]
+__all__ = [
+    "AiFeature",
+    "AiFeatureError",
+    "AlertThresholds",
+    "CatalogError",
+    "CatalogWarning",
+    "LlmGateway",
+    "ModelCatalog",
+    "apply_nag_packs",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,726 @@
+"""``AiFeature``: what a product team writes to ship one AI feature on the factory.
+
+One construct gives a feature its gateway identity (an API key issued at deploy time and kept in a
+KMS-encrypted Secrets Manager secret, plus an optional IAM role for AWS callers), checks its models and
+prompts against the catalog at synth time, tags everything it creates for cost attribution, and exposes
+``metric_*`` methods, alarm inputs and dashboard widgets for observability.
+
+Example (inside a ``TeamStack``, which supplies team, gateway and catalog)::
+
+    AiFeature(team, "TicketSummarizer",
+        feature="ticket-summarizer", owner="support-leads@example.com", clearance="internal",
+        models=["chat-fast"], prompts=["prompts/summarize-ticket.yaml"],
+        monthly_budget_usd=250, rate_limit_rpm=120,
+        alert_thresholds=AlertThresholds(p99_latency_ms=8000, error_rate_pct=5, budget_pct=80))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+import aif_gateway
+from ai_factory.llm_gateway import KEY_ID_INDEX, METRICS_NAMESPACE, LlmGateway
+from ai_factory.model_catalog import ModelCatalog
+
+if TYPE_CHECKING:
+    from ai_factory.prompts.spec import PromptSpec
+
+CLEARANCE_LEVELS = ("public", "internal", "confidential", "restricted")
+GUARDRAIL_POLICIES = ("default",)
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+PROMPTS_METADATA_TYPE = "ai-factory:prompts"
+PROVISIONER_HANDLER = "feature_key_provisioner.handler.on_event"
+SECRET_NAME_PREFIX = "ai-factory"
+TAG_KEYS = ("Team", "Feature", "Owner", "Clearance")
+
+# team/feature pairs already used in each app (keyed by the construct tree's root).
+_REGISTRIES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], str]] = weakref.WeakKeyDictionary()
+
+
+class AiFeatureError(ValueError):
+    """An invalid ``AiFeature`` configuration. The message names the feature and the field."""
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """When the feature's alarms should fire (inputs for the observability stack).
+
+    :param p99_latency_ms: p99 gateway latency over 5 minutes, in milliseconds.
+    :param error_rate_pct: share of requests answered 5xx over 5 minutes, in percent.
+    :param budget_pct: percent of the monthly budget; the daily-cost alarm fires when a day's spend
+        would, at that pace for 30 days, reach this share of the budget.
+    """
+
+    p99_latency_ms: float = 10_000
+    error_rate_pct: float = 5
+    budget_pct: float = 80
+
+
+@dataclass(frozen=True)
+class AlarmInput:
+    """One alarm the observability stack should create for a feature."""
+
+    name: str
+    metric: cloudwatch.IMetric
+    threshold: float
+    comparison_operator: cloudwatch.ComparisonOperator
+    evaluation_periods: int
+    description: str
+
+
+@dataclass(frozen=True)
+class RegisteredPrompt:
+    """A prompt file the feature ships; CI registers it in the prompt registry (synth never does)."""
+
+    name: str
+    model: str
+    content_hash: str
+    source: str  # relative to the working directory of the synth when possible
+    eval_suite: str
+
+    def to_metadata(self, team: str, feature: str) -> dict[str, str]:
+        return {
+            "team": team,
+            "feature": feature,
+            "name": self.name,
+            "model": self.model,
+            "contentHash": self.content_hash,
+            "source": self.source,
+            "evalSuite": self.eval_suite,
+        }
+
+
+class AiFeature(Construct):
+    """One product feature on the AI Factory gateway: identity, limits, prompts, cost tags, metrics.
+
+    Inside a ``TeamStack`` the ``team``, ``gateway`` and ``catalog`` props default to the stack's.
+
+    What it creates:
+
+    * the feature's gateway API key, issued by a custom resource at deploy time: its hash and limits go
+      to the gateway's keys table, the plaintext to a Secrets Manager secret
+      (``ai-factory/<team>/<feature>/api-key``, JSON ``{"api_key", "key_id"}``) encrypted with the team's
+      KMS key. Removing the feature revokes the key; the record stays for the audit trail. Changing the
+      settings updates the record and keeps the key; bumping ``key_generation`` issues a new key and
+      revokes the old one (rotation);
+    * when ``callers`` are given, an IAM role they may assume that can read exactly that secret;
+    * the tags ``Team``, ``Feature``, ``Owner`` and ``Clearance`` on every taggable resource (the
+      gateway's ledger attributes each request's cost to the key's team and feature as well).
+
+    :param feature: feature name, ``^[a-z0-9][a-z0-9-]{0,62}$``; unique within its team in the app.
+    :param owner: who answers for the feature (an e-mail address or team alias).
+    :param clearance: the most sensitive data classification the feature may handle: ``public``,
+        ``internal``, ``confidential`` or ``restricted``.
+    :param models: catalog route aliases the feature's key may call.
+    :param prompts: prompt files (relative to the folder of the file that creates the feature, or
+        absolute). Each must be valid, use one of ``models`` and name an existing eval suite.
+    :param monthly_budget_usd: the gateway refuses requests once the month's spend reaches it.
+    :param rate_limit_rpm: requests per minute the gateway allows the feature.
+    :param guardrail_policy: the gateway guardrail policy to apply; only ``"default"`` exists today.
+    :param alert_thresholds: alarm thresholds (``alarm_inputs``). Default ``AlertThresholds()``.
+    :param callers: IAM principals that may assume the feature's caller role. Default: none (no role;
+        grant access to existing roles with ``grant_read_api_key``).
+    :param datasets: datasets the feature reads. Each dataset's classification is checked against
+        ``clearance`` when governed datasets are added to the factory; today the list must be empty.
+    :param team: owning team, ``^[a-z0-9][a-z0-9-]{0,62}$``. Default: the enclosing ``TeamStack``'s.
+    :param gateway: the ``LlmGateway``. Default: the enclosing ``TeamStack``'s.
+    :param catalog: the model catalog. Default: the gateway's.
+    :param encryption_key: KMS key for the secret and the provisioner's logs. Default: the enclosing
+        ``TeamStack``'s key, else a new key for this feature.
+    :param key_generation: bump to rotate the key (new key in the secret, the old one revoked).
+    :param prompt_base_dir: folder relative prompt paths start from. Default: the caller's folder.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        feature: str,
+        owner: str,
+        clearance: str,
+        models: Sequence[str],
+        monthly_budget_usd: float,
+        rate_limit_rpm: int,
+        prompts: Sequence[str | os.PathLike[str]] = (),
+        guardrail_policy: str = "default",
+        alert_thresholds: AlertThresholds | None = None,
+        callers: Sequence[iam.IPrincipal] | None = None,
+        datasets: Sequence[Any] = (),
+        team: str | None = None,
+        gateway: LlmGateway | None = None,
+        catalog: ModelCatalog | None = None,
+        encryption_key: kms.IKey | None = None,
+        key_generation: int = 1,
+        prompt_base_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        team_stack = _enclosing_team_stack(self)
+        team = team if team is not None else getattr(team_stack, "team", None)
+        gateway = gateway if gateway is not None else getattr(team_stack, "gateway", None)
+        self._label = f"AiFeature {team or '?'}/{feature}"
+        if team is None:
+            raise self._fail("team", "is required outside a TeamStack")
+        if gateway is None:
+            raise self._fail("gateway", "is required outside a TeamStack")
+        catalog = catalog if catalog is not None else gateway.catalog
+        base_dir = Path(prompt_base_dir) if prompt_base_dir is not None else _caller_dir(self)
+
+        self._validate_names(team, feature)
+        self.team = team
+        self.feature = feature
+        self.owner = self._non_empty("owner", owner)
+        self.clearance = self._choice("clearance", clearance, CLEARANCE_LEVELS)
+        self.guardrail_policy = self._choice("guardrail_policy", guardrail_policy, GUARDRAIL_POLICIES)
+        self.models: tuple[str, ...] = self._validate_models(models, catalog)
+        self.monthly_budget_usd = float(self._positive("monthly_budget_usd", monthly_budget_usd))
+        self.rate_limit_rpm = int(self._positive("rate_limit_rpm", rate_limit_rpm, integer=True))
+        self.alert_thresholds = self._validate_thresholds(alert_thresholds or AlertThresholds())
+        self._positive("key_generation", key_generation, integer=True)
+        if datasets:
+            raise self._fail(
+                "datasets", "governed datasets are not available in this version of the factory yet"
+            )
+        self.datasets: tuple[Any, ...] = ()
+        self.prompts: tuple[RegisteredPrompt, ...] = self._register_prompts(prompts, base_dir, catalog)
+        self._claim_name()
+        self.gateway = gateway
+
+        self.encryption_key: kms.IKey = (
+            encryption_key or getattr(team_stack, "secrets_key", None) or new_secrets_key(self, "Key")
+        )
+        self.secret = secretsmanager.Secret(
+            self,
+            "ApiKeySecret",
+            secret_name=f"{SECRET_NAME_PREFIX}/{team}/{feature}/api-key",
+            description=f"AI Factory gateway API key of {team}/{feature} (written by CloudFormation)",
+            encryption_key=self.encryption_key,
+        )
+        self.provisioner_function = self._provisioner_function()
+        provider = self._provider()
+        # The custom resource's properties reference the secret, so the secret exists before the key is
+        # written into it.
+        self.api_key = cdk.CustomResource(
+            self,
+            "ApiKey",
+            service_token=provider.service_token,
+            resource_type="Custom::AiFactoryFeatureKey",
+            properties={
+                "KeysTable": gateway.keys_table.table_name,
+                "SecretArn": self.secret.secret_arn,
+                "Team": team,
+                "Feature": feature,
+                "AllowedModels": list(self.models),
+                "MonthlyBudgetUsd": str(self.monthly_budget_usd),
+                "RateLimitRpm": str(self.rate_limit_rpm),
+                "Description": f"AiFeature {team}/{feature}, owner {self.owner} (managed by CloudFormation)",
+                "KeyGeneration": str(key_generation),
+            },
+        )
+        self.key_id: str = self.api_key.ref
+        """The gateway key ID (not secret): appears in usage records and ``ai-factory keys list``."""
+
+        self.caller_role: iam.Role | None = None
+        if callers:
+            self.caller_role = iam.Role(
+                self,
+                "CallerRole",
+                assumed_by=iam.CompositePrincipal(*callers),
+                description=f"AI Factory feature {team}/{feature}: reads the feature's gateway API key",
+                max_session_duration=Duration.hours(1),
+            )
+            self.grant_read_api_key(self.caller_role)
+
+        for key, value in zip(TAG_KEYS, (team, feature, self.owner, self.clearance), strict=True):
+            cdk.Tags.of(self).add(key, value)
+        if self.prompts:
+            self.node.add_metadata(
+                PROMPTS_METADATA_TYPE, [p.to_metadata(team, feature) for p in self.prompts]
+            )
+        self._acknowledge_design_findings()
+
+    # ----------------------------------------------------------------------------------------- grants
+
+    def grant_read_api_key(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` read the feature's API key: ``secretsmanager:GetSecretValue`` on the secret
+        and ``kms:Decrypt`` on its key through Secrets Manager only."""
+        grant = iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=["secretsmanager:GetSecretValue"],
+            resource_arns=[self.secret.secret_arn],
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=[self.encryption_key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+            )
+        )
+        return grant
+
+    # ---------------------------------------------------------------------------------------- metrics
+
+    def _metric(self, name: str, statistic: str, props: dict[str, Any]) -> cloudwatch.Metric:
+        props.setdefault("statistic", statistic)
+        props.setdefault("period", Duration.minutes(5))
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=name,
+            dimensions_map={"Team": self.team, "Feature": self.feature},
+            **props,
+        )
+
+    def metric_requests(self, **props: Any) -> cloudwatch.Metric:
+        """Requests the gateway answered for this feature (``Requests``, sum over 5 minutes)."""
+        return self._metric("Requests", "Sum", props)
+
+    def metric_cost(self, **props: Any) -> cloudwatch.Metric:
+        """Model cost in USD (``CostUSD``, sum over 5 minutes)."""
+        return self._metric("CostUSD", "Sum", props)
+
+    def metric_latency(self, **props: Any) -> cloudwatch.Metric:
+        """Gateway latency in milliseconds (``LatencyMs``, p99 over 5 minutes)."""
+        return self._metric("LatencyMs", "p99", props)
+
+    def metric_errors(self, **props: Any) -> cloudwatch.Metric:
+        """Requests answered 5xx: platform or model failures (``Status5xx``, sum over 5 minutes)."""
+        return self._metric("Status5xx", "Sum", props)
+
+    def metric_client_errors(self, **props: Any) -> cloudwatch.Metric:
+        """Requests answered 4xx: bad requests, keys, budget or rate refusals (``Status4xx``)."""
+        return self._metric("Status4xx", "Sum", props)
+
+    def metric_throttled(self, **props: Any) -> cloudwatch.Metric:
+        """Requests refused by the feature's rate limit or budget (``Throttled``, sum over 5 minutes)."""
+        return self._metric("Throttled", "Sum", props)
+
+    def metric_error_rate(self, period: Duration | None = None) -> cloudwatch.MathExpression:
+        """Percent of requests answered 5xx (0 when there is no traffic)."""
+        period = period or Duration.minutes(5)
+        return cloudwatch.MathExpression(
+            expression="IF(requests > 0, 100 * errors / requests, 0)",
+            using_metrics={
+                "errors": self.metric_errors(period=period),
+                "requests": self.metric_requests(period=period),
+            },
+            label=f"{self.team}/{self.feature} 5xx %",
+            period=period,
+        )
+
+    @property
+    def alarm_inputs(self) -> list[AlarmInput]:
+        """The alarms this feature wants (latency, error rate, spend pace), from ``alert_thresholds``."""
+        t = self.alert_thresholds
+        daily_cost = self.monthly_budget_usd * t.budget_pct / 100 / 30
+        above = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
+        label = f"{self.team}/{self.feature}"
+        return [
+            AlarmInput(
+                "Latency",
+                self.metric_latency(),
+                t.p99_latency_ms,
+                above,
+                3,
+                f"{label}: p99 latency above {t.p99_latency_ms:g} ms",
+            ),
+            AlarmInput(
+                "ErrorRate",
+                self.metric_error_rate(),
+                t.error_rate_pct,
+                above,
+                3,
+                f"{label}: more than {t.error_rate_pct:g}% of requests failed (5xx)",
+            ),
+            AlarmInput(
+                "SpendPace",
+                self.metric_cost(period=Duration.days(1)),
+                round(daily_cost, 6),
+                above,
+                1,
+                f"{label}: a day's spend above {t.budget_pct:g}% of the ${self.monthly_budget_usd:g} "
+                "monthly budget / 30",
+            ),
+        ]
+
+    def dashboard_widgets(self) -> list[cloudwatch.IWidget]:
+        """A row of widgets for the feature: traffic and failures, latency, cost."""
+        label = f"{self.team}/{self.feature}"
+        return [
+            cloudwatch.GraphWidget(
+                title=f"{label}: requests",
+                left=[self.metric_requests(), self.metric_client_errors(), self.metric_errors()],
+                right=[self.metric_throttled()],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title=f"{label}: p99 latency (ms)",
+                left=[self.metric_latency()],
+                left_annotations=[
+                    cloudwatch.HorizontalAnnotation(value=self.alert_thresholds.p99_latency_ms, label="alarm")
+                ],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title=f"{label}: cost (USD per day)",
+                left=[self.metric_cost(period=Duration.days(1))],
+                width=8,
+            ),
+        ]
+
+    # ------------------------------------------------------------------------------------- resources
+
+    def _provisioner_function(self) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self,
+            "ProvisionerLogs",
+            retention=logs.RetentionDays.ONE_YEAR,
+            encryption_key=self.encryption_key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        keys_table = self.gateway.keys_table
+        statements = [
+            iam.PolicyStatement(
+                sid="WriteOwnLogGroup",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            ),
+            iam.PolicyStatement(
+                sid="WriteKeyRecords",
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[keys_table.table_arn],
+            ),
+            iam.PolicyStatement(
+                sid="FindKeyById",
+                actions=["dynamodb:Query"],
+                resources=[f"{keys_table.table_arn}/index/{KEY_ID_INDEX}"],
+            ),
+            iam.PolicyStatement(
+                sid="UseGatewayKeyThroughDynamoDb",
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+                resources=[self.gateway.key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Aws.REGION}.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                sid="WriteFeatureSecret",
+                actions=["secretsmanager:PutSecretValue"],
+                resources=[self.secret.secret_arn],
+            ),
+            iam.PolicyStatement(
+                sid="EncryptFeatureSecret",
+                actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                resources=[self.encryption_key.key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+            ),
+        ]
+        # An inline policy (not a separate AWS::IAM::Policy): one resource less per feature, and the
+        # function can never run before its permissions exist.
+        role = iam.Role(
+            self,
+            "ProvisionerRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"AI Factory feature {self.team}/{self.feature}: issues and revokes its API key",
+            inline_policies={"ProvisionFeatureKey": iam.PolicyDocument(statements=statements)},
+        )
+        return lambda_.Function(
+            self,
+            "Provisioner",
+            description=f"AI Factory: API key of feature {self.team}/{self.feature}",
+            runtime=lambda_.Runtime.PYTHON_3_14,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=PROVISIONER_HANDLER,
+            code=lambda_.Code.from_asset(str(stage_provisioner_asset())),
+            role=role,
+            timeout=Duration.seconds(60),
+            memory_size=256,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+        )
+
+    def _provider(self) -> cr.Provider:
+        log_group = logs.LogGroup(
+            self,
+            "ProviderLogs",
+            retention=logs.RetentionDays.ONE_YEAR,
+            encryption_key=self.encryption_key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        role = iam.Role(
+            self,
+            "ProviderRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"AI Factory feature {self.team}/{self.feature}: custom-resource framework",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnLogGroup",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        return cr.Provider(
+            self,
+            "Provider",
+            on_event_handler=self.provisioner_function,
+            framework_on_event_role=role,
+            log_group=log_group,
+        )
+
+    def _acknowledge_design_findings(self) -> None:
+        """cdk-nag findings that are deliberate, acknowledged on the construct they concern."""
+        cdk.Validations.of(self.secret).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason=(
+                    "The secret holds a gateway API key, not a database credential, so there is no Secrets "
+                    "Manager rotation template for it. Rotation is a deploy with the feature's "
+                    "key_generation bumped: the custom resource issues a new key into this secret and "
+                    "revokes the old one (keys outside CDK rotate with 'ai-factory keys rotate')."
+                ),
+            )
+        )
+        role_policy = self.node.find_child("ProviderRole").node.find_child("DefaultPolicy")
+        cdk.Validations.of(role_policy).acknowledge(
+            cdk.Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{self._function_logical_ref()}.Arn>:*]",
+                reason=(
+                    "The CDK custom-resource framework invokes this feature's provisioner function and "
+                    "any of its versions (the ':*' suffix); the grant names that one function."
+                ),
+            )
+        )
+
+    def _function_logical_ref(self) -> str:
+        return cdk.Stack.of(self).get_logical_id(
+            self.provisioner_function.node.default_child  # type: ignore[arg-type]
+        )
+
+    # ------------------------------------------------------------------------------------ validation
+
+    def _fail(self, field: str, why: str) -> AiFeatureError:
+        return AiFeatureError(f"{self._label}: {field}: {why}")
+
+    def _non_empty(self, field: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self._fail(field, f"must be a non-empty string, got {value!r}")
+        return value
+
+    def _choice(self, field: str, value: Any, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            raise self._fail(field, f"{value!r} is not one of {', '.join(allowed)}")
+        return str(value)
+
+    def _positive(self, field: str, value: Any, *, integer: bool = False) -> float:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value) or value <= 0 or (integer and value != int(value)):
+            kind = "a whole number" if integer else "a number"
+            raise self._fail(field, f"must be {kind} greater than 0, got {value!r}")
+        return float(value)
+
+    def _validate_names(self, team: Any, feature: Any) -> None:
+        for field, value in (("team", team), ("feature", feature)):
+            if not isinstance(value, str) or not NAME_PATTERN.match(value):
+                raise self._fail(
+                    field,
+                    f"{value!r} is not valid: use 1-63 lowercase letters, digits and hyphens, starting with "
+                    "a letter or digit (it becomes a metric dimension, a tag and a secret name)",
+                )
+
+    def _validate_models(self, models: Sequence[str], catalog: ModelCatalog) -> tuple[str, ...]:
+        if isinstance(models, str) or not models:
+            raise self._fail("models", "must be a non-empty list of model aliases, e.g. ['chat-fast']")
+        for alias in models:
+            route = catalog.routes.get(alias) if isinstance(alias, str) else None
+            if route is None:
+                routes = ", ".join(sorted(catalog.routes))
+                raise self._fail(
+                    "models", f"{alias!r} is not a route in the model catalog (routes: {routes})"
+                )
+            # The catalog refuses routes to blocked or preview models; a route whose every target is
+            # deprecated would still load (with a warning), but new features must not build on it.
+            if all(catalog.models[t].status != "approved" for t in route.targets):
+                raise self._fail(
+                    "models",
+                    f"{alias!r} routes only to models that are not approved ({', '.join(route.targets)})",
+                )
+        if len(set(models)) != len(models):
+            raise self._fail("models", f"lists an alias twice: {list(models)!r}")
+        return tuple(models)
+
+    def _validate_thresholds(self, thresholds: AlertThresholds) -> AlertThresholds:
+        if not isinstance(thresholds, AlertThresholds):
+            raise self._fail("alert_thresholds", f"must be an AlertThresholds, got {thresholds!r}")
+        for name in ("p99_latency_ms", "error_rate_pct", "budget_pct"):
+            self._positive(f"alert_thresholds.{name}", getattr(thresholds, name))
+        if thresholds.error_rate_pct > 100:
+            raise self._fail("alert_thresholds.error_rate_pct", "must be at most 100")
+        return thresholds
+
+    def _register_prompts(
+        self, prompts: Sequence[str | os.PathLike[str]], base_dir: Path, catalog: ModelCatalog
+    ) -> tuple[RegisteredPrompt, ...]:
+        from ai_factory.prompts.spec import PromptFileError, check_model, load_prompt_file
+
+        if isinstance(prompts, str | os.PathLike):
+            raise self._fail("prompts", "must be a list of prompt file paths")
+        registered: list[RegisteredPrompt] = []
+        for entry in prompts:
+            path = Path(entry)
+            path = path if path.is_absolute() else base_dir / path
+            try:
+                spec: PromptSpec = load_prompt_file(path)
+                check_model(spec, catalog)
+            except PromptFileError as exc:
+                raise self._fail("prompts", str(exc)) from exc
+            if spec.model not in self.models:
+                allowed = ", ".join(self.models)
+                raise self._fail(
+                    "prompts", f"{path}: model {spec.model!r} is not one of the feature's models ({allowed})"
+                )
+            if any(p.name == spec.name for p in registered):
+                raise self._fail("prompts", f"prompt name {spec.name!r} is listed twice")
+            registered.append(
+                RegisteredPrompt(
+                    name=spec.name,
+                    model=spec.model,
+                    content_hash=spec.content_hash,
+                    source=_display_path(spec.source),
+                    eval_suite=_display_path(spec.eval_suite),
+                )
+            )
+        return tuple(registered)
+
+    def _claim_name(self) -> None:
+        """Fail when another AiFeature in the same app already uses this team/feature."""
+        registry = _REGISTRIES.setdefault(self.node.root, {})
+        other = registry.get((self.team, self.feature))
+        if other is not None:
+            raise self._fail("feature", f"{self.team}/{self.feature} is already defined at {other}")
+        registry[(self.team, self.feature)] = self.node.path
+
+
+def new_secrets_key(scope: Construct, construct_id: str, description: str = "") -> kms.Key:
+    """A KMS key (rotation on) for feature secrets and their provisioners' log groups."""
+    key = kms.Key(
+        scope,
+        construct_id,
+        description=description or "AI Factory: feature API-key secrets and provisioner logs",
+        enable_key_rotation=True,
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    # CloudWatch Logs may use the key only for log groups in this account and region.
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowCloudWatchLogsInThisAccount",
+            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
+            actions=[
+                "kms:Encrypt*",
+                "kms:Decrypt*",
+                "kms:ReEncrypt*",
+                "kms:GenerateDataKey*",
+                "kms:Describe*",
+            ],
+            resources=["*"],
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": (
+                        f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
+                    )
+                }
+            },
+        )
+    )
+    return key
+
+
+# --------------------------------------------------------------------------------------- packaging
+
+_PROVISIONER_DIR = Path(__file__).parent / "feature_key_provisioner"
+# The provisioner needs only these light gateway modules (standard library + boto3).
+_GATEWAY_MODULES = ("__init__.py", "records.py", "dynamo_store.py")
+
+
+def stage_provisioner_asset(out_root: Path | None = None) -> Path:
+    """A content-addressed folder with ``feature_key_provisioner/`` and the gateway modules it imports.
+
+    Same inputs give the same folder (and asset hash); concurrent synths build privately and rename.
+    """
+    gateway_dir = Path(aif_gateway.__file__).resolve().parent
+    files = [("feature_key_provisioner", f) for f in sorted(_PROVISIONER_DIR.glob("*.py"))]
+    files += [("aif_gateway", gateway_dir / name) for name in _GATEWAY_MODULES]
+    digest = hashlib.sha256()
+    for package, file in files:
+        digest.update(f"{package}/{file.name}".encode() + b"\0" + file.read_bytes() + b"\0")
+    root = out_root or Path(tempfile.gettempdir()) / "ai-factory-assets"
+    target = root / f"provisioner-{digest.hexdigest()[:24]}"
+    if (target / "feature_key_provisioner" / "handler.py").is_file():
+        return target
+    building = root / f".build-{uuid.uuid4().hex}"
+    for package, file in files:
+        (building / package).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, building / package / file.name)
+    try:
+        building.rename(target)
+    except OSError:
+        shutil.rmtree(building, ignore_errors=True)
+        if not (target / "feature_key_provisioner" / "handler.py").is_file():
+            raise
+    return target
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _enclosing_team_stack(scope: Construct) -> Any:
+    """The nearest ``TeamStack`` above ``scope`` (duck-typed on its ``team``/``gateway`` attributes)."""
+    node: Any = scope.node.scope
+    while node is not None:
+        if isinstance(node, cdk.Stack) and hasattr(node, "team") and hasattr(node, "gateway"):
+            return node
+        node = node.node.scope
+    return None
+
+
+def _caller_dir(feature: AiFeature) -> Path:
+    """The folder of the file that created ``feature``: the first frame up the stack that is not one of
+    the feature's own ``__init__`` methods (a subclass's included). Relative prompt paths start there."""
+    jsii_dir = os.path.dirname(jsii.__file__)
+    frame = sys._getframe(1)
+    # jsii's metaclass __call__ sits between the caller and __init__.
+    while frame is not None and (
+        frame.f_locals.get("self") is feature or frame.f_code.co_filename.startswith(jsii_dir)
+    ):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return Path.cwd()
+    return Path(frame.f_code.co_filename).resolve().parent
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, Path.cwd())).as_posix()
+    except ValueError:  # another drive on Windows
+        return path.as_posix()

@@ -1,0 +1,22 @@
+"""Team knowledge: answers employees' questions from internal documentation."""
+
+from ai_factory.ai_feature import AiFeature, AlertThresholds
+from stacks.team_stack import TeamStack
+
+TEAM = "knowledge"
+
+
+def build(team: TeamStack) -> None:
+    """The knowledge team's features."""
+    AiFeature(
+        team,
+        "InternalQa",
+        feature="internal-qa",
+        owner="knowledge-platform@example.com",
+        clearance="confidential",
+        models=["chat-smart"],
+        prompts=["prompts/answer-question.yaml"],
+        monthly_budget_usd=1000,
+        rate_limit_rpm=300,
+        alert_thresholds=AlertThresholds(p99_latency_ms=20000, error_rate_pct=2, budget_pct=90),
+    )

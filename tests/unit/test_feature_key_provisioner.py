@@ -1,0 +1,248 @@
+"""The feature-key custom resource handler against moto's DynamoDB and Secrets Manager."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from ai_factory.feature_key_provisioner.handler import KeyProvisioner, ProvisioningError, derive_key_id
+from aif_gateway.dynamo_store import DynamoKeyStore
+from aif_gateway.records import hash_key
+
+TABLE = "keys"
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+class Env:
+    def __init__(self) -> None:
+        self.ddb = boto3.client("dynamodb", region_name="us-east-1")
+        self.sm = boto3.client("secretsmanager", region_name="us-east-1")
+        self.ddb.create_table(
+            TableName=TABLE,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "key_hash", "AttributeType": "S"},
+                {"AttributeName": "key_id", "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": "key_hash", "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "by-key-id",
+                    "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+        )
+        self.secret_arn = self.sm.create_secret(Name="ai-factory/support/summarizer/api-key")["ARN"]
+        self.now = T0
+        self.provisioner = KeyProvisioner(self.ddb, self.sm, now=lambda: self.now, sleep=lambda s: None)
+        self.store = DynamoKeyStore(TABLE, client=self.ddb)  # the gateway's own reader
+
+    def props(self, **overrides: Any) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "ServiceToken": "arn:aws:lambda:us-east-1:111122223333:function:provider",
+            "KeysTable": TABLE,
+            "SecretArn": self.secret_arn,
+            "Team": "support",
+            "Feature": "summarizer",
+            "AllowedModels": ["chat-fast"],
+            # CloudFormation hands custom resources their scalars as strings.
+            "MonthlyBudgetUsd": "250.0",
+            "RateLimitRpm": "120",
+            "Description": "AiFeature support/summarizer",
+            "KeyGeneration": "1",
+        }
+        props.update(overrides)
+        return props
+
+    def event(self, request: str, request_id: str = "req-1", **extra: Any) -> dict[str, Any]:
+        return {
+            "RequestType": request,
+            "RequestId": request_id,
+            "StackId": "arn:aws:cloudformation:us-east-1:111122223333:stack/AiFactoryTeamSupport/abc",
+            "LogicalResourceId": "SummarizerApiKey",
+            "ResourceType": "Custom::AiFactoryFeatureKey",
+            "ResourceProperties": self.props(),
+            **extra,
+        }
+
+    def secret(self) -> dict[str, str]:
+        return json.loads(self.sm.get_secret_value(SecretId=self.secret_arn)["SecretString"])
+
+    def items(self) -> list[dict[str, Any]]:
+        return self.ddb.scan(TableName=TABLE)["Items"]
+
+
+@pytest.fixture
+def env() -> Iterator[Env]:
+    with mock_aws():
+        yield Env()
+
+
+def test_create_issues_a_key_stores_its_hash_and_puts_the_plaintext_in_the_secret(env: Env) -> None:
+    response = env.provisioner.handle(env.event("Create"))
+
+    key_id = response["PhysicalResourceId"]
+    assert response["Data"] == {"KeyId": key_id}
+    secret = env.secret()
+    assert secret["key_id"] == key_id
+    assert secret["api_key"].startswith(f"aif-{key_id}-")
+    # The gateway finds the key by the hash of the plaintext, with the feature's limits.
+    record = env.store.get_by_hash(hash_key(secret["api_key"]))
+    assert record is not None
+    assert (record.key_id, record.team, record.feature) == (key_id, "support", "summarizer")
+    assert record.allowed_models == ("chat-fast",)
+    assert (record.monthly_budget_usd, record.rate_limit_rpm) == (250.0, 120)
+    assert record.created_at == T0
+    assert record.state(T0) == "active"
+    # Only the hash is stored.
+    assert secret["api_key"] not in json.dumps(env.items())
+
+
+def test_a_retried_create_returns_the_key_the_first_attempt_issued(env: Env) -> None:
+    first = env.provisioner.handle(env.event("Create"))
+    secret = env.secret()
+
+    again = env.provisioner.handle(env.event("Create"))
+
+    assert again["PhysicalResourceId"] == first["PhysicalResourceId"]
+    assert len(env.items()) == 1
+    assert env.secret() == secret
+
+
+def test_distinct_create_requests_issue_distinct_keys(env: Env) -> None:
+    a = env.provisioner.handle(env.event("Create", request_id="req-1"))
+    b = env.provisioner.handle(env.event("Create", request_id="req-2"))
+    assert a["PhysicalResourceId"] != b["PhysicalResourceId"]
+    assert derive_key_id(env.event("Create", request_id="req-2")) == b["PhysicalResourceId"]
+
+
+def test_update_changes_the_settings_and_keeps_the_key(env: Env) -> None:
+    key_id = env.provisioner.handle(env.event("Create"))["PhysicalResourceId"]
+    secret = env.secret()
+    new_props = env.props(
+        Feature="ticket-summarizer",
+        AllowedModels=["chat-fast", "chat-smart"],
+        MonthlyBudgetUsd="99.5",
+        RateLimitRpm="30",
+    )
+
+    response = env.provisioner.handle(
+        env.event(
+            "Update",
+            request_id="req-2",
+            PhysicalResourceId=key_id,
+            ResourceProperties=new_props,
+            OldResourceProperties=env.props(),
+        )
+    )
+
+    assert response["PhysicalResourceId"] == key_id
+    assert env.secret() == secret
+    record = env.store.get_by_hash(hash_key(secret["api_key"]))
+    assert record is not None
+    assert record.feature == "ticket-summarizer"
+    assert record.allowed_models == ("chat-fast", "chat-smart")
+    assert (record.monthly_budget_usd, record.rate_limit_rpm) == (99.5, 30)
+    assert record.created_at == T0
+    assert len(env.items()) == 1
+
+
+def test_a_new_key_generation_issues_a_new_key_and_delete_revokes_the_old_one(env: Env) -> None:
+    old_id = env.provisioner.handle(env.event("Create"))["PhysicalResourceId"]
+    old_secret = env.secret()
+
+    rotated = env.provisioner.handle(
+        env.event(
+            "Update",
+            request_id="req-2",
+            PhysicalResourceId=old_id,
+            ResourceProperties=env.props(KeyGeneration="2"),
+            OldResourceProperties=env.props(),
+        )
+    )
+    new_id = rotated["PhysicalResourceId"]
+    assert new_id != old_id
+    assert env.secret()["key_id"] == new_id
+    # CloudFormation then deletes the old physical resource (with the old properties).
+    env.now = T0 + timedelta(minutes=5)
+    env.provisioner.handle(env.event("Delete", request_id="req-3", PhysicalResourceId=old_id))
+
+    old = env.store.get_by_hash(hash_key(old_secret["api_key"]))
+    new = env.store.get_by_hash(hash_key(env.secret()["api_key"]))
+    assert old is not None and old.state(env.now) == "revoked"
+    assert new is not None and new.state(env.now) == "active"
+
+
+def test_delete_revokes_and_keeps_the_record(env: Env) -> None:
+    key_id = env.provisioner.handle(env.event("Create"))["PhysicalResourceId"]
+    env.now = T0 + timedelta(days=3)
+
+    response = env.provisioner.handle(env.event("Delete", request_id="req-2", PhysicalResourceId=key_id))
+
+    assert response["PhysicalResourceId"] == key_id
+    items = env.items()
+    assert len(items) == 1, "the record stays for the audit trail"
+    record = env.store.get_by_hash(items[0]["key_hash"]["S"])
+    assert record is not None and record.revoked_at == env.now
+
+
+def test_delete_keeps_an_earlier_revocation_time(env: Env) -> None:
+    key_id = env.provisioner.handle(env.event("Create"))["PhysicalResourceId"]
+    revoked = T0 + timedelta(hours=1)
+    env.store.revoke(key_id, revoked)
+    env.now = T0 + timedelta(days=1)
+
+    env.provisioner.handle(env.event("Delete", request_id="req-2", PhysicalResourceId=key_id))
+
+    record = env.store.get_by_hash(env.items()[0]["key_hash"]["S"])
+    assert record is not None and record.revoked_at == revoked
+
+
+def test_delete_after_a_failed_create_is_a_no_op(env: Env) -> None:
+    # The provider framework reports a failed Create with a physical ID that is no key ID.
+    response = env.provisioner.handle(
+        env.event("Delete", request_id="req-2", PhysicalResourceId="2024/11/25/[$LATEST]abc")
+    )
+    assert response["PhysicalResourceId"] == "2024/11/25/[$LATEST]abc"
+    assert env.items() == []
+
+
+def test_update_of_a_key_missing_from_the_table_fails_with_a_clear_reason(env: Env) -> None:
+    with pytest.raises(ProvisioningError, match="key_generation"):
+        env.provisioner.handle(
+            env.event(
+                "Update",
+                PhysicalResourceId="0123456789ab",
+                ResourceProperties=env.props(),
+                OldResourceProperties=env.props(),
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("KeysTable", "", "KeysTable"),
+        ("AllowedModels", "chat-fast", "AllowedModels"),
+        ("MonthlyBudgetUsd", "lots", "MonthlyBudgetUsd"),
+    ],
+)
+def test_invalid_properties_fail_before_anything_is_written(
+    env: Env, field: str, value: Any, match: str
+) -> None:
+    event = env.event("Create", ResourceProperties=env.props(**{field: value}))
+    with pytest.raises(ProvisioningError, match=match):
+        env.provisioner.handle(event)
+    assert env.items() == []
+
+
+def test_unknown_request_type_fails(env: Env) -> None:
+    with pytest.raises(ProvisioningError, match="RequestType"):
+        env.provisioner.handle(env.event("Replace"))

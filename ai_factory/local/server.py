@@ -275,6 +275,9 @@ class _Server(ThreadingHTTPServer):
     # Shutting down must not wait for idle keep-alive connections held open by clients.
     block_on_close = False
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a burst of new connections (a test suite's client pool
+    # opening at once) would be reset. The kernel caps this at net.core.somaxconn.
+    request_queue_size = 512
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Log instead of printing a traceback to stderr; a client hanging up is not an error."""

@@ -216,3 +216,28 @@ def test_serve_command_refuses_remote_host(capsys: pytest.CaptureFixture[str]) -
 def test_serve_command_rejects_bad_port(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "70000"]) == 2
     assert "--port must be between 0 and 65535" in capsys.readouterr().err
+
+
+def test_a_burst_of_new_connections_is_not_reset(server: LocalGatewayServer) -> None:
+    """64 connections opened at the same instant all get an answer (socketserver's default listen
+    backlog of 5 made the kernel reset most of them)."""
+    import socket
+
+    start = threading.Barrier(64)
+    results: list[str] = []
+
+    def one() -> None:
+        start.wait()
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                results.append("ok" if sock.recv(64).startswith(b"HTTP/1.1 ") else "bad answer")
+        except OSError as exc:
+            results.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=one) for _ in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results.count("ok") == 64, sorted(set(results))

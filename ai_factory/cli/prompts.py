@@ -130,6 +130,11 @@ def add_parser(subparsers: Any) -> None:
     promote.add_argument("--version", type=int, required=True, help="version to promote")
     promote.add_argument("--to", dest="alias", required=True, metavar="ALIAS", help="alias, e.g. staging")
     promote.add_argument("--eval-run", help="MLflow run id of the passing eval of this version")
+    promote.add_argument(
+        "--allow-offline-eval",
+        action="store_true",
+        help="let an eval against the offline local gateway (echo model) unlock production: demos only",
+    )
     promote.set_defaults(run=cmd_promote)
 
     rollback = sub.add_parser(
@@ -366,6 +371,7 @@ def cmd_promote(args: argparse.Namespace, out: TextIO) -> int:
         approved_by=args.approved_by,
         git_commit=args.git_commit,
         eval_run_id=args.eval_run,
+        allow_offline_eval=args.allow_offline_eval,
     )
     if record is None:
         message = f"{args.name}@{args.alias} already points at version {args.version}; nothing to do"

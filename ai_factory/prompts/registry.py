@@ -33,6 +33,10 @@ EVAL_EXPERIMENT = "ai-factory/evals"
 DEPLOYMENT_EXPERIMENT = "ai-factory/prompt-deployments"
 # Aliases that need a passing eval record for the exact version before they may point at it.
 GATED_ALIASES = frozenset({"production"})
+# Eval targets whose answers do not come from the real model (the local gateway's offline echo model):
+# a pass there proves the suite runs, not that the prompt is good, so it unlocks a gated alias only when
+# the caller says so explicitly (demos and tests).
+OFFLINE_EVAL_TARGETS = frozenset({"local"})
 ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 # Prompt-version tags (the version's metadata next to MLflow's own template tags).
@@ -48,6 +52,7 @@ TAG_SOURCE = "aif.source"
 TAG_PROMPT_NAME = "aif.prompt_name"
 TAG_PROMPT_VERSION = "aif.prompt_version"
 TAG_EVAL_PASSED = "aif.eval_passed"
+TAG_EVAL_TARGET = "aif.target"
 TAG_ALIAS = "aif.alias"
 TAG_FROM_VERSION = "aif.from_version"
 TAG_TO_VERSION = "aif.to_version"
@@ -122,6 +127,11 @@ class EvalRecord:
     version: int
     passed: bool
     when: datetime
+    target: str = ""  # gateway, bedrock or local (see OFFLINE_EVAL_TARGETS)
+
+    @property
+    def offline(self) -> bool:
+        return self.target in OFFLINE_EVAL_TARGETS
 
 
 @dataclass(frozen=True)
@@ -421,6 +431,7 @@ class PromptRegistry:
             version=_int_or_none(tags.get(TAG_PROMPT_VERSION)) or 0,
             passed=tags.get(TAG_EVAL_PASSED, "").lower() == "true",
             when=_from_ms(run.info.start_time),
+            target=tags.get(TAG_EVAL_TARGET, ""),
         )
 
     def _named_eval(self, run_id: str, name: str, version: int) -> EvalRecord:
@@ -449,11 +460,13 @@ class PromptRegistry:
         approved_by: str | None = None,
         git_commit: str | None = None,
         eval_run_id: str | None = None,
+        allow_offline_eval: bool = False,
     ) -> DeploymentRecord | None:
         """Point ``alias`` at ``version`` and write the deployment record (``None``: already there).
 
         ``production`` needs a passing eval run for exactly this version: the named ``eval_run_id``, or
-        else the newest passing run found by its tags. Refusals raise ``PromotionRefused``.
+        else the newest passing run found by its tags. Runs against the offline local gateway count only
+        with ``allow_offline_eval``. Refusals raise ``PromotionRefused``.
         """
         check_alias(alias)
         target = self.get(name, version=version)
@@ -469,9 +482,15 @@ class PromptRegistry:
                     f"({TAG_EVAL_PASSED} is not 'true'): fix the prompt or the suite, re-run the eval, "
                     f"and promote the version that passes"
                 )
+            if alias in GATED_ALIASES and evaluation.offline and not allow_offline_eval:
+                raise PromotionRefused(_offline_refusal(name, target.version, eval_run_id, alias))
         else:
             runs = self.eval_runs(name, target.version)
-            passing = [r for r in runs if r.passed]
+            passing = [r for r in runs if r.passed and (allow_offline_eval or not r.offline)]
+            if alias in GATED_ALIASES and not passing and any(r.passed for r in runs):
+                raise PromotionRefused(
+                    _offline_refusal(name, target.version, next(r.run_id for r in runs if r.passed), alias)
+                )
             evaluation = passing[0] if passing else (runs[0] if runs else None)
             if alias in GATED_ALIASES and not passing:
                 seen = (
@@ -629,3 +648,12 @@ class PromptRegistry:
             if not token:
                 break
         return {name: self.versions(name) for name in sorted(names)}
+
+
+def _offline_refusal(name: str, version: int, run_id: str, alias: str) -> str:
+    return (
+        f"{name} version {version} cannot take '{alias}' on eval run {run_id}: it ran against the offline "
+        f"local gateway (echo model), which proves the suite runs, not that the prompt works on its model. "
+        f"Run the suite with --target gateway (staging) or --target bedrock, or pass --allow-offline-eval "
+        f"for a demo"
+    )

@@ -1,0 +1,576 @@
+"""Targets: what an eval case is run against. ``Target.run(suite, case) -> CaseOutput``.
+
+- ``GatewayTarget``: an AI Factory gateway over HTTP (``.../v1``), the way product code calls it.
+  Registered prompts are sent as a prompt reference and rendered by the gateway; inline suites send
+  their messages rendered here. Retries 429/503 and connection failures with capped exponential
+  backoff and jitter, honouring ``Retry-After``; other errors become ``CaseOutput.error``.
+- ``LocalTarget``: the real gateway code in this process (``LocalGatewayServer`` on 127.0.0.1:0, a
+  temporary state folder and key), with every route served by the offline ``echo`` model. Prompts are
+  rendered here from the registry's version (when a registry is given) or from the prompt file next to
+  the suite, and sent as inline messages: the local server has no registry of its own.
+- ``BedrockTarget``: Bedrock Converse directly (no gateway), priced from the model catalog.
+
+Targets are called from several threads at once; each keeps per-thread connections.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import shutil
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from ai_factory.evals.model import Case, CaseOutput, PromptRef, Suite
+from aif_gateway.prompt_template import PromptVariablesError, extract_variables, render_messages
+
+RETRY_STATUSES = frozenset({429, 503})
+DEFAULT_ATTEMPTS = 5
+DEFAULT_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 8.0
+MAX_RETRY_AFTER_S = 60.0  # longer (a monthly budget that resets in days) is not worth waiting for: give up
+DEFAULT_TIMEOUT_S = 120.0
+UNRESOLVED = "unresolved"
+
+
+class TargetError(Exception):
+    """A target cannot be set up (no key, unknown model alias, unreadable prompt): a usage problem."""
+
+
+class Target(Protocol):
+    """Runs one case once. Implementations must be safe to call from several threads."""
+
+    name: str
+
+    def run(self, suite: Suite, case: Case) -> CaseOutput: ...
+
+
+# --- the prompt under test ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResolvedPrompt:
+    """The prompt a suite tests, pinned: its template when known and its registry version when known."""
+
+    name: str
+    version: int | None = None  # the registry's number; None when no registry was asked
+    alias: str | None = None  # what the suite (or --prompt-alias) asked for
+    messages: tuple[dict[str, Any], ...] = ()  # the template, when it is rendered on this side
+    model: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # "registry", a prompt file path, or "" (the gateway renders it)
+
+    @property
+    def version_label(self) -> str:
+        """The version as logged: the number, or ``unresolved``."""
+        return str(self.version) if self.version is not None else UNRESOLVED
+
+
+def find_prompt_file(suite_path: Path, name: str) -> Path | None:
+    """The prompt file named ``name`` next to a suite (``<feature>/prompts/`` beside ``<feature>/evals/``)."""
+    from ai_factory.prompts.spec import PromptFileError, load_prompt_file
+
+    folder = suite_path.resolve().parent.parent / "prompts"
+    direct = folder / f"{name}.yaml"
+    candidates = [direct] if direct.is_file() else []
+    candidates += sorted(p for p in folder.glob("*.y*ml") if p != direct) if folder.is_dir() else []
+    for path in candidates:
+        try:
+            if load_prompt_file(path).name == name:
+                return path
+        except PromptFileError:
+            continue
+    return None
+
+
+def resolve_prompt(
+    suite: Suite,
+    registry: Any = None,
+    *,
+    version: int | None = None,
+    alias: str | None = None,
+    need_template: bool = False,
+) -> ResolvedPrompt | None:
+    """Pin the suite's prompt (``version``/``alias`` override the suite's reference).
+
+    With a ``registry`` (a ``PromptRegistry``) the reference is resolved to a version number and its
+    template. Without one, and when the template is needed (targets that render locally), the prompt
+    file next to the suite is used and the version stays unresolved. ``TargetError`` when it cannot be
+    resolved. ``None`` when the suite has no prompt.
+    """
+    ref = suite.prompt
+    if ref is None:
+        return None
+    if version is not None or alias is not None:
+        ref = PromptRef(ref.name, version=version, alias=alias)
+    if registry is not None:
+        from ai_factory.prompts.registry import RegistryError
+
+        try:
+            info = registry.get(ref.name, version=ref.version, alias=ref.alias)
+        except RegistryError as exc:
+            raise TargetError(f"prompt {ref.name}: {exc}") from exc
+        return ResolvedPrompt(
+            ref.name,
+            info.version,
+            ref.alias,
+            tuple(dict(m) for m in info.messages),
+            info.model,
+            dict(info.parameters),
+            "registry",
+        )
+    if not need_template:
+        return ResolvedPrompt(ref.name, ref.version, ref.alias)
+    from ai_factory.prompts.spec import PromptFileError, load_prompt_file
+
+    path = find_prompt_file(suite.path, ref.name)
+    if path is None:
+        raise TargetError(
+            f"prompt {ref.name}: no registry given and no prompt file named {ref.name!r} in "
+            f"{suite.path.resolve().parent.parent / 'prompts'} (pass --tracking-uri to use the registry)"
+        )
+    try:
+        spec = load_prompt_file(path)
+    except PromptFileError as exc:
+        raise TargetError(str(exc)) from exc
+    return ResolvedPrompt(
+        ref.name,
+        None,
+        ref.alias,
+        tuple(dict(m) for m in spec.messages),
+        spec.model,
+        dict(spec.parameters),
+        str(path),
+    )
+
+
+def render_case(suite: Suite, case: Case, prompt: ResolvedPrompt | None) -> list[dict[str, Any]]:
+    """The chat messages for one case: the template (the prompt's, or the suite's inline one) rendered
+    with the case's vars, then the case's own messages. ``PromptVariablesError`` if vars do not fit."""
+    template = list(prompt.messages) if prompt is not None else list(suite.messages)
+    if not template:
+        return [dict(m) for m in case.messages]
+    if prompt is None:
+        # Inline suites may carry vars that only assertions use: pass the template's own.
+        names = set(extract_variables(template))
+        variables: Mapping[str, Any] = {k: v for k, v in case.vars.items() if k in names}
+    else:
+        variables = case.vars
+    return render_messages(template, variables) + [dict(m) for m in case.messages]
+
+
+def input_text(prompt: ResolvedPrompt | None) -> Callable[[Suite, Case], str | None]:
+    """What an llm-judge sees as a case's input: the rendered messages when the template is known
+    here, else ``None`` (the assertion then shows the vars)."""
+
+    def text(suite: Suite, case: Case) -> str | None:
+        if (prompt is None or not prompt.messages) and not suite.messages:
+            return None
+        try:
+            messages = render_case(suite, case, prompt)
+        except PromptVariablesError:
+            return None
+        return "\n\n".join(f"[{m['role']}] {m['content']}" for m in messages)
+
+    return text
+
+
+# --- gateway over HTTP ----------------------------------------------------------------------------
+
+
+@dataclass
+class _HttpAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None  # an HTTP date: rare from this gateway; fall back to backoff
+
+
+def _error_text(answer: _HttpAnswer) -> str:
+    try:
+        error = json.loads(answer.body)["error"]
+        code = error.get("code") or error.get("type") or ""
+        return f"HTTP {answer.status} {code}: {error.get('message', '')}".strip()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"HTTP {answer.status}: {answer.body[:200].decode('utf-8', 'replace')}"
+
+
+class GatewayTarget:
+    """Chat completions against a gateway at ``base_url`` (``http(s)://host[:port]/v1``)."""
+
+    name = "gateway"
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        prompt: ResolvedPrompt | None = None,
+        render_locally: bool = False,
+        model_override: str | None = None,
+        attempts: int = DEFAULT_ATTEMPTS,
+        backoff_s: float = DEFAULT_BACKOFF_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
+        max_retry_after_s: float = MAX_RETRY_AFTER_S,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(base_url.rstrip("/"))
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise TargetError(f"gateway URL {base_url!r} must be http(s)://HOST[:PORT]/v1")
+        if attempts < 1:
+            raise TargetError("attempts must be at least 1")
+        self.base_url = base_url.rstrip("/")
+        self._scheme = parsed.scheme
+        self._netloc = parsed.netloc
+        self._path = parsed.path or ""
+        self.api_key = api_key
+        self.prompt = prompt
+        self.render_locally = render_locally
+        self.model_override = model_override
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.max_retry_after_s = max_retry_after_s
+        self.timeout_s = timeout_s
+        self._sleep = sleep
+        self._local = threading.local()
+        self._connections: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    # HTTP plumbing: one keep-alive connection per thread.
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+            conn = cls(self._netloc, timeout=self.timeout_s)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _post(self, path: str, payload: dict[str, Any]) -> _HttpAnswer:
+        body = json.dumps(payload).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.api_key}",
+            "User-Agent": "ai-factory-eval",
+        }
+        conn = self._connection()
+        try:
+            conn.request("POST", self._path + path, body=body, headers=headers)
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop_connection()
+            raise _Retryable(f"connection failed: {type(exc).__name__}: {exc}") from exc
+        answer = _HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
+        if response.will_close:
+            self._drop_connection()
+        return answer
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after_s)
+        # Full jitter: spreads the retries of many threads hit by the same rate limit.
+        return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))
+
+    def post(self, path: str, payload: dict[str, Any]) -> tuple[_HttpAnswer, float]:
+        """POST with retries: the final answer (any status) and the latency of its attempt in ms.
+
+        Raises ``_Retryable`` when every attempt failed to connect."""
+        last: _Retryable | None = None
+        for attempt in range(self.attempts):
+            started = time.perf_counter()
+            try:
+                answer = self._post(path, payload)
+            except _Retryable as exc:
+                last = exc
+            else:
+                latency_ms = (time.perf_counter() - started) * 1000
+                if answer.status not in RETRY_STATUSES or attempt == self.attempts - 1:
+                    return answer, latency_ms
+                retry_after = _retry_after(answer.headers)
+                if retry_after is not None and retry_after > self.max_retry_after_s:
+                    return answer, latency_ms  # e.g. a budget that resets next month
+                last = _Retryable(_error_text(answer), retry_after)
+            if attempt < self.attempts - 1:
+                self._sleep(self._delay(attempt, last.retry_after))
+        assert last is not None
+        raise last
+
+    def request_body(self, suite: Suite, case: Case) -> dict[str, Any]:
+        """The chat completion request for one case."""
+        prompt = self.prompt
+        body: dict[str, Any]
+        if prompt is not None and not self.render_locally:
+            ref: dict[str, Any] = {"name": prompt.name, "variables": dict(case.vars)}
+            if prompt.version is not None:
+                ref["version"] = prompt.version  # pinned: an alias moving mid-run changes nothing
+            elif prompt.alias is not None:
+                ref["alias"] = prompt.alias
+            body = {"messages": [dict(m) for m in case.messages], "prompt": ref}
+            model = self.model_override or suite.model
+        else:
+            body = {"messages": render_case(suite, case, prompt)}
+            if prompt is not None:
+                body.update(prompt.parameters)
+            model = self.model_override or suite.model or (prompt.model if prompt else None)
+        if model:
+            body["model"] = model
+        return body
+
+    def run(self, suite: Suite, case: Case) -> CaseOutput:
+        """One chat completion; failures come back as ``CaseOutput.error``, never raised."""
+        try:
+            body = self.request_body(suite, case)
+        except PromptVariablesError as exc:
+            return CaseOutput("", 0.0, error=f"vars do not fit the prompt: {exc}")
+        try:
+            answer, latency_ms = self.post("/chat/completions", body)
+        except _Retryable as exc:
+            return CaseOutput("", 0.0, error=f"{exc} (after {self.attempts} attempts)")
+        request_id = answer.headers.get("x-request-id")
+        if answer.status != 200:
+            error = _error_text(answer)
+            if answer.status in RETRY_STATUSES:
+                error += f" (after retries, up to {self.attempts} attempts)"
+            return CaseOutput("", latency_ms, request_id=request_id, error=error)
+        try:
+            data = json.loads(answer.body)
+            message = data["choices"][0]["message"]
+            text = message.get("content") or ""
+            if not text and message.get("tool_calls"):
+                text = json.dumps(message["tool_calls"])
+            usage = data.get("usage") or {}
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            return CaseOutput("", latency_ms, request_id=request_id, error=f"unreadable answer: {exc}")
+        try:
+            cost = float(answer.headers.get("x-aif-cost-usd", "0") or 0)
+        except ValueError:
+            cost = 0.0
+        return CaseOutput(
+            text=str(text),
+            latency_ms=latency_ms,
+            cost_usd=cost,
+            input_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("completion_tokens") or 0),
+            model_served=answer.headers.get("x-aif-served-by") or data.get("model"),
+            request_id=request_id,
+        )
+
+    def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        """Embeddings through the same gateway (for ``similarity`` with ``method: embedding``)."""
+        answer, _ = self.post("/embeddings", {"model": model, "input": texts})
+        if answer.status != 200:
+            raise RuntimeError(_error_text(answer))
+        data = json.loads(answer.body)["data"]
+        return [list(map(float, item["embedding"])) for item in sorted(data, key=lambda d: d["index"])]
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+
+
+# --- the gateway in this process, offline ---------------------------------------------------------
+
+
+def offline_config(catalog_path: str | None = None) -> Any:
+    """The catalog's routes with every chat alias served by ``echo`` and every embedding alias by
+    ``echo-embed``: a suite naming ``chat-fast`` runs offline, through the real gateway code."""
+    from ai_factory.model_catalog import ModelCatalog
+    from aif_gateway.config import ModelTarget, Route
+
+    config = ModelCatalog.load(catalog_path).gateway_config()
+    echo = {
+        "chat": ModelTarget("echo", "echo", "echo", "chat"),
+        "embedding": ModelTarget("echo-embed", "echo", "echo-embed", "embedding"),
+    }
+    routes = {alias: Route(alias, r.modality, (echo[r.modality],)) for alias, r in config.routes.items()}
+    return replace(config, routes=routes)
+
+
+class LocalTarget(GatewayTarget):
+    """``LocalGatewayServer`` on 127.0.0.1:0 with its own key; every model alias answered by echo."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        prompt: ResolvedPrompt | None = None,
+        state_dir: str | Path | None = None,
+        catalog_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from ai_factory.local.server import LocalGatewayServer
+        from ai_factory.local.sqlite_store import SqliteKeyStore, default_db_path
+        from aif_gateway.records import ApiKeyRecord, generate_key, utc_now
+
+        self._tmp = None if state_dir else tempfile.mkdtemp(prefix="aif-eval-")
+        self.state_dir = Path(state_dir or self._tmp or "")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        config = offline_config(catalog_path)
+        plaintext, key_id, key_hash = generate_key()
+        store = SqliteKeyStore(default_db_path(self.state_dir))
+        store.put(
+            ApiKeyRecord(
+                key_id=key_id,
+                key_hash=key_hash,
+                team="evals",
+                feature="eval-harness",
+                allowed_models=tuple(sorted(config.routes)),
+                monthly_budget_usd=1_000_000.0,
+                rate_limit_rpm=1_000_000,
+                created_at=utc_now(),
+                description="ai-factory eval --target local",
+            )
+        )
+        store.close()
+        self.server = LocalGatewayServer(port=0, state_dir=self.state_dir, config=config).start()
+        super().__init__(f"{self.server.url}/v1", plaintext, prompt=prompt, render_locally=True, **kwargs)
+
+    def close(self) -> None:
+        super().close()
+        self.server.shutdown()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+# --- Bedrock directly -----------------------------------------------------------------------------
+
+
+class BedrockTarget:
+    """Bedrock Converse with the messages rendered here; the model alias's first catalog target."""
+
+    name = "bedrock"
+
+    def __init__(
+        self,
+        *,
+        prompt: ResolvedPrompt | None = None,
+        client: Any = None,
+        region: str | None = None,
+        catalog_path: str | None = None,
+    ) -> None:
+        from ai_factory.model_catalog import ModelCatalog
+
+        self.prompt = prompt
+        self._config = ModelCatalog.load(catalog_path).gateway_config(region)
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.client(
+                "bedrock-runtime",
+                region_name=region,
+                config=Config(retries={"mode": "adaptive", "max_attempts": DEFAULT_ATTEMPTS}),
+            )
+        self._client = client
+
+    def _target(self, alias: str) -> Any:
+        route = self._config.routes.get(alias)
+        if route is None or route.modality != "chat":
+            raise TargetError(f"model {alias!r} is not a chat route in the model catalog")
+        target = route.targets[0]
+        if target.provider != "bedrock":
+            raise TargetError(f"model {alias!r} is not served by Bedrock (use --target local or gateway)")
+        return target
+
+    def run(self, suite: Suite, case: Case) -> CaseOutput:
+        """One Converse call; service errors come back as ``CaseOutput.error``."""
+        from aif_gateway.metering import cost_usd
+        from aif_gateway.provider_types import TokenUsage
+
+        prompt = self.prompt
+        alias = suite.model or (prompt.model if prompt else None)
+        if not alias:
+            return CaseOutput("", 0.0, error="no model: the suite names neither a prompt nor a model")
+        try:
+            target = self._target(alias)
+            messages = render_case(suite, case, prompt)
+        except (TargetError, PromptVariablesError) as exc:
+            return CaseOutput("", 0.0, error=str(exc))
+        request: dict[str, Any] = {
+            "modelId": target.model_id,
+            "messages": [
+                {"role": m["role"], "content": [{"text": str(m["content"])}]}
+                for m in messages
+                if m["role"] != "system"
+            ],
+        }
+        system = [{"text": str(m["content"])} for m in messages if m["role"] == "system"]
+        if system:
+            request["system"] = system
+        params = prompt.parameters if prompt else {}
+        inference = {
+            name: params[key]
+            for key, name in (
+                ("max_tokens", "maxTokens"),
+                ("temperature", "temperature"),
+                ("top_p", "topP"),
+                ("stop", "stopSequences"),
+            )
+            if key in params
+        }
+        if inference:
+            request["inferenceConfig"] = inference
+        started = time.perf_counter()
+        try:
+            response = self._client.converse(**request)
+        except Exception as exc:  # botocore ClientError, throttling after botocore's retries, network
+            return CaseOutput(
+                "", (time.perf_counter() - started) * 1000, error=f"{type(exc).__name__}: {exc}"
+            )
+        latency_ms = (time.perf_counter() - started) * 1000
+        usage = response.get("usage") or {}
+        tokens = TokenUsage(
+            input=int(usage.get("inputTokens") or 0),
+            output=int(usage.get("outputTokens") or 0),
+            cache_read=int(usage.get("cacheReadInputTokens") or 0),
+            cache_write=int(usage.get("cacheWriteInputTokens") or 0),
+        )
+        content = response.get("output", {}).get("message", {}).get("content") or []
+        text = "".join(str(block.get("text", "")) for block in content)
+        return CaseOutput(
+            text=text,
+            latency_ms=latency_ms,
+            cost_usd=cost_usd(tokens, target.prices),
+            input_tokens=tokens.input + tokens.cache_read + tokens.cache_write,
+            output_tokens=tokens.output,
+            model_served=target.name,
+            request_id=(response.get("ResponseMetadata") or {}).get("RequestId"),
+        )
+
+    def close(self) -> None:
+        """Nothing to release (the boto3 client closes with the process)."""

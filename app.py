@@ -9,9 +9,13 @@ from collections.abc import Sequence
 
 import aws_cdk as cdk
 
+from ai_factory.canary import add_canary
 from ai_factory.nag import apply_nag_packs
 from features import TEAM_MODULES
 from stacks.gateway_stack import GatewayStack
+from stacks.mlops_stack import MlopsStack
+from stacks.observability_stack import add_observability
+from stacks.pipeline_stack import PipelineSettings, PipelineStack
 from stacks.team_stack import TeamStack, team_stack_id
 
 
@@ -19,7 +23,7 @@ def build_app(team_modules: Sequence[str] = TEAM_MODULES, **app_props: object) -
     """The app with all stacks and the nag packs registered (not yet synthesized).
 
     ``team_modules``: the product teams' packages (each with ``TEAM`` and ``build(team_stack)``); one
-    stack per team.
+    stack per team; then the observability stack(s), which monitor every feature they find.
     """
     app = cdk.App(**app_props)  # type: ignore[arg-type]
     env = cdk.Environment(
@@ -31,6 +35,22 @@ def build_app(team_modules: Sequence[str] = TEAM_MODULES, **app_props: object) -
         module = importlib.import_module(module_name)
         team = TeamStack(app, team_stack_id(module.TEAM), team=module.TEAM, gateway_stack=gateway, env=env)
         module.build(team)
+        add_canary(team)  # drift detection for the team's features (EventBridge Scheduler)
+    # After the team stacks: it finds every AiFeature in the app and monitors it.
+    add_observability(app, gateway)
+    mlops = MlopsStack(app, "AiFactoryMlops", env=env, description="AI Factory: SageMaker managed MLflow")
+    # The delivery pipeline only when the context names a repository (docs/delivery.md), so a fresh
+    # clone synthesizes without one.
+    pipeline_settings = PipelineSettings.from_context(app)
+    if pipeline_settings is not None:
+        PipelineStack(
+            app,
+            "AiFactoryPipeline",
+            settings=pipeline_settings,
+            team_modules=team_modules,
+            tracking=mlops.tracking,
+            env=env,
+        )
     apply_nag_packs(app)
     return app
 

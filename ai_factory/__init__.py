@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ai_factory.ai_feature import AiFeature, AiFeatureError, AlertThresholds
+    from ai_factory.invocation_logging import BedrockInvocationLogging
     from ai_factory.llm_gateway import LlmGateway
     from ai_factory.model_catalog import CatalogError, CatalogWarning, ModelCatalog
     from ai_factory.nag import apply_nag_packs
+    from ai_factory.observability import AlarmDefaults, Observability, Severity
 
 # Exports load lazily: importing ai_factory (e.g. for the CLI or local mode) must not start the CDK's
 # jsii runtime, which costs about a second.
@@ -18,6 +20,10 @@ _EXPORTS = {
     "AiFeatureError": "ai_factory.ai_feature",
     "AlertThresholds": "ai_factory.ai_feature",
     "LlmGateway": "ai_factory.llm_gateway",
+    "BedrockInvocationLogging": "ai_factory.invocation_logging",
+    "Observability": "ai_factory.observability",
+    "AlarmDefaults": "ai_factory.observability",
+    "Severity": "ai_factory.observability",
     "ModelCatalog": "ai_factory.model_catalog",
     "CatalogError": "ai_factory.model_catalog",
     "CatalogWarning": "ai_factory.model_catalog",
@@ -26,11 +32,15 @@ _EXPORTS = {
 __all__ = [
     "AiFeature",
     "AiFeatureError",
+    "AlarmDefaults",
     "AlertThresholds",
+    "BedrockInvocationLogging",
     "CatalogError",
     "CatalogWarning",
     "LlmGateway",
     "ModelCatalog",
+    "Observability",
+    "Severity",
     "apply_nag_packs",
 ]
 

@@ -100,7 +100,8 @@ class RegisteredPrompt:
     model: str
     content_hash: str
     source: str  # relative to the working directory of the synth when possible
-    eval_suite: str
+    eval_suite: str  # likewise, for people and metadata
+    eval_suite_path: Path | None = None  # absolute, for code that reads the suite
 
     def to_metadata(self, team: str, feature: str) -> dict[str, str]:
         return {
@@ -153,6 +154,8 @@ class AiFeature(Construct):
         ``TeamStack``'s key, else a new key for this feature.
     :param key_generation: bump to rotate the key (new key in the secret, the old one revoked).
     :param prompt_base_dir: folder relative prompt paths start from. Default: the caller's folder.
+    :param canary_suite: a small eval suite (YAML, relative like ``prompts``) that ``FeatureCanary`` runs
+        on a schedule for drift detection. Default: the first cases of the prompts' eval suites.
     """
 
     def __init__(
@@ -177,6 +180,7 @@ class AiFeature(Construct):
         encryption_key: kms.IKey | None = None,
         key_generation: int = 1,
         prompt_base_dir: str | os.PathLike[str] | None = None,
+        canary_suite: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         team_stack = _enclosing_team_stack(self)
@@ -207,6 +211,12 @@ class AiFeature(Construct):
             )
         self.datasets: tuple[Any, ...] = ()
         self.prompts: tuple[RegisteredPrompt, ...] = self._register_prompts(prompts, base_dir, catalog)
+        self.canary_suite: Path | None = None
+        if canary_suite is not None:
+            path = Path(canary_suite)
+            self.canary_suite = path if path.is_absolute() else base_dir / path
+            if not self.canary_suite.is_file():
+                raise self._fail("canary_suite", f"{self.canary_suite} does not exist")
         self._claim_name()
         self.gateway = gateway
 
@@ -609,13 +619,17 @@ class AiFeature(Construct):
                     content_hash=spec.content_hash,
                     source=_display_path(spec.source),
                     eval_suite=_display_path(spec.eval_suite),
+                    eval_suite_path=spec.eval_suite.resolve(),
                 )
             )
         return tuple(registered)
 
     def _claim_name(self) -> None:
-        """Fail when another AiFeature in the same app already uses this team/feature."""
-        registry = _REGISTRIES.setdefault(self.node.root, {})
+        """Fail when another AiFeature in the same app already uses this team/feature.
+
+        Per stage: a pipeline deploys the same features once per stage (staging, production).
+        """
+        registry = _REGISTRIES.setdefault(cdk.Stage.of(self) or self.node.root, {})
         other = registry.get((self.team, self.feature))
         if other is not None:
             raise self._fail("feature", f"{self.team}/{self.feature} is already defined at {other}")

@@ -52,6 +52,8 @@ from ai_factory.model_catalog import ModelCatalog
 SERVICE_NAME = "ai-factory-gateway"
 METRICS_NAMESPACE = "AIFactory"
 KEY_ID_INDEX = "by-key-id"
+# Usage-table GSI on the audit records' request_id (sparse: no other item has one), for POST /v1/feedback.
+REQUEST_ID_INDEX = "by-request-id"
 PROMPT_VIEW_KEY = "prompts.json"
 
 # Content filter strengths (input, output). PROMPT_ATTACK only applies to input.
@@ -225,6 +227,12 @@ class LlmGateway(Construct):
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
             time_to_live_attribute="ttl",
         )
+        # KEYS_ONLY: feedback reads the record itself with a consistent GetItem; the index stays small.
+        self.usage_table.add_global_secondary_index(
+            index_name=REQUEST_ID_INDEX,
+            partition_key=dynamodb.Attribute(name="request_id", type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
 
         replay_timeout = Duration.seconds(60)
         self.spill_dead_letter_queue = sqs.Queue(
@@ -370,6 +378,12 @@ class LlmGateway(Construct):
         Read/write on the keys table and its ``by-key-id`` index, and use of the table's KMS key.
         """
         return self.keys_table.grant_read_write_data(grantee)
+
+    def grant_read_usage(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` (a FinOps or operator role running ``ai-factory usage`` / ``ai-factory
+        feedback --store aws``) read the usage table: Scan, Query and GetItem on it and its indexes,
+        and decrypt with the gateway key through DynamoDB."""
+        return self.usage_table.grant_read_data(grantee)
 
     def grant_publish_prompts(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` (the CI or release role running ``ai-factory prompts publish``) write the
@@ -668,6 +682,18 @@ class LlmGateway(Construct):
                     resources=invoke_arns,
                 )
             )
+        endpoint_arns = self.catalog.sagemaker_endpoint_arns(
+            Aws.PARTITION, Aws.REGION if Token.is_unresolved(region) else region, Aws.ACCOUNT_ID
+        )
+        if endpoint_arns:
+            # Custom models hosted on SageMaker (catalog provider "sagemaker"): exactly their endpoints.
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="InvokeCatalogSageMakerEndpoints",
+                    actions=["sagemaker:InvokeEndpoint"],
+                    resources=endpoint_arns,
+                )
+            )
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ApplyGatewayGuardrail",
@@ -711,6 +737,13 @@ class LlmGateway(Construct):
                 actions=["kms:Decrypt"],
                 resources=[self.key.key_arn],
                 conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="FindUsageByRequestId",
+                actions=["dynamodb:Query"],
+                resources=[f"{self.usage_table.table_arn}/index/{REQUEST_ID_INDEX}"],
             )
         )
         self._grant_usage_write(role)

@@ -105,6 +105,8 @@ def _id_rows(model: CatalogModel) -> list[tuple[str, str, str]]:
     """(stack region, ID, kind) rows: the default first, then each regional ID in sorted order."""
 
     def kind(model_id: str) -> str:
+        if model.provider == "sagemaker":
+            return "SageMaker endpoint"
         if model.provider != "bedrock":
             return "offline"
         return "foundation model" if model_id == model.model_id else "inference profile"

@@ -35,7 +35,8 @@ from aif_gateway.config import GatewayConfig, Modality, ModelTarget, Prices, Pro
 
 DEFAULT_CATALOG_PATH = Path(__file__).parent / "data" / "models.yaml"
 
-PROVIDERS = ("bedrock", "echo")
+PROVIDERS = ("bedrock", "echo", "sagemaker")
+CONTENT_HANDLERS = ("openai-chat", "tgi")
 MODALITIES = ("chat", "embedding")
 STATUSES = ("approved", "preview", "deprecated", "blocked")
 PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
@@ -64,6 +65,8 @@ _MODEL_FIELDS = frozenset(
         "evaluated_on",
         "compliance_notes",
         "known_limitations",
+        "endpoint_name",
+        "content_handler",
     }
 )
 _ROUTE_FIELDS = frozenset({"alias", "targets"})
@@ -128,6 +131,9 @@ class CatalogModel:
     evaluated_on: tuple[str, ...] = ()
     compliance_notes: ComplianceNotes | None = None
     known_limitations: tuple[str, ...] = ()
+    # provider "sagemaker": the endpoint the gateway invokes (also in model_id) and how it talks.
+    endpoint_name: str | None = None
+    content_handler: str | None = None
 
     def __getattr__(self, item: str) -> Any:
         # Only called when normal lookup fails. Read __dict__ directly so copy/pickle (which probe
@@ -190,6 +196,12 @@ class CatalogModel:
             },
             "known_limitations": list(self.known_limitations),
             "extra": {k: _jsonable(v) for k, v in sorted(self.extra.items())},
+            # Only SageMaker entries carry these, so other entries' dicts (and hashes) are unchanged.
+            **(
+                {"endpoint_name": self.endpoint_name, "content_handler": self.content_handler}
+                if self.provider == "sagemaker"
+                else {}
+            ),
         }
 
     def covers_region(self, region: str) -> bool:
@@ -359,7 +371,14 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
     provider = cast(Provider, check.choice(raw, "provider", entry, PROVIDERS))
     modality = cast(Modality, check.choice(raw, "modality", entry, MODALITIES))
     status = check.choice(raw, "status", entry, STATUSES)
-    model_id = check.string(raw, "model_id", entry, required=provider == "bedrock") or name
+    endpoint_name, content_handler = _parse_sagemaker(check, raw, entry, provider, modality)
+    if provider == "sagemaker" and ("model_id" in raw or "regions" in raw):
+        raise check.fail(
+            entry,
+            "model_id" if "model_id" in raw else "regions",
+            "does not apply to sagemaker models (use endpoint_name)",
+        )
+    model_id = endpoint_name or check.string(raw, "model_id", entry, required=provider == "bedrock") or name
     profile = check.string(raw, "inference_profile", entry, required=False)
     regions = check.string_list(raw, "regions", entry)
     if provider == "bedrock" and not regions:
@@ -374,7 +393,7 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
     if status == "deprecated" and deprecated_on is None:
         raise check.fail(entry, "deprecated_on", "is required when status is deprecated (YYYY-MM-DD)")
     # Echo models are offline test doubles: the documentation fields are only required of real models.
-    real = provider == "bedrock"
+    real = provider != "echo"
     owner = check.string(raw, "owner", entry, required=real)
     context_window = check.positive_int(raw, "context_window", entry, required=real and modality == "chat")
     max_output = check.positive_int(raw, "max_output_tokens", entry, required=False)
@@ -406,7 +425,36 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
         evaluated_on=check.string_list(raw, "evaluated_on", entry),
         compliance_notes=_parse_compliance(check, raw, entry),
         known_limitations=check.string_list(raw, "known_limitations", entry),
+        endpoint_name=endpoint_name,
+        content_handler=content_handler,
     )
+
+
+# SageMaker's endpoint-name rule.
+_ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def _parse_sagemaker(
+    check: _Checker, raw: Mapping[str, Any], entry: str, provider: str, modality: str
+) -> tuple[str | None, str | None]:
+    """``endpoint_name`` and ``content_handler``: required of sagemaker models, refused elsewhere."""
+    if provider != "sagemaker":
+        for key in ("endpoint_name", "content_handler"):
+            if key in raw:
+                raise check.fail(entry, key, "only applies to sagemaker models")
+        return None, None
+    if modality != "chat":
+        raise check.fail(entry, "modality", "sagemaker models serve chat routes only")
+    endpoint = check.string(raw, "endpoint_name", entry)
+    assert endpoint is not None
+    if not _ENDPOINT_NAME_RE.match(endpoint):
+        raise check.fail(
+            entry,
+            "endpoint_name",
+            f"must be a SageMaker endpoint name (1-63 letters, digits, '-'), got {endpoint!r}",
+        )
+    handler = check.choice(raw, "content_handler", entry, CONTENT_HANDLERS)
+    return endpoint, handler
 
 
 def _parse_route(check: _Checker, raw: Any, index: int, models: Mapping[str, CatalogModel]) -> CatalogRoute:
@@ -535,11 +583,25 @@ class ModelCatalog:
                     modality=m.modality,
                     prices=m.prices,
                     region=None,
+                    content_handler=m.content_handler,
                 )
                 for m in (self.models[name] for name in route.targets)
             )
             routes[alias] = Route(alias=alias, modality=route.modality, targets=targets)
         return GatewayConfig(routes=routes, **overrides)
+
+    def sagemaker_endpoint_arns(self, partition: str, region: str, account: str) -> list[str]:
+        """The SageMaker endpoints routed models use: the IAM allow-list for ``sagemaker:InvokeEndpoint``.
+
+        Endpoint ARNs use the lowercased endpoint name (SageMaker lowercases names in ARNs).
+        """
+        return sorted(
+            {
+                f"arn:{partition}:sagemaker:{region}:{account}:endpoint/{m.endpoint_name.lower()}"
+                for m in self.routed_models()
+                if m.provider == "sagemaker" and m.endpoint_name
+            }
+        )
 
     def bedrock_invoke_arns(self, partition: str, region: str, account: str) -> list[str]:
         """Every ARN the gateway may invoke: the IAM allow-list for ``bedrock:InvokeModel*``.

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ai_factory.cli import keys, models, prompts
+from ai_factory.cli import eval as eval_cmd
+from ai_factory.cli import feedback, keys, models, prompts, usage
 from ai_factory.cli.errors import CommandError, UsageError
 
 PROG = "ai-factory"
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser(sub)
     prompts.add_parser(sub)
     models.add_parser(sub)
+    eval_cmd.add_parser(sub)
+    feedback.add_parser(sub)
+    usage.add_parser(sub)
     return parser
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from aif_gateway.records import (
     ApiKeyRecord,
+    FeedbackRecord,
     LedgerWriteError,
     UnknownKeyError,
     UsageRecord,
@@ -75,6 +76,14 @@ CREATE TABLE IF NOT EXISTS month_counters (
     cache_write_tokens INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (team, feature, month)
 );
+CREATE TABLE IF NOT EXISTS feedback (
+    request_id TEXT PRIMARY KEY,
+    month TEXT NOT NULL,
+    team TEXT NOT NULL,
+    feature TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_by_month_team ON feedback (month, team, feature);
 CREATE TABLE IF NOT EXISTS minute_counters (
     team TEXT NOT NULL,
     feature TEXT NOT NULL,
@@ -327,3 +336,36 @@ class SqliteLedger(_SqliteDatabase):
             f"SELECT record FROM usage_records{where} ORDER BY timestamp, request_id", tuple(params)
         )
         return [UsageRecord.from_dict(json.loads(r["record"])) for r in rows]
+
+    def find(self, request_id: str) -> UsageRecord | None:
+        """The usage record of a request, or None."""
+        rows = self._query("SELECT record FROM usage_records WHERE request_id = ?", (request_id,))
+        return UsageRecord.from_dict(json.loads(rows[0]["record"])) if rows else None
+
+    def record_feedback(self, feedback: FeedbackRecord) -> None:
+        """Store feedback on a request, replacing an earlier one (as the DynamoDB PutItem does)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO feedback (request_id, month, team, feature, record)"
+                " VALUES (?,?,?,?,?)",
+                (
+                    feedback.request_id,
+                    feedback.request_month,
+                    feedback.team,
+                    feedback.feature,
+                    json.dumps(feedback.to_dict(), sort_keys=True),
+                ),
+            )
+
+    def list_feedback(
+        self, month: str | None = None, team: str | None = None, feature: str | None = None
+    ) -> list[FeedbackRecord]:
+        """Feedback on requests of ``month`` (the request's month), optionally one team's / feature's."""
+        clauses, params = [], []
+        for column, value in (("month", month), ("team", team), ("feature", feature)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._query(f"SELECT record FROM feedback{where} ORDER BY request_id", tuple(params))
+        return [FeedbackRecord.from_dict(json.loads(r["record"])) for r in rows]

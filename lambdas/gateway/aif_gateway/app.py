@@ -35,6 +35,7 @@ from .errors import (
     PayloadTooLarge,
     StoreUnavailable,
 )
+from .feedback import FeedbackService, feedback_response
 from .metering import CountingMetricsSink, MetricsSink, cost_usd
 from .openai_schema import (
     ChatRequest,
@@ -92,10 +93,12 @@ class Gateway:
         self.auth = KeyAuthenticator(keys, config.key_cache_ttl_s, clock, refresher)
         self.guard = UsageGuard(ledger, config.usage_snapshot_ttl_s, clock, refresher)
         self.router = Router(config.breaker_failure_threshold, config.breaker_cooldown_s, clock)
+        self.feedback = FeedbackService(ledger, self.metrics)
         self._routes: dict[tuple[str, str], Callable[[_Call], dict[str, Any]]] = {
             ("GET", "/v1/models"): self._list_models,
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("POST", "/v1/embeddings"): self._embeddings,
+            ("POST", "/v1/feedback"): self._feedback,
         }
 
     # -- entry point -------------------------------------------------------------------------------
@@ -196,6 +199,12 @@ class Gateway:
             "usage": {"prompt_tokens": usage.input, "total_tokens": usage.input},
         }
         return _response(200, body, call.request_id, _served_headers(outcome, record))
+
+    def _feedback(self, call: _Call) -> dict[str, Any]:
+        key = self._authenticate(call)
+        body = parse_json_body(call.body(self.config.max_body_bytes))
+        feedback = self.feedback.submit(key, body, call.started)
+        return _response(200, feedback_response(feedback), call.request_id)
 
     # -- steps -----------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Modality = Literal["chat", "embedding"]
-Provider = Literal["bedrock", "echo"]
+Provider = Literal["bedrock", "echo", "sagemaker"]
 
 CONFIG_FILE_NAME = "gateway_config.json"
 
@@ -35,10 +35,13 @@ class ModelTarget:
 
     name: str  # catalog entry name, e.g. "claude-haiku-4-5"
     provider: Provider
-    model_id: str  # what Bedrock is called with: a model ID or an inference profile ID/ARN
+    model_id: str  # what Bedrock is called with (model or inference profile ID/ARN); SageMaker: endpoint
     modality: Modality
     prices: Prices = field(default_factory=Prices)
     region: str | None = None  # None: the gateway's own region
+    # SageMaker targets only (model_id is then the endpoint name): "openai-chat" or "tgi", see
+    # aif_gateway.sagemaker_provider.
+    content_handler: str | None = None
 
 
 @dataclass(frozen=True)

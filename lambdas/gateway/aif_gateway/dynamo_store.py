@@ -7,6 +7,10 @@ Table schemas are shared with the CDK construct:
   ``LEDGER#{team}#{feature}#{YYYY-MM}`` / ``{timestamp}#{request_id}`` (the audit record),
   ``COUNTER#{team}#{feature}`` / ``MONTH#{YYYY-MM}`` (spend and token sums) and
   ``COUNTER#{team}#{feature}`` / ``MINUTE#{YYYY-MM-DDTHH:MM}`` (request count, expires after an hour).
+  Human feedback: ``FEEDBACK#{team}#{feature}#{YYYY-MM}`` / ``{request_id}`` (one per request, the
+  request's month, so a feature-month's feedback is one Query). GSI ``by-request-id`` (partition key
+  ``request_id``, KEYS_ONLY) finds a request's audit record; only audit records carry a ``request_id``
+  attribute, so the index is sparse (feedback items keep the id in ``sk`` only).
 
 The low-level client is used with hand-written attribute values: no ``boto3.resource`` layer and no
 ``TypeSerializer`` (which refuses floats). boto3 is imported when the first call needs a client, so
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from aif_gateway.records import (
     ApiKeyRecord,
+    FeedbackRecord,
     LedgerWriteError,
     StoreError,
     UnknownKeyError,
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 KEY_ID_INDEX = "by-key-id"
+REQUEST_ID_INDEX = "by-request-id"
 MINUTE_COUNTER_TTL = timedelta(hours=1)
 # DynamoDB numbers cannot be closer to zero than this; smaller magnitudes are stored as 0.
 _DDB_MIN_MAGNITUDE = Decimal("1E-130")
@@ -414,6 +420,79 @@ class DynamoLedger:
         except _aws_errors() as exc:
             raise StoreError(f"reading usage counters from {self.table_name} failed: {exc}") from exc
         raise StoreError(f"usage counters in {self.table_name} stayed unprocessed after retries")
+
+    def find(self, request_id: str) -> UsageRecord | None:
+        """The request's audit record: the by-request-id index gives its key, a consistent GetItem the
+        record. The index is eventually consistent (typically well under a second behind), so a record
+        written a moment ago may not be found yet. Raises StoreError."""
+        try:
+            resp = self.client.query(
+                TableName=self.table_name,
+                IndexName=REQUEST_ID_INDEX,
+                KeyConditionExpression="request_id = :r",
+                ExpressionAttributeValues={":r": _s(request_id)},
+                Limit=1,
+            )
+            items = resp.get("Items", [])
+            if not items:
+                return None
+            key = {"pk": items[0]["pk"], "sk": items[0]["sk"]}
+            found = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True)
+        except _aws_errors() as exc:
+            raise StoreError(f"looking up request {request_id} in {self.table_name} failed: {exc}") from exc
+        item = found.get("Item")
+        return usage_from_item(item) if item else None
+
+    def record_feedback(self, feedback: FeedbackRecord) -> None:
+        """Put the request's feedback item (replacing an earlier one). Raises StoreError."""
+        try:
+            self.client.put_item(TableName=self.table_name, Item=feedback_to_item(feedback))
+        except _aws_errors() as exc:
+            raise StoreError(f"storing feedback on {feedback.request_id} failed: {exc}") from exc
+
+
+def feedback_key(team: str, feature: str, month: str, request_id: str) -> dict[str, AttributeValueTypeDef]:
+    """Primary key of a request's feedback item."""
+    return {"pk": _s(f"FEEDBACK#{team}#{feature}#{month}"), "sk": _s(request_id)}
+
+
+def feedback_to_item(feedback: FeedbackRecord) -> dict[str, AttributeValueTypeDef]:
+    """The feedback item. No ``request_id`` attribute: that would put it in the by-request-id index."""
+    item = feedback_key(feedback.team, feedback.feature, feedback.request_month, feedback.request_id)
+    item.update(
+        {
+            "team": _s(feedback.team),
+            "feature": _s(feedback.feature),
+            "request_month": _s(feedback.request_month),
+            "score": _n(feedback.score),
+            "submitted_at": _s(feedback.submitted_at.isoformat()),
+            "key_id": _s(feedback.key_id),
+            "route": _s(feedback.route),
+            "tags": {"L": [_s(t) for t in feedback.tags]},
+        }
+    )
+    if feedback.comment is not None:
+        item["comment"] = _s(feedback.comment)
+    if feedback.model_served is not None:
+        item["model_served"] = _s(feedback.model_served)
+    return item
+
+
+def feedback_from_item(item: dict[str, Any]) -> FeedbackRecord:
+    """The FeedbackRecord stored in a feedback item (inverse of ``feedback_to_item``)."""
+    return FeedbackRecord(
+        request_id=item["sk"]["S"],
+        team=item["team"]["S"],
+        feature=item["feature"]["S"],
+        request_month=item["request_month"]["S"],
+        score=_to_float(item.get("score")),
+        submitted_at=datetime.fromisoformat(item["submitted_at"]["S"]),
+        key_id=item.get("key_id", {}).get("S", ""),
+        comment=item["comment"]["S"] if "comment" in item else None,
+        tags=tuple(v["S"] for v in item.get("tags", {}).get("L", [])),
+        route=item.get("route", {}).get("S", ""),
+        model_served=item["model_served"]["S"] if "model_served" in item else None,
+    )
 
 
 def _already_recorded(exc: BaseException) -> bool:

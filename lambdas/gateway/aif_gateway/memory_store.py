@@ -6,7 +6,15 @@ import threading
 from dataclasses import replace
 from datetime import datetime
 
-from .records import ApiKeyRecord, UnknownKeyError, UsageRecord, UsageSnapshot, minute_of, month_of
+from .records import (
+    ApiKeyRecord,
+    FeedbackRecord,
+    UnknownKeyError,
+    UsageRecord,
+    UsageSnapshot,
+    minute_of,
+    month_of,
+)
 
 
 class MemoryKeyStore:
@@ -45,6 +53,7 @@ class MemoryKeyStore:
 class MemoryLedger:
     def __init__(self) -> None:
         self.records: dict[str, UsageRecord] = {}
+        self.feedback: dict[str, FeedbackRecord] = {}
         self._month: dict[tuple[str, str, str], float] = {}
         self._minute: dict[tuple[str, str, str], int] = {}
         self._lock = threading.Lock()
@@ -69,3 +78,10 @@ class MemoryLedger:
             minute=minute,
             requests_this_minute=self._minute.get((team, feature, minute), 0),
         )
+
+    def find(self, request_id: str) -> UsageRecord | None:
+        return self.records.get(request_id)
+
+    def record_feedback(self, feedback: FeedbackRecord) -> None:
+        with self._lock:
+            self.feedback[feedback.request_id] = feedback

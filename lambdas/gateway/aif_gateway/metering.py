@@ -11,7 +11,7 @@ from typing import Protocol
 
 from .config import Prices
 from .provider_types import TokenUsage
-from .records import UsageRecord
+from .records import FeedbackRecord, UsageRecord
 
 
 def cost_usd(usage: TokenUsage, prices: Prices) -> float:
@@ -64,6 +64,16 @@ class EmfMetricsSink:
             metrics.add_metric("Throttled", MetricUnit.Count, 1)
         metrics.flush_metrics()
 
+    def emit_feedback(self, feedback: FeedbackRecord) -> None:
+        """``FeedbackScore`` (0..1; average it) and ``FeedbackCount`` per (Team, Feature)."""
+        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+        metrics = EphemeralMetrics(namespace=self._namespace, service=self._service)
+        metrics.add_dimensions(Team=feedback.team, Feature=feedback.feature)
+        metrics.add_metric("FeedbackScore", MetricUnit.NoUnit, feedback.score)
+        metrics.add_metric("FeedbackCount", MetricUnit.Count, 1)
+        metrics.flush_metrics()
+
 
 class CountingMetricsSink:
     """In-memory counters for local mode and tests."""
@@ -80,3 +90,6 @@ class CountingMetricsSink:
             self.counts["CircuitBreakerOpened"] += breaker_opened
         if record.guardrail_action == "INTERVENED":
             self.counts["GuardrailInterventions"] += 1
+
+    def emit_feedback(self, feedback: FeedbackRecord) -> None:
+        self.counts["FeedbackCount"] += 1

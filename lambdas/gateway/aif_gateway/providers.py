@@ -18,6 +18,7 @@ from .bedrock_translate import from_converse, to_converse
 from .config import ModelTarget
 from .openai_schema import ChatRequest, EmbeddingsRequest
 from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, ProviderError, TokenUsage
+from .sagemaker_provider import SageMakerProvider
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
@@ -197,4 +198,8 @@ class EchoProvider:
 
 
 def default_providers(timeout_s: float = 60.0) -> dict[str, Provider]:
-    return {"bedrock": BedrockProvider(timeout_s), "echo": EchoProvider()}
+    return {
+        "bedrock": BedrockProvider(timeout_s),
+        "echo": EchoProvider(),
+        "sagemaker": SageMakerProvider(timeout_s),
+    }

@@ -120,6 +120,43 @@ class UsageSnapshot:
     requests_this_minute: int
 
 
+@dataclass(frozen=True)
+class FeedbackRecord:
+    """A person's verdict on one answered request (``POST /v1/feedback``), kept with the usage ledger.
+
+    ``team``/``feature``/``request_month``/``route``/``model_served`` are copied from the request's
+    usage record, so summaries per feature, month and model need no join. ``comment`` is user text.
+    """
+
+    request_id: str
+    team: str
+    feature: str
+    request_month: str  # "YYYY-MM" of the request (not of the feedback): feedback sits with its request
+    score: float  # 0..1 (thumbs up = 1, down = 0)
+    submitted_at: datetime
+    key_id: str  # the key that submitted the feedback
+    comment: str | None = None
+    tags: tuple[str, ...] = ()
+    route: str = ""
+    model_served: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["submitted_at"] = self.submitted_at.isoformat()
+        data["tags"] = list(self.tags)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeedbackRecord:
+        return cls(
+            **{
+                **data,
+                "submitted_at": datetime.fromisoformat(data["submitted_at"]),
+                "tags": tuple(data.get("tags") or ()),
+            }
+        )
+
+
 class UnknownKeyError(LookupError):
     """No key with that key ID."""
 
@@ -154,6 +191,15 @@ class Ledger(Protocol):
         ...
 
     def snapshot(self, team: str, feature: str, now: datetime) -> UsageSnapshot: ...
+
+    def find(self, request_id: str) -> UsageRecord | None:
+        """The usage record of a request, or None if there is none (yet). Raises StoreError."""
+        ...
+
+    def record_feedback(self, feedback: FeedbackRecord) -> None:
+        """Store human feedback on a request; a later one for the same request replaces it.
+        Raises StoreError."""
+        ...
 
 
 def minute_of(ts: datetime) -> str:

@@ -1,0 +1,159 @@
+"""The observability stack(s): on-call topic, dashboards and alarms for every feature in the app, and
+Bedrock model invocation logging.
+
+``add_observability(app, gateway_stack)`` finds every ``AiFeature`` in the app (so a new feature gets
+its monitoring with no extra code) and puts them ``features_per_stack`` at a time into stacks that
+share the platform stack's topic: each feature adds 7 alarms, so no stack nears CloudFormation's
+500-resource limit as teams are added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import aws_cdk as cdk
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from ai_factory.ai_feature import AiFeature
+from ai_factory.invocation_logging import BedrockInvocationLogging
+from ai_factory.observability import AlarmDefaults, Observability, find_features
+from stacks.gateway_stack import GatewayStack
+
+PLATFORM_STACK_ID = "AiFactoryObservability"
+FEATURES_PER_STACK = 40
+
+
+class ObservabilityStack(cdk.Stack):
+    """Platform dashboard and alarms, the on-call topic, invocation logging, and the first features.
+
+    :param gateway_stack: the factory's gateway stack.
+    :param features: the features this stack monitors (the rest go to ``FeatureMonitoringStack``s).
+    :param invocation_logging: manage Bedrock model invocation logging (context
+        ``ai-factory:invocationLogging``, default true).
+    :param overwrite_existing_logging: replace an invocation logging configuration someone else set
+        (context ``ai-factory:invocationLoggingOverwrite``, default false).
+    :param runbook_base_url: published ``docs/runbooks`` URL (context ``ai-factory:runbookBaseUrl``).
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        gateway_stack: GatewayStack,
+        features: Sequence[AiFeature] = (),
+        invocation_logging: bool | None = None,
+        overwrite_existing_logging: bool | None = None,
+        runbook_base_url: str | None = None,
+        defaults: AlarmDefaults | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("description", "AI Factory: dashboards, alarms, on-call topic, invocation logging")
+        super().__init__(scope, construct_id, **kwargs)
+        self.observability = Observability(
+            self,
+            "Observability",
+            gateway=gateway_stack.gateway,
+            features=features,
+            runbook_base_url=runbook_base_url or self.node.try_get_context("ai-factory:runbookBaseUrl"),
+            defaults=defaults,
+        )
+        self.invocation_logging: BedrockInvocationLogging | None = None
+        if _flag(self, "ai-factory:invocationLogging", invocation_logging, True):
+            self.invocation_logging = BedrockInvocationLogging(
+                self,
+                "InvocationLogging",
+                overwrite_existing=_flag(
+                    self, "ai-factory:invocationLoggingOverwrite", overwrite_existing_logging, False
+                ),
+            )
+        cdk.CfnOutput(self, "OnCallTopicArn", value=self.observability.topic.topic_arn)
+        assert self.observability.platform_dashboard is not None
+        cdk.CfnOutput(
+            self, "PlatformDashboardName", value=self.observability.platform_dashboard.dashboard_name
+        )
+        _acknowledge_strong_references(self)
+
+    @property
+    def topic(self) -> sns.ITopic:
+        return self.observability.topic
+
+
+class FeatureMonitoringStack(cdk.Stack):
+    """Dashboards and alarms for more features, notifying the platform stack's on-call topic."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        platform: ObservabilityStack,
+        features: Sequence[AiFeature],
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("description", "AI Factory: feature dashboards and alarms")
+        super().__init__(scope, construct_id, **kwargs)
+        self.observability = Observability(
+            self,
+            "Observability",
+            features=features,
+            platform=False,
+            topic=platform.topic,
+            runbook_base_url=platform.observability.runbook_base_url,
+            defaults=platform.observability.defaults,
+        )
+        _acknowledge_strong_references(self)
+
+
+def add_observability(
+    app: cdk.App,
+    gateway_stack: GatewayStack,
+    *,
+    features: Sequence[AiFeature] | None = None,
+    features_per_stack: int = FEATURES_PER_STACK,
+    **props: Any,
+) -> ObservabilityStack:
+    """The platform observability stack (plus overflow stacks) for ``features``, by default every
+    ``AiFeature`` in ``app``. Call it after the team stacks are built."""
+    if features_per_stack < 1:
+        raise ValueError(
+            f"add_observability: features_per_stack must be at least 1, got {features_per_stack}"
+        )
+    found = list(features) if features is not None else find_features(app)
+    chunks = [found[i : i + features_per_stack] for i in range(0, len(found), features_per_stack)] or [[]]
+    env = cdk.Environment(account=_concrete(gateway_stack.account), region=_concrete(gateway_stack.region))
+    platform = ObservabilityStack(
+        app, PLATFORM_STACK_ID, gateway_stack=gateway_stack, features=chunks[0], env=env, **props
+    )
+    for index, chunk in enumerate(chunks[1:], start=2):
+        FeatureMonitoringStack(
+            app, f"{PLATFORM_STACK_ID}Features{index}", platform=platform, features=chunk, env=env
+        )
+    return platform
+
+
+def _flag(scope: Construct, key: str, given: bool | None, default: bool) -> bool:
+    if given is not None:
+        return given
+    value = scope.node.try_get_context(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ValueError(f"Context '{key}' must be true or false, got {value!r}.")
+
+
+def _concrete(value: str) -> str | None:
+    return None if cdk.Token.is_unresolved(value) else value
+
+
+def _acknowledge_strong_references(stack: cdk.Stack) -> None:
+    cdk.Annotations.of(stack).acknowledge_warning(
+        "@aws-cdk/core:crossStackReferencesDefaultStrong",
+        "Monitoring imports the gateway's log group and API and the on-call topic; strong references keep "
+        "them from being removed while alarms use them.",
+    )

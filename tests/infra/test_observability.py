@@ -1,0 +1,399 @@
+"""Observability: every feature found in the app gets its dashboard section and alarms, every alarm
+notifies the KMS-encrypted on-call topic and links its runbook, overflow stacks stay small, and the
+Bedrock invocation-logging custom resource is wired with least privilege."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from ai_factory.ai_feature import AiFeature
+from ai_factory.invocation_logging import RESOURCE_TYPE, BedrockInvocationLogging
+from ai_factory.observability import RUNBOOKS, AlarmDefaults, Observability, find_features
+from features import TEAM_MODULES
+from stacks.gateway_stack import GatewayStack
+from stacks.observability_stack import ObservabilityStack, add_observability
+from stacks.team_stack import TeamStack, team_stack_id
+
+ENV = cdk.Environment(account="111122223333", region="us-east-1")
+REPO = Path(__file__).resolve().parents[2]
+PER_FEATURE_ALARMS = (
+    "Latency",
+    "ErrorRate",
+    "SpendPace",
+    "BudgetExhausted",
+    "GuardrailSpike",
+    "FeedbackDrop",
+    "CanaryPassRateDrop",
+)
+RUNBOOK_BASE = "https://example.com/ai-factory/docs/runbooks"
+
+
+@dataclass
+class Built:
+    app: cdk.App
+    gateway: GatewayStack
+    platform: ObservabilityStack
+    features: list[AiFeature]
+    template: Template
+
+
+def build_app(extra_features: int = 0, per_stack: int = 40) -> Built:
+    """The real teams (plus ``extra_features`` generated ones) and observability, without cdk-nag."""
+    app = cdk.App(context={"ai-factory:runbookBaseUrl": RUNBOOK_BASE})
+    gateway = GatewayStack(app, "AiFactoryGateway", env=ENV)
+    for module_name in TEAM_MODULES:
+        module = importlib.import_module(module_name)
+        module.build(TeamStack(app, team_stack_id(module.TEAM), team=module.TEAM, gateway_stack=gateway))
+    if extra_features:
+        team = TeamStack(app, "AiFactoryTeamLoad", team="load", gateway_stack=gateway)
+        for i in range(extra_features):
+            AiFeature(
+                team,
+                f"F{i}",
+                feature=f"f{i}",
+                owner="load@example.com",
+                clearance="internal",
+                models=["chat-fast"],
+                monthly_budget_usd=10,
+                rate_limit_rpm=10,
+            )
+    platform = add_observability(app, gateway, features_per_stack=per_stack)
+    return Built(app, gateway, platform, find_features(app), Template.from_stack(platform))
+
+
+@pytest.fixture(scope="module")
+def built() -> Built:
+    return build_app()
+
+
+def alarms(template: Template) -> dict[str, dict[str, Any]]:
+    return {
+        v["Properties"]["AlarmName"]: v["Properties"]
+        for v in template.find_resources("AWS::CloudWatch::Alarm").values()
+    }
+
+
+def dashboard_bodies(stack: cdk.Stack, template: Template) -> dict[str, str]:
+    """Dashboard name -> body with tokens resolved to a readable string."""
+    out = {}
+    for resource in template.find_resources("AWS::CloudWatch::Dashboard").values():
+        body = resource["Properties"]["DashboardBody"]
+        text = body if isinstance(body, str) else json.dumps(body)
+        out[resource["Properties"]["DashboardName"]] = text
+    return out
+
+
+def test_the_app_finds_every_feature_of_every_team(built: Built) -> None:
+    names = {(f.team, f.feature) for f in built.features}
+    assert len(names) >= 2
+    assert {f.team for f in built.features} == {importlib.import_module(m).TEAM for m in TEAM_MODULES}
+    assert set(built.platform.observability.feature_alarms) == names
+
+
+def test_every_feature_has_all_its_alarms_named_by_severity(built: Built) -> None:
+    found = alarms(built.template)
+    for feature in built.features:
+        prefix = f"{feature.team}-{feature.feature}-"
+        mine = {name: props for name, props in found.items() if prefix in name}
+        kinds = {name.rsplit("-", 1)[1] for name in mine}
+        assert kinds == set(PER_FEATURE_ALARMS), feature.feature
+        for name in mine:
+            assert re.fullmatch(rf"AIFactory-(Critical|Warning)-{re.escape(prefix)}\w+", name)
+    assert "AIFactory-Critical-Platform-FallbackStorm" in found
+    assert "AIFactory-Critical-Platform-GatewayErrors" in found
+
+
+def test_alarm_thresholds_come_from_the_feature(built: Built) -> None:
+    found = alarms(built.template)
+    for feature in built.features:
+        latency = found[f"AIFactory-Warning-{feature.team}-{feature.feature}-Latency"]
+        assert latency["Threshold"] == feature.alert_thresholds.p99_latency_ms
+        assert latency["ExtendedStatistic"] == "p99"
+        canary = found[f"AIFactory-Critical-{feature.team}-{feature.feature}-CanaryPassRateDrop"]
+        assert canary["MetricName"] == "CanaryPassRate"
+        assert canary["ComparisonOperator"] == "LessThanThreshold"
+        assert canary["Threshold"] == AlarmDefaults().canary_min_pass_rate
+        assert {"Name": "Feature", "Value": feature.feature} in canary["Dimensions"]
+
+
+def test_every_alarm_notifies_the_topic_and_links_its_runbook(built: Built) -> None:
+    topics = built.template.find_resources("AWS::SNS::Topic")
+    assert len(topics) == 1
+    topic_id = next(iter(topics))
+    found = alarms(built.template)
+    assert len(found) == 7 * len(built.features) + 2
+    for name, props in found.items():
+        assert props["AlarmActions"] == [{"Ref": topic_id}], name
+        assert props["OKActions"] == [{"Ref": topic_id}], name
+        assert props["TreatMissingData"] == "notBreaching", name
+        link = re.search(r"Runbook: (\S+)$", props["AlarmDescription"])
+        assert link, name
+        assert link.group(1).startswith(RUNBOOK_BASE + "/")
+        runbook = link.group(1).removeprefix(RUNBOOK_BASE + "/").removesuffix(".md")
+        assert runbook in RUNBOOKS
+        assert (REPO / "docs" / "runbooks" / f"{runbook}.md").is_file(), runbook
+
+
+def test_topic_is_encrypted_with_a_rotating_key_cloudwatch_may_use(built: Built) -> None:
+    t = built.template
+    t.has_resource_properties(
+        "AWS::SNS::Topic",
+        {"KmsMasterKeyId": {"Fn::GetAtt": [Match.string_like_regexp("OnCallTopicKey"), "Arn"]}},
+    )
+    t.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+                        )
+                    ]
+                )
+            }
+        },
+    )
+    t.has_resource_properties(
+        "AWS::KMS::Key",
+        {
+            "EnableKeyRotation": True,
+            "KeyPolicy": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Sid": "CloudWatchAlarmsPublish",
+                                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                                "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
+
+
+def test_every_feature_has_a_dashboard_section(built: Built) -> None:
+    bodies = dashboard_bodies(built.platform, built.template)
+    assert "AIFactory-Platform" in bodies
+    features_text = "".join(text for name, text in bodies.items() if name.startswith("AIFactory-Features-"))
+    for feature in built.features:
+        label = f"{feature.team}/{feature.feature}"
+        for title in (
+            f"## {label}",
+            f"{label}: requests",  # AiFeature.dashboard_widgets()
+            f"{label}: latency p50 / p90 / p99",
+            f"{label}: budget burn",
+            f"{label}: human feedback",
+            f"{label}: canary and eval pass rate",
+            f"{label}: alarms",
+        ):
+            assert title in features_text, title
+
+
+def test_platform_dashboard_covers_the_whole_platform(built: Built) -> None:
+    body = dashboard_bodies(built.platform, built.template)["AIFactory-Platform"]
+    for metric in (
+        "Requests",
+        "Status5xx",
+        "Throttled",
+        "BudgetExhausted",
+        "Fallbacks",
+        "CircuitBreakerOpened",
+        "GuardrailInterventions",
+        "CostUSD",
+        "InputTokens",
+        "FeedbackScore",
+        "CanaryPassRate",
+        "EvalPassRate",
+    ):
+        assert f'MetricName=\\\\\\"{metric}\\\\\\"' in body or f'MetricName=\\"{metric}\\"' in body, metric
+    for team in {f.team for f in built.features}:
+        assert f'Team=\\\\\\"{team}\\\\\\"' in body or f'Team=\\"{team}\\"' in body, team
+    for stat in ("p50", "p90", "p99"):
+        assert f'"stat\\":\\"{stat}\\"' in body or f'\\"stat\\":\\"{stat}\\"' in body, stat
+    assert "audit.error_type" in body  # the Logs Insights widget over the audit lines
+
+
+def test_budget_refusals_become_a_metric_per_feature(built: Built) -> None:
+    built.template.has_resource_properties(
+        "AWS::Logs::MetricFilter",
+        {
+            "FilterPattern": '{ $.audit.error_type = "budget_exhausted" }',
+            "MetricTransformations": [
+                Match.object_like(
+                    {
+                        "MetricName": "BudgetExhausted",
+                        "MetricNamespace": "AIFactory",
+                        "Dimensions": Match.array_with([{"Key": "Team", "Value": "$.audit.team"}]),
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_many_features_split_across_small_stacks() -> None:
+    b = build_app(extra_features=45, per_stack=20)
+    stacks = [
+        s
+        for s in b.app.node.children
+        if isinstance(s, cdk.Stack) and s.stack_name.startswith("AiFactoryObservability")
+    ]
+    assert len(stacks) == 3  # 47 features, 20 per stack
+    total = 0
+    dashboard_names: set[str] = set()
+    for stack in stacks:
+        template = Template.from_stack(stack)
+        resources = template.to_json()["Resources"]
+        assert len(resources) < 200, stack.stack_name
+        total += len(template.find_resources("AWS::CloudWatch::Alarm"))
+        dashboard_names |= {
+            d["Properties"]["DashboardName"]
+            for d in template.find_resources("AWS::CloudWatch::Dashboard").values()
+        }
+    assert total == 7 * 47 + 2
+    assert len(dashboard_names) == 1 + 5  # platform + ceil(20/10) + ceil(20/10) + ceil(7/10), unique
+
+
+def test_monitoring_a_feature_twice_is_refused(built: Built) -> None:
+    stack = cdk.Stack(cdk.App(), "X", env=ENV)
+    obs = Observability(stack, "Obs", features=built.features[:1], platform=False, topic=built.platform.topic)
+    with pytest.raises(ValueError, match="already monitored"):
+        obs.monitor_feature(built.features[0])
+    with pytest.raises(ValueError, match="gateway: required"):
+        Observability(stack, "Obs2")
+    with pytest.raises(ValueError, match="canary_min_pass_rate"):
+        AlarmDefaults(canary_min_pass_rate=90)
+
+
+# ------------------------------------------------------------------------------- invocation logging
+
+
+def test_invocation_logging_resource_and_destinations(built: Built) -> None:
+    t = built.template
+    t.has_resource_properties(
+        RESOURCE_TYPE, {"OverwriteExisting": "false", "LoggingConfig": Match.any_value()}
+    )
+    t.has_resource_properties("AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 365})
+    t.has_resource(
+        "AWS::S3::Bucket",
+        {
+            "DeletionPolicy": "Retain",
+            "Properties": Match.object_like(
+                {
+                    "BucketEncryption": {
+                        "ServerSideEncryptionConfiguration": [
+                            Match.object_like(
+                                {
+                                    "ServerSideEncryptionByDefault": Match.object_like(
+                                        {"SSEAlgorithm": "aws:kms"}
+                                    )
+                                }
+                            )
+                        ]
+                    },
+                    "LoggingConfiguration": Match.object_like({"LogFilePrefix": "payload-bucket/"}),
+                }
+            ),
+        },
+    )
+    logging = built.platform.invocation_logging
+    assert isinstance(logging, BedrockInvocationLogging)
+    config = built.platform.resolve(logging.logging_config)
+    assert config["cloudWatchConfig"]["largeDataDeliveryS3Config"]["bucketName"]
+    assert config["textDataDeliveryEnabled"] is True
+
+
+def test_bedrock_may_assume_the_logging_role_only_for_this_account(built: Built) -> None:
+    built.template.has_resource_properties(
+        "AWS::IAM::Role",
+        {
+            "AssumeRolePolicyDocument": {
+                "Statement": [
+                    Match.object_like(
+                        {
+                            "Principal": {"Service": "bedrock.amazonaws.com"},
+                            "Condition": {
+                                "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+                                "ArnLike": {"aws:SourceArn": Match.any_value()},
+                            },
+                        }
+                    )
+                ]
+            }
+        },
+    )
+    built.template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Sid": "BedrockWritesLargePayloads",
+                                "Action": "s3:PutObject",
+                                "Condition": Match.object_like(
+                                    {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+                                ),
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
+def test_handler_role_is_least_privilege(built: Built) -> None:
+    logging = built.platform.invocation_logging
+    assert logging is not None
+    roles = built.template.find_resources(
+        "AWS::IAM::Role", {"Properties": {"Policies": [{"PolicyName": "ManageInvocationLogging"}]}}
+    )
+    assert len(roles) == 1
+    statements = next(iter(roles.values()))["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    by_sid = {s["Sid"]: s for s in statements}
+    assert set(by_sid) == {
+        "WriteOwnLogGroup",
+        "ManageInvocationLoggingConfiguration",
+        "PassOnlyTheLoggingRoleToBedrock",
+    }
+    assert sorted(by_sid["ManageInvocationLoggingConfiguration"]["Action"]) == [
+        "bedrock:DeleteModelInvocationLoggingConfiguration",
+        "bedrock:GetModelInvocationLoggingConfiguration",
+        "bedrock:PutModelInvocationLoggingConfiguration",
+    ]
+    passrole = by_sid["PassOnlyTheLoggingRoleToBedrock"]
+    assert passrole["Action"] == "iam:PassRole"
+    logging_role_id = built.platform.get_logical_id(logging.logging_role.node.default_child)  # type: ignore[arg-type]
+    assert passrole["Resource"] == {"Fn::GetAtt": [logging_role_id, "Arn"]}
+    assert passrole["Condition"] == {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}
+    built.template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Handler": "handler.on_event", "Runtime": "python3.14", "Architectures": ["arm64"]},
+    )
+
+
+def test_overwrite_and_opt_out_come_from_context() -> None:
+    app = cdk.App(context={"ai-factory:invocationLoggingOverwrite": "true"})
+    gateway = GatewayStack(app, "Gw", env=ENV)
+    stack = ObservabilityStack(app, "Obs", gateway_stack=gateway, env=ENV)
+    Template.from_stack(stack).has_resource_properties(RESOURCE_TYPE, {"OverwriteExisting": "true"})
+
+    app = cdk.App(context={"ai-factory:invocationLogging": False})
+    gateway = GatewayStack(app, "Gw", env=ENV)
+    stack = ObservabilityStack(app, "Obs", gateway_stack=gateway, env=ENV)
+    Template.from_stack(stack).resource_count_is(RESOURCE_TYPE, 0)

@@ -568,3 +568,36 @@ def test_grant_publish_prompts_writes_only_the_view(build_gateway: Callable[...,
     assert sorted(as_list(kms_statements[0]["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
     assert kms_statements[0]["Resource"] == arn_of(syn, syn.gateway.key)
     assert "kms:ViaService" in kms_statements[0]["Condition"]["StringEquals"]
+
+
+def test_tables_have_the_schemas_the_runtime_stores_use(default_gateway: Synthesized) -> None:
+    """The runtime's table schemas (what its queries and tests assume) are the deployed ones."""
+    from aif_gateway.dynamo_store import KEYS_TABLE_SCHEMA, USAGE_TABLE_SCHEMA
+
+    def schema(props: dict[str, Any]) -> dict[str, Any]:
+        def by_name(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+            return sorted(items, key=lambda item: item[key])
+
+        return {
+            "AttributeDefinitions": by_name(props["AttributeDefinitions"], "AttributeName"),
+            "KeySchema": props["KeySchema"],
+            "GlobalSecondaryIndexes": by_name(
+                [
+                    {"IndexName": g["IndexName"], "KeySchema": g["KeySchema"], "Projection": g["Projection"]}
+                    for g in props.get("GlobalSecondaryIndexes", [])
+                ],
+                "IndexName",
+            ),
+        }
+
+    syn = default_gateway
+    for table, expected in (
+        (syn.gateway.keys_table, KEYS_TABLE_SCHEMA),
+        (syn.gateway.usage_table, USAGE_TABLE_SCHEMA),
+    ):
+        logical_id = syn.stack.get_logical_id(table.node.default_child)  # type: ignore[arg-type]
+        props = syn.template.to_json()["Resources"][logical_id]["Properties"]
+        assert schema(props) == schema(expected)
+    usage_id = syn.stack.get_logical_id(syn.gateway.usage_table.node.default_child)  # type: ignore[arg-type]
+    usage = syn.template.to_json()["Resources"][usage_id]["Properties"]
+    assert usage["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}

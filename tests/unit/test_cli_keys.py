@@ -11,6 +11,7 @@ import pytest
 
 from ai_factory.cli.main import main
 from ai_factory.local.sqlite_store import SqliteKeyStore
+from aif_gateway.dynamo_store import create_tables
 from aif_gateway.records import hash_key, utc_now
 
 
@@ -297,22 +298,7 @@ def test_aws_store_uses_dynamodb(
     }.items():
         monkeypatch.setenv(var, value)
     with mock_aws():
-        boto3.client("dynamodb", region_name="eu-west-1").create_table(
-            TableName="keys",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "key_hash", "AttributeType": "S"},
-                {"AttributeName": "key_id", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "key_hash", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by-key-id",
-                    "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
+        create_tables(boto3.client("dynamodb", region_name="eu-west-1"), keys_table="keys")
         monkeypatch.setenv("AIF_KEYS_TABLE", "keys")
         aws = ["--store", "aws", "--region", "eu-west-1"]
         data = create(capsys, *aws)

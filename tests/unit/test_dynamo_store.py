@@ -25,6 +25,7 @@ from aif_gateway.dynamo_store import (
     DynamoKeyStore,
     DynamoLedger,
     StoreError,
+    create_tables,
     key_to_item,
     ledger_key,
     make_client,
@@ -45,40 +46,11 @@ NOW = datetime(2026, 11, 25, 14, 7, 31, 250_000, tzinfo=UTC)
 
 
 def create_keys_table(client: Any) -> None:
-    client.create_table(
-        TableName=KEYS_TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "key_hash", "AttributeType": "S"},
-            {"AttributeName": "key_id", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "key_hash", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by-key-id",
-                "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    create_tables(client, keys_table=KEYS_TABLE)
 
 
 def create_usage_table(client: Any, table: str = USAGE_TABLE) -> None:
-    client.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-    )
-    client.update_time_to_live(
-        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"}
-    )
+    create_tables(client, usage_table=table)
 
 
 @pytest.fixture

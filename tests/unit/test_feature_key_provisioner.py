@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from ai_factory.feature_key_provisioner.handler import KeyProvisioner, ProvisioningError, derive_key_id
-from aif_gateway.dynamo_store import DynamoKeyStore
+from aif_gateway.dynamo_store import DynamoKeyStore, create_tables
 from aif_gateway.records import hash_key
 
 TABLE = "keys"
@@ -23,22 +23,7 @@ class Env:
     def __init__(self) -> None:
         self.ddb = boto3.client("dynamodb", region_name="us-east-1")
         self.sm = boto3.client("secretsmanager", region_name="us-east-1")
-        self.ddb.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "key_hash", "AttributeType": "S"},
-                {"AttributeName": "key_id", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "key_hash", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by-key-id",
-                    "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
+        create_tables(self.ddb, keys_table=TABLE)
         self.secret_arn = self.sm.create_secret(Name="ai-factory/support/summarizer/api-key")["ARN"]
         self.now = T0
         self.provisioner = KeyProvisioner(self.ddb, self.sm, now=lambda: self.now, sleep=lambda s: None)

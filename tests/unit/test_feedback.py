@@ -18,7 +18,13 @@ from moto import mock_aws
 from ai_factory.cli.main import main
 from ai_factory.local.sqlite_store import SqliteKeyStore, SqliteLedger
 from aif_gateway.app import Gateway
-from aif_gateway.dynamo_store import REQUEST_ID_INDEX, DynamoKeyStore, DynamoLedger, make_client
+from aif_gateway.dynamo_store import (
+    REQUEST_ID_INDEX,
+    DynamoKeyStore,
+    DynamoLedger,
+    create_tables,
+    make_client,
+)
 from aif_gateway.feedback import parse_feedback
 from aif_gateway.metering import CountingMetricsSink, EmfMetricsSink
 from aif_gateway.providers import EchoProvider
@@ -268,47 +274,6 @@ def test_sqlite_ledger_round_trip_and_overwrite(tmp_path: Path) -> None:
     assert ledger.list_feedback(month="1999-01") == []
 
 
-def create_tables(client: Any) -> None:
-    client.create_table(
-        TableName=KEYS_TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "key_hash", "AttributeType": "S"},
-            {"AttributeName": "key_id", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "key_hash", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by-key-id",
-                "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
-    create_usage_table(client)
-
-
-def create_usage_table(client: Any) -> None:
-    """The usage table as LlmGateway declares it, with the by-request-id index."""
-    client.create_table(
-        TableName=USAGE_TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "request_id", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": REQUEST_ID_INDEX,
-                "KeySchema": [{"AttributeName": "request_id", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
-    )
-
-
 @pytest.fixture
 def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name, value in {
@@ -320,7 +285,7 @@ def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         client = make_client()
-        create_tables(client)
+        create_tables(client, KEYS_TABLE, USAGE_TABLE)
         yield client
 
 

@@ -13,7 +13,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from aif_gateway import spill_replay
-from aif_gateway.dynamo_store import DynamoLedger, ledger_key, usage_from_item
+from aif_gateway.dynamo_store import DynamoLedger, create_tables, ledger_key, usage_from_item
 from aif_gateway.records import LedgerWriteError, UsageRecord
 from aif_gateway.spill import SpillError, SpillQueue
 
@@ -57,18 +57,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mock_aws():
         sqs = boto3.client("sqs")
         ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName=USAGE_TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-        )
+        create_tables(ddb, usage_table=USAGE_TABLE)
         queue_url = sqs.create_queue(QueueName="aif-usage-spill")["QueueUrl"]
         yield {"sqs": sqs, "ddb": ddb, "queue_url": queue_url}
     spill_replay._ledger.cache_clear()

@@ -16,7 +16,7 @@ from moto import mock_aws
 from ai_factory.cli.main import main
 from ai_factory.local.sqlite_store import SqliteLedger
 from ai_factory.usage_report import NO_MODEL, aws_usage, month_partitions, summarize_usage
-from aif_gateway.dynamo_store import DynamoLedger, make_client
+from aif_gateway.dynamo_store import DynamoLedger, create_tables, make_client
 from aif_gateway.records import UsageRecord
 
 TABLE = "aif-usage"
@@ -131,18 +131,7 @@ def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.delenv("AIF_USAGE_TABLE", raising=False)
     with mock_aws():
         client = make_client()
-        client.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-        )
+        create_tables(client, usage_table=TABLE)
         yield client
 
 

@@ -48,6 +48,58 @@ if TYPE_CHECKING:
 
 KEY_ID_INDEX = "by-key-id"
 REQUEST_ID_INDEX = "by-request-id"
+TTL_ATTRIBUTE = "ttl"
+
+# The two tables' key schemas in CreateTable's shape: the one description the CDK construct is checked
+# against (tests/infra) and that tests, benchmarks and tools create local tables from.
+KEYS_TABLE_SCHEMA: dict[str, Any] = {
+    "AttributeDefinitions": [
+        {"AttributeName": "key_hash", "AttributeType": "S"},
+        {"AttributeName": "key_id", "AttributeType": "S"},
+    ],
+    "KeySchema": [{"AttributeName": "key_hash", "KeyType": "HASH"}],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": KEY_ID_INDEX,
+            "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ],
+}
+USAGE_TABLE_SCHEMA: dict[str, Any] = {
+    "AttributeDefinitions": [
+        {"AttributeName": "pk", "AttributeType": "S"},
+        {"AttributeName": "sk", "AttributeType": "S"},
+        {"AttributeName": "request_id", "AttributeType": "S"},
+    ],
+    "KeySchema": [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": REQUEST_ID_INDEX,
+            "KeySchema": [{"AttributeName": "request_id", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+    ],
+}
+
+
+def create_tables(
+    client: DynamoDBClient, keys_table: str | None = None, usage_table: str | None = None
+) -> None:
+    """Create the gateway's tables with their real schemas (for tests, benchmarks and local tools; in AWS
+    the LlmGateway construct creates them)."""
+    if keys_table:
+        client.create_table(TableName=keys_table, BillingMode="PAY_PER_REQUEST", **KEYS_TABLE_SCHEMA)
+    if usage_table:
+        client.create_table(TableName=usage_table, BillingMode="PAY_PER_REQUEST", **USAGE_TABLE_SCHEMA)
+        client.update_time_to_live(
+            TableName=usage_table, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+        )
+
+
 MINUTE_COUNTER_TTL = timedelta(hours=1)
 # DynamoDB numbers cannot be closer to zero than this; smaller magnitudes are stored as 0.
 _DDB_MIN_MAGNITUDE = Decimal("1E-130")

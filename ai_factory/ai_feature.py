@@ -45,6 +45,7 @@ from constructs import Construct
 import aif_gateway
 from ai_factory.llm_gateway import KEY_ID_INDEX, METRICS_NAMESPACE, LlmGateway
 from ai_factory.model_catalog import ModelCatalog
+from ai_factory.secure_defaults import logs_kms_key
 
 if TYPE_CHECKING:
     from ai_factory.prompts.spec import PromptSpec
@@ -637,37 +638,13 @@ class AiFeature(Construct):
 
 
 def new_secrets_key(scope: Construct, construct_id: str, description: str = "") -> kms.Key:
-    """A KMS key (rotation on) for feature secrets and their provisioners' log groups."""
-    key = kms.Key(
-        scope,
-        construct_id,
-        description=description or "AI Factory: feature API-key secrets and provisioner logs",
-        enable_key_rotation=True,
-        removal_policy=RemovalPolicy.RETAIN,
+    """A KMS key (rotation on) for feature secrets and their provisioners' log groups.
+
+    CloudWatch Logs may use it only for log groups in this account and region.
+    """
+    return logs_kms_key(
+        scope, construct_id, description or "AI Factory: feature API-key secrets and provisioner logs"
     )
-    # CloudWatch Logs may use the key only for log groups in this account and region.
-    key.add_to_resource_policy(
-        iam.PolicyStatement(
-            sid="AllowCloudWatchLogsInThisAccount",
-            principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-            actions=[
-                "kms:Encrypt*",
-                "kms:Decrypt*",
-                "kms:ReEncrypt*",
-                "kms:GenerateDataKey*",
-                "kms:Describe*",
-            ],
-            resources=["*"],
-            conditions={
-                "ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn": (
-                        f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
-                    )
-                }
-            },
-        )
-    )
-    return key
 
 
 # --------------------------------------------------------------------------------------- packaging

@@ -34,6 +34,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from ai_factory.llm_gateway import _RETENTION_DAYS  # the RetentionDays <-> days table
+from ai_factory.secure_defaults import access_log_bucket, encrypted_bucket, logs_kms_key, send_access_logs
 
 HANDLER_DIR = Path(__file__).parent / "invocation_logging_handler"
 RESOURCE_TYPE = "Custom::AiFactoryBedrockInvocationLogging"
@@ -131,33 +132,11 @@ class BedrockInvocationLogging(Construct):
     # ------------------------------------------------------------------------------------- resources
 
     def _new_key(self, bedrock_source: dict[str, dict[str, str]]) -> kms.Key:
-        key = kms.Key(
+        key = logs_kms_key(
             self,
             "Key",
-            description="AI Factory: Bedrock model invocation logs and large payloads",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="CloudWatchLogsInThisAccount",
-                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-                actions=[
-                    "kms:Encrypt*",
-                    "kms:Decrypt*",
-                    "kms:ReEncrypt*",
-                    "kms:GenerateDataKey*",
-                    "kms:Describe*",
-                ],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": (
-                            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
-                        )
-                    }
-                },
-            )
+            "AI Factory: Bedrock model invocation logs and large payloads",
+            sid="CloudWatchLogsInThisAccount",
         )
         key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -175,57 +154,19 @@ class BedrockInvocationLogging(Construct):
     ) -> s3.Bucket:
         days = next((d for d, member in _RETENTION_DAYS.items() if member == retention), None)
         expiry = [s3.LifecycleRule(expiration=Duration.days(days))] if days else []
-        access_logs = s3.Bucket(
+        access_logs = access_log_bucket(
             self,
             "PayloadAccessLogs",
-            # S3 server access logging delivers only to buckets encrypted with S3-managed keys.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            lifecycle_rules=expiry,
-            removal_policy=RemovalPolicy.RETAIN,
+            expiry_days=days,
+            versioned=False,
+            reason=(
+                "This bucket receives the payload bucket's server access logs; logging it too would "
+                "need another log bucket (or log into itself, which S3 advises against)."
+            ),
         )
-        cdk.Validations.of(access_logs).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-S1",
-                reason=(
-                    "This bucket receives the payload bucket's server access logs; logging it too would "
-                    "need another log bucket (or log into itself, which S3 advises against)."
-                ),
-            )
-        )
-        bucket = s3.Bucket(
-            self,
-            "PayloadBucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
-            lifecycle_rules=expiry,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        # Logging on the L1 plus a bucket policy for the logging service: both buckets stay ACL-free.
-        prefix = "payload-bucket/"
-        cfn_bucket = bucket.node.default_child
-        assert isinstance(cfn_bucket, s3.CfnBucket)
-        cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
-            destination_bucket_name=access_logs.bucket_name, log_file_prefix=prefix
-        )
-        access_logs.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="S3ServerAccessLogsFromPayloadBucket",
-                principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
-                actions=["s3:PutObject"],
-                resources=[access_logs.arn_for_objects(f"{prefix}*")],
-                conditions={
-                    "ArnLike": {"aws:SourceArn": bucket.bucket_arn},
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                },
-            )
+        bucket = encrypted_bucket(self, "PayloadBucket", key=self.key, lifecycle_rules=expiry)
+        send_access_logs(
+            bucket, access_logs, prefix="payload-bucket/", sid="S3ServerAccessLogsFromPayloadBucket"
         )
         bucket.add_to_resource_policy(
             iam.PolicyStatement(

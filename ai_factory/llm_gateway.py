@@ -48,6 +48,12 @@ from ai_factory.lambda_packaging import (
     stage_gateway_asset,
 )
 from ai_factory.model_catalog import ModelCatalog
+from ai_factory.secure_defaults import (
+    access_log_bucket,
+    allow_cloudwatch_logs,
+    encrypted_bucket,
+    send_access_logs,
+)
 
 SERVICE_NAME = "ai-factory-gateway"
 METRICS_NAMESPACE = "AIFactory"
@@ -189,28 +195,8 @@ class LlmGateway(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         # CloudWatch Logs encrypts log groups with the key only if the key policy lets the regional
-        # logs service use it, and only for log groups in this account and region.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchLogsInThisAccount",
-                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-                actions=[
-                    "kms:Encrypt*",
-                    "kms:Decrypt*",
-                    "kms:ReEncrypt*",
-                    "kms:GenerateDataKey*",
-                    "kms:Describe*",
-                ],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": (
-                            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
-                        )
-                    }
-                },
-            )
-        )
+        # logs service use it (a no-op on an imported key, whose policy CDK cannot change).
+        allow_cloudwatch_logs(self.key)
 
         self.keys_table = self._table(
             "KeysTable",
@@ -503,66 +489,20 @@ class LlmGateway(Construct):
 
     def _prompts_bucket(self) -> s3.Bucket:
         """The bucket of the prompt view, with its server access logs in a bucket of their own."""
-        access_logs = s3.Bucket(
+        access_logs = access_log_bucket(
             self,
             "PromptsAccessLogs",
-            # S3 server access logging delivers only to buckets encrypted with S3-managed keys.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
-            # Kept as long as the gateway's log groups.
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    expiration=Duration.days(self._retention_days()),
-                    noncurrent_version_expiration=Duration.days(1),
-                )
-            ],
-            removal_policy=RemovalPolicy.RETAIN,
+            expiry_days=self._retention_days(),  # kept as long as the gateway's log groups
+            reason=(
+                "This bucket is the destination of the prompts bucket's server access logs; logging "
+                "it too would need yet another log bucket (or log into itself, which S3 advises "
+                "against because every delivered log would create more logs)."
+            ),
         )
-        cdk.Validations.of(access_logs).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-S1",
-                reason=(
-                    "This bucket is the destination of the prompts bucket's server access logs; logging "
-                    "it too would need yet another log bucket (or log into itself, which S3 advises "
-                    "against because every delivered log would create more logs)."
-                ),
-            )
-        )
-        bucket = s3.Bucket(
-            self,
-            "PromptsBucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            # Every published view is kept: what the gateway served, and when, can be reconstructed.
-            versioned=True,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        # Logging set on the L1 with a bucket policy for the logging service (not `server_access_logs_
-        # bucket`, which falls back to ACLs unless the app sets a feature flag): both buckets stay ACL-free.
-        prefix = "prompts-bucket/"
-        cfn_bucket = bucket.node.default_child
-        assert isinstance(cfn_bucket, s3.CfnBucket)
-        cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
-            destination_bucket_name=access_logs.bucket_name, log_file_prefix=prefix
-        )
-        access_logs.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="S3ServerAccessLogsFromPromptsBucket",
-                principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
-                actions=["s3:PutObject"],
-                resources=[access_logs.arn_for_objects(f"{prefix}*")],
-                conditions={
-                    "ArnLike": {"aws:SourceArn": bucket.bucket_arn},
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                },
-            )
+        # Every published view is kept: what the gateway served, and when, can be reconstructed.
+        bucket = encrypted_bucket(self, "PromptsBucket", key=self.key)
+        send_access_logs(
+            bucket, access_logs, prefix="prompts-bucket/", sid="S3ServerAccessLogsFromPromptsBucket"
         )
         return bucket
 

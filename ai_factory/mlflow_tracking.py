@@ -21,12 +21,14 @@ from __future__ import annotations
 import re
 
 import aws_cdk as cdk
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
+
+from ai_factory.secure_defaults import access_log_bucket, encrypted_bucket, send_access_logs
 
 # SageMaker's rules for these props.
 _SERVER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
@@ -89,20 +91,22 @@ class MlflowTracking(Construct):
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.access_logs_bucket = self._access_logs_bucket(access_log_retention)
-        self.artifact_bucket = s3.Bucket(
+        self.access_logs_bucket = access_log_bucket(
             self,
-            "ArtifactBucket",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
-            removal_policy=RemovalPolicy.RETAIN,
+            "AccessLogs",
+            expiry_days=access_log_retention,
+            reason=(
+                "This bucket receives the MLflow artifact bucket's server access logs; logging it too "
+                "would need another log bucket (or log into itself, which S3 advises against)."
+            ),
         )
-        self._log_to(self.artifact_bucket, "artifact-bucket/")
+        self.artifact_bucket = encrypted_bucket(self, "ArtifactBucket", key=self.key)
+        send_access_logs(
+            self.artifact_bucket,
+            self.access_logs_bucket,
+            prefix="artifact-bucket/",
+            sid="S3ServerAccessLogsFromArtifactBucket",
+        )
         self.artifact_store_uri = f"s3://{self.artifact_bucket.bucket_name}/{ARTIFACT_PREFIX}"
 
         self.role = iam.Role(
@@ -229,54 +233,6 @@ class MlflowTracking(Construct):
                 conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
             ),
         ]
-
-    def _access_logs_bucket(self, retention_days: int) -> s3.Bucket:
-        bucket = s3.Bucket(
-            self,
-            "AccessLogs",
-            # S3 server access logging delivers only to buckets encrypted with S3-managed keys.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    expiration=Duration.days(retention_days), noncurrent_version_expiration=Duration.days(1)
-                )
-            ],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        cdk.Validations.of(bucket).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-S1",
-                reason=(
-                    "This bucket receives the MLflow artifact bucket's server access logs; logging it too "
-                    "would need another log bucket (or log into itself, which S3 advises against)."
-                ),
-            )
-        )
-        return bucket
-
-    def _log_to(self, bucket: s3.Bucket, prefix: str) -> None:
-        # Set on the L1 with a bucket policy for the logging service, so neither bucket needs ACLs.
-        cfn_bucket = bucket.node.default_child
-        assert isinstance(cfn_bucket, s3.CfnBucket)
-        cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
-            destination_bucket_name=self.access_logs_bucket.bucket_name, log_file_prefix=prefix
-        )
-        self.access_logs_bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="S3ServerAccessLogsFromArtifactBucket",
-                principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
-                actions=["s3:PutObject"],
-                resources=[self.access_logs_bucket.arn_for_objects(f"{prefix}*")],
-                conditions={
-                    "ArnLike": {"aws:SourceArn": bucket.bucket_arn},
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                },
-            )
-        )
 
     def _output(self, name: str, value: str, description: str) -> None:
         output = cdk.CfnOutput(self, name, value=value, description=description)

@@ -32,13 +32,13 @@ import aws_cdk as cdk
 from aws_cdk import Aws, Duration, RemovalPolicy, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from ai_factory.mlflow_tracking import MlflowTracking
+from ai_factory.secure_defaults import access_log_bucket, encrypted_bucket, logs_kms_key, send_access_logs
 from stacks.gateway_stack import GatewayStack
 from stacks.team_stack import TeamStack, team_stack_id
 
@@ -189,34 +189,7 @@ class PipelineStack(cdk.Stack):
         kwargs.setdefault("description", "AI Factory: delivery pipeline with the eval gate")
         super().__init__(scope, construct_id, **kwargs)
         self.settings = settings
-        self.key = kms.Key(
-            self,
-            "Key",
-            description="AI Factory pipeline: artifacts and build logs",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchLogsInThisAccount",
-                principals=[iam.ServicePrincipal(f"logs.{Aws.REGION}.amazonaws.com")],
-                actions=[
-                    "kms:Encrypt*",
-                    "kms:Decrypt*",
-                    "kms:ReEncrypt*",
-                    "kms:GenerateDataKey*",
-                    "kms:Describe*",
-                ],
-                resources=["*"],
-                conditions={
-                    "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": (
-                            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:*"
-                        )
-                    }
-                },
-            )
-        )
+        self.key = logs_kms_key(self, "Key", "AI Factory pipeline: artifacts and build logs")
         self.artifact_bucket = self._artifact_bucket()
         self.log_group = logs.LogGroup(
             self,
@@ -355,61 +328,21 @@ class PipelineStack(cdk.Stack):
     # ---------------------------------------------------------------------------------------- private
 
     def _artifact_bucket(self) -> s3.Bucket:
-        access_logs = s3.Bucket(
+        access_logs = access_log_bucket(
             self,
             "ArtifactAccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,  # the only encryption S3 access logging accepts
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    expiration=Duration.days(365), noncurrent_version_expiration=Duration.days(1)
-                )
-            ],
-            removal_policy=RemovalPolicy.RETAIN,
+            expiry_days=365,
+            reason=(
+                "The destination of the artifact bucket's access logs; logging it would need another bucket."
+            ),
         )
-        cdk.Validations.of(access_logs).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-S1",
-                reason=(
-                    "The destination of the artifact bucket's access logs; logging it would need "
-                    "another bucket."
-                ),
-            )
-        )
-        bucket = s3.Bucket(
+        bucket = encrypted_bucket(
             self,
             "Artifacts",
-            encryption=s3.BucketEncryption.KMS,
-            encryption_key=self.key,
-            bucket_key_enabled=True,
-            enforce_ssl=True,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            versioned=True,
+            key=self.key,
             lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
-            removal_policy=RemovalPolicy.RETAIN,
         )
-        prefix = "artifacts/"
-        cfn_bucket = bucket.node.default_child
-        assert isinstance(cfn_bucket, s3.CfnBucket)
-        cfn_bucket.logging_configuration = s3.CfnBucket.LoggingConfigurationProperty(
-            destination_bucket_name=access_logs.bucket_name, log_file_prefix=prefix
-        )
-        access_logs.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="S3ServerAccessLogsFromArtifactBucket",
-                principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
-                actions=["s3:PutObject"],
-                resources=[access_logs.arn_for_objects(f"{prefix}*")],
-                conditions={
-                    "ArnLike": {"aws:SourceArn": bucket.bucket_arn},
-                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
-                },
-            )
-        )
+        send_access_logs(bucket, access_logs, prefix="artifacts/", sid="S3ServerAccessLogsFromArtifactBucket")
         return bucket
 
     def _read_commit_statement(self) -> iam.PolicyStatement:

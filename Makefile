@@ -41,7 +41,7 @@ synth: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ai_factory stacks features benchmarks lambdas/gateway/aif_gateway lambdas/canary/aif_canary app.py
+	$(BIN)/mypy ai_factory stacks features benchmarks lambdas/gateway/aif_gateway lambdas/canary/aif_canary lambdas/connector/aif_connector app.py
 
 test: setup lint
 	CDK_VALIDATION=false $(BIN)/pytest -n 2 -q

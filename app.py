@@ -13,6 +13,7 @@ from ai_factory.canary import add_canary
 from ai_factory.nag import apply_nag_packs
 from features import TEAM_MODULES
 from stacks.gateway_stack import GatewayStack
+from stacks.governance_stack import GovernanceStack
 from stacks.mlops_stack import MlopsStack
 from stacks.observability_stack import add_observability
 from stacks.pipeline_stack import PipelineSettings, PipelineStack
@@ -31,9 +32,20 @@ def build_app(team_modules: Sequence[str] = TEAM_MODULES, **app_props: object) -
         region=os.environ.get("CDK_DEFAULT_REGION", "us-east-1"),
     )
     gateway = GatewayStack(app, "AiFactoryGateway", env=env, description="AI Factory: LLM gateway")
+    # Before the team stacks: their features' datasets and Lake Formation grants come from it.
+    governance = GovernanceStack(
+        app, "AiFactoryGovernance", env=env, description="AI Factory: Lake Formation governed data"
+    )
     for module_name in team_modules:
         module = importlib.import_module(module_name)
-        team = TeamStack(app, team_stack_id(module.TEAM), team=module.TEAM, gateway_stack=gateway, env=env)
+        team = TeamStack(
+            app,
+            team_stack_id(module.TEAM),
+            team=module.TEAM,
+            gateway_stack=gateway,
+            governance=governance,
+            env=env,
+        )
         module.build(team)
         add_canary(team)  # drift detection for the team's features (EventBridge Scheduler)
     # After the team stacks: it finds every AiFeature in the app and monitors it.

@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ai_factory.ai_feature import AiFeature, AiFeatureError, AlertThresholds
+    from ai_factory.governance import DataLake, GovernanceError, GovernedDataset
     from ai_factory.invocation_logging import BedrockInvocationLogging
     from ai_factory.llm_gateway import LlmGateway
     from ai_factory.model_catalog import CatalogError, CatalogWarning, ModelCatalog
     from ai_factory.nag import apply_nag_packs
     from ai_factory.observability import AlarmDefaults, Observability, Severity
+    from ai_factory.rag_feature import RagFeature, RagFeatureError
 
 # Exports load lazily: importing ai_factory (e.g. for the CLI or local mode) must not start the CDK's
 # jsii runtime, which costs about a second.
@@ -20,10 +22,15 @@ _EXPORTS = {
     "AiFeatureError": "ai_factory.ai_feature",
     "AlertThresholds": "ai_factory.ai_feature",
     "LlmGateway": "ai_factory.llm_gateway",
+    "DataLake": "ai_factory.governance",
+    "GovernanceError": "ai_factory.governance",
+    "GovernedDataset": "ai_factory.governance",
     "BedrockInvocationLogging": "ai_factory.invocation_logging",
     "Observability": "ai_factory.observability",
     "AlarmDefaults": "ai_factory.observability",
     "Severity": "ai_factory.observability",
+    "RagFeature": "ai_factory.rag_feature",
+    "RagFeatureError": "ai_factory.rag_feature",
     "ModelCatalog": "ai_factory.model_catalog",
     "CatalogError": "ai_factory.model_catalog",
     "CatalogWarning": "ai_factory.model_catalog",
@@ -37,9 +44,14 @@ __all__ = [
     "BedrockInvocationLogging",
     "CatalogError",
     "CatalogWarning",
+    "DataLake",
+    "GovernanceError",
+    "GovernedDataset",
     "LlmGateway",
     "ModelCatalog",
     "Observability",
+    "RagFeature",
+    "RagFeatureError",
     "Severity",
     "apply_nag_packs",
 ]

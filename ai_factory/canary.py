@@ -47,6 +47,12 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ai_factory.llm_gateway import METRICS_NAMESPACE
+from ai_factory.nag import (
+    XRAY_WILDCARD_REASON,
+    acknowledge,
+    acknowledge_outside_vpc,
+    acknowledge_unreserved_concurrency,
+)
 
 if TYPE_CHECKING:
     from ai_factory.ai_feature import AiFeature
@@ -316,6 +322,14 @@ class FeatureCanary(Construct):
                 resources=[self.log_group.log_group_arn],
             )
         )
+        # Failed schedule deliveries and failed (asynchronous) canary runs both land here.
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
         self.function = lambda_.Function(
             self,
             "Function",
@@ -329,17 +343,12 @@ class FeatureCanary(Construct):
             timeout=Duration.minutes(5),
             memory_size=256,
             log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            dead_letter_queue=self.dead_letter_queue,
         )
         for feature in self.watched:
             feature.grant_read_api_key(self.function)
 
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
         self.scheduler_role = iam.Role(
             self,
             "SchedulerRole",
@@ -395,12 +404,20 @@ class FeatureCanary(Construct):
         self._acknowledge()
 
     def _acknowledge(self) -> None:
-        cdk.Validations.of(self.dead_letter_queue).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-SQS3",
-                reason="This queue is itself the schedules' dead-letter queue; it needs no DLQ of its own.",
-            )
+        dlq_reason = (
+            "This queue is itself the dead-letter queue of the schedules and of the canary function's "
+            "asynchronous invocations, the end of the chain; it needs no DLQ of its own."
         )
+        acknowledge(
+            self.dead_letter_queue,
+            {"AwsSolutions-SQS3": dlq_reason, "Serverless-SQSRedrivePolicy": dlq_reason},
+        )
+        role_policy = self.function.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
+        acknowledge(role_policy, {"AwsSolutions-IAM5[Resource::*]": XRAY_WILDCARD_REASON})
+        acknowledge_unreserved_concurrency(
+            self.function, bounded_by="its schedules: one run per watched feature per interval"
+        )
+        acknowledge_outside_vpc(self.function)
 
 
 def add_canary(scope: Construct, construct_id: str = "Canary", **props: Any) -> FeatureCanary | None:

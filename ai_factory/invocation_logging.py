@@ -34,6 +34,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from ai_factory.llm_gateway import _RETENTION_DAYS  # the RetentionDays <-> days table
+from ai_factory.nag import acknowledge, acknowledge_custom_resource_handler, harden_provider
 from ai_factory.secure_defaults import access_log_bucket, encrypted_bucket, logs_kms_key, send_access_logs
 
 HANDLER_DIR = Path(__file__).parent / "invocation_logging_handler"
@@ -158,13 +159,23 @@ class BedrockInvocationLogging(Construct):
             self,
             "PayloadAccessLogs",
             expiry_days=days,
-            versioned=False,
             reason=(
                 "This bucket receives the payload bucket's server access logs; logging it too would "
                 "need another log bucket (or log into itself, which S3 advises against)."
             ),
         )
         bucket = encrypted_bucket(self, "PayloadBucket", key=self.key, lifecycle_rules=expiry)
+        acknowledge(
+            bucket,
+            {
+                "NIST.800.53.R5-S3BucketReplicationEnabled": (
+                    "Holds the large request/response bodies of Bedrock invocation logs, which expire with "
+                    "the log retention; versioned, KMS-encrypted, retained. Cross-region replication of "
+                    "prompt and completion bodies would copy them to a second region, which needs its own "
+                    "data-residency decision and destination bucket."
+                )
+            },
+        )
         send_access_logs(
             bucket, access_logs, prefix="payload-bucket/", sid="S3ServerAccessLogsFromPayloadBucket"
         )
@@ -253,25 +264,27 @@ class BedrockInvocationLogging(Construct):
             )
         )
         self.provider_role = role
-        return cr.Provider(
+        provider = cr.Provider(
             self,
             "Provider",
             on_event_handler=self.handler_function,
             framework_on_event_role=role,
             log_group=log_group,
         )
+        harden_provider(provider)
+        return provider
 
     def _acknowledge_design_findings(self) -> None:
         """cdk-nag findings that are deliberate, acknowledged on the construct they concern."""
-        cdk.Validations.of(self.handler_role).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason=(
-                    "bedrock:Get/Put/DeleteModelInvocationLoggingConfiguration act on the account's single "
-                    "per-region setting and support no resource-level permissions, so IAM requires "
-                    "Resource '*'. iam:PassRole is limited to exactly the logging role."
-                ),
-            )
+        star_reason = (
+            "bedrock:Get/Put/DeleteModelInvocationLoggingConfiguration act on the account's single "
+            "per-region setting and support no resource-level permissions, so IAM requires "
+            "Resource '*'. iam:PassRole is limited to exactly the logging role."
+        )
+        for rule in ("AwsSolutions-IAM5[Resource::*]", "Serverless-LambdaStarPermissions"):
+            cdk.Validations.of(self.handler_role).acknowledge(cdk.Acknowledgment(id=rule, reason=star_reason))
+        acknowledge_custom_resource_handler(
+            self.handler_function, what="puts or removes the account's Bedrock invocation logging setting"
         )
         handler_ref = cdk.Stack.of(self).get_logical_id(
             self.handler_function.node.default_child  # type: ignore[arg-type]

@@ -48,6 +48,12 @@ from ai_factory.lambda_packaging import (
     stage_gateway_asset,
 )
 from ai_factory.model_catalog import ModelCatalog
+from ai_factory.nag import (
+    acknowledge,
+    acknowledge_outside_vpc,
+    acknowledge_synchronous_invocation,
+    acknowledge_unreserved_concurrency,
+)
 from ai_factory.secure_defaults import (
     access_log_bucket,
     allow_cloudwatch_logs,
@@ -280,6 +286,10 @@ class LlmGateway(Construct):
         self.prompts_bucket = self._prompts_bucket()
         self.prompt_view_uri: str = f"s3://{self.prompts_bucket.bucket_name}/{PROMPT_VIEW_KEY}"
         """Where ``ai-factory prompts publish --to`` writes the registry's runtime view for the gateway."""
+        self.knowledge_base_parameter_prefix: str = (
+            f"/ai-factory/{Stack.of(self).stack_name}/knowledge-bases/"
+        )
+        """SSM path where ``RagFeature``s register knowledge bases for ``POST /v1/retrieve`` (docs/rag.md)."""
 
         # Every attempt down a fallback chain must end before the Lambda does, or the request would
         # die without its usage record: attempts get a bounded model timeout and the chain a deadline
@@ -304,6 +314,7 @@ class LlmGateway(Construct):
             "AIF_GUARDRAIL_ID": self.guardrail.attr_guardrail_id,
             "AIF_GUARDRAIL_VERSION": self.guardrail_version.attr_version,
             "AIF_PROMPT_VIEW_URI": self.prompt_view_uri,
+            "AIF_KNOWLEDGE_BASE_PREFIX": self.knowledge_base_parameter_prefix,
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         }
@@ -840,17 +851,101 @@ class LlmGateway(Construct):
             )
         )
         if not web_acl:
-            cdk.Validations.of(self.api.deployment_stage).acknowledge(
-                cdk.Acknowledgment(
-                    id="AwsSolutions-APIG3",
-                    reason=(
-                        "AWS WAF is opt-in (prop web_acl_arn) because web ACLs are usually owned centrally "
-                        "(Firewall Manager) and the common managed rule sets block the large JSON bodies LLM "
-                        "requests carry. Without it every request still needs a valid bearer key and is "
-                        "throttled per stage and per key before any model call."
-                    ),
-                )
+            waf_reason = (
+                "AWS WAF is opt-in (prop web_acl_arn) because web ACLs are usually owned centrally "
+                "(Firewall Manager) and the common managed rule sets block the large JSON bodies LLM "
+                "requests carry. Without it every request still needs a valid bearer key and is "
+                "throttled per stage and per key before any model call."
             )
+            for rule in ("AwsSolutions-APIG3", "NIST.800.53.R5-APIGWAssociatedWithWAF"):
+                cdk.Validations.of(self.api.deployment_stage).acknowledge(
+                    cdk.Acknowledgment(id=rule, reason=waf_reason)
+                )
+        self._acknowledge_resilience_findings()
+
+    def _acknowledge_resilience_findings(self) -> None:
+        """NIST 800-53 and Serverless findings that do not fit this design, each with its reason."""
+        acknowledge(
+            self.api.deployment_stage,
+            {
+                "NIST.800.53.R5-APIGWCacheEnabledAndEncrypted": (
+                    "Every response is specific to one caller's key and request (model completions, "
+                    "embeddings, the key's model list); a stage cache could serve one caller's response to "
+                    "another. No cache cluster exists, so there is no cached data to encrypt."
+                ),
+                "NIST.800.53.R5-APIGWSSLEnabled": (
+                    "A stage client certificate authenticates API Gateway to an HTTP backend. The only "
+                    "integration is the gateway Lambda (AWS_PROXY), which API Gateway invokes through the "
+                    "Lambda API with IAM; clients reach the API over TLS only."
+                ),
+            },
+        )
+        backup_reason = (
+            "Point-in-time recovery is on: continuous backups, restorable to any second of the last 35 "
+            "days, encrypted with the gateway key; the table is retained on stack deletion. An AWS Backup "
+            "plan (vaults, cross-account copies, longer retention) is an organisation-level choice, "
+            "usually applied by tag through AWS Organizations backup policies."
+        )
+        for table in (self.keys_table, self.usage_table):
+            acknowledge(
+                table.node.default_child or table, {"NIST.800.53.R5-DynamoDBInBackupPlan": backup_reason}
+            )
+        acknowledge(
+            self.prompts_bucket.node.default_child or self.prompts_bucket,
+            {
+                "NIST.800.53.R5-S3BucketReplicationEnabled": (
+                    "The bucket holds the published view of the prompt registry, which MLflow (the system "
+                    "of record) regenerates with 'ai-factory prompts publish'; it is versioned, "
+                    "KMS-encrypted and retained. Cross-region replication needs a destination bucket in "
+                    "a second region, which the organisation's recovery plan chooses."
+                )
+            },
+        )
+        acknowledge_synchronous_invocation(
+            self.function,
+            caller="API Gateway (Lambda proxy integration)",
+            failures="the caller gets an error response and the usage record goes to the ledger or the "
+            "spill queue",
+        )
+        acknowledge_unreserved_concurrency(
+            self.function, bounded_by="the API stage's throttling and each key's rate limit"
+        )
+        acknowledge_synchronous_invocation(
+            self.spill_replay_function,
+            caller="its SQS event source mapping",
+            failures="failed records return to the spill queue and, after five receives, move to the spill "
+            "dead-letter queue",
+        )
+        acknowledge_unreserved_concurrency(
+            self.spill_replay_function,
+            bounded_by="the SQS event source (batches of ten) and the volume of spilled records",
+        )
+        for function in (self.function, self.spill_replay_function):
+            acknowledge_outside_vpc(function)
+        mapping = next(
+            c
+            for c in self.spill_replay_function.node.find_all()
+            if isinstance(c, lambda_.CfnEventSourceMapping)
+        )
+        acknowledge(
+            mapping,
+            {
+                "Serverless-LambdaEventSourceMappingDestination": (
+                    "Lambda supports on-failure destinations only for stream and Kafka event sources; "
+                    "for SQS the queue's redrive policy is the failure path: after five receives a "
+                    "spilled record moves to the KMS-encrypted spill dead-letter queue (14 days)."
+                )
+            },
+        )
+        acknowledge(
+            self.spill_dead_letter_queue.node.default_child or self.spill_dead_letter_queue,
+            {
+                "Serverless-SQSRedrivePolicy": (
+                    "This queue is the spill queue's dead-letter queue, the end of the redrive chain; "
+                    "its messages are kept 14 days for replay."
+                )
+            },
+        )
 
 
 def _positive(value: Any) -> bool:

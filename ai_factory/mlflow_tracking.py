@@ -264,6 +264,16 @@ class MlflowTracking(Construct):
             cdk.Validations.of(policy).acknowledge(
                 cdk.Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=reason)
             )
+        cdk.Validations.of(cfn_bucket).acknowledge(
+            cdk.Acknowledgment(
+                id="NIST.800.53.R5-S3BucketReplicationEnabled",
+                reason=(
+                    "MLflow's artifact store (run artifacts, eval reports, model files): versioned, "
+                    "KMS-encrypted, retained. Cross-region replication needs a destination bucket and key "
+                    "in a second region, which the organisation's recovery plan chooses."
+                ),
+            )
+        )
 
     def _validate(self, name: str, size: str, window: str, retention: int) -> None:
         def fail(field: str, why: str) -> ValueError:

@@ -353,7 +353,7 @@ def bench_core(requests: int, warmup: int) -> dict[str, Any]:
 
 
 def bench_lambda_memory(requests: int, warmup: int) -> dict[str, Any]:
-    from aif_gateway import handler
+    import aif_gateway.handler as handler
     from aif_gateway.app import Gateway
     from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
     from aif_gateway.metering import EmfMetricsSink
@@ -445,7 +445,7 @@ def bench_lambda_canned(requests: int, warmup: int) -> dict[str, Any]:
     import boto3
     from botocore.awsrequest import AWSResponse
 
-    from aif_gateway import handler
+    import aif_gateway.handler as handler
     from aif_gateway.dynamo_store import key_to_item
 
     capture = _KeyCapture()

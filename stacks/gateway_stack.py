@@ -8,6 +8,7 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
+from ai_factory.audit_trail import AuditTrail
 from ai_factory.llm_gateway import LlmGateway
 from ai_factory.model_catalog import ModelCatalog
 
@@ -17,6 +18,7 @@ class GatewayStack(cdk.Stack):
 
     :param catalog_path: model catalog file. Default: the packaged ``ai_factory/data/models.yaml``.
     :param gateway_props: extra keyword props for ``LlmGateway``.
+    :param audit_trail_props: extra keyword props for ``AuditTrail`` (retention, Object Lock mode).
     """
 
     def __init__(
@@ -26,6 +28,7 @@ class GatewayStack(cdk.Stack):
         *,
         catalog_path: str | os.PathLike[str] | None = None,
         gateway_props: dict[str, Any] | None = None,
+        audit_trail_props: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -40,6 +43,10 @@ class GatewayStack(cdk.Stack):
             **(gateway_props or {}),
         }
         self.gateway = LlmGateway(self, "Gateway", catalog=self.catalog, **props)
+        # The gateway's audit lines, kept write-once in S3 (docs/security.md).
+        self.audit_trail = AuditTrail(
+            self, "AuditTrail", log_group=self.gateway.function.log_group, **(audit_trail_props or {})
+        )
 
 
 def _context_flag(scope: Construct, key: str, default: bool) -> bool:

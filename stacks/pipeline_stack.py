@@ -40,6 +40,7 @@ from constructs import Construct
 from ai_factory.mlflow_tracking import MlflowTracking
 from ai_factory.secure_defaults import access_log_bucket, encrypted_bucket, logs_kms_key, send_access_logs
 from stacks.gateway_stack import GatewayStack
+from stacks.governance_stack import GovernanceStack
 from stacks.team_stack import TeamStack, team_stack_id
 
 CONTEXT_KEY = "ai-factory:pipeline"
@@ -150,10 +151,19 @@ class FactoryStage(cdk.Stage):
         self.gateway_stack = GatewayStack(
             self, "AiFactoryGateway", description=f"AI Factory ({construct_id}): LLM gateway"
         )
+        self.governance_stack = GovernanceStack(
+            self,
+            "AiFactoryGovernance",
+            description=f"AI Factory ({construct_id}): Lake Formation governed data",
+        )
         for module_name in team_modules:
             module = importlib.import_module(module_name)
             team = TeamStack(
-                self, team_stack_id(module.TEAM), team=module.TEAM, gateway_stack=self.gateway_stack
+                self,
+                team_stack_id(module.TEAM),
+                team=module.TEAM,
+                gateway_stack=self.gateway_stack,
+                governance=self.governance_stack,
             )
             module.build(team)
 
@@ -343,6 +353,16 @@ class PipelineStack(cdk.Stack):
             lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(30))],
         )
         send_access_logs(bucket, access_logs, prefix="artifacts/", sid="S3ServerAccessLogsFromArtifactBucket")
+        cdk.Validations.of(bucket).acknowledge(
+            cdk.Acknowledgment(
+                id="NIST.800.53.R5-S3BucketReplicationEnabled",
+                reason=(
+                    "Pipeline artifacts are intermediate build outputs, rebuilt from the source repository "
+                    "on every run (old versions expire after 30 days); nothing here needs a "
+                    "second-region copy."
+                ),
+            )
+        )
         return bucket
 
     def _read_commit_statement(self) -> iam.PolicyStatement:

@@ -17,6 +17,7 @@ from ai_factory.ai_feature import NAME_PATTERN, new_secrets_key
 from ai_factory.llm_gateway import LlmGateway
 from ai_factory.model_catalog import ModelCatalog
 from stacks.gateway_stack import GatewayStack
+from stacks.governance_stack import GovernanceStack
 
 
 class TeamStack(cdk.Stack):
@@ -25,10 +26,19 @@ class TeamStack(cdk.Stack):
 
     :param team: team name, ``^[a-z0-9][a-z0-9-]{0,62}$`` (tag ``Team`` on everything in the stack).
     :param gateway_stack: the factory's gateway stack (its keys table, key and catalog are referenced).
+    :param governance: the factory's governance stack, if any: ``team.governance.datasets`` are the
+        governed datasets a feature may list in ``datasets``.
     """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, team: str, gateway_stack: GatewayStack, **kwargs: Any
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        team: str,
+        gateway_stack: GatewayStack,
+        governance: GovernanceStack | None = None,
+        **kwargs: Any,
     ) -> None:
         if not isinstance(team, str) or not NAME_PATTERN.match(team):
             raise ValueError(
@@ -40,6 +50,7 @@ class TeamStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.team = team
         self.gateway_stack = gateway_stack
+        self.governance = governance
         self.gateway: LlmGateway = gateway_stack.gateway
         self.catalog: ModelCatalog = gateway_stack.catalog
         self.secrets_key = new_secrets_key(

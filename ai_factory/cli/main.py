@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ai_factory.cli import eval as eval_cmd
-from ai_factory.cli import feedback, keys, models, prompts, usage
+from ai_factory.cli import feedback, keys, lineage, models, prompts, report, usage
 from ai_factory.cli.errors import CommandError, UsageError
 
 PROG = "ai-factory"
@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_cmd.add_parser(sub)
     feedback.add_parser(sub)
     usage.add_parser(sub)
+    report.add_parser(sub)
+    lineage.add_parser(sub)
     return parser
 
 

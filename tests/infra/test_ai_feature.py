@@ -403,7 +403,7 @@ ERROR_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     ),
     ("bad guardrail", lambda t: {"guardrail_policy": "lenient"}, "guardrail_policy: 'lenient' is not one of"),
     ("empty owner", lambda t: {"owner": " "}, "owner: must be a non-empty string"),
-    ("datasets", lambda t: {"datasets": ["crm"]}, "datasets: governed datasets are not available"),
+    ("datasets", lambda t: {"datasets": ["crm"]}, "datasets: 'crm' is not a GovernedDataset"),
     (
         "bad threshold",
         lambda t: {"alert_thresholds": AlertThresholds(error_rate_pct=0)},

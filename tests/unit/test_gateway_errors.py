@@ -288,3 +288,14 @@ def test_unreachable_key_store_is_503_with_retry_after(harness: Harness) -> None
     assert status == 503 and headers["Retry-After"] == "5"
     assert body["error"]["code"] == "store_unavailable"
     assert "internal-detail" not in json.dumps(body)
+
+
+def test_lone_surrogate_escapes_are_refused_and_pairs_accepted(harness: Harness) -> None:
+    """A lone UTF-16 surrogate (JSON can spell one as an escape) cannot be stored or sent on as UTF-8."""
+    key = harness.add_key()
+    lone = '{"model": "echo", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
+    status, _, body = harness.call("POST", "/v1/chat/completions", key=key, raw=lone)
+    assert status == 400 and "surrogate" in body["error"]["message"]
+    pair = '{"model": "echo", "messages": [{"role": "user", "content": "smile \\ud83d\\ude00"}]}'
+    status, _, body = harness.call("POST", "/v1/chat/completions", key=key, raw=pair)
+    assert status == 200 and body["choices"][0]["message"]["content"] == "echo: smile \U0001f600"

@@ -49,6 +49,7 @@ from .prompt_view import PromptViewSource
 from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, TokenUsage
 from .providers import default_providers
 from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, StoreError, UsageRecord, utc_now
+from .retrieval import RetrievalService, knowledge_base_route, parse_retrieve_request, retrieve_response
 from .routing import RouteFailed, RouteOutcome, Router
 
 log = logging.getLogger("aif_gateway")
@@ -78,6 +79,7 @@ class Gateway:
         clock: Callable[[], float] = time.monotonic,
         prompts: PromptViewSource | None = None,
         refresh_executor: Executor | None = None,
+        retrieval: RetrievalService | None = None,
     ) -> None:
         self.config = config
         # The registry's runtime view (cached; re-read at most every ttl). None: no prompts published.
@@ -94,11 +96,14 @@ class Gateway:
         self.guard = UsageGuard(ledger, config.usage_snapshot_ttl_s, clock, refresher)
         self.router = Router(config.breaker_failure_threshold, config.breaker_cooldown_s, clock)
         self.feedback = FeedbackService(ledger, self.metrics)
+        # Knowledge bases a RagFeature registered (SSM in AWS); none unless configured.
+        self.retrieval = retrieval if retrieval is not None else RetrievalService.from_env()
         self._routes: dict[tuple[str, str], Callable[[_Call], dict[str, Any]]] = {
             ("GET", "/v1/models"): self._list_models,
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("POST", "/v1/embeddings"): self._embeddings,
             ("POST", "/v1/feedback"): self._feedback,
+            ("POST", "/v1/retrieve"): self._retrieve,
         }
 
     # -- entry point -------------------------------------------------------------------------------
@@ -205,6 +210,22 @@ class Gateway:
         body = parse_json_body(call.body(self.config.max_body_bytes))
         feedback = self.feedback.submit(key, body, call.started)
         return _response(200, feedback_response(feedback), call.request_id)
+
+    def _retrieve(self, call: _Call) -> dict[str, Any]:
+        """Passages from a registered knowledge base the key's feature may query (docs/rag.md)."""
+        key = self._authenticate(call)
+        request = parse_retrieve_request(parse_json_body(call.body(self.config.max_body_bytes)))
+        call.route = knowledge_base_route(request.knowledge_base)
+        kb = self.retrieval.resolve(key, request.knowledge_base)
+        self.guard.check(key, call.started)
+        result = self.retrieval.retrieve(kb, request)
+        record = self._base_record(call, key, status=200, operation="retrieve")
+        self.retrieval.meter(record, kb, result)
+        self._persist(record)
+        self.guard.add(record.team, record.feature, record.timestamp, record.cost_usd)
+        self._emit(record)
+        headers = {"x-aif-cost-usd": f"{record.cost_usd:.10f}"}
+        return _response(200, retrieve_response(call.request_id, kb, result), call.request_id, headers)
 
     # -- steps -----------------------------------------------------------------------------------------
 
@@ -339,8 +360,7 @@ class Gateway:
 
     def _persist(self, record: UsageRecord) -> None:
         """The one synchronous AWS call of a request (besides the model). Never loses the record."""
-        if self.audit_log is not None:
-            self.audit_log(record)
+        self._audit(record)
         try:
             self.ledger.record(record)
             return
@@ -357,6 +377,16 @@ class Gateway:
         # Last resort: the full record in the log, where an operator can replay it from.
         log.critical("UNPERSISTED_USAGE_RECORD %s", json.dumps(record.to_dict(), sort_keys=True))
 
+    def _audit(self, record: UsageRecord) -> None:
+        """The audit line. A failing sink must not fail the request or skip the ledger write, and the
+        record must still reach the log: in full, at CRITICAL, where an operator can recover it."""
+        if self.audit_log is None:
+            return
+        try:
+            self.audit_log(record)
+        except Exception:
+            log.critical("UNAUDITED_RECORD %s", json.dumps(record.to_dict(), sort_keys=True), exc_info=True)
+
     def _emit(self, record: UsageRecord, *, fell_back: bool = False, breaker_opened: int = 0) -> None:
         try:
             self.metrics.emit(record, fell_back=fell_back, breaker_opened=breaker_opened)
@@ -367,8 +397,7 @@ class Gateway:
         if not isinstance(exc, RouteFailed):  # those were recorded with their attempts in _call_models
             record = self._base_record(call, call.key, exc.status)
             record.error_type = exc.code or exc.type
-            if self.audit_log is not None:
-                self.audit_log(record)  # rejected before any model call: audit line, no ledger write
+            self._audit(record)  # rejected before any model call: audit line, no ledger write
             self._emit(record)
         headers = {**JSON_HEADERS, "x-request-id": call.request_id, **exc.headers}
         return {"statusCode": exc.status, "headers": headers, "body": exc.to_json(), "isBase64Encoded": False}

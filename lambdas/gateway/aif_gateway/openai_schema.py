@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +81,28 @@ def parse_json_body(body: str | None) -> dict[str, Any]:
         raise InvalidRequest(
             f"The request body must be a JSON object, not {_kind(data)}.", code="invalid_json"
         )
+    # JSON may spell a lone UTF-16 surrogate as an escape; such text cannot be stored or sent on as
+    # UTF-8. Only bodies that contain a surrogate escape at all pay for the full check.
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(data):
+        raise InvalidRequest(
+            "The request body holds an unpaired UTF-16 surrogate escape (\\ud800-\\udfff); send valid "
+            "Unicode text.",
+            code="invalid_json",
+        )
     return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def _kind(value: Any) -> str:

@@ -21,7 +21,8 @@ def utc_now() -> datetime:
 
 def hash_key(plaintext: str) -> str:
     """Keys are 256-bit random secrets, so an unsalted SHA-256 is not guessable; only this is stored."""
-    return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+    # surrogatepass: a header with a lone surrogate hashes to no key (401) instead of raising.
+    return hashlib.sha256(plaintext.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def generate_key() -> tuple[str, str, str]:

@@ -16,14 +16,10 @@ Example (inside a ``TeamStack``, which supplies team, gateway and catalog)::
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
-import uuid
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +39,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 import aif_gateway
+from ai_factory.lambda_packaging import stage_asset
 from ai_factory.llm_gateway import KEY_ID_INDEX, METRICS_NAMESPACE, LlmGateway
 from ai_factory.model_catalog import ModelCatalog
 from ai_factory.nag import acknowledge_custom_resource_handler, harden_provider
@@ -706,31 +703,16 @@ _GATEWAY_MODULES = ("__init__.py", "records.py", "dynamo_store.py")
 
 
 def stage_provisioner_asset(out_root: Path | None = None) -> Path:
-    """A content-addressed folder with ``feature_key_provisioner/`` and the gateway modules it imports.
-
-    Same inputs give the same folder (and asset hash); concurrent synths build privately and rename.
-    """
+    """A content-addressed folder with ``feature_key_provisioner/`` and the gateway modules it imports."""
     gateway_dir = Path(aif_gateway.__file__).resolve().parent
-    files = [("feature_key_provisioner", f) for f in sorted(_PROVISIONER_DIR.glob("*.py"))]
-    files += [("aif_gateway", gateway_dir / name) for name in _GATEWAY_MODULES]
-    digest = hashlib.sha256()
-    for package, file in files:
-        digest.update(f"{package}/{file.name}".encode() + b"\0" + file.read_bytes() + b"\0")
-    root = out_root or Path(tempfile.gettempdir()) / "ai-factory-assets"
-    target = root / f"provisioner-{digest.hexdigest()[:24]}"
-    if (target / "feature_key_provisioner" / "handler.py").is_file():
-        return target
-    building = root / f".build-{uuid.uuid4().hex}"
-    for package, file in files:
-        (building / package).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, building / package / file.name)
-    try:
-        building.rename(target)
-    except OSError:
-        shutil.rmtree(building, ignore_errors=True)
-        if not (target / "feature_key_provisioner" / "handler.py").is_file():
-            raise
-    return target
+    return stage_asset(
+        "provisioner-",
+        {
+            "feature_key_provisioner": sorted(_PROVISIONER_DIR.glob("*.py")),
+            "aif_gateway": [gateway_dir / name for name in _GATEWAY_MODULES],
+        },
+        out_root=out_root,
+    )
 
 
 # ------------------------------------------------------------------------------------------ helpers

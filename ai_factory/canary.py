@@ -26,12 +26,8 @@ budget and appear in its usage and cost (hourly x 5 cases is 120 requests a day)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import shutil
-import tempfile
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +42,7 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from ai_factory.lambda_packaging import stage_asset
 from ai_factory.llm_gateway import METRICS_NAMESPACE
 from ai_factory.nag import (
     XRAY_WILDCARD_REASON,
@@ -215,31 +212,10 @@ def feature_suite(feature: AiFeature, max_cases: int, warn: Any) -> dict[str, An
 
 def stage_canary_asset(suites: dict[str, Any], out_root: Path | None = None) -> Path:
     """The canary package plus ``canary_suites.json`` in a content-addressed folder (no Docker)."""
-    source = canary_source_dir()
-    files = sorted(
-        p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-    )
     suites_json = json.dumps({"version": 1, "features": suites}, indent=1, sort_keys=True)
-    digest = hashlib.sha256(suites_json.encode())
-    for file in files:
-        digest.update(file.relative_to(source).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
-    root = out_root or Path(tempfile.gettempdir()) / "ai-factory-assets"
-    target = root / f"canary-{digest.hexdigest()[:32]}"
-    if (target / "aif_canary" / SUITES_FILE).is_file():
-        return target
-    building = root / f".build-{uuid.uuid4().hex}"
-    for file in files:
-        dest = building / "aif_canary" / file.relative_to(source)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, dest)
-    (building / "aif_canary" / SUITES_FILE).write_text(suites_json, encoding="utf-8")
-    try:
-        building.rename(target)
-    except OSError:  # staged concurrently by another synth: identical content
-        shutil.rmtree(building, ignore_errors=True)
-        if not (target / "aif_canary" / SUITES_FILE).is_file():
-            raise
-    return target
+    return stage_asset(
+        "canary-", {"aif_canary": canary_source_dir()}, {f"aif_canary/{SUITES_FILE}": suites_json}, out_root
+    )
 
 
 # --- construct --------------------------------------------------------------------------------------

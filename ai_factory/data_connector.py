@@ -23,12 +23,8 @@ key secret (modes ``hash``/``tokenize``), the token vault table and key (mode ``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import shutil
-import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +45,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from ai_factory.lambda_packaging import stage_asset
 from ai_factory.secure_defaults import logs_kms_key
 
 if TYPE_CHECKING:
@@ -85,31 +82,13 @@ def connector_source_dir() -> Path:
 
 def stage_connector_asset(config: Mapping[str, Any], out_root: Path | None = None) -> Path:
     """The ``aif_connector`` package plus ``connector_config.json`` in a content-addressed folder."""
-    source = connector_source_dir()
-    files = sorted(
-        p for p in source.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-    )
     config_json = json.dumps(config, indent=1, sort_keys=True)
-    digest = hashlib.sha256(config_json.encode())
-    for file in files:
-        digest.update(file.relative_to(source).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
-    root = out_root or Path(tempfile.gettempdir()) / "ai-factory-assets"
-    target = root / f"connector-{digest.hexdigest()[:32]}"
-    if (target / "aif_connector" / CONFIG_FILE_NAME).is_file():
-        return target
-    building = root / f".build-{uuid.uuid4().hex}"
-    for file in files:
-        dest = building / "aif_connector" / file.relative_to(source)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, dest)
-    (building / "aif_connector" / CONFIG_FILE_NAME).write_text(config_json, encoding="utf-8")
-    try:
-        building.rename(target)
-    except OSError:  # staged concurrently by another synth: identical content
-        shutil.rmtree(building, ignore_errors=True)
-        if not (target / "aif_connector" / CONFIG_FILE_NAME).is_file():
-            raise
-    return target
+    return stage_asset(
+        "connector-",
+        {"aif_connector": connector_source_dir()},
+        {f"aif_connector/{CONFIG_FILE_NAME}": config_json},
+        out_root,
+    )
 
 
 class DataConnector(Construct):

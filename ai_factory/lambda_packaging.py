@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aws_cdk import Aws
@@ -46,48 +47,73 @@ def _source_files(source: Path) -> list[Path]:
     return files
 
 
+def stage_asset(
+    prefix: str,
+    packages: Mapping[str, Path | Sequence[Path]],
+    generated: Mapping[str, str] | None = None,
+    out_root: Path | None = None,
+) -> Path:
+    """Stage a Lambda code directory in a content-addressed folder and return that folder.
+
+    ``packages`` maps a folder name in the asset to its source: a directory (copied whole, without
+    ``__pycache__`` and compiled files) or a list of files (copied flat into that folder).
+    ``generated`` maps a relative path in the asset to text written there (e.g. a config file).
+    The folder, ``<out_root>/<prefix><hash>`` (default root: ``ai-factory-assets`` in the temp dir), is
+    named by a hash of every path and byte, so the same inputs always give the same path (and CDK the
+    same asset hash). Concurrent synths (pytest-xdist) never see a half-written folder: each builds in
+    a private folder and renames it into place; losing that race means the folder is already there.
+    """
+    files: list[tuple[str, Path]] = []
+    for package, source in packages.items():
+        if isinstance(source, Path):
+            files += [(f"{package}/{f.relative_to(source).as_posix()}", f) for f in _source_files(source)]
+        else:
+            files += [(f"{package}/{f.name}", f) for f in source]
+    texts = {name: text.encode("utf-8") for name, text in (generated or {}).items()}
+
+    digest = hashlib.sha256()
+    for name, file in files:
+        digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
+    for name, data in sorted(texts.items()):
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    root = out_root or Path(tempfile.gettempdir()) / "ai-factory-assets"
+    target = root / f"{prefix}{digest.hexdigest()[:32]}"
+    if target.is_dir():  # only ever created complete, by the rename below
+        return target
+
+    root.mkdir(parents=True, exist_ok=True)
+    building = root / f".build-{uuid.uuid4().hex}"
+    for name, file in files:
+        dest = building / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, dest)
+    for name, data in texts.items():
+        dest = building / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+    try:
+        building.rename(target)
+    except OSError:
+        # Another process staged the same content first; its folder is identical.
+        shutil.rmtree(building, ignore_errors=True)
+        if not target.is_dir():
+            raise
+    return target
+
+
 def stage_gateway_asset(
     config: GatewayConfig,
     *,
     source_dir: Path | None = None,
     out_root: Path | None = None,
 ) -> Path:
-    """Copy the gateway package and its config into a content-addressed folder and return that folder.
-
-    The folder name is a hash of the code and the config, so the same inputs always give the same path
-    (and CDK the same asset hash), and concurrent synths (pytest-xdist) never see a half-written folder:
-    each builds in a private temporary folder and renames it into place.
-    """
-    source = source_dir or gateway_source_dir()
-    root = out_root or Path(tempfile.gettempdir()) / "ai-factory-assets"
-    config_json = config.to_json()
-    files = _source_files(source)
-
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(file.relative_to(source).as_posix().encode() + b"\0")
-        digest.update(file.read_bytes() + b"\0")
-    digest.update(config_json.encode())
-    target = root / digest.hexdigest()[:32]
-    if (target / "aif_gateway" / CONFIG_FILE_NAME).is_file():
-        return target
-
-    root.mkdir(parents=True, exist_ok=True)
-    building = root / f".build-{uuid.uuid4().hex}"
-    package = building / "aif_gateway"
-    for file in files:
-        dest = package / file.relative_to(source)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, dest)
-    (package / CONFIG_FILE_NAME).write_text(config_json, encoding="utf-8")
-    try:
-        building.rename(target)
-    except OSError:
-        # Another process staged the same content first; its folder is identical.
-        shutil.rmtree(building, ignore_errors=True)
-        if not (target / "aif_gateway" / CONFIG_FILE_NAME).is_file():
-            raise
-    return target
+    """The ``aif_gateway`` package plus its ``gateway_config.json`` in a content-addressed folder."""
+    return stage_asset(
+        "",
+        {"aif_gateway": source_dir or gateway_source_dir()},
+        {f"aif_gateway/{CONFIG_FILE_NAME}": config.to_json()},
+        out_root,
+    )
 
 
 def powertools_layer_arn(version: int = DEFAULT_POWERTOOLS_LAYER_VERSION) -> str:

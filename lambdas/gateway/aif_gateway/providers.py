@@ -9,11 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import threading
 from typing import TYPE_CHECKING, Any
 
+from .aws_clients import LazyClients, make_client
 from .bedrock_translate import from_converse, to_converse
 from .config import ModelTarget
 from .openai_schema import ChatRequest, EmbeddingsRequest
@@ -40,33 +39,16 @@ CLIENT_FAULT_CODES = frozenset({"ValidationException"})
 
 class BedrockProvider:
     def __init__(self, timeout_s: float = 60.0, client_factory: Any = None) -> None:
-        self._timeout_s = timeout_s
-        self._client_factory = client_factory
-        self._clients: dict[str | None, BedrockRuntimeClient] = {}
-        self._lock = threading.Lock()
-
-    def client(self, region: str | None) -> BedrockRuntimeClient:
-        client = self._clients.get(region)
-        if client is None:
-            with self._lock:
-                client = self._clients.get(region)
-                if client is None:
-                    client = self._new_client(region)
-                    self._clients[region] = client
-        return client
-
-    def _new_client(self, region: str | None) -> BedrockRuntimeClient:
-        if self._client_factory is not None:
-            return self._client_factory(region)
-        import boto3
-        from botocore.config import Config
-
         # No SDK retries: the route's fallback chain is the retry, and retrying here would only stack
         # latency before the next target gets its turn.
-        config = Config(
-            read_timeout=self._timeout_s, connect_timeout=5, retries={"max_attempts": 1, "mode": "standard"}
+        self._clients: LazyClients[str | None] = LazyClients(
+            client_factory
+            or (lambda region: make_client("bedrock-runtime", region, read_timeout=timeout_s, max_attempts=1))
         )
-        return boto3.client("bedrock-runtime", region_name=region or _default_region(), config=config)
+
+    def client(self, region: str | None) -> BedrockRuntimeClient:
+        client: BedrockRuntimeClient = self._clients.get(region)
+        return client
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
         kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx))
@@ -118,10 +100,6 @@ class BedrockProvider:
             raise ProviderError(
                 type(exc).__name__, "the model endpoint could not be reached", retryable=True
             ) from exc
-
-
-def _default_region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def _metadata(ctx: CallContext) -> dict[str, str]:

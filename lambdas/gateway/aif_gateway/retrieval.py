@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .aws_clients import LazyClients, make_client
 from .errors import Forbidden, GatewayError, InvalidRequest, NotFound
 from .records import ApiKeyRecord, StoreError, UsageRecord
 
@@ -332,31 +333,17 @@ class BedrockRetriever:
     def __init__(
         self, client_factory: Callable[[str | None], Any] | None = None, timeout_s: float = 20
     ) -> None:
-        self._client_factory = client_factory
-        self._timeout_s = timeout_s
-        self._clients: dict[str | None, Any] = {}
-        self._lock = threading.Lock()
+        self._clients: LazyClients[str | None] = LazyClients(
+            client_factory
+            or (
+                lambda region: make_client(
+                    "bedrock-agent-runtime", region, read_timeout=timeout_s, max_attempts=2
+                )
+            )
+        )
 
     def client(self, region: str | None) -> Any:
-        client = self._clients.get(region)
-        if client is None:
-            with self._lock:
-                client = self._clients.get(region)
-                if client is None:
-                    client = self._new_client(region)
-                    self._clients[region] = client
-        return client
-
-    def _new_client(self, region: str | None) -> Any:
-        if self._client_factory is not None:
-            return self._client_factory(region)
-        import boto3
-        from botocore.config import Config
-
-        config = Config(
-            read_timeout=self._timeout_s, connect_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
-        )
-        return boto3.client("bedrock-agent-runtime", region_name=region, config=config)
+        return self._clients.get(region)
 
     def retrieve(self, kb: KnowledgeBaseRecord, request: RetrieveRequest) -> RetrieveResult:
         from botocore.exceptions import BotoCoreError, ClientError

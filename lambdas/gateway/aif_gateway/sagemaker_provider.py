@@ -23,10 +23,9 @@ route fall back to its next target; ``ValidationError`` is the request's own fau
 from __future__ import annotations
 
 import json
-import os
-import threading
 from typing import Any
 
+from .aws_clients import LazyClients, make_client
 from .config import ModelTarget
 from .openai_schema import ChatRequest, EmbeddingsRequest
 from .provider_types import CallContext, ChatResult, EmbeddingResult, ProviderError, TokenUsage
@@ -60,34 +59,15 @@ class SageMakerProvider:
     """
 
     def __init__(self, timeout_s: float = 60.0, client_factory: Any = None) -> None:
-        self._timeout_s = timeout_s
-        self._client_factory = client_factory
-        self._clients: dict[tuple[str, str | None], Any] = {}
-        self._lock = threading.Lock()
+        # No SDK retries: the route's fallback chain is the retry (as for Bedrock).
+        self._clients: LazyClients[tuple[str, str | None]] = LazyClients(
+            (lambda key: client_factory(*key))
+            if client_factory is not None
+            else (lambda key: make_client(key[0], key[1], read_timeout=timeout_s, max_attempts=1))
+        )
 
     def client(self, region: str | None, service: str = "sagemaker-runtime") -> Any:
-        client = self._clients.get((service, region))
-        if client is None:
-            with self._lock:
-                client = self._clients.get((service, region))
-                if client is None:
-                    client = self._new_client(service, region)
-                    self._clients[(service, region)] = client
-        return client
-
-    def _new_client(self, service: str, region: str | None) -> Any:
-        if self._client_factory is not None:
-            return self._client_factory(service, region)
-        import boto3
-        from botocore.config import Config
-
-        # No SDK retries: the route's fallback chain is the retry (as for Bedrock).
-        config = Config(
-            read_timeout=self._timeout_s, connect_timeout=5, retries={"max_attempts": 1, "mode": "standard"}
-        )
-        region_name = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        make: Any = boto3.client  # one factory for both services (the stubs type each literally)
-        return make(service, region_name=region_name or "us-east-1", config=config)
+        return self._clients.get((service, region))
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
         handler = target.content_handler or "openai-chat"

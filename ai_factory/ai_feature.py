@@ -35,14 +35,14 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 import aif_gateway
+from ai_factory.custom_resources import secure_provider
 from ai_factory.lambda_packaging import stage_asset
 from ai_factory.llm_gateway import KEY_ID_INDEX, METRICS_NAMESPACE, LlmGateway
 from ai_factory.model_catalog import ModelCatalog
-from ai_factory.nag import acknowledge_custom_resource_handler, harden_provider
+from ai_factory.nag import acknowledge_custom_resource_handler
 from ai_factory.secure_defaults import logs_kms_key
 
 if TYPE_CHECKING:
@@ -229,7 +229,13 @@ class AiFeature(Construct):
             encryption_key=self.encryption_key,
         )
         self.provisioner_function = self._provisioner_function()
-        provider = self._provider()
+        provider = secure_provider(
+            self,
+            self.provisioner_function,
+            key=self.encryption_key,
+            role_description=f"AI Factory feature {team}/{feature}: custom-resource framework",
+            handler_noun="this feature's provisioner function",
+        )
         # The custom resource's properties reference the secret, so the secret exists before the key is
         # written into it.
         self.api_key = cdk.CustomResource(
@@ -485,37 +491,6 @@ class AiFeature(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
         )
 
-    def _provider(self) -> cr.Provider:
-        log_group = logs.LogGroup(
-            self,
-            "ProviderLogs",
-            retention=logs.RetentionDays.ONE_YEAR,
-            encryption_key=self.encryption_key,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        role = iam.Role(
-            self,
-            "ProviderRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"AI Factory feature {self.team}/{self.feature}: custom-resource framework",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteOwnLogGroup",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
-        )
-        provider = cr.Provider(
-            self,
-            "Provider",
-            on_event_handler=self.provisioner_function,
-            framework_on_event_role=role,
-            log_group=log_group,
-        )
-        harden_provider(provider)
-        return provider
-
     def _acknowledge_design_findings(self) -> None:
         """cdk-nag findings that are deliberate, acknowledged on the construct they concern."""
         rotation_reason = (
@@ -529,21 +504,6 @@ class AiFeature(Construct):
         acknowledge_custom_resource_handler(
             self.provisioner_function,
             what="issues the feature's API key into its secret and revokes old ones",
-        )
-        role_policy = self.node.find_child("ProviderRole").node.find_child("DefaultPolicy")
-        cdk.Validations.of(role_policy).acknowledge(
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{self._function_logical_ref()}.Arn>:*]",
-                reason=(
-                    "The CDK custom-resource framework invokes this feature's provisioner function and "
-                    "any of its versions (the ':*' suffix); the grant names that one function."
-                ),
-            )
-        )
-
-    def _function_logical_ref(self) -> str:
-        return cdk.Stack.of(self).get_logical_id(
-            self.provisioner_function.node.default_child  # type: ignore[arg-type]
         )
 
     # ------------------------------------------------------------------------------------ validation

@@ -30,11 +30,11 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from ai_factory.custom_resources import secure_provider
 from ai_factory.llm_gateway import _RETENTION_DAYS  # the RetentionDays <-> days table
-from ai_factory.nag import acknowledge, acknowledge_custom_resource_handler, harden_provider
+from ai_factory.nag import acknowledge, acknowledge_custom_resource_handler
 from ai_factory.secure_defaults import access_log_bucket, encrypted_bucket, logs_kms_key, send_access_logs
 
 HANDLER_DIR = Path(__file__).parent / "invocation_logging_handler"
@@ -114,7 +114,16 @@ class BedrockInvocationLogging(Construct):
             "embeddingDataDeliveryEnabled": embedding_data,
         }
         self.handler_function = self._handler_function()
-        provider = self._provider()
+        provider = secure_provider(
+            self,
+            self.handler_function,
+            key=self.key,
+            role_description="AI Factory: custom-resource framework of the invocation logging configuration",
+            handler_noun="the handler function",
+        )
+        provider_role = self.node.find_child("ProviderRole")
+        assert isinstance(provider_role, iam.Role)
+        self.provider_role = provider_role
         self.resource = cdk.CustomResource(
             self,
             "Configuration",
@@ -242,38 +251,6 @@ class BedrockInvocationLogging(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
         )
 
-    def _provider(self) -> cr.Provider:
-        log_group = logs.LogGroup(
-            self,
-            "ProviderLogs",
-            retention=logs.RetentionDays.ONE_YEAR,
-            encryption_key=self.key,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        role = iam.Role(
-            self,
-            "ProviderRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="AI Factory: custom-resource framework of the invocation logging configuration",
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteOwnLogGroup",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
-        )
-        self.provider_role = role
-        provider = cr.Provider(
-            self,
-            "Provider",
-            on_event_handler=self.handler_function,
-            framework_on_event_role=role,
-            log_group=log_group,
-        )
-        harden_provider(provider)
-        return provider
-
     def _acknowledge_design_findings(self) -> None:
         """cdk-nag findings that are deliberate, acknowledged on the construct they concern."""
         star_reason = (
@@ -285,17 +262,4 @@ class BedrockInvocationLogging(Construct):
             cdk.Validations.of(self.handler_role).acknowledge(cdk.Acknowledgment(id=rule, reason=star_reason))
         acknowledge_custom_resource_handler(
             self.handler_function, what="puts or removes the account's Bedrock invocation logging setting"
-        )
-        handler_ref = cdk.Stack.of(self).get_logical_id(
-            self.handler_function.node.default_child  # type: ignore[arg-type]
-        )
-        policy = self.provider_role.node.find_child("DefaultPolicy")
-        cdk.Validations.of(policy).acknowledge(
-            cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{handler_ref}.Arn>:*]",
-                reason=(
-                    "The CDK custom-resource framework invokes the handler function and any of its "
-                    "versions (the ':*' suffix); the grant names that one function."
-                ),
-            )
         )

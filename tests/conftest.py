@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+import yaml
 from botocore.stub import Stubber
 
 from aif_gateway.app import Gateway
@@ -200,3 +202,22 @@ def set_now(h: Harness, when: datetime) -> None:
 
 
 StubFn = Callable[..., None]
+
+
+def write_prompt(root: Path, name: str, content: str = "Summarize {{ticket}}", **extra: Any) -> Path:
+    """A valid prompt file (and its placeholder eval suite) under ``root``, as a feature keeps them."""
+    (root / "evals").mkdir(parents=True, exist_ok=True)
+    (root / "evals" / f"{name}.yaml").write_text("cases: []\n")
+    data: dict[str, Any] = {
+        "name": name,
+        "owner": "support@example.com",
+        "model": "chat-fast",
+        "parameters": {"temperature": 0.2},
+        "eval_suite": f"../evals/{name}.yaml",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": content}],
+        **extra,
+    }
+    path = root / "prompts" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -10,30 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from conftest import write_prompt
 
 from ai_factory.cli.main import main
 from ai_factory.prompts.registry import EVAL_EXPERIMENT, PromptRegistry
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-
-def write_prompt(root: Path, name: str, content: str, **extra: Any) -> Path:
-    (root / "evals").mkdir(parents=True, exist_ok=True)
-    (root / "evals" / f"{name}.yaml").write_text("cases: []\n")
-    data: dict[str, Any] = {
-        "name": name,
-        "owner": "support@example.com",
-        "model": "chat-fast",
-        "parameters": {"temperature": 0.2},
-        "eval_suite": f"../evals/{name}.yaml",
-        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": content}],
-        **extra,
-    }
-    path = root / "prompts" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 class Cli:

@@ -15,7 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
+from conftest import write_prompt
 from moto import mock_aws
 
 from ai_factory.prompts.registry import (
@@ -30,24 +30,6 @@ from ai_factory.prompts.spec import PromptSpec, load_prompt_file
 from ai_factory.prompts.view import build_view, find_prompt_files, publish_view, register_files
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-
-def write_prompt(root: Path, name: str, content: str = "Summarize {{ticket}}", **extra: Any) -> Path:
-    (root / "evals").mkdir(parents=True, exist_ok=True)
-    (root / "evals" / f"{name}.yaml").write_text("cases: []\n")
-    data: dict[str, Any] = {
-        "name": name,
-        "owner": "support@example.com",
-        "model": "chat-fast",
-        "parameters": {"temperature": 0.2},
-        "eval_suite": f"../evals/{name}.yaml",
-        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": content}],
-        **extra,
-    }
-    path = root / "prompts" / f"{name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.fixture(scope="module")

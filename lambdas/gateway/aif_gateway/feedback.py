@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import GatewayError, InvalidRequest, NotFound
+from .openai_schema import reject_unknown_fields
 from .records import ApiKeyRecord, FeedbackRecord, Ledger
 
 log = logging.getLogger("aif_gateway")
@@ -54,13 +55,7 @@ def parse_feedback(body: Any) -> FeedbackInput:
     """Validate a parsed JSON body; raises InvalidRequest naming the field (``param``)."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
-    unknown = sorted(str(k) for k in body if k not in FIELDS)
-    if unknown:
-        raise InvalidRequest(
-            f"Unknown field '{unknown[0]}'; feedback takes {', '.join(FIELDS)}.",
-            param=unknown[0],
-            code="unknown_field",
-        )
+    reject_unknown_fields(body, FIELDS, "feedback")
     request_id = body.get("request_id")
     if request_id is None:
         raise InvalidRequest("'request_id' is required.", param="request_id", code="missing_field")

@@ -105,6 +105,18 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+def reject_unknown_fields(body: dict[str, Any], fields: tuple[str, ...], endpoint: str) -> None:
+    """For endpoints of our own (no OpenAI clients sending extras): a misspelt field is an error, not
+    something silently dropped."""
+    unknown = sorted(str(k) for k in body if k not in fields)
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown field '{unknown[0]}'; {endpoint} takes {', '.join(fields)}.",
+            param=unknown[0],
+            code="unknown_field",
+        )
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from .aws_clients import LazyClients, make_client
 from .errors import Forbidden, GatewayError, InvalidRequest, NotFound
+from .openai_schema import reject_unknown_fields
 from .records import ApiKeyRecord, StoreError, UsageRecord
 
 log = logging.getLogger("aif_gateway")
@@ -138,13 +139,7 @@ def parse_retrieve_request(body: Any) -> RetrieveRequest:
     """Validate a parsed JSON body; raises InvalidRequest naming the field (``param``)."""
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.", code="invalid_body")
-    unknown = sorted(str(k) for k in body if k not in FIELDS)
-    if unknown:
-        raise InvalidRequest(
-            f"Unknown field '{unknown[0]}'; retrieve takes {', '.join(FIELDS)}.",
-            param=unknown[0],
-            code="unknown_field",
-        )
+    reject_unknown_fields(body, FIELDS, "retrieve")
     name = body.get("knowledge_base")
     if name is None:
         raise InvalidRequest("'knowledge_base' is required.", param="knowledge_base", code="missing_field")

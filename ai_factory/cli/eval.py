@@ -144,21 +144,19 @@ def _target(args: argparse.Namespace, suite: Any, registry: Any) -> tuple[Any, A
         raise UsageError(str(exc)) from exc
 
 
-def _scorer(target: Any, prompt: Any) -> Any:
-    """Assertions judge and embed through the target's gateway (Bedrock: no judge, no embeddings)."""
+def _scorer(target: Any, prompt: Any) -> tuple[Any, list[Any]]:
+    """Assertions judge and embed through the target's gateway (Bedrock: no judge, no embeddings).
+    Returns the scorer and the clients to close after the run."""
     from ai_factory.evals import assertions
     from ai_factory.evals.runner import default_scorer
     from ai_factory.evals.targets import input_text
 
     base_url = getattr(target, "base_url", None)
     if base_url is None:
-        return default_scorer(input_text=input_text(prompt))
-    key = target.api_key
-    return default_scorer(
-        judge=assertions.GatewayJudge(base_url, key),
-        embedder=assertions.GatewayEmbedder(base_url, key),
-        input_text=input_text(prompt),
-    )
+        return default_scorer(input_text=input_text(prompt)), []
+    judge = assertions.GatewayJudge(base_url, target.api_key)
+    embedder = assertions.GatewayEmbedder(base_url, target.api_key)
+    return default_scorer(judge=judge, embedder=embedder, input_text=input_text(prompt)), [judge, embedder]
 
 
 def _run_one(args: argparse.Namespace, suite: Any, folder: Path, out: TextIO) -> bool:
@@ -167,6 +165,7 @@ def _run_one(args: argparse.Namespace, suite: Any, folder: Path, out: TextIO) ->
     registry = _registry(args)
     target, prompt = _target(args, suite, registry)
     version = prompt.version_label if prompt is not None else "n/a"
+    score, clients = _scorer(target, prompt)
     try:
         result = execute(
             suite,
@@ -175,13 +174,14 @@ def _run_one(args: argparse.Namespace, suite: Any, folder: Path, out: TextIO) ->
             concurrency=args.concurrency,
             resume=args.resume,
             prompt_version=version,
-            score=_scorer(target, prompt),
+            score=score,
             progress=True if args.progress else None,
         )
     except ResumeError as exc:
         raise UsageError(f"--resume: {exc}") from exc
     finally:
-        target.close()
+        for client in (target, *clients):
+            client.close()
     verdict = result.verdict
     status = "PASSED" if verdict.passed else "FAILED"
     passed_cases = sum(1 for c in verdict.cases if c.passed)

@@ -3,7 +3,7 @@
 ``evaluate`` never raises: a failed call, a broken judge, an embedder error or any surprise becomes a
 failed ``AssertionResult`` whose reason says what happened. Model-graded checks go through two small
 protocols, ``Judge`` and ``Embedder``; ``GatewayJudge`` and ``GatewayEmbedder`` implement them against
-the gateway's OpenAI-compatible API with plain urllib (the core has no openai dependency).
+the gateway's OpenAI-compatible API through ``gateway_http`` (the core has no openai dependency).
 
 JSON Schema support is a dependency-free subset (see ``SCHEMA_KEYWORDS``): the suite loader rejects
 schemas that use anything else, so a schema is never silently half-checked.
@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import re
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from .gateway_http import GatewayConnectionError, GatewayHttpClient, HttpAnswer
 from .model import Assertion, AssertionResult, Case, CaseOutput
 
 __all__ = [
@@ -498,7 +496,8 @@ JUDGE_SYSTEM_PROMPT = (
     "satisfies the rubric and 0 means it does not at all."
 )
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-MAX_RETRY_AFTER_S = 20.0
+MAX_RETRY_AFTER_S = 20.0  # a longer Retry-After is cut to this, not given up on
+BACKOFF_S = 0.5
 
 
 def parse_judge_answer(text: str) -> tuple[float, str]:
@@ -529,7 +528,11 @@ def parse_judge_answer(text: str) -> tuple[float, str]:
 
 
 class _GatewayClient:
-    """POSTs JSON to an OpenAI-compatible API with bounded retries on throttling and outages."""
+    """``GatewayHttpClient`` for the judge and embedder: a JSON object back, or ``EvalServiceError``.
+
+    Retries 429 and 5xx outages (waiting at most ``MAX_RETRY_AFTER_S`` for a ``Retry-After``) and
+    connection failures; any other non-2xx status fails at once with ``HTTP <code>: <message>``.
+    """
 
     def __init__(
         self,
@@ -540,66 +543,50 @@ class _GatewayClient:
         attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
-        self.timeout_s = timeout_s
         self.attempts = max(1, attempts)
-        self.sleep = sleep
+        self._http = GatewayHttpClient(
+            base_url,
+            api_key,
+            attempts=self.attempts,
+            retry_statuses=RETRY_STATUSES,
+            backoff_s=BACKOFF_S,
+            max_backoff_s=math.inf,
+            max_retry_after_s=MAX_RETRY_AFTER_S,
+            give_up_above_cap=False,
+            timeout_s=timeout_s,
+            sleep=sleep,
+            user_agent="ai-factory-evals",
+        )
 
     def post(self, route: str, payload: Mapping[str, Any]) -> dict[str, Any]:
-        body = json.dumps(payload).encode()
-        last = ""
-        for attempt in range(self.attempts):
-            request = urllib.request.Request(
-                f"{self.base_url}/{route.lstrip('/')}",
-                data=body,
-                method="POST",
-                headers={
-                    "Authorization": f"Bearer {self.api_key}",
-                    "Content-Type": "application/json",
-                    "User-Agent": "ai-factory-evals",
-                },
-            )
-            retry_after: float | None = None
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    raw = response.read()
-            except urllib.error.HTTPError as exc:
-                last = f"HTTP {exc.code}: {_error_message(exc)}"
-                if exc.code not in RETRY_STATUSES:
-                    raise EvalServiceError(last) from None
-                retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-            except (urllib.error.URLError, OSError) as exc:
-                last = f"connection failed: {getattr(exc, 'reason', exc)}"
-            else:
-                try:
-                    data = json.loads(raw)
-                except ValueError:
-                    raise EvalServiceError(
-                        f"response is not JSON: {_short(raw.decode(errors='replace'))}"
-                    ) from None
-                if not isinstance(data, dict):
-                    raise EvalServiceError("response is not a JSON object")
-                return data
-            if attempt + 1 < self.attempts:
-                backoff = 0.5 * 2**attempt
-                self.sleep(retry_after if retry_after is not None else backoff + random.uniform(0, backoff))
-        raise EvalServiceError(f"{last} (after {self.attempts} attempts)")
+        try:
+            answer, _ = self._http.post(route, payload)
+        except GatewayConnectionError as exc:
+            raise EvalServiceError(f"{exc} (after {self.attempts} attempts)") from None
+        if not 200 <= answer.status < 300:
+            error = f"HTTP {answer.status}: {_error_message(answer)}"
+            if answer.status in RETRY_STATUSES:  # the client only returns these once retries ran out
+                error += f" (after {self.attempts} attempts)"
+            raise EvalServiceError(error)
+        try:
+            data = json.loads(answer.body)
+        except ValueError:
+            raise EvalServiceError(
+                f"response is not JSON: {_short(answer.body.decode(errors='replace'))}"
+            ) from None
+        if not isinstance(data, dict):
+            raise EvalServiceError("response is not a JSON object")
+        return data
+
+    def close(self) -> None:
+        self._http.close()
 
 
-def _error_message(exc: urllib.error.HTTPError) -> str:
+def _error_message(answer: HttpAnswer) -> str:
     try:
-        data = json.loads(exc.read())
-        return str(data["error"]["message"])
+        return str(json.loads(answer.body)["error"]["message"])
     except Exception:
-        return str(exc.reason)
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(value))) if value else None
-    except ValueError:
-        return None
+        return answer.reason
 
 
 class GatewayJudge:
@@ -645,6 +632,10 @@ class GatewayJudge:
             raise JudgeAnswerError("the judge returned no text")
         return parse_judge_answer(content)
 
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
 
 class GatewayEmbedder:
     """An ``Embedder`` backed by the gateway's ``POST {base_url}/embeddings``."""
@@ -672,3 +663,7 @@ class GatewayEmbedder:
         if len(vectors) != len(texts):
             raise EvalServiceError(f"asked for {len(texts)} embeddings, got {len(vectors)}")
         return vectors
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()

@@ -10,33 +10,37 @@
   the suite, and sent as inline messages: the local server has no registry of its own.
 - ``BedrockTarget``: Bedrock Converse directly (no gateway), priced from the model catalog.
 
-Targets are called from several threads at once; each keeps per-thread connections.
+Targets are called from several threads at once; HTTP goes through ``gateway_http.GatewayHttpClient``
+(one keep-alive connection per thread).
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import random
 import shutil
 import tempfile
-import threading
 import time
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from ai_factory.evals.gateway_http import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_BACKOFF_S,
+    DEFAULT_TIMEOUT_S,
+    GatewayConnectionError,
+    GatewayHttpClient,
+    HttpAnswer,
+)
+
+# The target's retry settings are gateway_http's defaults (kept importable here under their old names).
+from ai_factory.evals.gateway_http import DEFAULT_MAX_BACKOFF_S as MAX_BACKOFF_S
+from ai_factory.evals.gateway_http import DEFAULT_MAX_RETRY_AFTER_S as MAX_RETRY_AFTER_S
+from ai_factory.evals.gateway_http import DEFAULT_RETRY_STATUSES as RETRY_STATUSES
 from ai_factory.evals.model import Case, CaseOutput, PromptRef, Suite
 from aif_gateway.prompt_template import PromptVariablesError, extract_variables, render_messages
 
-RETRY_STATUSES = frozenset({429, 503})
-DEFAULT_ATTEMPTS = 5
-DEFAULT_BACKOFF_S = 0.5
-MAX_BACKOFF_S = 8.0
-MAX_RETRY_AFTER_S = 60.0  # longer (a monthly budget that resets in days) is not worth waiting for: give up
-DEFAULT_TIMEOUT_S = 120.0
 UNRESOLVED = "unresolved"
 
 
@@ -185,30 +189,7 @@ def input_text(prompt: ResolvedPrompt | None) -> Callable[[Suite, Case], str | N
 # --- gateway over HTTP ----------------------------------------------------------------------------
 
 
-@dataclass
-class _HttpAnswer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None  # an HTTP date: rare from this gateway; fall back to backoff
-
-
-def _error_text(answer: _HttpAnswer) -> str:
+def _error_text(answer: HttpAnswer) -> str:
     try:
         error = json.loads(answer.body)["error"]
         code = error.get("code") or error.get("type") or ""
@@ -237,95 +218,36 @@ class GatewayTarget:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        parsed = urllib.parse.urlsplit(base_url.rstrip("/"))
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise TargetError(f"gateway URL {base_url!r} must be http(s)://HOST[:PORT]/v1")
         if attempts < 1:
             raise TargetError("attempts must be at least 1")
-        self.base_url = base_url.rstrip("/")
-        self._scheme = parsed.scheme
-        self._netloc = parsed.netloc
-        self._path = parsed.path or ""
+        try:
+            self.http = GatewayHttpClient(
+                base_url,
+                api_key,
+                attempts=attempts,
+                retry_statuses=RETRY_STATUSES,
+                backoff_s=backoff_s,
+                max_backoff_s=max_backoff_s,
+                max_retry_after_s=max_retry_after_s,
+                give_up_above_cap=True,
+                timeout_s=timeout_s,
+                sleep=sleep,
+                user_agent="ai-factory-eval",
+            )
+        except ValueError:
+            raise TargetError(f"gateway URL {base_url!r} must be http(s)://HOST[:PORT]/v1") from None
+        self.base_url = self.http.base_url
         self.api_key = api_key
         self.prompt = prompt
         self.render_locally = render_locally
         self.model_override = model_override
         self.attempts = attempts
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self.max_retry_after_s = max_retry_after_s
-        self.timeout_s = timeout_s
-        self._sleep = sleep
-        self._local = threading.local()
-        self._connections: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
 
-    # HTTP plumbing: one keep-alive connection per thread.
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            conn = cls(self._netloc, timeout=self.timeout_s)
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
-
-    def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-    def _post(self, path: str, payload: dict[str, Any]) -> _HttpAnswer:
-        body = json.dumps(payload).encode("utf-8")
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {self.api_key}",
-            "User-Agent": "ai-factory-eval",
-        }
-        conn = self._connection()
-        try:
-            conn.request("POST", self._path + path, body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop_connection()
-            raise _Retryable(f"connection failed: {type(exc).__name__}: {exc}") from exc
-        answer = _HttpAnswer(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
-        if response.will_close:
-            self._drop_connection()
-        return answer
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after_s)
-        # Full jitter: spreads the retries of many threads hit by the same rate limit.
-        return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))
-
-    def post(self, path: str, payload: dict[str, Any]) -> tuple[_HttpAnswer, float]:
+    def post(self, path: str, payload: dict[str, Any]) -> tuple[HttpAnswer, float]:
         """POST with retries: the final answer (any status) and the latency of its attempt in ms.
 
-        Raises ``_Retryable`` when every attempt failed to connect."""
-        last: _Retryable | None = None
-        for attempt in range(self.attempts):
-            started = time.perf_counter()
-            try:
-                answer = self._post(path, payload)
-            except _Retryable as exc:
-                last = exc
-            else:
-                latency_ms = (time.perf_counter() - started) * 1000
-                if answer.status not in RETRY_STATUSES or attempt == self.attempts - 1:
-                    return answer, latency_ms
-                retry_after = _retry_after(answer.headers)
-                if retry_after is not None and retry_after > self.max_retry_after_s:
-                    return answer, latency_ms  # e.g. a budget that resets next month
-                last = _Retryable(_error_text(answer), retry_after)
-            if attempt < self.attempts - 1:
-                self._sleep(self._delay(attempt, last.retry_after))
-        assert last is not None
-        raise last
+        Raises ``GatewayConnectionError`` when every attempt failed to connect."""
+        return self.http.post(path, payload)
 
     def request_body(self, suite: Suite, case: Case) -> dict[str, Any]:
         """The chat completion request for one case."""
@@ -356,7 +278,7 @@ class GatewayTarget:
             return CaseOutput("", 0.0, error=f"vars do not fit the prompt: {exc}")
         try:
             answer, latency_ms = self.post("/chat/completions", body)
-        except _Retryable as exc:
+        except GatewayConnectionError as exc:
             return CaseOutput("", 0.0, error=f"{exc} (after {self.attempts} attempts)")
         request_id = answer.headers.get("x-request-id")
         if answer.status != 200:
@@ -396,10 +318,8 @@ class GatewayTarget:
         return [list(map(float, item["embedding"])) for item in sorted(data, key=lambda d: d["index"])]
 
     def close(self) -> None:
-        with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
+        """Close the HTTP connections."""
+        self.http.close()
 
 
 # --- the gateway in this process, offline ---------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import Harness, make_event
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 FUZZ = settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
@@ -161,6 +161,8 @@ def test_connector_jsonl_accounts_for_every_line(rows: list[Any], newline: str) 
 
 @FUZZ
 @given(cells=st.lists(st.lists(any_text, min_size=0, max_size=7), max_size=15))
+@example(cells=[[" "]])  # found by this test: a whitespace-only row was dropped without a reject
+@example(cells=[["", ""], ["\t"]])
 def test_connector_csv_accounts_for_every_row(cells: list[list[str]]) -> None:
     import csv
     import io
@@ -172,3 +174,12 @@ def test_connector_csv_accounts_for_every_row(cells: list[list[str]]) -> None:
     parsed = records.parse_file(out.getvalue().encode("utf-8", "surrogatepass"), "raw/x.csv", SPEC)
     if parsed.file_error is None:
         assert parsed.records_in >= len([c for c in cells if any(c)])
+        assert all(r.reason for r in parsed.rejects)
+
+
+def test_connector_csv_whitespace_only_row_is_rejected_with_a_reason() -> None:
+    data = b"id,text,score,opened,ok\n1,hi,0.5,2026-01-01,true\n \n\n2,yo,0.1,2026-01-02,false\n"
+    parsed = records.parse_file(data, "raw/x.csv", SPEC)
+    assert parsed.file_error is None
+    assert [line for line, _ in parsed.records] == [2, 5]  # the truly empty line 4 is not a record
+    assert [(r.line, r.reason) for r in parsed.rejects] == [(3, "the row has 1 fields, the header has 5")]

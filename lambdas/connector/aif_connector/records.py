@@ -317,8 +317,8 @@ def _parse_csv(text: str, spec: DatasetSpec) -> ParsedFile:
 
     for first, last, fields, error in rows:
         text_of_row = raw(first, last)
-        if fields is not None and not any(f.strip() for f in fields):
-            continue
+        if fields == []:
+            continue  # an empty line is not a record; a row of spaces or bare commas is (and is checked)
         too_long = _too_long(text_of_row, spec)
         if too_long:
             parsed.rejects.append(Reject(first, too_long, text_of_row))

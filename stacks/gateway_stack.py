@@ -8,9 +8,9 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from ai_factory.audit_trail import AuditTrail
-from ai_factory.llm_gateway import LlmGateway
-from ai_factory.model_catalog import ModelCatalog
+from ai_factory.catalog.model_catalog import ModelCatalog
+from ai_factory.constructs.audit_trail import AuditTrail
+from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 
 
 class GatewayStack(cdk.Stack):

@@ -16,9 +16,10 @@ import aws_cdk as cdk
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from ai_factory.ai_feature import AiFeature
-from ai_factory.invocation_logging import BedrockInvocationLogging
-from ai_factory.observability import AlarmDefaults, Observability, find_features
+from ai_factory.constructs.ai_feature import AiFeature, find_features
+from ai_factory.constructs.invocation_logging import BedrockInvocationLogging
+from ai_factory.constructs.observability.facade import Observability
+from ai_factory.constructs.observability.settings import AlarmDefaults
 from stacks.gateway_stack import GatewayStack
 
 PLATFORM_STACK_ID = "AiFactoryObservability"
@@ -108,28 +109,28 @@ class FeatureMonitoringStack(cdk.Stack):
 
 
 def add_observability(
-    app: cdk.App,
+    scope: Construct,
     gateway_stack: GatewayStack,
     *,
     features: Sequence[AiFeature] | None = None,
     features_per_stack: int = FEATURES_PER_STACK,
     **props: Any,
 ) -> ObservabilityStack:
-    """The platform observability stack (plus overflow stacks) for ``features``, by default every
-    ``AiFeature`` in ``app``. Call it after the team stacks are built."""
+    """The platform observability stack (plus overflow stacks) in ``scope`` (the app or a stage) for
+    ``features``, by default every ``AiFeature`` under ``scope``. Call it after the team stacks are built."""
     if features_per_stack < 1:
         raise ValueError(
             f"add_observability: features_per_stack must be at least 1, got {features_per_stack}"
         )
-    found = list(features) if features is not None else find_features(app)
+    found = list(features) if features is not None else find_features(scope)
     chunks = [found[i : i + features_per_stack] for i in range(0, len(found), features_per_stack)] or [[]]
     env = cdk.Environment(account=_concrete(gateway_stack.account), region=_concrete(gateway_stack.region))
     platform = ObservabilityStack(
-        app, PLATFORM_STACK_ID, gateway_stack=gateway_stack, features=chunks[0], env=env, **props
+        scope, PLATFORM_STACK_ID, gateway_stack=gateway_stack, features=chunks[0], env=env, **props
     )
     for index, chunk in enumerate(chunks[1:], start=2):
         FeatureMonitoringStack(
-            app, f"{PLATFORM_STACK_ID}Features{index}", platform=platform, features=chunk, env=env
+            scope, f"{PLATFORM_STACK_ID}Features{index}", platform=platform, features=chunk, env=env
         )
     return platform
 

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from ai_factory.cli.errors import CommandError, UsageError
 from aif_gateway.config import GatewayConfig
+from aif_gateway.contract import KEYS_TABLE_ENV
 from aif_gateway.records import ApiKeyRecord, KeyStore, UnknownKeyError, generate_key, utc_now
 
 # Team and feature names become metric dimensions, table keys and stack names: keep them plain.
@@ -25,7 +26,6 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DEFAULT_BUDGET_USD = 100.0
 DEFAULT_RATE_LIMIT_RPM = 60
 DEFAULT_GRACE_HOURS = 24.0
-KEYS_TABLE_ENV = "AIF_KEYS_TABLE"
 
 
 # --- argument parsing ---------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def _positive(flag: str, value: float | None) -> None:
 
 def catalog_config(catalog_path: str | None) -> GatewayConfig:
     """The gateway view of the model catalog (the packaged one unless a path is given)."""
-    from ai_factory.model_catalog import CatalogError, ModelCatalog
+    from ai_factory.catalog.model_catalog import CatalogError, ModelCatalog
 
     try:
         return ModelCatalog.load(catalog_path).gateway_config()

@@ -328,7 +328,7 @@ class GatewayTarget:
 def offline_config(catalog_path: str | None = None) -> Any:
     """The catalog's routes with every chat alias served by ``echo`` and every embedding alias by
     ``echo-embed``: a suite naming ``chat-fast`` runs offline, through the real gateway code."""
-    from ai_factory.model_catalog import ModelCatalog
+    from ai_factory.catalog.model_catalog import ModelCatalog
     from aif_gateway.config import ModelTarget, Route
 
     config = ModelCatalog.load(catalog_path).gateway_config()
@@ -403,7 +403,7 @@ class BedrockTarget:
         region: str | None = None,
         catalog_path: str | None = None,
     ) -> None:
-        from ai_factory.model_catalog import ModelCatalog
+        from ai_factory.catalog.model_catalog import ModelCatalog
 
         self.prompt = prompt
         self._config = ModelCatalog.load(catalog_path).gateway_config(region)

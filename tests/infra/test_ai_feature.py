@@ -16,14 +16,14 @@ import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 
-from ai_factory.ai_feature import (
-    PROMPTS_METADATA_TYPE,
+from ai_factory.catalog.model_catalog import CatalogWarning, ModelCatalog
+from ai_factory.constructs.ai_feature import (
     AiFeature,
     AiFeatureError,
     AlertThresholds,
     stage_provisioner_asset,
 )
-from ai_factory.model_catalog import CatalogWarning, ModelCatalog
+from aif_gateway.contract import PROMPTS_METADATA_TYPE
 from stacks.gateway_stack import GatewayStack
 from stacks.team_stack import TeamStack
 
@@ -334,6 +334,7 @@ def test_the_provisioner_asset_imports_without_the_construct_library(tmp_path: P
     asset = stage_provisioner_asset(out_root=tmp_path)
     assert sorted(p.name for p in (asset / "aif_gateway").iterdir()) == [
         "__init__.py",
+        "contract.py",
         "dynamo_store.py",
         "records.py",
     ]

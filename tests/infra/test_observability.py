@@ -15,9 +15,10 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from ai_factory.ai_feature import AiFeature
-from ai_factory.invocation_logging import RESOURCE_TYPE, BedrockInvocationLogging
-from ai_factory.observability import RUNBOOKS, AlarmDefaults, Observability, find_features
+from ai_factory.constructs.ai_feature import AiFeature, find_features
+from ai_factory.constructs.invocation_logging import RESOURCE_TYPE, BedrockInvocationLogging
+from ai_factory.constructs.observability.facade import Observability
+from ai_factory.constructs.observability.settings import RUNBOOKS, AlarmDefaults
 from features import TEAM_MODULES
 from stacks.gateway_stack import GatewayStack
 from stacks.observability_stack import ObservabilityStack, add_observability

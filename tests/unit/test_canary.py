@@ -19,7 +19,7 @@ from aif_canary.assertions import check
 from aif_canary.runner import Answer, CallFailed, GatewayClient, request_body, run_suite
 from moto import mock_aws
 
-from ai_factory.canary import CanaryError, load_canary_suite
+from ai_factory.constructs.canary import CanaryError, load_canary_suite
 from ai_factory.local.server import LocalGatewayServer
 from ai_factory.local.sqlite_store import SqliteKeyStore, default_db_path
 from aif_gateway.records import ApiKeyRecord, generate_key

@@ -9,14 +9,13 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-
-from ai_factory.invocation_logging_handler import handler
-from ai_factory.invocation_logging_handler.handler import (
+from invocation_logging_handler import handler
+from invocation_logging_handler.handler import (
     ConfigurationConflict,
     InvocationLoggingManager,
     normalize,
 )
+from moto import mock_aws
 
 REGION = "us-east-1"
 OURS: dict[str, Any] = {

@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ai_factory.model_catalog import CatalogError, CatalogWarning, ComplianceNotes, ModelCatalog
+from ai_factory.catalog.model_catalog import CatalogError, CatalogWarning, ComplianceNotes, ModelCatalog
 from aif_gateway.config import GatewayConfig, Prices
 
 APPROVAL = {"approved_by": "ai-review@example.com", "approved_on": "2026-11-24"}

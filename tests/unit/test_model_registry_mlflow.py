@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 import yaml
 
-from ai_factory.model_cards import render_card
-from ai_factory.model_catalog import DEFAULT_CATALOG_PATH, ModelCatalog
-from ai_factory.model_registry_mlflow import (
+from ai_factory.catalog.model_cards import render_card
+from ai_factory.catalog.model_catalog import DEFAULT_CATALOG_PATH, ModelCatalog
+from ai_factory.catalog.model_registry_mlflow import (
     HASH_TAG,
-    default_tracking_uri,
     entry_hash,
     make_client,
     model_source,
     publish_catalog,
 )
+from ai_factory.state import default_tracking_uri
 
 pytest.importorskip("mlflow")
 

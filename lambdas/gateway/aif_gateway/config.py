@@ -1,7 +1,7 @@
 """Runtime configuration: routes, targets and prices, generated from the model catalog at synth time.
 
-The catalog (YAML, validated in ``ai_factory.model_catalog``) is the single source; this module only reads
-the JSON view of it that is staged next to the Lambda code (``gateway_config.json``) or handed to the
+The catalog (YAML, validated in ``ai_factory.catalog.model_catalog``) is the single source; this module only
+reads the JSON view of it that is staged next to the Lambda code (``gateway_config.json``) or handed to the
 local server, so the gateway never needs PyYAML or the CDK.
 """
 
@@ -12,6 +12,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from . import contract
 
 Modality = Literal["chat", "embedding"]
 Provider = Literal["bedrock", "echo", "sagemaker"]
@@ -100,7 +102,8 @@ class GatewayConfig:
 
     def with_guardrail_from_env(self) -> GatewayConfig:
         """The guardrail ID and version are deploy-time values (CloudFormation), so they come by env."""
-        ident, version = os.environ.get("AIF_GUARDRAIL_ID"), os.environ.get("AIF_GUARDRAIL_VERSION")
+        ident = os.environ.get(contract.GUARDRAIL_ID_ENV)
+        version = os.environ.get(contract.GUARDRAIL_VERSION_ENV)
         if not ident or not version:
             return self
         return GatewayConfig(**{**self.__dict__, "guardrail": GuardrailRef(ident, version)})

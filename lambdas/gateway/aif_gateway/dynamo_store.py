@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from aif_gateway.contract import KEY_ID_INDEX, REQUEST_ID_INDEX
 from aif_gateway.records import (
     ApiKeyRecord,
     FeedbackRecord,
@@ -46,8 +47,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-KEY_ID_INDEX = "by-key-id"
-REQUEST_ID_INDEX = "by-request-id"
 TTL_ATTRIBUTE = "ttl"
 
 # The two tables' key schemas in CreateTable's shape: the one description the CDK construct is checked

@@ -20,6 +20,7 @@ from ai_factory.constructs.ai_feature import AiFeature, find_features
 from ai_factory.constructs.invocation_logging import BedrockInvocationLogging
 from ai_factory.constructs.observability.facade import Observability
 from ai_factory.constructs.observability.settings import AlarmDefaults
+from stacks.context import context_flag
 from stacks.gateway_stack import GatewayStack
 
 PLATFORM_STACK_ID = "AiFactoryObservability"
@@ -62,12 +63,12 @@ class ObservabilityStack(cdk.Stack):
             defaults=defaults,
         )
         self.invocation_logging: BedrockInvocationLogging | None = None
-        if _flag(self, "ai-factory:invocationLogging", invocation_logging, True):
+        if context_flag(self, "ai-factory:invocationLogging", True, given=invocation_logging):
             self.invocation_logging = BedrockInvocationLogging(
                 self,
                 "InvocationLogging",
-                overwrite_existing=_flag(
-                    self, "ai-factory:invocationLoggingOverwrite", overwrite_existing_logging, False
+                overwrite_existing=context_flag(
+                    self, "ai-factory:invocationLoggingOverwrite", False, given=overwrite_existing_logging
                 ),
             )
         cdk.CfnOutput(self, "OnCallTopicArn", value=self.observability.topic.topic_arn)
@@ -133,19 +134,6 @@ def add_observability(
             scope, f"{PLATFORM_STACK_ID}Features{index}", platform=platform, features=chunk, env=env
         )
     return platform
-
-
-def _flag(scope: Construct, key: str, given: bool | None, default: bool) -> bool:
-    if given is not None:
-        return given
-    value = scope.node.try_get_context(key)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "false"):
-        return str(value).lower() == "true"
-    raise ValueError(f"Context '{key}' must be true or false, got {value!r}.")
 
 
 def _concrete(value: str) -> str | None:

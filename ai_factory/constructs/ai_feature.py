@@ -12,6 +12,10 @@ Example (inside a ``TeamStack``, which supplies team, gateway and catalog)::
         models=["chat-fast"], prompts=["prompts/summarize-ticket.yaml"],
         monthly_budget_usd=250, rate_limit_rpm=120,
         alert_thresholds=AlertThresholds(p99_latency_ms=8000, error_rate_pct=5, budget_pct=80))
+
+Why this module is longer than ~400 lines: about half of it is the construction-time validation of
+every prop (each error names the feature, the field and the reason) and the key provisioning (secret,
+custom resource and its asset); the rest is the ``grant_*``/``metric*`` API product teams call.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import aws_cdk as cdk
 import feature_key_provisioner
 import jsii
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -43,6 +47,7 @@ from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.governance import GovernedDataset
 from ai_factory.platform.custom_resources import secure_provider
+from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import stage_asset
 from ai_factory.platform.nag import acknowledge_custom_resource_handler
 from ai_factory.platform.secure_defaults import logs_kms_key
@@ -306,14 +311,15 @@ class AiFeature(Construct):
             actions=["secretsmanager:GetSecretValue"],
             resource_arns=[self.secret.secret_arn],
         )
-        grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(
+        # The KMS part belongs to the grant too, so callers can depend on (or inspect) all of it.
+        return grant.combine(
+            iam.Grant.add_to_principal(
+                grantee=grantee,
                 actions=["kms:Decrypt"],
-                resources=[self.encryption_key.key_arn],
+                resource_arns=[self.encryption_key.key_arn],
                 conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
             )
         )
-        return grant
 
     # ---------------------------------------------------------------------------------------- metrics
 
@@ -436,20 +442,12 @@ class AiFeature(Construct):
     # ------------------------------------------------------------------------------------- resources
 
     def _provisioner_function(self) -> lambda_.Function:
-        log_group = logs.LogGroup(
-            self,
-            "ProvisionerLogs",
-            retention=logs.RetentionDays.ONE_YEAR,
-            encryption_key=self.encryption_key,
-            removal_policy=RemovalPolicy.RETAIN,
+        log_group = function_log_group(
+            self, "ProvisionerLogs", key=self.encryption_key, retention=logs.RetentionDays.ONE_YEAR
         )
         keys_table = self.gateway.keys_table
         statements = [
-            iam.PolicyStatement(
-                sid="WriteOwnLogGroup",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            ),
+            write_own_logs_statement(log_group),
             iam.PolicyStatement(
                 sid="WriteKeyRecords",
                 actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
@@ -487,19 +485,18 @@ class AiFeature(Construct):
             description=f"AI Factory feature {self.team}/{self.feature}: issues and revokes its API key",
             inline_policies={"ProvisionFeatureKey": iam.PolicyDocument(statements=statements)},
         )
-        return lambda_.Function(
+        return hardened_function(
             self,
             "Provisioner",
             description=f"AI Factory: API key of feature {self.team}/{self.feature}",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
             handler=PROVISIONER_HANDLER,
             code=lambda_.Code.from_asset(str(stage_provisioner_asset())),
             role=role,
             timeout=Duration.seconds(60),
             memory_size=256,
             log_group=log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
+            # A custom-resource handler runs a few times per deployment; its log lines say enough.
+            tracing=False,
         )
 
     def _acknowledge_design_findings(self) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -43,6 +43,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ai_factory.constructs.ai_feature import AiFeature, find_features
+from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
 from ai_factory.platform.nag import (
     XRAY_WILDCARD_REASON,
@@ -286,22 +287,14 @@ class FeatureCanary(Construct):
         if not suites:
             raise CanaryError(f"{label}: features: none has a runnable canary case")
         key = encryption_key or features[0].encryption_key
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.RETAIN
-        )
+        self.log_group = function_log_group(self, "Logs", key=key, retention=log_retention)
         role = iam.Role(
             self,
             "FunctionRole",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description="AI Factory canary: reads its features' API keys and calls the gateway",
         )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteOwnLogGroup",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            )
-        )
+        role.add_to_policy(write_own_logs_statement(self.log_group))
         # Failed schedule deliveries and failed (asynchronous) canary runs both land here.
         self.dead_letter_queue = sqs.Queue(
             self,
@@ -310,12 +303,10 @@ class FeatureCanary(Construct):
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
-        self.function = lambda_.Function(
+        self.function = hardened_function(
             self,
             "Function",
             description="AI Factory drift canary: runs features' canary suites through the gateway",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
             handler=CANARY_HANDLER,
             code=lambda_.Code.from_asset(str(stage_canary_asset(suites))),
             role=role,
@@ -326,7 +317,8 @@ class FeatureCanary(Construct):
             timeout=Duration.minutes(5),
             memory_size=256,
             log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE,
+            # Text log format: the handler prints its EMF record and a summary line itself.
+            json_logs=False,
             dead_letter_queue=self.dead_letter_queue,
         )
         for feature in self.watched:

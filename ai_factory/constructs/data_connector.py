@@ -19,6 +19,10 @@ exactly the table, plus the Lake Formation ``INSERT``/``DESCRIBE`` grant on it),
 for events that still fail after Lambda's retries, a KMS-encrypted log group with retention, the HMAC
 key secret (modes ``hash``/``tokenize``), the token vault table and key (mode ``tokenize``), and
 ``metric_*``/``alarm_inputs`` hooks for the observability stack.
+
+Why this module is longer than ~400 lines: one dataset's pipeline is one set of least-privilege
+grants (S3 zones, Glue, Lake Formation, KMS, the vault) that must be read together to be reviewed; the
+runtime itself lives in ``lambdas/connector/aif_connector``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
 from ai_factory.platform.secure_defaults import logs_kms_key
 from aif_gateway import contract
@@ -172,13 +177,7 @@ class DataConnector(Construct):
         self.key = encryption_key or logs_kms_key(
             self, "Key", f"AI Factory data connector {dataset.qualified_name}"
         )
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention,
-            encryption_key=self.key,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.log_group = function_log_group(self, "Logs", key=self.key, retention=log_retention)
         self.dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
@@ -244,12 +243,10 @@ class DataConnector(Construct):
         if self.token_vault is not None and self.token_key is not None:
             environment[contract.TOKEN_VAULT_TABLE_ENV] = self.token_vault.table_name
             environment[contract.TOKEN_KEY_ARN_ENV] = self.token_key.key_arn
-        self.function = lambda_.Function(
+        self.function = hardened_function(
             self,
             "Function",
             description=f"AI Factory data connector: raw -> masked curated {dataset.qualified_name}",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
             handler=CONNECTOR_HANDLER,
             code=lambda_.Code.from_asset(str(stage_connector_asset(config))),
             role=self.role,
@@ -257,7 +254,8 @@ class DataConnector(Construct):
             memory_size=memory_size,
             timeout=timeout or Duration.minutes(5),
             log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE,
+            # Text log format: the connector writes its EMF documents to stdout itself.
+            json_logs=False,
             on_failure=destinations.SqsDestination(self.dead_letter_queue),
             retry_attempts=2,
             max_event_age=Duration.hours(6),
@@ -437,13 +435,7 @@ class DataConnector(Construct):
         lake_key = self.dataset.foundation.key
         via_s3 = {"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}}
         policy = self.role
-        policy.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteOwnLogGroup",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[self.log_group.log_group_arn],
-            )
-        )
+        policy.add_to_policy(write_own_logs_statement(self.log_group))
         policy.add_to_policy(
             iam.PolicyStatement(
                 sid="ReadRawFiles",

@@ -25,6 +25,10 @@ Example::
         columns={"ticket_id": "string", "subject": "string", "body": "string"},
         partition_keys={"ingest_date": "string"})
     tickets.grant_read(reporting_role)
+
+Why this module is longer than ~400 lines: ``DataLake`` and ``GovernedDataset`` share the LF-tag
+vocabulary, the admin and grant rules and the reader protocol; keeping them together keeps the Lake
+Formation permission model in one place to review.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from ai_factory.platform.custom_resources import secure_provider
+from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.log_retention import RETENTION_DAYS
 from ai_factory.platform.nag import acknowledge, acknowledge_custom_resource_handler
 from ai_factory.platform.secure_defaults import (
@@ -207,19 +208,11 @@ class BedrockInvocationLogging(Construct):
         return bucket
 
     def _handler_function(self) -> lambda_.Function:
-        log_group = logs.LogGroup(
-            self,
-            "HandlerLogs",
-            retention=logs.RetentionDays.ONE_YEAR,
-            encryption_key=self.key,
-            removal_policy=RemovalPolicy.RETAIN,
+        log_group = function_log_group(
+            self, "HandlerLogs", key=self.key, retention=logs.RetentionDays.ONE_YEAR
         )
         statements = [
-            iam.PolicyStatement(
-                sid="WriteOwnLogGroup",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            ),
+            write_own_logs_statement(log_group),
             iam.PolicyStatement(
                 sid="ManageInvocationLoggingConfiguration",
                 actions=[
@@ -243,19 +236,18 @@ class BedrockInvocationLogging(Construct):
             description="AI Factory: puts and removes Bedrock model invocation logging",
             inline_policies={"ManageInvocationLogging": iam.PolicyDocument(statements=statements)},
         )
-        return lambda_.Function(
+        return hardened_function(
             self,
             "Handler",
             description="AI Factory: Bedrock model invocation logging (custom resource)",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
             handler="handler.on_event",
             code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
             role=self.handler_role,
             timeout=Duration.seconds(60),
             memory_size=256,
             log_group=log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
+            # A custom-resource handler runs a few times per deployment; its log lines say enough.
+            tracing=False,
         )
 
     def _acknowledge_design_findings(self) -> None:

@@ -12,6 +12,10 @@ Example (the knowledge team's internal Q&A over a governed dataset)::
     RagFeature(team, "InternalQaDocs", feature=qa, dataset=handbook, embedding_model="embed")
 
 See ``docs/rag.md`` for the two-call pattern and the permission model.
+
+Why this module is longer than ~400 lines: the knowledge base, its vector store, its data source and
+the Lake Formation and KMS grants between them only make sense together; a third of it is validation
+with precise errors.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ Example::
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -25,6 +24,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from ai_factory.platform.functions import function_log_group, write_own_logs_statement
 from ai_factory.platform.nag import acknowledge, harden_provider
 
 
@@ -43,26 +43,14 @@ def secure_provider(
     :param role_description: description of the framework function's role.
     :param handler_noun: how the IAM5 acknowledgement names the handler, e.g. "the handler function".
     """
-    log_group = logs.LogGroup(
-        scope,
-        "ProviderLogs",
-        retention=logs.RetentionDays.ONE_YEAR,
-        encryption_key=key,
-        removal_policy=RemovalPolicy.RETAIN,
-    )
+    log_group = function_log_group(scope, "ProviderLogs", key=key, retention=logs.RetentionDays.ONE_YEAR)
     role = iam.Role(
         scope,
         "ProviderRole",
         assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
         description=role_description,
     )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="WriteOwnLogGroup",
-            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-            resources=[log_group.log_group_arn],
-        )
-    )
+    role.add_to_policy(write_own_logs_statement(log_group))
     provider = cr.Provider(
         scope,
         "Provider",

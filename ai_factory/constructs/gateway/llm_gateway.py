@@ -12,6 +12,10 @@ Example::
     gateway = LlmGateway(self, "Gateway", catalog=ModelCatalog.load())
     gateway.grant_manage_keys(admin_role)
     alarm = gateway.metric_errors().create_alarm(self, "GatewayErrors", threshold=5, evaluation_periods=1)
+
+Why this module is longer than ~400 lines: it is the facade that wires the parts (``guardrail``,
+``usage_ledger``, ``prompt_view``, ``api`` in this package), validates every prop with precise errors
+and owns the two functions' IAM; each part holds its own resources and acknowledgements.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ai_factory.constructs.gateway import api as api_part
 from ai_factory.constructs.gateway import guardrail as guardrail_part
 from ai_factory.constructs.gateway import prompt_view, usage_ledger
 from ai_factory.constructs.gateway.guardrail import DEFAULT_CONTENT_FILTERS, DEFAULT_PII_ACTIONS
+from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import (
     DEFAULT_POWERTOOLS_LAYER_VERSION,
     GATEWAY_HANDLER,
@@ -373,20 +378,12 @@ class LlmGateway(Construct):
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"{description}: execution role",
         )
-        log_group = self._log_group(f"{construct_id}Logs")
-        role.add_to_policy(
-            iam.PolicyStatement(
-                sid="WriteOwnLogGroup",
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
-        )
-        return lambda_.Function(
+        log_group = function_log_group(self, f"{construct_id}Logs", key=self.key, retention=self._retention)
+        role.add_to_policy(write_own_logs_statement(log_group))
+        return hardened_function(
             self,
             construct_id,
             description=description,
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            architecture=lambda_.Architecture.ARM_64,
             handler=handler,
             code=code,
             layers=[layer],
@@ -394,9 +391,7 @@ class LlmGateway(Construct):
             environment=environment,
             timeout=timeout,
             memory_size=memory_size,
-            tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
-            logging_format=lambda_.LoggingFormat.JSON,
         )
 
     def _grant_usage_write(self, role: iam.IRole | None) -> None:

@@ -43,6 +43,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ai_factory.constructs.ai_feature import AiFeature, find_features
+from ai_factory.evals import deterministic as evals_deterministic
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
 from ai_factory.platform.nag import (
@@ -213,12 +214,22 @@ def feature_suite(feature: AiFeature, max_cases: int, warn: Any) -> dict[str, An
 
 
 def stage_canary_asset(suites: dict[str, Any], out_root: Path | None = None) -> Path:
-    """The canary package plus ``canary_suites.json`` in a content-addressed folder (no Docker)."""
+    """The canary package plus ``canary_suites.json`` in a content-addressed folder (no Docker), with
+    the runtime contract and the evaluation harness's deterministic assertions it imports."""
     suites_json = json.dumps({"version": 1, "features": suites}, indent=1, sort_keys=True)
+    evals_dir = Path(evals_deterministic.__file__).parent
     return stage_asset(
         "canary-",
-        {"aif_canary": canary_source_dir(), "aif_gateway": contract_files()},
-        {f"aif_canary/{SUITES_FILE}": suites_json},
+        {
+            "aif_canary": canary_source_dir(),
+            "aif_gateway": contract_files(),
+            "ai_factory/evals": [evals_dir / n for n in ("__init__.py", "model.py", "deterministic.py")],
+        },
+        {
+            f"aif_canary/{SUITES_FILE}": suites_json,
+            # Only the harness's standard-library part ships: a package marker, not the library.
+            "ai_factory/__init__.py": '"""The eval harness\'s deterministic assertions (canary asset)."""\n',
+        },
         out_root,
     )
 

@@ -496,7 +496,7 @@ class _Loader:
             if not isinstance(value, Mapping):
                 raise self.fail(line, f"{where}: 'value' must be a JSON Schema (a mapping)")
             # Imported here to keep the suite loader and the assertion logic in their own modules.
-            from .assertions import schema_problems
+            from .deterministic import schema_problems
 
             problems = schema_problems(_plain(value))
             if problems:

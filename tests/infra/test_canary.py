@@ -117,15 +117,25 @@ def test_function_is_a_plain_python_314_arm64_asset_with_the_suites_as_json(synt
     assert (staged / "aif_canary" / "handler.py").is_file()
     assert not list(staged.rglob("*.yaml")) and not list(staged.rglob("__pycache__"))
     # The asset ships the runtime contract it imports: the handler loads without site-packages.
+    # Of the library, only the eval harness's standard-library part is in it (and gets imported).
     code = (
-        "import aif_canary.handler as h, sys; "
-        "assert 'ai_factory' not in sys.modules; print(h.DEFAULT_NAMESPACE)"
+        "import aif_canary.handler as h, sys; print(h.DEFAULT_NAMESPACE); "
+        "print(sorted(m for m in sys.modules if m.startswith('ai_factory')))"
     )
     result = subprocess.run(
         [sys.executable, "-S", "-c", code], cwd=staged, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "AIFactory"
+    namespace, modules = result.stdout.strip().splitlines()
+    assert namespace == "AIFactory"
+    assert modules == str(
+        ["ai_factory", "ai_factory.evals", "ai_factory.evals.deterministic", "ai_factory.evals.model"]
+    )
+    assert sorted(p.name for p in (staged / "ai_factory" / "evals").iterdir()) == [
+        "__init__.py",
+        "deterministic.py",
+        "model.py",
+    ]
 
 
 def test_one_schedule_per_watched_feature_with_retries_dlq_and_no_flexible_window(

@@ -121,8 +121,12 @@ class RegisteredPrompt:
         }
 
 
+@jsii.implements(iam.IGrantable)
 class AiFeature(Construct):
     """One product feature on the AI Factory gateway: identity, limits, prompts, cost tags, metrics.
+
+    An ``iam.IGrantable``: ``bucket.grant_read(feature)`` grants to its caller role (a feature with
+    callers), so other constructs' ``grant_*`` methods work on features directly.
 
     Inside a ``TeamStack`` the ``team``, ``gateway`` and ``catalog`` props default to the stack's.
 
@@ -302,6 +306,16 @@ class AiFeature(Construct):
         self._acknowledge_design_findings()
 
     # ----------------------------------------------------------------------------------------- grants
+
+    @property
+    def grant_principal(self) -> iam.IPrincipal:
+        """The principal grants to this feature go to: its caller role (``iam.IGrantable``).
+
+        Raises ``AiFeatureError`` for a feature without callers (it has no AWS identity to grant to).
+        """
+        if self.caller_role is None:
+            raise self._fail("callers", "the feature has no caller role to grant to: give it callers")
+        return self.caller_role
 
     def grant_read_api_key(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` read the feature's API key: ``secretsmanager:GetSecretValue`` on the secret

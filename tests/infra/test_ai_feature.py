@@ -494,3 +494,29 @@ def test_relative_prompt_paths_start_at_the_callers_folder() -> None:
         team, "F", **{**FEATURE_PROPS, "prompts": ["../../features/support/prompts/summarize-ticket.yaml"]}
     )
     assert feature.prompts[0].name == "summarize-ticket"
+
+
+def test_a_feature_is_grantable_through_its_caller_role() -> None:
+    from aws_cdk import aws_s3 as s3
+
+    app = cdk.App()
+    gateway = GatewayStack(app, "Gw", env=ENV)
+    team = TeamStack(app, "Team", team="support", gateway_stack=gateway, env=ENV)
+    props = {**FEATURE_PROPS, "prompts": []}
+    feature = AiFeature(team, "Bot", **{**props, "callers": [iam.AccountPrincipal("111122223333")]})
+    bucket = s3.Bucket(team, "Docs")
+    grant = bucket.grant_read(feature)
+    assert grant.success and feature.grant_principal is feature.caller_role
+    policies = Template.from_stack(team).find_resources("AWS::IAM::Policy")
+    assert any(
+        "s3:GetObject*" in json.dumps(p["Properties"]["PolicyDocument"]) and "CallerRole" in json.dumps(p)
+        for p in policies.values()
+    )
+    quiet = AiFeature(team, "Quiet", **{**props, "feature": "quiet"})
+    with pytest.raises(AiFeatureError, match="callers: the feature has no caller role"):
+        quiet.grant_principal  # noqa: B018
+    # Raised inside a CDK call, jsii passes the same message on as a RuntimeError.
+    with pytest.raises(
+        RuntimeError, match="AiFeature support/quiet: callers: the feature has no caller role"
+    ):
+        bucket.grant_read(quiet)

@@ -46,5 +46,5 @@ class GatewayStack(cdk.Stack):
         self.gateway = LlmGateway(self, "Gateway", catalog=self.catalog, **props)
         # The gateway's audit lines, kept write-once in S3 (docs/security.md).
         self.audit_trail = AuditTrail(
-            self, "AuditTrail", log_group=self.gateway.function.log_group, **(audit_trail_props or {})
+            self, "AuditTrail", log_group=self.gateway.audit_log_group, **(audit_trail_props or {})
         )

@@ -52,7 +52,7 @@ from ai_factory.platform.lambda_packaging import stage_asset
 from ai_factory.platform.nag import acknowledge_custom_resource_handler
 from ai_factory.platform.secure_defaults import logs_kms_key
 from aif_gateway import contract
-from aif_gateway.contract import CLEARANCE_LEVELS, KEY_ID_INDEX, FeatureKeyProperties
+from aif_gateway.contract import CLEARANCE_LEVELS, FeatureKeyProperties
 
 if TYPE_CHECKING:
     from ai_factory.prompts.spec import PromptSpec
@@ -253,7 +253,7 @@ class AiFeature(Construct):
             service_token=provider.service_token,
             resource_type=contract.FEATURE_KEY_RESOURCE_TYPE,
             properties={
-                FeatureKeyProperties.KEYS_TABLE: gateway.keys_table.table_name,
+                FeatureKeyProperties.KEYS_TABLE: gateway.keys_table_name,
                 FeatureKeyProperties.SECRET_ARN: self.secret.secret_arn,
                 FeatureKeyProperties.TEAM: team,
                 FeatureKeyProperties.FEATURE: feature,
@@ -459,25 +459,9 @@ class AiFeature(Construct):
         log_group = function_log_group(
             self, "ProvisionerLogs", key=self.encryption_key, retention=logs.RetentionDays.ONE_YEAR
         )
-        keys_table = self.gateway.keys_table
         statements = [
             write_own_logs_statement(log_group),
-            iam.PolicyStatement(
-                sid="WriteKeyRecords",
-                actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
-                resources=[keys_table.table_arn],
-            ),
-            iam.PolicyStatement(
-                sid="FindKeyById",
-                actions=["dynamodb:Query"],
-                resources=[f"{keys_table.table_arn}/index/{KEY_ID_INDEX}"],
-            ),
-            iam.PolicyStatement(
-                sid="UseGatewayKeyThroughDynamoDb",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
-                resources=[self.gateway.key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Aws.REGION}.amazonaws.com"}},
-            ),
+            *self.gateway.key_provisioning_statements(),
             iam.PolicyStatement(
                 sid="WriteFeatureSecret",
                 actions=["secretsmanager:PutSecretValue"],

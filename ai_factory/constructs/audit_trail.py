@@ -12,7 +12,7 @@ Example::
 
     from ai_factory.constructs.audit_trail import AuditTrail
 
-    trail = AuditTrail(self, "AuditTrail", log_group=gateway.function.log_group, retention_days=365)
+    trail = AuditTrail(self, "AuditTrail", log_group=gateway.audit_log_group, retention_days=365)
     trail.grant_read(auditor_role)
 """
 

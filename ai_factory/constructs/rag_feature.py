@@ -383,8 +383,7 @@ class RagFeature(Construct):
             string_value=stack.to_json_string(record),
             description=f"AI Factory: knowledge base {self.name} for the gateway's POST /v1/retrieve",
         )
-        role = gateway.function.role
-        assert role is not None
+        role = gateway.runtime_role
         # A policy in this stack on the gateway's role: the gateway stack never references this one.
         iam.Policy(
             self,

@@ -276,6 +276,33 @@ class LlmGateway(Construct):
         prompt view object, and nothing else in the bucket, with the gateway key through S3."""
         return prompt_view.grant_publish(self.prompts_bucket, self.key, grantee)
 
+    def key_provisioning_statements(self) -> list[iam.PolicyStatement]:
+        """The statements a key provisioner's role needs (``AiFeature``'s custom resource): write and find
+        key records in the keys table, and use the gateway key through DynamoDB only."""
+        return usage_ledger.provision_keys_statements(self.ledger, self.key)
+
+    @property
+    def keys_table_name(self) -> str:
+        """Name of the API-key table (``ai-factory keys --table``, the key provisioner's property)."""
+        return self.keys_table.table_name
+
+    @property
+    def audit_log_group(self) -> logs.ILogGroup:
+        """The gateway function's log group: one ``audit`` line per request (the audit trail's source)."""
+        return self.function.log_group
+
+    @property
+    def runtime_role(self) -> iam.IRole:
+        """The gateway function's execution role, for permissions other stacks add to the gateway's
+        runtime (``RagFeature`` lets it retrieve from its knowledge base)."""
+        assert self.function.role is not None
+        return self.function.role
+
+    def metric_requests(self, **props: Any) -> cloudwatch.Metric:
+        """API Gateway ``Count`` of the gateway stage: every request (sum over 5 minutes)."""
+        props.setdefault("statistic", "Sum")
+        return self.api.deployment_stage.metric_count(**props)
+
     def metric_latency(self, **props: Any) -> cloudwatch.Metric:
         """API Gateway ``Latency`` of the gateway stage (ms; default statistic: p99 over 5 minutes)."""
         props.setdefault("statistic", "p99")

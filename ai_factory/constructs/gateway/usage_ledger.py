@@ -100,6 +100,28 @@ def read_keys_statement(ledger: UsageLedger) -> iam.PolicyStatement:
     )
 
 
+def provision_keys_statements(ledger: UsageLedger, key: kms.IKey) -> list[iam.PolicyStatement]:
+    """What a key provisioner needs: write key records, find them by ID, the key through DynamoDB only."""
+    return [
+        iam.PolicyStatement(
+            sid="WriteKeyRecords",
+            actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
+            resources=[ledger.keys_table.table_arn],
+        ),
+        iam.PolicyStatement(
+            sid="FindKeyById",
+            actions=["dynamodb:Query"],
+            resources=[f"{ledger.keys_table.table_arn}/index/{KEY_ID_INDEX}"],
+        ),
+        iam.PolicyStatement(
+            sid="UseGatewayKeyThroughDynamoDb",
+            actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Aws.REGION}.amazonaws.com"}},
+        ),
+    ]
+
+
 def spill_statement(ledger: UsageLedger) -> iam.PolicyStatement:
     """Send usage records to the spill queue when the ledger write fails."""
     return iam.PolicyStatement(

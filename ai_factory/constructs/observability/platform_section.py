@@ -31,7 +31,7 @@ def build_platform(scope: Construct, host: AlarmHost, gateway: LlmGateway) -> cl
     logs.MetricFilter(
         scope,
         "BudgetExhaustedFilter",
-        log_group=gateway.function.log_group,
+        log_group=gateway.audit_log_group,
         filter_pattern=logs.FilterPattern.string_value("$.audit.error_type", "=", "budget_exhausted"),
         metric_namespace=contract.METRICS_NAMESPACE,
         metric_name=contract.BUDGET_EXHAUSTED.name,
@@ -69,7 +69,7 @@ def build_platform(scope: Construct, host: AlarmHost, gateway: LlmGateway) -> cl
             expression(
                 "IF(requests > 0, 100 * errors / requests, 0)",
                 "gateway API 5xx %",
-                requests=gateway.api.deployment_stage.metric_count(statistic="Sum", period=FIVE_MINUTES),
+                requests=gateway.metric_requests(period=FIVE_MINUTES),
                 errors=gateway.metric_errors(period=FIVE_MINUTES),
             ),
             d.gateway_5xx_pct,
@@ -215,7 +215,7 @@ def _platform_rows(
     )
     audit = cloudwatch.LogQueryWidget(
         title="Gateway audit: failures by feature, model and error (last range)",
-        log_group_names=[gateway.function.log_group.log_group_name],
+        log_group_names=[gateway.audit_log_group.log_group_name],
         query_lines=[
             "fields audit.team as team, audit.feature as feature, audit.model_served as model, "
             "audit.error_type as error",

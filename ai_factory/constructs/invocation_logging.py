@@ -35,6 +35,7 @@ from constructs import Construct
 
 from ai_factory.platform.custom_resources import secure_provider
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
+from ai_factory.platform.lambda_packaging import contract_files, stage_asset
 from ai_factory.platform.log_retention import RETENTION_DAYS
 from ai_factory.platform.nag import acknowledge, acknowledge_custom_resource_handler
 from ai_factory.platform.secure_defaults import (
@@ -43,10 +44,12 @@ from ai_factory.platform.secure_defaults import (
     logs_kms_key,
     send_access_logs,
 )
+from aif_gateway.contract import INVOCATION_LOGGING_RESOURCE_TYPE
+from aif_gateway.contract import InvocationLoggingProperties as Props
 
 # The runtime lives in lambdas/invocation_logging_handler (installed as ``invocation_logging_handler``).
 HANDLER_DIR = Path(invocation_logging_handler.__file__).resolve().parent
-RESOURCE_TYPE = "Custom::AiFactoryBedrockInvocationLogging"
+RESOURCE_TYPE = INVOCATION_LOGGING_RESOURCE_TYPE
 LARGE_PAYLOAD_PREFIX = "large-payloads/"
 _BEDROCK = "bedrock.amazonaws.com"
 
@@ -139,8 +142,8 @@ class BedrockInvocationLogging(Construct):
             resource_type=RESOURCE_TYPE,
             properties={
                 # A JSON string: CloudFormation would turn booleans inside an object into strings.
-                "LoggingConfig": cdk.Stack.of(self).to_json_string(self.logging_config),
-                "OverwriteExisting": "true" if overwrite_existing else "false",
+                Props.LOGGING_CONFIG: cdk.Stack.of(self).to_json_string(self.logging_config),
+                Props.OVERWRITE_EXISTING: "true" if overwrite_existing else "false",
             },
         )
         # Bedrock checks that it can write the destinations when the configuration is put.
@@ -241,7 +244,7 @@ class BedrockInvocationLogging(Construct):
             "Handler",
             description="AI Factory: Bedrock model invocation logging (custom resource)",
             handler="handler.on_event",
-            code=lambda_.Code.from_asset(str(HANDLER_DIR), exclude=["__pycache__", "*.pyc"]),
+            code=lambda_.Code.from_asset(str(stage_handler_asset())),
             role=self.handler_role,
             timeout=Duration.seconds(60),
             memory_size=256,
@@ -262,3 +265,12 @@ class BedrockInvocationLogging(Construct):
         acknowledge_custom_resource_handler(
             self.handler_function, what="puts or removes the account's Bedrock invocation logging setting"
         )
+
+
+def stage_handler_asset(out_root: Path | None = None) -> Path:
+    """The handler (at the asset's root, so its entry point stays ``handler.on_event``) and the runtime
+    contract it imports, in a content-addressed folder."""
+    root_files = {
+        name: (HANDLER_DIR / name).read_text(encoding="utf-8") for name in ("__init__.py", "handler.py")
+    }
+    return stage_asset("invocation-logging-", {"aif_gateway": contract_files()}, root_files, out_root)

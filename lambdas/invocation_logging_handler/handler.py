@@ -24,6 +24,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from aif_gateway.contract import InvocationLoggingProperties as Props
+
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
 
@@ -92,10 +94,10 @@ class InvocationLoggingManager:
         props = event.get("ResourceProperties") or {}
         desired = _config_from(props)
         if request == "Create":
-            return self._apply(desired, ours=None, overwrite=_flag(props.get("OverwriteExisting")))
+            return self._apply(desired, ours=None, overwrite=_flag(props.get(Props.OVERWRITE_EXISTING)))
         if request == "Update":
             previous = _config_from(event.get("OldResourceProperties") or {})
-            return self._apply(desired, ours=previous, overwrite=_flag(props.get("OverwriteExisting")))
+            return self._apply(desired, ours=previous, overwrite=_flag(props.get(Props.OVERWRITE_EXISTING)))
         if request == "Delete":
             return self._delete(desired, event.get("PhysicalResourceId") or self.physical_id)
         raise ValueError(f"Unknown custom-resource request type {request!r}")
@@ -144,12 +146,12 @@ class InvocationLoggingManager:
 
 
 def _config_from(props: Mapping[str, Any]) -> dict[str, Any]:
-    raw = props.get("LoggingConfig")
+    raw = props.get(Props.LOGGING_CONFIG)
     if not raw:
-        raise ValueError("Resource property LoggingConfig (a JSON string) is required")
+        raise ValueError(f"Resource property {Props.LOGGING_CONFIG} (a JSON string) is required")
     config = json.loads(raw) if isinstance(raw, str) else dict(raw)
     if not isinstance(config, dict):
-        raise ValueError("Resource property LoggingConfig must be a JSON object")
+        raise ValueError(f"Resource property {Props.LOGGING_CONFIG} must be a JSON object")
     return config
 
 

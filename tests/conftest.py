@@ -22,6 +22,7 @@ from aif_gateway.config import GatewayConfig, GuardrailRef, ModelTarget, Prices,
 from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
 from aif_gateway.metering import CountingMetricsSink
 from aif_gateway.providers import BedrockProvider, EchoProvider
+from aif_gateway.streaming import StreamingResponse
 from aif_gateway.records import ApiKeyRecord, generate_key
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -135,6 +136,8 @@ class Harness:
             headers,
         )
         response = self.gateway.handle(event)
+        if isinstance(response, StreamingResponse):
+            response = response.buffered()  # the whole stream, as the buffered Lambda proxy sends it
         text = response["body"]
         parsed: Any = text
         if response["headers"].get("Content-Type") == "application/json":

@@ -1,4 +1,5 @@
-"""Model providers: Amazon Bedrock (Converse, InvokeModel for embeddings) and the offline ``echo`` model.
+"""Model providers: Amazon Bedrock (Converse, ConverseStream, InvokeModel for embeddings) and the offline
+``echo`` model.
 
 boto3 is imported lazily and clients are created on first use, so local mode works without AWS
 credentials as long as only echo routes are called, and the handler's cold import stays small.
@@ -13,47 +14,62 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .aws_clients import LazyClients, make_client
+from .bedrock_errors import CLIENT_FAULT_CODES, RETRYABLE_CODES, to_provider_error
+from .bedrock_stream import ConverseStreamReader
 from .bedrock_translate import from_converse, to_converse
-from .config import ModelTarget
+from .config import ModelTarget, RouteTimeouts
 from .openai_schema import ChatRequest, EmbeddingsRequest
-from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, ProviderError, TokenUsage
+from .provider_types import (
+    CallContext,
+    ChatResult,
+    ChatStream,
+    EmbeddingResult,
+    Provider,
+    ProviderError,
+    TokenUsage,
+)
 from .sagemaker_provider import SageMakerProvider
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
 
-# Bedrock errors worth trying the next target for. ValidationException is the request's own fault and is
-# returned to the caller; every other failure also moves on (another model may well serve it) but only
-# these count as transient in the audit record.
-RETRYABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "ServiceUnavailableException",
-        "ModelNotReadyException",
-        "InternalServerException",
-        "ModelTimeoutException",
-    }
-)
-CLIENT_FAULT_CODES = frozenset({"ValidationException"})
+__all__ = ["CLIENT_FAULT_CODES", "RETRYABLE_CODES", "BedrockProvider", "EchoProvider", "default_providers"]
 
 
 class BedrockProvider:
     def __init__(self, timeout_s: float = 60.0, client_factory: Any = None) -> None:
         # No SDK retries: the route's fallback chain is the retry, and retrying here would only stack
-        # latency before the next target gets its turn.
-        self._clients: LazyClients[str | None] = LazyClients(
-            client_factory
-            or (lambda region: make_client("bedrock-runtime", region, read_timeout=timeout_s, max_attempts=1))
+        # latency before the next target gets its turn. One client per (region, read timeout): a chat
+        # call reads with its route's total generation time, a stream with its first-token timeout,
+        # an embedding call with ``timeout_s``.
+        self._timeout_s = timeout_s
+        create = (
+            (lambda key: client_factory(key[0]))
+            if client_factory is not None
+            else (lambda key: make_client("bedrock-runtime", key[0], read_timeout=key[1], max_attempts=1))
         )
+        self._clients: LazyClients[tuple[str | None, float]] = LazyClients(create)
 
-    def client(self, region: str | None) -> BedrockRuntimeClient:
-        client: BedrockRuntimeClient = self._clients.get(region)
+    def client(self, region: str | None, read_timeout: float | None = None) -> BedrockRuntimeClient:
+        client: BedrockRuntimeClient = self._clients.get((region, read_timeout or self._timeout_s))
         return client
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
         kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx))
-        response = self._call(lambda: self.client(target.region).converse(**kwargs))
+        # Converse answers in one piece: the read timeout is the whole generation's limit.
+        client = self.client(target.region, ctx.timeouts.total_s if ctx.timeouts else None)
+        response = self._call(lambda: client.converse(**kwargs))
         return from_converse(response)
+
+    def chat_stream(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatStream:
+        """ConverseStream, started: returns once Bedrock accepted the call (HTTP 200); the events, and
+        any error the model raises later, arrive while iterating. Reads wait at most the route's
+        first-token timeout until the first event, then its idle timeout."""
+        timeouts = ctx.timeouts or RouteTimeouts()
+        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx))
+        client = self.client(target.region, timeouts.first_token_s)
+        response = self._call(lambda: client.converse_stream(**kwargs))
+        return ConverseStreamReader(response["stream"], idle_s=timeouts.idle_s)
 
     def embed(self, target: ModelTarget, request: EmbeddingsRequest, ctx: CallContext) -> EmbeddingResult:
         if not target.model_id.startswith("amazon.titan-embed"):
@@ -83,23 +99,13 @@ class BedrockProvider:
 
     @staticmethod
     def _call(fn: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
-
         try:
             return fn()
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "ClientError")
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise ProviderError(
-                code, message, retryable=code in RETRYABLE_CODES, client_fault=code in CLIENT_FAULT_CODES
-            ) from exc
-        except ReadTimeoutError as exc:
-            raise ProviderError("Timeout", "the model did not answer in time", retryable=True) from exc
-        except BotoCoreError as exc:
-            # Connection errors, missing credentials, ...: this target cannot serve; try the next one.
-            raise ProviderError(
-                type(exc).__name__, "the model endpoint could not be reached", retryable=True
-            ) from exc
+        except Exception as exc:
+            error = to_provider_error(exc)
+            if error is None:
+                raise
+            raise error from exc
 
 
 def _metadata(ctx: CallContext) -> dict[str, str]:

@@ -123,7 +123,7 @@ def test_exception_becomes_generic_500_without_traceback(
     server: LocalGatewayServer, stub: StubGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     stub.reply = RuntimeError("secret internals /etc/passwd")
-    with caplog.at_level(logging.ERROR, logger="ai_factory.local.server"):
+    with caplog.at_level(logging.ERROR, logger="aif_gateway.http_server"):
         status, _, data = request(server, "GET", "/v1/models")
     assert status == 500
     error = json.loads(data)["error"]

@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .aws_clients import LazyClients, make_client
@@ -26,7 +29,12 @@ from .provider_types import (
     EmbeddingResult,
     Provider,
     ProviderError,
+    StreamEvent,
+    StreamStop,
+    StreamUsage,
+    TextDelta,
     TokenUsage,
+    ToolCallDelta,
 )
 from .sagemaker_provider import SageMakerProvider
 
@@ -127,7 +135,21 @@ class EchoProvider:
     Chat answers ``echo: <last user text>``, honours max_tokens (finish_reason ``length``) and stop
     sequences, calls the forced tool when tool_choice names one, and reports word counts as token usage.
     Embeddings are unit vectors derived from a hash of the text.
+
+    Streamed (``chat_stream``), it is a paced model: one word every ``token_ms`` milliseconds (default:
+    ``AIF_ECHO_TOKEN_MS``, else 0), its first one after one interval, so time to first token is
+    measurable locally. A forced tool call streams as its id and name, then its arguments in pieces.
     """
+
+    def __init__(self, token_ms: float | None = None) -> None:
+        if token_ms is None:
+            token_ms = float(os.environ.get("AIF_ECHO_TOKEN_MS") or 0)
+        if token_ms < 0:
+            raise ValueError(f"token_ms must be >= 0, got {token_ms!r}")
+        self.token_s = token_ms / 1000.0
+
+    def chat_stream(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatStream:
+        return _PacedStream(self.chat(target, request, ctx), self.token_s)
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
         all_text, last_user = [], ""
@@ -179,6 +201,37 @@ class EchoProvider:
             norm = math.sqrt(sum(x * x for x in raw)) or 1.0
             vectors.append([x / norm for x in raw])
         return EmbeddingResult(vectors, sum(count_tokens(t) for t in request.inputs))
+
+
+class _PacedStream:
+    """A finished echo answer, released one token per interval."""
+
+    def __init__(self, result: ChatResult, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._events = iter(self._plan(result))
+
+    @staticmethod
+    def _plan(result: ChatResult) -> list[StreamEvent]:
+        events: list[StreamEvent] = [TextDelta(piece) for piece in re.findall(r"\S+\s*|\s+", result.text)]
+        for index, call in enumerate(result.tool_calls):
+            fn = call["function"]
+            events.append(ToolCallDelta(index, "", call["id"], fn["name"]))
+            args = fn["arguments"]
+            step = max(1, -(-len(args) // 3))  # three pieces, as models send partial JSON
+            events.extend(ToolCallDelta(index, args[i : i + step]) for i in range(0, len(args), step))
+        return [*events, StreamStop(result.finish_reason), StreamUsage(result.usage)]
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        event = next(self._events)
+        if self._interval_s and isinstance(event, TextDelta | ToolCallDelta):
+            time.sleep(self._interval_s)
+        return event
+
+    def close(self) -> None:
+        self._events = iter(())
 
 
 def default_providers(timeout_s: float = 60.0) -> dict[str, Provider]:

@@ -22,8 +22,8 @@ from aif_gateway.config import GatewayConfig, GuardrailRef, ModelTarget, Prices,
 from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
 from aif_gateway.metering import CountingMetricsSink
 from aif_gateway.providers import BedrockProvider, EchoProvider
-from aif_gateway.streaming import StreamingResponse
 from aif_gateway.records import ApiKeyRecord, generate_key
+from aif_gateway.streaming import StreamingResponse
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -31,7 +31,7 @@ from typing import Any, cast
 
 import yaml
 
-from aif_gateway.config import GatewayConfig, Modality, ModelTarget, Prices, Provider, Route
+from aif_gateway.config import GatewayConfig, Modality, ModelTarget, Prices, Provider, Route, RouteTimeouts
 
 DEFAULT_CATALOG_PATH = Path(__file__).parent / "data" / "models.yaml"
 
@@ -69,7 +69,8 @@ _MODEL_FIELDS = frozenset(
         "content_handler",
     }
 )
-_ROUTE_FIELDS = frozenset({"alias", "targets"})
+_ROUTE_FIELDS = frozenset({"alias", "targets", "timeouts"})
+TIMEOUT_KEYS = ("first_token_s", "idle_s", "total_minutes")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A region ("eu-west-1", "us-gov-west-1") or a region prefix ending in "-" ("eu-", "ap-southeast-").
 _REGION_KEY_RE = re.compile(r"^[a-z]{2}(-[a-z]+)*-(\d+)?$")
@@ -230,6 +231,8 @@ class CatalogRoute:
     targets: tuple[str, ...]
     modality: Modality
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # Time to first token, idle time between chunks, total generation time (docs/gateway.md).
+    timeouts: RouteTimeouts = field(default_factory=RouteTimeouts)
 
 
 class _Checker:
@@ -488,7 +491,23 @@ def _parse_route(check: _Checker, raw: Any, index: int, models: Mapping[str, Cat
         raise check.fail(entry, "targets", f"mixes modalities {modalities}; a route serves one modality")
     extra = {str(k): v for k, v in raw.items() if k not in _ROUTE_FIELDS}
     assert alias is not None
-    return CatalogRoute(alias=alias, targets=targets, modality=modalities[0], extra=extra)
+    timeouts = _parse_timeouts(check, raw, entry)
+    return CatalogRoute(alias=alias, targets=targets, modality=modalities[0], extra=extra, timeouts=timeouts)
+
+
+def _parse_timeouts(check: _Checker, raw: Mapping[str, Any], entry: str) -> RouteTimeouts:
+    value = raw.get("timeouts")
+    if value is None:
+        return RouteTimeouts()
+    if not isinstance(value, Mapping):
+        raise check.fail(entry, "timeouts", f"must be a mapping of {', '.join(TIMEOUT_KEYS)}, got {value!r}")
+    unknown = sorted(str(k) for k in value if k not in TIMEOUT_KEYS)
+    if unknown:
+        raise check.fail(entry, "timeouts", f"unknown keys {unknown}; allowed: {', '.join(TIMEOUT_KEYS)}")
+    try:
+        return RouteTimeouts(**{str(k): v for k, v in value.items()})
+    except ValueError as exc:
+        raise check.fail(entry, "timeouts", str(exc)) from None
 
 
 class ModelCatalog:
@@ -587,7 +606,9 @@ class ModelCatalog:
                 )
                 for m in (self.models[name] for name in route.targets)
             )
-            routes[alias] = Route(alias=alias, modality=route.modality, targets=targets)
+            routes[alias] = Route(
+                alias=alias, modality=route.modality, targets=targets, timeouts=route.timeouts
+            )
         return GatewayConfig(routes=routes, **overrides)
 
     def sagemaker_endpoint_arns(self, partition: str, region: str, account: str) -> list[str]:

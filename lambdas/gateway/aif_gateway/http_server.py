@@ -276,27 +276,6 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # Shutting down must not wait for idle keep-alive connections held open by clients.
-    block_on_close = False
-    allow_reuse_address = True
-    # socketserver listens with a backlog of 5: a burst of new connections (a test suite's client pool
-    # opening at once) would be reset. The kernel caps this at net.core.somaxconn.
-    request_queue_size = 512
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Log instead of printing a traceback to stderr; a client hanging up is not an error."""
-        exc = sys.exc_info()[1]
-        if isinstance(exc, ConnectionError | TimeoutError):
-            return
-        log.error("error serving %s", client_address, exc_info=True)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
 class GatewayHTTPServer:
     """A gateway served over HTTP on a background thread (``start``) or the calling one
     (``serve_forever``); ``port=0`` picks a free port.

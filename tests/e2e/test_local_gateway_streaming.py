@@ -147,3 +147,66 @@ def test_a_client_that_hangs_up_stops_the_stream_and_its_usage_is_recorded(
     assert record is not None, "no usage record for the abandoned stream"
     assert record.error_type == "client_disconnected"
     assert 1 <= record.output_tokens < 300 and record.input_tokens > 0
+
+
+class _BreaksMidStream:
+    """A provider whose stream sends two words, then fails as a Bedrock stream error would."""
+
+    def chat_stream(self, target: Any, request: Any, ctx: Any) -> Iterator[Any]:
+        from aif_gateway.provider_types import ProviderError, TextDelta
+
+        def events() -> Iterator[Any]:
+            yield TextDelta("partial ")
+            yield TextDelta("answer")
+            raise ProviderError("ModelStreamErrorException", "stream broke", retryable=True)
+
+        return events()
+
+    def chat(self, target: Any, request: Any, ctx: Any) -> Any:
+        raise AssertionError("streamed requests do not call chat")
+
+    def embed(self, target: Any, request: Any, ctx: Any) -> Any:
+        raise AssertionError("not used")
+
+
+def test_the_sdk_raises_on_an_error_event_after_partial_content(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import openai
+
+    from aif_gateway.app import Gateway
+    from aif_gateway.config import GatewayConfig, ModelTarget, Route
+    from aif_gateway.http_server import GatewayHTTPServer
+    from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
+    from aif_gateway.records import ApiKeyRecord, generate_key
+
+    target = ModelTarget(name="flaky", provider="echo", model_id="flaky", modality="chat")
+    keys, ledger = MemoryKeyStore(), MemoryLedger()
+    config = GatewayConfig(routes={"flaky": Route("flaky", "chat", (target,))})
+    gateway = Gateway(config, keys=keys, ledger=ledger, providers={"echo": _BreaksMidStream()})  # type: ignore[dict-item]
+    plaintext, key_id, key_hash = generate_key()
+    keys.put(
+        ApiKeyRecord(
+            key_id=key_id,
+            key_hash=key_hash,
+            team="e2e",
+            feature="flaky",
+            allowed_models=("flaky",),
+            monthly_budget_usd=10.0,
+            rate_limit_rpm=100,
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    )
+    with GatewayHTTPServer(gateway, "127.0.0.1", 0) as server:
+        client = OpenAI(base_url=f"{server.url}/v1", api_key=plaintext, max_retries=0, timeout=30)
+        received = []
+        stream = client.chat.completions.create(
+            model="flaky", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with pytest.raises(openai.APIError, match="failed mid-stream"):
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    received.append(chunk.choices[0].delta.content)
+    assert received == ["partial ", "answer"]
+    (record,) = ledger.records.values()
+    assert record.error_type == "model_stream_error" and record.extra["usage_estimated"] == "true"

@@ -141,6 +141,8 @@ class EchoProvider:
     measurable locally. A forced tool call streams as its id and name, then its arguments in pieces.
     """
 
+    token_s: float = 0.0  # unpaced unless set (subclasses that skip __init__ stream unpaced)
+
     def __init__(self, token_ms: float | None = None) -> None:
         if token_ms is None:
             token_ms = float(os.environ.get("AIF_ECHO_TOKEN_MS") or 0)

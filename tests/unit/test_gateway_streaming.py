@@ -413,3 +413,37 @@ def test_deadline_derives_from_the_function_timeout(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AIF_FUNCTION_TIMEOUT_S", "3")
     with pytest.raises(ValueError, match="must exceed the ledger margin"):
         make_config().with_deadline_from_env()
+
+
+def test_non_streamed_calls_read_with_the_routes_total_time_bounded_by_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aif_gateway.providers as providers
+
+    timeouts_seen: list[float] = []
+    real = providers.make_client
+
+    def spy(service: str, region: str | None, *, read_timeout: float, max_attempts: int) -> Any:
+        timeouts_seen.append(read_timeout)
+        return real(service, region, read_timeout=read_timeout, max_attempts=max_attempts)
+
+    monkeypatch.setattr(providers, "make_client", spy)
+    long_route = RouteTimeouts(first_token_s=30, idle_s=20, total_minutes=10)
+    config = make_config()
+    config = replace(
+        config,
+        routes={**config.routes, "chat-fast": replace(config.routes["chat-fast"], timeouts=long_route)},
+        request_deadline_s=295.0,
+    )
+    gateway = Gateway(config, keys=MemoryKeyStore(), ledger=MemoryLedger())
+    bounded = gateway._timeouts(config.routes["chat-fast"])
+    assert (bounded.first_token_s, bounded.idle_s, bounded.total_s) == (30, 20, 295.0)
+    client = gateway.providers["bedrock"].client(None, bounded.total_s)  # type: ignore[attr-defined]
+    assert client.meta.config.read_timeout == 295.0 and timeouts_seen == [295.0]
+    unbounded = replace(config, request_deadline_s=None)
+    assert (
+        Gateway(unbounded, keys=MemoryKeyStore(), ledger=MemoryLedger())._timeouts(
+            unbounded.routes["chat-fast"]
+        )
+        == long_route
+    )

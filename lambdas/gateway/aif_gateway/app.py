@@ -1,8 +1,10 @@
 """The gateway: one OpenAI-compatible API in front of every approved model.
 
-``Gateway.handle`` takes an API Gateway REST proxy event and returns a proxy response. The Lambda
-handler (``handler.py``) and the local server (``ai_factory.local.server``) both call it, so local mode
-runs exactly the code that runs in AWS.
+``Gateway.handle`` takes an API Gateway REST proxy event and returns a proxy response, or for
+``stream: true`` a ``StreamingResponse`` that produces the answer's chunks as the model sends them
+(``streaming``). The gateway's HTTP server (``http_server``: ``ai-factory serve`` and the Lambda behind
+the Lambda Web Adapter) and the buffered Lambda handler (``handler.py``) all call it, so local mode runs
+exactly the code that runs in AWS.
 
 Request path, in order: size limit (413) -> API key (401) -> body (400) -> registered prompt, if one
 is named (404 prompt_not_found; 400 model or variables) -> route (404) -> key may use the route (403)

@@ -447,3 +447,20 @@ def test_non_streamed_calls_read_with_the_routes_total_time_bounded_by_the_deadl
         )
         == long_route
     )
+
+
+def test_a_stream_silent_past_the_idle_timeout_ends_with_an_error_event(fake_bedrock: FakeBedrock) -> None:
+    # The client reads with a 5 s timeout (the first-token limit); after the first event the open
+    # socket switches to the route's 0.3 s idle limit.
+    fake_bedrock.scripts[HAIKU.model_id] = [(0, START), (0, text("started ")), (3, text("too late"))]
+    h = make_harness(
+        fake_bedrock, RouteTimeouts(first_token_s=5, idle_s=0.3, total_minutes=1), read_timeout=5
+    )
+    started = time.monotonic()
+    response, request_id = h.stream()
+    chunks = parse_sse(b"".join(response.body))
+    assert time.monotonic() - started < 2.5
+    assert content_of(chunks) == "started "
+    assert chunks[-2]["error"]["code"] == "model_stream_error"
+    record = h.record(request_id)
+    assert record.extra["stream_error"] == "Timeout" and record.output_tokens >= 1

@@ -47,13 +47,14 @@ class ConverseStreamReader:
                 if error is None:
                     raise
                 raise error from exc
+            event = self._translate(raw)
+            if event is None:
+                continue  # messageStart and the like: not yet a token, the first-token limit holds
             if self._first:
                 self._first = False
                 if self._idle_s is not None:
                     _set_read_timeout(self._stream, self._idle_s)
-            event = self._translate(raw)
-            if event is not None:
-                return event
+            return event
 
     def _translate(self, raw: dict[str, Any]) -> StreamEvent | None:
         if "contentBlockDelta" in raw:

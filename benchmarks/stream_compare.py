@@ -181,32 +181,19 @@ def _measure(
 
 def in_process(tokens_small: int = 1, tokens_large: int = 201, repeats: int = 2000) -> dict[str, Any]:
     """``Gateway.handle`` + reading the streamed body, no HTTP: the Lambda's path, per request and chunk."""
-    from datetime import UTC, datetime
+    from gateway_overhead import new_key
 
     from aif_gateway.app import Gateway
     from aif_gateway.config import GatewayConfig, ModelTarget, Route
     from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
     from aif_gateway.providers import EchoProvider
-    from aif_gateway.records import ApiKeyRecord, generate_key
     from aif_gateway.streaming import StreamingResponse
 
     echo = ModelTarget(name="echo", provider="echo", model_id="echo", modality="chat")
     config = GatewayConfig(routes={"echo": Route("echo", "chat", (echo,))})
     keys = MemoryKeyStore()
     gateway = Gateway(config, keys=keys, ledger=MemoryLedger(), providers={"echo": EchoProvider(0)})
-    plaintext, key_id, key_hash = generate_key()
-    keys.put(
-        ApiKeyRecord(
-            key_id=key_id,
-            key_hash=key_hash,
-            team="bench",
-            feature="stream",
-            allowed_models=("echo",),
-            monthly_budget_usd=1e9,
-            rate_limit_rpm=10**9,
-            created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        )
-    )
+    plaintext = new_key(keys)  # may use echo, budget and rate limit out of reach
 
     def event(body: bytes, n: int) -> dict[str, Any]:
         return {

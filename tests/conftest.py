@@ -149,6 +149,24 @@ class Harness:
         return self.call("POST", "/v1/chat/completions", body, key)
 
 
+def put_key(keys: Any, allowed_models: tuple[str, ...], **fields: Any) -> str:
+    """A new key for ``allowed_models`` in ``keys`` (any key store); returns its plaintext."""
+    plaintext, key_id, key_hash = generate_key()
+    record: dict[str, Any] = {
+        "key_id": key_id,
+        "key_hash": key_hash,
+        "team": "support",
+        "feature": "writer",
+        "allowed_models": allowed_models,
+        "monthly_budget_usd": 100.0,
+        "rate_limit_rpm": 1000,
+        "created_at": datetime(2026, 11, 1, tzinfo=UTC),
+        **fields,
+    }
+    keys.put(ApiKeyRecord(**record))
+    return plaintext
+
+
 _request_counter = [0]
 
 

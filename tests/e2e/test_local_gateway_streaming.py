@@ -170,33 +170,19 @@ class _BreaksMidStream:
 
 
 def test_the_sdk_raises_on_an_error_event_after_partial_content(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
     import openai
+    from conftest import put_key
 
     from aif_gateway.app import Gateway
     from aif_gateway.config import GatewayConfig, ModelTarget, Route
     from aif_gateway.http_server import GatewayHTTPServer
     from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
-    from aif_gateway.records import ApiKeyRecord, generate_key
 
     target = ModelTarget(name="flaky", provider="echo", model_id="flaky", modality="chat")
     keys, ledger = MemoryKeyStore(), MemoryLedger()
     config = GatewayConfig(routes={"flaky": Route("flaky", "chat", (target,))})
     gateway = Gateway(config, keys=keys, ledger=ledger, providers={"echo": _BreaksMidStream()})  # type: ignore[dict-item]
-    plaintext, key_id, key_hash = generate_key()
-    keys.put(
-        ApiKeyRecord(
-            key_id=key_id,
-            key_hash=key_hash,
-            team="e2e",
-            feature="flaky",
-            allowed_models=("flaky",),
-            monthly_budget_usd=10.0,
-            rate_limit_rpm=100,
-            created_at=datetime(2026, 1, 1, tzinfo=UTC),
-        )
-    )
+    plaintext = put_key(keys, ("flaky",), team="e2e", feature="flaky")
     with GatewayHTTPServer(gateway, "127.0.0.1", 0) as server:
         client = OpenAI(base_url=f"{server.url}/v1", api_key=plaintext, max_retries=0, timeout=30)
         received = []

@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import boto3
 import pytest
 from botocore.config import Config
-from conftest import HAIKU, NOVA, InlineExecutor, make_config, make_event
+from conftest import HAIKU, NOVA, InlineExecutor, make_config, make_event, put_key
 
 from aif_gateway.app import Gateway
 from aif_gateway.config import Route, RouteTimeouts
@@ -30,7 +30,7 @@ from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
 from aif_gateway.metering import CountingMetricsSink, cost_usd
 from aif_gateway.provider_types import TokenUsage
 from aif_gateway.providers import BedrockProvider, EchoProvider
-from aif_gateway.records import ApiKeyRecord, UsageRecord, generate_key
+from aif_gateway.records import UsageRecord
 from aif_gateway.streaming import StreamingResponse
 
 # -- binary event-stream frames (the vnd.amazon.eventstream encoding) --------------------------------
@@ -190,19 +190,7 @@ def make_harness(
         now=lambda: datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC),
         refresh_executor=InlineExecutor(),
     )
-    plaintext, key_id, key_hash = generate_key()
-    keys.put(
-        ApiKeyRecord(
-            key_id=key_id,
-            key_hash=key_hash,
-            team="support",
-            feature="writer",
-            allowed_models=("chat-fast",),
-            monthly_budget_usd=100.0,
-            rate_limit_rpm=1000,
-            created_at=datetime(2026, 11, 1, tzinfo=UTC),
-        )
-    )
+    plaintext = put_key(keys, ("chat-fast",))
     return StreamHarness(gateway, ledger, plaintext, fake)
 
 

@@ -108,20 +108,13 @@ class Harness:
     now: datetime = field(default_factory=lambda: datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC))
 
     def add_key(self, **overrides: Any) -> str:
-        plaintext, key_id, key_hash = generate_key()
         fields: dict[str, Any] = {
-            "key_id": key_id,
-            "key_hash": key_hash,
-            "team": "support",
             "feature": "summarizer",
             "allowed_models": ("chat-fast", "chat-solo", "embed", "echo", "echo-embed"),
-            "monthly_budget_usd": 100.0,
-            "rate_limit_rpm": 1000,
             "created_at": self.now - timedelta(days=1),
+            **overrides,
         }
-        fields.update(overrides)
-        self.keys.put(ApiKeyRecord(**fields))
-        return plaintext
+        return put_key(self.keys, **fields)
 
     def call(
         self, method: str, path: str, body: Any = None, key: str | None = None, raw: str | None = None
@@ -149,7 +142,7 @@ class Harness:
         return self.call("POST", "/v1/chat/completions", body, key)
 
 
-def put_key(keys: Any, allowed_models: tuple[str, ...], **fields: Any) -> str:
+def put_key(keys: Any, allowed_models: tuple[str, ...] = ("echo",), **fields: Any) -> str:
     """A new key for ``allowed_models`` in ``keys`` (any key store); returns its plaintext."""
     plaintext, key_id, key_hash = generate_key()
     record: dict[str, Any] = {

@@ -452,3 +452,155 @@ def test_a_stream_silent_past_the_idle_timeout_ends_with_an_error_event(fake_bed
     assert chunks[-2]["error"]["code"] == "model_stream_error"
     record = h.record(request_id)
     assert record.extra["stream_error"] == "Timeout" and record.output_tokens >= 1
+
+
+# -- SageMaker: InvokeEndpointWithResponseStream -----------------------------------------------------
+
+
+def payload_part(raw: bytes) -> bytes:
+    headers = {
+        ":message-type": "event",
+        ":event-type": "PayloadPart",
+        ":content-type": "application/octet-stream",
+    }
+    return frame(headers, raw)
+
+
+def _sse_chunks(*events: dict[str, Any]) -> bytes:
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+@dataclass
+class FakeEndpoint:
+    """A SageMaker runtime endpoint: streams ``stream`` as PayloadPart events, or refuses to stream."""
+
+    stream: bytes = b""
+    refuse_stream: bool = False
+    calls: list[str] = field(default_factory=list)
+    url: str = ""
+
+
+@pytest.fixture
+def fake_endpoint() -> Iterator[FakeEndpoint]:
+    fake = FakeEndpoint()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            kind = self.path.rsplit("/", 1)[1]
+            fake.calls.append(kind)
+            if kind == "invocations":
+                body = json.dumps(
+                    {
+                        "choices": [{"message": {"content": "whole answer"}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 7, "completion_tokens": 2},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            if fake.refuse_stream:
+                body = b'{"message": "Model does not support streaming"}'
+                self.send_response(400)
+                self.send_header("x-amzn-ErrorType", "ValidationError")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.amazon.eventstream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            # The container's SSE bytes, cut at arbitrary places (mid-line), as SageMaker relays them.
+            for i in range(0, len(fake.stream), 37):
+                raw = payload_part(fake.stream[i : i + 37])
+                self.wfile.write(b"%x\r\n%b\r\n" % (len(raw), raw))
+            self.wfile.write(b"0\r\n\r\n")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield fake
+    server.shutdown()
+    server.server_close()
+
+
+def _sagemaker_gateway(fake: FakeEndpoint) -> tuple[Gateway, MemoryLedger, str]:
+    from aif_gateway.config import GatewayConfig, ModelTarget, Prices
+    from aif_gateway.sagemaker_provider import SageMakerProvider
+
+    target = ModelTarget(
+        name="tuned-llama",
+        provider="sagemaker",
+        model_id="tuned-llama-endpoint",
+        modality="chat",
+        prices=Prices(input=1.0, output=2.0),
+        content_handler="openai-chat",
+    )
+
+    def client(service: str, region: str | None) -> Any:
+        return boto3.client(
+            service,
+            region_name="us-east-1",
+            endpoint_url=fake.url,
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    keys, ledger = MemoryKeyStore(), MemoryLedger()
+    gateway = Gateway(
+        GatewayConfig(routes={"custom": Route("custom", "chat", (target,))}),  # no guardrail
+        keys=keys,
+        ledger=ledger,
+        providers={"sagemaker": SageMakerProvider(client_factory=client)},  # type: ignore[dict-item]
+    )
+    return gateway, ledger, put_key(keys, ("custom",))
+
+
+def _stream_custom(gateway: Gateway, key: str) -> tuple[list[Any], str]:
+    body = {"model": "custom", "messages": [{"role": "user", "content": "hi there"}], "stream": True}
+    ev = make_event("POST", "/v1/chat/completions", json.dumps(body), {"Authorization": f"Bearer {key}"})
+    response = gateway.handle(ev)
+    assert isinstance(response, StreamingResponse), response
+    return parse_sse(b"".join(response.body)), ev["requestContext"]["requestId"]
+
+
+def test_sagemaker_openai_chat_endpoint_streams_with_its_own_usage(fake_endpoint: FakeEndpoint) -> None:
+    base = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "llama"}
+    fake_endpoint.stream = _sse_chunks(
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        {**base, "choices": [{"index": 0, "delta": {"content": "Streamed from "}}]},
+        {**base, "choices": [{"index": 0, "delta": {"content": "SageMaker."}}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {**base, "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 4}},
+    )
+    gateway, ledger, key = _sagemaker_gateway(fake_endpoint)
+    chunks, request_id = _stream_custom(gateway, key)
+    assert fake_endpoint.calls == ["invocations-response-stream"]
+    assert [c["choices"][0]["delta"].get("content") for c in chunks[1:3]] == ["Streamed from ", "SageMaker."]
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    record = ledger.find(request_id)
+    assert record is not None
+    assert (record.input_tokens, record.output_tokens) == (12, 4)
+    assert record.cost_usd == pytest.approx((12 * 1.0 + 4 * 2.0) / 1e6)
+
+
+def test_sagemaker_endpoint_that_cannot_stream_is_answered_buffered(fake_endpoint: FakeEndpoint) -> None:
+    fake_endpoint.refuse_stream = True
+    gateway, ledger, key = _sagemaker_gateway(fake_endpoint)
+    chunks, request_id = _stream_custom(gateway, key)
+    assert fake_endpoint.calls == ["invocations-response-stream", "invocations"]
+    assert content_of(chunks) == "whole answer" and chunks[-1] == "[DONE]"
+    record = ledger.find(request_id)
+    assert record is not None and (record.input_tokens, record.output_tokens) == (7, 2)

@@ -299,18 +299,21 @@ class Gateway:
             )
         return route
 
-    def _call_models(self, call: _Call, key: ApiKeyRecord, route: Route, operation: str, fn: Any) -> Any:
+    def _call_models(
+        self, call: _Call, key: ApiKeyRecord, route: Route, operation: str, fn: Any, unfit: Any = None
+    ) -> Any:
         latest_start = None
         deadline = self.config.request_deadline_s
         if deadline is not None:
             latest_start = call.t_clock + deadline - self.config.model_timeout_s
         try:
-            return self.router.call(route, fn, latest_start)
+            return self.router.call(route, fn, latest_start, unfit)
         except RouteFailed as exc:
             # The models were called (and may have billed partial work): the attempt is recorded.
-            record = self._base_record(call, key, status=503, operation=operation)
-            record.attempts, record.error_type = exc.attempts, "all_targets_failed"
+            record = self._base_record(call, key, status=exc.status, operation=operation)
+            record.attempts, record.error_type = exc.attempts, exc.code or "all_targets_failed"
             record.extra["failures"] = "; ".join(exc.failures)
+            _add_failed_usage(record, exc.failed_usage, exc.failed_cost_usd)
             self._persist(record)
             self._emit(record, fell_back=True, breaker_opened=len(exc.breaker_opened))
             raise
@@ -348,6 +351,7 @@ class Gateway:
         record.input_tokens, record.output_tokens = usage.input, usage.output
         record.cache_read_tokens, record.cache_write_tokens = usage.cache_read, usage.cache_write
         record.cost_usd = round(cost_usd(usage, outcome.target.prices), 10)
+        _add_failed_usage(record, outcome.failed_usage, outcome.failed_cost_usd)
         record.attempts = outcome.attempts
         if outcome.failures:
             record.extra["failures"] = "; ".join(outcome.failures)
@@ -488,6 +492,15 @@ def _response(
 
 def _model_entry(alias: str) -> dict[str, Any]:
     return {"id": alias, "object": "model", "created": 0, "owned_by": "ai-factory"}
+
+
+def _add_failed_usage(record: UsageRecord, usage: TokenUsage, cost: float) -> None:
+    """Tokens that failed calls were billed for (an embedding batch that broke half-way) are metered."""
+    record.input_tokens += usage.input
+    record.output_tokens += usage.output
+    record.cache_read_tokens += usage.cache_read
+    record.cache_write_tokens += usage.cache_write
+    record.cost_usd = round(record.cost_usd + cost, 10)
 
 
 def _served_headers(outcome: RouteOutcome[Any], record: UsageRecord) -> dict[str, str]:

@@ -204,6 +204,7 @@ def test_usage_and_cost_from_bedrock_counters(harness: Harness) -> None:
         "completion_tokens": 20,
         "total_tokens": 2120,
         "prompt_tokens_details": {"cached_tokens": 1500},
+        "cache_creation_input_tokens": 500,
     }
     (record,) = harness.ledger.records.values()
     expected = (100 * 1.0 + 20 * 5.0 + 1500 * 0.10 + 500 * 1.25) / 1e6

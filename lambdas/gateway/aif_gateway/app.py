@@ -24,6 +24,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .access import BackgroundRefresher, KeyAuthenticator, UsageGuard
+from .capabilities import adapt, unfit_reason
 from .config import GatewayConfig, Route
 from .errors import (
     Forbidden,
@@ -162,10 +163,18 @@ class Gateway:
             )
         self.guard.check(key, call.started)
         ctx = CallContext(call.request_id, key.team, key.feature, self.config.guardrail)
+        request.auto_cache = route.prompt_cache
         outcome: RouteOutcome[ChatResult] = self._call_models(
-            call, key, route, "chat", lambda t: self.providers[t.provider].chat(t, request, ctx)
+            call,
+            key,
+            route,
+            "chat",
+            lambda t: self.providers[t.provider].chat(t, adapt(request, t.capabilities), ctx),
+            lambda t: unfit_reason(request, t.capabilities),
         )
         result = outcome.result
+        if not request.parallel_tool_calls:
+            result.tool_calls = result.tool_calls[:1]  # the client asked for at most one call per answer
         record = self._record(call, key, outcome, result.usage, status=200)
         if result.guardrail_intervened:
             record.guardrail_action = "INTERVENED"
@@ -519,6 +528,8 @@ def _completion(call: _Call, served: str, result: ChatResult, record: UsageRecor
     }
     if result.tool_calls:
         message["tool_calls"] = result.tool_calls
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning  # where OpenAI-compatible clients read it
     prompt_tokens = record.input_tokens + record.cache_read_tokens + record.cache_write_tokens
     return {
         "id": f"chatcmpl-{call.request_id}",
@@ -533,6 +544,8 @@ def _completion(call: _Call, served: str, result: ChatResult, record: UsageRecor
             "completion_tokens": record.output_tokens,
             "total_tokens": prompt_tokens + record.output_tokens,
             "prompt_tokens_details": {"cached_tokens": record.cache_read_tokens},
+            # Anthropic's name for the tokens written to the cache (priced apart; OpenAI has no field).
+            "cache_creation_input_tokens": record.cache_write_tokens,
         },
     }
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .capabilities import UNKNOWN, ModelCapabilities
+
 Modality = Literal["chat", "embedding"]
 Provider = Literal["bedrock", "echo", "sagemaker"]
 
@@ -42,6 +44,7 @@ class ModelTarget:
     # SageMaker targets only (model_id is then the endpoint name): "openai-chat" or "tgi", see
     # aif_gateway.sagemaker_provider.
     content_handler: str | None = None
+    capabilities: ModelCapabilities = UNKNOWN  # the catalog's capabilities and limits of the model
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Route:
     alias: str
     modality: Modality
     targets: tuple[ModelTarget, ...]
+    prompt_cache: bool = False  # catalog "prompt_cache: auto": cache points after system and tools
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,21 @@ class GatewayConfig:
         routes = {}
         for alias, raw in data["routes"].items():
             targets = tuple(
-                ModelTarget(**{**t, "prices": Prices(**t.get("prices", {}))}) for t in raw["targets"]
+                ModelTarget(
+                    **{
+                        **t,
+                        "prices": Prices(**t.get("prices", {})),
+                        "capabilities": _capabilities(t.get("capabilities")),
+                    }
+                )
+                for t in raw["targets"]
             )
-            routes[alias] = Route(alias=raw["alias"], modality=raw["modality"], targets=targets)
+            routes[alias] = Route(
+                alias=raw["alias"],
+                modality=raw["modality"],
+                targets=targets,
+                prompt_cache=bool(raw.get("prompt_cache", False)),
+            )
         guardrail = GuardrailRef(**data["guardrail"]) if data.get("guardrail") else None
         scalars = {k: v for k, v in data.items() if k not in ("routes", "guardrail")}
         return cls(routes=routes, guardrail=guardrail, **scalars)
@@ -104,3 +120,9 @@ class GatewayConfig:
         if not ident or not version:
             return self
         return GatewayConfig(**{**self.__dict__, "guardrail": GuardrailRef(ident, version)})
+
+
+def _capabilities(raw: dict[str, Any] | None) -> ModelCapabilities:
+    if not raw:
+        return UNKNOWN
+    return ModelCapabilities(**{**raw, "exclusive_params": tuple(raw.get("exclusive_params", ()))})

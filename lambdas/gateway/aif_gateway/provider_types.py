@@ -26,6 +26,7 @@ class ChatResult:
     usage: TokenUsage
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI shape
     guardrail_intervened: bool = False
+    reasoning: str = ""  # the model's reasoning text, when reasoning was asked for
 
 
 @dataclass

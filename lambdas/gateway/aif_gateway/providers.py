@@ -51,7 +51,7 @@ class BedrockProvider:
         return client
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
-        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx))
+        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx), target.capabilities)
         response = self._call(lambda: self.client(target.region).converse(**kwargs))
         return from_converse(response)
 

@@ -591,12 +591,16 @@ class ModelCatalog:
                     prices=m.prices,
                     region=None,
                     content_handler=m.content_handler,
-                    capabilities=ModelCapabilities.from_catalog(m.extra.get("capabilities"), m.max_output_tokens),
+                    capabilities=ModelCapabilities.from_catalog(
+                        m.extra.get("capabilities"), m.max_output_tokens
+                    ),
                 )
                 for m in (self.models[name] for name in route.targets)
             )
             auto_cache = route.extra.get("prompt_cache") == "auto"
-            routes[alias] = Route(alias=alias, modality=route.modality, targets=targets, prompt_cache=auto_cache)
+            routes[alias] = Route(
+                alias=alias, modality=route.modality, targets=targets, prompt_cache=auto_cache
+            )
         return GatewayConfig(routes=routes, **overrides)
 
     def sagemaker_endpoint_arns(self, partition: str, region: str, account: str) -> list[str]:

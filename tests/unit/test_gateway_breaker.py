@@ -41,7 +41,10 @@ def test_bad_request_as_half_open_probe_releases_the_probe(harness: Harness) -> 
     key = harness.add_key()
     open_breaker(harness)
     harness.stubber.add_client_error(
-        "converse", service_error_code="ValidationException", service_message="bad schema", http_status_code=400
+        "converse",
+        service_error_code="ValidationException",
+        service_message="bad schema",
+        http_status_code=400,
     )
     assert harness.chat(key, model="chat-solo")[0] == 400
     # The next request probes Haiku again (instead of "circuit open") and closes the breaker.
@@ -68,7 +71,9 @@ def test_unexpected_exception_in_probe_releases_the_probe() -> None:
 def test_access_denied_moves_on_but_does_not_count_against_the_breaker(harness: Harness) -> None:
     key = harness.add_key()
     for _ in range(harness.gateway.config.breaker_failure_threshold + 1):
-        harness.stubber.add_client_error("converse", service_error_code="AccessDeniedException", http_status_code=403)
+        harness.stubber.add_client_error(
+            "converse", service_error_code="AccessDeniedException", http_status_code=403
+        )
         expect_converse(harness, NOVA.model_id)
         status, headers, _ = harness.chat(key)
         assert status == 200 and headers["x-aif-served-by"] == "nova-lite"
@@ -80,7 +85,7 @@ def test_throttled_target_is_retried_once_with_jitter_before_moving_on(harness: 
     t0 = harness.clock()
     throttle(harness)
     expect_converse(harness, HAIKU.model_id, text="second try")
-    status, headers, body = harness.chat(key)
+    status, headers, _ = harness.chat(key)
     assert status == 200 and headers["x-aif-served-by"] == "claude-haiku-4-5"
     assert headers["x-aif-attempts"] == "2"
     assert 0.05 <= harness.clock() - t0 <= 0.25  # one jittered pause
@@ -103,7 +108,9 @@ def test_all_targets_throttled_is_429_with_retry_after(harness: Harness) -> None
 def test_throttled_and_unavailable_mix_is_still_503(harness: Harness) -> None:
     key = harness.add_key()
     throttle(harness, 2)
-    harness.stubber.add_client_error("converse", service_error_code="ServiceUnavailableException", http_status_code=503)
+    harness.stubber.add_client_error(
+        "converse", service_error_code="ServiceUnavailableException", http_status_code=503
+    )
     assert harness.chat(key)[0] == 503
 
 
@@ -111,7 +118,9 @@ def test_fallback_validation_error_after_primary_outage_is_not_the_clients_400(h
     """Regression: the primary was unavailable, the fallback (other limits) refused the request as
     invalid, and the client got a 400 for a request that was valid for the model it asked for."""
     key = harness.add_key()
-    harness.stubber.add_client_error("converse", service_error_code="ServiceUnavailableException", http_status_code=503)
+    harness.stubber.add_client_error(
+        "converse", service_error_code="ServiceUnavailableException", http_status_code=503
+    )
     harness.stubber.add_client_error(
         "converse",
         service_error_code="ValidationException",

@@ -144,9 +144,7 @@ class _Builder:
                 "The first non-system message must come from the user (Bedrock Converse requires it).",
                 param="messages",
             )
-        if not self.turns:
-            raise InvalidRequest("'messages' holds no text, image or tool content.", param="messages")
-        if self.turns[0]["role"] != "user":  # the user's first message was blank
+        if not self.turns or self.turns[0]["role"] != "user":  # the user's first message was blank
             self.turns.insert(0, {"role": "user", "content": [{"text": EMPTY_FIRST_TURN}]})
         self._pair_tool_results()
         self._trim_final_assistant()
@@ -154,7 +152,9 @@ class _Builder:
     # -- blocks ---------------------------------------------------------------------------------------
 
     def _cache_point(self, marked: Any) -> list[dict[str, Any]]:
-        return [CACHE_POINT] if self.caching and isinstance(marked, dict) and marked.get("cache_control") else []
+        return (
+            [CACHE_POINT] if self.caching and isinstance(marked, dict) and marked.get("cache_control") else []
+        )
 
     def _texts(self, content: Any, message: dict[str, Any]) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []

@@ -50,7 +50,9 @@ class ModelCapabilities:
         if reasoning is not None and reasoning not in REASONING_STYLES:
             raise ValueError(f"capabilities.reasoning: must be one of {', '.join(REASONING_STYLES)}")
         t_max = raw.get("temperature_max")
-        if t_max is not None and (isinstance(t_max, bool) or not isinstance(t_max, int | float) or t_max <= 0):
+        if t_max is not None and (
+            isinstance(t_max, bool) or not isinstance(t_max, int | float) or t_max <= 0
+        ):
             raise ValueError("capabilities.temperature_max: must be a positive number")
         exclusive = raw.get("exclusive_params", [])
         if not isinstance(exclusive, list) or not set(exclusive) <= {"temperature", "top_p"}:

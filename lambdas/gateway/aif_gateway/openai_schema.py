@@ -301,7 +301,8 @@ def _reasoning_effort(data: dict[str, Any]) -> str | None:
         return None
     if value not in REASONING_EFFORTS:
         raise InvalidRequest(
-            f"'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}; got {json.dumps(value)[:40]}.",
+            f"'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}; "
+            f"got {json.dumps(value)[:40]}.",
             param="reasoning_effort",
         )
     return None if value == "none" else str(value)
@@ -331,9 +332,7 @@ def _map_legacy_functions(data: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(call, dict) and isinstance(call.get("name"), str):
             mapped["tool_choice"] = {"type": "function", "function": {"name": call["name"]}}
         else:
-            raise InvalidRequest(
-                "'function_call' must be none, auto or {name}.", param="function_call"
-            )
+            raise InvalidRequest("'function_call' must be none, auto or {name}.", param="function_call")
     mapped.pop("functions", None)
     mapped.pop("function_call", None)
     return mapped
@@ -364,7 +363,11 @@ def _normalize_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "message called.",
                     param=f"messages[{i}].name",
                 )
-            message = {"role": "tool", "tool_call_id": last_function_call[name], "content": message["content"]}
+            message = {
+                "role": "tool",
+                "tool_call_id": last_function_call[name],
+                "content": message["content"],
+            }
         if message["role"] == "assistant":
             call_ids.update(call["id"] for call in message.get("tool_calls") or [])
         elif message["role"] == "tool" and message["tool_call_id"] not in call_ids:
@@ -456,9 +459,9 @@ def _validate_message(message: Any, path: str) -> None:
         _validate_tool_calls([{"id": "legacy", "function": legacy_call}], f"{path}.function_call")
     if role == "assistant" and message.get("tool_calls") is not None:
         _validate_tool_calls(message["tool_calls"], f"{path}.tool_calls")
-    if role == "assistant" and (message.get("tool_calls") is not None or legacy_call is not None):
-        if content is None:
-            return
+    calls = message.get("tool_calls") is not None or legacy_call is not None
+    if role == "assistant" and calls and content is None:
+        return
     if content is None:
         raise InvalidRequest(f"'{path}.content' is required.", param=f"{path}.content", code="missing_field")
     if isinstance(content, str):
@@ -503,7 +506,7 @@ def _check_cache_control(value: Any, path: str) -> None:
     if value is None:
         return
     if not isinstance(value, dict) or value.get("type") != "ephemeral":
-        raise InvalidRequest(f"'{path}' must be {{\"type\": \"ephemeral\"}}.", param=path)
+        raise InvalidRequest(f'\'{path}\' must be {{"type": "ephemeral"}}.', param=path)
 
 
 def _validate_tool_calls(calls: Any, path: str) -> None:

@@ -26,6 +26,7 @@ from .metering import cost_usd
 from .provider_types import ProviderError, TokenUsage
 
 T = TypeVar("T")
+NO_USAGE = TokenUsage()
 
 RETRY_AFTER_S = 5
 THROTTLING_KINDS = frozenset({"ThrottlingException", "TooManyRequestsException"})
@@ -94,7 +95,7 @@ class RouteOutcome(Generic[T]):
     attempts: int
     failures: list[str] = field(default_factory=list)  # "<target>: <reason>" for each target passed over
     breaker_opened: list[str] = field(default_factory=list)
-    failed_usage: TokenUsage = TokenUsage()  # tokens failed calls were billed for (metered too)
+    failed_usage: TokenUsage = NO_USAGE  # tokens failed calls were billed for (metered too)
     failed_cost_usd: float = 0.0
 
     @property
@@ -111,7 +112,7 @@ class RouteFailed(AllTargetsFailed):
         breaker_opened: list[str],
         *,
         throttled: bool = False,
-        failed_usage: TokenUsage = TokenUsage(),
+        failed_usage: TokenUsage = NO_USAGE,
         failed_cost_usd: float = 0.0,
     ) -> None:
         super().__init__(message, headers={"Retry-After": str(RETRY_AFTER_S)})

@@ -269,6 +269,8 @@ def test_stream_is_a_valid_buffered_sse_body(harness: Harness) -> None:
 
 def test_embeddings_through_titan(harness: Harness) -> None:
     key = harness.add_key()
+    # One call at a time: the Stubber's response queue is not meant for concurrent callers.
+    harness.gateway.providers["bedrock"].embedder.concurrency = 1  # type: ignore[attr-defined]
     for n in (3, 4):
         payload = json.dumps({"embedding": [0.1, 0.2], "inputTextTokenCount": n}).encode()
         import io

@@ -67,6 +67,13 @@ REFUSED_FIELDS = {
 }
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 MAX_STOP_SEQUENCES = 4
+# Token arrays are token IDs of OpenAI's tokenizer; the gateway's embedding models tokenize text their own
+# way, so the IDs mean nothing to them. LangChain's OpenAIEmbeddings sends them by default.
+TOKEN_ARRAY_HINT = (
+    "'{path}' is a token array; the gateway embeds text only (its models use their own tokenizers). "
+    "Send strings: with LangChain set OpenAIEmbeddings(check_embedding_ctx_length=False); with the openai "
+    "SDK pass text, not token IDs."
+)
 
 
 @dataclass(frozen=True)
@@ -632,12 +639,14 @@ def parse_embeddings_request(data: dict[str, Any]) -> EmbeddingsRequest:
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs:
         raise InvalidRequest("'input' must be a string or a non-empty array of strings.", param="input")
+    if all(isinstance(t, int) and not isinstance(t, bool) for t in inputs):
+        raise InvalidRequest(TOKEN_ARRAY_HINT.format(path="input"), param="input", code="token_input")
     for i, text in enumerate(inputs):
+        if isinstance(text, list):
+            path = f"input[{i}]"
+            raise InvalidRequest(TOKEN_ARRAY_HINT.format(path=path), param=path, code="token_input")
         if not isinstance(text, str):
-            raise InvalidRequest(
-                f"'input[{i}]' must be a string; token arrays are not supported, send text.",
-                param=f"input[{i}]",
-            )
+            raise InvalidRequest(f"'input[{i}]' must be a string, not {_kind(text)}.", param=f"input[{i}]")
         if not text.strip():
             raise InvalidRequest(f"'input[{i}]' must not be empty.", param=f"input[{i}]")
     if len(inputs) > 256:

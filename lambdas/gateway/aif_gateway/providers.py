@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .aws_clients import LazyClients, make_client
+from .bedrock_embed import TitanEmbedder
 from .bedrock_translate import from_converse, to_converse
 from .config import ModelTarget
 from .openai_schema import ChatRequest, EmbeddingsRequest
@@ -45,6 +46,7 @@ class BedrockProvider:
             client_factory
             or (lambda region: make_client("bedrock-runtime", region, read_timeout=timeout_s, max_attempts=1))
         )
+        self.embedder = TitanEmbedder(timeout_s)  # a batch's calls run concurrently
 
     def client(self, region: str | None) -> BedrockRuntimeClient:
         client: BedrockRuntimeClient = self._clients.get(region)
@@ -62,24 +64,7 @@ class BedrockProvider:
                 f"{target.name}: only Titan text embedding models are supported",
                 retryable=False,
             )
-        client = self.client(target.region)
-        vectors, tokens = [], 0
-        for text in request.inputs:
-            body: dict[str, Any] = {"inputText": text, "normalize": True}
-            if request.dimensions is not None:
-                body["dimensions"] = request.dimensions
-            response = self._call(
-                lambda body=body: client.invoke_model(
-                    modelId=target.model_id,
-                    body=json.dumps(body),
-                    contentType="application/json",
-                    accept="application/json",
-                )
-            )
-            payload = json.loads(response["body"].read())
-            vectors.append(payload["embedding"])
-            tokens += int(payload.get("inputTextTokenCount", 0))
-        return EmbeddingResult(vectors=vectors, input_tokens=tokens)
+        return self.embedder.embed(self.client(target.region), target, request, self._call)
 
     @staticmethod
     def _call(fn: Any) -> Any:

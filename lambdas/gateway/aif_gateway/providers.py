@@ -16,6 +16,7 @@ from .aws_clients import LazyClients, make_client
 from .bedrock_embed import TitanEmbedder
 from .bedrock_translate import from_converse, to_converse
 from .config import ModelTarget
+from .echo_agent import scripted_turn
 from .openai_schema import ChatRequest, EmbeddingsRequest
 from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, ProviderError, TokenUsage
 from .sagemaker_provider import SageMakerProvider
@@ -104,7 +105,8 @@ class EchoProvider:
     """Offline, deterministic model for local development and tests.
 
     Chat answers ``echo: <last user text>``, honours max_tokens (finish_reason ``length``) and stop
-    sequences, calls the forced tool when tool_choice names one, and reports word counts as token usage.
+    sequences, calls tools by the rules of ``echo_agent`` (a forced tool, or offered tools the user names)
+    and answers tool results, and reports word counts as token usage.
     Embeddings are unit vectors derived from a hash of the text.
     """
 
@@ -121,16 +123,9 @@ class EchoProvider:
             if message["role"] == "user":
                 last_user = " ".join(texts)
         usage_in = sum(count_tokens(t) for t in all_text)
-        choice = request.tool_choice
-        if isinstance(choice, dict) or (choice == "required" and request.tools):
-            tools = request.tools or []
-            name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
-            call = {
-                "id": f"call_{hashlib.sha256(last_user.encode()).hexdigest()[:12]}",
-                "type": "function",
-                "function": {"name": name, "arguments": json.dumps({"text": last_user})},
-            }
-            return ChatResult("", "tool_calls", TokenUsage(input=usage_in, output=1), tool_calls=[call])
+        scripted = scripted_turn(request, usage_in, last_user)  # tool calls and tool results (echo_agent)
+        if scripted is not None:
+            return scripted
 
         reply = f"echo: {last_user}"
         finish = "stop"

@@ -48,7 +48,7 @@ def scripted_turn(request: ChatRequest, usage_in: int, last_user: str) -> ChatRe
         calls = [_call(by_name.get(name, {}), name, last_user, n) for n, name in enumerate(names)]
         return ChatResult("", "tool_calls", TokenUsage(input=usage_in, output=len(calls)), tool_calls=calls)
     if last.get("role") == "tool":
-        results = []
+        results: list[str] = []
         for message in reversed(request.messages):
             if message["role"] != "tool":
                 break

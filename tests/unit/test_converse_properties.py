@@ -10,6 +10,7 @@ request matches the API model (botocore's own parameter validation).
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from typing import Any
 
 import boto3
@@ -49,7 +50,10 @@ def content(draw: Any, role: str) -> Any:
 def conversations(draw: Any) -> dict[str, Any]:
     messages: list[dict[str, Any]] = []
     if draw(st.booleans()):
-        messages.append({"role": "system", "content": draw(content("system"))})
+        system: dict[str, Any] = {"role": "system", "content": draw(content("system"))}
+        if (cache := draw(CACHE)) is not None:
+            system["cache_control"] = cache
+        messages.append(system)
     messages.append({"role": "user", "content": draw(content("user"))})
     used: list[str] = []
     counter = 0
@@ -130,6 +134,12 @@ def check_bedrock_rules(kwargs: dict[str, Any]) -> None:
         assert all("toolResult" in b for b in blocks[: len(results)]), "tool results come first"
     assert not any("toolUse" in b for b in turns[-1]["content"]), "unanswered trailing tool calls"
     assert cache_points <= 4
+    for blocks in [kwargs.get("system", []), kwargs.get("toolConfig", {}).get("tools", [])] + [
+        t["content"] for t in turns
+    ]:
+        assert not blocks or "cachePoint" not in blocks[0], "a cache point must follow content"
+        for a, b in pairwise(blocks):
+            assert not ("cachePoint" in a and "cachePoint" in b), "two cache points in a row"
     if has_tool_blocks:
         declared = {t["toolSpec"]["name"] for t in kwargs["toolConfig"]["tools"] if "toolSpec" in t}
         assert used_tools <= declared

@@ -37,7 +37,6 @@ IMAGE_FORMATS = {"png", "jpeg", "gif", "webp"}
 
 
 # A cache point ends the prefix Bedrock may cache; Anthropic models accept at most four per request.
-CACHE_POINT = {"cachePoint": {"type": "default"}}
 MAX_CACHE_POINTS = 4
 # What a tool result with no text, and a tool call the client sent no result for, become: Bedrock
 # refuses blank text blocks and an assistant toolUse without a matching toolResult.
@@ -67,8 +66,8 @@ def to_converse(
     if request.response_format and request.response_format["type"] == "json_object":
         system.append({"text": JSON_OBJECT_INSTRUCTION})
     if system:
-        if request.auto_cache and build.caching:
-            system.append(CACHE_POINT)
+        if request.auto_cache and build.caching and "cachePoint" not in system[-1]:
+            system.append(_cache_point())
         kwargs["system"] = system
     inference: dict[str, Any] = {}
     if request.max_tokens is not None:
@@ -152,9 +151,8 @@ class _Builder:
     # -- blocks ---------------------------------------------------------------------------------------
 
     def _cache_point(self, marked: Any) -> list[dict[str, Any]]:
-        return (
-            [CACHE_POINT] if self.caching and isinstance(marked, dict) and marked.get("cache_control") else []
-        )
+        marked_here = self.caching and isinstance(marked, dict) and marked.get("cache_control")
+        return [_cache_point()] if marked_here else []
 
     def _texts(self, content: Any, message: dict[str, Any]) -> list[dict[str, Any]]:
         blocks: list[dict[str, Any]] = []
@@ -303,7 +301,7 @@ class _Builder:
                     }
                 )
         if request.auto_cache and self.caching and tools and "cachePoint" not in tools[-1]:
-            tools.append(CACHE_POINT)
+            tools.append(_cache_point())
         config: dict[str, Any] = {"tools": tools}
         choice = request.tool_choice
         if choice == "required":
@@ -346,18 +344,26 @@ def _thinking(
     return budget, max_tokens
 
 
+def _cache_point() -> dict[str, Any]:
+    return {"cachePoint": {"type": "default"}}
+
+
 def _cap_cache_points(kwargs: dict[str, Any]) -> None:
-    """Keep the first MAX_CACHE_POINTS cache points (tools, system, then messages: Bedrock's order)."""
+    """Each cache point follows content (never first, never doubled: a part and its message may both be
+    marked), and only the first MAX_CACHE_POINTS are kept (tools, system, then messages: Bedrock's
+    order)."""
     left = MAX_CACHE_POINTS
     lists = [kwargs.get("toolConfig", {}).get("tools", []), kwargs.get("system", [])]
     lists += [turn["content"] for turn in kwargs["messages"]]
     for blocks in lists:
-        for block in list(blocks):
+        kept: list[dict[str, Any]] = []
+        for block in blocks:
             if "cachePoint" in block:
-                if left:
-                    left -= 1
-                else:
-                    blocks.remove(block)
+                if not left or not kept or "cachePoint" in kept[-1]:
+                    continue
+                left -= 1
+            kept.append(block)
+        blocks[:] = kept
 
 
 def _image_block(url: str, path: str) -> dict[str, Any]:

@@ -464,3 +464,36 @@ def test_created_is_the_request_time(harness: Harness) -> None:
     body = chat(harness, key, [{"role": "user", "content": "hi"}])[2]
     assert body["created"] == int(harness.now.timestamp())
     assert json.dumps(body)  # plain JSON
+
+
+def test_thinking_is_skipped_while_a_tool_loop_is_open_and_for_forced_tools(harness: Harness) -> None:
+    use_catalog_caps(harness)
+    key = harness.add_key()
+    # The last assistant turn called a tool: its thinking blocks are gone, so thinking is not sent.
+    expect(harness, toolConfig=ANY)
+    assert chat(harness, key, TOOL_HISTORY, tools=[WEATHER], reasoning_effort="high")[0] == 200
+    forced = {"type": "function", "function": {"name": "weather"}}
+    expect(harness, toolConfig=ANY)
+    status, _, _ = chat(
+        harness,
+        key,
+        [{"role": "user", "content": "hi"}],
+        tools=[WEATHER],
+        tool_choice=forced,
+        reasoning_effort="low",
+    )
+    assert status == 200
+    harness.stubber.assert_no_pending_responses()
+
+
+def test_thinking_without_max_tokens_leaves_room_for_the_answer(harness: Harness) -> None:
+    use_catalog_caps(harness)
+    key = harness.add_key()
+    expect(
+        harness,
+        inferenceConfig={"maxTokens": 24576 + 8192},
+        additionalModelRequestFields={"thinking": {"type": "enabled", "budget_tokens": 24576}},
+    )
+    assert (
+        chat(harness, key, [{"role": "user", "content": "hi"}], reasoning_effort="high", top_p=0.5)[0] == 200
+    )

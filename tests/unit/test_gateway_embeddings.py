@@ -98,3 +98,12 @@ def test_token_arrays_get_a_400_that_names_the_client_setting(
     assert status == 400
     assert out["error"]["param"] == param and out["error"]["code"] == "token_input"
     assert "check_embedding_ctx_length=False" in out["error"]["message"]
+
+
+def test_unknown_embeddings_field_is_a_400_naming_it(harness: Harness) -> None:
+    key = harness.add_key()
+    body = {"model": "echo-embed", "input": "x", "input_type": "query"}
+    status, _, out = harness.call("POST", "/v1/embeddings", body, key)
+    assert status == 400 and out["error"]["param"] == "input_type" and out["error"]["code"] == "unknown_field"
+    ok = {"model": "echo-embed", "input": "x", "user": "u1", "encoding_format": "float"}
+    assert harness.call("POST", "/v1/embeddings", ok, key)[0] == 200

@@ -631,7 +631,12 @@ def _parse_response_format(fmt: Any) -> dict[str, Any] | None:
     return fmt
 
 
+# ``user`` is accepted and ignored, as on chat (the key identifies team and feature).
+EMBEDDINGS_FIELDS = ("model", "input", "dimensions", "encoding_format", "user")
+
+
 def parse_embeddings_request(data: dict[str, Any]) -> EmbeddingsRequest:
+    reject_unknown_fields(data, EMBEDDINGS_FIELDS, "/v1/embeddings")
     model = _require_str(data, "model", "model")
     raw = data.get("input")
     if raw is None:

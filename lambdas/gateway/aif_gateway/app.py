@@ -6,7 +6,8 @@ runs exactly the code that runs in AWS.
 
 Request path, in order: size limit (413) -> API key (401) -> body (400) -> registered prompt, if one
 is named (404 prompt_not_found; 400 model or variables) -> route (404) -> key may use the route (403)
--> budget and rate (429) -> model call down the fallback chain (503 when all fail) -> usage and audit
+-> budget and rate (429) -> model call down the fallback chain, skipping targets whose capabilities
+cannot serve the request (503 when all fail, 429 when all were throttled) -> usage and audit
 record -> response. Records are written for every request that reached a model; a
 ledger write that fails is spilled to a queue, and as a last resort logged in full, never dropped.
 """

@@ -497,3 +497,21 @@ def test_thinking_without_max_tokens_leaves_room_for_the_answer(harness: Harness
     assert (
         chat(harness, key, [{"role": "user", "content": "hi"}], reasoning_effort="high", top_p=0.5)[0] == 200
     )
+
+
+def test_an_earlier_refusal_part_is_sent_as_assistant_text(harness: Harness) -> None:
+    key = harness.add_key()
+    messages = [
+        {"role": "user", "content": "Do something bad"},
+        {"role": "assistant", "content": [{"type": "refusal", "refusal": "I can't help with that."}]},
+        {"role": "user", "content": "OK, something good then"},
+    ]
+    expect(
+        harness,
+        [
+            {"role": "user", "content": [{"text": "Do something bad"}]},
+            {"role": "assistant", "content": [{"text": "I can't help with that."}]},
+            {"role": "user", "content": [{"text": "OK, something good then"}]},
+        ],
+    )
+    assert chat(harness, key, messages)[0] == 200

@@ -161,8 +161,9 @@ class _Builder:
                 blocks.append({"text": content})
         else:
             for part in content or []:
-                if part.get("type") == "text" and part["text"].strip():
-                    blocks.append({"text": part["text"]})
+                text = part.get("text") if part.get("type") == "text" else part.get("refusal")
+                if isinstance(text, str) and text.strip():
+                    blocks.append({"text": text})
                     blocks.extend(self._cache_point(part))
         if blocks:
             blocks.extend(self._cache_point(message))

@@ -491,6 +491,8 @@ def _validate_part(part: Any, path: str, role: str) -> None:
     _check_cache_control(part.get("cache_control"), f"{path}.cache_control")
     if kind == "text":
         _require_str(part, "text", f"{path}.text", allow_empty=True)
+    elif kind == "refusal" and role == "assistant":  # an earlier refusal, as the openai SDK returns it
+        _require_str(part, "refusal", f"{path}.refusal", allow_empty=True)
     elif kind == "image_url" and role == "user":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else None
@@ -501,7 +503,7 @@ def _validate_part(part: Any, path: str, role: str) -> None:
                 param=f"{path}.image_url.url",
             )
     else:
-        allowed = "text or image_url" if role == "user" else "text"
+        allowed = {"user": "text or image_url", "assistant": "text or refusal"}.get(role, "text")
         raise InvalidRequest(
             f"'{path}.type' must be {allowed} for a {role} message; got {json.dumps(kind)[:50]}.",
             param=f"{path}.type",

@@ -22,9 +22,15 @@ def expect_converse(h: Harness, model_id: str, **response: Any) -> None:
     )
 
 
-def throttle(h: Harness, times: int = 1, code: str = "ThrottlingException") -> None:
+def fail(h: Harness, code: str, status: int, message: str = "") -> None:
+    h.stubber.add_client_error(
+        "converse", service_error_code=code, service_message=message, http_status_code=status
+    )
+
+
+def throttle(h: Harness, times: int = 1) -> None:
     for _ in range(times):
-        h.stubber.add_client_error("converse", service_error_code=code, http_status_code=429)
+        fail(h, "ThrottlingException", 429)
 
 
 def open_breaker(h: Harness) -> None:
@@ -40,12 +46,7 @@ def test_bad_request_as_half_open_probe_releases_the_probe(harness: Harness) -> 
     target was skipped for the life of the execution environment."""
     key = harness.add_key()
     open_breaker(harness)
-    harness.stubber.add_client_error(
-        "converse",
-        service_error_code="ValidationException",
-        service_message="bad schema",
-        http_status_code=400,
-    )
+    fail(harness, "ValidationException", 400, "bad schema")
     assert harness.chat(key, model="chat-solo")[0] == 400
     # The next request probes Haiku again (instead of "circuit open") and closes the breaker.
     expect_converse(harness, HAIKU.model_id, text="back")
@@ -71,9 +72,7 @@ def test_unexpected_exception_in_probe_releases_the_probe() -> None:
 def test_access_denied_moves_on_but_does_not_count_against_the_breaker(harness: Harness) -> None:
     key = harness.add_key()
     for _ in range(harness.gateway.config.breaker_failure_threshold + 1):
-        harness.stubber.add_client_error(
-            "converse", service_error_code="AccessDeniedException", http_status_code=403
-        )
+        fail(harness, "AccessDeniedException", 403)
         expect_converse(harness, NOVA.model_id)
         status, headers, _ = harness.chat(key)
         assert status == 200 and headers["x-aif-served-by"] == "nova-lite"
@@ -108,9 +107,7 @@ def test_all_targets_throttled_is_429_with_retry_after(harness: Harness) -> None
 def test_throttled_and_unavailable_mix_is_still_503(harness: Harness) -> None:
     key = harness.add_key()
     throttle(harness, 2)
-    harness.stubber.add_client_error(
-        "converse", service_error_code="ServiceUnavailableException", http_status_code=503
-    )
+    fail(harness, "ServiceUnavailableException", 503)
     assert harness.chat(key)[0] == 503
 
 
@@ -118,15 +115,8 @@ def test_fallback_validation_error_after_primary_outage_is_not_the_clients_400(h
     """Regression: the primary was unavailable, the fallback (other limits) refused the request as
     invalid, and the client got a 400 for a request that was valid for the model it asked for."""
     key = harness.add_key()
-    harness.stubber.add_client_error(
-        "converse", service_error_code="ServiceUnavailableException", http_status_code=503
-    )
-    harness.stubber.add_client_error(
-        "converse",
-        service_error_code="ValidationException",
-        service_message="max_tokens exceeds model limit",
-        http_status_code=400,
-    )
+    fail(harness, "ServiceUnavailableException", 503)
+    fail(harness, "ValidationException", 400, "max_tokens exceeds model limit")
     status, headers, body = harness.chat(key, max_tokens=60000)
     assert status == 503
     assert "nova-lite: cannot serve this request" in body["error"]["message"]
@@ -138,9 +128,7 @@ def test_fallback_after_open_circuit_with_validation_error_is_503(harness: Harne
     breaker = harness.gateway.router.breaker(HAIKU)
     for _ in range(breaker.threshold):
         breaker.record_failure()
-    harness.stubber.add_client_error(
-        "converse", service_error_code="ValidationException", service_message="nope", http_status_code=400
-    )
+    fail(harness, "ValidationException", 400, "nope")
     assert harness.chat(key)[0] == 503
 
 
@@ -154,9 +142,7 @@ def test_fallback_after_open_circuit_with_validation_error_is_503(harness: Harne
 )
 def test_context_overflow_is_context_length_exceeded(harness: Harness, message: str) -> None:
     key = harness.add_key()
-    harness.stubber.add_client_error(
-        "converse", service_error_code="ValidationException", service_message=message, http_status_code=400
-    )
+    fail(harness, "ValidationException", 400, message)
     status, _, body = harness.chat(key)
     assert status == 400 and body["error"]["code"] == "context_length_exceeded"
     assert body["error"]["param"] == "messages"

@@ -9,6 +9,7 @@ request matches the API model (botocore's own parameter validation).
 
 from __future__ import annotations
 
+import base64
 import json
 from itertools import pairwise
 from typing import Any
@@ -31,6 +32,7 @@ _SHAPE = (
 TEXTS = st.sampled_from(["", " ", "\n\t", "hello", "  padded  ", "Weather?", "ok "])
 CACHE = st.sampled_from([None, {"type": "ephemeral"}])
 NAMES = st.sampled_from(["weather", "search", "calc"])
+PNG = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
 
 
 @st.composite
@@ -40,6 +42,8 @@ def content(draw: Any, role: str) -> Any:
     parts = []
     for _ in range(draw(st.integers(1, 3))):
         part: dict[str, Any] = {"type": "text", "text": draw(TEXTS)}
+        if role == "user" and draw(st.integers(0, 4)) == 0:
+            part = {"type": "image_url", "image_url": {"url": PNG}}
         if (cache := draw(CACHE)) is not None:
             part["cache_control"] = cache
         parts.append(part)
@@ -58,7 +62,7 @@ def conversations(draw: Any) -> dict[str, Any]:
     used: list[str] = []
     counter = 0
     for _ in range(draw(st.integers(0, 6))):
-        kind = draw(st.sampled_from(["user", "assistant", "tools", "system"]))
+        kind = draw(st.sampled_from(["user", "assistant", "tools", "system", "legacy"]))
         if kind == "tools":
             calls = []
             for _ in range(draw(st.integers(1, 3))):
@@ -81,6 +85,13 @@ def conversations(draw: Any) -> dict[str, Any]:
                 messages.append({"role": "tool", "tool_call_id": c["id"], "content": draw(content("tool"))})
         elif kind == "system":
             messages.append({"role": "developer", "content": draw(TEXTS) or "x"})
+        elif kind == "legacy":  # the deprecated function-calling shape
+            name = draw(NAMES)
+            used.append(name)
+            call = {"name": name, "arguments": "{}"}
+            messages.append({"role": "assistant", "content": None, "function_call": call})
+            if draw(st.booleans()):
+                messages.append({"role": "function", "name": name, "content": draw(TEXTS)})
         else:
             messages.append({"role": kind, "content": draw(content(kind))})
     body: dict[str, Any] = {"model": "m", "messages": messages}

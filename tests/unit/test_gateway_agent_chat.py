@@ -515,3 +515,20 @@ def test_an_earlier_refusal_part_is_sent_as_assistant_text(harness: Harness) -> 
         ],
     )
     assert chat(harness, key, messages)[0] == 200
+
+
+def test_a_primary_that_cannot_serve_is_passed_over_and_recorded(harness: Harness) -> None:
+    routes = dict(harness.gateway.config.routes)
+    routes["chat-fast"] = Route("chat-fast", "chat", (NOVA_C, HAIKU_C))  # Nova first: no json_schema
+    harness.gateway.config = replace(harness.gateway.config, routes=routes)
+    key = harness.add_key()
+    expect(harness, outputConfig=ANY)
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    status, headers, _ = chat(
+        harness, key, [{"role": "user", "content": "hi"}], model="chat-fast", response_format=schema
+    )
+    assert status == 200 and headers["x-aif-served-by"] == "claude-haiku-4-5"
+    assert headers["x-aif-attempts"] == "1"
+    (record,) = harness.ledger.records.values()
+    assert record.extra["failures"] == "nova-lite: no json_schema output"
+    assert harness.metrics.counts["Fallbacks"] == 1

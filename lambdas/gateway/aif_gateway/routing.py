@@ -231,7 +231,8 @@ class Router:
                     breaker.release()  # a bug or an interrupted call: never leave a probe slot taken
                     raise
                 breaker.record_success()
-                return RouteOutcome(result, target, attempts, failures, opened, billed, billed_cost)
+                passed_over = failures + unfit_reasons  # recorded, and a served non-primary is a fallback
+                return RouteOutcome(result, target, attempts, passed_over, opened, billed, billed_cost)
         if unfit_reasons and attempts == 0 and not failures:
             raise InvalidRequest(
                 f"No model behind '{route.alias}' can serve this request: {'; '.join(unfit_reasons)}.",

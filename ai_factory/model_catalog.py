@@ -31,6 +31,7 @@ from typing import Any, cast
 
 import yaml
 
+from aif_gateway.capabilities import ModelCapabilities
 from aif_gateway.config import GatewayConfig, Modality, ModelTarget, Prices, Provider, Route, RouteTimeouts
 
 DEFAULT_CATALOG_PATH = Path(__file__).parent / "data" / "models.yaml"
@@ -407,6 +408,10 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
     if real and status == "approved" and approved_on is None:
         raise check.fail(entry, "approved_on", "is required when status is approved (YYYY-MM-DD)")
     extra = {str(k): v for k, v in raw.items() if k not in _MODEL_FIELDS}
+    try:  # kept in extra; checked here, read by gateway_config (aif_gateway.capabilities)
+        ModelCapabilities.from_catalog(extra.get("capabilities"), max_output)
+    except ValueError as exc:
+        raise check.fail(entry, *str(exc).split(": ", 1)) from None
     return CatalogModel(
         name=name,
         provider=provider,
@@ -490,6 +495,8 @@ def _parse_route(check: _Checker, raw: Any, index: int, models: Mapping[str, Cat
     if len(modalities) > 1:
         raise check.fail(entry, "targets", f"mixes modalities {modalities}; a route serves one modality")
     extra = {str(k): v for k, v in raw.items() if k not in _ROUTE_FIELDS}
+    if extra.get("prompt_cache", "off") not in ("off", "auto"):
+        raise check.fail(entry, "prompt_cache", "must be auto (cache points after system and tools) or off")
     assert alias is not None
     timeouts = _parse_timeouts(check, raw, entry)
     return CatalogRoute(alias=alias, targets=targets, modality=modalities[0], extra=extra, timeouts=timeouts)
@@ -603,11 +610,19 @@ class ModelCatalog:
                     prices=m.prices,
                     region=None,
                     content_handler=m.content_handler,
+                    capabilities=ModelCapabilities.from_catalog(
+                        m.extra.get("capabilities"), m.max_output_tokens
+                    ),
                 )
                 for m in (self.models[name] for name in route.targets)
             )
+            auto_cache = route.extra.get("prompt_cache") == "auto"
             routes[alias] = Route(
-                alias=alias, modality=route.modality, targets=targets, timeouts=route.timeouts
+                alias=alias,
+                modality=route.modality,
+                targets=targets,
+                timeouts=route.timeouts,
+                prompt_cache=auto_cache,
             )
         return GatewayConfig(routes=routes, **overrides)
 

@@ -212,6 +212,7 @@ def harness() -> Iterator[Harness]:
         clock=clock,
         refresh_executor=InlineExecutor(),
     )
+    gateway.router.sleep = clock.advance  # the jittered throttling retry pause, without real sleeping
     h = Harness(gateway, keys, ledger, stubber, clock, metrics, h_audit, start)
     h.__dict__["_holder"] = holder
     yield h

@@ -8,7 +8,8 @@ exactly the code that runs in AWS.
 
 Request path, in order: size limit (413) -> API key (401) -> body (400) -> registered prompt, if one
 is named (404 prompt_not_found; 400 model or variables) -> route (404) -> key may use the route (403)
--> budget and rate (429) -> model call down the fallback chain (503 when all fail) -> usage and audit
+-> budget and rate (429) -> model call down the fallback chain, skipping targets whose capabilities
+cannot serve the request (503 when all fail, 429 when all were throttled) -> usage and audit
 record -> response. Records are written for every request that reached a model; a
 ledger write that fails is spilled to a queue, and as a last resort logged in full, never dropped.
 """
@@ -26,6 +27,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .access import BackgroundRefresher, KeyAuthenticator, UsageGuard
+from .capabilities import adapt, unfit_reason
 from .config import GatewayConfig, Route, RouteTimeouts
 from .errors import (
     Forbidden,
@@ -167,6 +169,7 @@ class Gateway:
         self.guard.check(key, call.started)
         timeouts = self._timeouts(route)
         ctx = CallContext(call.request_id, key.team, key.feature, self.config.guardrail, timeouts)
+        request.auto_cache = route.prompt_cache
         if request.stream:
             return self._stream_chat(call, key, route, request, ctx, timeouts)
         outcome: RouteOutcome[ChatResult] = self._call_models(
@@ -174,10 +177,13 @@ class Gateway:
             key,
             route,
             "chat",
-            lambda t: self.providers[t.provider].chat(t, request, ctx),
+            lambda t: self.providers[t.provider].chat(t, adapt(request, t.capabilities), ctx),
             timeouts.total_s,
+            lambda t: unfit_reason(request, t.capabilities),
         )
         result = outcome.result
+        if not request.parallel_tool_calls:
+            result.tool_calls = result.tool_calls[:1]  # the client asked for at most one call per answer
         record = self._record(call, key, outcome, result.usage, status=200)
         if result.guardrail_intervened:
             record.guardrail_action = "INTERVENED"
@@ -201,8 +207,9 @@ class Gateway:
             key,
             route,
             "chat",
-            lambda t: open_stream(self.providers[t.provider], t, request, ctx),
+            lambda t: open_stream(self.providers[t.provider], t, adapt(request, t.capabilities), ctx),
             timeouts.first_token_s,
+            lambda t: unfit_reason(request, t.capabilities),
         )
         first_token_ms = call.elapsed_ms()
         deadline = self.clock() + timeouts.total_s
@@ -382,21 +389,30 @@ class Gateway:
         return route
 
     def _call_models(
-        self, call: _Call, key: ApiKeyRecord, route: Route, operation: str, fn: Any, attempt_s: float
+        self,
+        call: _Call,
+        key: ApiKeyRecord,
+        route: Route,
+        operation: str,
+        fn: Any,
+        attempt_s: float,
+        unfit: Any = None,
     ) -> Any:
         """Down the fallback chain; a target is started only while ``attempt_s`` (what one attempt may
-        take before the gateway knows whether it failed) still fits before the request deadline."""
+        take before the gateway knows whether it failed) still fits before the request deadline.
+        ``unfit(target)`` names why a target cannot serve the request (it is then passed over)."""
         latest_start = None
         deadline = self.config.request_deadline_s
         if deadline is not None:
             latest_start = call.t_clock + deadline - attempt_s
         try:
-            return self.router.call(route, fn, latest_start)
+            return self.router.call(route, fn, latest_start, unfit)
         except RouteFailed as exc:
             # The models were called (and may have billed partial work): the attempt is recorded.
-            record = self._base_record(call, key, status=503, operation=operation)
-            record.attempts, record.error_type = exc.attempts, "all_targets_failed"
+            record = self._base_record(call, key, status=exc.status, operation=operation)
+            record.attempts, record.error_type = exc.attempts, exc.code or "all_targets_failed"
             record.extra["failures"] = "; ".join(exc.failures)
+            _add_failed_usage(record, exc.failed_usage, exc.failed_cost_usd)
             self._persist(record)
             self._emit(record, fell_back=True, breaker_opened=len(exc.breaker_opened))
             raise
@@ -434,6 +450,7 @@ class Gateway:
         record.input_tokens, record.output_tokens = usage.input, usage.output
         record.cache_read_tokens, record.cache_write_tokens = usage.cache_read, usage.cache_write
         record.cost_usd = round(cost_usd(usage, outcome.target.prices), 10)
+        _add_failed_usage(record, outcome.failed_usage, outcome.failed_cost_usd)
         record.attempts = outcome.attempts
         if outcome.failures:
             record.extra["failures"] = "; ".join(outcome.failures)
@@ -576,6 +593,15 @@ def _model_entry(alias: str) -> dict[str, Any]:
     return {"id": alias, "object": "model", "created": 0, "owned_by": "ai-factory"}
 
 
+def _add_failed_usage(record: UsageRecord, usage: TokenUsage, cost: float) -> None:
+    """Tokens that failed calls were billed for (an embedding batch that broke half-way) are metered."""
+    record.input_tokens += usage.input
+    record.output_tokens += usage.output
+    record.cache_read_tokens += usage.cache_read
+    record.cache_write_tokens += usage.cache_write
+    record.cost_usd = round(record.cost_usd + cost, 10)
+
+
 def _served_headers(outcome: RouteOutcome[Any], record: UsageRecord) -> dict[str, str]:
     return {
         "x-aif-served-by": outcome.target.name,
@@ -592,6 +618,8 @@ def _completion(call: _Call, served: str, result: ChatResult, record: UsageRecor
     }
     if result.tool_calls:
         message["tool_calls"] = result.tool_calls
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning  # where OpenAI-compatible clients read it
     prompt_tokens = record.input_tokens + record.cache_read_tokens + record.cache_write_tokens
     return {
         "id": f"chatcmpl-{call.request_id}",
@@ -606,6 +634,8 @@ def _completion(call: _Call, served: str, result: ChatResult, record: UsageRecor
             "completion_tokens": record.output_tokens,
             "total_tokens": prompt_tokens + record.output_tokens,
             "prompt_tokens_details": {"cached_tokens": record.cache_read_tokens},
+            # Anthropic's name for the tokens written to the cache (priced apart; OpenAI has no field).
+            "cache_creation_input_tokens": record.cache_write_tokens,
         },
     }
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .capabilities import UNKNOWN, ModelCapabilities
+
 Modality = Literal["chat", "embedding"]
 Provider = Literal["bedrock", "echo", "sagemaker"]
 
@@ -42,6 +44,7 @@ class ModelTarget:
     # SageMaker targets only (model_id is then the endpoint name): "openai-chat" or "tgi", see
     # aif_gateway.sagemaker_provider.
     content_handler: str | None = None
+    capabilities: ModelCapabilities = UNKNOWN  # the catalog's capabilities and limits of the model
 
 
 # Defaults for a route that sets no timeouts: long enough for a long Sonnet answer, short enough that a
@@ -96,6 +99,7 @@ class Route:
     modality: Modality
     targets: tuple[ModelTarget, ...]
     timeouts: RouteTimeouts = field(default_factory=RouteTimeouts)
+    prompt_cache: bool = False  # catalog "prompt_cache: auto": cache points after system and tools
 
 
 @dataclass(frozen=True)
@@ -134,14 +138,25 @@ class GatewayConfig:
         routes = {}
         for alias, raw in data["routes"].items():
             targets = tuple(
-                ModelTarget(**{**t, "prices": Prices(**t.get("prices", {}))}) for t in raw["targets"]
+                ModelTarget(
+                    **{
+                        **t,
+                        "prices": Prices(**t.get("prices", {})),
+                        "capabilities": _capabilities(t.get("capabilities")),
+                    }
+                )
+                for t in raw["targets"]
             )
             try:
                 timeouts = RouteTimeouts(**raw.get("timeouts") or {})
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"gateway config: route '{alias}': timeouts: {exc}") from None
             routes[alias] = Route(
-                alias=raw["alias"], modality=raw["modality"], targets=targets, timeouts=timeouts
+                alias=raw["alias"],
+                modality=raw["modality"],
+                targets=targets,
+                timeouts=timeouts,
+                prompt_cache=bool(raw.get("prompt_cache", False)),
             )
         guardrail = GuardrailRef(**data["guardrail"]) if data.get("guardrail") else None
         scalars = {k: v for k, v in data.items() if k not in ("routes", "guardrail")}
@@ -174,3 +189,9 @@ class GatewayConfig:
         if not ident or not version:
             return self
         return GatewayConfig(**{**self.__dict__, "guardrail": GuardrailRef(ident, version)})
+
+
+def _capabilities(raw: dict[str, Any] | None) -> ModelCapabilities:
+    if not raw:
+        return UNKNOWN
+    return ModelCapabilities(**{**raw, "exclusive_params": tuple(raw.get("exclusive_params", ()))})

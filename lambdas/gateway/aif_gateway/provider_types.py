@@ -27,6 +27,7 @@ class ChatResult:
     usage: TokenUsage
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI shape
     guardrail_intervened: bool = False
+    reasoning: str = ""  # the model's reasoning text, when reasoning was asked for
 
 
 @dataclass
@@ -50,12 +51,21 @@ class ProviderError(Exception):
     """A failed model call. ``retryable`` errors move the request to the route's next target;
     ``client_fault`` errors (the request itself is invalid for the model) are returned as a 400."""
 
-    def __init__(self, kind: str, message: str, *, retryable: bool, client_fault: bool = False) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        retryable: bool,
+        client_fault: bool = False,
+        usage: TokenUsage | None = None,
+    ) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
         self.retryable = retryable
         self.client_fault = client_fault
+        self.usage = usage  # tokens already billed before the failure (e.g. earlier embedding calls)
 
 
 @dataclass(frozen=True)

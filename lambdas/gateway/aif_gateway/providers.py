@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .aws_clients import LazyClients, make_client
+from .bedrock_embed import TitanEmbedder
 from .bedrock_errors import CLIENT_FAULT_CODES, RETRYABLE_CODES, to_provider_error
 from .bedrock_stream import ConverseStreamReader
 from .bedrock_translate import from_converse, to_converse
 from .config import ModelTarget, RouteTimeouts
+from .echo_agent import scripted_turn
 from .openai_schema import ChatRequest, EmbeddingsRequest
 from .provider_types import (
     CallContext,
@@ -57,13 +59,14 @@ class BedrockProvider:
             else (lambda key: make_client("bedrock-runtime", key[0], read_timeout=key[1], max_attempts=1))
         )
         self._clients: LazyClients[tuple[str | None, float]] = LazyClients(create)
+        self.embedder = TitanEmbedder(timeout_s)  # a batch's calls run concurrently
 
     def client(self, region: str | None, read_timeout: float | None = None) -> BedrockRuntimeClient:
         client: BedrockRuntimeClient = self._clients.get((region, read_timeout or self._timeout_s))
         return client
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
-        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx))
+        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx), target.capabilities)
         # Converse answers in one piece: the read timeout is the whole generation's limit.
         client = self.client(target.region, ctx.timeouts.total_s if ctx.timeouts else None)
         response = self._call(lambda: client.converse(**kwargs))
@@ -74,7 +77,7 @@ class BedrockProvider:
         any error the model raises later, arrive while iterating. Reads wait at most the route's
         first-token timeout until the first event, then its idle timeout."""
         timeouts = ctx.timeouts or RouteTimeouts()
-        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx))
+        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx), target.capabilities)
         client = self.client(target.region, timeouts.first_token_s)
         response = self._call(lambda: client.converse_stream(**kwargs))
         return ConverseStreamReader(response["stream"], idle_s=timeouts.idle_s)
@@ -86,24 +89,7 @@ class BedrockProvider:
                 f"{target.name}: only Titan text embedding models are supported",
                 retryable=False,
             )
-        client = self.client(target.region)
-        vectors, tokens = [], 0
-        for text in request.inputs:
-            body: dict[str, Any] = {"inputText": text, "normalize": True}
-            if request.dimensions is not None:
-                body["dimensions"] = request.dimensions
-            response = self._call(
-                lambda body=body: client.invoke_model(
-                    modelId=target.model_id,
-                    body=json.dumps(body),
-                    contentType="application/json",
-                    accept="application/json",
-                )
-            )
-            payload = json.loads(response["body"].read())
-            vectors.append(payload["embedding"])
-            tokens += int(payload.get("inputTextTokenCount", 0))
-        return EmbeddingResult(vectors=vectors, input_tokens=tokens)
+        return self.embedder.embed(self.client(target.region), target, request, self._call)
 
     @staticmethod
     def _call(fn: Any) -> Any:
@@ -133,7 +119,8 @@ class EchoProvider:
     """Offline, deterministic model for local development and tests.
 
     Chat answers ``echo: <last user text>``, honours max_tokens (finish_reason ``length``) and stop
-    sequences, calls the forced tool when tool_choice names one, and reports word counts as token usage.
+    sequences, calls tools by the rules of ``echo_agent`` (a forced tool, or offered tools the user names)
+    and answers tool results, and reports word counts as token usage.
     Embeddings are unit vectors derived from a hash of the text.
 
     Streamed (``chat_stream``), it is a paced model: one word every ``token_ms`` milliseconds (default:
@@ -166,16 +153,9 @@ class EchoProvider:
             if message["role"] == "user":
                 last_user = " ".join(texts)
         usage_in = sum(count_tokens(t) for t in all_text)
-        choice = request.tool_choice
-        if isinstance(choice, dict) or (choice == "required" and request.tools):
-            tools = request.tools or []
-            name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
-            call = {
-                "id": f"call_{hashlib.sha256(last_user.encode()).hexdigest()[:12]}",
-                "type": "function",
-                "function": {"name": name, "arguments": json.dumps({"text": last_user})},
-            }
-            return ChatResult("", "tool_calls", TokenUsage(input=usage_in, output=1), tool_calls=[call])
+        scripted = scripted_turn(request, usage_in, last_user)  # tool calls and tool results (echo_agent)
+        if scripted is not None:
+            return scripted
 
         reply = f"echo: {last_user}"
         finish = "stop"

@@ -397,9 +397,9 @@ class FeatureCanary(Construct):
 
 
 def add_canary(scope: Construct, construct_id: str = "Canary", **props: Any) -> FeatureCanary | None:
-    """A ``FeatureCanary`` for every ``AiFeature`` under ``scope`` that has a canary suite or prompts,
-    or None when none has (app.py calls it for each team stack)."""
-    features = [f for f in features_of(scope) if f.canary_suite is not None or f.prompts]
+    """A ``FeatureCanary`` for every ``AiFeature`` under ``scope`` that has a canary suite or prompts
+    and not ``canary=False``, or None when none has (app.py calls it for each team stack)."""
+    features = [f for f in features_of(scope) if f.canary and (f.canary_suite is not None or f.prompts)]
     return FeatureCanary(scope, construct_id, features=features, **props) if features else None
 
 

@@ -81,12 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# A group command given without its subcommand does its most common action.
+# A group command given without its subcommand does its most common action, or prints its help.
 GROUP_DEFAULTS = {"models": "list", "keys": "list", "prompts": "list"}
+GROUP_HELP = frozenset({"new"})
 
 
 def with_default_subcommand(argv: list[str]) -> list[str]:
     """``models`` -> ``models list`` (options after the group name are kept: ``models --catalog X``)."""
+    if argv and argv[0] in GROUP_HELP and len(argv) == 1:
+        return [argv[0], "--help"]  # argparse prints it and exits 0
     bare = bool(argv) and argv[0] in GROUP_DEFAULTS and (len(argv) == 1 or argv[1].startswith("-"))
     if bare and not {"-h", "--help"} & set(argv[1:]):
         return [argv[0], GROUP_DEFAULTS[argv[0]], *argv[1:]]

@@ -474,7 +474,7 @@ class _Loader:
                 isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
             ):
                 raise self.fail(at, f"{where} must be a string or a list of strings")
-        return _plain(options)  # type: ignore[no-any-return]
+        return dict(_plain(options))
 
     def response_format(self, value: Any, line: int, where: str) -> None:
         kinds = ("text", "json_object", "json_schema")

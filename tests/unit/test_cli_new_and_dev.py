@@ -92,6 +92,8 @@ def test_group_commands_without_a_subcommand_do_their_common_action() -> None:
     ]
     assert with_default_subcommand(["models", "--help"]) == ["models", "--help"]
     assert with_default_subcommand(["models", "show", "echo"]) == ["models", "show", "echo"]
+    assert with_default_subcommand(["new"]) == ["new", "--help"]
+    assert run("new")[0] == 0
     code, out = run("models")
     assert code == 0 and "claude-haiku-4-5" in out and "chat-fast" in out
     code, out = run()

@@ -342,6 +342,42 @@ def offline_config(catalog_path: str | None = None) -> Any:
     return replace(config, routes=routes)
 
 
+def create_local_key(
+    state_dir: str | Path,
+    *,
+    team: str,
+    feature: str,
+    models: tuple[str, ...],
+    monthly_budget_usd: float,
+    rate_limit_rpm: int,
+    description: str,
+) -> str:
+    """A key in ``state_dir``'s local key store (what ``ai-factory keys create`` writes); returns the
+    plaintext key, which is not stored."""
+    from ai_factory.local.sqlite_store import SqliteKeyStore, default_db_path
+    from aif_gateway.records import ApiKeyRecord, generate_key, utc_now
+
+    plaintext, key_id, key_hash = generate_key()
+    store = SqliteKeyStore(default_db_path(state_dir))
+    try:
+        store.put(
+            ApiKeyRecord(
+                key_id=key_id,
+                key_hash=key_hash,
+                team=team,
+                feature=feature,
+                allowed_models=models,
+                monthly_budget_usd=monthly_budget_usd,
+                rate_limit_rpm=rate_limit_rpm,
+                created_at=utc_now(),
+                description=description,
+            )
+        )
+    finally:
+        store.close()
+    return plaintext
+
+
 def offline_gateway(state_dir: str | Path, config: Any, script: Any = None) -> tuple[Any, Any]:
     """The real gateway over ``state_dir``'s SQLite stores with ``config`` (from ``offline_config``)
     and an ``OfflineModel`` answering every echo route: ``(gateway, offline_model)``."""
@@ -372,29 +408,20 @@ class LocalTarget(GatewayTarget):
         **kwargs: Any,
     ) -> None:
         from ai_factory.local.server import LocalGatewayServer
-        from ai_factory.local.sqlite_store import SqliteKeyStore, default_db_path
-        from aif_gateway.records import ApiKeyRecord, generate_key, utc_now
 
         self._tmp = None if state_dir else tempfile.mkdtemp(prefix="aif-eval-")
         self.state_dir = Path(state_dir or self._tmp or "")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         config = offline_config(catalog_path)
-        plaintext, key_id, key_hash = generate_key()
-        store = SqliteKeyStore(default_db_path(self.state_dir))
-        store.put(
-            ApiKeyRecord(
-                key_id=key_id,
-                key_hash=key_hash,
-                team="evals",
-                feature="eval-harness",
-                allowed_models=tuple(sorted(config.routes)),
-                monthly_budget_usd=1_000_000.0,
-                rate_limit_rpm=1_000_000,
-                created_at=utc_now(),
-                description="ai-factory eval --target local",
-            )
+        plaintext = create_local_key(
+            self.state_dir,
+            team="evals",
+            feature="eval-harness",
+            models=tuple(sorted(config.routes)),
+            monthly_budget_usd=1_000_000.0,
+            rate_limit_rpm=1_000_000,
+            description="ai-factory eval --target local",
         )
-        store.close()
         gateway, self.model = offline_gateway(self.state_dir, config, script)
         self.server = LocalGatewayServer(port=0, config=config, gateway=gateway).start()
         super().__init__(f"{self.server.url}/v1", plaintext, prompt=prompt, render_locally=True, **kwargs)

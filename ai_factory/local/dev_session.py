@@ -89,14 +89,12 @@ def start_dev_session(
 ) -> DevSession:
     """Register ``team_dir``'s prompts, move ``alias``, publish, create a key, start serving (returns
     at once; the server runs on a daemon thread). ``DevSessionError`` for bad input."""
-    from ai_factory.evals.targets import offline_config, offline_gateway
+    from ai_factory.evals.targets import create_local_key, offline_config, offline_gateway
     from ai_factory.local.server import LocalGatewayServer
-    from ai_factory.local.sqlite_store import SqliteKeyStore, default_db_path
     from ai_factory.model_catalog import ModelCatalog
     from ai_factory.prompts.registry import PromptRegistry, check_alias
     from ai_factory.prompts.spec import load_prompt_file
     from ai_factory.prompts.view import build_view, find_prompt_files, publish_view, register_files
-    from aif_gateway.records import ApiKeyRecord, generate_key, utc_now
 
     folder = Path(team_dir)
     if not folder.is_dir():
@@ -126,22 +124,15 @@ def start_dev_session(
     publish_view(build_view(registry), str(state / "prompts.json"))
 
     config = offline_config(catalog_path)
-    plaintext, key_id, key_hash = generate_key()
-    store = SqliteKeyStore(default_db_path(state))
-    store.put(
-        ApiKeyRecord(
-            key_id=key_id,
-            key_hash=key_hash,
-            team=team,
-            feature=feature,
-            allowed_models=tuple(sorted(config.routes)),
-            monthly_budget_usd=DEV_BUDGET_USD,
-            rate_limit_rpm=DEV_RATE_LIMIT_RPM,
-            created_at=utc_now(),
-            description="ai-factory dev (offline models)",
-        )
+    plaintext = create_local_key(
+        state,
+        team=team,
+        feature=feature,
+        models=tuple(sorted(config.routes)),
+        monthly_budget_usd=DEV_BUDGET_USD,
+        rate_limit_rpm=DEV_RATE_LIMIT_RPM,
+        description="ai-factory dev (offline models)",
     )
-    store.close()
     gateway, _ = offline_gateway(state, config, script)
     server = LocalGatewayServer(host, port, config=config, gateway=gateway).start()
     return DevSession(team, feature, alias, plaintext, state, server, prompts)

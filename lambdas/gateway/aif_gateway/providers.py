@@ -217,8 +217,10 @@ class _PacedStream:
 
 
 def default_providers(timeout_s: float = 60.0) -> dict[str, Provider]:
+    from .offline_model import OfflineModel  # echo with canned answers and a JSON mode (imports this module)
+
     return {
         "bedrock": BedrockProvider(timeout_s),
-        "echo": EchoProvider(),
+        "echo": OfflineModel(),
         "sagemaker": SageMakerProvider(timeout_s),
     }

@@ -1,4 +1,5 @@
-"""The ``ai-factory`` command: ``serve`` (the local gateway) and ``keys`` (API key management).
+"""The ``ai-factory`` command: ``serve`` (the local gateway), ``keys`` (API key management), ``preflight``
+(is an account ready for the first deploy) and the other command groups registered below.
 
 Exit codes: 0 success, 1 the command could not be carried out (unknown key, store or network failure),
 2 invalid usage (the message names the flag and the reason).
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from ai_factory.cli import eval as eval_cmd
-from ai_factory.cli import feedback, keys, lineage, models, prompts, report, usage
+from ai_factory.cli import feedback, keys, lineage, models, preflight, prompts, report, usage
 from ai_factory.cli.errors import CommandError, UsageError
 
 PROG = "ai-factory"
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_parser(sub)
     report.add_parser(sub)
     lineage.add_parser(sub)
+    preflight.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,70 @@
+"""Integration test: the gateway answers a provisioned key, writes the ledger and publishes its metric.
+
+Deploys the gateway stack and a test stack with one feature (its API key provisioned by the feature's
+custom resource) and a client Lambda; then calls the API with the key and checks the answer, the
+feature's usage counter in the ledger, and the feature's ``Requests`` metric in CloudWatch.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aws_cdk as cdk
+from aws_cdk.integ_tests_alpha import ExpectedResult, IntegTest, InvocationType, Match
+from support import FEATURE, MODEL, PROMPT, TEAM, SmokeFeature, allow, gateway_stack, new_app
+
+app = new_app()
+gateway = gateway_stack(app, "AifIntegGateway")
+test_stack = cdk.Stack(app, "AifIntegGatewayClient", description="AI Factory integration test: client")
+smoke = SmokeFeature(test_stack, "Smoke", gateway=gateway)
+
+integ = IntegTest(app, "GatewayTest", test_cases=[gateway, test_stack], stack_update_workflow=False)
+
+# 1. The answer: HTTP 200 with the echo model's chat completion.
+answer = integ.assertions.invoke_function(
+    function_name=smoke.client.function_name,
+    invocation_type=InvocationType.REQUEST_RESPONSE,
+    payload=json.dumps({"prompt": PROMPT}),
+)
+answer.expect(
+    ExpectedResult.object_like(
+        {
+            "Payload": Match.object_like(
+                {"status": 200, "body": Match.object_like({"object": "chat.completion", "model": MODEL})}
+            )
+        }
+    )
+)
+
+# 2. The ledger: the feature's monthly counter item exists after one request.
+ledger = integ.assertions.aws_api_call(
+    "DynamoDB",
+    "query",
+    {
+        "TableName": gateway.gateway.usage_table.table_name,
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :month)",
+        "ExpressionAttributeValues": {":pk": {"S": f"COUNTER#{TEAM}#{FEATURE}"}, ":month": {"S": "MONTH#"}},
+    },
+)
+allow(ledger, ["dynamodb:Query"], [gateway.gateway.usage_table.table_arn])
+allow(ledger, ["kms:Decrypt"])
+ledger.expect(ExpectedResult.object_like({"Count": 1}))
+
+# 3. The metric: the feature's Requests metric appears (EMF metrics take minutes to be listed).
+requests = smoke.feature.metric_requests()
+metric = integ.assertions.aws_api_call(
+    "CloudWatch",
+    "listMetrics",
+    {
+        "Namespace": requests.namespace,
+        "MetricName": requests.metric_name,
+        "Dimensions": [{"Name": k, "Value": v} for k, v in (requests.dimensions or {}).items()],
+    },
+)
+metric.expect(
+    ExpectedResult.object_like({"Metrics": Match.array_with([Match.object_like({"MetricName": "Requests"})])})
+)
+metric.wait_for_assertions(total_timeout=cdk.Duration.minutes(20), interval=cdk.Duration.minutes(1))
+
+answer.next(ledger).next(metric)
+app.synth()

@@ -7,23 +7,15 @@ within minutes). This proves the delivery into the Object Lock bucket works.
 
 from __future__ import annotations
 
-import json
-
 import aws_cdk as cdk
-from aws_cdk.integ_tests_alpha import ExpectedResult, IntegTest, InvocationType, Match
-from support import PROMPT, SmokeFeature, allow, gateway_stack, new_app
+from aws_cdk.integ_tests_alpha import ExpectedResult, IntegTest, Match
+from support import allow, gateway_with_client, new_app
 
 app = new_app()
-gateway = gateway_stack(app, "AifIntegAuditGateway")
-test_stack = cdk.Stack(app, "AifIntegAuditClient", description="AI Factory integration test: client")
-smoke = SmokeFeature(test_stack, "Smoke", gateway=gateway)
+gateway, test_stack, smoke = gateway_with_client(app, "AifIntegAuditGateway", "AifIntegAuditClient")
 
 integ = IntegTest(app, "AuditTrailTest", test_cases=[gateway, test_stack], stack_update_workflow=False)
-request = integ.assertions.invoke_function(
-    function_name=smoke.client.function_name,
-    invocation_type=InvocationType.REQUEST_RESPONSE,
-    payload=json.dumps({"prompt": PROMPT}),
-)
+request = smoke.send(integ)
 request.expect(ExpectedResult.object_like({"Payload": Match.object_like({"status": 200})}))
 
 bucket = gateway.audit_trail.bucket

@@ -7,25 +7,17 @@ feature's usage counter in the ledger, and the feature's ``Requests`` metric in 
 
 from __future__ import annotations
 
-import json
-
 import aws_cdk as cdk
-from aws_cdk.integ_tests_alpha import ExpectedResult, IntegTest, InvocationType, Match
-from support import FEATURE, MODEL, PROMPT, TEAM, SmokeFeature, allow, gateway_stack, new_app
+from aws_cdk.integ_tests_alpha import ExpectedResult, IntegTest, Match
+from support import FEATURE, MODEL, TEAM, allow, gateway_with_client, new_app
 
 app = new_app()
-gateway = gateway_stack(app, "AifIntegGateway")
-test_stack = cdk.Stack(app, "AifIntegGatewayClient", description="AI Factory integration test: client")
-smoke = SmokeFeature(test_stack, "Smoke", gateway=gateway)
+gateway, test_stack, smoke = gateway_with_client(app, "AifIntegGateway", "AifIntegGatewayClient")
 
 integ = IntegTest(app, "GatewayTest", test_cases=[gateway, test_stack], stack_update_workflow=False)
 
 # 1. The answer: HTTP 200 with the echo model's chat completion.
-answer = integ.assertions.invoke_function(
-    function_name=smoke.client.function_name,
-    invocation_type=InvocationType.REQUEST_RESPONSE,
-    payload=json.dumps({"prompt": PROMPT}),
-)
+answer = smoke.send(integ)
 answer.expect(
     ExpectedResult.object_like(
         {

@@ -16,9 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # integ-runner runs `python tests/integ/integ_x.py`: stacks/ must import
     sys.path.insert(0, str(REPO))
 
+import json  # noqa: E402
+
 import aws_cdk as cdk  # noqa: E402
 from aws_cdk import aws_iam as iam  # noqa: E402
 from aws_cdk import aws_lambda as lambda_  # noqa: E402
+from aws_cdk.integ_tests_alpha import IApiCall, IntegTest, InvocationType  # noqa: E402
 from constructs import Construct  # noqa: E402
 
 from ai_factory import AiFeature  # noqa: E402
@@ -100,6 +103,23 @@ class SmokeFeature(Construct):
             },
         )
         self.feature.grant_read_api_key(self.client)  # the secret and its KMS key
+
+    def send(self, integ: IntegTest) -> IApiCall:
+        """An assertion step that sends one chat request (``PROMPT``) through the API with the key."""
+        return integ.assertions.invoke_function(
+            function_name=self.client.function_name,
+            invocation_type=InvocationType.REQUEST_RESPONSE,
+            payload=json.dumps({"prompt": PROMPT}),
+        )
+
+
+def gateway_with_client(
+    app: cdk.App, gateway_id: str, client_id: str
+) -> tuple[GatewayStack, cdk.Stack, SmokeFeature]:
+    """A gateway stack and a client stack with a ``SmokeFeature`` on that gateway."""
+    gateway = gateway_stack(app, gateway_id)
+    client = cdk.Stack(app, client_id, description="AI Factory integration test: client")
+    return gateway, client, SmokeFeature(client, "Smoke", gateway=gateway)
 
 
 def allow(call: object, actions: list[str], resources: list[str] | None = None) -> None:

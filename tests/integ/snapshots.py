@@ -5,8 +5,8 @@
 
 A snapshot is what ``integ-runner`` keeps (``integ_<name>.py.snapshot/``): the case's ``integ.json`` and
 every stack template, minus asset hashes (as ``integ-runner``'s default ``diffAssets: false``: any code
-change would otherwise change the snapshot), the assertions' synth-time salt, and CDK's tree and asset
-files.
+change would otherwise change the snapshot), the assertions' synth-time salt, and CDK's tree and
+asset files. Cases synthesize with the context the CDK CLI gives ``make integ``'s deploys.
 The integ-runner of the time (2.197.x) cannot read aws-cdk-lib 2.275's cloud assembly (schema 55), so
 this module verifies in its place; the layout is the same, so the runner can take over unchanged.
 """
@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+CDK_JSON = HERE.parents[1] / "cdk.json"
 _ASSET_HASH = re.compile(r"\b[0-9a-f]{64}\b")
 # integ-tests stamps each assertion with the synth time so it runs again on every deploy.
 _SALT = re.compile(r'"salt": "\d+"')
@@ -38,7 +39,15 @@ def snapshot_dir(case: Path) -> Path:
 
 def synthesize(case: Path, outdir: Path) -> dict[str, str]:
     """``{file name: normalized text}`` of the case's integ.json and templates, synthesized into outdir."""
-    env = {**os.environ, "CDK_OUTDIR": str(outdir)}
+    # What the CDK CLI passes when `make integ` deploys: cdk.json's context (feature flags) and its own
+    # settings (construct paths and asset metadata on, version reporting off), so the templates match.
+    context = {
+        **json.loads(CDK_JSON.read_text()).get("context", {}),
+        "aws:cdk:enable-path-metadata": True,
+        "aws:cdk:enable-asset-metadata": True,
+        "aws:cdk:version-reporting": False,
+    }
+    env = {**os.environ, "CDK_OUTDIR": str(outdir), "CDK_CONTEXT_JSON": json.dumps(context)}
     run = subprocess.run(
         [sys.executable, str(case)], cwd=HERE, env=env, capture_output=True, text=True, timeout=600
     )

@@ -7,6 +7,7 @@ pytest-xdist worker synthesizes each variant once.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -104,9 +105,13 @@ class RealApp:
 
 @pytest.fixture(scope="session")
 def real_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealApp]:
-    """The real app synthesized once per session (per xdist worker): raises on any nag finding."""
+    """The real app synthesized once per session (per xdist worker): raises on any nag finding.
+
+    With cdk.json's context (the feature flags), so the templates are the ones ``make synth`` writes.
+    """
     from app import build_app
 
     outdir = tmp_path_factory.mktemp("cdk.out")
-    app = build_app(outdir=str(outdir))
+    context = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
+    app = build_app(outdir=str(outdir), context=context)
     yield RealApp(app, app.synth(), outdir)

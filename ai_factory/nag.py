@@ -38,6 +38,8 @@ from aws_cdk import custom_resources as cr
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
 from constructs import IConstruct
 
+from ai_factory.checkov_skips import add_checkov_skips
+
 PACKS = ("AwsSolutions", "NIST.800.53.R5", "Serverless")
 """Rule-ID prefixes of the packs ``apply_nag_packs`` registers (a finding's ID is ``<pack>-<rule>``)."""
 
@@ -76,6 +78,7 @@ def apply_nag_packs(app: cdk.App) -> None:
     for construct in app.node.find_all():
         aspect.visit(construct)
     cdk.Aspects.of(app).add(aspect)
+    add_checkov_skips(app)  # the same decisions, in the form checkov reads (ai_factory/checkov_skips.py)
 
 
 def acknowledge(construct: IConstruct, rules: Mapping[str, str]) -> None:

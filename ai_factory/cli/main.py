@@ -1,5 +1,6 @@
 """The ``ai-factory`` command: the local gateway (``serve``, ``dev``), keys, prompts, models, evals,
-scaffolding (``new feature``) and reports. ``ai-factory`` alone prints the commands.
+scaffolding (``new feature``), account checks before the first deploy (``preflight``) and reports.
+``ai-factory`` alone prints the commands.
 
 Exit codes: 0 success, 1 the command could not be carried out (unknown key, store or network failure),
 2 invalid usage (the message names the flag and the reason).
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ai_factory.cli import dev, feedback, keys, lineage, models, new, prompts, report, usage
+from ai_factory.cli import dev, feedback, keys, lineage, models, new, preflight, prompts, report, usage
 from ai_factory.cli import eval as eval_cmd
 from ai_factory.cli.errors import CommandError, UsageError
 
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_parser(sub)
     dev.add_parser(sub)
     new.add_parser(sub)
+    preflight.add_parser(sub)
     return parser
 
 

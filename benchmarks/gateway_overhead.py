@@ -282,7 +282,7 @@ def _summary(samples_s: list[float]) -> dict[str, float]:
 
 
 def _loop(
-    call: Callable[[dict[str, Any]], dict[str, Any]],
+    call: Callable[[dict[str, Any]], Any],  # a proxy response dict (these requests do not stream)
     key: str,
     provider: TimedEcho,
     requests: int,

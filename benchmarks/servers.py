@@ -154,8 +154,11 @@ def ensure_litellm_venv() -> Path:
 
 
 @contextlib.contextmanager
-def litellm_proxy(workers: int = 1, ready_timeout_s: float = 120.0) -> Iterator[RunningServer]:
-    """LiteLLM proxy with the mocked ``echo`` model, master-key auth and no database."""
+def litellm_proxy(
+    workers: int = 1, ready_timeout_s: float = 120.0, paced_api_base: str | None = None
+) -> Iterator[RunningServer]:
+    """LiteLLM proxy with the mocked ``echo`` model, master-key auth and no database; its ``paced``
+    model forwards to ``paced_api_base`` (the paced stub of the streaming comparison)."""
     exe = ensure_litellm_venv()
     port = free_port()
     argv = [
@@ -169,7 +172,12 @@ def litellm_proxy(workers: int = 1, ready_timeout_s: float = 120.0) -> Iterator[
     ]
     if workers > 1:
         argv += ["--num_workers", str(workers)]
-    env = {**LITELLM_OFFLINE_ENV, "LITELLM_MASTER_KEY": LITELLM_MASTER_KEY}
+    env = {
+        **LITELLM_OFFLINE_ENV,
+        "LITELLM_MASTER_KEY": LITELLM_MASTER_KEY,
+        # Unused unless the ``paced`` model is called; a closed port when no paced stub runs.
+        "AIF_BENCH_PACED_API_BASE": paced_api_base or "http://127.0.0.1:9/v1",
+    }
     with launched(
         "litellm" if workers == 1 else f"litellm-{workers}w",
         argv,
@@ -197,11 +205,16 @@ def litellm_version() -> str:
 
 
 @contextlib.contextmanager
-def stub_server() -> Iterator[RunningServer]:
-    """The standard-library floor (benchmarks/stub_server.py) in its own process."""
+def stub_server(pace_ms: float | None = None, tokens: int = 20) -> Iterator[RunningServer]:
+    """The standard-library floor (benchmarks/stub_server.py) in its own process; with ``pace_ms``, a
+    paced streaming model (``tokens`` chunks, one every ``pace_ms``)."""
     port = free_port()
     argv = [sys.executable, str(Path(__file__).resolve().parent / "stub_server.py"), "--port", str(port)]
-    with launched("stub", argv, port=port, key="unused", ready_path="/health") as server:
+    if pace_ms is not None:
+        argv += ["--pace-ms", f"{pace_ms:g}", "--tokens", str(tokens)]
+    with launched(
+        "stub" if pace_ms is None else "paced-stub", argv, port=port, key="unused", ready_path="/health"
+    ) as server:
         yield server
 
 
@@ -281,7 +294,7 @@ def create_aif_key(home: Path) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def aif_serve(ready_timeout_s: float = 60.0) -> Iterator[RunningServer]:
+def aif_serve(ready_timeout_s: float = 60.0, echo_token_ms: float | None = None) -> Iterator[RunningServer]:
     """``ai-factory serve`` on a fresh state directory, with a key for the offline ``echo`` model.
 
     Falls back to ``ai_factory.local.server.serve`` in a
@@ -301,6 +314,8 @@ def aif_serve(ready_timeout_s: float = 60.0) -> Iterator[RunningServer]:
         argv = [sys.executable, "-c", code]
         how = f"python -c {code!r} (ai-factory serve not available)"
     env = {"AI_FACTORY_HOME": str(home)}
+    if echo_token_ms is not None:  # the echo model's streaming pace (aif_gateway.providers.EchoProvider)
+        env["AIF_ECHO_TOKEN_MS"] = f"{echo_token_ms:g}"
     with launched(
         "ai-factory",
         argv,

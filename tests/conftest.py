@@ -23,6 +23,7 @@ from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
 from aif_gateway.metering import CountingMetricsSink
 from aif_gateway.providers import BedrockProvider, EchoProvider
 from aif_gateway.records import ApiKeyRecord, generate_key
+from aif_gateway.streaming import StreamingResponse
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -107,20 +108,13 @@ class Harness:
     now: datetime = field(default_factory=lambda: datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC))
 
     def add_key(self, **overrides: Any) -> str:
-        plaintext, key_id, key_hash = generate_key()
         fields: dict[str, Any] = {
-            "key_id": key_id,
-            "key_hash": key_hash,
-            "team": "support",
             "feature": "summarizer",
             "allowed_models": ("chat-fast", "chat-solo", "embed", "echo", "echo-embed"),
-            "monthly_budget_usd": 100.0,
-            "rate_limit_rpm": 1000,
             "created_at": self.now - timedelta(days=1),
+            **overrides,
         }
-        fields.update(overrides)
-        self.keys.put(ApiKeyRecord(**fields))
-        return plaintext
+        return put_key(self.keys, **fields)
 
     def call(
         self, method: str, path: str, body: Any = None, key: str | None = None, raw: str | None = None
@@ -135,6 +129,8 @@ class Harness:
             headers,
         )
         response = self.gateway.handle(event)
+        if isinstance(response, StreamingResponse):
+            response = response.buffered()  # the whole stream, as the buffered Lambda proxy sends it
         text = response["body"]
         parsed: Any = text
         if response["headers"].get("Content-Type") == "application/json":
@@ -144,6 +140,24 @@ class Harness:
     def chat(self, key: str, model: str = "chat-fast", **extra: Any) -> tuple[int, dict[str, str], Any]:
         body = {"model": model, "messages": [{"role": "user", "content": "Hello there"}], **extra}
         return self.call("POST", "/v1/chat/completions", body, key)
+
+
+def put_key(keys: Any, allowed_models: tuple[str, ...] = ("echo",), **fields: Any) -> str:
+    """A new key for ``allowed_models`` in ``keys`` (any key store); returns its plaintext."""
+    plaintext, key_id, key_hash = generate_key()
+    record: dict[str, Any] = {
+        "key_id": key_id,
+        "key_hash": key_hash,
+        "team": "support",
+        "feature": "writer",
+        "allowed_models": allowed_models,
+        "monthly_budget_usd": 100.0,
+        "rate_limit_rpm": 1000,
+        "created_at": datetime(2026, 11, 1, tzinfo=UTC),
+        **fields,
+    }
+    keys.put(ApiKeyRecord(**record))
+    return plaintext
 
 
 _request_counter = [0]
@@ -198,6 +212,7 @@ def harness() -> Iterator[Harness]:
         clock=clock,
         refresh_executor=InlineExecutor(),
     )
+    gateway.router.sleep = clock.advance  # the jittered throttling retry pause, without real sleeping
     h = Harness(gateway, keys, ledger, stubber, clock, metrics, h_audit, start)
     h.__dict__["_holder"] = holder
     yield h

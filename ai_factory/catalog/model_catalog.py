@@ -32,7 +32,8 @@ from typing import Any, cast
 
 import yaml
 
-from aif_gateway.config import GatewayConfig, Modality, ModelTarget, Prices, Provider, Route
+from aif_gateway.capabilities import ModelCapabilities
+from aif_gateway.config import GatewayConfig, Modality, ModelTarget, Prices, Provider, Route, RouteTimeouts
 
 DEFAULT_CATALOG_PATH = Path(__file__).parent.parent / "data" / "models.yaml"
 
@@ -70,7 +71,8 @@ _MODEL_FIELDS = frozenset(
         "content_handler",
     }
 )
-_ROUTE_FIELDS = frozenset({"alias", "targets"})
+_ROUTE_FIELDS = frozenset({"alias", "targets", "timeouts"})
+TIMEOUT_KEYS = ("first_token_s", "idle_s", "total_minutes")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # A region ("eu-west-1", "us-gov-west-1") or a region prefix ending in "-" ("eu-", "ap-southeast-").
 _REGION_KEY_RE = re.compile(r"^[a-z]{2}(-[a-z]+)*-(\d+)?$")
@@ -231,6 +233,8 @@ class CatalogRoute:
     targets: tuple[str, ...]
     modality: Modality
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # Time to first token, idle time between chunks, total generation time (docs/gateway.md).
+    timeouts: RouteTimeouts = field(default_factory=RouteTimeouts)
 
 
 class _Checker:
@@ -405,6 +409,10 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
     if real and status == "approved" and approved_on is None:
         raise check.fail(entry, "approved_on", "is required when status is approved (YYYY-MM-DD)")
     extra = {str(k): v for k, v in raw.items() if k not in _MODEL_FIELDS}
+    try:  # kept in extra; checked here, read by gateway_config (aif_gateway.capabilities)
+        ModelCapabilities.from_catalog(extra.get("capabilities"), max_output)
+    except ValueError as exc:
+        raise check.fail(entry, *str(exc).split(": ", 1)) from None
     return CatalogModel(
         name=name,
         provider=provider,
@@ -488,8 +496,26 @@ def _parse_route(check: _Checker, raw: Any, index: int, models: Mapping[str, Cat
     if len(modalities) > 1:
         raise check.fail(entry, "targets", f"mixes modalities {modalities}; a route serves one modality")
     extra = {str(k): v for k, v in raw.items() if k not in _ROUTE_FIELDS}
+    if extra.get("prompt_cache", "off") not in ("off", "auto"):
+        raise check.fail(entry, "prompt_cache", "must be auto (cache points after system and tools) or off")
     assert alias is not None
-    return CatalogRoute(alias=alias, targets=targets, modality=modalities[0], extra=extra)
+    timeouts = _parse_timeouts(check, raw, entry)
+    return CatalogRoute(alias=alias, targets=targets, modality=modalities[0], extra=extra, timeouts=timeouts)
+
+
+def _parse_timeouts(check: _Checker, raw: Mapping[str, Any], entry: str) -> RouteTimeouts:
+    value = raw.get("timeouts")
+    if value is None:
+        return RouteTimeouts()
+    if not isinstance(value, Mapping):
+        raise check.fail(entry, "timeouts", f"must be a mapping of {', '.join(TIMEOUT_KEYS)}, got {value!r}")
+    unknown = sorted(str(k) for k in value if k not in TIMEOUT_KEYS)
+    if unknown:
+        raise check.fail(entry, "timeouts", f"unknown keys {unknown}; allowed: {', '.join(TIMEOUT_KEYS)}")
+    try:
+        return RouteTimeouts(**{str(k): v for k, v in value.items()})
+    except ValueError as exc:
+        raise check.fail(entry, "timeouts", str(exc)) from None
 
 
 class ModelCatalog:
@@ -585,10 +611,20 @@ class ModelCatalog:
                     prices=m.prices,
                     region=None,
                     content_handler=m.content_handler,
+                    capabilities=ModelCapabilities.from_catalog(
+                        m.extra.get("capabilities"), m.max_output_tokens
+                    ),
                 )
                 for m in (self.models[name] for name in route.targets)
             )
-            routes[alias] = Route(alias=alias, modality=route.modality, targets=targets)
+            auto_cache = route.extra.get("prompt_cache") == "auto"
+            routes[alias] = Route(
+                alias=alias,
+                modality=route.modality,
+                targets=targets,
+                timeouts=route.timeouts,
+                prompt_cache=auto_cache,
+            )
         return GatewayConfig(routes=routes, **overrides)
 
     def sagemaker_endpoint_arns(self, partition: str, region: str, account: str) -> list[str]:

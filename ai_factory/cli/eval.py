@@ -20,7 +20,7 @@ from aif_gateway import contract
 
 TARGETS = ("local", "gateway", "bedrock")
 GATEWAY_URL_ENV = contract.GATEWAY_URL_ENV
-DEFAULT_OUT = "eval-out"
+DEFAULT_OUT = ".ai-factory/eval-out"  # git ignores .ai-factory/
 
 
 def add_parser(subparsers: Any) -> None:
@@ -43,6 +43,11 @@ def add_parser(subparsers: Any) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--prompt-version", type=int, help="evaluate this prompt version (not the suite's)")
     which.add_argument("--prompt-alias", help="evaluate the version this alias names (not the suite's)")
+    p.add_argument(
+        "--offline-answers",
+        metavar="FILE",
+        help="with --target local: canned answers for the offline model (YAML rules, docs/evaluation.md)",
+    )
     p.add_argument("--concurrency", type=int, default=8, help="case runs in flight (default: 8)")
     p.add_argument(
         "--out",
@@ -68,6 +73,9 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("--base: only with `ai-factory eval changed`")
     if args.concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {args.concurrency}")
+    if args.offline_answers and args.target != "local":
+        raise UsageError("--offline-answers: only with --target local (real models answer for themselves)")
+    load_offline_script(args.offline_answers)  # a malformed script is a usage error before any run
     from ai_factory.evals.suite import SuiteError, load_suite
 
     suites, errors = [], []
@@ -88,6 +96,23 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
         folder = Path(args.out) if len(suites) == 1 else Path(args.out) / suite.name
         passed = _run_one(args, suite, folder, out) and passed
     return 0 if passed else 1
+
+
+def load_offline_script(path: str | None) -> Any:
+    """The offline model's canned answers from a YAML file (None: no file, no script)."""
+    if not path:
+        return None
+    import yaml
+
+    from aif_gateway.offline_model import OfflineScript, ScriptError
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return OfflineScript.from_data(data, source=path)
+    except OSError as exc:
+        raise UsageError(f"--offline-answers: cannot read {path}: {exc.strerror or exc}") from exc
+    except (yaml.YAMLError, ScriptError) as exc:
+        raise UsageError(f"--offline-answers: {exc}") from exc
 
 
 def _registry(args: argparse.Namespace) -> Any:
@@ -129,7 +154,7 @@ def _target(args: argparse.Namespace, suite: Any, registry: Any) -> tuple[Any, A
     try:
         if args.target == "local":
             prompt = _resolve(args, suite, registry, need_template=True)
-            return LocalTarget(prompt=prompt), prompt
+            return LocalTarget(prompt=prompt, script=load_offline_script(args.offline_answers)), prompt
         if args.target == "bedrock":
             prompt = _resolve(args, suite, registry, need_template=True)
             return BedrockTarget(prompt=prompt, region=args.region), prompt

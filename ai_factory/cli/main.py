@@ -1,4 +1,6 @@
-"""The ``ai-factory`` command: ``serve`` (the local gateway) and ``keys`` (API key management).
+"""The ``ai-factory`` command: the local gateway (``serve``, ``dev``), keys, prompts, models, evals,
+scaffolding (``new feature``), account checks before the first deploy (``preflight``) and reports.
+``ai-factory`` alone prints the commands.
 
 Exit codes: 0 success, 1 the command could not be carried out (unknown key, store or network failure),
 2 invalid usage (the message names the flag and the reason).
@@ -12,8 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ai_factory.cli import dev, feedback, keys, lineage, models, new, preflight, prompts, report, usage
 from ai_factory.cli import eval as eval_cmd
-from ai_factory.cli import feedback, keys, lineage, models, prompts, report, usage
 from ai_factory.cli.errors import CommandError, UsageError
 
 PROG = "ai-factory"
@@ -75,15 +77,37 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_parser(sub)
     report.add_parser(sub)
     lineage.add_parser(sub)
+    dev.add_parser(sub)
+    new.add_parser(sub)
+    preflight.add_parser(sub)
     return parser
+
+
+# A group command given without its subcommand does its most common action, or prints its help.
+GROUP_DEFAULTS = {"models": "list", "keys": "list", "prompts": "list"}
+GROUP_HELP = frozenset({"new"})
+
+
+def with_default_subcommand(argv: list[str]) -> list[str]:
+    """``models`` -> ``models list`` (options after the group name are kept: ``models --catalog X``)."""
+    if argv and argv[0] in GROUP_HELP and len(argv) == 1:
+        return [argv[0], "--help"]  # argparse prints it and exits 0
+    bare = bool(argv) and argv[0] in GROUP_DEFAULTS and (len(argv) == 1 or argv[1].startswith("-"))
+    if bare and not {"-h", "--help"} & set(argv[1:]):
+        return [argv[0], GROUP_DEFAULTS[argv[0]], *argv[1:]]
+    return argv
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
     out = out or sys.stdout
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv:
+        parser.print_help(out)
+        return 0
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(with_default_subcommand(argv))
     except SystemExit as exc:  # argparse already printed usage or help
         return exc.code if isinstance(exc.code, int) else 2
     command = " ".join(filter(None, [PROG, args.command, getattr(args, "keys_command", None)]))

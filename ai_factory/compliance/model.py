@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -873,7 +874,9 @@ def _render_condition(condition: Any) -> str:
 
 
 def _nag_style(text: str) -> str:
-    """A rendered resource as cdk-nag names it in finding IDs (``<Logical.Attr>`` for references)."""
+    """A rendered resource as cdk-nag names it in finding IDs: ``<Logical.Attr>`` for references, the
+    bare export name for cross-stack imports (``${Import:Stack:ExportsOutput...}``)."""
+    text = re.sub(r"\$\{Import:([^}]*)\}", r"\1", text)
     return text.replace("${", "<").replace("}", ">")
 
 

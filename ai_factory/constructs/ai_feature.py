@@ -165,6 +165,8 @@ class AiFeature(Construct):
         ``TeamStack``'s key, else a new key for this feature.
     :param key_generation: bump to rotate the key (new key in the secret, the old one revoked).
     :param prompt_base_dir: folder relative prompt paths start from. Default: the caller's folder.
+    :param canary: run the feature's canary (default True): hourly, up to 5 cases of its suites against
+        the ``production`` alias, billed to its budget (``ai_factory.constructs.canary``). False: no canary.
     :param canary_suite: a small eval suite (YAML, relative like ``prompts``) that ``FeatureCanary`` runs
         on a schedule for drift detection. Default: the first cases of the prompts' eval suites.
     """
@@ -192,6 +194,7 @@ class AiFeature(Construct):
         key_generation: int = 1,
         prompt_base_dir: str | os.PathLike[str] | None = None,
         canary_suite: str | os.PathLike[str] | None = None,
+        canary: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         team_stack = _enclosing_team_stack(self)
@@ -218,6 +221,7 @@ class AiFeature(Construct):
         self._positive("key_generation", key_generation, integer=True)
         self.datasets: tuple[GovernedDataset, ...] = self._validate_datasets(datasets, callers)
         self.prompts: tuple[RegisteredPrompt, ...] = self._register_prompts(prompts, base_dir, catalog)
+        self.canary = canary  # False: add_canary leaves the feature out (no schedule, no canary traffic)
         self.canary_suite: Path | None = None
         if canary_suite is not None:
             path = Path(canary_suite)

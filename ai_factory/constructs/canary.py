@@ -126,7 +126,7 @@ def load_canary_suite(path: Path, *, max_cases: int | None = None, warn: Any = N
         if max_cases is not None and len(cases) >= max_cases:
             warn(f"{path}: only the first {max_cases} runnable cases run in the canary")
             break
-        case = _case(path, index, raw, default_asserts or [], dropped)
+        case = _case(path, index, raw, default_asserts or [], dropped, data.get("request"))
         if case is not None:
             cases.append(case)
         else:
@@ -139,7 +139,12 @@ def load_canary_suite(path: Path, *, max_cases: int | None = None, warn: Any = N
 
 
 def _case(
-    path: Path, index: int, raw: Any, default_asserts: list[Any], dropped: set[str]
+    path: Path,
+    index: int,
+    raw: Any,
+    default_asserts: list[Any],
+    dropped: set[str],
+    suite_request: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     where = f"{path}: cases[{index}]"
     if not isinstance(raw, dict):
@@ -172,7 +177,10 @@ def _case(
         asserts.append({"type": kind, "value": value})
     if not asserts:
         return None
-    return {"id": case_id, "vars": variables, "messages": messages, "assert": asserts}
+    # The suite's request options, then the case's own (response_format, tools, temperature, ...).
+    request = {**(suite_request or {}), **(raw.get("request") or {})}
+    case = {"id": case_id, "vars": variables, "messages": messages, "assert": asserts}
+    return {**case, "request": request} if request else case
 
 
 def _assertion(where: str, entry: Any) -> tuple[str, Any]:
@@ -407,9 +415,9 @@ class FeatureCanary(Construct):
 
 
 def add_canary(scope: Construct, construct_id: str = "Canary", **props: Any) -> FeatureCanary | None:
-    """A ``FeatureCanary`` for every ``AiFeature`` under ``scope`` that has a canary suite or prompts,
-    or None when none has (app.py calls it for each team stack)."""
-    features = [f for f in find_features(scope) if f.canary_suite is not None or f.prompts]
+    """A ``FeatureCanary`` for every ``AiFeature`` under ``scope`` that has a canary suite or prompts
+    and not ``canary=False``, or None when none has (app.py calls it for each team stack)."""
+    features = [f for f in find_features(scope) if f.canary and (f.canary_suite is not None or f.prompts)]
     return FeatureCanary(scope, construct_id, features=features, **props) if features else None
 
 

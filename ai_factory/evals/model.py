@@ -43,6 +43,12 @@ class Case:
     assertions: tuple[Assertion, ...]
     messages: tuple[dict[str, Any], ...] = ()  # extra chat messages appended after the prompt's
     line: int = 0
+    # Request options sent with the case (the suite's ``request``, then the case's own over it):
+    # response_format, tools, tool_choice, temperature, top_p, max_tokens, stop.
+    request: dict[str, Any] = field(default_factory=dict)
+    # What the offline model answers this case with on --target local (text, {json: ...} or
+    # {tool_call: {name, arguments}}); None: its default (echo, or an object matching a json_schema).
+    offline_answer: Any = None
 
 
 @dataclass(frozen=True)

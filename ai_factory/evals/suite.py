@@ -9,9 +9,12 @@ A suite lives next to the feature that owns it (``features/<feature>/evals/<name
     defaults:
       assert:
         - {type: not-contains, value: "4111 1111", hard_fail: true}
+    request: {temperature: 0}                          # options sent with every case (optional)
     cases:
       - id: refund-request
         vars: {ticket: "I want a refund for order 123", max_sentences: 2}
+        request: {response_format: {type: json_object}}  # the case's own, over the suite's
+        offline_answer: {json: {intent: refund}}         # what --target local answers (optional)
         assert:
           - {type: icontains, value: refund}
 
@@ -42,8 +45,9 @@ from .model import ASSERTION_TYPES, Assertion, Case, Gate, PromptRef, Suite
 
 __all__ = ["SuiteError", "load_suite", "local_prompt_path"]
 
-SUITE_FIELDS = ("suite", "description", "prompt", "model", "messages", "gate", "defaults", "cases")
-CASE_FIELDS = ("id", "description", "vars", "assert", "messages")
+SUITE_FIELDS = ("suite", "description", "prompt", "model", "messages", "request", "gate", "defaults", "cases")
+CASE_FIELDS = ("id", "description", "vars", "request", "offline_answer", "assert", "messages")
+REQUEST_FIELDS = ("response_format", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop")
 ASSERTION_FIELDS = ("type", "value", "threshold", "hard_fail", "method", "model")
 GATE_FIELDS = ("min_pass_rate", "repeats", "min_case_pass_fraction")
 PROMPT_FIELDS = ("name", "version", "alias")
@@ -239,8 +243,9 @@ class _Loader:
             raise self.fail(self.key_line(top, "messages"), "inline 'messages' need a 'model' (an alias)")
         gate = self.gate(top)
         defaults = self.defaults(top)
+        request = self.request(top.get("request"), self.key_line(top, "request"), "request")
         variables = self.expected_variables(prompt, messages)
-        cases = self.cases(top, defaults, variables)
+        cases = self.cases(top, defaults, variables, request)
         return Suite(
             name=name,
             path=self.path,
@@ -363,6 +368,7 @@ class _Loader:
         top: _Map,
         defaults: tuple[Assertion, ...],
         variables: _Variables | None,
+        request: dict[str, Any],
     ) -> tuple[Case, ...]:
         raw = top.get("cases")
         line = self.key_line(top, "cases")
@@ -391,8 +397,22 @@ class _Loader:
             if not assertions:
                 raise self.fail(case.line, f"{where} has no assertions (add 'assert' or 'defaults.assert')")
             extra = self.messages(case.get("messages"), self.key_line(case, "messages"), f"{where}: messages")
+            own_request = self.request(
+                case.get("request"), self.key_line(case, "request"), f"{where}: request"
+            )
+            offline = case.get("offline_answer")
+            if offline is not None:
+                self.offline_answer(offline, self.key_line(case, "offline_answer"), where)
             cases.append(
-                Case(id=case_id, vars=case_vars, assertions=assertions, messages=extra, line=case.line)
+                Case(
+                    id=case_id,
+                    vars=case_vars,
+                    assertions=assertions,
+                    messages=extra,
+                    line=case.line,
+                    request={**request, **own_request},
+                    offline_answer=_plain(offline),
+                )
             )
         return tuple(cases)
 
@@ -424,6 +444,63 @@ class _Loader:
                     f"{where}: vars do not match the variables of {variables.source} ({'; '.join(parts)})",
                 )
         return dict(raw)
+
+    # -- request options and offline answers
+
+    def request(self, raw: Any, line: int, what: str) -> dict[str, Any]:
+        """Chat-completion options sent with each case; checked here so a typo fails before any call."""
+        if raw is None:
+            return {}
+        options = self.mapping(raw, line, what, REQUEST_FIELDS)
+        for key, value in options.items():
+            where, at = f"{what}: {key!r}", self.key_line(options, key)
+            if key == "response_format":
+                self.response_format(value, at, where)
+            elif key == "tools" and not (
+                isinstance(value, list)
+                and value
+                and all(isinstance(t, Mapping) and isinstance(t.get("function"), Mapping) for t in value)
+            ):
+                raise self.fail(
+                    at, f"{where} must be a non-empty list of {{type: function, function: {{...}}}}"
+                )
+            elif key == "tool_choice" and not isinstance(value, str | Mapping):
+                raise self.fail(at, f"{where} must be none, auto, required or {{type: function, ...}}")
+            elif key in ("temperature", "top_p") and not (_is_number(value) and 0 <= value <= 2):
+                raise self.fail(at, f"{where} must be a number from 0 to 2, got {value!r}")
+            elif key == "max_tokens" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise self.fail(at, f"{where} must be an integer >= 1, got {value!r}")
+            elif key == "stop" and not (
+                isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))
+            ):
+                raise self.fail(at, f"{where} must be a string or a list of strings")
+        return dict(_plain(options))
+
+    def response_format(self, value: Any, line: int, where: str) -> None:
+        kinds = ("text", "json_object", "json_schema")
+        if not isinstance(value, Mapping) or value.get("type") not in kinds:
+            raise self.fail(line, f"{where} must be {{type: {' | '.join(kinds)}}}")
+        if value["type"] != "json_schema":
+            return
+        spec = value.get("json_schema")
+        if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+            raise self.fail(line, f"{where}: json_schema needs a 'name' and a 'schema'")
+        schema = spec.get("schema")
+        if not isinstance(schema, Mapping):
+            raise self.fail(line, f"{where}: json_schema.schema must be a JSON Schema (a mapping)")
+        from .deterministic import schema_problems
+
+        problems = schema_problems(_plain(schema))
+        if problems:
+            raise self.fail(line, f"{where}: invalid JSON Schema: {problems[0]}")
+
+    def offline_answer(self, value: Any, line: int, where: str) -> None:
+        from aif_gateway.offline_model import CannedAnswer, ScriptError
+
+        try:
+            CannedAnswer.parse(_plain(value), f"{where}: offline_answer")
+        except ScriptError as exc:
+            raise self.fail(line, str(exc)) from None
 
     # -- assertions
 

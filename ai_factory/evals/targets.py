@@ -5,7 +5,8 @@
   their messages rendered here. Retries 429/503 and connection failures with capped exponential
   backoff and jitter, honouring ``Retry-After``; other errors become ``CaseOutput.error``.
 - ``LocalTarget``: the real gateway code in this process (``LocalGatewayServer`` on 127.0.0.1:0, a
-  temporary state folder and key), with every route served by the offline ``echo`` model. Prompts are
+  temporary state folder and key), with every route served by the offline model (cases' canned
+  ``offline_answer``s, a JSON mode for ``response_format``, else echo). Prompts are
   rendered here from the registry's version (when a registry is given) or from the prompt file next to
   the suite, and sent as inline messages: the local server has no registry of its own.
 - ``BedrockTarget``: Bedrock Converse directly (no gateway), priced from the model catalog.
@@ -266,6 +267,7 @@ class GatewayTarget:
             if prompt is not None:
                 body.update(prompt.parameters)
             model = self.model_override or suite.model or (prompt.model if prompt else None)
+        body.update(case.request)  # the suite's and the case's request options win over the prompt's
         if model:
             body["model"] = model
         return body
@@ -340,8 +342,59 @@ def offline_config(catalog_path: str | None = None) -> Any:
     return replace(config, routes=routes)
 
 
+def create_local_key(
+    state_dir: str | Path,
+    *,
+    team: str,
+    feature: str,
+    models: tuple[str, ...],
+    monthly_budget_usd: float,
+    rate_limit_rpm: int,
+    description: str,
+) -> str:
+    """A key in ``state_dir``'s local key store (what ``ai-factory keys create`` writes); returns the
+    plaintext key, which is not stored."""
+    from ai_factory.local.sqlite_store import SqliteKeyStore, default_db_path
+    from aif_gateway.records import ApiKeyRecord, generate_key, utc_now
+
+    plaintext, key_id, key_hash = generate_key()
+    store = SqliteKeyStore(default_db_path(state_dir))
+    try:
+        store.put(
+            ApiKeyRecord(
+                key_id=key_id,
+                key_hash=key_hash,
+                team=team,
+                feature=feature,
+                allowed_models=models,
+                monthly_budget_usd=monthly_budget_usd,
+                rate_limit_rpm=rate_limit_rpm,
+                created_at=utc_now(),
+                description=description,
+            )
+        )
+    finally:
+        store.close()
+    return plaintext
+
+
+def offline_gateway(state_dir: str | Path, config: Any, script: Any = None) -> tuple[Any, Any]:
+    """The real gateway over ``state_dir``'s SQLite stores with ``config`` (from ``offline_config``)
+    and an ``OfflineModel`` answering every echo route: ``(gateway, offline_model)``."""
+    from ai_factory.local.server import build_gateway
+    from aif_gateway.offline_model import OfflineModel
+    from aif_gateway.providers import default_providers
+
+    model = OfflineModel(script)
+    gateway, _ = build_gateway(state_dir, config=config)
+    gateway.providers = {**default_providers(config.model_timeout_s), "echo": model}  # type: ignore[attr-defined]
+    return gateway, model
+
+
 class LocalTarget(GatewayTarget):
-    """``LocalGatewayServer`` on 127.0.0.1:0 with its own key; every model alias answered by echo."""
+    """``LocalGatewayServer`` on 127.0.0.1:0 with its own key; every model alias answered by the offline
+    model (``aif_gateway.offline_model``): a case's ``offline_answer``, then ``script``'s rules, then its
+    JSON mode or echo."""
 
     name = "local"
 
@@ -351,34 +404,42 @@ class LocalTarget(GatewayTarget):
         prompt: ResolvedPrompt | None = None,
         state_dir: str | Path | None = None,
         catalog_path: str | None = None,
+        script: Any = None,
         **kwargs: Any,
     ) -> None:
         from ai_factory.local.server import LocalGatewayServer
-        from ai_factory.local.sqlite_store import SqliteKeyStore, default_db_path
-        from aif_gateway.records import ApiKeyRecord, generate_key, utc_now
 
         self._tmp = None if state_dir else tempfile.mkdtemp(prefix="aif-eval-")
         self.state_dir = Path(state_dir or self._tmp or "")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         config = offline_config(catalog_path)
-        plaintext, key_id, key_hash = generate_key()
-        store = SqliteKeyStore(default_db_path(self.state_dir))
-        store.put(
-            ApiKeyRecord(
-                key_id=key_id,
-                key_hash=key_hash,
-                team="evals",
-                feature="eval-harness",
-                allowed_models=tuple(sorted(config.routes)),
-                monthly_budget_usd=1_000_000.0,
-                rate_limit_rpm=1_000_000,
-                created_at=utc_now(),
-                description="ai-factory eval --target local",
-            )
+        plaintext = create_local_key(
+            self.state_dir,
+            team="evals",
+            feature="eval-harness",
+            models=tuple(sorted(config.routes)),
+            monthly_budget_usd=1_000_000.0,
+            rate_limit_rpm=1_000_000,
+            description="ai-factory eval --target local",
         )
-        store.close()
-        self.server = LocalGatewayServer(port=0, state_dir=self.state_dir, config=config).start()
+        gateway, self.model = offline_gateway(self.state_dir, config, script)
+        self.server = LocalGatewayServer(port=0, config=config, gateway=gateway).start()
         super().__init__(f"{self.server.url}/v1", plaintext, prompt=prompt, render_locally=True, **kwargs)
+
+    def run(self, suite: Suite, case: Case) -> CaseOutput:
+        """One case; its ``offline_answer`` (if any) answers exactly its own conversation."""
+        if case.offline_answer is not None:
+            from aif_gateway.offline_model import CannedAnswer, OfflineRule, conversation_sha256
+
+            try:
+                messages = self.request_body(suite, case)["messages"]
+            except PromptVariablesError as exc:
+                return CaseOutput("", 0.0, error=f"vars do not fit the prompt: {exc}")
+            rule = OfflineRule(
+                CannedAnswer.parse(case.offline_answer), messages_sha256=conversation_sha256(messages)
+            )
+            self.model.learn([rule])
+        return super().run(suite, case)
 
     def close(self) -> None:
         super().close()

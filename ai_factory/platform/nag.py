@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import custom_resources as cr
 from cdk_nag import AwsSolutionsChecks, NIST80053R5Checks, ServerlessChecks
 from constructs import IConstruct
+
+from ai_factory.platform.checkov_skips import add_checkov_skips
 
 PACKS = ("AwsSolutions", "NIST.800.53.R5", "Serverless")
 """Rule-ID prefixes of the packs ``apply_nag_packs`` registers (a finding's ID is ``<pack>-<rule>``)."""
@@ -73,6 +76,9 @@ def apply_nag_packs(app: cdk.App) -> None:
     for construct in app.node.find_all():
         aspect.visit(construct)
     cdk.Aspects.of(app).add(aspect)
+    add_checkov_skips(
+        app
+    )  # the same decisions, in the form checkov reads (ai_factory/platform/checkov_skips.py)
 
 
 def acknowledge(construct: IConstruct, rules: Mapping[str, str]) -> None:
@@ -181,6 +187,10 @@ class Acknowledgement:
     rule: str
     path: str
     reason: str
+    # How the generated document shows it: in a team stack, the team and the team's own construct IDs
+    # are replaced by placeholders, so every feature of one construct type gives one row, not one each.
+    shown_rule: str = ""
+    shown_path: str = ""
 
 
 def acknowledgements(root: IConstruct, *, nested_stages: bool = True) -> list[Acknowledgement]:
@@ -201,15 +211,21 @@ def acknowledgements(root: IConstruct, *, nested_stages: bool = True) -> list[Ac
                 continue
             for rule, reason in entry.data.items():
                 rule_id = str(rule).split("::", 1)[1] if "::" in str(rule) else str(rule)
-                found.append(Acknowledgement(rule_id, construct.node.path, str(reason)))
+                shown_rule, shown_path = _per_construct_type(construct, rule_id)
+                found.append(
+                    Acknowledgement(rule_id, construct.node.path, str(reason), shown_rule, shown_path)
+                )
     return found
 
 
 def markdown_table(acks: Iterable[Acknowledgement]) -> str:
-    """A Markdown table (rule, construct, reason), sorted by rule then construct path."""
+    """A Markdown table (rule, construct, reason), sorted by rule then construct path; one row per
+    construct type in team stacks (``AiFactoryTeam<team>/<AiFeature>/...``), so adding a team or a
+    feature does not change it."""
     lines = ["| rule | construct | reason |", "| --- | --- | --- |"]
-    for ack in sorted(set(acks), key=lambda a: (a.rule, a.path)):
-        cells = (ack.rule, f"`{ack.path}`", ack.reason)
+    rows = {(a.shown_rule or a.rule, a.shown_path or a.path, a.reason) for a in acks}
+    for rule, path, reason in sorted(rows):
+        cells = (rule, f"`{path}`", reason)
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -246,6 +262,25 @@ class _AcknowledgeInlinePolicies:
 def _resource(function: lambda_.IFunction) -> IConstruct:
     """The ``AWS::Lambda::Function`` resource of ``function`` (the narrowest construct to acknowledge on)."""
     return function.node.default_child or function
+
+
+def _per_construct_type(construct: IConstruct, rule: str) -> tuple[str, str]:
+    """``(rule, path)`` with a team stack's name and its direct children's IDs (chosen by the team)
+    replaced by ``<team>`` and ``<ClassName>``; unchanged outside team stacks (stacks with a ``team``)."""
+    stack = cdk.Stack.of(construct)
+    if not isinstance(getattr(stack, "team", None), str):
+        return rule, construct.node.path
+    scopes = construct.node.scopes
+    index = next(i for i, scope in enumerate(scopes) if scope is stack or scope.node.path == stack.node.path)
+    parts = ["AiFactoryTeam<team>"]
+    if len(scopes) > index + 1:
+        child = scopes[index + 1]
+        placeholder = f"<{type(child).__name__}>"
+        parts.append(placeholder)
+        parts.extend(s.node.id for s in scopes[index + 2 :])
+        # Resource tokens in a rule name the logical ID: "<InternalQaProvisionerBB8AF361.Arn>".
+        rule = re.sub(rf"<{re.escape(child.node.id)}(\w*?)[0-9A-F]{{8}}\.", rf"<{placeholder}\1.", rule)
+    return rule, "/".join([*stack.node.path.split("/")[:-1], *parts])
 
 
 def _stage_path(construct: IConstruct) -> str | None:

@@ -1,6 +1,7 @@
 """Team knowledge: answers employees' questions from internal documentation."""
 
 from ai_factory.constructs.ai_feature import AiFeature, AlertThresholds
+from ai_factory.constructs.rag_feature import RagFeature
 from stacks.team_stack import TeamStack
 
 TEAM = "knowledge"
@@ -8,7 +9,7 @@ TEAM = "knowledge"
 
 def build(team: TeamStack) -> None:
     """The knowledge team's features."""
-    AiFeature(
+    qa = AiFeature(
         team,
         "InternalQa",
         feature="internal-qa",
@@ -20,3 +21,6 @@ def build(team: TeamStack) -> None:
         rate_limit_rpm=300,
         alert_thresholds=AlertThresholds(p99_latency_ms=20000, error_rate_pct=2, budget_pct=90),
     )
+    if team.governance is not None:  # the app always passes it; some tests build the team alone
+        # Passages from the published help-centre articles: POST /v1/retrieve, knowledge_base="internal-qa".
+        RagFeature(team, "InternalQaDocs", feature=qa, dataset=team.governance.datasets["knowledge.articles"])

@@ -7,9 +7,11 @@ pytest-xdist worker synthesizes each variant once.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
@@ -86,3 +88,30 @@ def default_gateway() -> Synthesized:
 @pytest.fixture(scope="session")
 def private_gateway() -> Synthesized:
     return build(private=True)
+
+
+@dataclass
+class RealApp:
+    """The real app (``app.build_app``), cdk-nag packs registered, synthesized into ``outdir``."""
+
+    app: cdk.App
+    assembly: Any  # cx_api.CloudAssembly
+    outdir: Path
+
+    @property
+    def templates(self) -> list[Path]:
+        return sorted(self.outdir.glob("*.template.json"))
+
+
+@pytest.fixture(scope="session")
+def real_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealApp]:
+    """The real app synthesized once per session (per xdist worker): raises on any nag finding.
+
+    With cdk.json's context (the feature flags), so the templates are the ones ``make synth`` writes.
+    """
+    from app import build_app
+
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    context = json.loads((Path(__file__).resolve().parents[2] / "cdk.json").read_text())["context"]
+    app = build_app(outdir=str(outdir), context=context)
+    yield RealApp(app, app.synth(), outdir)

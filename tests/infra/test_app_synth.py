@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from app import build_app
+from tests.infra.conftest import RealApp
 
 
 @pytest.mark.synth
-def test_real_app_synthesizes_with_nag_packs(tmp_path: Path) -> None:
-    app = build_app(outdir=str(tmp_path))
-    assembly = app.synth()  # raises ValidationFailed on any unacknowledged cdk-nag finding
-    names = {stack.stack_name for stack in assembly.stacks}
+def test_real_app_synthesizes_with_nag_packs(real_app: RealApp) -> None:
+    # The fixture's synth raises ValidationFailed on any unacknowledged cdk-nag finding.
+    names = {stack.stack_name for stack in real_app.assembly.stacks}
     assert {"AiFactoryGateway", "AiFactoryTeamSupport", "AiFactoryTeamKnowledge"} <= names
-    report = json.loads((tmp_path / "validation-report.json").read_text())
+    report = json.loads((real_app.outdir / "validation-report.json").read_text())
     assert report["pluginReports"] == [] or all(
         r["summary"]["status"] == "success" for r in report["pluginReports"]
     )

@@ -73,8 +73,22 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         monthly_budget_usd=10,
         rate_limit_rpm=10,
     )
+    # Opted out: has prompts, but no schedule and no canary traffic.
+    AiFeature(
+        team,
+        "OptedOut",
+        feature="opted-out",
+        owner="o@example.com",
+        clearance="internal",
+        models=["chat-fast"],
+        prompts=[ROOT / "features/support/prompts/summarize-ticket.yaml"],
+        monthly_budget_usd=10,
+        rate_limit_rpm=10,
+        canary=False,
+    )
     canary = add_canary(team, every=cdk.Duration.minutes(30))
     assert canary is not None
+    assert [f.feature for f in canary.watched] == ["refunds", "ticket-summarizer"]
     return {
         "team": team,
         "canary": canary,

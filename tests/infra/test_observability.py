@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from ai_factory.constructs.observability.facade import Observability
 from ai_factory.constructs.observability.settings import RUNBOOKS, AlarmDefaults
 from features import TEAM_MODULES
 from stacks.gateway_stack import GatewayStack
+from stacks.governance_stack import GovernanceStack
 from stacks.observability_stack import ObservabilityStack, add_observability
 from stacks.team_stack import TeamStack, team_stack_id
 
@@ -51,9 +53,11 @@ def build_app(extra_features: int = 0, per_stack: int = 40) -> Built:
     """The real teams (plus ``extra_features`` generated ones) and observability, without cdk-nag."""
     app = cdk.App(context={"ai-factory:runbookBaseUrl": RUNBOOK_BASE})
     gateway = GatewayStack(app, "AiFactoryGateway", env=ENV)
+    governance = GovernanceStack(app, "AiFactoryGovernance", env=ENV)  # as app.py: features may read datasets
     for module_name in TEAM_MODULES:
         module = importlib.import_module(module_name)
-        module.build(TeamStack(app, team_stack_id(module.TEAM), team=module.TEAM, gateway_stack=gateway))
+        stack_id = team_stack_id(module.TEAM)
+        module.build(TeamStack(app, stack_id, team=module.TEAM, gateway_stack=gateway, governance=governance))
     if extra_features:
         team = TeamStack(app, "AiFactoryTeamLoad", team="load", gateway_stack=gateway)
         for i in range(extra_features):
@@ -247,12 +251,15 @@ def test_budget_refusals_become_a_metric_per_feature(built: Built) -> None:
 
 def test_many_features_split_across_small_stacks() -> None:
     b = build_app(extra_features=45, per_stack=20)
+    count = len(b.features)  # the app's own features plus the 45 generated ones
+    assert count >= 47
+    shares = [min(20, count - start) for start in range(0, count, 20)]  # features per stack
     stacks = [
         s
         for s in b.app.node.children
         if isinstance(s, cdk.Stack) and s.stack_name.startswith("AiFactoryObservability")
     ]
-    assert len(stacks) == 3  # 47 features, 20 per stack
+    assert len(stacks) == len(shares)
     total = 0
     dashboard_names: set[str] = set()
     for stack in stacks:
@@ -264,8 +271,9 @@ def test_many_features_split_across_small_stacks() -> None:
             d["Properties"]["DashboardName"]
             for d in template.find_resources("AWS::CloudWatch::Dashboard").values()
         }
-    assert total == 7 * 47 + 2
-    assert len(dashboard_names) == 1 + 5  # platform + ceil(20/10) + ceil(20/10) + ceil(7/10), unique
+    assert total == 7 * count + 2
+    # The platform dashboard plus one per 10 features of each stack, all names unique.
+    assert len(dashboard_names) == 1 + sum(math.ceil(share / 10) for share in shares)
 
 
 def test_monitoring_a_feature_twice_is_refused(built: Built) -> None:

@@ -107,6 +107,25 @@ def test_prompt_suites_ask_the_gateway_to_render_the_production_alias(tmp_path: 
     }
 
 
+def test_request_options_of_the_suite_and_case_reach_the_gateway(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "prompt: extract\nrequest: {temperature: 0, max_tokens: 50}\ncases:\n"
+        "  - vars: {t: x}\n"
+        "    request: {max_tokens: 80, response_format: {type: json_object}}\n"
+        "    assert: [{contains: a}]\n"
+        "  - vars: {t: y}\n    assert: [{contains: b}]\n"
+    )
+    suite = load_canary_suite(path)
+    first, second = (request_body(suite, case) for case in suite["cases"])
+    assert (first["temperature"], first["max_tokens"], first["response_format"]) == (
+        0,
+        80,
+        {"type": "json_object"},
+    )
+    assert (second["temperature"], second["max_tokens"]) == (0, 50) and "response_format" not in second
+
+
 @pytest.mark.parametrize(
     ("assertion", "text", "latency", "ok"),
     [

@@ -60,7 +60,7 @@ def test_unreachable_model_falls_back_and_records_both_attempts(harness: Harness
 @pytest.mark.parametrize(
     ("first", "second"),
     [
-        (("ThrottlingException", 429), ("ThrottlingException", 429)),
+        (("ModelNotReadyException", 429), ("ModelNotReadyException", 429)),
         (("InternalServerException", 500), ("ModelTimeoutException", 408)),
         (("ServiceUnavailableException", 503), ("InternalServerException", 500)),
     ],
@@ -79,15 +79,17 @@ def test_whole_chain_failing_leaves_one_record_and_one_audit_line(
     assert [a.request_id for a in harness.audit] == [record.request_id]
 
 
-def test_throttled_embeddings_are_a_503_with_a_record(harness: Harness) -> None:
+def test_throttled_embeddings_are_a_429_with_a_record(harness: Harness) -> None:
     key = harness.add_key()
-    harness.stubber.add_client_error(
-        "invoke_model", service_error_code="ThrottlingException", http_status_code=429
-    )
-    status, _, _ = harness.call("POST", "/v1/embeddings", {"model": "embed", "input": "x"}, key)
-    assert status == 503
+    for _ in range(2):  # the call and its one throttling retry
+        harness.stubber.add_client_error(
+            "invoke_model", service_error_code="ThrottlingException", http_status_code=429
+        )
+    status, headers, _ = harness.call("POST", "/v1/embeddings", {"model": "embed", "input": "x"}, key)
+    assert status == 429 and headers["Retry-After"] == "5"
+    harness.stubber.assert_no_pending_responses()
     (record,) = harness.ledger.records.values()
-    assert record.operation == "embeddings" and record.error_type == "all_targets_failed"
+    assert record.operation == "embeddings" and record.error_type == "rate_limit_exceeded"
     assert len(harness.audit) == 1
 
 

@@ -21,10 +21,11 @@ INTERNALS = ("Traceback", "/opt/python", "aif_gateway", "botocore", "arn:aws", '
 any_text = st.text(alphabet=st.characters(codec=None), max_size=40)  # includes lone surrogates
 
 
-def assert_clean(response: dict[str, Any]) -> dict[str, Any] | str:
+def assert_clean(response: dict[str, Any], sent: str = "") -> dict[str, Any] | str:
+    """``sent``: what the caller sent that the answer may quote (an unknown path is named in the 404)."""
     assert response["statusCode"] < 500, response
     body = response["body"]
-    assert not any(marker in body for marker in INTERNALS), body[:300]
+    assert not any(marker in body for marker in INTERNALS if marker not in sent), body[:300]
     if response["headers"].get("Content-Type") == "application/json":
         parsed: dict[str, Any] = json.loads(body)
         if response["statusCode"] >= 400:
@@ -46,11 +47,12 @@ def test_random_headers_and_authorization_values(
 
 @FUZZ
 @given(method=any_text, path=any_text)
+@example(method="GET", path="aif_gateway.")  # a path that quotes an internals marker is echoed, not leaked
 def test_random_methods_and_paths(harness: Harness, method: str, path: str) -> None:
     key = harness.add_key()
     for p in (path, f"/v1/{path}", f"/v1/models/{path}"):
         response = harness.gateway.handle(make_event(method, p, "{}", {"Authorization": f"Bearer {key}"}))
-        assert_clean(response)
+        assert_clean(response, sent=p + method)
         assert response["statusCode"] in (200, 400, 403, 404, 405), response
 
 

@@ -204,6 +204,7 @@ def test_usage_and_cost_from_bedrock_counters(harness: Harness) -> None:
         "completion_tokens": 20,
         "total_tokens": 2120,
         "prompt_tokens_details": {"cached_tokens": 1500},
+        "cache_creation_input_tokens": 500,
     }
     (record,) = harness.ledger.records.values()
     expected = (100 * 1.0 + 20 * 5.0 + 1500 * 0.10 + 500 * 1.25) / 1e6
@@ -268,6 +269,8 @@ def test_stream_is_a_valid_buffered_sse_body(harness: Harness) -> None:
 
 def test_embeddings_through_titan(harness: Harness) -> None:
     key = harness.add_key()
+    # One call at a time: the Stubber's response queue is not meant for concurrent callers.
+    harness.gateway.providers["bedrock"].embedder.concurrency = 1  # type: ignore[attr-defined]
     for n in (3, 4):
         payload = json.dumps({"embedding": [0.1, 0.2], "inputTextTokenCount": n}).encode()
         import io

@@ -123,7 +123,7 @@ def test_exception_becomes_generic_500_without_traceback(
     server: LocalGatewayServer, stub: StubGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     stub.reply = RuntimeError("secret internals /etc/passwd")
-    with caplog.at_level(logging.ERROR, logger="ai_factory.local.server"):
+    with caplog.at_level(logging.ERROR, logger="aif_gateway.http_server"):
         status, _, data = request(server, "GET", "/v1/models")
     assert status == 500
     error = json.loads(data)["error"]
@@ -241,3 +241,30 @@ def test_a_burst_of_new_connections_is_not_reset(server: LocalGatewayServer) -> 
     for thread in threads:
         thread.join(30)
     assert results.count("ok") == 64, sorted(set(results))
+
+
+def test_lambda_web_adapter_request_context_is_used_only_when_trusted(stub: StubGateway) -> None:
+    from aif_gateway.http_server import GatewayHTTPServer
+
+    context = {"requestId": "apigw-req-1", "stage": "prod", "identity": {"sourceIp": "203.0.113.9"}}
+    headers = {"x-amzn-request-context": json.dumps(context)}
+    with GatewayHTTPServer(stub, "127.0.0.1", 0, trust_lambda_context=True) as behind_adapter:
+        conn = http.client.HTTPConnection("127.0.0.1", behind_adapter.port, timeout=10)
+        conn.request("GET", "/v1/models", headers=headers)
+        conn.getresponse().read()
+    assert stub.events[-1]["requestContext"] == context
+    with LocalGatewayServer("127.0.0.1", 0, gateway=stub) as local:
+        conn = http.client.HTTPConnection("127.0.0.1", local.port, timeout=10)
+        conn.request("GET", "/v1/models", headers=headers)
+        conn.getresponse().read()
+    assert stub.events[-1]["requestContext"]["requestId"] != "apigw-req-1"  # a client cannot set it locally
+
+
+def test_lambda_server_listens_where_the_adapter_forwards() -> None:
+    from aif_gateway.lambda_server import listen_port
+
+    assert listen_port({}) == 8080
+    assert listen_port({"PORT": "9000"}) == 9000
+    assert listen_port({"AWS_LWA_PORT": "8123", "PORT": "9000"}) == 8123
+    with pytest.raises(ValueError, match="AWS_LWA_PORT must be a port number"):
+        listen_port({"AWS_LWA_PORT": "http"})

@@ -631,3 +631,36 @@ def test_garbage_raises_catalog_error_only(data: Any) -> None:
             ModelCatalog.from_dict(data, source="garbage.yaml")
         except CatalogError as exc:
             assert str(exc).startswith("garbage.yaml: ")
+
+
+# ------------------------------------------------------------------------------------- route timeouts
+
+
+def test_route_timeouts_default_and_reach_the_runtime_config(tmp_path: Path) -> None:
+    from aif_gateway.config import RouteTimeouts
+
+    data = base()
+    data["routes"][0]["timeouts"] = {"first_token_s": 20, "idle_s": 10, "total_minutes": 12}
+    config = ModelCatalog.load(write(tmp_path, data)).gateway_config()
+    assert config.routes["chat"].timeouts == RouteTimeouts(20, 10, 12)
+    assert config.routes["embed"].timeouts == RouteTimeouts()
+    assert GatewayConfig.from_dict(json.loads(config.to_json())).routes["chat"].timeouts == RouteTimeouts(
+        20, 10, 12
+    )
+
+
+@pytest.mark.parametrize(
+    ("timeouts", "why"),
+    [
+        ("fast", "must be a mapping of first_token_s, idle_s, total_minutes"),
+        ({"first_token": 5}, "unknown keys ['first_token']"),
+        ({"idle_s": -1}, "'idle_s' must be a number > 0, got -1"),
+        ({"total_minutes": True}, "'total_minutes' must be a number > 0, got True"),
+        ({"first_token_s": 120, "total_minutes": 1}, "'first_token_s' (120) must not exceed 'total_minutes'"),
+    ],
+)
+def test_route_timeouts_are_validated(tmp_path: Path, timeouts: Any, why: str) -> None:
+    data = base()
+    data["routes"][0]["timeouts"] = timeouts
+    message = load_error(tmp_path, data)
+    assert "route 'chat': field 'timeouts': " in message and why in message

@@ -139,6 +139,7 @@ def request_body(suite: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
         body["messages"] = render(
             list(suite.get("messages") or []) + list(case.get("messages") or []), variables
         )
+    body.update(case.get("request") or {})  # the suite's request options (response_format, tools, ...)
     return body
 
 

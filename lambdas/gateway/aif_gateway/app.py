@@ -1,12 +1,15 @@
 """The gateway: one OpenAI-compatible API in front of every approved model.
 
-``Gateway.handle`` takes an API Gateway REST proxy event and returns a proxy response. The Lambda
-handler (``handler.py``) and the local server (``ai_factory.local.server``) both call it, so local mode
-runs exactly the code that runs in AWS.
+``Gateway.handle`` takes an API Gateway REST proxy event and returns a proxy response, or for
+``stream: true`` a ``StreamingResponse`` that produces the answer's chunks as the model sends them
+(``streaming``). The gateway's HTTP server (``http_server``: ``ai-factory serve`` and the Lambda behind
+the Lambda Web Adapter) and the buffered Lambda handler (``handler.py``) all call it, so local mode runs
+exactly the code that runs in AWS.
 
 Request path, in order: size limit (413) -> API key (401) -> body (400) -> registered prompt, if one
 is named (404 prompt_not_found; 400 model or variables) -> route (404) -> key may use the route (403)
--> budget and rate (429) -> model call down the fallback chain (503 when all fail) -> usage and audit
+-> budget and rate (429) -> model call down the fallback chain, skipping targets whose capabilities
+cannot serve the request (503 when all fail, 429 when all were throttled) -> usage and audit
 record -> response. Records are written for every request that reached a model; a
 ledger write that fails is spilled to a queue, and as a last resort logged in full, never dropped.
 """
@@ -24,7 +27,8 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .access import BackgroundRefresher, KeyAuthenticator, UsageGuard
-from .config import GatewayConfig, Route
+from .capabilities import adapt, unfit_reason
+from .config import GatewayConfig, Route, RouteTimeouts
 from .errors import (
     Forbidden,
     GatewayError,
@@ -51,12 +55,12 @@ from .providers import default_providers
 from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, StoreError, UsageRecord, utc_now
 from .retrieval import RetrievalService, knowledge_base_route, parse_retrieve_request, retrieve_response
 from .routing import RouteFailed, RouteOutcome, Router
+from .stream_format import SSE_HEADERS, ChunkEncoder
+from .streaming import OpenedStream, StreamEnd, StreamingResponse, estimate_tokens, open_stream, relay
 
 log = logging.getLogger("aif_gateway")
 
 JSON_HEADERS = {"Content-Type": "application/json"}
-SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-STREAM_CHUNK_WORDS = 8
 
 
 class Spill(Protocol):
@@ -98,7 +102,7 @@ class Gateway:
         self.feedback = FeedbackService(ledger, self.metrics)
         # Knowledge bases a RagFeature registered (SSM in AWS); none unless configured.
         self.retrieval = retrieval if retrieval is not None else RetrievalService.from_env()
-        self._routes: dict[tuple[str, str], Callable[[_Call], dict[str, Any]]] = {
+        self._routes: dict[tuple[str, str], Callable[[_Call], dict[str, Any] | StreamingResponse]] = {
             ("GET", "/v1/models"): self._list_models,
             ("POST", "/v1/chat/completions"): self._chat_completions,
             ("POST", "/v1/embeddings"): self._embeddings,
@@ -108,7 +112,9 @@ class Gateway:
 
     # -- entry point -------------------------------------------------------------------------------
 
-    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any] | StreamingResponse:
+        """The proxy response for one request; a ``StreamingResponse`` for a chat request with
+        ``stream: true`` (a server sends it piece by piece; ``.buffered()`` is its proxy form)."""
         call = _Call(event, self.now(), self.clock())
         try:
             path = call.path.rstrip("/") or "/"
@@ -149,7 +155,7 @@ class Gateway:
         self._route_for(key, alias)
         return _response(200, _model_entry(alias), call.request_id)
 
-    def _chat_completions(self, call: _Call) -> dict[str, Any]:
+    def _chat_completions(self, call: _Call) -> dict[str, Any] | StreamingResponse:
         key = self._authenticate(call)
         request = parse_chat_request(parse_json_body(call.body(self.config.max_body_bytes)))
         if request.prompt is not None:
@@ -161,20 +167,98 @@ class Gateway:
                 f"'{request.model}' is an embedding model; call /v1/embeddings.", param="model"
             )
         self.guard.check(key, call.started)
-        ctx = CallContext(call.request_id, key.team, key.feature, self.config.guardrail)
+        timeouts = self._timeouts(route)
+        ctx = CallContext(call.request_id, key.team, key.feature, self.config.guardrail, timeouts)
+        request.auto_cache = route.prompt_cache
+        if request.stream:
+            return self._stream_chat(call, key, route, request, ctx, timeouts)
         outcome: RouteOutcome[ChatResult] = self._call_models(
-            call, key, route, "chat", lambda t: self.providers[t.provider].chat(t, request, ctx)
+            call,
+            key,
+            route,
+            "chat",
+            lambda t: self.providers[t.provider].chat(t, adapt(request, t.capabilities), ctx),
+            timeouts.total_s,
+            lambda t: unfit_reason(request, t.capabilities),
         )
         result = outcome.result
+        if not request.parallel_tool_calls:
+            result.tool_calls = result.tool_calls[:1]  # the client asked for at most one call per answer
         record = self._record(call, key, outcome, result.usage, status=200)
         if result.guardrail_intervened:
             record.guardrail_action = "INTERVENED"
         self._finish(record, outcome)
         body = _completion(call, outcome.target.name, result, record)
-        headers = _served_headers(outcome, record)
-        if request.stream:
-            return _sse_response(_stream_chunks(body, request), call.request_id, headers)
-        return _response(200, body, call.request_id, headers)
+        return _response(200, body, call.request_id, _served_headers(outcome, record))
+
+    def _stream_chat(
+        self,
+        call: _Call,
+        key: ApiKeyRecord,
+        route: Route,
+        request: ChatRequest,
+        ctx: CallContext,
+        timeouts: RouteTimeouts,
+    ) -> StreamingResponse:
+        """ConverseStream (or the provider's stream) relayed chunk by chunk (``streaming``): fallback
+        until the first model event, none after; the usage record is written before ``[DONE]``."""
+        outcome: RouteOutcome[OpenedStream] = self._call_models(
+            call,
+            key,
+            route,
+            "chat",
+            lambda t: open_stream(self.providers[t.provider], t, adapt(request, t.capabilities), ctx),
+            timeouts.first_token_s,
+            lambda t: unfit_reason(request, t.capabilities),
+        )
+        first_token_ms = call.elapsed_ms()
+        deadline = self.clock() + timeouts.total_s
+        if self.config.request_deadline_s is not None:
+            deadline = min(deadline, call.t_clock + self.config.request_deadline_s)
+
+        def on_end(end: StreamEnd) -> None:
+            record = self._record(call, key, outcome, end.usage, status=200)
+            record.extra["stream"] = "true"
+            record.extra["first_token_ms"] = f"{first_token_ms:.3f}"
+            if end.usage_estimated:
+                record.extra["usage_estimated"] = "true"
+            if end.guardrail_intervened:
+                record.guardrail_action = "INTERVENED"
+            if end.error_code is not None:
+                record.error_type = end.error_code
+                if end.error_kind:
+                    record.extra["stream_error"] = end.error_kind
+                if end.retryable and self.router.breaker(outcome.target).record_failure():
+                    outcome.breaker_opened.append(outcome.target.name)
+            self._finish(record, outcome)
+
+        encoder = ChunkEncoder(
+            f"chatcmpl-{call.request_id}", int(call.started.timestamp()), outcome.target.name
+        )
+        body = relay(
+            outcome.result,
+            encoder,
+            include_usage=request.include_usage,
+            deadline=deadline,
+            clock=self.clock,
+            input_estimate=lambda: estimate_tokens(request),
+            on_end=on_end,
+        )
+        headers = {
+            **SSE_HEADERS,
+            "x-request-id": call.request_id,
+            "x-aif-served-by": outcome.target.name,
+            "x-aif-served-model-id": outcome.target.model_id,
+            "x-aif-attempts": str(outcome.attempts),
+        }
+        return StreamingResponse(200, headers, body)
+
+    def _timeouts(self, route: Route) -> RouteTimeouts:
+        """The route's limits, shortened to the request deadline where that is tighter."""
+        limits, deadline = route.timeouts, self.config.request_deadline_s
+        if deadline is None or deadline >= limits.total_s:
+            return limits
+        return RouteTimeouts(min(limits.first_token_s, deadline), min(limits.idle_s, deadline), deadline / 60)
 
     def _embeddings(self, call: _Call) -> dict[str, Any]:
         key = self._authenticate(call)
@@ -188,7 +272,12 @@ class Gateway:
         self.guard.check(key, call.started)
         ctx = CallContext(call.request_id, key.team, key.feature, None)
         outcome: RouteOutcome[EmbeddingResult] = self._call_models(
-            call, key, route, "embeddings", lambda t: self.providers[t.provider].embed(t, request, ctx)
+            call,
+            key,
+            route,
+            "embeddings",
+            lambda t: self.providers[t.provider].embed(t, request, ctx),
+            self.config.model_timeout_s,
         )
         usage = TokenUsage(input=outcome.result.input_tokens)
         record = self._record(call, key, outcome, usage, status=200, operation="embeddings")
@@ -299,18 +388,31 @@ class Gateway:
             )
         return route
 
-    def _call_models(self, call: _Call, key: ApiKeyRecord, route: Route, operation: str, fn: Any) -> Any:
+    def _call_models(
+        self,
+        call: _Call,
+        key: ApiKeyRecord,
+        route: Route,
+        operation: str,
+        fn: Any,
+        attempt_s: float,
+        unfit: Any = None,
+    ) -> Any:
+        """Down the fallback chain; a target is started only while ``attempt_s`` (what one attempt may
+        take before the gateway knows whether it failed) still fits before the request deadline.
+        ``unfit(target)`` names why a target cannot serve the request (it is then passed over)."""
         latest_start = None
         deadline = self.config.request_deadline_s
         if deadline is not None:
-            latest_start = call.t_clock + deadline - self.config.model_timeout_s
+            latest_start = call.t_clock + deadline - attempt_s
         try:
-            return self.router.call(route, fn, latest_start)
+            return self.router.call(route, fn, latest_start, unfit)
         except RouteFailed as exc:
             # The models were called (and may have billed partial work): the attempt is recorded.
-            record = self._base_record(call, key, status=503, operation=operation)
-            record.attempts, record.error_type = exc.attempts, "all_targets_failed"
+            record = self._base_record(call, key, status=exc.status, operation=operation)
+            record.attempts, record.error_type = exc.attempts, exc.code or "all_targets_failed"
             record.extra["failures"] = "; ".join(exc.failures)
+            _add_failed_usage(record, exc.failed_usage, exc.failed_cost_usd)
             self._persist(record)
             self._emit(record, fell_back=True, breaker_opened=len(exc.breaker_opened))
             raise
@@ -348,6 +450,7 @@ class Gateway:
         record.input_tokens, record.output_tokens = usage.input, usage.output
         record.cache_read_tokens, record.cache_write_tokens = usage.cache_read, usage.cache_write
         record.cost_usd = round(cost_usd(usage, outcome.target.prices), 10)
+        _add_failed_usage(record, outcome.failed_usage, outcome.failed_cost_usd)
         record.attempts = outcome.attempts
         if outcome.failures:
             record.extra["failures"] = "; ".join(outcome.failures)
@@ -490,6 +593,15 @@ def _model_entry(alias: str) -> dict[str, Any]:
     return {"id": alias, "object": "model", "created": 0, "owned_by": "ai-factory"}
 
 
+def _add_failed_usage(record: UsageRecord, usage: TokenUsage, cost: float) -> None:
+    """Tokens that failed calls were billed for (an embedding batch that broke half-way) are metered."""
+    record.input_tokens += usage.input
+    record.output_tokens += usage.output
+    record.cache_read_tokens += usage.cache_read
+    record.cache_write_tokens += usage.cache_write
+    record.cost_usd = round(record.cost_usd + cost, 10)
+
+
 def _served_headers(outcome: RouteOutcome[Any], record: UsageRecord) -> dict[str, str]:
     return {
         "x-aif-served-by": outcome.target.name,
@@ -506,6 +618,8 @@ def _completion(call: _Call, served: str, result: ChatResult, record: UsageRecor
     }
     if result.tool_calls:
         message["tool_calls"] = result.tool_calls
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning  # where OpenAI-compatible clients read it
     prompt_tokens = record.input_tokens + record.cache_read_tokens + record.cache_write_tokens
     return {
         "id": f"chatcmpl-{call.request_id}",
@@ -520,47 +634,9 @@ def _completion(call: _Call, served: str, result: ChatResult, record: UsageRecor
             "completion_tokens": record.output_tokens,
             "total_tokens": prompt_tokens + record.output_tokens,
             "prompt_tokens_details": {"cached_tokens": record.cache_read_tokens},
+            # Anthropic's name for the tokens written to the cache (priced apart; OpenAI has no field).
+            "cache_creation_input_tokens": record.cache_write_tokens,
         },
-    }
-
-
-def _stream_chunks(body: dict[str, Any], request: ChatRequest) -> list[dict[str, Any]]:
-    """The completed answer as OpenAI ``chat.completion.chunk`` events (buffered: sent in one response)."""
-    base = {
-        "id": body["id"],
-        "object": "chat.completion.chunk",
-        "created": body["created"],
-        "model": body["model"],
-    }
-    choice = body["choices"][0]
-    message = choice["message"]
-
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
-
-    chunks = [chunk({"role": "assistant", "content": ""})]
-    words = (message.get("content") or "").split(" ")
-    for i in range(0, len(words), STREAM_CHUNK_WORDS):
-        piece = " ".join(words[i : i + STREAM_CHUNK_WORDS])
-        if i + STREAM_CHUNK_WORDS < len(words):
-            piece += " "
-        if piece:
-            chunks.append(chunk({"content": piece}))
-    for index, call in enumerate(message.get("tool_calls") or []):
-        chunks.append(chunk({"tool_calls": [{"index": index, **call}]}))
-    chunks.append(chunk({}, choice["finish_reason"]))
-    if request.include_usage:
-        chunks.append({**base, "choices": [], "usage": body["usage"]})
-    return chunks
-
-
-def _sse_response(chunks: list[dict[str, Any]], request_id: str, headers: dict[str, str]) -> dict[str, Any]:
-    text = "".join(f"data: {json.dumps(c, separators=(',', ':'))}\n\n" for c in chunks) + "data: [DONE]\n\n"
-    return {
-        "statusCode": 200,
-        "headers": {**SSE_HEADERS, "x-request-id": request_id, **headers},
-        "body": text,
-        "isBase64Encoded": False,
     }
 
 

@@ -2,6 +2,11 @@
 
 Converse wants strictly alternating user/assistant turns that start with a user turn, system text
 apart, tool calls as ``toolUse`` blocks and tool results as ``toolResult`` blocks inside a user turn.
+Real agent traffic breaks those rules in ordinary ways (tool history without ``tools``, blank turns and
+tool results, a call whose result never came); ``to_converse`` repairs each such shape the documented
+way (docs/gateway.md, "Chat Completions compatibility") so Bedrock never rejects a valid OpenAI request.
+``ChatRequest`` is the internal request model: other front doors (Messages, Responses) build one and
+reuse this translation.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import binascii
 import json
 from typing import Any
 
+from .capabilities import UNKNOWN, ModelCapabilities
 from .config import GuardrailRef
 from .errors import InvalidRequest
 from .openai_schema import ChatRequest
@@ -30,62 +36,38 @@ STOP_REASONS = {
 IMAGE_FORMATS = {"png", "jpeg", "gif", "webp"}
 
 
+# A cache point ends the prefix Bedrock may cache; Anthropic models accept at most four per request.
+MAX_CACHE_POINTS = 4
+# What a tool result with no text, and a tool call the client sent no result for, become: Bedrock
+# refuses blank text blocks and an assistant toolUse without a matching toolResult.
+EMPTY_TOOL_RESULT = "(the tool returned no output)"
+MISSING_TOOL_RESULT = "(no result was sent for this tool call)"
+EMPTY_FIRST_TURN = "(empty message)"
+SYNTHESIZED_TOOL_DESCRIPTION = "Declared by an earlier turn of this conversation."
+# reasoning_effort -> Anthropic extended-thinking budget (tokens); 1024 is the smallest budget allowed.
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+DEFAULT_ANSWER_TOKENS = 8192  # answer room added to the thinking budget when max_tokens is not given
+
+
 def to_converse(
     request: ChatRequest,
     model_id: str,
     guardrail: GuardrailRef | None,
     metadata: dict[str, str],
+    caps: ModelCapabilities = UNKNOWN,
 ) -> dict[str, Any]:
-    system: list[dict[str, Any]] = []
-    turns: list[dict[str, Any]] = []
-    has_tool_blocks = False
-
-    def append(role: str, blocks: list[Any]) -> None:
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)  # Converse needs alternation: merge same-role turns
-        else:
-            turns.append({"role": role, "content": blocks})
-
-    for i, message in enumerate(request.messages):
-        role, content = message["role"], message.get("content")
-        if role in ("system", "developer"):
-            system.extend({"text": text} for text in _texts(content) if text)
-        elif role == "user":
-            append("user", _user_blocks(content, f"messages[{i}]"))
-        elif role == "assistant":
-            blocks: list[dict[str, Any]] = [{"text": t} for t in _texts(content) if t]
-            for call in message.get("tool_calls") or []:
-                has_tool_blocks = True
-                fn = call["function"]
-                blocks.append(
-                    {
-                        "toolUse": {
-                            "toolUseId": call["id"],
-                            "name": fn["name"],
-                            "input": json.loads(fn.get("arguments") or "{}"),
-                        }
-                    }
-                )
-            if blocks:
-                append("assistant", blocks)
-        else:  # tool
-            has_tool_blocks = True
-            text = "\n".join(_texts(content))
-            append(
-                "user", [{"toolResult": {"toolUseId": message["tool_call_id"], "content": [{"text": text}]}}]
-            )
-
-    if not turns or turns[0]["role"] != "user":
-        raise InvalidRequest(
-            "The first non-system message must come from the user (Bedrock Converse requires it).",
-            param="messages",
-        )
-
+    """The Converse request for ``request``, valid by Bedrock's rules whatever shape the OpenAI
+    conversation has: alternating turns that start with the user, no blank text blocks, a toolResult
+    for every toolUse of the turn before, and a toolConfig whenever tool blocks are present."""
+    build = _Builder(request, caps)
+    build.messages()
+    kwargs: dict[str, Any] = {"modelId": model_id, "messages": build.turns}
+    system = build.system
     if request.response_format and request.response_format["type"] == "json_object":
         system.append({"text": JSON_OBJECT_INSTRUCTION})
-
-    kwargs: dict[str, Any] = {"modelId": model_id, "messages": turns}
     if system:
+        if request.auto_cache and build.caching and "cachePoint" not in system[-1]:
+            system.append(_cache_point())
         kwargs["system"] = system
     inference: dict[str, Any] = {}
     if request.max_tokens is not None:
@@ -96,11 +78,19 @@ def to_converse(
         inference["topP"] = request.top_p
     if request.stop:
         inference["stopSequences"] = request.stop
-    if inference:
-        kwargs["inferenceConfig"] = inference
-    tool_config = _tool_config(request, has_tool_blocks)
+    tool_config = build.tool_config()
     if tool_config:
         kwargs["toolConfig"] = tool_config
+    thinking = _thinking(request, caps, build.turns, tool_config)
+    if thinking is not None:
+        budget, max_tokens = thinking
+        inference["maxTokens"] = max_tokens
+        # Extended thinking refuses a changed temperature or top_p (Anthropic's rule).
+        inference.pop("temperature", None)
+        inference.pop("topP", None)
+        kwargs["additionalModelRequestFields"] = {"thinking": {"type": "enabled", "budget_tokens": budget}}
+    if inference:
+        kwargs["inferenceConfig"] = inference
     if request.response_format and request.response_format["type"] == "json_schema":
         spec = request.response_format["json_schema"]
         schema: dict[str, Any] = {"schema": json.dumps(spec["schema"])}
@@ -115,29 +105,266 @@ def to_converse(
         }
     if metadata:
         kwargs["requestMetadata"] = metadata
+    _cap_cache_points(kwargs)
     return kwargs
 
 
-def _texts(content: Any) -> list[str]:
-    if content is None:
-        return []
-    if isinstance(content, str):
-        return [content]
-    return [part["text"] for part in content if part.get("type") == "text"]
+class _Builder:
+    """Turns OpenAI messages into Converse turns, one rule at a time (see ``to_converse``)."""
 
+    def __init__(self, request: ChatRequest, caps: ModelCapabilities) -> None:
+        self.request = request
+        self.caching = caps.prompt_caching
+        # tool_choice "none" with tool history: Converse has no "none", and Bedrock requires tool
+        # definitions whenever tool blocks are present, so the history is sent as text and no tools are
+        # offered: the model cannot call one.
+        self.tools_as_text = request.tool_choice == "none"
+        self.system: list[dict[str, Any]] = []
+        self.turns: list[dict[str, Any]] = []
+        self.used_tools: dict[str, None] = {}  # tool names in the history, in order
+        self.call_names: dict[str, str] = {}  # tool call id -> tool name
 
-def _user_blocks(content: Any, path: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"text": content or " "}]
-    blocks: list[dict[str, Any]] = []
-    for j, part in enumerate(content):
-        if part["type"] == "text":
-            blocks.append({"text": part["text"] or " "})
-        else:
-            blocks.append(
-                {"image": _image_block(part["image_url"]["url"], f"{path}.content[{j}].image_url.url")}
+    def messages(self) -> None:
+        first_speaker = ""
+        for i, message in enumerate(self.request.messages):
+            role, content = message["role"], message.get("content")
+            if role in ("system", "developer"):
+                self.system.extend(self._texts(content, message))
+                continue
+            first_speaker = first_speaker or role
+            if role == "user":
+                self._append("user", self._user_blocks(content, message, f"messages[{i}]"))
+            elif role == "assistant":
+                self._append("assistant", self._assistant_blocks(message))
+            else:  # tool
+                self._append("user", [self._tool_result(message)])
+        if first_speaker == "assistant":
+            raise InvalidRequest(
+                "The first non-system message must come from the user (Bedrock Converse requires it).",
+                param="messages",
             )
-    return blocks
+        if not self.turns or self.turns[0]["role"] != "user":  # the user's first message was blank
+            self.turns.insert(0, {"role": "user", "content": [{"text": EMPTY_FIRST_TURN}]})
+        self._pair_tool_results()
+        self._trim_final_assistant()
+
+    # -- blocks ---------------------------------------------------------------------------------------
+
+    def _cache_point(self, marked: Any) -> list[dict[str, Any]]:
+        marked_here = self.caching and isinstance(marked, dict) and marked.get("cache_control")
+        return [_cache_point()] if marked_here else []
+
+    def _texts(self, content: Any, message: dict[str, Any]) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = []
+        if isinstance(content, str):
+            if content.strip():
+                blocks.append({"text": content})
+        else:
+            for part in content or []:
+                text = part.get("text") if part.get("type") == "text" else part.get("refusal")
+                if isinstance(text, str) and text.strip():
+                    blocks.append({"text": text})
+                    blocks.extend(self._cache_point(part))
+        if blocks:
+            blocks.extend(self._cache_point(message))
+        return blocks
+
+    def _user_blocks(self, content: Any, message: dict[str, Any], path: str) -> list[dict[str, Any]]:
+        if isinstance(content, str):
+            return self._texts(content, message)
+        blocks: list[dict[str, Any]] = []
+        for j, part in enumerate(content):
+            if part["type"] == "text":
+                if part["text"].strip():
+                    blocks.append({"text": part["text"]})
+                    blocks.extend(self._cache_point(part))
+            else:
+                image = _image_block(part["image_url"]["url"], f"{path}.content[{j}].image_url.url")
+                blocks.append({"image": image})
+                blocks.extend(self._cache_point(part))
+        if blocks:
+            blocks.extend(self._cache_point(message))
+        return blocks
+
+    def _assistant_blocks(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        blocks = self._texts(message.get("content"), message)
+        for call in message.get("tool_calls") or []:
+            fn = call["function"]
+            self.call_names[call["id"]] = fn["name"]
+            args = json.loads(fn.get("arguments") or "{}")
+            if self.tools_as_text:
+                blocks.append({"text": f"[called tool {fn['name']} with {json.dumps(args)}]"})
+                continue
+            self.used_tools[fn["name"]] = None
+            blocks.append({"toolUse": {"toolUseId": call["id"], "name": fn["name"], "input": args}})
+        return blocks
+
+    def _tool_result(self, message: dict[str, Any]) -> dict[str, Any]:
+        text = "\n".join(b["text"] for b in self._texts(message.get("content"), {}) if "text" in b)
+        text = text or EMPTY_TOOL_RESULT
+        if self.tools_as_text:
+            name = self.call_names.get(message["tool_call_id"], "tool")
+            return {"text": f"[result of tool {name}: {text}]"}
+        return {"toolResult": {"toolUseId": message["tool_call_id"], "content": [{"text": text}]}}
+
+    def _append(self, role: str, blocks: list[dict[str, Any]]) -> None:
+        if not any("cachePoint" not in b for b in blocks):
+            return  # a blank message: nothing to send (its neighbours merge if they share a role)
+        if self.turns and self.turns[-1]["role"] == role:
+            self.turns[-1]["content"].extend(blocks)  # Converse needs alternation: merge same-role turns
+        else:
+            self.turns.append({"role": role, "content": blocks})
+
+    # -- structure ------------------------------------------------------------------------------------
+
+    def _pair_tool_results(self) -> None:
+        """Each user turn after an assistant turn with toolUse starts with one toolResult per toolUse
+        (Anthropic's rule); a result whose call is not in the turn just before becomes text."""
+        for n, turn in enumerate(self.turns):
+            if turn["role"] != "user":
+                continue
+            before = self.turns[n - 1]["content"] if n else []
+            pending = [b["toolUse"]["toolUseId"] for b in before if "toolUse" in b]
+            results, rest = [], []
+            for block in turn["content"]:
+                if "toolResult" in block:
+                    use_id = block["toolResult"]["toolUseId"]
+                    if use_id in pending:
+                        results.append(block)
+                        pending.remove(use_id)
+                        continue
+                    name = self.call_names.get(use_id, "tool")
+                    text = block["toolResult"]["content"][0]["text"]
+                    block = {"text": f"[result of tool {name} ({use_id}): {text}]"}
+                rest.append(block)
+            for use_id in pending:
+                results.append(
+                    {
+                        "toolResult": {
+                            "toolUseId": use_id,
+                            "content": [{"text": MISSING_TOOL_RESULT}],
+                            "status": "error",
+                        }
+                    }
+                )
+            turn["content"] = results + rest
+        last = self.turns[-1]
+        if last["role"] == "assistant" and any("toolUse" in b for b in last["content"]):
+            # A conversation may not end on tool calls nobody answered: they are shown as text.
+            last["content"] = [
+                {"text": f"[called tool {b['toolUse']['name']} with {json.dumps(b['toolUse']['input'])}]"}
+                if "toolUse" in b
+                else b
+                for b in last["content"]
+            ]
+
+    def _trim_final_assistant(self) -> None:
+        # A final assistant turn is a prefill the model continues; Bedrock refuses trailing whitespace.
+        last = self.turns[-1]
+        if last["role"] != "assistant":
+            return
+        for block in reversed(last["content"]):
+            if "text" in block:
+                block["text"] = block["text"].rstrip()
+                break
+
+    def tool_config(self) -> dict[str, Any] | None:
+        request = self.request
+        has_tool_blocks = any(
+            "toolUse" in b or "toolResult" in b for turn in self.turns for b in turn["content"]
+        )
+        if self.tools_as_text or (not request.tools and not has_tool_blocks):
+            return None
+        tools: list[dict[str, Any]] = []
+        declared = set()
+        for tool in request.tools or []:
+            fn = tool["function"]
+            declared.add(fn["name"])
+            spec: dict[str, Any] = {
+                "name": fn["name"],
+                "inputSchema": {"json": fn.get("parameters") or {"type": "object", "properties": {}}},
+            }
+            if fn.get("description"):
+                spec["description"] = fn["description"]
+            tools.append({"toolSpec": spec})
+            tools.extend(self._cache_point(tool))
+        # Tool history without (all of) its tools: Bedrock needs a definition for every tool the
+        # conversation used, so a permissive one is declared from the history.
+        for name in self.used_tools:
+            if name not in declared:
+                tools.append(
+                    {
+                        "toolSpec": {
+                            "name": name,
+                            "description": SYNTHESIZED_TOOL_DESCRIPTION,
+                            "inputSchema": {"json": {"type": "object"}},
+                        }
+                    }
+                )
+        if request.auto_cache and self.caching and tools and "cachePoint" not in tools[-1]:
+            tools.append(_cache_point())
+        config: dict[str, Any] = {"tools": tools}
+        choice = request.tool_choice
+        if choice == "required":
+            config["toolChoice"] = {"any": {}}
+        elif isinstance(choice, dict):
+            config["toolChoice"] = {"tool": {"name": choice["function"]["name"]}}
+        elif choice == "auto":
+            config["toolChoice"] = {"auto": {}}
+        return config
+
+
+def _thinking(
+    request: ChatRequest,
+    caps: ModelCapabilities,
+    turns: list[dict[str, Any]],
+    tool_config: dict[str, Any] | None,
+) -> tuple[int, int] | None:
+    """(budget_tokens, maxTokens) for Anthropic extended thinking, or None when it is not sent: no
+    reasoning_effort, a model without it, a forced tool choice (Anthropic refuses both together), room
+    for less than the smallest budget, or an unfinished tool loop (its thinking blocks would have to be
+    sent back, and OpenAI clients do not keep them)."""
+    effort = request.reasoning_effort
+    if effort is None or caps.reasoning != "thinking":
+        return None
+    if tool_config and set(tool_config.get("toolChoice", {})) & {"any", "tool"}:
+        return None
+    assistant_turns = [t for t in turns if t["role"] == "assistant"]
+    if assistant_turns and any("toolUse" in b for b in assistant_turns[-1]["content"]):
+        return None
+    budget = THINKING_BUDGETS.get(effort, THINKING_BUDGETS["medium"])
+    if request.max_tokens is not None:
+        # OpenAI counts reasoning tokens within max_completion_tokens, as Anthropic does.
+        if request.max_tokens <= THINKING_BUDGETS["minimal"]:
+            return None
+        return min(budget, request.max_tokens - 1), request.max_tokens
+    max_tokens = budget + DEFAULT_ANSWER_TOKENS
+    if caps.max_output_tokens is not None:
+        max_tokens = min(max_tokens, caps.max_output_tokens)
+        budget = min(budget, max_tokens - 1)
+    return budget, max_tokens
+
+
+def _cache_point() -> dict[str, Any]:
+    return {"cachePoint": {"type": "default"}}
+
+
+def _cap_cache_points(kwargs: dict[str, Any]) -> None:
+    """Each cache point follows content (never first, never doubled: a part and its message may both be
+    marked), and only the first MAX_CACHE_POINTS are kept (tools, system, then messages: Bedrock's
+    order)."""
+    left = MAX_CACHE_POINTS
+    lists = [kwargs.get("toolConfig", {}).get("tools", []), kwargs.get("system", [])]
+    lists += [turn["content"] for turn in kwargs["messages"]]
+    for blocks in lists:
+        kept: list[dict[str, Any]] = []
+        for block in blocks:
+            if "cachePoint" in block:
+                if not left or not kept or "cachePoint" in kept[-1]:
+                    continue
+                left -= 1
+            kept.append(block)
+        blocks[:] = kept
 
 
 def _image_block(url: str, path: str) -> dict[str, Any]:
@@ -156,41 +383,16 @@ def _image_block(url: str, path: str) -> dict[str, Any]:
     return {"format": fmt, "source": {"bytes": raw}}
 
 
-def _tool_config(request: ChatRequest, has_tool_blocks: bool) -> dict[str, Any] | None:
-    if not request.tools:
-        return None
-    # Converse has no "none": without tool history the tools are left out; with it, Bedrock requires
-    # the tool definitions, so they stay and the model is merely not forced (documented limitation).
-    if request.tool_choice == "none" and not has_tool_blocks:
-        return None
-    tools = []
-    for tool in request.tools:
-        fn = tool["function"]
-        spec: dict[str, Any] = {
-            "name": fn["name"],
-            "inputSchema": {"json": fn.get("parameters") or {"type": "object", "properties": {}}},
-        }
-        if fn.get("description"):
-            spec["description"] = fn["description"]
-        tools.append({"toolSpec": spec})
-    config: dict[str, Any] = {"tools": tools}
-    choice = request.tool_choice
-    if choice == "required":
-        config["toolChoice"] = {"any": {}}
-    elif isinstance(choice, dict):
-        config["toolChoice"] = {"tool": {"name": choice["function"]["name"]}}
-    elif choice == "auto":
-        config["toolChoice"] = {"auto": {}}
-    return config
-
-
 def from_converse(response: dict[str, Any]) -> ChatResult:
     message = response.get("output", {}).get("message", {})
     texts: list[str] = []
+    reasoning: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for block in message.get("content", []):
         if "text" in block:
             texts.append(block["text"])
+        elif "reasoningContent" in block:
+            reasoning.append(block["reasoningContent"].get("reasoningText", {}).get("text", ""))
         elif "toolUse" in block:
             use = block["toolUse"]
             tool_calls.append(
@@ -213,4 +415,5 @@ def from_converse(response: dict[str, Any]) -> ChatResult:
         ),
         tool_calls=tool_calls,
         guardrail_intervened=stop_reason == "guardrail_intervened",
+        reasoning="".join(reasoning),
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import contract
+from .capabilities import UNKNOWN, ModelCapabilities
 
 Modality = Literal["chat", "embedding"]
 Provider = Literal["bedrock", "echo", "sagemaker"]
@@ -44,6 +45,51 @@ class ModelTarget:
     # SageMaker targets only (model_id is then the endpoint name): "openai-chat" or "tgi", see
     # aif_gateway.sagemaker_provider.
     content_handler: str | None = None
+    capabilities: ModelCapabilities = UNKNOWN  # the catalog's capabilities and limits of the model
+
+
+# Defaults for a route that sets no timeouts: long enough for a long Sonnet answer, short enough that a
+# stuck model is passed over quickly (docs/gateway.md, "Timeouts").
+DEFAULT_FIRST_TOKEN_S = 60.0
+DEFAULT_IDLE_S = 30.0
+DEFAULT_TOTAL_MINUTES = 10.0
+# Time kept after the model answered for the usage record (ledger write, spill fallback) when the
+# deadline is derived from the function timeout (AIF_FUNCTION_TIMEOUT_S).
+LEDGER_MARGIN_S = 5.0
+
+
+@dataclass(frozen=True)
+class RouteTimeouts:
+    """The three limits of one model attempt on a route.
+
+    ``first_token_s``: a target that has not produced its first event by then is passed over (fallback
+    happens only before the first byte reached the client). ``idle_s``: the longest silence between two
+    events of a started stream. ``total_minutes``: the whole generation, streamed or not.
+    """
+
+    first_token_s: float = DEFAULT_FIRST_TOKEN_S
+    idle_s: float = DEFAULT_IDLE_S
+    total_minutes: float = DEFAULT_TOTAL_MINUTES
+
+    def __post_init__(self) -> None:
+        for name in ("first_token_s", "idle_s", "total_minutes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"'{name}' must be a number > 0, got {value!r}")
+        if self.first_token_s > self.total_s:
+            raise ValueError(
+                f"'first_token_s' ({self.first_token_s}) must not exceed 'total_minutes' "
+                f"({self.total_minutes} min = {self.total_s} s)"
+            )
+        if self.idle_s > self.total_s:
+            raise ValueError(
+                f"'idle_s' ({self.idle_s}) must not exceed 'total_minutes' "
+                f"({self.total_minutes} min = {self.total_s} s)"
+            )
+
+    @property
+    def total_s(self) -> float:
+        return float(self.total_minutes) * 60.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +99,8 @@ class Route:
     alias: str
     modality: Modality
     targets: tuple[ModelTarget, ...]
+    timeouts: RouteTimeouts = field(default_factory=RouteTimeouts)
+    prompt_cache: bool = False  # catalog "prompt_cache: auto": cache points after system and tools
 
 
 @dataclass(frozen=True)
@@ -75,10 +123,12 @@ class GatewayConfig:
     # the cool-down.
     breaker_failure_threshold: int = 3
     breaker_cooldown_s: float = 30.0
-    model_timeout_s: float = 60.0  # read timeout of one model call
-    # Time budget for the whole fallback chain, from the start of the request: a target is only tried
-    # while a full model_timeout_s still fits, so the chain ends before the Lambda times out (which
-    # would lose the request's usage record). None: no deadline (local mode).
+    # Read timeout of one embedding call (chat calls use their route's RouteTimeouts).
+    model_timeout_s: float = 60.0
+    # Time budget for the whole request, from its start: a target is only tried while its first-token
+    # timeout still fits, and a generation is cut at the deadline, so the usage record is written before
+    # the Lambda times out. None: no deadline (local mode). In AWS it derives from the function timeout
+    # (``with_deadline_from_env``).
     request_deadline_s: float | None = None
 
     def to_json(self) -> str:
@@ -89,9 +139,26 @@ class GatewayConfig:
         routes = {}
         for alias, raw in data["routes"].items():
             targets = tuple(
-                ModelTarget(**{**t, "prices": Prices(**t.get("prices", {}))}) for t in raw["targets"]
+                ModelTarget(
+                    **{
+                        **t,
+                        "prices": Prices(**t.get("prices", {})),
+                        "capabilities": _capabilities(t.get("capabilities")),
+                    }
+                )
+                for t in raw["targets"]
             )
-            routes[alias] = Route(alias=raw["alias"], modality=raw["modality"], targets=targets)
+            try:
+                timeouts = RouteTimeouts(**raw.get("timeouts") or {})
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"gateway config: route '{alias}': timeouts: {exc}") from None
+            routes[alias] = Route(
+                alias=raw["alias"],
+                modality=raw["modality"],
+                targets=targets,
+                timeouts=timeouts,
+                prompt_cache=bool(raw.get("prompt_cache", False)),
+            )
         guardrail = GuardrailRef(**data["guardrail"]) if data.get("guardrail") else None
         scalars = {k: v for k, v in data.items() if k not in ("routes", "guardrail")}
         return cls(routes=routes, guardrail=guardrail, **scalars)
@@ -100,6 +167,23 @@ class GatewayConfig:
     def load(cls, path: str | os.PathLike[str]) -> GatewayConfig:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
+    def with_deadline_from_env(self) -> GatewayConfig:
+        """The request deadline from the one setting the construct derives everything from: the
+        function timeout (``AIF_FUNCTION_TIMEOUT_S``) minus ``LEDGER_MARGIN_S`` for the usage record."""
+        raw = os.environ.get("AIF_FUNCTION_TIMEOUT_S")
+        if not raw:
+            return self
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise ValueError(f"AIF_FUNCTION_TIMEOUT_S must be a number of seconds, got {raw!r}") from None
+        if seconds <= LEDGER_MARGIN_S:
+            raise ValueError(
+                f"AIF_FUNCTION_TIMEOUT_S ({seconds:g} s) must exceed the ledger margin "
+                f"({LEDGER_MARGIN_S:g} s)"
+            )
+        return GatewayConfig(**{**self.__dict__, "request_deadline_s": seconds - LEDGER_MARGIN_S})
+
     def with_guardrail_from_env(self) -> GatewayConfig:
         """The guardrail ID and version are deploy-time values (CloudFormation), so they come by env."""
         ident = os.environ.get(contract.GUARDRAIL_ID_ENV)
@@ -107,3 +191,9 @@ class GatewayConfig:
         if not ident or not version:
             return self
         return GatewayConfig(**{**self.__dict__, "guardrail": GuardrailRef(ident, version)})
+
+
+def _capabilities(raw: dict[str, Any] | None) -> ModelCapabilities:
+    if not raw:
+        return UNKNOWN
+    return ModelCapabilities(**{**raw, "exclusive_params": tuple(raw.get("exclusive_params", ()))})

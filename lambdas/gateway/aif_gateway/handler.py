@@ -4,6 +4,7 @@ LlmGateway construct sets, and hands it each API Gateway event.
 Environment: AIF_KEYS_TABLE, AIF_USAGE_TABLE, AIF_SPILL_QUEUE_URL, AIF_GUARDRAIL_ID,
 AIF_GUARDRAIL_VERSION, AIF_CONFIG_PATH (default: gateway_config.json next to this file),
 AIF_PROMPT_VIEW_URI (the published prompt view, s3://bucket/prompts.json; unset: no prompts),
+AIF_FUNCTION_TIMEOUT_S (the function's timeout: the request deadline is this minus the ledger margin),
 POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE.
 """
 
@@ -23,6 +24,7 @@ from .metering import EmfMetricsSink
 from .prompt_view import PromptViewSource
 from .records import UsageRecord
 from .spill import SpillQueue
+from .streaming import StreamingResponse
 
 logger = Logger()
 tracer = Tracer()
@@ -35,7 +37,7 @@ def audit_log(record: UsageRecord) -> None:
 
 def build_gateway() -> Gateway:
     config_path = os.environ.get(contract.CONFIG_PATH_ENV) or str(Path(__file__).with_name(CONFIG_FILE_NAME))
-    config = GatewayConfig.load(config_path).with_guardrail_from_env()
+    config = GatewayConfig.load(config_path).with_guardrail_from_env().with_deadline_from_env()
     spill_url = os.environ.get(contract.SPILL_QUEUE_URL_ENV)
     dynamodb = make_client()  # one client for both stores: creating a client costs tens of ms
     return Gateway(
@@ -59,4 +61,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _gateway
     if _gateway is None:
         _gateway = build_gateway()
-    return _gateway.handle(event, context)
+    response = _gateway.handle(event, context)
+    # A buffered proxy integration gets a stream as one body; streaming deployments serve the same
+    # gateway over HTTP instead (``lambda_server``).
+    return response.buffered() if isinstance(response, StreamingResponse) else response

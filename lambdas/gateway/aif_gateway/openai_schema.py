@@ -16,8 +16,32 @@ from typing import Any
 
 from .errors import InvalidRequest
 
-ROLES = ("system", "developer", "user", "assistant", "tool")
-# Accepted for compatibility with OpenAI clients; Bedrock has no equivalent, so they have no effect.
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+# Chat Completions fields, each in exactly one list (docs/gateway.md's compatibility table is checked
+# against these): SUPPORTED fields are honoured (translated or mapped), IGNORED_FIELDS only tune OpenAI's
+# own models and are accepted without effect, REFUSED_FIELDS get a 400 saying why. Any other field is a
+# 400 naming it, so a misspelt or new field is never silently dropped.
+SUPPORTED_FIELDS = (
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "functions",
+    "function_call",
+    "response_format",
+    "reasoning_effort",
+    "stream",
+    "stream_options",
+    "n",
+    "logprobs",
+    "prompt",
+)
 IGNORED_FIELDS = frozenset(
     {
         "seed",
@@ -25,15 +49,31 @@ IGNORED_FIELDS = frozenset(
         "frequency_penalty",
         "user",
         "logit_bias",
-        "parallel_tool_calls",
+        "top_logprobs",
         "metadata",
         "store",
         "service_tier",
         "prompt_cache_key",
+        "prompt_cache_retention",
         "safety_identifier",
+        "verbosity",
     }
 )
+REFUSED_FIELDS = {
+    "audio": "audio output is not supported by the gateway's models",
+    "modalities": "only text output is supported",
+    "prediction": "predicted outputs are an OpenAI-only feature",
+    "web_search_options": "the gateway's models do not search the web",
+}
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high")
 MAX_STOP_SEQUENCES = 4
+# Token arrays are token IDs of OpenAI's tokenizer; the gateway's embedding models tokenize text their own
+# way, so the IDs mean nothing to them. LangChain's OpenAIEmbeddings sends them by default.
+TOKEN_ARRAY_HINT = (
+    "'{path}' is a token array; the gateway embeds text only (its models use their own tokenizers). "
+    "Send strings: with LangChain set OpenAIEmbeddings(check_embedding_ctx_length=False); with the openai "
+    "SDK pass text, not token IDs."
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +100,11 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     prompt: PromptRef | None = None
+    parallel_tool_calls: bool = True  # False: at most one tool call per answer
+    reasoning_effort: str | None = None  # one of REASONING_EFFORTS; "none" is stored as None
+    # Set by the gateway, not the client: the route asks for automatic cache points (after system and
+    # tools); the serving model's catalog entry says whether cache points are sent at all.
+    auto_cache: bool = False
 
 
 @dataclass
@@ -176,6 +221,8 @@ def _bool(data: dict[str, Any], key: str) -> bool:
 def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
     """A validated chat request. With a ``prompt``, ``model`` and ``messages`` are optional: the
     gateway checks the conversation again once the prompt's messages are rendered in front."""
+    _check_fields(data)
+    data = _map_legacy_functions(data)
     prompt = parse_prompt_ref(data.get("prompt"))
     without_model = prompt is not None and data.get("model") is None
     model = "" if without_model else _require_str(data, "model", "model")
@@ -188,6 +235,7 @@ def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
         raise InvalidRequest(f"'messages' must be an array, not {_kind(messages)}.", param="messages")
     for i, message in enumerate(messages):
         _validate_message(message, f"messages[{i}]")
+    messages = _normalize_messages(messages)
     if prompt is None:
         check_conversation(messages)
 
@@ -222,7 +270,121 @@ def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
         stream=stream,
         include_usage=include_usage,
         prompt=prompt,
+        parallel_tool_calls=_parallel_tool_calls(data),
+        reasoning_effort=_reasoning_effort(data),
     )
+
+
+def _check_fields(data: dict[str, Any]) -> None:
+    """A 400 for a refused or unknown top-level field; ignored fields pass (see IGNORED_FIELDS)."""
+    for name in data:
+        if name in REFUSED_FIELDS:
+            raise InvalidRequest(
+                f"'{name}' is not supported: {REFUSED_FIELDS[name]}.", param=name, code="unsupported_field"
+            )
+        if name not in SUPPORTED_FIELDS and name not in IGNORED_FIELDS:
+            raise InvalidRequest(
+                f"Unknown field '{str(name)[:80]}'; see the Chat Completions compatibility table in "
+                "docs/gateway.md for the fields the gateway supports, ignores or refuses.",
+                param=str(name)[:80],
+                code="unknown_field",
+            )
+
+
+def _parallel_tool_calls(data: dict[str, Any]) -> bool:
+    value = data.get("parallel_tool_calls")
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise InvalidRequest(
+            f"'parallel_tool_calls' must be true or false, not {_kind(value)}.", param="parallel_tool_calls"
+        )
+    return value
+
+
+def _reasoning_effort(data: dict[str, Any]) -> str | None:
+    value = data.get("reasoning_effort")
+    if value is None:
+        return None
+    if value not in REASONING_EFFORTS:
+        raise InvalidRequest(
+            f"'reasoning_effort' must be one of {', '.join(REASONING_EFFORTS)}; "
+            f"got {json.dumps(value)[:40]}.",
+            param="reasoning_effort",
+        )
+    return None if value == "none" else str(value)
+
+
+def _map_legacy_functions(data: dict[str, Any]) -> dict[str, Any]:
+    """The deprecated ``functions``/``function_call`` fields, as ``tools``/``tool_choice``. History in
+    the legacy shape (an assistant ``function_call``, a ``function`` role result) is mapped by
+    ``_normalize_messages``."""
+    functions, call = data.get("functions"), data.get("function_call")
+    if functions is None and call is None:
+        return data
+    if data.get("tools") is not None or data.get("tool_choice") is not None:
+        field_name = "functions" if functions is not None else "function_call"
+        raise InvalidRequest(
+            f"'{field_name}' is the deprecated form of 'tools'/'tool_choice'; send one form, not both.",
+            param=field_name,
+        )
+    mapped = dict(data)
+    if functions is not None:
+        if not isinstance(functions, list):
+            raise InvalidRequest(f"'functions' must be an array, not {_kind(functions)}.", param="functions")
+        mapped["tools"] = [{"type": "function", "function": fn} for fn in functions]
+    if call is not None:
+        if call in ("none", "auto"):
+            mapped["tool_choice"] = call
+        elif isinstance(call, dict) and isinstance(call.get("name"), str):
+            mapped["tool_choice"] = {"type": "function", "function": {"name": call["name"]}}
+        else:
+            raise InvalidRequest("'function_call' must be none, auto or {name}.", param="function_call")
+    mapped.pop("functions", None)
+    mapped.pop("function_call", None)
+    return mapped
+
+
+def _normalize_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Legacy function-calling history in today's shape, and every tool result tied to a tool call of
+    an earlier assistant message (Bedrock refuses a result it cannot pair)."""
+    out: list[dict[str, Any]] = []
+    call_ids: set[str] = set()
+    last_function_call: dict[str, str] = {}  # function name -> id given to its legacy call
+    for i, message in enumerate(messages):
+        role = message["role"]
+        if role == "assistant" and message.get("function_call") is not None:
+            fn = message["function_call"]
+            call_id = f"call_{i}_{fn['name']}"[:64]
+            last_function_call[fn["name"]] = call_id
+            message = {k: v for k, v in message.items() if k != "function_call"}
+            message["tool_calls"] = [
+                *(message.get("tool_calls") or []),
+                {"id": call_id, "type": "function", "function": fn},
+            ]
+        elif role == "function":
+            name = message["name"]
+            if name not in last_function_call:
+                raise InvalidRequest(
+                    f"'messages[{i}]' is the result of function '{name}', which no earlier assistant "
+                    "message called.",
+                    param=f"messages[{i}].name",
+                )
+            message = {
+                "role": "tool",
+                "tool_call_id": last_function_call[name],
+                "content": message["content"],
+            }
+        if message["role"] == "assistant":
+            call_ids.update(call["id"] for call in message.get("tool_calls") or [])
+        elif message["role"] == "tool" and message["tool_call_id"] not in call_ids:
+            raise InvalidRequest(
+                f"'messages[{i}].tool_call_id' ({message['tool_call_id'][:64]!r}) matches no tool call of an "
+                "earlier assistant message.",
+                param=f"messages[{i}].tool_call_id",
+            )
+        out.append(message)
+    return out
 
 
 def check_conversation(messages: list[dict[str, Any]]) -> None:
@@ -294,12 +456,19 @@ def _validate_message(message: Any, path: str) -> None:
             param=f"{path}.role",
         )
     content = message.get("content")
+    _check_cache_control(message.get("cache_control"), f"{path}.cache_control")
     if role == "tool":
         _require_str(message, "tool_call_id", f"{path}.tool_call_id")
+    if role == "function":
+        _require_str(message, "name", f"{path}.name")
+    legacy_call = message.get("function_call") if role == "assistant" else None
+    if legacy_call is not None:
+        _validate_tool_calls([{"id": "legacy", "function": legacy_call}], f"{path}.function_call")
     if role == "assistant" and message.get("tool_calls") is not None:
         _validate_tool_calls(message["tool_calls"], f"{path}.tool_calls")
-        if content is None:
-            return
+    calls = message.get("tool_calls") is not None or legacy_call is not None
+    if role == "assistant" and calls and content is None:
+        return
     if content is None:
         raise InvalidRequest(f"'{path}.content' is required.", param=f"{path}.content", code="missing_field")
     if isinstance(content, str):
@@ -309,7 +478,7 @@ def _validate_message(message: Any, path: str) -> None:
             f"'{path}.content' must be a string or an array of parts, not {_kind(content)}.",
             param=f"{path}.content",
         )
-    if not content:
+    if not content and role != "assistant":
         raise InvalidRequest(f"'{path}.content' must not be an empty array.", param=f"{path}.content")
     for j, part in enumerate(content):
         _validate_part(part, f"{path}.content[{j}]", role)
@@ -319,8 +488,11 @@ def _validate_part(part: Any, path: str, role: str) -> None:
     if not isinstance(part, dict):
         raise InvalidRequest(f"'{path}' must be an object, not {_kind(part)}.", param=path)
     kind = part.get("type")
+    _check_cache_control(part.get("cache_control"), f"{path}.cache_control")
     if kind == "text":
         _require_str(part, "text", f"{path}.text", allow_empty=True)
+    elif kind == "refusal" and role == "assistant":  # an earlier refusal, as the openai SDK returns it
+        _require_str(part, "refusal", f"{path}.refusal", allow_empty=True)
     elif kind == "image_url" and role == "user":
         image = part.get("image_url")
         url = image.get("url") if isinstance(image, dict) else None
@@ -331,11 +503,19 @@ def _validate_part(part: Any, path: str, role: str) -> None:
                 param=f"{path}.image_url.url",
             )
     else:
-        allowed = "text or image_url" if role == "user" else "text"
+        allowed = {"user": "text or image_url", "assistant": "text or refusal"}.get(role, "text")
         raise InvalidRequest(
             f"'{path}.type' must be {allowed} for a {role} message; got {json.dumps(kind)[:50]}.",
             param=f"{path}.type",
         )
+
+
+def _check_cache_control(value: Any, path: str) -> None:
+    """Anthropic-style ``{"type": "ephemeral"}`` marks the end of a prefix to cache (a cache point)."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or value.get("type") != "ephemeral":
+        raise InvalidRequest(f'\'{path}\' must be {{"type": "ephemeral"}}.', param=path)
 
 
 def _validate_tool_calls(calls: Any, path: str) -> None:
@@ -397,6 +577,7 @@ def _parse_tools(tools: Any) -> list[dict[str, Any]] | None:
                 f"'{path}.function.parameters' must be a JSON Schema object.",
                 param=f"{path}.function.parameters",
             )
+        _check_cache_control(tool.get("cache_control"), f"{path}.cache_control")
         desc = fn.get("description")
         if desc is not None and not isinstance(desc, str):
             raise InvalidRequest(
@@ -452,7 +633,12 @@ def _parse_response_format(fmt: Any) -> dict[str, Any] | None:
     return fmt
 
 
+# ``user`` is accepted and ignored, as on chat (the key identifies team and feature).
+EMBEDDINGS_FIELDS = ("model", "input", "dimensions", "encoding_format", "user")
+
+
 def parse_embeddings_request(data: dict[str, Any]) -> EmbeddingsRequest:
+    reject_unknown_fields(data, EMBEDDINGS_FIELDS, "/v1/embeddings")
     model = _require_str(data, "model", "model")
     raw = data.get("input")
     if raw is None:
@@ -460,12 +646,14 @@ def parse_embeddings_request(data: dict[str, Any]) -> EmbeddingsRequest:
     inputs = [raw] if isinstance(raw, str) else raw
     if not isinstance(inputs, list) or not inputs:
         raise InvalidRequest("'input' must be a string or a non-empty array of strings.", param="input")
+    if all(isinstance(t, int) and not isinstance(t, bool) for t in inputs):
+        raise InvalidRequest(TOKEN_ARRAY_HINT.format(path="input"), param="input", code="token_input")
     for i, text in enumerate(inputs):
+        if isinstance(text, list):
+            path = f"input[{i}]"
+            raise InvalidRequest(TOKEN_ARRAY_HINT.format(path=path), param=path, code="token_input")
         if not isinstance(text, str):
-            raise InvalidRequest(
-                f"'input[{i}]' must be a string; token arrays are not supported, send text.",
-                param=f"input[{i}]",
-            )
+            raise InvalidRequest(f"'input[{i}]' must be a string, not {_kind(text)}.", param=f"input[{i}]")
         if not text.strip():
             raise InvalidRequest(f"'input[{i}]' must not be empty.", param=f"input[{i}]")
     if len(inputs) > 256:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .config import GuardrailRef, ModelTarget
+from .config import GuardrailRef, ModelTarget, RouteTimeouts
 from .openai_schema import ChatRequest, EmbeddingsRequest
 
 
@@ -26,6 +27,7 @@ class ChatResult:
     usage: TokenUsage
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI shape
     guardrail_intervened: bool = False
+    reasoning: str = ""  # the model's reasoning text, when reasoning was asked for
 
 
 @dataclass
@@ -42,20 +44,107 @@ class CallContext:
     team: str
     feature: str
     guardrail: GuardrailRef | None = None
+    timeouts: RouteTimeouts | None = None  # the route's limits; None: the provider's own default
 
 
 class ProviderError(Exception):
     """A failed model call. ``retryable`` errors move the request to the route's next target;
     ``client_fault`` errors (the request itself is invalid for the model) are returned as a 400."""
 
-    def __init__(self, kind: str, message: str, *, retryable: bool, client_fault: bool = False) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        *,
+        retryable: bool,
+        client_fault: bool = False,
+        usage: TokenUsage | None = None,
+    ) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
         self.retryable = retryable
         self.client_fault = client_fault
+        self.usage = usage  # tokens already billed before the failure (e.g. earlier embedding calls)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer's text, as the model produced it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of tool call ``index``: the first piece carries ``id`` and ``name``, later ones only
+    argument JSON text (concatenated, the pieces form the call's ``arguments``)."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamStop:
+    """The model finished; ``finish_reason`` in OpenAI vocabulary."""
+
+    finish_reason: str
+    guardrail_intervened: bool = False
+
+
+@dataclass(frozen=True)
+class StreamUsage:
+    """The model's own usage counters for the whole call (Bedrock: the ``metadata`` event)."""
+
+    usage: TokenUsage
+
+
+StreamEvent = TextDelta | ToolCallDelta | StreamStop | StreamUsage
+
+
+class ChatStream(Protocol):
+    """A started model stream. Iterating raises ``ProviderError`` when the model fails mid-way;
+    ``close`` stops the model call (and is safe to call twice)."""
+
+    def __iter__(self) -> Iterator[StreamEvent]: ...
+    def __next__(self) -> StreamEvent: ...
+    def close(self) -> None: ...
 
 
 class Provider(Protocol):
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult: ...
     def embed(self, target: ModelTarget, request: EmbeddingsRequest, ctx: CallContext) -> EmbeddingResult: ...
+
+
+class StreamingProvider(Provider, Protocol):
+    """A provider that can stream a chat answer. ``chat_stream`` returns once the call has started;
+    errors before that raise ``ProviderError`` like ``chat`` does. Providers without it are streamed
+    buffered (``BufferedStream``): the whole answer arrives as one burst of events."""
+
+    def chat_stream(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatStream: ...
+
+
+class BufferedStream:
+    """A finished ``ChatResult`` as a stream: text, then tool calls, stop and usage."""
+
+    def __init__(self, result: ChatResult) -> None:
+        events: list[StreamEvent] = []
+        if result.text:
+            events.append(TextDelta(result.text))
+        for index, call in enumerate(result.tool_calls):
+            fn = call["function"]
+            events.append(ToolCallDelta(index, fn["arguments"], call["id"], fn["name"]))
+        events.append(StreamStop(result.finish_reason, result.guardrail_intervened))
+        events.append(StreamUsage(result.usage))
+        self._events = iter(events)
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        return next(self._events)
+
+    def close(self) -> None:
+        self._events = iter(())

@@ -1,4 +1,5 @@
-"""Model providers: Amazon Bedrock (Converse, InvokeModel for embeddings) and the offline ``echo`` model.
+"""Model providers: Amazon Bedrock (Converse, ConverseStream, InvokeModel for embeddings) and the offline
+``echo`` model.
 
 boto3 is imported lazily and clients are created on first use, so local mode works without AWS
 credentials as long as only echo routes are called, and the handler's cold import stays small.
@@ -9,51 +10,77 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .aws_clients import LazyClients, make_client
+from .bedrock_embed import TitanEmbedder
+from .bedrock_errors import CLIENT_FAULT_CODES, RETRYABLE_CODES, to_provider_error
+from .bedrock_stream import ConverseStreamReader
 from .bedrock_translate import from_converse, to_converse
-from .config import ModelTarget
+from .config import ModelTarget, RouteTimeouts
+from .echo_agent import scripted_turn
 from .openai_schema import ChatRequest, EmbeddingsRequest
-from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, ProviderError, TokenUsage
+from .provider_types import (
+    CallContext,
+    ChatResult,
+    ChatStream,
+    EmbeddingResult,
+    Provider,
+    ProviderError,
+    StreamEvent,
+    StreamStop,
+    StreamUsage,
+    TextDelta,
+    TokenUsage,
+    ToolCallDelta,
+)
 from .sagemaker_provider import SageMakerProvider
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
 
-# Bedrock errors worth trying the next target for. ValidationException is the request's own fault and is
-# returned to the caller; every other failure also moves on (another model may well serve it) but only
-# these count as transient in the audit record.
-RETRYABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "ServiceUnavailableException",
-        "ModelNotReadyException",
-        "InternalServerException",
-        "ModelTimeoutException",
-    }
-)
-CLIENT_FAULT_CODES = frozenset({"ValidationException"})
+__all__ = ["CLIENT_FAULT_CODES", "RETRYABLE_CODES", "BedrockProvider", "EchoProvider", "default_providers"]
 
 
 class BedrockProvider:
     def __init__(self, timeout_s: float = 60.0, client_factory: Any = None) -> None:
         # No SDK retries: the route's fallback chain is the retry, and retrying here would only stack
-        # latency before the next target gets its turn.
-        self._clients: LazyClients[str | None] = LazyClients(
-            client_factory
-            or (lambda region: make_client("bedrock-runtime", region, read_timeout=timeout_s, max_attempts=1))
+        # latency before the next target gets its turn. One client per (region, read timeout): a chat
+        # call reads with its route's total generation time, a stream with its first-token timeout,
+        # an embedding call with ``timeout_s``.
+        self._timeout_s = timeout_s
+        create = (
+            (lambda key: client_factory(key[0]))
+            if client_factory is not None
+            else (lambda key: make_client("bedrock-runtime", key[0], read_timeout=key[1], max_attempts=1))
         )
+        self._clients: LazyClients[tuple[str | None, float]] = LazyClients(create)
+        self.embedder = TitanEmbedder(timeout_s)  # a batch's calls run concurrently
 
-    def client(self, region: str | None) -> BedrockRuntimeClient:
-        client: BedrockRuntimeClient = self._clients.get(region)
+    def client(self, region: str | None, read_timeout: float | None = None) -> BedrockRuntimeClient:
+        client: BedrockRuntimeClient = self._clients.get((region, read_timeout or self._timeout_s))
         return client
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
-        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx))
-        response = self._call(lambda: self.client(target.region).converse(**kwargs))
+        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx), target.capabilities)
+        # Converse answers in one piece: the read timeout is the whole generation's limit.
+        client = self.client(target.region, ctx.timeouts.total_s if ctx.timeouts else None)
+        response = self._call(lambda: client.converse(**kwargs))
         return from_converse(response)
+
+    def chat_stream(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatStream:
+        """ConverseStream, started: returns once Bedrock accepted the call (HTTP 200); the events, and
+        any error the model raises later, arrive while iterating. Reads wait at most the route's
+        first-token timeout until the first event, then its idle timeout."""
+        timeouts = ctx.timeouts or RouteTimeouts()
+        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx), target.capabilities)
+        client = self.client(target.region, timeouts.first_token_s)
+        response = self._call(lambda: client.converse_stream(**kwargs))
+        return ConverseStreamReader(response["stream"], idle_s=timeouts.idle_s)
 
     def embed(self, target: ModelTarget, request: EmbeddingsRequest, ctx: CallContext) -> EmbeddingResult:
         if not target.model_id.startswith("amazon.titan-embed"):
@@ -62,44 +89,17 @@ class BedrockProvider:
                 f"{target.name}: only Titan text embedding models are supported",
                 retryable=False,
             )
-        client = self.client(target.region)
-        vectors, tokens = [], 0
-        for text in request.inputs:
-            body: dict[str, Any] = {"inputText": text, "normalize": True}
-            if request.dimensions is not None:
-                body["dimensions"] = request.dimensions
-            response = self._call(
-                lambda body=body: client.invoke_model(
-                    modelId=target.model_id,
-                    body=json.dumps(body),
-                    contentType="application/json",
-                    accept="application/json",
-                )
-            )
-            payload = json.loads(response["body"].read())
-            vectors.append(payload["embedding"])
-            tokens += int(payload.get("inputTextTokenCount", 0))
-        return EmbeddingResult(vectors=vectors, input_tokens=tokens)
+        return self.embedder.embed(self.client(target.region), target, request, self._call)
 
     @staticmethod
     def _call(fn: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
-
         try:
             return fn()
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "ClientError")
-            message = exc.response.get("Error", {}).get("Message", "")
-            raise ProviderError(
-                code, message, retryable=code in RETRYABLE_CODES, client_fault=code in CLIENT_FAULT_CODES
-            ) from exc
-        except ReadTimeoutError as exc:
-            raise ProviderError("Timeout", "the model did not answer in time", retryable=True) from exc
-        except BotoCoreError as exc:
-            # Connection errors, missing credentials, ...: this target cannot serve; try the next one.
-            raise ProviderError(
-                type(exc).__name__, "the model endpoint could not be reached", retryable=True
-            ) from exc
+        except Exception as exc:
+            error = to_provider_error(exc)
+            if error is None:
+                raise
+            raise error from exc
 
 
 def _metadata(ctx: CallContext) -> dict[str, str]:
@@ -119,9 +119,26 @@ class EchoProvider:
     """Offline, deterministic model for local development and tests.
 
     Chat answers ``echo: <last user text>``, honours max_tokens (finish_reason ``length``) and stop
-    sequences, calls the forced tool when tool_choice names one, and reports word counts as token usage.
+    sequences, calls tools by the rules of ``echo_agent`` (a forced tool, or offered tools the user names)
+    and answers tool results, and reports word counts as token usage.
     Embeddings are unit vectors derived from a hash of the text.
+
+    Streamed (``chat_stream``), it is a paced model: one word every ``token_ms`` milliseconds (default:
+    ``AIF_ECHO_TOKEN_MS``, else 0), its first one after one interval, so time to first token is
+    measurable locally. A forced tool call streams as its id and name, then its arguments in pieces.
     """
+
+    token_s: float = 0.0  # unpaced unless set (subclasses that skip __init__ stream unpaced)
+
+    def __init__(self, token_ms: float | None = None) -> None:
+        if token_ms is None:
+            token_ms = float(os.environ.get("AIF_ECHO_TOKEN_MS") or 0)
+        if token_ms < 0:
+            raise ValueError(f"token_ms must be >= 0, got {token_ms!r}")
+        self.token_s = token_ms / 1000.0
+
+    def chat_stream(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatStream:
+        return _PacedStream(self.chat(target, request, ctx), self.token_s)
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
         all_text, last_user = [], ""
@@ -136,16 +153,9 @@ class EchoProvider:
             if message["role"] == "user":
                 last_user = " ".join(texts)
         usage_in = sum(count_tokens(t) for t in all_text)
-        choice = request.tool_choice
-        if isinstance(choice, dict) or (choice == "required" and request.tools):
-            tools = request.tools or []
-            name = choice["function"]["name"] if isinstance(choice, dict) else tools[0]["function"]["name"]
-            call = {
-                "id": f"call_{hashlib.sha256(last_user.encode()).hexdigest()[:12]}",
-                "type": "function",
-                "function": {"name": name, "arguments": json.dumps({"text": last_user})},
-            }
-            return ChatResult("", "tool_calls", TokenUsage(input=usage_in, output=1), tool_calls=[call])
+        scripted = scripted_turn(request, usage_in, last_user)  # tool calls and tool results (echo_agent)
+        if scripted is not None:
+            return scripted
 
         reply = f"echo: {last_user}"
         finish = "stop"
@@ -175,9 +185,42 @@ class EchoProvider:
         return EmbeddingResult(vectors, sum(count_tokens(t) for t in request.inputs))
 
 
+class _PacedStream:
+    """A finished echo answer, released one token per interval."""
+
+    def __init__(self, result: ChatResult, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._events = iter(self._plan(result))
+
+    @staticmethod
+    def _plan(result: ChatResult) -> list[StreamEvent]:
+        events: list[StreamEvent] = [TextDelta(piece) for piece in re.findall(r"\S+\s*|\s+", result.text)]
+        for index, call in enumerate(result.tool_calls):
+            fn = call["function"]
+            events.append(ToolCallDelta(index, "", call["id"], fn["name"]))
+            args = fn["arguments"]
+            step = max(1, -(-len(args) // 3))  # three pieces, as models send partial JSON
+            events.extend(ToolCallDelta(index, args[i : i + step]) for i in range(0, len(args), step))
+        return [*events, StreamStop(result.finish_reason), StreamUsage(result.usage)]
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        event = next(self._events)
+        if self._interval_s and isinstance(event, TextDelta | ToolCallDelta):
+            time.sleep(self._interval_s)
+        return event
+
+    def close(self) -> None:
+        self._events = iter(())
+
+
 def default_providers(timeout_s: float = 60.0) -> dict[str, Provider]:
+    from .offline_model import OfflineModel  # echo with canned answers and a JSON mode (imports this module)
+
     return {
         "bedrock": BedrockProvider(timeout_s),
-        "echo": EchoProvider(),
+        "echo": OfflineModel(),
         "sagemaker": SageMakerProvider(timeout_s),
     }

@@ -1,12 +1,19 @@
 """Fallback routing over a route's ordered targets, with a circuit breaker per target.
 
 A breaker is per execution environment (each Lambda instance learns on its own, within a few calls):
-after ``threshold`` consecutive failures a target is skipped for ``cooldown_s``; then one probe
-request is let through (half-open) and its outcome closes or re-opens the breaker.
+after ``threshold`` consecutive provider-side failures (throttling, 5xx, timeouts: ``retryable``
+errors) a target is skipped for ``cooldown_s``; then one probe request is let through (half-open) and
+its outcome closes or re-opens the breaker. A probe that ends any other way (the request was invalid, a
+bug raised) releases the half-open slot without a verdict, so the next request probes again.
+
+A throttled target gets one short retry with jitter before the chain moves on; when every target that
+was called was throttled the client gets a 429 with ``Retry-After`` (its SDK backs off), not a 503.
 """
 
 from __future__ import annotations
 
+import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -15,11 +22,20 @@ from typing import Generic, TypeVar
 
 from .config import ModelTarget, Route
 from .errors import AllTargetsFailed, InvalidRequest
-from .provider_types import ProviderError
+from .metering import cost_usd
+from .provider_types import ProviderError, TokenUsage
 
 T = TypeVar("T")
+NO_USAGE = TokenUsage()
 
 RETRY_AFTER_S = 5
+THROTTLING_KINDS = frozenset({"ThrottlingException", "TooManyRequestsException"})
+THROTTLE_RETRY_S = (0.05, 0.25)  # jittered pause before the one retry of a throttled target
+# Bedrock's ValidationException messages when the prompt (plus max tokens) does not fit the model.
+_CONTEXT_OVERFLOW = re.compile(
+    r"too long|too many (input )?tokens|context (length|window)|exceeds? the (model's )?(maximum|context)",
+    re.IGNORECASE,
+)
 
 
 class CircuitBreaker:
@@ -56,6 +72,11 @@ class CircuitBreaker:
         with self._lock:
             self._failures, self._opened_at, self._probing = 0, None, False
 
+    def release(self) -> None:
+        """End a call that says nothing about the target's health: a half-open probe slot is freed."""
+        with self._lock:
+            self._probing = False
+
     def record_failure(self) -> bool:
         """Returns True when this failure opened (or re-opened) the breaker."""
         with self._lock:
@@ -74,6 +95,8 @@ class RouteOutcome(Generic[T]):
     attempts: int
     failures: list[str] = field(default_factory=list)  # "<target>: <reason>" for each target passed over
     breaker_opened: list[str] = field(default_factory=list)
+    failed_usage: TokenUsage = NO_USAGE  # tokens failed calls were billed for (metered too)
+    failed_cost_usd: float = 0.0
 
     @property
     def fell_back(self) -> bool:
@@ -81,18 +104,55 @@ class RouteOutcome(Generic[T]):
 
 
 class RouteFailed(AllTargetsFailed):
-    def __init__(self, message: str, attempts: int, failures: list[str], breaker_opened: list[str]) -> None:
+    def __init__(
+        self,
+        message: str,
+        attempts: int,
+        failures: list[str],
+        breaker_opened: list[str],
+        *,
+        throttled: bool = False,
+        failed_usage: TokenUsage = NO_USAGE,
+        failed_cost_usd: float = 0.0,
+    ) -> None:
         super().__init__(message, headers={"Retry-After": str(RETRY_AFTER_S)})
         self.attempts = attempts
         self.failures = failures
         self.breaker_opened = breaker_opened
+        self.failed_usage = failed_usage
+        self.failed_cost_usd = failed_cost_usd
+        if throttled:  # every target called was throttled: a rate limit the client should back off from
+            self.status, self.type, self.code = 429, "rate_limit_error", "rate_limit_exceeded"
+
+
+def _add(a: TokenUsage, b: TokenUsage) -> TokenUsage:
+    return TokenUsage(
+        a.input + b.input, a.output + b.output, a.cache_read + b.cache_read, a.cache_write + b.cache_write
+    )
+
+
+def client_error(exc: ProviderError) -> InvalidRequest:
+    """The 400 for a request the model refused as invalid; a prompt too long for the model is
+    ``context_length_exceeded`` (the code OpenAI clients and agent frameworks look for to trim history)."""
+    if _CONTEXT_OVERFLOW.search(exc.message):
+        return InvalidRequest(
+            f"The conversation is too long for the model: {exc.message}",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    return InvalidRequest(f"The model rejected the request: {exc.message}", code="model_validation_error")
 
 
 class Router:
     def __init__(
-        self, threshold: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        threshold: int,
+        cooldown_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._threshold, self._cooldown_s, self._clock = threshold, cooldown_s, clock
+        self.sleep = sleep
         self._breakers: dict[str, CircuitBreaker] = {}
         self._lock = threading.Lock()
 
@@ -106,15 +166,32 @@ class Router:
         return breaker
 
     def call(
-        self, route: Route, fn: Callable[[ModelTarget], T], latest_start: float | None = None
+        self,
+        route: Route,
+        fn: Callable[[ModelTarget], T],
+        latest_start: float | None = None,
+        unfit: Callable[[ModelTarget], str | None] | None = None,
     ) -> RouteOutcome[T]:
-        """Try each target in order until one answers. A client-fault error (the request is invalid for
-        the model) stops at once with a 400; any other failure moves on to the next target. No target is
-        started after ``latest_start`` (a clock value), so the chain ends within its deadline."""
+        """Try each target in order until one answers.
+
+        ``unfit(target)`` names why a target cannot serve this request (a capability it lacks); such
+        targets are passed over without a call, and when none is fit the request is a 400. A client-fault
+        error (the request is invalid for the model) from the first target called is the client's 400;
+        from a fallback after the targets before it failed for availability, it only means that fallback
+        cannot serve, and the chain moves on (the client's request was fine for its primary model). No
+        target is started after ``latest_start`` (a clock value), so the chain ends within its deadline.
+        """
         failures: list[str] = []
         opened: list[str] = []
+        unfit_reasons: list[str] = []
         attempts = 0
+        throttled_only = True
+        billed, billed_cost = TokenUsage(), 0.0
         for target in route.targets:
+            reason = unfit(target) if unfit is not None else None
+            if reason is not None:
+                unfit_reasons.append(f"{target.name}: {reason}")
+                continue
             if latest_start is not None and attempts and self._clock() > latest_start:
                 failures.append(f"{target.name}: not tried, request deadline")
                 continue
@@ -122,25 +199,56 @@ class Router:
             if not breaker.allow():
                 failures.append(f"{target.name}: circuit open")
                 continue
-            attempts += 1
-            try:
-                result = fn(target)
-            except ProviderError as exc:
-                if exc.client_fault:
-                    breaker.record_success()  # the model is healthy; the request is not
-                    raise InvalidRequest(
-                        f"The model rejected the request: {exc.message}", code="model_validation_error"
-                    ) from exc
-                if breaker.record_failure():
-                    opened.append(target.name)
-                failures.append(f"{target.name}: {exc.kind}")
-                continue
-            breaker.record_success()
-            return RouteOutcome(result, target, attempts, failures, opened)
+            retried = False
+            while True:
+                attempts += 1
+                try:
+                    result = fn(target)
+                except ProviderError as exc:
+                    if exc.usage is not None:
+                        billed = _add(billed, exc.usage)
+                        billed_cost += cost_usd(exc.usage, target.prices)
+                    if exc.kind in THROTTLING_KINDS and not retried and self._may_start(latest_start):
+                        retried = True
+                        self.sleep(random.uniform(*THROTTLE_RETRY_S))
+                        continue
+                    if exc.client_fault:
+                        breaker.release()  # says nothing about the target's health
+                        if not failures:  # no target before it failed: the request is at fault
+                            raise client_error(exc) from exc
+                        failures.append(f"{target.name}: cannot serve this request ({exc.message[:120]})")
+                        throttled_only = False
+                        break
+                    if exc.retryable:
+                        if breaker.record_failure():
+                            opened.append(target.name)
+                    else:
+                        breaker.release()  # configuration or access problem: not the provider's health
+                    throttled_only = throttled_only and exc.kind in THROTTLING_KINDS
+                    failures.append(f"{target.name}: {exc.kind}")
+                    break
+                except BaseException:
+                    breaker.release()  # a bug or an interrupted call: never leave a probe slot taken
+                    raise
+                breaker.record_success()
+                passed_over = failures + unfit_reasons  # recorded, and a served non-primary is a fallback
+                return RouteOutcome(result, target, attempts, passed_over, opened, billed, billed_cost)
+        if unfit_reasons and attempts == 0 and not failures:
+            raise InvalidRequest(
+                f"No model behind '{route.alias}' can serve this request: {'; '.join(unfit_reasons)}.",
+                code="unsupported_by_model",
+            )
+        failures.extend(unfit_reasons)
         raise RouteFailed(
             f"Every model for '{route.alias}' failed or is paused after repeated failures "
             f"({'; '.join(failures)}). Retry after {RETRY_AFTER_S} s.",
             attempts,
             failures,
             opened,
+            throttled=attempts > 0 and throttled_only,
+            failed_usage=billed,
+            failed_cost_usd=billed_cost,
         )
+
+    def _may_start(self, latest_start: float | None) -> bool:
+        return latest_start is None or self._clock() <= latest_start

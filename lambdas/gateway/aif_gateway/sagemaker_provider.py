@@ -18,6 +18,9 @@ intervention answers with the guardrail's message and ``finish_reason`` ``conten
 
 Errors map like Bedrock's: throttling, 503, model-not-ready, internal and model (424) errors let the
 route fall back to its next target; ``ValidationError`` is the request's own fault (a 400).
+
+Streamed requests (``chat_stream``) use ``InvokeEndpointWithResponseStream`` where that can work:
+``openai-chat`` endpoints, no guardrail (``sagemaker_stream``); otherwise they are buffered.
 """
 
 from __future__ import annotations
@@ -28,7 +31,16 @@ from typing import Any
 from .aws_clients import LazyClients, make_client
 from .config import ModelTarget
 from .openai_schema import ChatRequest, EmbeddingsRequest
-from .provider_types import CallContext, ChatResult, EmbeddingResult, ProviderError, TokenUsage
+from .provider_types import (
+    BufferedStream,
+    CallContext,
+    ChatResult,
+    ChatStream,
+    EmbeddingResult,
+    ProviderError,
+    TokenUsage,
+)
+from .sagemaker_stream import SageMakerSseStream
 
 CONTENT_HANDLERS = ("openai-chat", "tgi")
 
@@ -133,11 +145,36 @@ class SageMakerProvider:
             "UnsupportedModel", f"{target.name}: SageMaker endpoints serve chat routes only", retryable=False
         )
 
-    def _invoke(self, target: ModelTarget, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
-        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+    def chat_stream(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatStream:
+        """``InvokeEndpointWithResponseStream`` for ``openai-chat`` endpoints when no guardrail applies.
 
+        Buffered (the finished ``chat`` answer as one burst of events) when the gateway has a guardrail
+        (``ApplyGuardrail`` must see the whole answer before any of it leaves), for ``tgi`` endpoints,
+        and for an endpoint that refuses to stream (a ``ValidationError`` before the first byte).
+        """
+        handler = target.content_handler or "openai-chat"
+        if ctx.guardrail is not None or handler != "openai-chat" or request.tools:
+            return BufferedStream(self.chat(target, request, ctx))
+        body = {**_openai_body(request), "stream": True, "stream_options": {"include_usage": True}}
         try:
-            result: dict[str, Any] = self.client(target.region, "sagemaker-runtime").invoke_endpoint(
+            response = self._call(
+                lambda: self.client(target.region, "sagemaker-runtime").invoke_endpoint_with_response_stream(
+                    EndpointName=target.model_id,
+                    Body=json.dumps(body).encode(),
+                    ContentType="application/json",
+                    Accept="text/event-stream",
+                    InferenceId=ctx.request_id[:64],
+                )
+            )
+        except ProviderError as exc:
+            if not exc.client_fault:
+                raise
+            return BufferedStream(self.chat(target, request, ctx))  # the container cannot stream
+        return SageMakerSseStream(response["Body"], _estimated_input(request))
+
+    def _invoke(self, target: ModelTarget, body: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        return self._call(
+            lambda: self.client(target.region, "sagemaker-runtime").invoke_endpoint(
                 EndpointName=target.model_id,
                 Body=json.dumps(body).encode(),
                 ContentType="application/json",
@@ -145,6 +182,14 @@ class SageMakerProvider:
                 # Shows up in the endpoint's data capture, tying the call to the gateway request.
                 InferenceId=ctx.request_id[:64],
             )
+        )
+
+    @staticmethod
+    def _call(fn: Any) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+
+        try:
+            result: dict[str, Any] = fn()
             return result
         except ClientError as exc:
             error = exc.response.get("Error", {})

@@ -1,0 +1,54 @@
+"""The deployed gateway behind the Lambda Web Adapter: the same HTTP server as ``ai-factory serve``.
+
+Python Lambda runtimes cannot stream a response themselves. The Lambda Web Adapter layer (an extension
+plus the ``/opt/bootstrap`` exec wrapper) runs the function's handler, ``run.sh``, which starts this
+module; the adapter then turns each API Gateway invocation into an HTTP request to
+``127.0.0.1:$AWS_LWA_PORT`` and, with ``AWS_LWA_INVOKE_MODE=response_stream``, streams the response
+back as the server writes it. The gateway is built as ``handler.build_gateway`` builds it (DynamoDB
+stores, spill queue, EMF metrics, audit log) from the same environment variables, plus
+``AIF_FUNCTION_TIMEOUT_S`` for the request deadline (docs/gateway.md, "Deployed streaming").
+"""
+
+from __future__ import annotations
+
+import os
+
+from .http_server import GatewayHTTPServer
+
+DEFAULT_PORT = 8080  # the adapter's default, when AWS_LWA_PORT (or PORT) is not set
+
+
+def listen_port(environ: dict[str, str] | None = None) -> int:
+    """The port the adapter forwards to: ``AWS_LWA_PORT``, else ``PORT``, else 8080 (its own rule)."""
+    env = os.environ if environ is None else environ
+    raw = env.get("AWS_LWA_PORT") or env.get("PORT") or str(DEFAULT_PORT)
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"AWS_LWA_PORT must be a port number, got {raw!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"AWS_LWA_PORT must be a port number, got {port}")
+    return port
+
+
+def build_server(port: int | None = None) -> GatewayHTTPServer:
+    """The gateway with its AWS stores, on loopback (only the adapter in the same sandbox calls it)."""
+    from .handler import build_gateway  # Powertools comes from its Lambda layer
+
+    gateway = build_gateway()
+    return GatewayHTTPServer(
+        gateway,
+        "127.0.0.1",
+        listen_port() if port is None else port,
+        max_body_bytes=gateway.config.max_body_bytes,
+        trust_lambda_context=True,
+        stage="lambda",
+    )
+
+
+def main() -> None:
+    build_server().serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -170,16 +170,18 @@ class GatewayConfig:
     def with_deadline_from_env(self) -> GatewayConfig:
         """The request deadline from the one setting the construct derives everything from: the
         function timeout (``AIF_FUNCTION_TIMEOUT_S``) minus ``LEDGER_MARGIN_S`` for the usage record."""
-        raw = os.environ.get("AIF_FUNCTION_TIMEOUT_S")
+        raw = os.environ.get(contract.FUNCTION_TIMEOUT_ENV)
         if not raw:
             return self
         try:
             seconds = float(raw)
         except ValueError:
-            raise ValueError(f"AIF_FUNCTION_TIMEOUT_S must be a number of seconds, got {raw!r}") from None
+            raise ValueError(
+                f"{contract.FUNCTION_TIMEOUT_ENV} must be a number of seconds, got {raw!r}"
+            ) from None
         if seconds <= LEDGER_MARGIN_S:
             raise ValueError(
-                f"AIF_FUNCTION_TIMEOUT_S ({seconds:g} s) must exceed the ledger margin "
+                f"{contract.FUNCTION_TIMEOUT_ENV} ({seconds:g} s) must exceed the ledger margin "
                 f"({LEDGER_MARGIN_S:g} s)"
             )
         return GatewayConfig(**{**self.__dict__, "request_deadline_s": seconds - LEDGER_MARGIN_S})

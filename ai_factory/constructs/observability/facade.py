@@ -48,8 +48,7 @@ _DASHBOARD_COUNTERS: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKey
 class Observability(Construct):
     """Dashboards and alarms for the gateway and every feature, notifying one encrypted on-call topic.
 
-    :param gateway: the ``LlmGateway``; with ``platform=True`` it gets the platform dashboard and alarms,
-        and the ``BudgetExhausted`` metric filter on its audit log.
+    :param gateway: the ``LlmGateway``; with ``platform=True`` it gets the platform dashboard and alarms.
     :param features: ``AiFeature``s to monitor now (``monitor_feature`` adds more).
     :param platform: create the platform dashboard and alarms. ``False`` for a facade that only holds
         feature sections (e.g. an overflow stack when there are many features).

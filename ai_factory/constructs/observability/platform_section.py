@@ -8,7 +8,6 @@ from typing import Any
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from ai_factory.constructs.ai_feature import AiFeature, find_features
@@ -25,19 +24,9 @@ from aif_gateway import contract
 
 
 def build_platform(scope: Construct, host: AlarmHost, gateway: LlmGateway) -> cloudwatch.Dashboard:
-    """The platform alarms (fallback storm, gateway 5xx, through ``host``), the dashboard and the
-    ``BudgetExhausted`` metric filter on the gateway's audit log (in ``scope``, the facade)."""
+    """The platform alarms (fallback storm, gateway 5xx, through ``host``) and the dashboard (in
+    ``scope``, the facade)."""
     d = host.defaults
-    logs.MetricFilter(
-        scope,
-        "BudgetExhaustedFilter",
-        log_group=gateway.audit_log_group,
-        filter_pattern=logs.FilterPattern.string_value("$.audit.error_type", "=", "budget_exhausted"),
-        metric_namespace=contract.METRICS_NAMESPACE,
-        metric_name=contract.BUDGET_EXHAUSTED.name,
-        metric_value="1",
-        dimensions={contract.TEAM: "$.audit.team", contract.FEATURE: "$.audit.feature"},
-    )
     fallbacks = cloudwatch.MathExpression(
         expression=(
             f"SELECT SUM({contract.FALLBACKS.name}) "

@@ -75,10 +75,8 @@ FALLBACKS = _gateway("Fallbacks", COUNT, "requests answered by a fallback model"
 CIRCUIT_BREAKER_OPENED = _gateway("CircuitBreakerOpened", COUNT, "model circuit breakers that opened")
 GUARDRAIL_INTERVENTIONS = _gateway("GuardrailInterventions", COUNT, "requests the guardrail intervened on")
 THROTTLED = _gateway("Throttled", COUNT, "requests refused for budget or rate limit")
-BUDGET_EXHAUSTED = _feature(
-    "BudgetExhausted",
-    COUNT,
-    "requests refused because the key's monthly budget is spent (from the audit log)",
+BUDGET_EXHAUSTED = _gateway(
+    "BudgetExhausted", COUNT, "requests refused because the key's monthly budget is spent (HTTP 429)"
 )
 # Feedback (POST /v1/feedback).
 FEEDBACK_SCORE = _feature("FeedbackScore", NO_UNIT, "user feedback score, 0..1 (average it)")

@@ -63,6 +63,8 @@ class EmfMetricsSink:
             _add(metrics, c.GUARDRAIL_INTERVENTIONS, 1)
         if record.error_type in ("budget_exhausted", "rate_limit_exceeded"):
             _add(metrics, c.THROTTLED, 1)
+        if record.error_type == "budget_exhausted":  # the runtime knows it: no log-derived metric filter
+            _add(metrics, c.BUDGET_EXHAUSTED, 1)
         metrics.flush_metrics()
 
     def emit_feedback(self, feedback: FeedbackRecord) -> None:
@@ -96,6 +98,8 @@ class CountingMetricsSink:
             self.counts["CircuitBreakerOpened"] += breaker_opened
         if record.guardrail_action == "INTERVENED":
             self.counts["GuardrailInterventions"] += 1
+        if record.error_type == "budget_exhausted":
+            self.counts["BudgetExhausted"] += 1
 
     def emit_feedback(self, feedback: FeedbackRecord) -> None:
         self.counts["FeedbackCount"] += 1

@@ -102,6 +102,9 @@ class ChatRequest:
     prompt: PromptRef | None = None
     parallel_tool_calls: bool = True  # False: at most one tool call per answer
     reasoning_effort: str | None = None  # one of REASONING_EFFORTS; "none" is stored as None
+    # An exact extended-thinking budget (Anthropic ``thinking.budget_tokens``); with reasoning_effort set,
+    # it replaces the effort's default budget.
+    thinking_budget: int | None = None
     # Set by the gateway, not the client: the route asks for automatic cache points (after system and
     # tools); the serving model's catalog entry says whether cache points are sent at all.
     auto_cache: bool = False

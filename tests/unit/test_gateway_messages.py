@@ -60,7 +60,12 @@ def expect(h: Harness, response: dict[str, Any] | None = None, **params: Any) ->
 
 
 def msg(content: Any, **extra: Any) -> dict[str, Any]:
-    return {"model": "chat-solo", "max_tokens": 512, "messages": [{"role": "user", "content": content}], **extra}
+    return {
+        "model": "chat-solo",
+        "max_tokens": 512,
+        "messages": [{"role": "user", "content": content}],
+        **extra,
+    }
 
 
 def test_system_blocks_tools_images_and_cache_control_become_converse_blocks(harness: Harness) -> None:
@@ -171,8 +176,17 @@ def test_tool_use_and_tool_results_round_trip(harness: Harness) -> None:
             {
                 "role": "user",
                 "content": [
-                    {"type": "tool_result", "tool_use_id": "tu_1", "content": [{"type": "text", "text": "18C"}]},
-                    {"type": "tool_result", "tool_use_id": "tu_2", "content": "station offline", "is_error": True},
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "tu_1",
+                        "content": [{"type": "text", "text": "18C"}],
+                    },
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "tu_2",
+                        "content": "station offline",
+                        "is_error": True,
+                    },
                     {"type": "text", "text": "Summarise."},
                 ],
             },
@@ -182,7 +196,9 @@ def test_tool_use_and_tool_results_round_trip(harness: Harness) -> None:
     harness.stubber.assert_no_pending_responses()
     assert status == 200, answer
     assert answer["stop_reason"] == "tool_use"
-    assert answer["content"] == [{"type": "tool_use", "id": "tu_3", "name": "weather", "input": {"city": "Oslo"}}]
+    assert answer["content"] == [
+        {"type": "tool_use", "id": "tu_3", "name": "weather", "input": {"city": "Oslo"}}
+    ]
     assert answer["usage"] == {
         "input_tokens": 30,
         "output_tokens": 7,
@@ -226,8 +242,14 @@ def test_thinking_sets_the_exact_budget_and_returns_a_thinking_block(harness: Ha
         (msg("x", thinking={"type": "enabled", "budget_tokens": 100}), "thinking.budget_tokens"),
         (msg("x", tools=[{"type": "web_search_20250305", "name": "web_search"}]), "tools[0].type"),
         (msg([{"type": "document", "source": {}}]), "messages[0].content[0].type"),
-        (msg([{"type": "tool_result", "tool_use_id": "nope", "content": "x"}]), "messages[0].content[0].tool_use_id"),
-        (msg([{"type": "image", "source": {"type": "url", "url": "https://x"}}]), "messages[0].content[0].source.type"),
+        (
+            msg([{"type": "tool_result", "tool_use_id": "nope", "content": "x"}]),
+            "messages[0].content[0].tool_use_id",
+        ),
+        (
+            msg([{"type": "image", "source": {"type": "url", "url": "https://x"}}]),
+            "messages[0].content[0].source.type",
+        ),
     ],
 )
 def test_bad_requests_are_anthropic_shaped_400s_naming_the_field(
@@ -251,7 +273,7 @@ def test_auth_by_x_api_key_or_bearer_and_anthropic_shaped_auth_errors(harness: H
     assert status == 400
     status, _, answer = post(harness, msg("hi", model="no-such-model"), key)
     assert status == 404 and answer["error"]["type"] == "not_found_error"
-    status, _, answer = post(harness, msg("hi"), key, {"anthropic-version": "1999-01-01"})
+    status, _, answer = post(harness, msg("hi"), key, {"anthropic-version": "latest"})
     assert status == 400 and "anthropic-version" in answer["error"]["message"]
     # Rejected requests are audited like every other front door's.
     assert harness.audit[-1].status == 400
@@ -301,7 +323,9 @@ def stream(h: Any, body: dict[str, Any]) -> tuple[StreamingResponse, str]:
     return response, ev["requestContext"]["requestId"]
 
 
-def test_stream_has_anthropic_event_types_with_thinking_text_and_tool_blocks(fake_bedrock: FakeBedrock) -> None:
+def test_stream_has_anthropic_event_types_with_thinking_text_and_tool_blocks(
+    fake_bedrock: FakeBedrock,
+) -> None:
     reasoning = {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Hmm."}}}
     signature = {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "sig"}}}
     tool_start = {"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "tu_1", "name": "weather"}}}
@@ -312,7 +336,10 @@ def test_stream_has_anthropic_event_types_with_thinking_text_and_tool_blocks(fak
         (0, text("Let me ", 1)),
         (0, text("check.", 1)),
         (0, event("contentBlockStart", tool_start)),
-        (0, event("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": '{"city":'}}})),
+        (
+            0,
+            event("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": '{"city":'}}}),
+        ),
         (0, event("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": '"Oslo"}'}}})),
         (0, stop("tool_use")),
         (0, metadata(100, 20, cache_read=1000, cache_write=50)),
@@ -333,7 +360,12 @@ def test_stream_has_anthropic_event_types_with_thinking_text_and_tool_blocks(fak
     assert events[3][1]["delta"] == {"type": "thinking_delta", "thinking": "Hmm."}
     assert events[4][1]["delta"] == {"type": "signature_delta", "signature": "sig"}
     assert [e[1]["delta"]["text"] for e in events[7:9]] == ["Let me ", "check."]
-    assert events[10][1]["content_block"] == {"type": "tool_use", "id": "tu_1", "name": "weather", "input": {}}
+    assert events[10][1]["content_block"] == {
+        "type": "tool_use",
+        "id": "tu_1",
+        "name": "weather",
+        "input": {},
+    }
     assert [e[1]["delta"]["partial_json"] for e in events[11:13]] == ['{"city":', '"Oslo"}']
     assert [e[1]["index"] for e in events[2:14:4]] == [0, 1, 2]
     final = events[14][1]
@@ -360,4 +392,3 @@ def test_stream_failing_mid_way_ends_with_an_error_event(fake_bedrock: FakeBedro
     assert events[-1][0] == "error" and events[-1][1]["error"]["type"] == "overloaded_error"
     record = h.ledger.find(request_id)
     assert record is not None and record.error_type == "model_stream_error"
-

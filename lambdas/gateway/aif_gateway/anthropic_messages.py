@@ -21,6 +21,7 @@ Every field is in exactly one of SUPPORTED_FIELDS, IGNORED_FIELDS or REFUSED_FIE
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from .errors import GatewayError, InvalidRequest
@@ -54,8 +55,9 @@ USER_BLOCKS = ("text", "image", "tool_result")
 ASSISTANT_BLOCKS = ("text", "tool_use", "thinking", "redacted_thinking")
 TOOL_CHOICES = ("auto", "any", "tool", "none")
 MIN_THINKING_BUDGET = 1024
-# The anthropic-version values the gateway answers in (the Messages API has had one version since 2023).
-ANTHROPIC_VERSIONS = ("2023-06-01", "2023-01-01")
+# anthropic-version: any dated version is accepted (the official SDKs send their release's date); the
+# gateway answers in the Messages shape those versions share. Anything else is a 400.
+_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Client model names (claude-..., gpt-...) reach an approved route through the catalog's model_aliases.
 
 STOP_REASONS = {
@@ -115,10 +117,10 @@ def parse_messages_request(data: dict[str, Any]) -> ChatRequest:
 
 
 def check_version(value: str | None) -> None:
-    """The ``anthropic-version`` header: absent means the current version; any other value is a 400."""
-    if value is not None and value.strip() not in ANTHROPIC_VERSIONS:
+    """The ``anthropic-version`` header: absent or a dated version (``2023-06-01``); else a 400."""
+    if value is not None and not _VERSION.match(value.strip()):
         raise InvalidRequest(
-            f"anthropic-version {value[:40]!r} is not supported; send one of {', '.join(ANTHROPIC_VERSIONS)}.",
+            f"anthropic-version {value[:40]!r} is not a version; send a date such as 2023-06-01.",
             param="anthropic-version",
         )
 
@@ -339,7 +341,7 @@ def _parse_tools(raw: Any) -> list[dict[str, Any]] | None:
         if kind not in (None, "custom"):
             raise InvalidRequest(
                 f"'{path}.type' {json.dumps(kind)[:50]} is a server tool Anthropic runs itself; the gateway "
-                "offers custom tools only (no type, or \"custom\").",
+                'offers custom tools only (no type, or "custom").',
                 param=f"{path}.type",
             )
         name = _require_str(tool, "name", f"{path}.name")
@@ -405,7 +407,11 @@ def _parse_thinking(raw: Any, max_tokens: int) -> tuple[str | None, int | None]:
     if raw["type"] == "disabled":
         return None, None
     budget = raw.get("budget_tokens")
-    if isinstance(budget, bool) or not isinstance(budget, int) or not MIN_THINKING_BUDGET <= budget < max_tokens:
+    if (
+        isinstance(budget, bool)
+        or not isinstance(budget, int)
+        or not MIN_THINKING_BUDGET <= budget < max_tokens
+    ):
         raise InvalidRequest(
             f"'thinking.budget_tokens' must be an integer of at least {MIN_THINKING_BUDGET} and less than "
             f"max_tokens ({max_tokens}); got {json.dumps(budget)[:40]}.",
@@ -441,13 +447,20 @@ def message_body(message_id: str, model: str, result: ChatResult, usage: TokenUs
     """The ``message`` object of a non-streamed answer."""
     content: list[dict[str, Any]] = []
     if result.reasoning:
-        content.append({"type": "thinking", "thinking": result.reasoning, "signature": result.reasoning_signature})
+        content.append(
+            {"type": "thinking", "thinking": result.reasoning, "signature": result.reasoning_signature}
+        )
     if result.text:
         content.append({"type": "text", "text": result.text})
     for call in result.tool_calls:
         fn = call["function"]
         content.append(
-            {"type": "tool_use", "id": call["id"], "name": fn["name"], "input": json.loads(fn["arguments"] or "{}")}
+            {
+                "type": "tool_use",
+                "id": call["id"],
+                "name": fn["name"],
+                "input": json.loads(fn["arguments"] or "{}"),
+            }
         )
     return {
         "id": message_id,

@@ -38,7 +38,10 @@ class MessageStreamEncoder:
         out = self._stop()
         self._index += 1
         self._open = block["type"]
-        return out + event("content_block_start", {"type": "content_block_start", "index": self._index, "content_block": block})
+        return out + event(
+            "content_block_start",
+            {"type": "content_block_start", "index": self._index, "content_block": block},
+        )
 
     def _stop(self) -> bytes:
         if self._open is None:
@@ -47,7 +50,9 @@ class MessageStreamEncoder:
         return event("content_block_stop", {"type": "content_block_stop", "index": self._index})
 
     def _delta(self, delta: dict[str, Any]) -> bytes:
-        return event("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta})
+        return event(
+            "content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta}
+        )
 
     def role(self) -> bytes:
         message = {
@@ -60,10 +65,16 @@ class MessageStreamEncoder:
             "stop_sequence": None,
             "usage": usage_body(TokenUsage()),
         }
-        return event("message_start", {"type": "message_start", "message": message}) + event("ping", {"type": "ping"})
+        return event("message_start", {"type": "message_start", "message": message}) + event(
+            "ping", {"type": "ping"}
+        )
 
     def reasoning(self, text: str, signature: str) -> bytes:
-        out = b"" if self._open == "thinking" else self._start({"type": "thinking", "thinking": "", "signature": ""})
+        out = (
+            b""
+            if self._open == "thinking"
+            else self._start({"type": "thinking", "thinking": "", "signature": ""})
+        )
         if text:
             out += self._delta({"type": "thinking_delta", "thinking": text})
         if signature:

@@ -154,7 +154,8 @@ def _parse_input(raw: Any) -> list[dict[str, Any]]:
                 parsed = None
             if not isinstance(parsed, dict):
                 raise InvalidRequest(
-                    f"'{path}.arguments' must be a JSON object encoded as a string.", param=f"{path}.arguments"
+                    f"'{path}.arguments' must be a JSON object encoded as a string.",
+                    param=f"{path}.arguments",
                 )
             call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": args or "{}"}}
             call_ids.add(call_id)
@@ -170,7 +171,9 @@ def _parse_input(raw: Any) -> list[dict[str, Any]]:
                     f"'{path}.call_id' ({call_id[:64]!r}) matches no earlier function_call item.",
                     param=f"{path}.call_id",
                 )
-            out.append({"role": "tool", "tool_call_id": call_id, "content": _output_text(item.get("output"), path)})
+            out.append(
+                {"role": "tool", "tool_call_id": call_id, "content": _output_text(item.get("output"), path)}
+            )
         elif kind == "reasoning":
             continue  # reasoning of an earlier turn: nothing to resume it with (stateless)
         else:
@@ -186,7 +189,8 @@ def _message(item: dict[str, Any], path: str) -> dict[str, Any]:
     role = item.get("role")
     if role not in ROLES:
         raise InvalidRequest(
-            f"'{path}.role' must be one of {', '.join(ROLES)}; got {json.dumps(role)[:40]}.", param=f"{path}.role"
+            f"'{path}.role' must be one of {', '.join(ROLES)}; got {json.dumps(role)[:40]}.",
+            param=f"{path}.role",
         )
     content = item.get("content")
     if isinstance(content, str):
@@ -236,7 +240,9 @@ def _output_text(output: Any, path: str) -> str:
                 )
             texts.append(_require_str(part, "text", f"{path}.output[{k}].text", allow_empty=True))
         return "\n".join(texts)
-    raise InvalidRequest(f"'{path}.output' must be a string or an array of text parts.", param=f"{path}.output")
+    raise InvalidRequest(
+        f"'{path}.output' must be a string or an array of text parts.", param=f"{path}.output"
+    )
 
 
 def _parse_tools(raw: Any) -> list[dict[str, Any]] | None:
@@ -260,7 +266,9 @@ def _parse_tools(raw: Any) -> list[dict[str, Any]] | None:
         names.add(name)
         params = tool.get("parameters") or {"type": "object", "properties": {}}
         if not isinstance(params, dict):
-            raise InvalidRequest(f"'{path}.parameters' must be a JSON Schema object.", param=f"{path}.parameters")
+            raise InvalidRequest(
+                f"'{path}.parameters' must be a JSON Schema object.", param=f"{path}.parameters"
+            )
         fn: dict[str, Any] = {"name": name, "parameters": params}
         description = tool.get("description")
         if description is not None:
@@ -300,7 +308,9 @@ def _parse_text(raw: Any) -> dict[str, Any] | None:
         raise InvalidRequest(f"'text' must be an object, not {_kind(raw)}.", param="text")
     unknown = sorted(k for k in raw if k not in ("format", "verbosity"))
     if unknown:
-        raise InvalidRequest(f"Unknown field 'text.{unknown[0]}'.", param=f"text.{unknown[0]}", code="unknown_field")
+        raise InvalidRequest(
+            f"Unknown field 'text.{unknown[0]}'.", param=f"text.{unknown[0]}", code="unknown_field"
+        )
     fmt = raw.get("format")
     if fmt is None:
         return None
@@ -356,7 +366,9 @@ def message_item(item_id: str, text: str, status: str = "completed") -> dict[str
     return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
 
 
-def function_call_item(item_id: str, call_id: str, name: str, arguments: str, status: str = "completed") -> dict[str, Any]:
+def function_call_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
+) -> dict[str, Any]:
     return {
         "type": "function_call",
         "id": item_id,
@@ -405,9 +417,7 @@ def response_body(
         "top_p": request.top_p,
         "max_output_tokens": request.max_tokens,
         "tool_choice": _choice_out(request.tool_choice),
-        "tools": [
-            {"type": "function", "strict": False, **t["function"]} for t in request.tools or []
-        ],
+        "tools": [{"type": "function", "strict": False, **t["function"]} for t in request.tools or []],
         "text": {"format": fmt},
         "reasoning": {"effort": request.reasoning_effort, "summary": None},
         "store": False,

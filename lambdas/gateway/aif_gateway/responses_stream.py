@@ -42,8 +42,13 @@ class ResponseStreamEncoder:
         self._seq += 1
         return b"event: " + kind.encode() + b"\ndata: " + _dumps(body).encode("utf-8") + b"\n\n"
 
-    def _response(self, status: str, usage: TokenUsage | None = None, finish: str | None = None,
-                  error: dict[str, str] | None = None) -> dict[str, Any]:
+    def _response(
+        self,
+        status: str,
+        usage: TokenUsage | None = None,
+        finish: str | None = None,
+        error: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         return response_body(
             self._id, self._created, self._model, self._request,
             status=status, output=list(self._output), usage=usage, finish_reason=finish, error=error,
@@ -85,7 +90,9 @@ class ResponseStreamEncoder:
         out = b""
         if self._open is None or self._open["type"] != "message":
             out += self._close_item()
-            item = message_item(f"msg_{self._id[len('resp_'):]}_{len(self._output)}", "", status="in_progress")
+            item = message_item(
+                f"msg_{self._id[len('resp_') :]}_{len(self._output)}", "", status="in_progress"
+            )
             self._open, self._text = item, ""
             index = len(self._output)
             out += self._event("response.output_item.added", {"output_index": index, "item": item})
@@ -106,10 +113,12 @@ class ResponseStreamEncoder:
         out = b""
         if call_id is not None:
             out += self._close_item()
-            item_id = f"fc_{self._id[len('resp_'):]}_{index}"
+            item_id = f"fc_{self._id[len('resp_') :]}_{index}"
             item = function_call_item(item_id, call_id, name or "", "", status="in_progress")
             self._open = item
-            out += self._event("response.output_item.added", {"output_index": len(self._output), "item": dict(item)})
+            out += self._event(
+                "response.output_item.added", {"output_index": len(self._output), "item": dict(item)}
+            )
         if arguments and self._open is not None and self._open["type"] == "function_call":
             self._open["arguments"] += arguments
             out += self._event(

@@ -10,15 +10,15 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+import test_gateway_streaming as streaming_tests
 from botocore.stub import ANY
 from conftest import HAIKU, Harness, converse_response, make_event
-from test_gateway_agent_chat import HAIKU_C, use_catalog_caps
+from test_gateway_agent_chat import use_catalog_caps
 from test_gateway_streaming import (
     START,
     FakeBedrock,
     event,
     exception,
-    fake_bedrock,  # noqa: F401  (fixture)
     make_harness,
     metadata,
     stop,
@@ -27,6 +27,8 @@ from test_gateway_streaming import (
 
 from aif_gateway.anthropic_messages import IGNORED_FIELDS, REFUSED_FIELDS
 from aif_gateway.streaming import StreamingResponse
+
+fake_bedrock = streaming_tests.fake_bedrock  # the fake Bedrock endpoint fixture, shared
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n0000").decode()
 WEATHER = {

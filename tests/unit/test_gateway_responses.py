@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+import test_gateway_streaming as streaming_tests
 from botocore.stub import ANY
 from conftest import HAIKU, Harness, converse_response, make_event
 from test_gateway_agent_chat import use_catalog_caps
@@ -16,7 +17,6 @@ from test_gateway_streaming import (
     FakeBedrock,
     event,
     exception,
-    fake_bedrock,  # noqa: F401  (fixture)
     make_harness,
     metadata,
     stop,
@@ -25,6 +25,8 @@ from test_gateway_streaming import (
 
 from aif_gateway.openai_responses import IGNORED_FIELDS, REFUSED_FIELDS
 from aif_gateway.streaming import StreamingResponse
+
+fake_bedrock = streaming_tests.fake_bedrock  # the fake Bedrock endpoint fixture, shared
 
 WEATHER = {
     "type": "function",
@@ -61,7 +63,9 @@ def test_input_items_instructions_and_options_become_one_converse_request(harnes
             {"role": "user", "content": [{"text": "Weather in Paris?"}]},
             {
                 "role": "assistant",
-                "content": [{"toolUse": {"toolUseId": "call_1", "name": "weather", "input": {"city": "Paris"}}}],
+                "content": [
+                    {"toolUse": {"toolUseId": "call_1", "name": "weather", "input": {"city": "Paris"}}}
+                ],
             },
             {
                 "role": "user",

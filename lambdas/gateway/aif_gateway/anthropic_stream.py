@@ -55,7 +55,7 @@ class MessageStreamEncoder:
         )
 
     def role(self) -> bytes:
-        message = {
+        message: dict[str, Any] = {
             "id": self._id,
             "type": "message",
             "role": "assistant",

@@ -58,8 +58,8 @@ from .prompt_view import PromptViewSource
 from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, TokenUsage
 from .providers import default_providers
 from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, StoreError, UsageRecord, utc_now
-from .retrieval import RetrievalService, knowledge_base_route, parse_retrieve_request, retrieve_response
 from .responses_stream import ResponseStreamEncoder
+from .retrieval import RetrievalService, knowledge_base_route, parse_retrieve_request, retrieve_response
 from .routing import RouteFailed, RouteOutcome, Router
 from .stream_format import SSE_HEADERS, ChunkEncoder
 from .streaming import (
@@ -562,9 +562,9 @@ class _Call:
 
     __slots__ = (
         "_event",
-        "api",
         "_headers",
         "_t0",
+        "api",
         "key",
         "method",
         "path",

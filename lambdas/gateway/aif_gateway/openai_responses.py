@@ -63,7 +63,7 @@ REFUSED_FIELDS = {
     "previous_response_id": "the gateway stores no responses; send the whole conversation as input items",
     "conversation": "the gateway stores no conversations; send the whole conversation as input items",
     "background": "the gateway runs no background responses",
-    "prompt": "OpenAI-hosted prompts do not exist here; use the gateway's prompt registry on chat completions",
+    "prompt": "OpenAI-hosted prompts do not exist here; chat completions take the gateway's own prompts",
     "max_tool_calls": "built-in tools are not offered",
 }
 ROLES = ("user", "system", "developer", "assistant")

@@ -3,8 +3,9 @@
 ``open_stream`` runs inside the route's fallback chain: it starts the model call and waits for the
 model's first event, so a target that fails or stays silent past its first-token timeout is passed over
 before anything reached the client. ``relay`` then turns the events into the API's wire format (a
-``StreamEncoder``: Chat Completions chunks, Anthropic Messages events or Responses events) as they arrive. However the stream ends, ``on_end`` runs exactly once with what the
-model reported (or, when it never reported usage, an estimate from what arrived) before the last
+``StreamEncoder``: Chat Completions chunks, Anthropic Messages events or Responses events) as they
+arrive. However the stream ends, ``on_end`` runs exactly once with what the model reported (or,
+when it never reported usage, an estimate from what arrived) before the last
 bytes are sent, so the usage record is written while the client and the function are still there:
 
 - finished: the encoder's end (Chat Completions: finish chunk, usage chunk with ``include_usage``,

@@ -1,4 +1,10 @@
-"""The gateway: one OpenAI-compatible API in front of every approved model.
+"""The gateway: one API in front of every approved model, with three chat front doors.
+
+Chat Completions (``openai_schema``), the Anthropic Messages API (``anthropic_messages``) and OpenAI's
+Responses API (``openai_responses``) each parse into the same internal ``ChatRequest``; ``_serve_chat``
+then routes, guards, calls and records it once, and an ``_ApiFormat`` shapes the answer (and its
+stream encoder) the way the caller's API does. Client model names resolve through the catalog's
+``model_aliases`` first.
 
 ``Gateway.handle`` takes an API Gateway REST proxy event and returns a proxy response, or for
 ``stream: true`` a ``StreamingResponse`` that produces the answer's chunks as the model sends them
@@ -191,8 +197,8 @@ class Gateway:
         call.api = "anthropic"
         self._authenticate(call)
         raise NotImplementedByGateway(
-            "/v1/messages/count_tokens is not offered: token counts differ per model and Bedrock counts "
-            "them only for some models; the usage of every /v1/messages answer gives the exact count.",
+            "/v1/messages/count_tokens is not offered: Bedrock counts tokens only for some models and "
+            "regions; the usage of every /v1/messages answer gives the exact, billed count.",
             code="count_tokens_not_supported",
         )
 

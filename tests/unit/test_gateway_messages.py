@@ -394,3 +394,23 @@ def test_stream_failing_mid_way_ends_with_an_error_event(fake_bedrock: FakeBedro
     assert events[-1][0] == "error" and events[-1][1]["error"]["type"] == "overloaded_error"
     record = h.ledger.find(request_id)
     assert record is not None and record.error_type == "model_stream_error"
+
+
+def test_tool_choice_tool_none_and_disable_parallel_tool_use(harness: Harness) -> None:
+    key = harness.add_key()
+    use = {"toolUse": {"toolUseId": "tu_1", "name": "weather", "input": {}}}
+    two_calls = converse_response(
+        stop="tool_use", content=[use, {"toolUse": {**use["toolUse"], "toolUseId": "tu_2"}}]
+    )
+    expect(
+        harness, toolConfig={"tools": ANY, "toolChoice": {"tool": {"name": "weather"}}}, response=two_calls
+    )
+    choice = {"type": "tool", "name": "weather", "disable_parallel_tool_use": True}
+    status, _, answer = post(harness, msg("hi", tools=[WEATHER], tool_choice=choice), key)
+    assert status == 200, answer
+    assert [b["id"] for b in answer["content"]] == ["tu_1"]  # at most one call per answer
+    # "none": no tools are offered at all (Converse has no "none"), so no toolConfig is sent.
+    expect(harness)
+    status, _, answer = post(harness, msg("hi", tools=[WEATHER], tool_choice={"type": "none"}), key)
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer

@@ -250,3 +250,40 @@ def test_stream_failing_mid_way_ends_with_error_and_response_failed(fake_bedrock
     assert isinstance(response, StreamingResponse)
     raw = b"".join(response.body).decode()
     assert "event: error\n" in raw and raw.rstrip().split("\n")[-2] == "event: response.failed"
+
+
+def test_reasoning_effort_json_object_and_images(harness: Harness) -> None:
+    use_catalog_caps(harness)
+    key = harness.add_key()
+    png = "data:image/png;base64,iVBORw0KGgo="
+    expect(
+        harness,
+        system=[{"text": "Respond with a single valid JSON object and nothing else."}],
+        messages=[
+            {
+                "role": "user",
+                "content": [{"text": "Describe"}, {"image": {"format": "png", "source": {"bytes": ANY}}}],
+            }
+        ],
+        inferenceConfig={"maxTokens": 4000},
+        additionalModelRequestFields={"thinking": {"type": "enabled", "budget_tokens": 2048}},
+    )
+    status, _, answer = respond(
+        harness,
+        key,
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "Describe"},
+                    {"type": "input_image", "image_url": png},
+                ],
+            }
+        ],
+        reasoning={"effort": "low"},
+        text={"format": {"type": "json_object"}},
+        max_output_tokens=4000,
+    )
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+    assert answer["text"] == {"format": {"type": "json_object"}}

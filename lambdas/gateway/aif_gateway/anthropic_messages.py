@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from .errors import GatewayError, InvalidRequest
-from .openai_schema import ChatRequest, _kind, _number, _require_str
+from .openai_schema import ChatRequest, _kind, _number, _require_str, check_fields
 from .provider_types import ChatResult, TokenUsage
 
 SUPPORTED_FIELDS = (
@@ -82,7 +82,7 @@ ERROR_TYPES = {
 
 def parse_messages_request(data: dict[str, Any]) -> ChatRequest:
     """A validated Messages request as the gateway's internal ``ChatRequest``."""
-    _check_fields(data)
+    check_fields(data, SUPPORTED_FIELDS, IGNORED_FIELDS, REFUSED_FIELDS, "Messages API")
     model = _require_str(data, "model", "model")
     max_tokens = data.get("max_tokens")
     if max_tokens is None:
@@ -123,21 +123,6 @@ def check_version(value: str | None) -> None:
             f"anthropic-version {value[:40]!r} is not a version; send a date such as 2023-06-01.",
             param="anthropic-version",
         )
-
-
-def _check_fields(data: dict[str, Any]) -> None:
-    for name in data:
-        if name in REFUSED_FIELDS:
-            raise InvalidRequest(
-                f"'{name}' is not supported: {REFUSED_FIELDS[name]}.", param=name, code="unsupported_field"
-            )
-        if name not in SUPPORTED_FIELDS and name not in IGNORED_FIELDS:
-            raise InvalidRequest(
-                f"Unknown field '{str(name)[:80]}'; see the Messages API compatibility table in "
-                "docs/gateway.md for the fields the gateway supports, ignores or refuses.",
-                param=str(name)[:80],
-                code="unknown_field",
-            )
 
 
 def _parse_metadata(raw: Any) -> None:

@@ -30,6 +30,7 @@ from .openai_schema import (
     _positive_int,
     _require_str,
     check_conversation,
+    check_fields,
 )
 from .provider_types import ChatResult, TokenUsage
 
@@ -72,7 +73,7 @@ TEXT_PARTS = ("input_text", "output_text", "refusal")
 
 def parse_responses_request(data: dict[str, Any]) -> ChatRequest:
     """A validated Responses request as the gateway's internal ``ChatRequest``."""
-    _check_fields(data)
+    check_fields(data, SUPPORTED_FIELDS, IGNORED_FIELDS, REFUSED_FIELDS, "Responses API")
     model = _require_str(data, "model", "model")
     if data.get("store") not in (None, False):
         raise InvalidRequest(
@@ -111,21 +112,6 @@ def parse_responses_request(data: dict[str, Any]) -> ChatRequest:
         parallel_tool_calls=parallel,
         reasoning_effort=_parse_reasoning(data.get("reasoning")),
     )
-
-
-def _check_fields(data: dict[str, Any]) -> None:
-    for name in data:
-        if name in REFUSED_FIELDS:
-            raise InvalidRequest(
-                f"'{name}' is not supported: {REFUSED_FIELDS[name]}.", param=name, code="unsupported_field"
-            )
-        if name not in SUPPORTED_FIELDS and name not in IGNORED_FIELDS:
-            raise InvalidRequest(
-                f"Unknown field '{str(name)[:80]}'; see the Responses API compatibility table in "
-                "docs/gateway.md for the fields the gateway supports, ignores or refuses.",
-                param=str(name)[:80],
-                code="unknown_field",
-            )
 
 
 def _parse_input(raw: Any) -> list[dict[str, Any]]:

@@ -503,6 +503,26 @@ def _parse_route(check: _Checker, raw: Any, index: int, models: Mapping[str, Cat
     return CatalogRoute(alias=alias, targets=targets, modality=modalities[0], extra=extra, timeouts=timeouts)
 
 
+def _parse_model_aliases(source: str, raw: Any, routes: Mapping[str, CatalogRoute]) -> dict[str, str]:
+    """``model_aliases: {client model name: chat route alias}``. A name may not shadow a route."""
+    if not isinstance(raw, Mapping):
+        raise CatalogError(f"{source}: top level: field 'model_aliases': must be a mapping of name -> route")
+    aliases: dict[str, str] = {}
+    for name, target in raw.items():
+        where = f"{source}: model_aliases: {name!r}"
+        if not isinstance(name, str) or not name.strip():
+            raise CatalogError(f"{where}: the name must be a non-empty string")
+        if name in routes:
+            raise CatalogError(f"{where}: is already a route alias; a model alias may not shadow a route")
+        if not isinstance(target, str) or target not in routes:
+            known = ", ".join(sorted(routes))
+            raise CatalogError(f"{where}: must name a route ({known}); got {target!r}")
+        if routes[target].modality != "chat":
+            raise CatalogError(f"{where}: route {target!r} is not a chat route")
+        aliases[name] = target
+    return aliases
+
+
 def _parse_timeouts(check: _Checker, raw: Mapping[str, Any], entry: str) -> RouteTimeouts:
     value = raw.get("timeouts")
     if value is None:
@@ -573,7 +593,14 @@ class ModelCatalog:
                 raise check.fail(f"route '{route.alias}'", "alias", "is used by more than one route")
             routes[route.alias] = route
         extra = {str(k): v for k, v in data.items() if k not in ("models", "routes")}
+        if "model_aliases" in extra:
+            extra["model_aliases"] = _parse_model_aliases(source, extra["model_aliases"], routes)
         return cls(models, routes, source=source, extra=extra)
+
+    @property
+    def model_aliases(self) -> dict[str, str]:
+        """Client model names (``claude-sonnet-4-5``, ``gpt-5``) -> the chat route they reach."""
+        return dict(self.extra.get("model_aliases") or {})
 
     def routed_models(self) -> list[CatalogModel]:
         """The models at least one route uses, in catalog order."""
@@ -625,6 +652,7 @@ class ModelCatalog:
                 timeouts=route.timeouts,
                 prompt_cache=auto_cache,
             )
+        overrides.setdefault("model_aliases", self.model_aliases)
         return GatewayConfig(routes=routes, **overrides)
 
     def sagemaker_endpoint_arns(self, partition: str, region: str, account: str) -> list[str]:

@@ -184,6 +184,7 @@ def test_entry_hash_ignores_routes_but_not_content(tmp_path: Path) -> None:
     base = ModelCatalog.load().models["claude-haiku-4-5"]
     data = raw()
     data["routes"] = [r for r in data["routes"] if r["alias"] != "chat-smart"]
+    data["model_aliases"] = {k: v for k, v in data["model_aliases"].items() if v != "chat-smart"}
     assert entry_hash(load(data, tmp_path / "a").models["claude-haiku-4-5"]) == entry_hash(base)
     entry(data, "claude-haiku-4-5")["known_limitations"].append("new one")
     assert entry_hash(load(data, tmp_path / "b").models["claude-haiku-4-5"]) != entry_hash(base)

@@ -332,7 +332,7 @@ def _thinking(
     assistant_turns = [t for t in turns if t["role"] == "assistant"]
     if assistant_turns and any("toolUse" in b for b in assistant_turns[-1]["content"]):
         return None
-    budget = THINKING_BUDGETS.get(effort, THINKING_BUDGETS["medium"])
+    budget = request.thinking_budget or THINKING_BUDGETS.get(effort, THINKING_BUDGETS["medium"])
     if request.max_tokens is not None:
         # OpenAI counts reasoning tokens within max_completion_tokens, as Anthropic does.
         if request.max_tokens <= THINKING_BUDGETS["minimal"]:
@@ -387,12 +387,15 @@ def from_converse(response: dict[str, Any]) -> ChatResult:
     message = response.get("output", {}).get("message", {})
     texts: list[str] = []
     reasoning: list[str] = []
+    signature = ""
     tool_calls: list[dict[str, Any]] = []
     for block in message.get("content", []):
         if "text" in block:
             texts.append(block["text"])
         elif "reasoningContent" in block:
-            reasoning.append(block["reasoningContent"].get("reasoningText", {}).get("text", ""))
+            text = block["reasoningContent"].get("reasoningText", {})
+            reasoning.append(text.get("text", ""))
+            signature = text.get("signature") or signature
         elif "toolUse" in block:
             use = block["toolUse"]
             tool_calls.append(
@@ -416,4 +419,5 @@ def from_converse(response: dict[str, Any]) -> ChatResult:
         tool_calls=tool_calls,
         guardrail_intervened=stop_reason == "guardrail_intervened",
         reasoning="".join(reasoning),
+        reasoning_signature=signature,
     )

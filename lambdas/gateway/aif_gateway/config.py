@@ -130,6 +130,9 @@ class GatewayConfig:
     # the Lambda times out. None: no deadline (local mode). In AWS it derives from the function timeout
     # (``with_deadline_from_env``).
     request_deadline_s: float | None = None
+    # Client model names (claude-sonnet-4-5, gpt-5, ...) -> route alias: the catalog's model_aliases, so
+    # a coding assistant configured with a vendor's model name reaches an approved route.
+    model_aliases: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2)

@@ -73,6 +73,14 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class NotImplementedByGateway(GatewayError):
+    """501: an endpoint of a supported API that the gateway deliberately does not offer."""
+
+    status = 501
+    type = "invalid_request_error"
+    code = "not_implemented"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"

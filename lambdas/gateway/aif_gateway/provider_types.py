@@ -28,6 +28,7 @@ class ChatResult:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI shape
     guardrail_intervened: bool = False
     reasoning: str = ""  # the model's reasoning text, when reasoning was asked for
+    reasoning_signature: str = ""  # Anthropic's signature of that reasoning (sent back in later turns)
 
 
 @dataclass
@@ -76,6 +77,15 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning text; ``signature`` (Anthropic's proof that the thinking is
+    unaltered) arrives as its own piece, with empty text."""
+
+    text: str
+    signature: str = ""
+
+
+@dataclass(frozen=True)
 class ToolCallDelta:
     """A piece of tool call ``index``: the first piece carries ``id`` and ``name``, later ones only
     argument JSON text (concatenated, the pieces form the call's ``arguments``)."""
@@ -101,7 +111,7 @@ class StreamUsage:
     usage: TokenUsage
 
 
-StreamEvent = TextDelta | ToolCallDelta | StreamStop | StreamUsage
+StreamEvent = TextDelta | ReasoningDelta | ToolCallDelta | StreamStop | StreamUsage
 
 
 class ChatStream(Protocol):
@@ -131,6 +141,8 @@ class BufferedStream:
 
     def __init__(self, result: ChatResult) -> None:
         events: list[StreamEvent] = []
+        if result.reasoning:
+            events.append(ReasoningDelta(result.reasoning))
         if result.text:
             events.append(TextDelta(result.text))
         for index, call in enumerate(result.tool_calls):

@@ -66,7 +66,7 @@ def _connection(url: str, timeout: float) -> tuple[http.client.HTTPConnection, s
 
 def _start(
     url: str, headers: dict[str, str], body: dict[str, Any], timeout: float, accept: str
-) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+) -> tuple[http.client.HTTPConnection, socket.socket | None, http.client.HTTPResponse]:
     conn, path = _connection(url, timeout)
     payload = json.dumps(body, separators=(",", ":")).encode()
     all_headers = {
@@ -77,6 +77,7 @@ def _start(
     }
     try:
         conn.request("POST", path, body=payload, headers=all_headers)
+        sock = conn.sock  # getresponse drops it from the connection when the answer says Connection: close
         response = conn.getresponse()
     except TimeoutError as exc:
         conn.close()
@@ -91,13 +92,13 @@ def _start(
             raw = b""
         conn.close()
         raise HttpStatusError(response.status, raw, {k.lower(): v for k, v in response.getheaders()})
-    return conn, response
+    return conn, sock, response
 
 
 def post_json(url: str, headers: dict[str, str], body: dict[str, Any], timeout: float) -> Any:
     """POST ``body`` as JSON and return the decoded JSON answer. Raises ``HttpStatusError`` for a
     non-2xx answer and ``ProviderError`` for timeouts, connection failures and undecodable answers."""
-    conn, response = _start(url, headers, body, timeout, "application/json")
+    conn, _, response = _start(url, headers, body, timeout, "application/json")
     try:
         raw = response.read()
     except TimeoutError as exc:
@@ -120,10 +121,16 @@ class SseResponse:
     """A started server-sent-events response: iterate for ``(event, data)`` pairs (``event`` is "" when
     the provider names none); ``close`` drops the connection, which stops the generation."""
 
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse, idle_s: float):
+    def __init__(
+        self,
+        conn: http.client.HTTPConnection,
+        sock: socket.socket | None,
+        response: http.client.HTTPResponse,
+        idle_s: float,
+    ) -> None:
         self._conn, self._response = conn, response
-        if conn.sock is not None:
-            conn.sock.settimeout(idle_s)  # from now on: the longest silence between two reads
+        if sock is not None:
+            sock.settimeout(idle_s)  # from now on: the longest silence between two reads
         self._events = self._read()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -161,6 +168,7 @@ class SseResponse:
 
     def close(self) -> None:
         self._events.close()
+        self._response.close()
         self._conn.close()
 
 
@@ -168,8 +176,8 @@ def open_sse(
     url: str, headers: dict[str, str], body: dict[str, Any], first_s: float, idle_s: float
 ) -> SseResponse:
     """POST ``body`` and return its event stream once the response has started (HTTP 2xx)."""
-    conn, response = _start(url, headers, body, first_s, "text/event-stream")
-    return SseResponse(conn, response, idle_s)
+    conn, sock, response = _start(url, headers, body, first_s, "text/event-stream")
+    return SseResponse(conn, sock, response, idle_s)
 
 
 def http_error(exc: HttpStatusError, provider: str) -> ProviderError:

@@ -8,6 +8,7 @@ format the gateway sent. ``require_key`` makes it answer 401 to any other key, l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -89,10 +90,8 @@ def _handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            try:
+            with contextlib.suppress(OSError):  # the client may have gone
                 self.wfile.write(data)
-            except OSError:
-                pass
 
         def _sse(self, answer: Answer) -> None:
             self.send_response(200)

@@ -325,7 +325,8 @@ def test_http_errors_map_to_the_fallback_rules(
         (
             OpenAiProvider,
             "openai",
-            "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.",
+            "This model's maximum context length is 128000 tokens. However, your messages resulted in "
+            "130000 tokens.",
         ),
         (AnthropicProvider, "anthropic", "prompt is too long: 210000 tokens > 200000 maximum"),
         (

@@ -20,7 +20,7 @@ Answers: ``text`` and ``tool_use`` blocks; ``stop_reason`` ``end_turn``/``stop_s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from .config import ModelTarget, RouteTimeouts
@@ -239,7 +239,7 @@ class MessageEventStream:
         self._events.close()
         self._sse.close()
 
-    def _generate(self) -> Iterator[StreamEvent]:
+    def _generate(self) -> Generator[StreamEvent, None, None]:
         usage = TokenUsage()
         have_usage = False
         tool_index: dict[int, int] = {}  # content block index -> tool call index
@@ -265,9 +265,9 @@ class MessageEventStream:
                 if delta.get("type") == "text_delta" and delta.get("text"):
                     yield TextDelta(delta["text"])
                 elif delta.get("type") == "input_json_delta":
-                    index = tool_index.get(int(event.get("index", 0)))
-                    if index is not None and delta.get("partial_json"):
-                        yield ToolCallDelta(index, delta["partial_json"])
+                    call_index = tool_index.get(int(event.get("index", 0)))
+                    if call_index is not None and delta.get("partial_json"):
+                        yield ToolCallDelta(call_index, delta["partial_json"])
             elif kind == "message_delta":
                 out = usage_of(event.get("usage"))
                 # message_delta's counts are cumulative; input counts appear here only on some models.

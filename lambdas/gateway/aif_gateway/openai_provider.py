@@ -17,7 +17,7 @@ Streams are OpenAI's ``data: {chunk}`` events ending in ``data: [DONE]``, with
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from .config import ModelTarget, RouteTimeouts
@@ -201,7 +201,7 @@ class ChunkStream:
         self._events.close()
         self._sse.close()
 
-    def _generate(self) -> Iterator[StreamEvent]:
+    def _generate(self) -> Generator[StreamEvent, None, None]:
         usage: TokenUsage | None = None
         for _, data in self._sse:
             if data.strip() == "[DONE]":

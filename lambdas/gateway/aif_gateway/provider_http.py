@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -136,8 +137,8 @@ class SseResponse:
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return self._events
 
-    def _read(self) -> Iterator[tuple[str, str]]:
-        event, data = "", []
+    def _read(self) -> Generator[tuple[str, str], None, None]:
+        event, data = "", list[str]()
         while True:
             try:
                 line = self._response.readline()
@@ -155,7 +156,7 @@ class SseResponse:
             if not text:  # a blank line ends one event
                 if data:
                     yield event, "\n".join(data)
-                event, data = "", []
+                event, data = "", list[str]()
             elif text.startswith(":"):
                 continue  # a comment (keep-alive)
             else:

@@ -20,13 +20,13 @@ Answers: ``text`` and ``tool_use`` blocks; ``stop_reason`` ``end_turn``/``stop_s
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
 from .config import ModelTarget, RouteTimeouts
-from .external_provider import ExternalProvider, invalid_answer
+from .external_provider import ExternalProvider, ProviderStream, invalid_answer
 from .openai_schema import ChatRequest
-from .provider_http import SseResponse, open_sse, post_json
+from .provider_http import open_sse, post_json
 from .provider_secrets import ProviderCredentials
 from .provider_types import (
     ChatResult,
@@ -222,22 +222,8 @@ def from_message(answer: dict[str, Any]) -> ChatResult:
     return ChatResult("".join(texts), finish, usage_of(answer.get("usage")), calls)
 
 
-class MessageEventStream:
+class MessageEventStream(ProviderStream):
     """Anthropic's Messages stream events as the gateway's stream events."""
-
-    def __init__(self, sse: SseResponse) -> None:
-        self._sse = sse
-        self._events = self._generate()
-
-    def __iter__(self) -> Iterator[StreamEvent]:
-        return self
-
-    def __next__(self) -> StreamEvent:
-        return next(self._events)
-
-    def close(self) -> None:
-        self._events.close()
-        self._sse.close()
 
     def _generate(self) -> Generator[StreamEvent, None, None]:
         usage = TokenUsage()

@@ -16,14 +16,14 @@ rest, the same for every provider:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 from .aws_clients import LazyClients, make_client
 from .config import ModelTarget, RouteTimeouts
 from .guardrail_check import guardrail_block
 from .openai_schema import ChatRequest, EmbeddingsRequest
-from .provider_http import HttpStatusError, http_error
+from .provider_http import HttpStatusError, SseResponse, http_error
 from .provider_secrets import ProviderCredentials, SecretCache
 from .provider_types import (
     BufferedStream,
@@ -32,6 +32,7 @@ from .provider_types import (
     ChatStream,
     EmbeddingResult,
     ProviderError,
+    StreamEvent,
     TokenUsage,
 )
 
@@ -135,6 +136,29 @@ class ExternalProvider:
         if ctx.guardrail is None:
             return None
         return guardrail_block(self._bedrock.get(None), ctx, source, text)
+
+
+class ProviderStream:
+    """A provider's started SSE answer as gateway stream events: subclasses turn the provider's events
+    into ``StreamEvent``s in ``_generate``; ``close`` stops reading and drops the connection (which
+    stops the generation at the provider)."""
+
+    def __init__(self, sse: SseResponse) -> None:
+        self._sse = sse
+        self._events = self._generate()
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        return next(self._events)
+
+    def close(self) -> None:
+        self._events.close()
+        self._sse.close()
+
+    def _generate(self) -> Generator[StreamEvent, None, None]:
+        raise NotImplementedError
 
 
 def prompt_text(request: ChatRequest) -> str:

@@ -17,11 +17,11 @@ Streams are OpenAI's ``data: {chunk}`` events ending in ``data: [DONE]``, with
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from typing import Any
 
 from .config import ModelTarget, RouteTimeouts
-from .external_provider import ExternalProvider, invalid_answer
+from .external_provider import ExternalProvider, ProviderStream, invalid_answer
 from .openai_schema import ChatRequest, EmbeddingsRequest
 from .provider_http import SseResponse, open_sse, post_json
 from .provider_secrets import ProviderCredentials
@@ -183,23 +183,13 @@ def from_completion(answer: dict[str, Any]) -> ChatResult:
     return ChatResult(text, finish, usage_of(answer.get("usage")), calls, reasoning=reasoning)
 
 
-class ChunkStream:
+class ChunkStream(ProviderStream):
     """OpenAI ``chat.completion.chunk`` events as stream events. An ``error`` object in the stream (a
     failure after HTTP 200) raises ``ProviderError``; so does an answer that is not chunks."""
 
     def __init__(self, sse: SseResponse, label: str) -> None:
-        self._sse, self._label = sse, label
-        self._events = self._generate()
-
-    def __iter__(self) -> Iterator[StreamEvent]:
-        return self
-
-    def __next__(self) -> StreamEvent:
-        return next(self._events)
-
-    def close(self) -> None:
-        self._events.close()
-        self._sse.close()
+        self._label = label
+        super().__init__(sse)
 
     def _generate(self) -> Generator[StreamEvent, None, None]:
         usage: TokenUsage | None = None

@@ -84,11 +84,21 @@ def world(openai_api: FakeApi, anthropic_api: FakeApi) -> Iterator[World]:
             max_classification="internal",
         )
         echo = ModelTarget(name="echo", provider="echo", model_id="echo", modality="chat")
+        embed = ModelTarget(
+            name="text-embedding-3-small",
+            provider="openai",
+            model_id="text-embedding-3-small",
+            modality="embedding",
+            base_url=f"{openai_api.url}/v1",
+            secret="providers/openai",
+            max_classification="internal",
+        )
         config = GatewayConfig(
             routes={
                 "chat-any": Route("chat-any", "chat", (gpt, claude)),
                 "chat-gpt": Route("chat-gpt", "chat", (gpt,)),
                 "chat-gpt-or-local": Route("chat-gpt-or-local", "chat", (gpt, echo)),
+                "embed-openai": Route("embed-openai", "embedding", (embed,)),
             }
         )
         keys, ledger, audit = MemoryKeyStore(), MemoryLedger(), []
@@ -114,7 +124,7 @@ def world(openai_api: FakeApi, anthropic_api: FakeApi) -> Iterator[World]:
 def key_for(world: World, clearance: str | None = "internal") -> str:
     return put_key(
         world.keys,
-        allowed_models=("chat-any", "chat-gpt", "chat-gpt-or-local"),
+        allowed_models=("chat-any", "chat-gpt", "chat-gpt-or-local", "embed-openai"),
         team="finance",
         feature="invoices",
         clearance=clearance,
@@ -263,3 +273,22 @@ def test_a_key_cleared_for_internal_data_reaches_the_external_provider(
     status, _, body = world.chat(key_for(world, "public"), "chat-gpt")
     assert status == 200 and body["choices"][0]["message"]["content"] == "ok"
     assert openai_api.received[0].headers["authorization"] == "Bearer sk-openai"
+
+
+def test_embeddings_follow_the_same_clearance_rule(world: World, openai_api: FakeApi) -> None:
+    body = {"model": "embed-openai", "input": ["payroll of employee 7"]}
+    status, _, answer = world.post(key_for(world, "confidential"), "/v1/embeddings", body)
+    assert status == 403 and answer["error"]["code"] == "classification_not_allowed"
+    assert openai_api.received == []
+    openai_api.queue(
+        json_answer(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": 0, "embedding": [0.6, 0.8]}],
+                "usage": {"prompt_tokens": 5, "total_tokens": 5},
+            }
+        )
+    )
+    status, headers, answer = world.post(key_for(world, "internal"), "/v1/embeddings", body)
+    assert status == 200 and answer["data"][0]["embedding"] == [0.6, 0.8]
+    assert headers["x-aif-served-by"] == "text-embedding-3-small"

@@ -5,8 +5,9 @@ target carries its catalog entry's ``max_classification`` (the most sensitive it
 whose ceiling is below the clearance is **skipped**, like a target that lacks a capability: the rest of
 the chain still serves, and the audit record names the skipped target and why. When no target of the
 route may receive the data the request is refused with a 403 that names every target and its ceiling.
-Synth refuses such routes for a feature already (``ai_factory.model_catalog.clearance_violations``); the
-request-time check holds when the catalog changed under a deployed key.
+``ModelCatalog.clearance_violations`` is the synth-time form of the same rule (a feature's routes
+against its clearance); this request-time check holds whatever was deployed, e.g. when the catalog
+changed under a deployed key.
 
 A key without a recorded clearance (created before keys carried one) is treated as ``restricted``, the
 most sensitive level: it can only reach targets cleared for everything until its feature re-issues it.

@@ -33,7 +33,14 @@ _PRICE_LABELS = {
     "cache_read": "Cache-read input tokens",
     "cache_write": "Cache-write input tokens",
 }
-_PROVIDER_LABELS = {"bedrock": "Amazon Bedrock", "echo": "offline echo (no model call)"}
+_PROVIDER_LABELS = {
+    "bedrock": "Amazon Bedrock",
+    "echo": "offline echo (no model call)",
+    "sagemaker": "a SageMaker endpoint",
+    "openai": "the OpenAI API (external)",
+    "anthropic": "Anthropic's API (external)",
+    "mistral": "Mistral's API (external)",
+}
 
 
 class CardError(ValueError):
@@ -101,12 +108,18 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _known(text: str | None) -> str:
+    return _cell(text) if text else "unknown"
+
+
 def _id_rows(model: CatalogModel) -> list[tuple[str, str, str]]:
     """(stack region, ID, kind) rows: the default first, then each regional ID in sorted order."""
 
     def kind(model_id: str) -> str:
         if model.provider == "sagemaker":
             return "SageMaker endpoint"
+        if model.external:
+            return "provider API model"
         if model.provider != "bedrock":
             return "offline"
         return "foundation model" if model_id == model.model_id else "inference profile"
@@ -153,6 +166,14 @@ def render_card(catalog: ModelCatalog, name: str) -> str:
             f"Foundation model `{model.model_id}`; IAM allows it in: {', '.join(model.regions)}.",
             "",
         ]
+    if model.external:
+        flavor = f", API flavor {model.api_flavor}" if model.api_flavor else ""
+        lines += [
+            f"Called at {f'`{model.base_url}`' if model.base_url else 'the provider public API'}{flavor}; "
+            "API key from the Secrets "
+            f"Manager secret `{model.secret}`.",
+            "",
+        ]
     lines += [
         "## Prices",
         "",
@@ -186,6 +207,19 @@ def render_card(catalog: ModelCatalog, name: str) -> str:
     ]
     if notes and notes.notes:
         lines.append(f"- Notes: {_cell(notes.notes)}")
+    handling = model.data_handling
+    trains = {True: "yes", False: "no", None: "unknown"}[handling.trains_on_data if handling else None]
+    lines += [
+        "",
+        "## Data handling",
+        "",
+        f"- Highest data classification it may receive: **{model.max_classification}**"
+        + ("" if handling else f" (the {model.provider} default)"),
+        f"- Processed in: {_known(handling.processed_in if handling else None)}",
+        f"- Retention: {_known(handling.retention if handling else None)}",
+        f"- Provider may train on the data: {trains}",
+        f"- Contract: {_known(handling.contract if handling else None)}",
+    ]
     lines += ["", "## Known limitations", ""]
     if model.known_limitations:
         lines += [f"- {_cell(item)}" for item in model.known_limitations]

@@ -24,7 +24,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -33,11 +33,27 @@ from typing import Any, cast
 import yaml
 
 from aif_gateway.capabilities import ModelCapabilities
-from aif_gateway.config import GatewayConfig, Modality, ModelTarget, Prices, Provider, Route, RouteTimeouts
+from aif_gateway.config import (
+    CLASSIFICATIONS,
+    GatewayConfig,
+    Modality,
+    ModelTarget,
+    Prices,
+    Provider,
+    Route,
+    RouteTimeouts,
+)
 
 DEFAULT_CATALOG_PATH = Path(__file__).parent.parent / "data" / "models.yaml"
 
-PROVIDERS = ("bedrock", "echo", "sagemaker")
+PROVIDERS = ("bedrock", "echo", "sagemaker", "openai", "anthropic", "mistral")
+# Providers reached over the internet with a platform-owned API key (a Secrets Manager secret).
+EXTERNAL_PROVIDERS = ("openai", "anthropic", "mistral")
+API_FLAVORS = ("openai", "azure", "compatible")  # provider openai only (aif_gateway.openai_provider)
+DATA_HANDLING_KEYS = ("processed_in", "retention", "trains_on_data", "contract", "max_classification")
+# The ceiling of an entry that declares no data_handling (only bedrock, sagemaker and echo may omit it):
+# in-account Bedrock confidential; a private SageMaker endpoint and the offline echo model restricted.
+DEFAULT_MAX_CLASSIFICATION = {"bedrock": "confidential", "sagemaker": "restricted", "echo": "restricted"}
 CONTENT_HANDLERS = ("openai-chat", "tgi")
 MODALITIES = ("chat", "embedding")
 STATUSES = ("approved", "preview", "deprecated", "blocked")
@@ -69,6 +85,10 @@ _MODEL_FIELDS = frozenset(
         "known_limitations",
         "endpoint_name",
         "content_handler",
+        "base_url",
+        "secret",
+        "api_flavor",
+        "data_handling",
     }
 )
 _ROUTE_FIELDS = frozenset({"alias", "targets", "timeouts"})
@@ -107,6 +127,34 @@ class ComplianceNotes:
 
 
 @dataclass(frozen=True)
+class DataHandling:
+    """Where a model's prompts and answers go and on what terms (docs/model-catalog.md)."""
+
+    max_classification: str  # the most sensitive data classification the model may receive
+    processed_in: str | None = None  # region(s) and provider that process the data
+    retention: str | None = None  # how long the provider keeps prompts and answers
+    trains_on_data: bool | None = None  # whether the provider may train on them
+    contract: str | None = None  # the agreement the traffic runs under (DPA, AWS service terms, ...)
+
+
+@dataclass(frozen=True)
+class ClearanceViolation:
+    """A route target that may not receive a feature's data (``ModelCatalog.clearance_violations``)."""
+
+    route: str
+    target: str
+    provider: str
+    max_classification: str
+    clearance: str
+
+    def __str__(self) -> str:
+        return (
+            f"route '{self.route}' target '{self.target}' ({self.provider}) may receive up to "
+            f"{self.max_classification} data, below clearance {self.clearance}"
+        )
+
+
+@dataclass(frozen=True)
 class CatalogModel:
     """One concrete model in the catalog.
 
@@ -137,6 +185,24 @@ class CatalogModel:
     # provider "sagemaker": the endpoint the gateway invokes (also in model_id) and how it talks.
     endpoint_name: str | None = None
     content_handler: str | None = None
+    # External providers (openai, anthropic, mistral): API base URL (None: the provider's public API),
+    # the Secrets Manager secret (name or ARN) holding the account's API key, and the OpenAI API flavor.
+    base_url: str | None = None
+    secret: str | None = None
+    api_flavor: str | None = None
+    data_handling: DataHandling | None = None  # declared facts; None: the provider's default ceiling
+
+    @property
+    def max_classification(self) -> str:
+        """The most sensitive data classification this model may receive."""
+        if self.data_handling is not None:
+            return self.data_handling.max_classification
+        return DEFAULT_MAX_CLASSIFICATION.get(self.provider, "public")
+
+    @property
+    def external(self) -> bool:
+        """True for providers outside AWS, reached over the internet with an API key."""
+        return self.provider in EXTERNAL_PROVIDERS
 
     def __getattr__(self, item: str) -> Any:
         # Only called when normal lookup fails. Read __dict__ directly so copy/pickle (which probe
@@ -205,6 +271,13 @@ class CatalogModel:
                 if self.provider == "sagemaker"
                 else {}
             ),
+            **(
+                {"base_url": self.base_url, "secret": self.secret, "api_flavor": self.api_flavor}
+                if self.external
+                else {}
+            ),
+            # Only entries that declare data handling carry it (other entries' hashes are unchanged).
+            **({"data_handling": dict(self.data_handling.__dict__)} if self.data_handling else {}),
         }
 
     def covers_region(self, region: str) -> bool:
@@ -377,13 +450,16 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
     modality = cast(Modality, check.choice(raw, "modality", entry, MODALITIES))
     status = check.choice(raw, "status", entry, STATUSES)
     endpoint_name, content_handler = _parse_sagemaker(check, raw, entry, provider, modality)
+    base_url, secret, api_flavor = _parse_external(check, raw, entry, provider)
+    data_handling = _parse_data_handling(check, raw, entry, provider)
     if provider == "sagemaker" and ("model_id" in raw or "regions" in raw):
         raise check.fail(
             entry,
             "model_id" if "model_id" in raw else "regions",
             "does not apply to sagemaker models (use endpoint_name)",
         )
-    model_id = endpoint_name or check.string(raw, "model_id", entry, required=provider == "bedrock") or name
+    needs_id = provider == "bedrock" or provider in EXTERNAL_PROVIDERS
+    model_id = endpoint_name or check.string(raw, "model_id", entry, required=needs_id) or name
     profile = check.string(raw, "inference_profile", entry, required=False)
     regions = check.string_list(raw, "regions", entry)
     if provider == "bedrock" and not regions:
@@ -436,6 +512,105 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
         known_limitations=check.string_list(raw, "known_limitations", entry),
         endpoint_name=endpoint_name,
         content_handler=content_handler,
+        base_url=base_url,
+        secret=secret,
+        api_flavor=api_flavor,
+        data_handling=data_handling,
+    )
+
+
+# A Secrets Manager secret name, or a secret ARN.
+_SECRET_NAME_RE = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_SECRET_ARN_RE = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+$")
+# What API keys look like: never in the catalog (OpenAI sk-..., Anthropic sk-ant-..., long random tokens).
+_KEY_LIKE_RE = re.compile(r"^(sk-|sk_|key-)|^[A-Za-z0-9]{32,}$")
+# https anywhere; plain http only to this machine (a local vLLM or Ollama).
+_BASE_URL_RE = re.compile(r"^(https://[^\s/]+\.[^\s]+|http://(127\.0\.0\.1|localhost)(:\d+)?(/\S*)?)$")
+
+
+def _parse_external(
+    check: _Checker, raw: Mapping[str, Any], entry: str, provider: str
+) -> tuple[str | None, str | None, str | None]:
+    """``base_url``, ``secret`` and ``api_flavor``: for external providers only; ``secret`` required."""
+    if provider not in EXTERNAL_PROVIDERS:
+        for key in ("base_url", "secret", "api_flavor"):
+            if key in raw:
+                raise check.fail(entry, key, f"only applies to {', '.join(EXTERNAL_PROVIDERS)} models")
+        return None, None, None
+    secret = check.string(raw, "secret", entry)
+    assert secret is not None
+    if _KEY_LIKE_RE.search(secret) and not secret.startswith("arn:"):
+        raise check.fail(
+            entry,
+            "secret",
+            "looks like an API key; store the key in AWS Secrets Manager and name the secret here",
+        )
+    if not (_SECRET_ARN_RE.match(secret) or _SECRET_NAME_RE.match(secret)):
+        raise check.fail(entry, "secret", f"must be a Secrets Manager secret name or ARN, got {secret!r}")
+    base_url = check.string(raw, "base_url", entry, required=False)
+    if base_url is not None and not _BASE_URL_RE.match(base_url):
+        raise check.fail(
+            entry, "base_url", f"must be an https:// URL (http only to localhost), got {base_url!r}"
+        )
+    if "api_flavor" in raw and provider != "openai":
+        raise check.fail(entry, "api_flavor", "only applies to openai models")
+    api_flavor = check.choice(raw, "api_flavor", entry, API_FLAVORS) if "api_flavor" in raw else None
+    if api_flavor in ("azure", "compatible") and base_url is None:
+        raise check.fail(entry, "base_url", f"is required with api_flavor {api_flavor}")
+    return base_url, secret, api_flavor
+
+
+def _parse_data_handling(
+    check: _Checker, raw: Mapping[str, Any], entry: str, provider: str
+) -> DataHandling | None:
+    """``data_handling``: required (every key) of external providers; optional elsewhere, where only
+    ``max_classification`` is required when the block is given."""
+    value = raw.get("data_handling")
+    external = provider in EXTERNAL_PROVIDERS
+    if value is None:
+        if external:
+            raise check.fail(
+                entry,
+                "data_handling",
+                f"is required for external providers ({', '.join(DATA_HANDLING_KEYS)})",
+            )
+        return None
+    if not isinstance(value, Mapping):
+        raise check.fail(entry, "data_handling", f"must be a mapping of {', '.join(DATA_HANDLING_KEYS)}")
+    unknown = sorted(str(k) for k in value if k not in DATA_HANDLING_KEYS)
+    if unknown:
+        raise check.fail(
+            entry, "data_handling", f"unknown key(s) {unknown}; allowed: {', '.join(DATA_HANDLING_KEYS)}"
+        )
+    fields = {}
+    for key in ("processed_in", "retention", "contract"):
+        fields[key] = check.string(value, key, entry, required=external)
+        if fields[key] is None and key in value:
+            raise check.fail(entry, f"data_handling.{key}", "must be a non-empty string")
+    trains = value.get("trains_on_data")
+    if trains is None and external:
+        raise check.fail(entry, "data_handling.trains_on_data", "is required (true or false)")
+    if trains is not None and not isinstance(trains, bool):
+        raise check.fail(entry, "data_handling.trains_on_data", f"must be true or false, got {trains!r}")
+    ceiling = value.get("max_classification")
+    if ceiling not in CLASSIFICATIONS:
+        raise check.fail(
+            entry,
+            "data_handling.max_classification",
+            f"must be one of {', '.join(CLASSIFICATIONS)}, got {ceiling!r}",
+        )
+    if trains and CLASSIFICATIONS.index(ceiling) > CLASSIFICATIONS.index("public"):
+        raise check.fail(
+            entry,
+            "data_handling.max_classification",
+            f"is {ceiling}, but the provider may train on the data: only public data may go there",
+        )
+    return DataHandling(
+        max_classification=ceiling,
+        processed_in=fields["processed_in"],
+        retention=fields["retention"],
+        trains_on_data=trains,
+        contract=fields["contract"],
     )
 
 
@@ -641,6 +816,10 @@ class ModelCatalog:
                     capabilities=ModelCapabilities.from_catalog(
                         m.extra.get("capabilities"), m.max_output_tokens
                     ),
+                    base_url=m.base_url,
+                    secret=m.secret,
+                    api_flavor=m.api_flavor,
+                    max_classification=m.max_classification,
                 )
                 for m in (self.models[name] for name in route.targets)
             )
@@ -654,6 +833,35 @@ class ModelCatalog:
             )
         overrides.setdefault("model_aliases", self.model_aliases)
         return GatewayConfig(routes=routes, **overrides)
+
+    def clearance_violations(self, clearance: str, aliases: Iterable[str]) -> list[ClearanceViolation]:
+        """Every target of the routes ``aliases`` (fallbacks included) whose ``max_classification`` is
+        below ``clearance``: what synth refuses for a feature with that clearance using those routes.
+
+        Raises ``CatalogError`` for an unknown clearance or alias (a typo must not pass the check).
+        """
+        if clearance not in CLASSIFICATIONS:
+            raise CatalogError(
+                f"{self.source}: clearance {clearance!r} is not one of {', '.join(CLASSIFICATIONS)}"
+            )
+        found: list[ClearanceViolation] = []
+        for alias in aliases:
+            route = self.routes.get(alias)
+            if route is None:
+                raise CatalogError(
+                    f"{self.source}: route {alias!r} does not exist; known: {sorted(self.routes)}"
+                )
+            for name in route.targets:
+                model = self.models[name]
+                ceiling = model.max_classification
+                if CLASSIFICATIONS.index(ceiling) < CLASSIFICATIONS.index(clearance):
+                    found.append(ClearanceViolation(alias, name, model.provider, ceiling, clearance))
+        return found
+
+    def external_secrets(self) -> list[str]:
+        """The Secrets Manager secrets (names or ARNs) of routed external models: what the gateway's
+        role must read (``secretsmanager:GetSecretValue``) and the key used to decrypt them."""
+        return sorted({m.secret for m in self.routed_models() if m.external and m.secret})
 
     def sagemaker_endpoint_arns(self, partition: str, region: str, account: str) -> list[str]:
         """The SageMaker endpoints routed models use: the IAM allow-list for ``sagemaker:InvokeEndpoint``.

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from ai_factory.cli.errors import CommandError, UsageError
-from aif_gateway.config import GatewayConfig
+from aif_gateway.config import CLASSIFICATIONS, GatewayConfig
 from aif_gateway.contract import KEYS_TABLE_ENV
 from aif_gateway.records import ApiKeyRecord, KeyStore, UnknownKeyError, generate_key, utc_now
 
@@ -73,6 +73,12 @@ def add_parser(subparsers: Any) -> None:
         help=f"requests per minute for the feature (default: {DEFAULT_RATE_LIMIT_RPM})",
     )
     create.add_argument("--description", default="", help="free text shown by keys list")
+    create.add_argument(
+        "--clearance",
+        choices=CLASSIFICATIONS,
+        help="the feature's data clearance: models whose max_classification is below it are not called "
+        "(default: not recorded, enforced as restricted)",
+    )
     create.add_argument("--catalog", help="model catalog YAML to check --models against (default: built-in)")
     create.set_defaults(run=cmd_create)
 
@@ -263,6 +269,7 @@ def cmd_create(args: argparse.Namespace, out: TextIO) -> int:
         created_at=now,
         expires_at=now + timedelta(days=args.expires_in_days) if args.expires_in_days else None,
         description=args.description,
+        clearance=args.clearance,
     )
     store.put(record)
     _print_new_key(plaintext, record, args.format, out)
@@ -333,6 +340,7 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         created_at=now,
         expires_at=now + timedelta(days=args.expires_in_days) if args.expires_in_days else None,
         description=old.description,
+        clearance=old.clearance,
     )
     store.put(new)  # the new key first: a failure below leaves two working keys, never zero
     grace_end = now + timedelta(hours=args.grace_hours)

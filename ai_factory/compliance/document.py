@@ -124,6 +124,30 @@ def report_document(report: Report) -> Document:
             rows.append((f.name, alias, chain))
     doc.table(("feature", "alias", "models (fallback order)"), rows, "No feature may call any model.")
 
+    doc.h(2, "External providers")
+    doc.p(
+        "Which features may send which data classification to models outside AWS, through which alias. "
+        "A feature sends data up to its clearance; a model whose ceiling (the catalog's "
+        "max_classification) is below that clearance receives nothing (the gateway skips it)."
+    )
+    doc.table(
+        ("feature", "clearance", "alias", "model", "provider", "model's ceiling", "processed in", "sends"),
+        [
+            (
+                x.feature,
+                x.clearance,
+                x.alias,
+                x.target.name,
+                x.target.provider,
+                x.target.max_classification or "unknown",
+                x.processed_in,
+                x.sends,
+            )
+            for x in report.external_flows()
+        ],
+        "No feature may call a model outside AWS.",
+    )
+
     doc.h(2, "Datasets each feature may read")
     doc.table(
         ("grantee", "principal", "resource", "permissions", "classification"),

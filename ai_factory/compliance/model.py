@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ai_factory.catalog.model_catalog import EXTERNAL_PROVIDERS, CatalogError, ModelCatalog
 from ai_factory.compliance.assembly import CloudAssembly, Resource, render
 from ai_factory.compliance.evidence import ARTIFACTS
 from aif_gateway import contract
+from aif_gateway.config import CLASSIFICATIONS
 
 FEATURE_KEY_TYPE = "Custom::AiFactoryFeatureKey"
 PROMPTS_METADATA = contract.PROMPTS_METADATA_TYPE
@@ -41,6 +43,32 @@ class ModelTarget:
     name: str
     model_id: str
     provider: str
+    max_classification: str = ""  # the most sensitive data it may receive ("" in older assemblies)
+
+    @property
+    def external(self) -> bool:
+        return self.provider in EXTERNAL_PROVIDERS
+
+
+@dataclass(frozen=True)
+class ExternalFlow:
+    """Data a feature may send to a model outside AWS: the CISO's question, one row per target."""
+
+    feature: str  # team/feature
+    clearance: str
+    alias: str
+    target: ModelTarget
+    processed_in: str  # from the catalog's data_handling ("unknown" for a model not in the catalog)
+
+    @property
+    def sends(self) -> str:
+        """What reaches the provider: data up to the feature's clearance, or nothing when the clearance
+        is above the target's ceiling (the gateway skips the target; synth refuses such a feature)."""
+        ceiling = self.target.max_classification
+        known = self.clearance in CLASSIFICATIONS and ceiling in CLASSIFICATIONS
+        if known and CLASSIFICATIONS.index(self.clearance) > CLASSIFICATIONS.index(ceiling):
+            return f"nothing: clearance {self.clearance} is above the model's ceiling {ceiling}"
+        return f"data up to {self.clearance}"
 
 
 @dataclass(frozen=True)
@@ -178,6 +206,20 @@ class Report:
     def public_endpoints(self) -> list[Endpoint]:
         return [e for e in self.endpoints if e.is_public]
 
+    def external_flows(self, processed_in: dict[str, str] | None = None) -> list[ExternalFlow]:
+        """Which features may send which data classification to which external providers (OpenAI,
+        Anthropic, Mistral), through which alias. ``processed_in``: model name -> where the provider
+        processes the data (the catalog's ``data_handling``); default: the packaged catalog."""
+        if processed_in is None:
+            processed_in = _catalog_processed_in()
+        return [
+            ExternalFlow(f.name, f.clearance, alias, t, processed_in.get(t.name, "unknown"))
+            for f in self.features
+            for alias in f.aliases
+            for t in f.models.get(alias, ())
+            if t.external
+        ]
+
     def inventory(self) -> dict[str, dict[str, str]]:
         """Access and data flows as section -> key -> value (the basis of ``--diff``)."""
         return {
@@ -212,6 +254,10 @@ class Report:
                 for k in self.keys
             },
             "Guardrails": {g.label: _guardrail_summary(g) for g in self.guardrails},
+            "External providers": {
+                f"{x.feature} -> {x.target.name} ({x.target.provider})": f"{x.sends} via {x.alias}"
+                for x in self.external_flows()
+            },
         }
 
 
@@ -274,7 +320,12 @@ def _routes(assembly: CloudAssembly, notes: list[str]) -> dict[str, tuple[ModelT
         config = json.loads(config_path.read_text(encoding="utf-8"))
         for alias, route in (config.get("routes") or {}).items():
             routes[alias] = tuple(
-                ModelTarget(str(t.get("name", "")), str(t.get("model_id", "")), str(t.get("provider", "")))
+                ModelTarget(
+                    str(t.get("name", "")),
+                    str(t.get("model_id", "")),
+                    str(t.get("provider", "")),
+                    str(t.get("max_classification", "")),
+                )
                 for t in route.get("targets", [])
             )
     if gateways == 0:
@@ -283,6 +334,19 @@ def _routes(assembly: CloudAssembly, notes: list[str]) -> dict[str, tuple[ModelT
             "the models behind them."
         )
     return dict(sorted(routes.items()))
+
+
+def _catalog_processed_in() -> dict[str, str]:
+    """Model name -> where its data is processed, from the packaged catalog (empty if unreadable)."""
+    try:
+        catalog = ModelCatalog.load()
+    except CatalogError:
+        return {}
+    return {
+        m.name: m.data_handling.processed_in
+        for m in catalog.models.values()
+        if m.data_handling is not None and m.data_handling.processed_in
+    }
 
 
 def _features(

@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at TEXT NOT NULL,
     expires_at TEXT,
     revoked_at TEXT,
-    description TEXT NOT NULL DEFAULT ''
+    description TEXT NOT NULL DEFAULT '',
+    clearance TEXT
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_team ON api_keys (team);
 CREATE TABLE IF NOT EXISTS usage_records (
@@ -130,6 +131,10 @@ class _SqliteDatabase:
             # NORMAL is durable across application crashes in WAL mode; enough for a dev machine.
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            # Databases created before keys carried a clearance gain the column (NULL: not recorded).
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(api_keys)")}
+            if "clearance" not in columns:
+                self._conn.execute("ALTER TABLE api_keys ADD COLUMN clearance TEXT")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -157,7 +162,7 @@ class SqliteKeyStore(_SqliteDatabase):
 
     _COLUMNS = (
         "key_hash, key_id, team, feature, allowed_models, monthly_budget_usd, rate_limit_rpm, "
-        "created_at, expires_at, revoked_at, description"
+        "created_at, expires_at, revoked_at, description, clearance"
     )
 
     @staticmethod
@@ -174,6 +179,7 @@ class SqliteKeyStore(_SqliteDatabase):
             expires_at=_parse(row["expires_at"]),
             revoked_at=_parse(row["revoked_at"]),
             description=row["description"],
+            clearance=row["clearance"],
         )
 
     def _one(self, where: str, value: str) -> ApiKeyRecord | None:
@@ -190,7 +196,7 @@ class SqliteKeyStore(_SqliteDatabase):
         """Insert or replace the record (like DynamoDB PutItem on the hash)."""
         with self._transaction() as conn:
             conn.execute(
-                f"INSERT OR REPLACE INTO api_keys ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO api_keys ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.key_hash,
                     record.key_id,
@@ -203,6 +209,7 @@ class SqliteKeyStore(_SqliteDatabase):
                     _iso(record.expires_at),
                     _iso(record.revoked_at),
                     record.description,
+                    record.clearance,
                 ),
             )
 

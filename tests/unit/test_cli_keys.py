@@ -251,7 +251,7 @@ def test_create_validation_exits_2_with_precise_message(
 def test_unknown_alias_message_lists_catalog_aliases(capsys: pytest.CaptureFixture[str], home: Path) -> None:
     code, _, err = run(capsys, "keys", "create", "--team", "t", "--feature", "f", "--models", "nope")
     assert code == 2
-    assert "the catalog's aliases are: chat-fast, chat-smart, echo, echo-embed, embed" in err
+    assert "the catalog's aliases are: chat-claude-any, chat-fast, chat-gpt, chat-mistral, chat-smart," in err
 
 
 def test_custom_catalog_and_bad_catalog(

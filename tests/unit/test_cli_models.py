@@ -60,7 +60,10 @@ def test_show_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert fields["routes"] == "embed#1"
     assert fields["limitations"].startswith("text input only; input up to 8192 tokens")
     code, out, _ = run(capsys, "models", "show", "claude-sonnet-4-5", "--format", "json")
-    assert code == 0 and json.loads(out)["routes"] == [{"alias": "chat-smart", "position": 1}]
+    assert code == 0 and json.loads(out)["routes"] == [
+        {"alias": "chat-smart", "position": 1},
+        {"alias": "chat-claude-any", "position": 1},
+    ]
 
 
 def test_show_unknown_model_is_exit_1_listing_known(capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,7 +75,7 @@ def test_show_unknown_model_is_exit_1_listing_known(capsys: pytest.CaptureFixtur
 def test_routes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "models", "routes")
     assert code == 0
-    assert "chat-fast   chat       claude-haiku-4-5 -> nova-lite" in out.splitlines()
+    assert "chat-fast        chat       claude-haiku-4-5 -> nova-lite" in out.splitlines()
     catalog = tmp_path / "models.yaml"
     catalog.write_text(
         "models:\n"
@@ -105,7 +108,7 @@ def test_cards_write_then_check(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     code, out, _ = run(capsys, "models", "cards", "--out", str(out_dir), "--check")
     assert code == 0 and "model cards are current" in out
     code, out, _ = run(capsys, "models", "cards", "--out", str(out_dir))
-    assert out.startswith("0 written, 7 unchanged")
+    assert out.startswith("0 written, 15 unchanged")
 
 
 def test_publish_then_republish(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -117,4 +120,4 @@ def test_publish_then_republish(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert code == 0
     assert "bedrock.claude-haiku-4-5: set-alias approved -> 1" in out
     code, out, _ = run(capsys, "models", "publish", "--tracking-uri", uri)
-    assert code == 0 and out == f"{uri}: the registry already matches the catalog (6 models)\n"
+    assert code == 0 and out == f"{uri}: the registry already matches the catalog (14 models)\n"

@@ -25,7 +25,7 @@ from ai_factory.compliance.document import NO_PUBLIC, diff_document, report_docu
 from ai_factory.compliance.evidence import ARTIFACTS_BY_ID, OBLIGATIONS
 from ai_factory.compliance.html import render_html
 from ai_factory.compliance.markdown import render_markdown
-from ai_factory.compliance.model import NO_ACK, Report, build_report
+from ai_factory.compliance.model import NO_ACK, ExternalFlow, ModelTarget, Report, build_report
 from ai_factory.constructs.ai_feature import AiFeature
 from stacks.gateway_stack import GatewayStack
 from stacks.team_stack import TeamStack
@@ -128,7 +128,9 @@ def before_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def after_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synth_app(
-        tmp_path_factory.mktemp("after"), models=["chat-fast", "chat-smart"], wildcard_role=False
+        tmp_path_factory.mktemp("after"),
+        models=["chat-fast", "chat-smart", "chat-claude-any"],
+        wildcard_role=False,
     )
 
 
@@ -277,6 +279,34 @@ def test_diff_shows_added_model_alias_and_removed_wildcard(before_dir: Path, aft
     assert "## Model allow-lists" in text and "## Features" not in text
 
 
+def test_external_providers_section_names_feature_classification_and_provider(
+    report: Report, after_dir: Path
+) -> None:
+    assert report.external_flows() == []  # chat-fast stays in Bedrock
+    assert "No feature may call a model outside AWS." in render_markdown(report_document(report))
+    after = build_report(CloudAssembly.load(after_dir))
+    flows = {(x.feature, x.alias, x.target.name, x.target.provider, x.sends) for x in after.external_flows()}
+    assert flows == {
+        (
+            "support/ticket-summarizer",
+            "chat-claude-any",
+            "claude-sonnet-4-5-anthropic",
+            "anthropic",
+            "data up to internal",
+        ),
+        ("support/ticket-summarizer", "chat-claude-any", "gpt-4o", "openai", "data up to internal"),
+    }
+    (gpt,) = [x for x in after.external_flows() if x.target.name == "gpt-4o"]
+    assert gpt.target.max_classification == "internal" and gpt.processed_in.startswith(
+        "OpenAI, United States"
+    )
+    diff = diff_reports(report, after)
+    added = dict(next(s for s in diff.sections if s.name == "External providers").added)
+    assert added["support/ticket-summarizer -> gpt-4o (openai)"] == "data up to internal via chat-claude-any"
+    text = render_markdown(report_document(after))
+    assert "## External providers" in text and "claude-sonnet-4-5-anthropic" in text
+
+
 def test_cli_writes_both_formats_and_the_diff(before_dir: Path, after_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     code = main(["report", "--cdk-out", str(after_dir), "--out", str(out), "--diff", str(before_dir)])
@@ -377,3 +407,11 @@ def test_reordered_actions_are_not_a_change_and_inline_metadata_is_read(tmp_path
     # A detail-less acknowledgement of the wildcard rule on the role covers both wildcards.
     assert set(statement.acknowledgements) == {("AwsSolutions-IAM5", "why")}
     assert "No AiFeature found" in render_markdown(report_document(a))
+
+
+def test_a_model_below_the_features_clearance_receives_nothing() -> None:
+    gpt = ModelTarget("gpt-4o", "gpt-4o-2024-11-20", "openai", "internal")
+    assert ExternalFlow("hr/payroll", "confidential", "chat-gpt", gpt, "US").sends == (
+        "nothing: clearance confidential is above the model's ceiling internal"
+    )
+    assert ExternalFlow("hr/faq", "public", "chat-gpt", gpt, "US").sends == "data up to public"

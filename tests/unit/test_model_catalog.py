@@ -203,7 +203,7 @@ def test_blocked_and_preview_models_may_stay_in_catalog_unrouted(tmp_path: Path)
         (lambda d: model(d, "nova").update(name=3), r"field 'name': must be a non-empty string"),
         (lambda d: model(d, "nova").pop("provider"), r"model 'nova': field 'provider': is required"),
         (
-            lambda d: model(d, "nova").update(provider="openai"),
+            lambda d: model(d, "nova").update(provider="vertex"),
             r"model 'nova': field 'provider': must be one of",
         ),
         (

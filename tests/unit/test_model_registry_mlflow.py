@@ -67,7 +67,9 @@ def test_publish_creates_models_versions_tags_and_aliases(uri: str) -> None:
     names = sorted(m.name for m in client.search_registered_models())
     assert names == sorted(
         ["bedrock.claude-haiku-4-5", "bedrock.claude-sonnet-4-5", "bedrock.nova-lite",
-         "bedrock.titan-embed-v2", "echo.echo", "echo.echo-embed"]
+         "bedrock.titan-embed-v2", "echo.echo", "echo.echo-embed", "openai.gpt-4o", "openai.gpt-4o-mini",
+         "openai.text-embedding-3-small", "anthropic.claude-sonnet-4-5-anthropic", "mistral.mistral-large",
+         "mistral.mistral-embed", "bedrock.llama-3-3-70b", "bedrock.mistral-large-bedrock"]
     )  # fmt: skip
     haiku = client.get_registered_model("bedrock.claude-haiku-4-5")
     assert haiku.description == render_card(catalog, "claude-haiku-4-5")

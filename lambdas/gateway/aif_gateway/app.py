@@ -14,6 +14,7 @@ exactly the code that runs in AWS.
 
 Request path, in order: size limit (413) -> API key (401) -> body (400) -> registered prompt, if one
 is named (404 prompt_not_found; 400 model or variables) -> route (404) -> key may use the route (403)
+-> the feature's clearance reaches a target of the route (403; targets below it are skipped)
 -> budget and rate (429) -> model call down the fallback chain, skipping targets whose capabilities
 cannot serve the request (503 when all fail, 429 when all were throttled) -> usage and audit
 record -> response. Records are written for every request that reached a model; a
@@ -37,7 +38,8 @@ from .anthropic_messages import check_version, message_body, parse_messages_requ
 from .anthropic_messages import error_body as anthropic_error
 from .anthropic_stream import MessageStreamEncoder
 from .capabilities import adapt, unfit_reason
-from .config import GatewayConfig, Route, RouteTimeouts
+from .clearance import cleared_targets
+from .config import GatewayConfig, ModelTarget, Route, RouteTimeouts
 from .errors import (
     Forbidden,
     GatewayError,
@@ -220,12 +222,14 @@ class Gateway:
             raise InvalidRequest(
                 f"'{request.model}' is an embedding model; call /v1/embeddings.", param="model"
             )
+        cleared = cleared_targets(key, route)  # 403 when no target may receive the feature's data
         self.guard.check(key, call.started)
         timeouts = self._timeouts(route)
         ctx = CallContext(call.request_id, key.team, key.feature, self.config.guardrail, timeouts)
         request.auto_cache = route.prompt_cache
+        unfit = lambda t: cleared(t) or unfit_reason(request, t.capabilities)  # noqa: E731
         if request.stream:
-            return self._stream_chat(call, key, route, request, ctx, timeouts, api)
+            return self._stream_chat(call, key, route, request, ctx, timeouts, api, unfit)
         outcome: RouteOutcome[ChatResult] = self._call_models(
             call,
             key,
@@ -233,7 +237,7 @@ class Gateway:
             "chat",
             lambda t: self.providers[t.provider].chat(t, adapt(request, t.capabilities), ctx),
             timeouts.total_s,
-            lambda t: unfit_reason(request, t.capabilities),
+            unfit,
         )
         result = outcome.result
         if not request.parallel_tool_calls:
@@ -254,6 +258,7 @@ class Gateway:
         ctx: CallContext,
         timeouts: RouteTimeouts,
         api: _ApiFormat,
+        unfit: Callable[[ModelTarget], str | None],
     ) -> StreamingResponse:
         """ConverseStream (or the provider's stream) relayed chunk by chunk (``streaming``): fallback
         until the first model event, none after; the usage record is written before ``[DONE]``."""
@@ -264,7 +269,7 @@ class Gateway:
             "chat",
             lambda t: open_stream(self.providers[t.provider], t, adapt(request, t.capabilities), ctx),
             timeouts.first_token_s,
-            lambda t: unfit_reason(request, t.capabilities),
+            unfit,
         )
         first_token_ms = call.elapsed_ms()
         deadline = self.clock() + timeouts.total_s
@@ -321,6 +326,7 @@ class Gateway:
             raise InvalidRequest(
                 f"'{request.model}' is a chat model; call /v1/chat/completions.", param="model"
             )
+        cleared = cleared_targets(key, route)
         self.guard.check(key, call.started)
         ctx = CallContext(call.request_id, key.team, key.feature, None)
         outcome: RouteOutcome[EmbeddingResult] = self._call_models(
@@ -330,6 +336,7 @@ class Gateway:
             "embeddings",
             lambda t: self.providers[t.provider].embed(t, request, ctx),
             self.config.model_timeout_s,
+            cleared,
         )
         usage = TokenUsage(input=outcome.result.input_tokens)
         record = self._record(call, key, outcome, usage, status=200, operation="embeddings")

@@ -17,7 +17,9 @@ from . import contract
 from .capabilities import UNKNOWN, ModelCapabilities
 
 Modality = Literal["chat", "embedding"]
-Provider = Literal["bedrock", "echo", "sagemaker"]
+Provider = Literal["bedrock", "echo", "sagemaker", "openai", "anthropic", "mistral"]
+# Data classifications, least to most sensitive: a key's clearance and a target's ceiling use them.
+CLASSIFICATIONS = contract.CLEARANCE_LEVELS
 
 CONFIG_FILE_NAME = "gateway_config.json"
 
@@ -46,6 +48,14 @@ class ModelTarget:
     # aif_gateway.sagemaker_provider.
     content_handler: str | None = None
     capabilities: ModelCapabilities = UNKNOWN  # the catalog's capabilities and limits of the model
+    # External providers (openai, anthropic, mistral): the API's base URL and the Secrets Manager secret
+    # (name or ARN) holding the account's API key; "azure" sends Azure OpenAI's api-key header.
+    base_url: str | None = None
+    secret: str | None = None
+    api_flavor: str | None = None
+    # The most sensitive data classification this target may receive (the catalog's max_classification).
+    # A target built without a catalog entry has no ceiling.
+    max_classification: str = "restricted"
 
 
 # Defaults for a route that sets no timeouts: long enough for a long Sonnet answer, short enough that a

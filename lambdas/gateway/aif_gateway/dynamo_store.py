@@ -207,6 +207,8 @@ def key_to_item(record: ApiKeyRecord) -> dict[str, AttributeValueTypeDef]:
         item["expires_at"] = _s(record.expires_at.isoformat())
     if record.revoked_at is not None:
         item["revoked_at"] = _s(record.revoked_at.isoformat())
+    if record.clearance is not None:
+        item["clearance"] = _s(record.clearance)
     return item
 
 
@@ -224,6 +226,7 @@ def key_from_item(item: dict[str, Any]) -> ApiKeyRecord:
         expires_at=_opt_datetime(item.get("expires_at")),
         revoked_at=_opt_datetime(item.get("revoked_at")),
         description=item.get("description", {}).get("S", ""),
+        clearance=item.get("clearance", {}).get("S"),
     )
 
 

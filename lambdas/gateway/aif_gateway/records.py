@@ -59,6 +59,9 @@ class ApiKeyRecord:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     description: str = ""
+    # The feature's data clearance (public < internal < confidential < restricted): which route targets
+    # may receive its requests (aif_gateway.clearance). None: not recorded, enforced as restricted.
+    clearance: str | None = None
 
     def state(self, now: datetime) -> str:
         """'active', 'revoked' or 'expired'."""

@@ -30,6 +30,7 @@ from typing import Any
 
 from .aws_clients import LazyClients, make_client
 from .config import ModelTarget
+from .guardrail_check import guardrail_block
 from .openai_schema import ChatRequest, EmbeddingsRequest
 from .provider_types import (
     BufferedStream,
@@ -120,25 +121,9 @@ class SageMakerProvider:
 
     def _guard(self, target: ModelTarget, ctx: CallContext, source: str, text: str) -> str | None:
         """The guardrail's replacement text when it intervenes on ``text``, else None."""
-        if ctx.guardrail is None or not text.strip():
+        if ctx.guardrail is None:
             return None
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            answer = self.client(target.region, "bedrock-runtime").apply_guardrail(
-                guardrailIdentifier=ctx.guardrail.identifier,
-                guardrailVersion=ctx.guardrail.version,
-                source=source,
-                content=[{"text": {"text": text}}],
-            )
-        except (ClientError, BotoCoreError) as exc:
-            # Fail closed: an unguarded answer must not leave the gateway.
-            raise ProviderError(
-                "GuardrailUnavailable", f"the guardrail could not check the {source.lower()}", retryable=True
-            ) from exc
-        if answer.get("action") != "GUARDRAIL_INTERVENED":
-            return None
-        return "".join(o.get("text", "") for o in answer.get("outputs", [])) or "Blocked by the guardrail."
+        return guardrail_block(self.client(target.region, "bedrock-runtime"), ctx, source, text)
 
     def embed(self, target: ModelTarget, request: EmbeddingsRequest, ctx: CallContext) -> EmbeddingResult:
         raise ProviderError(

@@ -170,7 +170,7 @@ class GatewayConfig:
     def with_deadline_from_env(self) -> GatewayConfig:
         """The request deadline from the one setting the construct derives everything from: the
         function timeout (``AIF_FUNCTION_TIMEOUT_S``) minus ``LEDGER_MARGIN_S`` for the usage record."""
-        raw = os.environ.get("AIF_FUNCTION_TIMEOUT_S")
+        raw = os.environ.get(contract.FUNCTION_TIMEOUT_ENV)
         if not raw:
             return self
         try:

@@ -460,6 +460,7 @@ def test_gateway_function(default_gateway: Synthesized) -> None:
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
     assert env["AWS_LWA_PORT"] == "8080"
+    assert env["AWS_LWA_READINESS_CHECK_PROTOCOL"] == "tcp"  # no probe request through the gateway
     assert env["AIF_FUNCTION_TIMEOUT_S"] == "600"
     assert env["POWERTOOLS_SERVICE_NAME"] == "ai-factory-gateway"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AIFactory"

@@ -117,11 +117,15 @@ def build_rest_api(
     )
     v1 = api.root.add_resource("v1")
     methods = [v1.add_resource("{proxy+}").add_method("ANY", integration)]
+    resources: dict[str, apigw.IResource] = {"": v1}
     for route in STREAMING_ROUTES:
-        resource = v1
+        parent = ""
         for part in route.split("/"):
-            resource = resource.get_resource(part) or resource.add_resource(part)
-        methods.append(resource.add_method("POST", integration))
+            path = f"{parent}/{part}"
+            if path not in resources:
+                resources[path] = resources[parent].add_resource(part)
+            parent = path
+        methods.append(resources[parent].add_method("POST", integration))
 
     if options.web_acl_arn is not None:
         wafv2.CfnWebACLAssociation(

@@ -266,6 +266,9 @@ class LlmGateway(Construct):
                 "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
                 "AWS_LWA_INVOKE_MODE": "response_stream",
                 "AWS_LWA_PORT": str(WEB_ADAPTER_PORT),
+                # Ready once the server listens: an HTTP probe would be a request to the gateway
+                # (an unknown-path 404 in the audit log and metrics on every cold start).
+                "AWS_LWA_READINESS_CHECK_PROTOCOL": "tcp",
                 contract.FUNCTION_TIMEOUT_ENV: str(int(seconds)),
             },
             timeout=self.timeouts.function,

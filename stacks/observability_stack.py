@@ -37,6 +37,8 @@ class ObservabilityStack(cdk.Stack):
     :param overwrite_existing_logging: replace an invocation logging configuration someone else set
         (context ``ai-factory:invocationLoggingOverwrite``, default false).
     :param runbook_base_url: published ``docs/runbooks`` URL (context ``ai-factory:runbookBaseUrl``).
+    :param oncall_emails: addresses subscribed to the on-call topic (context ``ai-factory:oncallEmail``,
+        comma-separated). Without any, alarms notify nobody until someone subscribes (synth warns).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class ObservabilityStack(cdk.Stack):
         overwrite_existing_logging: bool | None = None,
         runbook_base_url: str | None = None,
         defaults: AlarmDefaults | None = None,
+        oncall_emails: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("description", "AI Factory: dashboards, alarms, on-call topic, invocation logging")
@@ -61,6 +64,7 @@ class ObservabilityStack(cdk.Stack):
             features=features,
             runbook_base_url=runbook_base_url or self.node.try_get_context("ai-factory:runbookBaseUrl"),
             defaults=defaults,
+            oncall_emails=oncall_emails if oncall_emails is not None else _context_emails(self),
         )
         self.invocation_logging: BedrockInvocationLogging | None = None
         if context_flag(self, "ai-factory:invocationLogging", True, given=invocation_logging):
@@ -146,3 +150,12 @@ def _acknowledge_strong_references(stack: cdk.Stack) -> None:
         "Monitoring imports the gateway's log group and API and the on-call topic; strong references keep "
         "them from being removed while alarms use them.",
     )
+
+
+def _context_emails(scope: Construct) -> list[str]:
+    """``ai-factory:oncallEmail``: one address or several, comma-separated (or a JSON list in cdk.json)."""
+    value = scope.node.try_get_context("ai-factory:oncallEmail")
+    if not value:
+        return []
+    items = value if isinstance(value, list) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]

@@ -22,11 +22,12 @@ from aif_gateway.config import CLASSIFICATIONS
 
 FEATURE_KEY_TYPE = "Custom::AiFactoryFeatureKey"
 PROMPTS_METADATA = contract.PROMPTS_METADATA_TYPE
-GATEWAY_HANDLER_PREFIX = "aif_gateway."
+GATEWAY_HANDLER_PREFIX = "aif_gateway"  # aif_gateway.<module>.<function>, or the aif_gateway/run.sh server
 GATEWAY_CONFIG = "aif_gateway/gateway_config.json"
 # Handlers that authenticate every request in code although API Gateway's authorization is NONE.
 AUTHENTICATING_HANDLERS = {
-    "aif_gateway.handler.lambda_handler": "feature API key checked by the AI Factory gateway on every route"
+    handler: "feature API key checked by the AI Factory gateway on every route"
+    for handler in ("aif_gateway.handler.lambda_handler", "aif_gateway/run.sh")
 }
 NO_ACK = "no acknowledgement found"
 # Rules (any pack) about wildcard permissions: an acknowledgement of one of them without a finding

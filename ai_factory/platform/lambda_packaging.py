@@ -1,8 +1,10 @@
 """Stage the gateway Lambda code as a plain directory asset (no Docker needed).
 
 The asset is the ``aif_gateway`` package plus its ``gateway_config.json`` (the runtime view of the model
-catalog). boto3 comes from the Lambda runtime and Powertools from AWS's public Lambda layer, so nothing
-has to be pip-installed into the asset and synth works offline.
+catalog). boto3 comes from the Lambda runtime and Powertools from AWS's public Lambda layer
+(``public_layers``), so nothing has to be pip-installed into the asset and synth works offline.
+Executable files (``run.sh``, the gateway's start command under the Lambda Web Adapter) keep their
+execute bit in the staged folder, and so in the asset's zip.
 """
 
 from __future__ import annotations
@@ -10,25 +12,42 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aws_cdk import Aws
-
 import aif_gateway
+from ai_factory.platform.public_layers import (
+    DEFAULT_POWERTOOLS_LAYER_VERSION,
+    POWERTOOLS_LAYER_ACCOUNT,
+    powertools_layer,
+)
 from aif_gateway.config import CONFIG_FILE_NAME, GatewayConfig
 
 GATEWAY_HANDLER = "aif_gateway.handler.lambda_handler"
+"""The buffered entry (one API Gateway event in, one proxy response out)."""
+GATEWAY_SERVER_HANDLER = "aif_gateway/run.sh"
+"""The streaming entry: the start command the Lambda Web Adapter runs (the gateway's HTTP server)."""
 SPILL_REPLAY_HANDLER = "aif_gateway.spill_replay.handler"
 
-# AWS publishes the Powertools for AWS Lambda (Python) layer from this account in the commercial
-# regions. China (aws-cn) and GovCloud regions publish it from other accounts: pass
-# ``powertools_layer_arn`` to the construct there.
-POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python314-arm64"
-DEFAULT_POWERTOOLS_LAYER_VERSION = 38
+__all__ = [
+    "DEFAULT_POWERTOOLS_LAYER_VERSION",
+    "GATEWAY_HANDLER",
+    "GATEWAY_SERVER_HANDLER",
+    "POWERTOOLS_LAYER_ACCOUNT",
+    "POWERTOOLS_LAYER_NAME",
+    "SPILL_REPLAY_HANDLER",
+    "contract_files",
+    "gateway_source_dir",
+    "powertools_layer_arn",
+    "stage_asset",
+    "stage_gateway_asset",
+]
+
+POWERTOOLS_LAYER_NAME = powertools_layer().name
+"""The gateway functions' (arm64) Powertools layer name."""
 
 _EXCLUDED_DIRS = {"__pycache__"}
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo")
@@ -80,7 +99,7 @@ def stage_asset(
 
     digest = hashlib.sha256()
     for name, file in files:
-        digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
+        digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0" + _mode_tag(file))
     for name, data in sorted(texts.items()):
         digest.update(name.encode() + b"\0" + data + b"\0")
     root = out_root or Path(tempfile.gettempdir()) / "ai-factory-assets"
@@ -94,6 +113,8 @@ def stage_asset(
         dest = building / name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(file, dest)
+        if _is_executable(file):
+            dest.chmod(dest.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     for name, data in texts.items():
         dest = building / name
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -123,9 +144,15 @@ def stage_gateway_asset(
     )
 
 
-def powertools_layer_arn(version: int = DEFAULT_POWERTOOLS_LAYER_VERSION) -> str:
-    """The public Powertools layer ARN in the stack's partition and region (CDK tokens)."""
-    return (
-        f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
-        f"{POWERTOOLS_LAYER_NAME}:{version}"
-    )
+def _is_executable(file: Path) -> bool:
+    return bool(file.stat().st_mode & stat.S_IXUSR)
+
+
+def _mode_tag(file: Path) -> bytes:
+    # The execute bit is part of the content: a start script that lost it would not run.
+    return b"x" if _is_executable(file) else b"-"
+
+
+def powertools_layer_arn(version: int = DEFAULT_POWERTOOLS_LAYER_VERSION, region: str | None = None) -> str:
+    """The public (arm64) Powertools layer ARN in the stack's partition and ``region`` (default: token)."""
+    return powertools_layer(version=version).arn(region)

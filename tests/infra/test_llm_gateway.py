@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from aws_cdk.assertions import Match
 
 from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.platform.lambda_packaging import stage_gateway_asset
-from aif_gateway.config import CONFIG_FILE_NAME, GatewayConfig
+from aif_gateway.config import CONFIG_FILE_NAME, LEDGER_MARGIN_S, GatewayConfig
 
 BEDROCK_ACTIONS = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:ApplyGuardrail"}
 
@@ -92,11 +93,35 @@ def test_bedrock_permissions_are_exactly_the_catalog_allow_list(default_gateway:
     ]
 
 
-def test_only_xray_uses_a_wildcard_resource_and_no_action_wildcards(default_gateway: Synthesized) -> None:
+WILDCARD_RESOURCE_ACTIONS = (
+    {"xray:PutTraceSegments", "xray:PutTelemetryRecords"},
+    {"aws-marketplace:ViewSubscriptions"},
+    {"aws-marketplace:Subscribe"},
+)
+
+
+def test_only_actions_without_resource_level_permissions_use_a_wildcard_resource(
+    default_gateway: Synthesized,
+) -> None:
     for statement in statements(default_gateway):
         if "*" in as_list(statement["Resource"]):
-            assert set(as_list(statement["Action"])) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+            assert set(as_list(statement["Action"])) in WILDCARD_RESOURCE_ACTIONS, statement
         assert not any(a.endswith("*") for a in as_list(statement["Action"])), statement
+
+
+def test_gateway_may_subscribe_only_to_the_catalogs_marketplace_models(default_gateway: Synthesized) -> None:
+    """Bedrock subscribes the account to a third-party model on its first call, as the calling role."""
+    gateway_role = _role_statements(default_gateway, default_gateway.gateway.runtime_role)
+    by_sid = {s.get("Sid"): s for s in gateway_role}
+    subscribe = by_sid["MarketplaceSubscribeCatalogModels"]
+    assert subscribe["Action"] == "aws-marketplace:Subscribe" and subscribe["Resource"] == "*"
+    products = subscribe["Condition"]["ForAnyValue:StringEquals"]["aws-marketplace:ProductId"]
+    # The default catalog routes Claude Haiku 4.5 and Sonnet 4.5 (Anthropic sells through Marketplace).
+    assert sorted(as_list(products)) == ["prod-mxcfnwvpd6kb4", "prod-xdkflymybwmvi"]
+    assert by_sid["MarketplaceViewSubscriptions"]["Action"] == "aws-marketplace:ViewSubscriptions"
+    assert "Condition" not in by_sid["MarketplaceViewSubscriptions"]
+    replay = _role_statements(default_gateway, default_gateway.gateway.spill_replay_function.role)
+    assert not any("aws-marketplace" in json.dumps(s) for s in replay), "the replay never calls a model"
 
 
 def test_gateway_reads_keys_but_cannot_write_them(default_gateway: Synthesized) -> None:
@@ -259,14 +284,62 @@ def test_execution_log_group_is_precreated_for_the_stage(default_gateway: Synthe
     assert any(d.startswith("GatewayExecutionLogs") for d in stage["DependsOn"])
 
 
-def test_proxy_route_is_lambda_proxy_on_v1(default_gateway: Synthesized) -> None:
+def _paths(syn: Synthesized) -> dict[str, str]:
+    """Logical ID of each API resource -> its full path (``/v1/messages/count_tokens``)."""
+    resources = syn.template.find_resources("AWS::ApiGateway::Resource")
+
+    def path(logical_id: str) -> str:
+        props = resources[logical_id]["Properties"]
+        parent = props["ParentId"]
+        prefix = path(parent["Ref"]) if "Ref" in parent else ""
+        return f"{prefix}/{props['PathPart']}"
+
+    return {logical_id: path(logical_id) for logical_id in resources}
+
+
+def _methods(syn: Synthesized) -> dict[tuple[str, str], dict[str, Any]]:
+    paths = _paths(syn)
+    return {
+        (m["Properties"]["HttpMethod"], paths[m["Properties"]["ResourceId"]["Ref"]]): m["Properties"]
+        for m in syn.template.find_resources("AWS::ApiGateway::Method").values()
+    }
+
+
+def test_every_route_streams_from_the_gateway_function(default_gateway: Synthesized) -> None:
     syn = default_gateway
-    syn.template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "v1"})
-    syn.template.has_resource_properties("AWS::ApiGateway::Resource", {"PathPart": "{proxy+}"})
-    method = only(syn, "AWS::ApiGateway::Method")["Properties"]
-    assert method["HttpMethod"] == "ANY"
-    assert method["AuthorizationType"] == "NONE"  # bearer keys are checked by the gateway itself
-    assert method["Integration"]["Type"] == "AWS_PROXY"
+    methods = _methods(syn)
+    assert set(methods) == {
+        ("ANY", "/v1/{proxy+}"),
+        ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/messages"),
+        ("POST", "/v1/messages/count_tokens"),
+        ("POST", "/v1/responses"),
+    }
+    function_id = syn.stack.get_logical_id(syn.gateway.function.node.default_child)
+    for route, method in methods.items():
+        integration = method["Integration"]
+        assert method["AuthorizationType"] == "NONE", route  # bearer keys are checked by the gateway
+        assert integration["Type"] == "AWS_PROXY", route
+        assert integration["ResponseTransferMode"] == "STREAM", route
+        # API Gateway calls InvokeWithResponseStream on the gateway function.
+        uri = json.dumps(integration["Uri"])
+        assert "/response-streaming-invocations" in uri and function_id in uri, route
+        assert integration["TimeoutInMillis"] == 600_000, route
+    # One invoke permission for the whole API, not one per method.
+    permissions = syn.template.find_resources(
+        "AWS::Lambda::Permission", {"Properties": {"Principal": "apigateway.amazonaws.com"}}
+    )
+    assert len(permissions) == 1
+
+
+def test_streaming_the_old_template_was_buffered(default_gateway: Synthesized) -> None:
+    """No method is left in the default BUFFERED mode (which would receive the adapter's framing)."""
+    for route, method in _methods(default_gateway).items():
+        assert method["Integration"].get("ResponseTransferMode") == "STREAM", route
+
+
+def test_proxy_route_is_regional_without_resource_policy(default_gateway: Synthesized) -> None:
+    syn = default_gateway
     api = only(syn, "AWS::ApiGateway::RestApi")["Properties"]
     assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
     assert "Policy" not in api
@@ -298,6 +371,20 @@ def test_optional_waf_and_account_logging_role(build_gateway: Callable[..., Synt
     assert "apigateway.amazonaws.com" in json.dumps(role["Properties"]["AssumeRolePolicyDocument"])
 
 
+def test_account_logging_setting_waits_for_the_roles_policy(
+    build_gateway: Callable[..., Synthesized],
+) -> None:
+    """API Gateway validates the role's permissions when the setting is applied: depending on the role's
+    ARN alone lets CloudFormation apply it before the policy exists (first deploys fail)."""
+    syn = build_gateway({"configure_account_logging_role": True})
+    account = only(syn, "AWS::ApiGateway::Account")
+    role_id = account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
+    policies = syn.template.find_resources("AWS::IAM::Policy")
+    role_policy = [pid for pid, p in policies.items() if {"Ref": role_id} in p["Properties"]["Roles"]]
+    assert len(role_policy) == 1
+    assert role_policy[0] in account.get("DependsOn", [])
+
+
 def test_default_has_no_account_level_settings(default_gateway: Synthesized) -> None:
     default_gateway.template.resource_count_is("AWS::ApiGateway::Account", 0)
     default_gateway.template.resource_count_is("AWS::WAFv2::WebACLAssociation", 0)
@@ -320,7 +407,7 @@ def test_metrics(default_gateway: Synthesized) -> None:
 # ------------------------------------------------------------------------------------------ guardrail
 
 
-def test_guardrail_filters_pii_and_retained_version(default_gateway: Synthesized) -> None:
+def test_guardrail_filters_pii_and_pruned_versions(default_gateway: Synthesized) -> None:
     syn = default_gateway
     props = only(syn, "AWS::Bedrock::Guardrail")["Properties"]
     filters = {
@@ -336,8 +423,9 @@ def test_guardrail_filters_pii_and_retained_version(default_gateway: Synthesized
     assert {pii[k] for k in ("CREDIT_DEBIT_CARD_NUMBER", "AWS_ACCESS_KEY", "AWS_SECRET_KEY")} == {"BLOCK"}
     assert props["BlockedInputMessaging"] and props["BlockedOutputsMessaging"]
 
+    # A replaced version is deleted in the update's cleanup: versions never reach the quota.
     version = only(syn, "AWS::Bedrock::GuardrailVersion")
-    assert version["DeletionPolicy"] == "Retain" and version["UpdateReplacePolicy"] == "Retain"
+    assert version["DeletionPolicy"] == "Delete" and version["UpdateReplacePolicy"] == "Delete"
     guardrail_id = syn.stack.get_logical_id(syn.gateway.guardrail)
     assert version["Properties"]["GuardrailIdentifier"] == {"Fn::GetAtt": [guardrail_id, "GuardrailId"]}
 
@@ -356,14 +444,24 @@ def test_guardrail_policy_change_creates_a_new_version(
 
 def test_gateway_function(default_gateway: Synthesized) -> None:
     syn = default_gateway
-    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway.handler.lambda_handler"})["Properties"]
+    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway/run.sh"})["Properties"]
     assert fn["Runtime"] == "python3.14"
     assert fn["Architectures"] == ["arm64"]
     assert fn["TracingConfig"] == {"Mode": "Active"}
-    assert fn["Timeout"] == 29 and fn["MemorySize"] == 1024
-    layer = json.dumps(fn["Layers"])
-    assert ":017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:38" in layer
+    assert fn["Timeout"] == 600 and fn["MemorySize"] == 1024
+    layers = [json.dumps(layer) for layer in fn["Layers"]]
+    assert len(layers) == 2
+    assert ":017000801446:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:38" in layers[0]
+    assert ":753240598075:layer:LambdaAdapterLayerArm64:27" in layers[1]
+    for layer in layers:  # the stack's partition, concrete region
+        assert '{"Ref": "AWS::Partition"}' in layer and ":lambda:us-east-1:" in layer
     env = fn["Environment"]["Variables"]
+    # The gateway's HTTP server (run.sh) behind the Lambda Web Adapter, streaming.
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"
+    assert env["AWS_LWA_PORT"] == "8080"
+    assert env["AWS_LWA_READINESS_CHECK_PROTOCOL"] == "tcp"  # no probe request through the gateway
+    assert env["AIF_FUNCTION_TIMEOUT_S"] == "600"
     assert env["POWERTOOLS_SERVICE_NAME"] == "ai-factory-gateway"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AIFactory"
     assert env["AIF_KEYS_TABLE"] == ref(syn, syn.gateway.keys_table)
@@ -390,11 +488,58 @@ def test_spill_replay_function_uses_partial_batch_responses(default_gateway: Syn
     assert mapping["EventSourceArn"] == arn_of(syn, syn.gateway.spill_queue)
 
 
-def test_powertools_layer_arn_override(build_gateway: Callable[..., Synthesized]) -> None:
+def test_layer_arn_overrides(build_gateway: Callable[..., Synthesized]) -> None:
     arn = "arn:aws-cn:lambda:cn-north-1:498634801083:layer:AWSLambdaPowertoolsPythonV3-python314-arm64:38"
-    syn = build_gateway({"powertools_layer_arn": arn})
-    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway.handler.lambda_handler"})
-    assert fn["Properties"]["Layers"] == [arn]
+    adapter = "arn:aws-cn:lambda:cn-north-1:041581134020:layer:LambdaAdapterLayerArm64:27"
+    syn = build_gateway({"powertools_layer_arn": arn, "web_adapter_layer_arn": adapter})
+    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway/run.sh"})
+    assert fn["Properties"]["Layers"] == [arn, adapter]
+    replay = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway.spill_replay.handler"})
+    assert replay["Properties"]["Layers"] == [arn], "the replay is a plain SQS handler: no adapter"
+
+
+# ------------------------------------------------------------------------------------------ timeouts
+
+
+def test_one_timeout_setting_orders_every_limit(build_gateway: Callable[..., Synthesized]) -> None:
+    """API >= Lambda >= request deadline + ledger margin, all from ``timeout``."""
+    for minutes, seconds in ((None, 600), (3, 180), (15, 900)):
+        syn = build_gateway({} if minutes is None else {"timeout": cdk.Duration.minutes(minutes)})
+        fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway/run.sh"})["Properties"]
+        integration_ms = {m["Integration"]["TimeoutInMillis"] for m in _methods(syn).values()}
+        staged = stage_gateway_asset(syn.gateway.config) / "aif_gateway" / CONFIG_FILE_NAME
+        deadline = GatewayConfig.load(staged).request_deadline_s
+        assert integration_ms == {seconds * 1000}
+        assert fn["Timeout"] == seconds
+        assert fn["Environment"]["Variables"]["AIF_FUNCTION_TIMEOUT_S"] == str(seconds)
+        assert deadline == seconds - LEDGER_MARGIN_S
+        assert max(integration_ms) / 1000 >= fn["Timeout"] >= deadline + LEDGER_MARGIN_S
+        timeouts = syn.gateway.timeouts
+        assert timeouts.integration.to_seconds() >= timeouts.function.to_seconds()
+        assert timeouts.function.to_seconds() >= timeouts.request_deadline_s + timeouts.ledger_margin_s
+
+
+@pytest.mark.parametrize(
+    "timeout",
+    [cdk.Duration.seconds(29), cdk.Duration.minutes(16), cdk.Duration.millis(90_500), 600],
+)
+def test_timeout_is_validated(new_gateway: Callable[..., Any], timeout: Any) -> None:
+    with pytest.raises(ValueError) as info:
+        new_gateway(timeout=timeout)
+    assert str(info.value).startswith("LlmGateway 'TestGateway/Gateway': timeout: "), str(info.value)
+
+
+def test_unknown_region_warns_to_pass_layer_arns() -> None:
+    from aws_cdk.assertions import Annotations
+
+    from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+
+    stack = cdk.Stack(cdk.App(), "Elsewhere", env=cdk.Environment(account="111122223333", region="xx-moon-1"))
+    LlmGateway(stack, "Gateway", catalog=ModelCatalog.load())
+    warnings = Annotations.from_stack(stack).find_warning(
+        "*", Match.string_like_regexp("not known to be published in xx-moon-1")
+    )
+    assert warnings
 
 
 def test_staged_asset_holds_code_and_catalog_config(tmp_path: Path) -> None:
@@ -407,6 +552,13 @@ def test_staged_asset_holds_code_and_catalog_config(tmp_path: Path) -> None:
     assert not list(first.rglob("__pycache__")) and not list(first.rglob("*.pyc"))
     other = stage_gateway_asset(ModelCatalog.load().gateway_config(model_timeout_s=5), out_root=tmp_path)
     assert other != first
+
+
+def test_staged_start_script_keeps_its_execute_bit(tmp_path: Path) -> None:
+    """The Lambda Web Adapter executes the handler (run.sh): the staged copy must be executable."""
+    staged = stage_gateway_asset(ModelCatalog.load().gateway_config(), out_root=tmp_path) / "aif_gateway"
+    assert os.access(staged / "run.sh", os.X_OK)
+    assert not os.access(staged / "config.py", os.X_OK)
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -545,7 +697,7 @@ def test_gateway_may_read_exactly_the_prompt_view_object(default_gateway: Synthe
 
 def test_gateway_function_gets_the_prompt_view_uri(default_gateway: Synthesized) -> None:
     syn = default_gateway
-    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway.handler.lambda_handler"})["Properties"]
+    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway/run.sh"})["Properties"]
     expected = {"Fn::Join": ["", ["s3://", ref(syn, syn.gateway.prompts_bucket), "/prompts.json"]]}
     assert fn["Environment"]["Variables"]["AIF_PROMPT_VIEW_URI"] == expected
     outputs = syn.template.to_json()["Outputs"]

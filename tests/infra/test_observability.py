@@ -189,6 +189,54 @@ def test_topic_is_encrypted_with_a_rotating_key_cloudwatch_may_use(built: Built)
     )
 
 
+def test_cloudwatch_alarms_may_publish_to_the_topic_from_this_account_only(built: Built) -> None:
+    """With only enforce_ssl's Deny, SNS refuses every alarm action ("no resource-based policy allows
+    SNS:Publish"): the topic policy must allow CloudWatch, scoped to this account's alarms."""
+    policies = built.template.find_resources("AWS::SNS::TopicPolicy")
+    assert len(policies) == 1
+    statements = next(iter(policies.values()))["Properties"]["PolicyDocument"]["Statement"]
+    allow = [s for s in statements if s["Effect"] == "Allow"]
+    assert len(allow) == 1
+    statement = allow[0]
+    assert statement["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert statement["Action"] == "sns:Publish"
+    topic_id = next(iter(built.template.find_resources("AWS::SNS::Topic")))
+    assert statement["Resource"] == {"Ref": topic_id}
+    condition = built.platform.resolve(statement["Condition"])
+    assert condition["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    source_arn = json.dumps(condition["ArnLike"]["aws:SourceArn"])
+    assert ":cloudwatch:" in source_arn and ":alarm:*" in source_arn
+
+
+def test_oncall_subscription_from_context_and_a_warning_without_one() -> None:
+    from aws_cdk.assertions import Annotations
+
+    app = cdk.App(context={"ai-factory:oncallEmail": "oncall@example.com, sre@example.com"})
+    gateway = GatewayStack(app, "Gw", env=ENV)
+    stack = ObservabilityStack(app, "Obs", gateway_stack=gateway, env=ENV)
+    template = Template.from_stack(stack)
+    subscriptions = template.find_resources("AWS::SNS::Subscription")
+    assert sorted(s["Properties"]["Endpoint"] for s in subscriptions.values()) == [
+        "oncall@example.com",
+        "sre@example.com",
+    ]
+    assert {s["Properties"]["Protocol"] for s in subscriptions.values()} == {"email"}
+    assert not Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("notify nobody"))
+
+    app = cdk.App()
+    gateway = GatewayStack(app, "Gw", env=ENV)
+    stack = ObservabilityStack(app, "Obs", gateway_stack=gateway, env=ENV)
+    Template.from_stack(stack).resource_count_is("AWS::SNS::Subscription", 0)
+    assert Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("notify nobody"))
+
+
+def test_invalid_oncall_email_names_the_field() -> None:
+    app = cdk.App()
+    gateway = GatewayStack(app, "Gw", env=ENV)
+    with pytest.raises(ValueError, match="oncall_emails: 'pager' is not an email address"):
+        ObservabilityStack(app, "Obs", gateway_stack=gateway, env=ENV, oncall_emails=["pager"])
+
+
 def test_every_feature_has_a_dashboard_section(built: Built) -> None:
     bodies = dashboard_bodies(built.platform, built.template)
     assert "AIFactory-Platform" in bodies

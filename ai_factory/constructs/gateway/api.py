@@ -1,6 +1,8 @@
-"""The gateway's REST API: one ``/v1/{proxy+}`` route to the gateway Lambda, regional or private,
-throttled per stage, with JSON access logs, execution logs without bodies and X-Ray tracing; optionally
-a WAF web ACL and the account's API Gateway logging role.
+"""The gateway's REST API: the generation routes (``STREAMING_ROUTES``) and ``/v1/{proxy+}`` for the rest,
+every one a Lambda proxy integration in ``STREAM`` transfer mode to the gateway function (which serves
+HTTP behind the Lambda Web Adapter); regional or private, throttled per stage, with JSON access logs,
+execution logs without bodies and X-Ray tracing; optionally a WAF web ACL and the account's API Gateway
+logging role.
 
 Callers authenticate with the gateway's own bearer keys, checked by the Lambda (no authorizer); the
 acknowledgements below say why for each rule that expects otherwise.
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aws_cdk as cdk
-from aws_cdk import Aws
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -35,6 +37,16 @@ class ApiOptions:
     throttling_burst_limit: int
     configure_account_logging_role: bool
     web_acl_arn: str | None
+    integration_timeout: Duration
+    """How long API Gateway keeps a streamed response open (``STREAM`` allows up to 15 minutes)."""
+
+
+STREAMING_ROUTES = ("chat/completions", "messages", "messages/count_tokens", "responses")
+"""The generation routes under ``/v1`` (OpenAI Chat Completions and Responses, Anthropic Messages), each
+a ``POST`` method of its own so API Gateway's per-method metrics and logs name them."""
+
+MAX_STREAM_TIMEOUT = Duration.minutes(15)
+"""API Gateway keeps a streamed response open at most 15 minutes (``BUFFERED``: 29 seconds)."""
 
 
 def build_rest_api(
@@ -42,8 +54,8 @@ def build_rest_api(
     function: lambda_.IFunction,
     options: ApiOptions,
     log_group: Callable[[str, str | None], logs.LogGroup],
-) -> tuple[apigw.RestApi, apigw.Method]:
-    """``Api`` in ``scope`` with its log groups (made by ``log_group(id, name)``) and the proxy method."""
+) -> tuple[apigw.RestApi, list[apigw.Method]]:
+    """``Api`` in ``scope`` with its log groups (made by ``log_group(id, name)``) and its methods."""
     access_logs = log_group("AccessLogs", None)
     policy = None
     if options.endpoint_type == "private":
@@ -92,8 +104,28 @@ def build_rest_api(
     )
     api.deployment_stage.node.add_dependency(execution_logs)
 
-    integration = apigw.LambdaIntegration(function, proxy=True)
-    method = api.root.add_resource("v1").add_resource("{proxy+}").add_method("ANY", integration)
+    # Every route streams: the function answers through the Lambda Web Adapter in response_stream
+    # mode, which API Gateway reaches only with InvokeWithResponseStream (a BUFFERED integration would
+    # receive the adapter's stream framing instead of a proxy response). One integration, one Lambda
+    # permission for the whole API.
+    integration = apigw.LambdaIntegration(
+        function,
+        proxy=True,
+        response_transfer_mode=apigw.ResponseTransferMode.STREAM,
+        timeout=options.integration_timeout,
+        scope_permission_to_method=False,
+    )
+    v1 = api.root.add_resource("v1")
+    methods = [v1.add_resource("{proxy+}").add_method("ANY", integration)]
+    resources: dict[str, apigw.IResource] = {"": v1}
+    for route in STREAMING_ROUTES:
+        parent = ""
+        for part in route.split("/"):
+            path = f"{parent}/{part}"
+            if path not in resources:
+                resources[path] = resources[parent].add_resource(part)
+            parent = path
+        methods.append(resources[parent].add_method("POST", integration))
 
     if options.web_acl_arn is not None:
         wafv2.CfnWebACLAssociation(
@@ -104,7 +136,7 @@ def build_rest_api(
         )
     if options.configure_account_logging_role:
         _account_logging_role(scope, api)
-    return api, method
+    return api, methods
 
 
 def private_api_policy(vpc_endpoint: ec2.IVpcEndpoint) -> iam.PolicyDocument:
@@ -131,7 +163,7 @@ def private_api_policy(vpc_endpoint: ec2.IVpcEndpoint) -> iam.PolicyDocument:
     )
 
 
-def acknowledge_api_design(api: apigw.RestApi, method: apigw.Method, *, web_acl: bool) -> None:
+def acknowledge_api_design(api: apigw.RestApi, methods: list[apigw.Method], *, web_acl: bool) -> None:
     """Authentication, request validation and WAF: deliberate choices, each with its reason."""
     auth_reason = (
         "Callers authenticate with the gateway's own bearer API keys (only SHA-256 hashes are stored, in "
@@ -139,16 +171,17 @@ def acknowledge_api_design(api: apigw.RestApi, method: apigw.Method, *, web_acl:
         "call, together with the key's allowed models, budget and rate limit. An API Gateway authorizer "
         "would duplicate that lookup; Cognito does not fit machine-to-machine API keys."
     )
-    for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
-        cdk.Validations.of(method).acknowledge(cdk.Acknowledgment(id=rule, reason=auth_reason))
+    for method in methods:
+        for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+            cdk.Validations.of(method).acknowledge(cdk.Acknowledgment(id=rule, reason=auth_reason))
     cdk.Validations.of(api).acknowledge(
         cdk.Acknowledgment(
             id="AwsSolutions-APIG2",
             reason=(
-                "The gateway Lambda validates every body against the OpenAI request schemas and answers "
-                "with OpenAI-shaped errors that SDK clients understand; API Gateway request validation "
-                "would answer in its own error format, and the single proxy route has no request "
-                "parameters to validate."
+                "The gateway Lambda validates every body against the API's request schemas (OpenAI, "
+                "Anthropic) and answers with errors in that API's shape, which SDK clients understand; "
+                "API Gateway request validation would answer in its own error format, and the Lambda "
+                "proxy routes have no request parameters to validate."
             ),
         )
     )
@@ -208,6 +241,10 @@ def _account_logging_role(scope: Construct, api: apigw.RestApi) -> None:
         )
     )
     account = apigw.CfnAccount(scope, "ApiGatewayAccount", cloud_watch_role_arn=role.role_arn)
+    # API Gateway checks the role's permissions when the setting is applied: the account setting must
+    # wait for the role's policy, not only for the role (its ARN), or a first deploy can fail with
+    # "role ARN does not have required permissions" and roll the stack back.
+    account.node.add_dependency(role.node.find_child("DefaultPolicy"))
     api.deployment_stage.node.add_dependency(account)
     cdk.Validations.of(role.node.find_child("DefaultPolicy")).acknowledge(
         cdk.Acknowledgment(

@@ -1,7 +1,10 @@
 """The gateway's Bedrock Guardrail: content filters and PII actions, and an immutable version per policy.
 
-The gateway applies it to every prompt and answer (``bedrock:ApplyGuardrail``). Versions are snapshots
-callers may pin, so each policy change creates a new version and the old ones are retained.
+The gateway applies it to every prompt and answer (``bedrock:ApplyGuardrail``), pinned to the version
+its stack creates. Each policy change creates a new version and CloudFormation deletes the superseded
+one once the update has succeeded (after the function points at the new version), so versions never
+pile up against Bedrock's per-guardrail version quota and stop deploys; a failed update rolls back to
+the old version, which is deleted only in the successful update's cleanup.
 """
 
 from __future__ import annotations
@@ -93,9 +96,9 @@ def build_guardrail(
             ]
         ),
     )
-    # Versions are immutable snapshots that callers pin; a policy change gets a new version (the
-    # description carries the policy hash, so CloudFormation replaces the resource) and the old
-    # one is kept.
+    # Versions are immutable snapshots; a policy change gets a new version (the description carries
+    # the policy hash, so CloudFormation replaces the resource) and the old one is pruned in the
+    # update's cleanup phase: only the gateway pins it, and by then the gateway uses the new one.
     policy_hash = hashlib.sha256(
         json.dumps([sorted(filters.items()), sorted(pii_actions.items())]).encode()
     ).hexdigest()[:12]
@@ -105,7 +108,7 @@ def build_guardrail(
         guardrail_identifier=guardrail.attr_guardrail_id,
         description=f"AI Factory gateway guardrail, policy {policy_hash}",
     )
-    version.apply_removal_policy(RemovalPolicy.RETAIN)
+    version.apply_removal_policy(RemovalPolicy.DESTROY)
     return guardrail, version
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import aws_cdk as cdk
@@ -38,14 +39,18 @@ from constructs import Construct
 from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.gateway import api as api_part
 from ai_factory.constructs.gateway import guardrail as guardrail_part
-from ai_factory.constructs.gateway import prompt_view, usage_ledger
+from ai_factory.constructs.gateway import marketplace, prompt_view, usage_ledger
 from ai_factory.constructs.gateway.guardrail import DEFAULT_CONTENT_FILTERS, DEFAULT_PII_ACTIONS
-from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
+from ai_factory.platform.functions import (
+    ARCHITECTURE,
+    function_log_group,
+    hardened_function,
+    write_own_logs_statement,
+)
 from ai_factory.platform.lambda_packaging import (
     DEFAULT_POWERTOOLS_LAYER_VERSION,
-    GATEWAY_HANDLER,
+    GATEWAY_SERVER_HANDLER,
     SPILL_REPLAY_HANDLER,
-    powertools_layer_arn,
     stage_gateway_asset,
 )
 from ai_factory.platform.log_retention import RETENTION_DAYS, finite_retention, retention_in_days
@@ -54,10 +59,33 @@ from ai_factory.platform.nag import (
     acknowledge_synchronous_invocation,
     acknowledge_unreserved_concurrency,
 )
+from ai_factory.platform.public_layers import layer_region, powertools_layer, web_adapter_layer
 from ai_factory.platform.secure_defaults import allow_cloudwatch_logs
 from aif_gateway import contract
+from aif_gateway.config import LEDGER_MARGIN_S
 
 EndpointType = Literal["regional", "private"]
+
+DEFAULT_TIMEOUT = Duration.minutes(10)
+"""Long enough for a long Sonnet answer; the one setting every other limit derives from."""
+MIN_TIMEOUT_S = 30
+MAX_TIMEOUT_S = 900  # Lambda's maximum and API Gateway's longest stream (15 minutes)
+WEB_ADAPTER_PORT = 8080
+
+
+@dataclass(frozen=True)
+class GatewayTimeouts:
+    """Every time limit of a request, derived from ``LlmGateway``'s one ``timeout`` setting.
+
+    ``integration`` (API Gateway keeps the stream open) >= ``function`` (the Lambda timeout) >=
+    ``request_deadline`` (the gateway stops starting and streaming model attempts) + ``ledger_margin``
+    (kept for the usage record, so it is written before the function can time out).
+    """
+
+    integration: Duration
+    function: Duration
+    request_deadline_s: float
+    ledger_margin_s: float
 
 
 class LlmGateway(Construct):
@@ -88,11 +116,16 @@ class LlmGateway(Construct):
     :param throttling_rate_limit: stage-wide steady-state requests per second. Default 50.
     :param throttling_burst_limit: stage-wide burst. Default 100.
     :param log_retention: retention of every log group. Default one year.
-    :param timeout: gateway Lambda timeout. Default 29 s (API Gateway's default integration timeout).
+    :param timeout: the longest request, streamed or not: the Lambda timeout and the API's integration
+        timeout, and the gateway's request deadline is this minus a ledger margin (``timeouts``).
+        Default 10 minutes; whole seconds from 30 s to 15 minutes.
     :param memory_size: gateway Lambda memory in MB. Default 1024.
-    :param powertools_layer_version: version of AWS's public Powertools layer. Default 38.
+    :param powertools_layer_version: version of AWS's public Powertools layer. Default: the pinned
+        version (``ai_factory.platform.public_layers``), which carries the Powertools the tests run.
     :param powertools_layer_arn: full layer ARN, for partitions where AWS publishes the layer from
         another account (China, GovCloud). Overrides ``powertools_layer_version``.
+    :param web_adapter_layer_arn: full ARN of the Lambda Web Adapter layer, for the same partitions.
+        Default: the pinned public layer for the function's architecture.
     :param guardrail_content_filters: ``{type: (input strength, output strength)}``.
     :param guardrail_pii_actions: ``{PII entity type: "ANONYMIZE" | "BLOCK"}``.
     :param gateway_config_overrides: extra ``GatewayConfig`` fields (timeouts, cache TTLs ...).
@@ -117,6 +150,7 @@ class LlmGateway(Construct):
         memory_size: int = 1024,
         powertools_layer_version: int = DEFAULT_POWERTOOLS_LAYER_VERSION,
         powertools_layer_arn: str | None = None,
+        web_adapter_layer_arn: str | None = None,
         guardrail_content_filters: Mapping[str, tuple[str, str]] | None = None,
         guardrail_pii_actions: Mapping[str, str] | None = None,
         gateway_config_overrides: Mapping[str, Any] | None = None,
@@ -124,7 +158,7 @@ class LlmGateway(Construct):
         web_acl_arn: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        timeout = timeout or Duration.seconds(29)
+        timeout = timeout or DEFAULT_TIMEOUT
         filters = dict(guardrail_content_filters or DEFAULT_CONTENT_FILTERS)
         pii_actions = dict(guardrail_pii_actions or DEFAULT_PII_ACTIONS)
         retention = self._validate(
@@ -139,6 +173,8 @@ class LlmGateway(Construct):
             filters=filters,
             pii_actions=pii_actions,
         )
+        self.timeouts = self._derive_timeouts(timeout)
+        """The request's limits, all from ``timeout`` (API >= Lambda >= deadline + ledger margin)."""
         self.catalog = catalog
         self._retention = retention
 
@@ -174,20 +210,36 @@ class LlmGateway(Construct):
         """SSM path where ``RagFeature``s register knowledge bases for ``POST /v1/retrieve`` (docs/rag.md)."""
 
         # Every attempt down a fallback chain must end before the Lambda does, or the request would
-        # die without its usage record: attempts get a bounded model timeout and the chain a deadline
-        # a little inside the Lambda timeout.
-        seconds = timeout.to_seconds()
+        # die without its usage record: the chain gets a deadline a ledger margin inside the Lambda
+        # timeout (the runtime derives the same from AIF_FUNCTION_TIMEOUT_S), and the non-streamed
+        # calls (embeddings) a bounded model timeout.
+        seconds = self.timeouts.function.to_seconds()
         config_fields: dict[str, Any] = {
             "model_timeout_s": float(max(5, min(60, seconds // 2 - 2))),
-            "request_deadline_s": float(seconds - 3),
+            "request_deadline_s": self.timeouts.request_deadline_s,
         }
         config_fields.update(gateway_config_overrides or {})
         # A concrete stack region picks each model's regional ID (e.g. an eu. inference profile);
         # an environment-agnostic stack (token region) keeps the catalog's default IDs.
         config = catalog.gateway_config(region=Stack.of(self).region, **config_fields)
+        self.config = config
+        """The runtime configuration staged into the function's code (``gateway_config.json``)."""
         code = lambda_.Code.from_asset(str(stage_gateway_asset(config)))
+        region, published = layer_region(Stack.of(self).region)
+        if not published and (powertools_layer_arn is None or web_adapter_layer_arn is None):
+            cdk.Annotations.of(self).add_warning_v2(
+                "ai-factory:gateway-layer-region",
+                f"The public Powertools and Lambda Web Adapter layers are not known to be published in "
+                f"{region}: pass powertools_layer_arn and web_adapter_layer_arn (docs/gateway.md).",
+            )
         layer = lambda_.LayerVersion.from_layer_version_arn(
-            self, "PowertoolsLayer", powertools_layer_arn or _default_layer_arn(powertools_layer_version)
+            self,
+            "PowertoolsLayer",
+            powertools_layer_arn
+            or powertools_layer(ARCHITECTURE, version=powertools_layer_version).arn(region),
+        )
+        adapter_layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "WebAdapterLayer", web_adapter_layer_arn or web_adapter_layer(ARCHITECTURE).arn(region)
         )
         environment = {
             contract.KEYS_TABLE_ENV: self.keys_table.table_name,
@@ -201,14 +253,25 @@ class LlmGateway(Construct):
             contract.POWERTOOLS_METRICS_NAMESPACE_ENV: contract.METRICS_NAMESPACE,
         }
 
+        # The gateway's own HTTP server (run.sh) behind the Lambda Web Adapter, which streams each
+        # response back as the server writes it (docs/gateway.md, "Deployed streaming").
         self.function = self._function(
             "Function",
-            handler=GATEWAY_HANDLER,
+            handler=GATEWAY_SERVER_HANDLER,
             description="AI Factory LLM gateway (OpenAI-compatible API -> Bedrock)",
             code=code,
-            layer=layer,
-            environment=environment,
-            timeout=timeout,
+            layers=[layer, adapter_layer],
+            environment={
+                **environment,
+                contract.LAMBDA_EXEC_WRAPPER_ENV: "/opt/bootstrap",
+                contract.LWA_INVOKE_MODE_ENV: "response_stream",
+                contract.LWA_PORT_ENV: str(WEB_ADAPTER_PORT),
+                # Ready once the server listens: an HTTP probe would be a request to the gateway
+                # (an unknown-path 404 in the audit log and metrics on every cold start).
+                "AWS_LWA_READINESS_CHECK_PROTOCOL": "tcp",
+                contract.FUNCTION_TIMEOUT_ENV: str(int(seconds)),
+            },
+            timeout=self.timeouts.function,
             memory_size=memory_size,
         )
         self._grant_gateway_runtime(self.function.role)
@@ -218,7 +281,7 @@ class LlmGateway(Construct):
             handler=SPILL_REPLAY_HANDLER,
             description="AI Factory gateway: replays spilled usage records into the ledger",
             code=code,
-            layer=layer,
+            layers=[layer],
             # The replay only writes the ledger: it gets the usage table and nothing else.
             environment={
                 k: v
@@ -233,7 +296,7 @@ class LlmGateway(Construct):
             event_sources.SqsEventSource(self.spill_queue, batch_size=10, report_batch_item_failures=True)
         )
 
-        self.api, self._proxy_method = api_part.build_rest_api(
+        self.api, self._methods = api_part.build_rest_api(
             self,
             self.function,
             api_part.ApiOptions(
@@ -244,6 +307,7 @@ class LlmGateway(Construct):
                 throttling_burst_limit=throttling_burst_limit,
                 configure_account_logging_role=configure_account_logging_role,
                 web_acl_arn=web_acl_arn,
+                integration_timeout=self.timeouts.integration,
             ),
             self._log_group,
         )
@@ -254,7 +318,7 @@ class LlmGateway(Construct):
         self._output("KeysTableName", self.keys_table.table_name, "DynamoDB table of gateway API keys")
         self._output("UsageTableName", self.usage_table.table_name, "DynamoDB usage ledger of the gateway")
         self._output("PromptViewUri", self.prompt_view_uri, "Where the prompt registry publishes its view")
-        self._acknowledge_design_findings(self._proxy_method, web_acl=web_acl_arn is not None)
+        self._acknowledge_design_findings(self._methods, web_acl=web_acl_arn is not None)
 
     # ----------------------------------------------------------------------------------------- public
 
@@ -322,6 +386,25 @@ class LlmGateway(Construct):
 
     def _fail(self, field: str, why: str) -> ValueError:
         return ValueError(f"LlmGateway '{self.node.path}': {field}: {why}")
+
+    def _derive_timeouts(self, timeout: Any) -> GatewayTimeouts:
+        if not isinstance(timeout, Duration) or timeout.is_unresolved():
+            raise self._fail("timeout", f"must be a concrete aws_cdk.Duration, got {timeout!r}")
+        seconds = timeout.to_milliseconds() / 1000
+        if seconds != int(seconds) or not MIN_TIMEOUT_S <= seconds <= MAX_TIMEOUT_S:
+            raise self._fail(
+                "timeout",
+                f"must be whole seconds from {MIN_TIMEOUT_S} s to {MAX_TIMEOUT_S} s (15 minutes: Lambda's "
+                f"maximum and API Gateway's longest stream), got {seconds:g} s",
+            )
+        function = Duration.seconds(int(seconds))
+        # API Gateway waits as long as the function may run: the function, not the API, ends a request.
+        return GatewayTimeouts(
+            integration=function,
+            function=function,
+            request_deadline_s=float(seconds - LEDGER_MARGIN_S),
+            ledger_margin_s=LEDGER_MARGIN_S,
+        )
 
     def _validate(
         self,
@@ -393,7 +476,7 @@ class LlmGateway(Construct):
         handler: str,
         description: str,
         code: lambda_.Code,
-        layer: lambda_.ILayerVersion,
+        layers: list[lambda_.ILayerVersion],
         environment: dict[str, str],
         timeout: Duration,
         memory_size: int,
@@ -413,7 +496,7 @@ class LlmGateway(Construct):
             description=description,
             handler=handler,
             code=code,
-            layers=[layer],
+            layers=layers,
             role=role,
             environment=environment,
             timeout=timeout,
@@ -454,7 +537,17 @@ class LlmGateway(Construct):
                     resources=endpoint_arns,
                 )
             )
+        # Bedrock subscribes the account to a Marketplace model on its first invocation, as this role.
+        products, unlisted = marketplace.marketplace_models(self.catalog)
+        for name in unlisted:
+            cdk.Annotations.of(self).add_warning_v2(
+                f"ai-factory:marketplace-{name}",
+                f"Catalog model '{name}' is sold through AWS Marketplace but has no product ID in "
+                "ai_factory.constructs.gateway.marketplace: subscribe the account to it before its first "
+                "call (docs/deploy.md).",
+            )
         statements = [
+            *marketplace.subscribe_statements(list(products.values())),
             guardrail_part.apply_statement(self.guardrail),
             usage_ledger.read_keys_statement(self.ledger),
             usage_ledger.spill_statement(self.ledger),
@@ -470,7 +563,7 @@ class LlmGateway(Construct):
         # Readable, stable output keys (e.g. GatewayApiUrl) for scripts and the CLI.
         output.override_logical_id(re.sub(r"[^A-Za-z0-9]", "", self.node.id) + name)
 
-    def _acknowledge_design_findings(self, method: Any, web_acl: bool) -> None:
+    def _acknowledge_design_findings(self, methods: list[Any], web_acl: bool) -> None:
         """cdk-nag findings that are deliberate design choices, each acknowledged where it arises."""
         for function in (self.function, self.spill_replay_function):
             assert function.role is not None
@@ -479,13 +572,16 @@ class LlmGateway(Construct):
                 cdk.Acknowledgment(
                     id="AwsSolutions-IAM5[Resource::*]",
                     reason=(
-                        "Only X-Ray's xray:PutTraceSegments and xray:PutTelemetryRecords use Resource '*': "
-                        "these actions support no resource-level permissions (AWS requires '*'). Every "
-                        "other statement names its table, queue, key, guardrail, log group or model ARN."
+                        "Only X-Ray's xray:PutTraceSegments and xray:PutTelemetryRecords and AWS "
+                        "Marketplace's aws-marketplace:ViewSubscriptions and aws-marketplace:Subscribe use "
+                        "Resource '*': these actions support no resource-level permissions (AWS requires "
+                        "'*'); Subscribe is limited to the catalog models' product IDs by the "
+                        "aws-marketplace:ProductId condition. Every other statement names its table, queue, "
+                        "key, guardrail, log group or model ARN."
                     ),
                 )
             )
-        api_part.acknowledge_api_design(self.api, method, web_acl=web_acl)
+        api_part.acknowledge_api_design(self.api, methods, web_acl=web_acl)
         self._acknowledge_resilience_findings()
 
     def _acknowledge_resilience_findings(self) -> None:
@@ -519,7 +615,3 @@ class LlmGateway(Construct):
 
 def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def _default_layer_arn(version: int) -> str:
-    return powertools_layer_arn(version)

@@ -2,7 +2,9 @@
 
 In the style of cdk-monitoring-constructs: hand it the gateway and the features and it adds
 
-* an on-call SNS topic encrypted with a KMS key of its own (CloudWatch may use the key to publish);
+* an on-call SNS topic encrypted with a KMS key of its own, whose resource policy and key policy let
+  this account's CloudWatch alarms publish, with the on-call subscriptions it is given (without one
+  nobody is paged: synth warns);
 * a platform dashboard (traffic and status classes, latency p50/p90/p99, throttles and budget refusals,
   fallbacks and circuit-breaker opens, guardrail interventions, tokens and cost per team and per feature,
   budget burn, feedback score, canary and eval pass rate, an audit-log query) built from CloudWatch
@@ -24,15 +26,17 @@ Example::
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import aws_cdk as cdk
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from ai_factory.constructs.ai_feature import AiFeature
@@ -53,6 +57,10 @@ class Observability(Construct):
     :param platform: create the platform dashboard and alarms. ``False`` for a facade that only holds
         feature sections (e.g. an overflow stack when there are many features).
     :param topic: an existing on-call topic. Default: a new topic with a new KMS key.
+    :param oncall_emails: email addresses subscribed to the new topic (each confirms once by email).
+    :param oncall_subscriptions: further subscriptions of the new topic (a paging or chat integration's
+        HTTPS endpoint, an SQS queue, a Lambda). A new topic with no subscription notifies nobody: the
+        construct warns at synth.
     :param runbook_base_url: where the ``docs/runbooks`` folder is published (e.g. the repository's
         URL ``.../blob/main/docs/runbooks``). Default: descriptions name the repository path.
     :param defaults: thresholds for the alarms that are not per-feature props.
@@ -68,6 +76,8 @@ class Observability(Construct):
         features: Iterable[AiFeature] = (),
         platform: bool = True,
         topic: sns.ITopic | None = None,
+        oncall_emails: Sequence[str] = (),
+        oncall_subscriptions: Sequence[sns.ITopicSubscription] = (),
         runbook_base_url: str | None = None,
         defaults: AlarmDefaults | None = None,
         dashboard_prefix: str = ALARM_PREFIX,
@@ -88,6 +98,27 @@ class Observability(Construct):
                 display_name="AI Factory on-call",
                 master_key=self.key,
                 enforce_ssl=True,
+            )
+            _allow_alarms_to_publish(topic)
+            for address in oncall_emails:
+                if not isinstance(address, str) or "@" not in address.strip("@"):
+                    raise ValueError(
+                        f"Observability {construct_id}: oncall_emails: {address!r} is not an email address"
+                    )
+                topic.add_subscription(subscriptions.EmailSubscription(address))
+            for subscription in oncall_subscriptions:
+                topic.add_subscription(subscription)
+            if not oncall_emails and not oncall_subscriptions:
+                cdk.Annotations.of(self).add_warning_v2(
+                    "ai-factory:oncall-unsubscribed",
+                    "The on-call topic has no subscription: alarms will notify nobody. Pass oncall_emails or "
+                    "oncall_subscriptions (context ai-factory:oncallEmail), or subscribe the OnCallTopicArn "
+                    "output after deploy (docs/observability.md).",
+                )
+        elif oncall_emails or oncall_subscriptions:
+            raise ValueError(
+                f"Observability {construct_id}: oncall_emails/oncall_subscriptions: only for the topic this "
+                "construct creates; subscribe an existing topic where it is defined"
             )
         self.topic: sns.ITopic = topic
         self.alarms: list[cloudwatch.Alarm] = []
@@ -208,3 +239,22 @@ class Observability(Construct):
             )
         )
         return key
+
+
+def _allow_alarms_to_publish(topic: sns.Topic) -> None:
+    """CloudWatch alarms deliver to a topic only if its resource policy lets ``cloudwatch.amazonaws.com``
+    publish (``enforce_ssl`` alone gives the policy a single Deny statement): this account's alarms."""
+    topic.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="CloudWatchAlarmsPublish",
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"],
+            resources=[topic.topic_arn],
+            conditions={
+                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                "ArnLike": {
+                    "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
+                },
+            },
+        )
+    )

@@ -215,6 +215,7 @@ class AiFeature(Construct):
         self.clearance = self._choice("clearance", clearance, CLEARANCE_LEVELS)
         self.guardrail_policy = self._choice("guardrail_policy", guardrail_policy, GUARDRAIL_POLICIES)
         self.models: tuple[str, ...] = self._validate_models(models, catalog)
+        self._check_destinations(catalog)
         self.monthly_budget_usd = float(self._positive("monthly_budget_usd", monthly_budget_usd))
         self.rate_limit_rpm = int(self._positive("rate_limit_rpm", rate_limit_rpm, integer=True))
         self.alert_thresholds = self._validate_thresholds(alert_thresholds or AlertThresholds())
@@ -264,6 +265,7 @@ class AiFeature(Construct):
                 FeatureKeyProperties.ALLOWED_MODELS: list(self.models),
                 FeatureKeyProperties.MONTHLY_BUDGET_USD: str(self.monthly_budget_usd),
                 FeatureKeyProperties.RATE_LIMIT_RPM: str(self.rate_limit_rpm),
+                FeatureKeyProperties.CLEARANCE: self.clearance,
                 FeatureKeyProperties.DESCRIPTION: (
                     f"AiFeature {team}/{feature}, owner {self.owner} (managed by CloudFormation)"
                 ),
@@ -596,6 +598,13 @@ class AiFeature(Construct):
         if len(set(models)) != len(models):
             raise self._fail("models", f"lists an alias twice: {list(models)!r}")
         return tuple(models)
+
+    def _check_destinations(self, catalog: ModelCatalog) -> None:
+        """Synth-time form of the gateway's request-time rule: every target of every route the feature
+        may call (fallbacks included) must be allowed to receive data of the feature's clearance."""
+        violations = catalog.clearance_violations(self.clearance, self.models)
+        if violations:
+            raise self._fail("clearance", "; ".join(str(v) for v in violations))
 
     def _validate_thresholds(self, thresholds: AlertThresholds) -> AlertThresholds:
         if not isinstance(thresholds, AlertThresholds):

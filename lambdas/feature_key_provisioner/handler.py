@@ -29,7 +29,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from aif_gateway.contract import FEATURE_KEY_ID_ATTRIBUTE, KEY_ID_INDEX
+from aif_gateway.contract import CLEARANCE_LEVELS, FEATURE_KEY_ID_ATTRIBUTE, KEY_ID_INDEX
 from aif_gateway.contract import FeatureKeyProperties as Props
 from aif_gateway.dynamo_store import key_from_item, key_to_item
 from aif_gateway.records import KEY_PREFIX, ApiKeyRecord, hash_key, utc_now
@@ -127,23 +127,28 @@ class KeyProvisioner:
                 f"key {key_id} is not in table {table}; bump the feature's key_generation to issue a new key"
             )
         settings = _settings(props)
+        values = {
+            ":team": {"S": settings["team"]},
+            ":feature": {"S": settings["feature"]},
+            ":models": {"L": [{"S": m} for m in settings["allowed_models"]]},
+            ":budget": {"N": _number(settings["monthly_budget_usd"])},
+            ":rpm": {"N": str(settings["rate_limit_rpm"])},
+            ":description": {"S": settings["description"]},
+        }
+        expression = (
+            "SET #team = :team, #feature = :feature, allowed_models = :models, "
+            "monthly_budget_usd = :budget, rate_limit_rpm = :rpm, description = :description"
+        )
+        if settings["clearance"] is not None:
+            expression += ", clearance = :clearance"
+            values[":clearance"] = {"S": settings["clearance"]}
         self.dynamodb.update_item(
             TableName=table,
             Key={"key_hash": {"S": record.key_hash}},
-            UpdateExpression=(
-                "SET #team = :team, #feature = :feature, allowed_models = :models, "
-                "monthly_budget_usd = :budget, rate_limit_rpm = :rpm, description = :description"
-            ),
+            UpdateExpression=expression,
             ConditionExpression="attribute_exists(key_hash)",
             ExpressionAttributeNames={"#team": "team", "#feature": "feature"},
-            ExpressionAttributeValues={
-                ":team": {"S": settings["team"]},
-                ":feature": {"S": settings["feature"]},
-                ":models": {"L": [{"S": m} for m in settings["allowed_models"]]},
-                ":budget": {"N": _number(settings["monthly_budget_usd"])},
-                ":rpm": {"N": str(settings["rate_limit_rpm"])},
-                ":description": {"S": settings["description"]},
-            },
+            ExpressionAttributeValues=values,
         )
         logger.info("updated key %s for %s/%s", key_id, settings["team"], settings["feature"])
         return key_id
@@ -207,6 +212,11 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
         rpm = int(float(props.get(Props.RATE_LIMIT_RPM, "")))
     except ValueError as exc:
         raise ProvisioningError(f"MonthlyBudgetUsd and RateLimitRpm must be numbers: {exc}") from exc
+    clearance = props.get(Props.CLEARANCE) or None  # absent on stacks from before keys carried it
+    if clearance is not None and clearance not in CLEARANCE_LEVELS:
+        raise ProvisioningError(
+            f"resource property Clearance must be one of {', '.join(CLEARANCE_LEVELS)}, got {clearance!r}"
+        )
     return {
         "team": _required(props, Props.TEAM),
         "feature": _required(props, Props.FEATURE),
@@ -214,6 +224,7 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
         "monthly_budget_usd": budget,
         "rate_limit_rpm": rpm,
         "description": str(props.get(Props.DESCRIPTION, "")),
+        "clearance": clearance,
     }
 
 

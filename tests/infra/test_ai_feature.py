@@ -104,6 +104,7 @@ def test_the_custom_resource_carries_the_features_settings(built: Built) -> None
     assert props["Feature"] == "ticket-summarizer"
     assert props["AllowedModels"] == ["chat-fast"]
     assert (props["MonthlyBudgetUsd"], props["RateLimitRpm"], props["KeyGeneration"]) == ("250.0", "120", "1")
+    assert props["Clearance"] == FEATURE_PROPS["clearance"]  # the gateway enforces it per route target
     assert props["SecretArn"] == {"Ref": built.logical_id(built.feature.secret)}
     # The gateway stack's keys table, imported across stacks.
     keys_table = built.gateway_stack.resolve(built.gateway_stack.gateway.keys_table.table_name)
@@ -401,6 +402,12 @@ ERROR_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
         "bad clearance",
         lambda t: {"clearance": "secret"},
         "clearance: 'secret' is not one of public, internal",
+    ),
+    (
+        "data above a route target's ceiling",
+        lambda t: {"clearance": "confidential", "models": ["chat-claude-any"], "prompts": []},
+        "clearance: route 'chat-claude-any' target 'claude-sonnet-4-5-anthropic' .* may receive up to "
+        "internal data, below clearance confidential",
     ),
     ("bad guardrail", lambda t: {"guardrail_policy": "lenient"}, "guardrail_policy: 'lenient' is not one of"),
     ("empty owner", lambda t: {"owner": " "}, "owner: must be a non-empty string"),

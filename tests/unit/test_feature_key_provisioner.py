@@ -42,6 +42,7 @@ class Env:
             "RateLimitRpm": "120",
             "Description": "AiFeature support/summarizer",
             "KeyGeneration": "1",
+            "Clearance": "internal",
         }
         props.update(overrides)
         return props
@@ -84,6 +85,7 @@ def test_create_issues_a_key_stores_its_hash_and_puts_the_plaintext_in_the_secre
     assert (record.key_id, record.team, record.feature) == (key_id, "support", "summarizer")
     assert record.allowed_models == ("chat-fast",)
     assert (record.monthly_budget_usd, record.rate_limit_rpm) == (250.0, 120)
+    assert record.clearance == "internal"  # what the gateway checks each route target against
     assert record.created_at == T0
     assert record.state(T0) == "active"
     # Only the hash is stored.
@@ -116,6 +118,7 @@ def test_update_changes_the_settings_and_keeps_the_key(env: Env) -> None:
         AllowedModels=["chat-fast", "chat-smart"],
         MonthlyBudgetUsd="99.5",
         RateLimitRpm="30",
+        Clearance="confidential",
     )
 
     response = env.provisioner.handle(
@@ -135,6 +138,7 @@ def test_update_changes_the_settings_and_keeps_the_key(env: Env) -> None:
     assert record.feature == "ticket-summarizer"
     assert record.allowed_models == ("chat-fast", "chat-smart")
     assert (record.monthly_budget_usd, record.rate_limit_rpm) == (99.5, 30)
+    assert record.clearance == "confidential"
     assert record.created_at == T0
     assert len(env.items()) == 1
 
@@ -217,6 +221,7 @@ def test_update_of_a_key_missing_from_the_table_fails_with_a_clear_reason(env: E
         ("KeysTable", "", "KeysTable"),
         ("AllowedModels", "chat-fast", "AllowedModels"),
         ("MonthlyBudgetUsd", "lots", "MonthlyBudgetUsd"),
+        ("Clearance", "secret", "Clearance"),
     ],
 )
 def test_invalid_properties_fail_before_anything_is_written(

@@ -198,6 +198,7 @@ class FeatureKeyProperties:
     RATE_LIMIT_RPM = "RateLimitRpm"
     DESCRIPTION = "Description"
     KEY_GENERATION = "KeyGeneration"
+    CLEARANCE = "Clearance"
     REPLACING = (KEY_GENERATION, KEYS_TABLE, SECRET_ARN)
     """A change of any of these issues a new key (and deletes the old one)."""
 

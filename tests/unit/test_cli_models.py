@@ -24,9 +24,7 @@ def test_list_table_is_aligned_with_status_prices_and_routes(capsys: pytest.Capt
     assert lines[0].split() == ["NAME", "STATUS", "PROVIDER", "MODALITY", "CONTEXT", "IN", "OUT", "CACHE-R",
                                 "CACHE-W", "ROUTES"]  # fmt: skip
     haiku = next(line for line in lines if line.startswith("claude-haiku-4-5 "))
-    assert (
-        "candidate, waived" in haiku and "200,000" in haiku and haiku.endswith("chat-fast#1, chat-smart#2")
-    )
+    assert "candidate, waived" in haiku and "200,000" in haiku and haiku.endswith("chat-fast#1, chat-smart#2")
     assert haiku.split()[-6:-2] == ["1.00", "5.00", "0.10", "1.25"]
     # Columns line up: every ROUTES cell starts where the header does.
     start = lines[0].index("ROUTES")

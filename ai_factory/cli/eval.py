@@ -108,12 +108,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
         errors.append("two suites share a name: their outputs would overwrite each other")
     if errors:
         raise UsageError("malformed suite(s):\n  " + "\n  ".join(errors))
-    args.bound_prompt = None
-    if args.with_prompt:
-        suites = _bind(args, suites)
-    elif (args.prompt_version is not None or args.prompt_alias) and any(s.prompt is None for s in suites):
-        raise UsageError("--prompt-version/--prompt-alias: a suite given has no prompt")
-    if args.variations:
+    if args.variations:  # before binding: variations rewrite the shipped cases' `input`
         from ai_factory.evals.variations import UnknownTransform, expand, select
 
         try:
@@ -121,6 +116,11 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
             suites = [expand(s, transforms) for s in suites]
         except (UnknownTransform, ValueError) as exc:
             raise UsageError(f"--variations: {exc}") from exc
+    args.bound_prompt = None
+    if args.with_prompt:
+        suites = _bind(args, suites)
+    elif (args.prompt_version is not None or args.prompt_alias) and any(s.prompt is None for s in suites):
+        raise UsageError("--prompt-version/--prompt-alias: a suite given has no prompt")
     passed = True
     for suite in suites:
         folder = Path(args.out) if len(suites) == 1 else Path(args.out) / suite.name

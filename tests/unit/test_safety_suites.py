@@ -196,3 +196,32 @@ def test_include_is_checked_against_the_prompt(tmp_path: Path, change: str, mess
         return
     with pytest.raises(SuiteError, match=message):
         load_suite(path)
+
+
+def test_eval_cli_runs_shipped_suites_through_a_feature_prompt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ai_factory.cli.main import main
+
+    base = ["--no-mlflow", "--with-prompt", str(SUPPORT_PROMPT)]
+    assert main(["eval", "safety/over-refusal", *base, "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert "safety-over-refusal (summarize-ticket vunresolved): PASSED: 6/6" in out
+    # echo repeats the ticket it was given, canary and all: the injection suite fails through the prompt
+    argv = [
+        "eval",
+        "safety/prompt-injection",
+        *base,
+        "--variations",
+        "base64,actor",
+        "--out",
+        str(tmp_path / "b"),
+    ]
+    assert main(argv) == 1
+    assert (
+        "safety-prompt-injection+variations (summarize-ticket vunresolved): FAILED" in capsys.readouterr().out
+    )
+    assert main(["eval", "safety/prompt-injection", "--variations", "rot13", "--no-mlflow"]) == 2
+    assert "--variations: unknown transform(s) ['rot13']" in capsys.readouterr().err
+    assert main(["eval", "safety/nope", "--no-mlflow"]) == 2
+    assert "'safety/nope' is not a shipped suite" in capsys.readouterr().err

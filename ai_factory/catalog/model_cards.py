@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ai_factory.catalog.evidence import STANDARD_SUITES, missing_suites
 from ai_factory.catalog.model_catalog import DEFAULT_CATALOG_PATH, PRICE_KEYS, CatalogModel, ModelCatalog
 
 INDEX_FILE = "README.md"  # GitHub shows a folder's README.md under its file list
@@ -94,12 +95,51 @@ def _status_line(model: CatalogModel) -> str:
     return "; ".join(parts)
 
 
+def _evaluation_lines(model: CatalogModel) -> list[str]:
+    """Evaluated (the standard suites' results) or not yet, and the waiver a candidate is routed under."""
+    standard = STANDARD_SUITES.get(model.modality, ())
+    lines: list[str] = []
+    if not standard:
+        lines.append(
+            f"No standard suites apply to {model.modality} models: approval rests on the reviewed entry."
+        )
+    elif not model.evidence:
+        lines.append("**Not yet evaluated** against the standard suites (`ai-factory models evaluate`).")
+    else:
+        lacking = missing_suites(model.modality, model.evidence)
+        verdict = "passes every standard suite" if not lacking else f"does not pass {', '.join(lacking)}"
+        lines += [
+            f"**Evaluated**: {verdict}.",
+            "",
+            "| Suite | Version | Result | Pass rate | Cases | Latency p50 | Cost per case | Target | On "
+            "| MLflow run |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for suite, r in sorted(model.evidence.items()):
+            lines.append(
+                f"| {suite} | {r.suite_version or '-'} | {'pass' if r.passed else '**fail**'} | "
+                f"{r.pass_rate:.0%} | {r.cases} | {r.latency_ms_p50:.0f} ms | ${usd(r.cost_per_case_usd)} | "
+                f"{r.target or '-'} | {r.evaluated_on} | `{r.run_id or '-'}` |"
+            )
+    if model.waiver:
+        w = model.waiver
+        lines += [
+            "",
+            f"Routed under a waiver granted by {w.approved_by} on {w.approved_on}: {_cell(w.reason)}",
+        ]
+    if model.evaluated_on:
+        lines += ["", "Other evaluations:", *(f"- {_cell(ref)}" for ref in model.evaluated_on)]
+    return lines
+
+
 def short_status(model: CatalogModel) -> str:
     """``approved 2026-11-24``, ``deprecated 2026-03-31``, ``preview``: for tables."""
     if model.status == "deprecated" and model.deprecated_on:
         return f"deprecated {model.deprecated_on}"
     if model.status == "approved" and model.approved_on:
         return f"approved {model.approved_on}"
+    if model.status == "candidate" and model.waiver:
+        return "candidate, waived"
     return model.status
 
 
@@ -192,11 +232,7 @@ def render_card(catalog: ModelCatalog, name: str) -> str:
             lines.append(f"| `{route.alias}` | {position} of {len(route.targets)} | {chain} |")
     else:
         lines.append("Not used by any route: product teams cannot call it.")
-    lines += ["", "## Evaluations", ""]
-    if model.evaluated_on:
-        lines += [f"- {_cell(ref)}" for ref in model.evaluated_on]
-    else:
-        lines.append("None recorded yet.")
+    lines += ["", "## Evaluations", "", *_evaluation_lines(model)]
     notes = model.compliance_notes
     lines += [
         "",

@@ -32,6 +32,7 @@ from typing import Any, cast
 
 import yaml
 
+from ai_factory.catalog.evidence import SuiteEvidence, Waiver, missing_suites, parse_evidence, parse_waiver
 from aif_gateway.capabilities import ModelCapabilities
 from aif_gateway.config import (
     CLASSIFICATIONS,
@@ -56,7 +57,7 @@ DATA_HANDLING_KEYS = ("processed_in", "retention", "trains_on_data", "contract",
 DEFAULT_MAX_CLASSIFICATION = {"bedrock": "confidential", "sagemaker": "restricted", "echo": "restricted"}
 CONTENT_HANDLERS = ("openai-chat", "tgi")
 MODALITIES = ("chat", "embedding")
-STATUSES = ("approved", "preview", "deprecated", "blocked")
+STATUSES = ("approved", "candidate", "preview", "deprecated", "blocked")
 PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
 
 COMPLIANCE_KEYS = ("data_residency", "provider_terms", "notes")
@@ -81,6 +82,8 @@ _MODEL_FIELDS = frozenset(
         "approved_on",
         "owner",
         "evaluated_on",
+        "evidence",
+        "waiver",
         "compliance_notes",
         "known_limitations",
         "endpoint_name",
@@ -180,6 +183,10 @@ class CatalogModel:
     approved_by: str | None = None
     approved_on: date | None = None
     evaluated_on: tuple[str, ...] = ()
+    # Standard-suite results by suite (``ai-factory models evaluate``) and the waiver, if any, under which
+    # a candidate is routed: what approval rests on (``ai_factory.catalog.evidence``).
+    evidence: Mapping[str, SuiteEvidence] = field(default_factory=dict, hash=False)
+    waiver: Waiver | None = None
     compliance_notes: ComplianceNotes | None = None
     known_limitations: tuple[str, ...] = ()
     # provider "sagemaker": the endpoint the gateway invokes (also in model_id) and how it talks.
@@ -256,6 +263,22 @@ class CatalogModel:
             "approved_on": self.approved_on.isoformat() if self.approved_on else None,
             "owner": self.owner,
             "evaluated_on": list(self.evaluated_on),
+            **(
+                {"evidence": {s: r.to_yaml() for s, r in sorted(self.evidence.items())}}
+                if self.evidence
+                else {}
+            ),
+            **(
+                {
+                    "waiver": {
+                        "reason": w.reason,
+                        "approved_by": w.approved_by,
+                        "approved_on": str(w.approved_on),
+                    }
+                }
+                if (w := self.waiver)
+                else {}
+            ),
             "compliance_notes": None
             if notes is None
             else {
@@ -489,6 +512,7 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
         ModelCapabilities.from_catalog(extra.get("capabilities"), max_output)
     except ValueError as exc:
         raise check.fail(entry, *str(exc).split(": ", 1)) from None
+    evidence, waiver = _check_approval(check, raw, entry, name, modality, status)
     return CatalogModel(
         name=name,
         provider=provider,
@@ -508,6 +532,8 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
         approved_by=approved_by,
         approved_on=approved_on,
         evaluated_on=check.string_list(raw, "evaluated_on", entry),
+        evidence=evidence,
+        waiver=waiver,
         compliance_notes=_parse_compliance(check, raw, entry),
         known_limitations=check.string_list(raw, "known_limitations", entry),
         endpoint_name=endpoint_name,
@@ -614,6 +640,28 @@ def _parse_data_handling(
     )
 
 
+def _check_approval(
+    check: _Checker, raw: Mapping[str, Any], entry: str, name: str, modality: str, status: str
+) -> tuple[dict[str, SuiteEvidence], Waiver | None]:
+    """``evidence`` and ``waiver``, checked: well formed, and ``approved`` rests on a passing evaluation
+    of every standard suite of the model's modality (``ai_factory.catalog.evidence``)."""
+
+    def fail(fld: str, why: str) -> CatalogError:
+        return check.fail(entry, fld, why)
+
+    records = parse_evidence(raw.get("evidence"), fail)
+    waiver = parse_waiver(raw.get("waiver"), fail)
+    missing = missing_suites(modality, records)
+    if status == "approved" and missing:
+        raise check.fail(
+            entry,
+            "status",
+            f"approved needs a passing evaluation record for {', '.join(missing)}; run `ai-factory models "
+            f"evaluate {name}` (or make it a candidate, routed only under a recorded waiver)",
+        )
+    return records, waiver
+
+
 # SageMaker's endpoint-name rule.
 _ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
@@ -657,6 +705,16 @@ def _parse_route(check: _Checker, raw: Any, index: int, models: Mapping[str, Cat
             raise check.fail(entry, "targets", f"names unknown model {target!r}; known: {sorted(models)}")
         if model.status == "blocked":
             raise check.fail(entry, "targets", f"names blocked model {target!r}; remove it from the route")
+        if model.status == "candidate" and model.waiver is None:
+            lacking = missing_suites(model.modality, model.evidence)
+            raise check.fail(
+                entry,
+                "targets",
+                f"names candidate model {target!r}, which has no passing evaluation record for "
+                f"{', '.join(lacking) or 'the standard suites'} and no waiver; run `ai-factory models "
+                "evaluate "
+                f"{target}` and approve it, or record a waiver (reason, approved_by, approved_on)",
+            )
         if model.status == "preview":
             raise check.fail(
                 entry, "targets", f"names preview model {target!r}; approve it before routing traffic to it"

@@ -2,6 +2,7 @@
 
     ai-factory eval SUITE... [--target local|gateway|bedrock] [--out DIR] [--resume] ...
     ai-factory eval changed --base REF      # the suites a branch touched, one path a line
+    ai-factory eval safety/prompt-injection --with-prompt features/x/prompts/answer.yaml [--variations all]
 
 Exit codes: 0 every suite's gate passed, 1 a gate failed (or a run could not be carried out),
 2 a malformed suite or invalid usage (nothing was run).
@@ -32,7 +33,24 @@ def add_parser(subparsers: Any) -> None:
         "failed, 2 for a malformed suite. `ai-factory eval changed --base REF` lists the suites whose "
         "suite file, prompt file or the model catalog changed since REF.",
     )
-    p.add_argument("suites", nargs="+", metavar="SUITE", help="suite YAML files (or the word `changed`)")
+    p.add_argument(
+        "suites",
+        nargs="+",
+        metavar="SUITE",
+        help="suite YAML files, shipped suites (safety/prompt-injection, ...), or the word `changed`",
+    )
+    p.add_argument(
+        "--with-prompt",
+        metavar="PROMPT",
+        help="run shipped suites through this prompt (a prompt file, or a registered prompt's name; "
+        "--prompt-version/--prompt-alias pick its version): the attack fills the prompt's variables",
+    )
+    p.add_argument(
+        "--variations",
+        metavar="NAMES",
+        help="add generated variations of each case: `all` or transform names, comma-separated "
+        "(docs/safety-suites.md lists them)",
+    )
     p.add_argument("--target", choices=TARGETS, default="local", help="what to run against (default: local)")
     p.add_argument("--gateway-url", help=f"gateway base URL ending in /v1 (default: ${GATEWAY_URL_ENV})")
     p.add_argument(
@@ -76,26 +94,80 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     if args.offline_answers and args.target != "local":
         raise UsageError("--offline-answers: only with --target local (real models answer for themselves)")
     load_offline_script(args.offline_answers)  # a malformed script is a usage error before any run
+    from ai_factory.evals.safety import UnknownSuite, is_shipped_ref, shipped_suite_path
     from ai_factory.evals.suite import SuiteError, load_suite
 
     suites, errors = [], []
     for path in args.suites:  # every suite is checked before any model is called
         try:
-            suites.append(load_suite(path))
-        except SuiteError as exc:
+            suites.append(load_suite(shipped_suite_path(path) if is_shipped_ref(path) else path))
+        except (SuiteError, UnknownSuite) as exc:
             errors.append(str(exc))
     names = [s.name for s in suites]
     if not errors and len(set(names)) != len(names):
         errors.append("two suites share a name: their outputs would overwrite each other")
     if errors:
         raise UsageError("malformed suite(s):\n  " + "\n  ".join(errors))
-    if (args.prompt_version is not None or args.prompt_alias) and any(s.prompt is None for s in suites):
+    if args.variations:  # before binding: variations rewrite the shipped cases' `input`
+        from ai_factory.evals.variations import UnknownTransform, expand, select
+
+        try:
+            transforms = select(n.strip() for n in args.variations.split(",") if n.strip())
+            suites = [expand(s, transforms) for s in suites]
+        except (UnknownTransform, ValueError) as exc:
+            raise UsageError(f"--variations: {exc}") from exc
+    args.bound_prompt = None
+    if args.with_prompt:
+        suites = _bind(args, suites)
+    elif (args.prompt_version is not None or args.prompt_alias) and any(s.prompt is None for s in suites):
         raise UsageError("--prompt-version/--prompt-alias: a suite given has no prompt")
     passed = True
     for suite in suites:
         folder = Path(args.out) if len(suites) == 1 else Path(args.out) / suite.name
         passed = _run_one(args, suite, folder, out) and passed
     return 0 if passed else 1
+
+
+def _bind(args: argparse.Namespace, suites: list[Any]) -> list[Any]:
+    """Shipped suites bound to ``--with-prompt`` (a prompt file, or a registered prompt)."""
+    from ai_factory.evals.safety import UnknownSuite, bind_to_prompt
+    from ai_factory.evals.targets import ResolvedPrompt
+
+    source = Path(args.with_prompt)
+    if source.is_file():
+        from ai_factory.prompts.spec import PromptFileError, load_prompt_file
+
+        try:
+            spec = load_prompt_file(source)
+        except PromptFileError as exc:
+            raise UsageError(f"--with-prompt: {exc}") from exc
+        if args.prompt_version is not None or args.prompt_alias:
+            raise UsageError("--prompt-version/--prompt-alias: only with a registered prompt, not a file")
+        prompt = ResolvedPrompt(
+            spec.name,
+            None,
+            None,
+            tuple(dict(m) for m in spec.messages),
+            spec.model,
+            dict(spec.parameters),
+            str(source),
+        )
+    else:
+        from ai_factory.evals.model import PromptRef, Suite
+
+        registry = _registry(args)
+        if registry is None:
+            raise UsageError(
+                f"--with-prompt: {args.with_prompt!r} is not a file and --no-mlflow leaves no registry"
+            )
+        probe = Suite(args.with_prompt, source, "", (), suites[0].gate, prompt=PromptRef(args.with_prompt))
+        prompt = _resolve(args, probe, registry, need_template=True)
+    try:
+        bound = [bind_to_prompt(s, prompt) for s in suites]
+    except UnknownSuite as exc:
+        raise UsageError(f"--with-prompt: {exc}") from exc
+    args.bound_prompt = prompt
+    return bound
 
 
 def load_offline_script(path: str | None) -> Any:
@@ -130,6 +202,8 @@ def _resolve(args: argparse.Namespace, suite: Any, registry: Any, need_template:
     kwargs = {"version": args.prompt_version, "alias": args.prompt_alias, "need_template": need_template}
     if suite.prompt is None:
         return None
+    if getattr(args, "bound_prompt", None) is not None:
+        return args.bound_prompt  # --with-prompt: resolved once, for every suite
     if registry is not None:
         from ai_factory.prompts.registry import PromptNotFound
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
-from ai_factory.cli.errors import CommandError
+from ai_factory.cli.errors import CommandError, UsageError
 from ai_factory.cli.usage import add_store_arguments, parse_month, usage_table
 from aif_gateway.records import FeedbackRecord
 
@@ -24,7 +26,19 @@ COMMENT_PREVIEW_CHARS = 120
 
 def add_parser(subparsers: Any) -> None:
     """Register ``feedback`` on the top-level parser."""
-    feedback = subparsers.add_parser("feedback", help="summarize human feedback per team and feature")
+    feedback = subparsers.add_parser(
+        "feedback",
+        help="summarize human feedback per team and feature (or: feedback export --worst N)",
+        description="Summarize a month's feedback; `ai-factory feedback export --worst N --exchanges FILE` "
+        "writes the worst-rated exchanges as draft eval cases, PII masked (docs/feedback-and-usage.md).",
+    )
+    feedback.add_argument("action", nargs="?", choices=("export",), help="export: draft eval cases")
+    feedback.add_argument("--worst", type=int, default=DEFAULT_LOWEST, help="export: how many cases")
+    feedback.add_argument(
+        "--exchanges", help="export: JSON lines {request_id, input, output} of the rated exchanges"
+    )
+    feedback.add_argument("--out", help="export: the draft suite file to write (default: stdout)")
+    feedback.add_argument("--model", default="echo", help="export: model alias of the draft suite (echo)")
     feedback.add_argument("--month", help="YYYY-MM of the rated requests (default: the current month, UTC)")
     feedback.add_argument("--team", help="only this team")
     feedback.add_argument("--feature", help="only this feature")
@@ -110,25 +124,66 @@ def aws_feedback(
 
 
 def cmd_feedback(args: argparse.Namespace, out: TextIO) -> int:
+    if args.action != "export" and (args.exchanges or args.out):
+        raise UsageError("--exchanges/--out: only with `ai-factory feedback export`")
+    records = _records(args)
+    if args.action == "export":
+        return cmd_export(args, records, out)
     month = parse_month(args.month)
-    if args.store == "local":
-        from ai_factory.local.sqlite_store import SqliteLedger, default_db_path
-
-        ledger = SqliteLedger(default_db_path(args.state_dir))
-        records = ledger.list_feedback(month=month, team=args.team, feature=args.feature)
-    else:
-        from ai_factory.cli.usage_report import dynamodb_client
-
-        table = usage_table(args)
-        try:
-            records = aws_feedback(dynamodb_client(args.region), table, month, args.team, args.feature)
-        except Exception as exc:
-            raise CommandError(f"reading feedback from {table} failed: {type(exc).__name__}: {exc}") from exc
     summary = {"month": month, "team": args.team, "feature": args.feature, **summarize(records, args.lowest)}
     if args.format == "json":
         out.write(json.dumps(summary, indent=2) + "\n")
         return 0
     out.write(render_table(summary))
+    return 0
+
+
+def _records(args: argparse.Namespace) -> list[FeedbackRecord]:
+    month = parse_month(args.month)
+    if args.store == "local":
+        from ai_factory.local.sqlite_store import SqliteLedger, default_db_path
+
+        ledger = SqliteLedger(default_db_path(args.state_dir))
+        return list(ledger.list_feedback(month=month, team=args.team, feature=args.feature))
+    from ai_factory.cli.usage_report import dynamodb_client
+
+    table = usage_table(args)
+    try:
+        return list(aws_feedback(dynamodb_client(args.region), table, month, args.team, args.feature))
+    except Exception as exc:
+        raise CommandError(f"reading feedback from {table} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def cmd_export(args: argparse.Namespace, records: list[FeedbackRecord], out: TextIO) -> int:
+    """Draft eval cases from the ``--worst`` worst-rated exchanges (``ai_factory.evals.feedback_cases``)."""
+    from ai_factory.evals.feedback_cases import ExchangeError, draft_cases, draft_suite_yaml, load_exchanges
+
+    if args.worst < 1:
+        raise UsageError(f"--worst must be at least 1, got {args.worst}")
+    if not args.exchanges:
+        raise UsageError(
+            "--exchanges is required with `feedback export` (the gateway keeps no prompts or answers)"
+        )
+    try:
+        exchanges = load_exchanges(args.exchanges)
+    except ExchangeError as exc:
+        raise UsageError(f"--exchanges: {exc}") from exc
+    cases, missing = draft_cases(records, exchanges, args.worst)
+    name = f"feedback-{args.feature or args.team or 'all'}-{parse_month(args.month)}"
+    text = draft_suite_yaml(cases, name=name, model=args.model)
+    if missing:
+        print(f"ai-factory feedback export: no exchange for {len(missing)} rated request(s): "
+              f"{', '.join(missing[:5])}", file=sys.stderr)  # fmt: skip
+    if not cases:
+        raise CommandError("no negatively rated exchange found to export (nothing written)")
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(
+            f"{len(cases)} draft case(s) written to {args.out}: review them, then add them to a suite",
+            file=out,
+        )
+    else:
+        out.write(text)
     return 0
 
 

@@ -5,6 +5,7 @@
     ai-factory models routes [--format table|json]
     ai-factory models cards [--out docs/models] [--check]
     ai-factory models publish [--tracking-uri URI] [--dry-run]
+    ai-factory models evaluate NAME [--suites safety/...,...] [--target local|bedrock] [--no-write]
 
 Every subcommand takes ``--catalog PATH`` (default: the packaged catalog).
 """
@@ -78,6 +79,34 @@ def add_parser(subparsers: Any) -> None:
     )
     publish.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     publish.set_defaults(run=cmd_publish)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        parents=[common],
+        help="run the standard suites against one model, record MLflow runs, write its evidence",
+        description="Run the factory's standard suites (or --suites) against catalog model NAME directly "
+        "(its own route, no feature prompt), record each run in MLflow and write the results into the "
+        "entry's `evidence` (what `status: approved` requires). Exit 0 when every suite passed, 1 when one "
+        "failed (the failing evidence is written too: it is evidence).",
+    )
+    evaluate.add_argument("name", metavar="NAME", help="catalog model name, e.g. claude-haiku-4-5")
+    evaluate.add_argument("--suites", help="comma-separated shipped suites (default: the standard suites)")
+    evaluate.add_argument(
+        "--target",
+        choices=("local", "bedrock"),
+        default="local",
+        help="local: offline models, in this process; bedrock: Converse with your AWS credentials",
+    )
+    evaluate.add_argument("--region", help="AWS region for --target bedrock (default: the AWS SDK's)")
+    evaluate.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///$AI_FACTORY_HOME/mlflow.db)",
+    )
+    evaluate.add_argument("--out", default=".ai-factory/model-evals", help="eval reports folder")
+    evaluate.add_argument(
+        "--no-write", action="store_true", help="print the evidence, leave the catalog as is"
+    )
+    evaluate.set_defaults(run=cmd_evaluate)
 
 
 def load_catalog(path: str | None) -> ModelCatalog:
@@ -273,3 +302,46 @@ def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
     else:
         print(f"{uri}: {len(actions)} change(s){' (dry run)' if args.dry_run else ''}", file=out)
     return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, out: TextIO) -> int:
+    from ai_factory.catalog.evidence import write_evidence
+    from ai_factory.catalog.model_catalog import DEFAULT_CATALOG_PATH
+    from ai_factory.evals.model_evaluation import EvaluationError, evaluate_model
+    from ai_factory.evals.safety import UnknownSuite
+
+    load_catalog(args.catalog)  # a broken catalog is a usage error before anything runs
+    suites = tuple(s.strip() for s in args.suites.split(",") if s.strip()) if args.suites else None
+    try:
+        result = evaluate_model(
+            args.name,
+            suites=suites,
+            catalog_path=args.catalog,
+            target=args.target,
+            out_dir=args.out,
+            tracking_uri=args.tracking_uri,
+            region=args.region,
+        )
+    except (EvaluationError, UnknownSuite) as exc:
+        raise UsageError(str(exc)) from exc
+    rows = [
+        [
+            suite,
+            "pass" if r.passed else "FAIL",
+            f"{r.pass_rate:.2f}",
+            str(r.cases),
+            f"{r.latency_ms_p50:.0f}",
+            f"{r.cost_per_case_usd:.6f}",
+            r.run_id or "-",
+        ]
+        for suite, r in result.evidence.items()
+    ]
+    headers = ["SUITE", "RESULT", "PASS-RATE", "CASES", "P50-MS", "USD/CASE", "MLFLOW-RUN"]
+    for line in table(headers, rows, right=(2, 3, 4, 5)):
+        print(line, file=out)
+    path = args.catalog or str(DEFAULT_CATALOG_PATH)
+    if not args.no_write:
+        write_evidence(path, args.name, result.evidence)
+        load_catalog(path)  # what was written must still load
+        print(f"evidence for {args.name} written to {path}", file=out)
+    return 0 if all(r.passed for r in result.evidence.values()) else 1

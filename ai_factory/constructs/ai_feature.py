@@ -588,9 +588,10 @@ class AiFeature(Construct):
                 raise self._fail(
                     "models", f"{alias!r} is not a route in the model catalog (routes: {routes})"
                 )
-            # The catalog refuses routes to blocked or preview models; a route whose every target is
-            # deprecated would still load (with a warning), but new features must not build on it.
-            if all(catalog.models[t].status != "approved" for t in route.targets):
+            # The catalog refuses routes to blocked or preview models and to candidates without a waiver;
+            # a route whose every target is deprecated would still load (with a warning), but new
+            # features must not build on it.
+            if not any(_servable(catalog.models[t]) for t in route.targets):
                 raise self._fail(
                     "models",
                     f"{alias!r} routes only to models that are not approved ({', '.join(route.targets)})",
@@ -731,3 +732,8 @@ def _display_path(path: Path) -> str:
         return Path(os.path.relpath(path, Path.cwd())).as_posix()
     except ValueError:  # another drive on Windows
         return path.as_posix()
+
+
+def _servable(model: Any) -> bool:
+    """Approved, or a candidate routed under a recorded waiver (``ai_factory.catalog.evidence``)."""
+    return bool(model.status == "approved" or (model.status == "candidate" and model.waiver is not None))

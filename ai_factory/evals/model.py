@@ -49,6 +49,7 @@ class Case:
     # What the offline model answers this case with on --target local (text, {json: ...} or
     # {tool_call: {name, arguments}}); None: its default (echo, or an object matching a json_schema).
     offline_answer: Any = None
+    description: str = ""  # what the case tests and why it should pass (for people and reports)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Suite:
     model: str | None = None  # model alias when the suite has no prompt (or to override it)
     messages: tuple[dict[str, Any], ...] = ()  # inline chat template with {{vars}} when no prompt
     description: str = ""
+    version: int | None = None  # the suite's own version (shipped suites bump it when cases change)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 A suite lives next to the feature that owns it (``features/<feature>/evals/<name>.yaml``)::
 
     suite: summarize-ticket
+    version: 2                                         # optional: bump when the cases change meaning
     description: Summaries keep the facts and leak no card numbers.
     prompt: {name: summarize-ticket, alias: staging}   # or {name, version: 3}; or model + messages
     gate: {min_pass_rate: 0.9, repeats: 3, min_case_pass_fraction: 0.66}
@@ -17,6 +18,14 @@ A suite lives next to the feature that owns it (``features/<feature>/evals/<name
         offline_answer: {json: {intent: refund}}         # what --target local answers (optional)
         assert:
           - {type: icontains, value: refund}
+
+A feature runs a suite that ships with the factory (``ai_factory/data/safety/``) through its own prompt
+by including it: the shipped cases' ``input`` goes into ``input_var``, the prompt's other variables take
+``vars``, and the suite's ``defaults`` apply to them too (its own ``cases`` are optional)::
+
+    suite: summarize-ticket-injection
+    prompt: {name: summarize-ticket, alias: staging}
+    include: {suite: safety/prompt-injection, input_var: ticket, vars: {max_sentences: 2}}
 
 Everything is checked before any model is called: every problem raises ``SuiteError`` whose message is
 ``"<file>:<line>: <reason>"``, the line taken from the YAML node that holds the mistake. When the
@@ -33,7 +42,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +54,11 @@ from .model import ASSERTION_TYPES, Assertion, Case, Gate, PromptRef, Suite
 
 __all__ = ["SuiteError", "load_suite", "local_prompt_path"]
 
-SUITE_FIELDS = ("suite", "description", "prompt", "model", "messages", "request", "gate", "defaults", "cases")
+SUITE_FIELDS = (
+    "suite", "version", "description", "prompt", "model", "messages", "request", "gate", "defaults",
+    "include", "cases",
+)  # fmt: skip
+INCLUDE_FIELDS = ("suite", "input_var", "vars")
 CASE_FIELDS = ("id", "description", "vars", "request", "offline_answer", "assert", "messages")
 REQUEST_FIELDS = ("response_format", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop")
 ASSERTION_FIELDS = ("type", "value", "threshold", "hard_fail", "method", "model")
@@ -230,6 +243,12 @@ class _Loader:
         name = self.text(top, "suite", "suite file")
         assert name is not None
         description = self.text(top, "description", "suite file", required=False) or ""
+        version = top.get("version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+            raise self.fail(
+                self.key_line(top, "version"),
+                f"suite file: 'version' must be an integer >= 1, got {version!r}",
+            )
         prompt = self.prompt(top)
         model = self.text(top, "model", "suite file", required=False)
         messages = self.messages(top.get("messages"), self.key_line(top, "messages"), "messages")
@@ -245,7 +264,16 @@ class _Loader:
         defaults = self.defaults(top)
         request = self.request(top.get("request"), self.key_line(top, "request"), "request")
         variables = self.expected_variables(prompt, messages)
-        cases = self.cases(top, defaults, variables, request)
+        included = self.include(top, prompt, variables, defaults)
+        cases = included + (
+            self.cases(top, defaults, variables, request) if "cases" in top or not included else ()
+        )
+        seen = [c.id for c in cases]
+        if len(set(seen)) != len(seen):
+            twice = sorted({i for i in seen if seen.count(i) > 1})
+            raise self.fail(
+                self.key_line(top, "cases"), f"case id(s) {twice} are both included and written here"
+            )
         return Suite(
             name=name,
             path=self.path,
@@ -256,6 +284,47 @@ class _Loader:
             model=model,
             messages=messages,
             description=description,
+            version=version,
+        )
+
+    def include(
+        self,
+        top: _Map,
+        prompt: PromptRef | None,
+        variables: _Variables | None,
+        defaults: tuple[Assertion, ...],
+    ) -> tuple[Case, ...]:
+        """The cases of a shipped suite (``include: {suite: safety/..., input_var, vars}``), bound to this
+        suite's prompt: the attack goes into ``input_var``, the other variables take ``vars``."""
+        raw = top.get("include")
+        if raw is None:
+            return ()
+        line = self.key_line(top, "include")
+        spec = self.mapping(raw, line, "include", INCLUDE_FIELDS)
+        ref = self.text(spec, "suite", "include")
+        input_var = self.text(spec, "input_var", "include")
+        assert ref is not None and input_var is not None
+        if prompt is None:
+            raise self.fail(
+                line, "include: needs the suite's 'prompt' (the feature prompt the cases run through)"
+            )
+        from .safety import INPUT_VAR, UnknownSuite, shipped_suite_path
+
+        try:
+            shipped = load_suite(shipped_suite_path(ref))
+        except UnknownSuite as exc:
+            raise self.fail(self.key_line(spec, "suite"), f"include: {exc}") from None
+        fixed = self.case_vars(spec, "include", None)
+        if variables is not None:
+            self.case_vars_match({**fixed, input_var: ""}, line, "include: input_var + vars", variables)
+        return tuple(
+            replace(
+                case,
+                vars={**fixed, input_var: case.vars[INPUT_VAR]},
+                assertions=case.assertions + defaults,
+                line=line,
+            )
+            for case in shipped.cases
         )
 
     def prompt(self, top: _Map) -> PromptRef | None:
@@ -412,6 +481,7 @@ class _Loader:
                     line=case.line,
                     request={**request, **own_request},
                     offline_answer=_plain(offline),
+                    description=self.text(case, "description", where, required=False) or "",
                 )
             )
         return tuple(cases)
@@ -433,17 +503,20 @@ class _Loader:
                     self.key_line(raw, key), f"{where}: variable {key!r} must be a string or a number"
                 )
         if variables is not None:
-            missing = sorted(set(variables.names) - set(raw))
-            extra = [] if variables.allow_extra else sorted(set(raw) - set(variables.names))
-            if missing or extra:
-                parts = ([f"missing: {', '.join(missing)}"] if missing else []) + (
-                    [f"unexpected: {', '.join(extra)}"] if extra else []
-                )
-                raise self.fail(
-                    line,
-                    f"{where}: vars do not match the variables of {variables.source} ({'; '.join(parts)})",
-                )
+            self.case_vars_match(raw, line, where, variables)
         return dict(raw)
+
+    def case_vars_match(self, given: Mapping[str, Any], line: int, where: str, variables: _Variables) -> None:
+        missing = sorted(set(variables.names) - set(given))
+        extra = [] if variables.allow_extra else sorted(set(given) - set(variables.names))
+        if missing or extra:
+            parts = ([f"missing: {', '.join(missing)}"] if missing else []) + (
+                [f"unexpected: {', '.join(extra)}"] if extra else []
+            )
+            raise self.fail(
+                line,
+                f"{where}: vars do not match the variables of {variables.source} ({'; '.join(parts)})",
+            )
 
     # -- request options and offline answers
 

@@ -342,6 +342,7 @@ class LocalTarget(GatewayTarget):
         state_dir: str | Path | None = None,
         catalog_path: str | None = None,
         script: Any = None,
+        config: Any = None,
         **kwargs: Any,
     ) -> None:
         from ai_factory.local.server import LocalGatewayServer
@@ -349,7 +350,7 @@ class LocalTarget(GatewayTarget):
         self._tmp = None if state_dir else tempfile.mkdtemp(prefix="aif-eval-")
         self.state_dir = Path(state_dir or self._tmp or "")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        config = offline_config(catalog_path)
+        config = config or offline_config(catalog_path)  # a ready config: `models evaluate` adds a route
         plaintext = create_local_key(
             self.state_dir,
             team="evals",
@@ -400,11 +401,13 @@ class BedrockTarget:
         client: Any = None,
         region: str | None = None,
         catalog_path: str | None = None,
+        config: Any = None,
     ) -> None:
         from ai_factory.catalog.model_catalog import ModelCatalog
 
         self.prompt = prompt
-        self._config = ModelCatalog.load(catalog_path).gateway_config(region)
+        # ``config``: a ready gateway config (``ai-factory models evaluate`` adds a route to one model).
+        self._config = config or ModelCatalog.load(catalog_path).gateway_config(region)
         if client is None:
             import boto3
             from botocore.config import Config

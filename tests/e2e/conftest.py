@@ -15,16 +15,19 @@ from ai_factory.cli.main import main
 from ai_factory.local.server import LocalGatewayServer
 
 # The built-in echo routes plus a priced one, so that a budget can be exhausted offline.
+# The echo doubles are candidates routed under a waiver, as in the shipped catalog.
 CATALOG = """\
 models:
-  - {name: echo, provider: echo, modality: chat, model_id: echo, status: approved, prices: {}}
+  - {name: echo, provider: echo, modality: chat, model_id: echo, status: candidate, prices: {},
+     waiver: {reason: offline test double, approved_by: tests@example.com, approved_on: 2026-12-03}}
   - {name: echo-embed, provider: echo, modality: embedding, model_id: echo-embed, status: approved,
      prices: {}}
   - name: echo-priced
     provider: echo
     modality: chat
     model_id: echo
-    status: approved
+    status: candidate
+    waiver: {reason: offline test double, approved_by: tests@example.com, approved_on: 2026-12-03}
     prices: {input: 10000.0, output: 10000.0}   # USD per 1M tokens: a cent per token
 routes:
   - {alias: echo, targets: [echo]}

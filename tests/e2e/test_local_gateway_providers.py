@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from catalog_evidence import PASSING_EVIDENCE_YAML
 from moto import mock_aws
 
 from ai_factory.cli.main import main
@@ -35,6 +36,7 @@ models:
     status: approved
     approved_by: ciso@example.com
     approved_on: 2026-12-01
+    evidence: {evidence}
     owner: platform@example.com
     data_handling:
       processed_in: Anthropic, United States
@@ -52,7 +54,7 @@ def world(tmp_path: Path) -> Iterator[tuple[LocalGatewayServer, FakeApi, Path, P
     fake = start_fake_api()
     api = next(fake)
     catalog = tmp_path / "models.yaml"
-    catalog.write_text(CATALOG.format(url=api.url), encoding="utf-8")
+    catalog.write_text(CATALOG.format(url=api.url, evidence=PASSING_EVIDENCE_YAML), encoding="utf-8")
     with mock_aws():
         boto3.client("secretsmanager", region_name="us-east-1").create_secret(
             Name="e2e/anthropic", SecretString="sk-ant-e2e"

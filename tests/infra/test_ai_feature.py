@@ -26,6 +26,7 @@ from ai_factory.constructs.ai_feature import (
 from aif_gateway.contract import PROMPTS_METADATA_TYPE
 from stacks.gateway_stack import GatewayStack
 from stacks.team_stack import TeamStack
+from tests.catalog_evidence import PASSING_EVIDENCE
 
 ENV = cdk.Environment(account="111122223333", region="us-east-1")
 REPO = Path(__file__).resolve().parents[2]
@@ -465,6 +466,7 @@ def test_a_route_to_deprecated_models_only_is_refused(tmp_path: Path) -> None:
                         "provider": "echo",
                         "modality": "chat",
                         "status": "approved",
+                        "evidence": PASSING_EVIDENCE,
                         "prices": {},
                     },
                 ],

@@ -17,6 +17,7 @@ from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.sagemaker_endpoint import SageMakerEndpoint
 from ai_factory.platform.nag import apply_nag_packs
+from tests.catalog_evidence import PASSING_EVIDENCE
 
 os.environ.setdefault("CDK_VALIDATION", "false")
 ENV = cdk.Environment(account="111122223333", region="us-east-1")
@@ -150,11 +151,19 @@ CATALOG = {
             "context_window": 4096,
             "prices": {"input": 0.5, "output": 0.5},
             "status": "approved",
+            "evidence": PASSING_EVIDENCE,
             "owner": "support-ml@example.com",
             "approved_by": "ai-review@example.com",
             "approved_on": "2026-11-25",
         },
-        {"name": "echo", "provider": "echo", "modality": "chat", "prices": {}, "status": "approved"},
+        {
+            "name": "echo",
+            "provider": "echo",
+            "modality": "chat",
+            "prices": {},
+            "status": "approved",
+            "evidence": PASSING_EVIDENCE,
+        },
     ],
     "routes": [{"alias": "classify", "targets": ["ticket-classifier", "echo"]}],
 }

@@ -11,6 +11,7 @@ import pytest
 from ai_factory.catalog.model_catalog import CatalogError, ModelCatalog
 from aif_gateway.capabilities import ModelCapabilities
 from aif_gateway.config import GatewayConfig
+from tests.catalog_evidence import PASSING_EVIDENCE
 
 
 def catalog(caps: Any = None, prompt_cache: Any = None) -> dict[str, Any]:
@@ -19,6 +20,7 @@ def catalog(caps: Any = None, prompt_cache: Any = None) -> dict[str, Any]:
         "provider": "echo",
         "modality": "chat",
         "status": "approved",
+        "evidence": PASSING_EVIDENCE,
         "prices": {},
         "max_output_tokens": 4096,
     }

@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 import pytest
+from catalog_evidence import PASSING_EVIDENCE
 
 from ai_factory.catalog.model_catalog import CatalogError, ModelCatalog
 
@@ -22,6 +23,7 @@ GPT: dict[str, Any] = {
     "status": "approved",
     "approved_by": "ciso@example.com",
     "approved_on": "2026-12-01",
+    "evidence": PASSING_EVIDENCE,
     "owner": "platform@example.com",
     "data_handling": {
         "processed_in": "OpenAI, United States",
@@ -42,6 +44,7 @@ BEDROCK: dict[str, Any] = {
     "status": "approved",
     "approved_by": "ciso@example.com",
     "approved_on": "2026-12-01",
+    "evidence": PASSING_EVIDENCE,
     "owner": "platform@example.com",
 }
 
@@ -154,6 +157,7 @@ def test_clearance_violations_name_route_target_and_ceiling() -> None:
         "status": "approved",
         "approved_by": "a@example.com",
         "approved_on": "2026-12-01",
+        "evidence": PASSING_EVIDENCE,
         "owner": "o@example.com",
     }
     cat = catalog(

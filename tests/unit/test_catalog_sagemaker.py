@@ -10,6 +10,7 @@ import pytest
 
 from ai_factory.catalog.model_catalog import CatalogError, ModelCatalog
 from aif_gateway.config import GatewayConfig
+from tests.catalog_evidence import PASSING_EVIDENCE
 
 CUSTOM: dict[str, Any] = {
     "name": "ticket-classifier",
@@ -21,6 +22,7 @@ CUSTOM: dict[str, Any] = {
     "context_window": 4096,
     "prices": {"input": 0.5, "output": 0.5},
     "status": "approved",
+    "evidence": PASSING_EVIDENCE,
     "owner": "support-ml@example.com",
     "approved_by": "ai-review@example.com",
     "approved_on": "2026-11-25",
@@ -92,6 +94,7 @@ def test_endpoint_fields_are_refused_on_other_providers() -> None:
                 "modality": "chat",
                 "prices": {},
                 "status": "approved",
+                "evidence": PASSING_EVIDENCE,
                 "endpoint_name": "x",
             }
         ],

@@ -13,6 +13,7 @@ from ai_factory.cli.main import main
 from ai_factory.local.sqlite_store import SqliteKeyStore
 from aif_gateway.dynamo_store import create_tables
 from aif_gateway.records import hash_key, utc_now
+from tests.catalog_evidence import PASSING_EVIDENCE_YAML
 
 
 @pytest.fixture
@@ -260,7 +261,8 @@ def test_custom_catalog_and_bad_catalog(
     catalog = tmp_path / "models.yaml"
     catalog.write_text(
         "models:\n"
-        "  - {name: e, provider: echo, modality: chat, model_id: echo, prices: {}, status: approved}\n"
+        "  - {name: e, provider: echo, modality: chat, model_id: echo, prices: {}, status: approved,\n"
+        f"     evidence: {PASSING_EVIDENCE_YAML}}}\n"
         "routes:\n  - {alias: only-echo, targets: [e]}\n"
     )
     base = ["keys", "create", "--team", "t", "--feature", "f", "--catalog", str(catalog)]

@@ -24,9 +24,7 @@ def test_list_table_is_aligned_with_status_prices_and_routes(capsys: pytest.Capt
     assert lines[0].split() == ["NAME", "STATUS", "PROVIDER", "MODALITY", "CONTEXT", "IN", "OUT", "CACHE-R",
                                 "CACHE-W", "ROUTES"]  # fmt: skip
     haiku = next(line for line in lines if line.startswith("claude-haiku-4-5 "))
-    assert (
-        "approved 2026-11-24" in haiku and "200,000" in haiku and haiku.endswith("chat-fast#1, chat-smart#2")
-    )
+    assert "candidate, waived" in haiku and "200,000" in haiku and haiku.endswith("chat-fast#1, chat-smart#2")
     assert haiku.split()[-6:-2] == ["1.00", "5.00", "0.10", "1.25"]
     # Columns line up: every ROUTES cell starts where the header does.
     start = lines[0].index("ROUTES")
@@ -42,7 +40,7 @@ def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
     nova = next(m for m in data if m["name"] == "nova-lite")
     assert nova["prices"] == {"input": 0.06, "output": 0.24, "cache_read": 0.015, "cache_write": 0.0}
     assert nova["routes"] == [{"alias": "chat-fast", "position": 2}]
-    assert nova["approved_on"] == "2026-11-24" and nova["context_window"] == 300000
+    assert nova["waiver"]["approved_on"] == "2026-11-24" and nova["context_window"] == 300000
     assert nova["regional_ids"]["eu-"] == "eu.amazon.nova-lite-v1:0"
 
 
@@ -75,7 +73,10 @@ def test_show_unknown_model_is_exit_1_listing_known(capsys: pytest.CaptureFixtur
 def test_routes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "models", "routes")
     assert code == 0
-    assert "chat-fast        chat       claude-haiku-4-5 -> nova-lite" in out.splitlines()
+    assert (
+        "chat-fast        chat       claude-haiku-4-5 (candidate, waived) -> nova-lite (candidate, waived)"
+        in out.splitlines()
+    )
     catalog = tmp_path / "models.yaml"
     catalog.write_text(
         "models:\n"
@@ -115,9 +116,10 @@ def test_publish_then_republish(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code, out, _ = run(capsys, "models", "publish", "--tracking-uri", uri, "--dry-run")
-    assert code == 0 and "would bedrock.nova-lite: create-model (approved)" in out and "(dry run)" in out
+    assert code == 0 and "would bedrock.nova-lite: create-model (candidate)" in out and "(dry run)" in out
     code, out, _ = run(capsys, "models", "publish", "--tracking-uri", uri)
     assert code == 0
-    assert "bedrock.claude-haiku-4-5: set-alias approved -> 1" in out
+    assert "bedrock.titan-embed-v2: set-alias approved -> 1" in out
+    assert "bedrock.claude-haiku-4-5: set-alias" not in out  # a candidate gets no approved alias
     code, out, _ = run(capsys, "models", "publish", "--tracking-uri", uri)
     assert code == 0 and out == f"{uri}: the registry already matches the catalog (14 models)\n"

@@ -21,6 +21,7 @@ from ai_factory.catalog.model_cards import (
     write_cards,
 )
 from ai_factory.catalog.model_catalog import DEFAULT_CATALOG_PATH, ModelCatalog
+from tests.catalog_evidence import approved_shipped_catalog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_CARDS = REPO_ROOT / "docs" / "models"
@@ -49,7 +50,7 @@ def test_card_has_every_section() -> None:
     assert card.startswith(GENERATED_MARKER + "\n")
     for text in [
         "# claude-haiku-4-5",
-        "| Status | **approved**; approved by platform-ai@example.com on 2026-11-24 |",
+        "| Status | **candidate** |",
         "| Provider | Anthropic via Amazon Bedrock |",
         "| Modality | chat |",
         "| Owner | platform-ai@example.com |",
@@ -62,7 +63,8 @@ def test_card_has_every_section() -> None:
         "| Cache-write input tokens | 1.25 |",
         "| `chat-fast` | 1 of 2 | **claude-haiku-4-5** → nova-lite |",
         "| `chat-smart` | 2 of 2 | claude-sonnet-4-5 → **claude-haiku-4-5** |",
-        "## Evaluations\n\nNone recorded yet.",
+        "## Evaluations\n\n**Not yet evaluated** against the standard suites (`ai-factory models evaluate`).",
+        "Routed under a waiver granted by platform-ai@example.com on 2026-11-24: Routed before its first",
         "- Data residency: us- stacks call the us. cross-region inference profile",
         "- Provider terms: unknown",
         "- temperature range 0-1",
@@ -75,8 +77,11 @@ def test_card_has_every_section() -> None:
 def test_card_of_deprecated_unrouted_model_with_evaluations(tmp_path: Path) -> None:
     data = raw_catalog()
     old = copy.deepcopy(data["models"][2])
+    del old["waiver"]
     old.update(
         name="nova-old",
+        approved_by="platform-ai@example.com",
+        approved_on="2026-11-24",
         status="deprecated",
         deprecated_on="2026-03-31",
         evaluated_on=["mlflow:runs/0123abcd"],
@@ -101,13 +106,30 @@ def test_card_of_deprecated_unrouted_model_with_evaluations(tmp_path: Path) -> N
 def test_index_lists_models_and_routes() -> None:
     index = render_index(ModelCatalog.load())
     assert (
-        "| [nova-lite](nova-lite.md) | approved 2026-11-24 | chat | Amazon | 300,000 | "
+        "| [nova-lite](nova-lite.md) | candidate, waived | chat | Amazon | 300,000 | "
         "0.06 / 0.24 / 0.015 / 0.00 | `chat-fast` #2 |" in index
     )
     assert (
         "| `chat-fast` | chat | [claude-haiku-4-5](claude-haiku-4-5.md) → [nova-lite](nova-lite.md) |"
         in index
     )
+
+
+def test_cards_tell_evaluated_models_from_not_yet_evaluated_ones() -> None:
+    catalog = ModelCatalog.load()
+    echo = render_card(catalog, "echo")
+    assert (
+        "**Evaluated**: does not pass safety/prompt-injection, safety/pii-leakage, safety/harmful-content"
+        in echo
+    )
+    assert "| safety/over-refusal | 1 | pass | 100% | 6 |" in echo
+    assert "| safety/prompt-injection | 1 | **fail** |" in echo
+    assert "Routed under a waiver granted by platform-ai@example.com on 2026-12-03" in echo
+    assert "No standard suites apply to embedding models" in render_card(catalog, "titan-embed-v2")
+    passing = approved_shipped_catalog()
+    card = render_card(passing, "nova-lite")
+    assert "**Evaluated**: passes every standard suite." in card
+    assert "| safety/pii-leakage | - | pass | 100% | 5 | 0 ms | $0.00 | - | 2026-12-01 | `run-1` |" in card
 
 
 def test_output_is_deterministic() -> None:

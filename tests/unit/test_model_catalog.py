@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from ai_factory.catalog.model_catalog import CatalogError, CatalogWarning, ComplianceNotes, ModelCatalog
 from aif_gateway.config import GatewayConfig, Prices
+from tests.catalog_evidence import PASSING_EVIDENCE
 
 APPROVAL = {"approved_by": "ai-review@example.com", "approved_on": "2026-11-24"}
 
@@ -33,6 +34,7 @@ def base() -> dict[str, Any]:
                 "regions": ["us-east-1", "us-west-2"],
                 "prices": {"input": 1.0, "output": 5.0, "cache_read": 0.1, "cache_write": 1.25},
                 "status": "approved",
+                "evidence": PASSING_EVIDENCE,
                 "owner": "platform-team",
                 "context_window": 200000,
                 **APPROVAL,
@@ -45,6 +47,7 @@ def base() -> dict[str, Any]:
                 "regions": ["us-east-1"],
                 "prices": {"input": 0.06, "output": 0.24},
                 "status": "approved",
+                "evidence": PASSING_EVIDENCE,
                 "owner": "platform-team",
                 "context_window": 300000,
                 **APPROVAL,
@@ -57,10 +60,18 @@ def base() -> dict[str, Any]:
                 "regions": ["us-east-1"],
                 "prices": {"input": 0.02},
                 "status": "approved",
+                "evidence": PASSING_EVIDENCE,
                 "owner": "platform-team",
                 **APPROVAL,
             },
-            {"name": "echo", "provider": "echo", "modality": "chat", "prices": {}, "status": "approved"},
+            {
+                "name": "echo",
+                "provider": "echo",
+                "modality": "chat",
+                "prices": {},
+                "status": "approved",
+                "evidence": PASSING_EVIDENCE,
+            },
         ],
         "routes": [
             {"alias": "chat", "targets": ["haiku", "nova"]},
@@ -147,6 +158,7 @@ def test_bedrock_invoke_arns(tmp_path: Path) -> None:
             "regions": ["eu-west-1"],
             "prices": {},
             "status": "approved",
+            "evidence": PASSING_EVIDENCE,
             "owner": "platform-team",
             "context_window": 1000,
             **APPROVAL,

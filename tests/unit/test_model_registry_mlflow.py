@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ai_factory.catalog.model_cards import render_card
-from ai_factory.catalog.model_catalog import DEFAULT_CATALOG_PATH, ModelCatalog
+from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.catalog.model_registry_mlflow import (
     HASH_TAG,
     entry_hash,
@@ -20,6 +20,7 @@ from ai_factory.catalog.model_registry_mlflow import (
     publish_catalog,
 )
 from ai_factory.state import default_tracking_uri
+from tests.catalog_evidence import approved_shipped_catalog, approved_shipped_data
 
 pytest.importorskip("mlflow")
 
@@ -40,7 +41,7 @@ def uri(tmp_path: Path, empty_store: Path) -> str:
 
 
 def raw() -> dict[str, Any]:
-    return dict(yaml.safe_load(DEFAULT_CATALOG_PATH.read_text(encoding="utf-8")))
+    return approved_shipped_data()
 
 
 def load(data: dict[str, Any], folder: Path) -> ModelCatalog:
@@ -60,7 +61,7 @@ def entry(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def test_publish_creates_models_versions_tags_and_aliases(uri: str) -> None:
-    catalog = ModelCatalog.load()
+    catalog = approved_shipped_catalog()
     actions = publish_catalog(catalog, uri)
     assert len([a for a in actions if a.action == "create-model"]) == len(catalog.models)
     client = make_client(uri)
@@ -97,10 +98,10 @@ def test_publish_creates_models_versions_tags_and_aliases(uri: str) -> None:
 
 
 def test_republishing_an_unchanged_catalog_changes_nothing(uri: str) -> None:
-    catalog = ModelCatalog.load()
+    catalog = approved_shipped_catalog()
     publish_catalog(catalog, uri)
     assert publish_catalog(catalog, uri) == []
-    assert publish_catalog(ModelCatalog.load(), uri, dry_run=True) == []
+    assert publish_catalog(approved_shipped_catalog(), uri, dry_run=True) == []
     client = make_client(uri)
     assert len(client.search_model_versions("name='bedrock.nova-lite'")) == 1
 
@@ -164,7 +165,7 @@ def test_source_is_accepted_by_a_tracking_server() -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.server.handlers import _validate_artifact_uri_scheme, _validate_source_run
 
-    for model in ModelCatalog.load().models.values():
+    for model in approved_shipped_catalog().models.values():
         source = model_source(model)
         _validate_artifact_uri_scheme(source, "source")
         _validate_source_run(source, "")
@@ -183,7 +184,7 @@ def test_default_tracking_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 def test_entry_hash_ignores_routes_but_not_content(tmp_path: Path) -> None:
-    base = ModelCatalog.load().models["claude-haiku-4-5"]
+    base = approved_shipped_catalog().models["claude-haiku-4-5"]
     data = raw()
     data["routes"] = [r for r in data["routes"] if r["alias"] != "chat-smart"]
     data["model_aliases"] = {k: v for k, v in data["model_aliases"].items() if v != "chat-smart"}

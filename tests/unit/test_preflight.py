@@ -40,6 +40,7 @@ from ai_factory.preflight import (
     powertools_layer,
     run_preflight,
 )
+from tests.catalog_evidence import PASSING_EVIDENCE
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account
@@ -280,6 +281,7 @@ def test_no_anthropic_model_no_form_check() -> None:
                     "modality": "chat",
                     "model_id": "echo",
                     "status": "approved",
+                    "evidence": PASSING_EVIDENCE,
                     "prices": {"input": 0.0},
                     "owner": "platform-ai@example.com",
                 }

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .feedback import FeedbackService, feedback_response
+from .memory_store import MemoryQuotaStore
 from .metering import CountingMetricsSink, MetricsSink, cost_usd
 from .openai_schema import (
     ChatRequest,
@@ -52,11 +54,20 @@ from .prompt_template import PromptVariablesError, render_messages
 from .prompt_view import PromptViewSource
 from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, TokenUsage
 from .providers import default_providers
+from .quota import Estimate, Gate, QuotaStore, Reservation, worst_case
 from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, StoreError, UsageRecord, utc_now
 from .retrieval import RetrievalService, knowledge_base_route, parse_retrieve_request, retrieve_response
 from .routing import RouteFailed, RouteOutcome, Router
 from .stream_format import SSE_HEADERS, ChunkEncoder
-from .streaming import OpenedStream, StreamEnd, StreamingResponse, estimate_tokens, open_stream, relay
+from .streaming import (
+    CHARS_PER_TOKEN,
+    OpenedStream,
+    StreamEnd,
+    StreamingResponse,
+    estimate_tokens,
+    open_stream,
+    relay,
+)
 
 log = logging.getLogger("aif_gateway")
 
@@ -84,6 +95,7 @@ class Gateway:
         prompts: PromptViewSource | None = None,
         refresh_executor: Executor | None = None,
         retrieval: RetrievalService | None = None,
+        quota: QuotaStore | None = None,
     ) -> None:
         self.config = config
         # The registry's runtime view (cached; re-read at most every ttl). None: no prompts published.
@@ -98,6 +110,9 @@ class Gateway:
         refresher = BackgroundRefresher(refresh_executor)
         self.auth = KeyAuthenticator(keys, config.key_cache_ttl_s, clock, refresher)
         self.guard = UsageGuard(ledger, config.usage_snapshot_ttl_s, clock, refresher)
+        # Reservations against the feature's shared gate (budget, rpm, tpm, concurrency): the store every
+        # instance shares in AWS (DynamoDB); without one, this process's own gates.
+        self.gate = Gate(quota if quota is not None else MemoryQuotaStore(), refresher)
         self.router = Router(config.breaker_failure_threshold, config.breaker_cooldown_s, clock)
         self.feedback = FeedbackService(ledger, self.metrics)
         # Knowledge bases a RagFeature registered (SSM in AWS); none unless configured.
@@ -126,7 +141,10 @@ class Gateway:
                     raise MethodNotAllowed(f"{call.method} is not allowed on {path}.")
                 else:
                     raise NotFound(f"Unknown path {path}.", code="unknown_path")
-            return handler(call)
+            response = handler(call)
+            if isinstance(response, StreamingResponse):
+                call.reservation = None  # the stream settles it when it ends (or is closed)
+            return response
         except GatewayError as exc:
             return self._error(call, exc)
         except StoreError:
@@ -141,6 +159,10 @@ class Gateway:
             return self._error(
                 call, InternalError("The gateway failed to handle the request; it was logged.")
             )
+        finally:
+            if call.reservation is not None and not call.reservation.settled:
+                # An exit no step accounted for: keep what was reserved (the model may have billed it).
+                call.reservation.settle(call.reservation.claim.cost_usd, call.reservation.claim.tokens)
 
     # -- routes --------------------------------------------------------------------------------------
 
@@ -167,6 +189,7 @@ class Gateway:
                 f"'{request.model}' is an embedding model; call /v1/embeddings.", param="model"
             )
         self.guard.check(key, call.started)
+        self._reserve(call, key, worst_case(route, estimate_tokens(request), request.max_tokens))
         timeouts = self._timeouts(route)
         ctx = CallContext(call.request_id, key.team, key.feature, self.config.guardrail, timeouts)
         request.auto_cache = route.prompt_cache
@@ -187,7 +210,7 @@ class Gateway:
         record = self._record(call, key, outcome, result.usage, status=200)
         if result.guardrail_intervened:
             record.guardrail_action = "INTERVENED"
-        self._finish(record, outcome)
+        self._finish(record, outcome, call)
         body = _completion(call, outcome.target.name, result, record)
         return _response(200, body, call.request_id, _served_headers(outcome, record))
 
@@ -215,8 +238,13 @@ class Gateway:
         deadline = self.clock() + timeouts.total_s
         if self.config.request_deadline_s is not None:
             deadline = min(deadline, call.t_clock + self.config.request_deadline_s)
+        ended = False
 
         def on_end(end: StreamEnd) -> None:
+            nonlocal ended
+            if ended:
+                return
+            ended = True
             record = self._record(call, key, outcome, end.usage, status=200)
             record.extra["stream"] = "true"
             record.extra["first_token_ms"] = f"{first_token_ms:.3f}"
@@ -230,7 +258,13 @@ class Gateway:
                     record.extra["stream_error"] = end.error_kind
                 if end.retryable and self.router.breaker(outcome.target).record_failure():
                     outcome.breaker_opened.append(outcome.target.name)
-            self._finish(record, outcome)
+            self._finish(record, outcome, call)
+
+        def on_close() -> None:
+            """The client left before the relay started: the model call was opened (and billed for its
+            input), so the request is recorded with estimated usage."""
+            usage = TokenUsage(input=estimate_tokens(request))
+            on_end(StreamEnd(usage, True, None, False, error_code="client_disconnected"))
 
         encoder = ChunkEncoder(
             f"chatcmpl-{call.request_id}", int(call.started.timestamp()), outcome.target.name
@@ -251,7 +285,7 @@ class Gateway:
             "x-aif-served-model-id": outcome.target.model_id,
             "x-aif-attempts": str(outcome.attempts),
         }
-        return StreamingResponse(200, headers, body)
+        return StreamingResponse(200, headers, body, on_close=on_close)
 
     def _timeouts(self, route: Route) -> RouteTimeouts:
         """The route's limits, shortened to the request deadline where that is tighter."""
@@ -270,6 +304,9 @@ class Gateway:
                 f"'{request.model}' is a chat model; call /v1/chat/completions.", param="model"
             )
         self.guard.check(key, call.started)
+        # Embedding models price input only; CHARS_PER_TOKEN is the estimate the streaming path uses.
+        chars = sum(len(text) for text in request.inputs)
+        self._reserve(call, key, worst_case(route, math.ceil(chars / CHARS_PER_TOKEN), 0))
         ctx = CallContext(call.request_id, key.team, key.feature, None)
         outcome: RouteOutcome[EmbeddingResult] = self._call_models(
             call,
@@ -281,7 +318,7 @@ class Gateway:
         )
         usage = TokenUsage(input=outcome.result.input_tokens)
         record = self._record(call, key, outcome, usage, status=200, operation="embeddings")
-        self._finish(record, outcome)
+        self._finish(record, outcome, call)
         data = [
             {"object": "embedding", "index": i, "embedding": _encode_vector(v, request.encoding_format)}
             for i, v in enumerate(outcome.result.vectors)
@@ -307,10 +344,12 @@ class Gateway:
         call.route = knowledge_base_route(request.knowledge_base)
         kb = self.retrieval.resolve(key, request.knowledge_base)
         self.guard.check(key, call.started)
+        self._reserve(call, key, Estimate(0.0, 0, 0, 0))
         result = self.retrieval.retrieve(kb, request)
         record = self._base_record(call, key, status=200, operation="retrieve")
         self.retrieval.meter(record, kb, result)
         self._persist(record)
+        self._settle(call, record)
         self.guard.add(record.team, record.feature, record.timestamp, record.cost_usd)
         self._emit(record)
         headers = {"x-aif-cost-usd": f"{record.cost_usd:.10f}"}
@@ -414,6 +453,7 @@ class Gateway:
             record.extra["failures"] = "; ".join(exc.failures)
             _add_failed_usage(record, exc.failed_usage, exc.failed_cost_usd)
             self._persist(record)
+            self._settle(call, record)
             self._emit(record, fell_back=True, breaker_opened=len(exc.breaker_opened))
             raise
 
@@ -456,8 +496,19 @@ class Gateway:
             record.extra["failures"] = "; ".join(outcome.failures)
         return record
 
-    def _finish(self, record: UsageRecord, outcome: RouteOutcome[Any]) -> None:
+    def _reserve(self, call: _Call, key: ApiKeyRecord, estimate: Estimate) -> None:
+        """Hold the request's worst case against its feature's shared limits (429 naming the limit)."""
+        call.reservation = self.gate.reserve(key, call.started, estimate)
+
+    def _settle(self, call: _Call, record: UsageRecord) -> None:
+        """Replace the reservation by what the request really cost (its record), freeing its slot."""
+        if call.reservation is not None:
+            tokens = record.input_tokens + record.output_tokens + record.cache_read_tokens
+            call.reservation.settle(record.cost_usd, tokens + record.cache_write_tokens)
+
+    def _finish(self, record: UsageRecord, outcome: RouteOutcome[Any], call: _Call) -> None:
         self._persist(record)
+        self._settle(call, record)
         self.guard.add(record.team, record.feature, record.timestamp, record.cost_usd)
         self._emit(record, fell_back=outcome.fell_back, breaker_opened=len(outcome.breaker_opened))
 
@@ -519,6 +570,7 @@ class _Call:
         "prompt_name",
         "prompt_version",
         "request_id",
+        "reservation",
         "route",
         "started",
         "t_clock",
@@ -542,6 +594,7 @@ class _Call:
         self.route: str | None = None
         self.prompt_name: str | None = None
         self.prompt_version: str | None = None
+        self.reservation: Reservation | None = None  # settled on every exit path
 
     def header(self, name: str) -> str | None:
         value = self._headers.get(name)

@@ -80,7 +80,8 @@ class PayloadTooLarge(GatewayError):
 
 
 class RateLimited(GatewayError):
-    """429: the feature's request rate limit."""
+    """429: one of the feature's rate limits (requests or tokens per minute, concurrency); ``code``
+    names which."""
 
     status = 429
     type = "rate_limit_error"

@@ -97,6 +97,9 @@ class StreamingResponse:
     status: int
     headers: dict[str, str]
     body: Iterator[bytes]
+    # Called once after the body is closed: accounts for a stream the client left before its first
+    # piece (a generator that never started runs no ``finally``), so no usage record or slot is lost.
+    on_close: Callable[[], None] | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
@@ -105,6 +108,8 @@ class StreamingResponse:
             close = getattr(self.body, "close", None)
             if close is not None:
                 close()
+            if self.on_close is not None:
+                self.on_close()
 
     def buffered(self) -> dict[str, Any]:
         text = b"".join(self.body).decode("utf-8")

@@ -192,7 +192,7 @@ class UsageGuard:
                 f"The monthly budget of ${key.monthly_budget_usd:,.2f} for {key.team}/{key.feature} is spent "
                 f"(${spent:,.4f} used in {month_of(now)}). It resets on {reset:%Y-%m-%d} 00:00 UTC; ask the "
                 "platform team to raise the budget if you need more now.",
-                headers={"Retry-After": str(int((reset - now).total_seconds()))},
+                headers={"Retry-After": str(int((reset - now).total_seconds())), "x-aif-limit": "budget"},
             )
         minute = minute_of(now)
         used = entry.snapshot.requests_this_minute if entry.snapshot.minute == minute else 0
@@ -202,7 +202,7 @@ class UsageGuard:
             raise RateLimited(
                 f"Rate limit of {key.rate_limit_rpm} requests per minute for {key.team}/{key.feature} "
                 f"reached. Retry after {retry_after} s.",
-                headers={"Retry-After": str(retry_after)},
+                headers={"Retry-After": str(retry_after), "x-aif-limit": "requests_per_minute"},
             )
 
     def add(self, team: str, feature: str, now: datetime, cost: float) -> None:

@@ -30,6 +30,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from aif_gateway.records import DEFAULT_MAX_CONCURRENCY as DEFAULT_CONC
+from aif_gateway.records import DEFAULT_TOKENS_PER_MINUTE as DEFAULT_TPM
 from aif_gateway.records import (
     ApiKeyRecord,
     FeedbackRecord,
@@ -201,6 +203,8 @@ def key_to_item(record: ApiKeyRecord) -> dict[str, AttributeValueTypeDef]:
         "allowed_models": {"L": [_s(m) for m in record.allowed_models]},
         "monthly_budget_usd": _n(record.monthly_budget_usd),
         "rate_limit_rpm": _n(record.rate_limit_rpm),
+        "tokens_per_minute": _n(record.tokens_per_minute),
+        "max_concurrency": _n(record.max_concurrency),
         "created_at": _s(record.created_at.isoformat()),
         "description": _s(record.description),
     }
@@ -225,6 +229,9 @@ def key_from_item(item: dict[str, Any]) -> ApiKeyRecord:
         expires_at=_opt_datetime(item.get("expires_at")),
         revoked_at=_opt_datetime(item.get("revoked_at")),
         description=item.get("description", {}).get("S", ""),
+        # Items written before these limits existed get the defaults.
+        tokens_per_minute=_to_int(item["tokens_per_minute"]) if "tokens_per_minute" in item else DEFAULT_TPM,
+        max_concurrency=_to_int(item["max_concurrency"]) if "max_concurrency" in item else DEFAULT_CONC,
     )
 
 

@@ -6,7 +6,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime
 
-from .quota import Carry, Claim, GateState, Limits, QuotaExceeded, refusal, slots_leaked
+from .quota import Carry, Claim, GateState, Limits, admitted, applied
 from .records import (
     ApiKeyRecord,
     FeedbackRecord,
@@ -101,37 +101,13 @@ class MemoryQuotaStore:
         key = (claim.team, claim.feature, claim.month)
         with self._lock:
             self.calls += 1
-            state = self._gates.get(key, GateState())
-            if slots_leaked(state, claim, limits) and refusal(state, claim, limits, carry) == "concurrency":
-                state = replace(state, in_flight=0)
-            limit = refusal(state, claim, limits, carry)
-            if limit is not None:
-                raise QuotaExceeded(limit, state)
-            same = state.minute == claim.minute
-            self._gates[key] = GateState(
-                committed_usd=state.committed_usd + carry.committed_usd + claim.cost_usd,
-                spent_usd=state.spent_usd + carry.spent_usd,
-                minute=claim.minute,
-                minute_requests=(state.minute_requests if same else 0) + 1,
-                minute_tokens=(state.minute_tokens + carry.tokens_for(claim.minute) if same else 0)
-                + claim.tokens,
-                in_flight=max(0, state.in_flight + carry.slots) + 1,
-                settled_requests=state.settled_requests + carry.requests,
-                admitted_at=claim.now_s,
-            )
+            self._gates[key] = admitted(self._gates.get(key, GateState()), claim, limits, carry)
 
     def apply(self, team: str, feature: str, month: str, carry: Carry) -> None:
+        key = (team, feature, month)
         with self._lock:
             self.calls += 1
-            state = self._gates.get((team, feature, month), GateState())
-            self._gates[(team, feature, month)] = replace(
-                state,
-                committed_usd=state.committed_usd + carry.committed_usd,
-                spent_usd=state.spent_usd + carry.spent_usd,
-                minute_tokens=state.minute_tokens + carry.tokens_for(state.minute),
-                in_flight=max(0, state.in_flight + carry.slots),
-                settled_requests=state.settled_requests + carry.requests,
-            )
+            self._gates[key] = applied(self._gates.get(key, GateState()), carry)
 
     def state(self, team: str, feature: str, month: str) -> GateState:
         return self._gates.get((team, feature, month), GateState())

@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
@@ -170,6 +170,40 @@ def refusal(state: GateState, claim: Claim, limits: Limits, carry: Carry) -> Lim
 def slots_leaked(state: GateState, claim: Claim, limits: Limits) -> bool:
     """True when slots are counted in flight but nothing was admitted for longer than any request lasts."""
     return state.in_flight > 0 and claim.now_s - state.admitted_at > limits.slot_expiry_s
+
+
+def admitted(state: GateState, claim: Claim, limits: Limits, carry: Carry) -> GateState:
+    """The gate after admitting ``claim`` with ``carry``; raises QuotaExceeded when a limit refuses.
+    The one admission rule of the stores that hold a gate in one place (memory, SQLite); the DynamoDB
+    store expresses the same rule as condition expressions."""
+    if slots_leaked(state, claim, limits) and refusal(state, claim, limits, carry) == "concurrency":
+        state = replace(state, in_flight=0)
+    limit = refusal(state, claim, limits, carry)
+    if limit is not None:
+        raise QuotaExceeded(limit, state)
+    same = state.minute == claim.minute
+    return GateState(
+        committed_usd=state.committed_usd + carry.committed_usd + claim.cost_usd,
+        spent_usd=state.spent_usd + carry.spent_usd,
+        minute=claim.minute,
+        minute_requests=(state.minute_requests if same else 0) + 1,
+        minute_tokens=(state.minute_tokens + carry.tokens_for(claim.minute) if same else 0) + claim.tokens,
+        in_flight=max(0, state.in_flight + carry.slots) + 1,
+        settled_requests=state.settled_requests + carry.requests,
+        admitted_at=claim.now_s,
+    )
+
+
+def applied(state: GateState, carry: Carry) -> GateState:
+    """The gate after adding settlements (a past minute's token correction is dropped)."""
+    return replace(
+        state,
+        committed_usd=state.committed_usd + carry.committed_usd,
+        spent_usd=state.spent_usd + carry.spent_usd,
+        minute_tokens=state.minute_tokens + carry.tokens_for(state.minute),
+        in_flight=max(0, state.in_flight + carry.slots),
+        settled_requests=state.settled_requests + carry.requests,
+    )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from .config import Prices
 from .provider_types import TokenUsage
+from .quota import LIMIT_CODES
 from .records import FeedbackRecord, UsageRecord
 
 
@@ -60,7 +61,7 @@ class EmfMetricsSink:
             metrics.add_metric("CircuitBreakerOpened", MetricUnit.Count, breaker_opened)
         if record.guardrail_action == "INTERVENED":
             metrics.add_metric("GuardrailInterventions", MetricUnit.Count, 1)
-        if record.error_type in ("budget_exhausted", "rate_limit_exceeded"):
+        if record.error_type in LIMIT_CODES.values():
             metrics.add_metric("Throttled", MetricUnit.Count, 1)
         metrics.flush_metrics()
 

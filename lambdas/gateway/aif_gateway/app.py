@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -191,7 +192,10 @@ class Gateway:
         self.guard.check(key, call.started)
         self._reserve(call, key, worst_case(route, estimate_tokens(request), request.max_tokens))
         timeouts = self._timeouts(route)
-        ctx = CallContext(call.request_id, key.team, key.feature, self.config.guardrail, timeouts)
+        guardrail = self.config.guardrail
+        if guardrail is not None and route.guard_scope is not None:
+            guardrail = replace(guardrail, scope=route.guard_scope)
+        ctx = CallContext(call.request_id, key.team, key.feature, guardrail, timeouts)
         request.auto_cache = route.prompt_cache
         if request.stream:
             return self._stream_chat(call, key, route, request, ctx, timeouts)

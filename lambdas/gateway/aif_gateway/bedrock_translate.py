@@ -98,6 +98,8 @@ def to_converse(
             schema["name"] = spec["name"]
         kwargs["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
     if guardrail is not None:
+        if guardrail.scope == "latest":
+            _guard_latest_turn(build.turns)
         kwargs["guardrailConfig"] = {
             "guardrailIdentifier": guardrail.identifier,
             "guardrailVersion": guardrail.version,
@@ -343,6 +345,31 @@ def _thinking(
         max_tokens = min(max_tokens, caps.max_output_tokens)
         budget = min(budget, max_tokens - 1)
     return budget, max_tokens
+
+
+def _guard_latest_turn(turns: list[dict[str, Any]]) -> None:
+    """Mark what the guardrail evaluates: the newest user turn's text, and a copy of the text of the tool
+    results it carries (Bedrock evaluates no ``toolResult``, and ``guardContent`` cannot sit inside one).
+    With ``guardContent`` present, the guardrail skips the rest of the conversation and the system
+    prompt: earlier turns were checked when they were new, the system prompt is the developer's."""
+    last = next((t for t in reversed(turns) if t["role"] == "user"), None)
+    if last is None:
+        return
+    blocks: list[dict[str, Any]] = []
+    copies: list[dict[str, Any]] = []
+    for block in last["content"]:
+        if "text" in block:
+            blocks.append(
+                {"guardContent": {"text": {"text": block["text"], "qualifiers": ["guard_content"]}}}
+            )
+            continue
+        blocks.append(block)
+        for part in block.get("toolResult", {}).get("content", []):
+            if part.get("text", "").strip():
+                copies.append(
+                    {"guardContent": {"text": {"text": part["text"], "qualifiers": ["guard_content"]}}}
+                )
+    last["content"] = blocks + copies
 
 
 def _cache_point() -> dict[str, Any]:

@@ -100,12 +100,26 @@ class Route:
     targets: tuple[ModelTarget, ...]
     timeouts: RouteTimeouts = field(default_factory=RouteTimeouts)
     prompt_cache: bool = False  # catalog "prompt_cache: auto": cache points after system and tools
+    guard_scope: str | None = None  # overrides the gateway guardrail's scope for this route
+
+
+GUARD_SCOPES = ("latest", "all")
+GUARDRAIL_SCOPE_ENV = "AIF_GUARDRAIL_SCOPE"
 
 
 @dataclass(frozen=True)
 class GuardrailRef:
+    """The guardrail every Converse call names. ``scope``: what it evaluates (and bills text units
+    for): ``latest`` (default) the newest user turn and the tool results it carries, marked as
+    ``guardContent``; ``all`` the whole conversation and system prompt on every call."""
+
     identifier: str
     version: str
+    scope: str = "latest"
+
+    def __post_init__(self) -> None:
+        if self.scope not in GUARD_SCOPES:
+            raise ValueError(f"guardrail scope must be one of {', '.join(GUARD_SCOPES)}, got {self.scope!r}")
 
 
 @dataclass(frozen=True)
@@ -157,7 +171,12 @@ class GatewayConfig:
                 targets=targets,
                 timeouts=timeouts,
                 prompt_cache=bool(raw.get("prompt_cache", False)),
+                guard_scope=raw.get("guard_scope"),
             )
+            if routes[alias].guard_scope not in (None, *GUARD_SCOPES):
+                raise ValueError(
+                    f"gateway config: route '{alias}': guard_scope must be one of {', '.join(GUARD_SCOPES)}"
+                )
         guardrail = GuardrailRef(**data["guardrail"]) if data.get("guardrail") else None
         scalars = {k: v for k, v in data.items() if k not in ("routes", "guardrail")}
         return cls(routes=routes, guardrail=guardrail, **scalars)
@@ -188,7 +207,8 @@ class GatewayConfig:
         ident, version = os.environ.get("AIF_GUARDRAIL_ID"), os.environ.get("AIF_GUARDRAIL_VERSION")
         if not ident or not version:
             return self
-        return GatewayConfig(**{**self.__dict__, "guardrail": GuardrailRef(ident, version)})
+        scope = os.environ.get(GUARDRAIL_SCOPE_ENV) or "latest"
+        return GatewayConfig(**{**self.__dict__, "guardrail": GuardrailRef(ident, version, scope)})
 
 
 def _capabilities(raw: dict[str, Any] | None) -> ModelCapabilities:

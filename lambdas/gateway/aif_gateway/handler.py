@@ -18,6 +18,7 @@ from aws_lambda_powertools import Logger, Tracer
 
 from .app import Gateway
 from .config import CONFIG_FILE_NAME, GatewayConfig
+from .dynamo_quota import DynamoQuotaStore
 from .dynamo_store import DynamoKeyStore, DynamoLedger, make_client
 from .metering import EmfMetricsSink
 from .prompt_view import PromptViewSource
@@ -43,6 +44,8 @@ def build_gateway() -> Gateway:
         config,
         keys=DynamoKeyStore(os.environ["AIF_KEYS_TABLE"], dynamodb),
         ledger=DynamoLedger(os.environ["AIF_USAGE_TABLE"], dynamodb),
+        # The feature gates live in the usage table too (GATE# items): every environment shares them.
+        quota=DynamoQuotaStore(os.environ["AIF_USAGE_TABLE"], dynamodb),
         spill=SpillQueue(spill_url) if spill_url else None,
         metrics=EmfMetricsSink(),
         audit_log=audit_log,

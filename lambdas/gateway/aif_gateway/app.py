@@ -207,6 +207,7 @@ class Gateway:
             lambda t: self.providers[t.provider].chat(t, adapt(request, t.capabilities), ctx),
             timeouts.total_s,
             lambda t: unfit_reason(request, t.capabilities),
+            lambda: estimate_tokens(request),
         )
         result = outcome.result
         if not request.parallel_tool_calls:
@@ -237,6 +238,7 @@ class Gateway:
             lambda t: open_stream(self.providers[t.provider], t, adapt(request, t.capabilities), ctx),
             timeouts.first_token_s,
             lambda t: unfit_reason(request, t.capabilities),
+            lambda: estimate_tokens(request),
         )
         first_token_ms = call.elapsed_ms()
         deadline = self.clock() + timeouts.total_s
@@ -440,6 +442,7 @@ class Gateway:
         fn: Any,
         attempt_s: float,
         unfit: Any = None,
+        estimate_input: Callable[[], int] | None = None,
     ) -> Any:
         """Down the fallback chain; a target is started only while ``attempt_s`` (what one attempt may
         take before the gateway knows whether it failed) still fits before the request deadline.
@@ -449,13 +452,13 @@ class Gateway:
         if deadline is not None:
             latest_start = call.t_clock + deadline - attempt_s
         try:
-            return self.router.call(route, fn, latest_start, unfit)
+            return self.router.call(route, fn, latest_start, unfit, estimate_input)
         except RouteFailed as exc:
             # The models were called (and may have billed partial work): the attempt is recorded.
             record = self._base_record(call, key, status=exc.status, operation=operation)
             record.attempts, record.error_type = exc.attempts, exc.code or "all_targets_failed"
             record.extra["failures"] = "; ".join(exc.failures)
-            _add_failed_usage(record, exc.failed_usage, exc.failed_cost_usd)
+            _add_failed_usage(record, exc.failed_usage, exc.failed_cost_usd, exc.estimated_failures)
             self._persist(record)
             self._settle(call, record)
             self._emit(record, fell_back=True, breaker_opened=len(exc.breaker_opened))
@@ -494,7 +497,7 @@ class Gateway:
         record.input_tokens, record.output_tokens = usage.input, usage.output
         record.cache_read_tokens, record.cache_write_tokens = usage.cache_read, usage.cache_write
         record.cost_usd = round(cost_usd(usage, outcome.target.prices), 10)
-        _add_failed_usage(record, outcome.failed_usage, outcome.failed_cost_usd)
+        _add_failed_usage(record, outcome.failed_usage, outcome.failed_cost_usd, outcome.estimated_failures)
         record.attempts = outcome.attempts
         if outcome.failures:
             record.extra["failures"] = "; ".join(outcome.failures)
@@ -650,8 +653,11 @@ def _model_entry(alias: str) -> dict[str, Any]:
     return {"id": alias, "object": "model", "created": 0, "owned_by": "ai-factory"}
 
 
-def _add_failed_usage(record: UsageRecord, usage: TokenUsage, cost: float) -> None:
-    """Tokens that failed calls were billed for (an embedding batch that broke half-way) are metered."""
+def _add_failed_usage(record: UsageRecord, usage: TokenUsage, cost: float, estimated: int = 0) -> None:
+    """Tokens that failed calls were billed for (an embedding batch that broke half-way, a timed-out
+    attempt) are metered; ``estimated`` attempts had no usage report and are marked as such."""
+    if estimated:
+        record.extra["failed_attempts_estimated"] = str(estimated)
     record.input_tokens += usage.input
     record.output_tokens += usage.output
     record.cache_read_tokens += usage.cache_read

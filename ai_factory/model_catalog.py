@@ -68,6 +68,7 @@ _MODEL_FIELDS = frozenset(
         "known_limitations",
         "endpoint_name",
         "content_handler",
+        "profile_prices",
     }
 )
 _ROUTE_FIELDS = frozenset({"alias", "targets", "timeouts"})
@@ -136,6 +137,14 @@ class CatalogModel:
     # provider "sagemaker": the endpoint the gateway invokes (also in model_id) and how it talks.
     endpoint_name: str | None = None
     content_handler: str | None = None
+    # Inference-profile geography ("us", "eu", "apac", "global") -> its prices, where they differ from
+    # ``prices`` (geographic profiles of some models carry a premium over the global profile).
+    profile_prices: Mapping[str, Prices] = field(default_factory=dict, hash=False)
+
+    def prices_for(self, invoke_id: str) -> Prices:
+        """The prices of calling ``invoke_id``: its profile geography's, else ``prices``."""
+        geography = invoke_id.split(".", 1)[0] if "." in invoke_id.split(":", 1)[0] else ""
+        return self.profile_prices.get(geography, self.prices)
 
     def __getattr__(self, item: str) -> Any:
         # Only called when normal lookup fails. Read __dict__ directly so copy/pickle (which probe
@@ -183,6 +192,10 @@ class CatalogModel:
             "context_window": self.context_window,
             "max_output_tokens": self.max_output_tokens,
             "prices": {key: getattr(self.prices, key) for key in PRICE_KEYS},
+            "profile_prices": {
+                geo: {key: getattr(p, key) for key in PRICE_KEYS}
+                for geo, p in sorted(self.profile_prices.items())
+            },
             "status": self.status,
             "deprecated_on": self.deprecated_on.isoformat() if self.deprecated_on else None,
             "approved_by": self.approved_by,
@@ -295,24 +308,45 @@ class _Checker:
         raise self.fail(entry, key, f"must be a date YYYY-MM-DD, got {value!r}")
 
 
-def _parse_prices(check: _Checker, raw: Mapping[str, Any], entry: str) -> Prices:
-    value = raw.get("prices")
+def _parse_prices(check: _Checker, raw: Mapping[str, Any], entry: str, name: str = "prices") -> Prices:
+    value = raw.get(name) if name == "prices" else raw
     if value is None:
-        raise check.fail(entry, "prices", "is required (USD per 1M tokens; omitted keys count as 0)")
+        raise check.fail(entry, name, "is required (USD per 1M tokens; omitted keys count as 0)")
     if not isinstance(value, Mapping):
-        raise check.fail(entry, "prices", f"must be a mapping of {', '.join(PRICE_KEYS)}, got {value!r}")
+        raise check.fail(entry, name, f"must be a mapping of {', '.join(PRICE_KEYS)}, got {value!r}")
     unknown = sorted(str(k) for k in value if k not in PRICE_KEYS)
     if unknown:
         # A typo such as "ouput" would otherwise silently price a counter at zero.
-        raise check.fail(entry, "prices", f"unknown key(s) {unknown}; allowed: {', '.join(PRICE_KEYS)}")
+        raise check.fail(entry, name, f"unknown key(s) {unknown}; allowed: {', '.join(PRICE_KEYS)}")
     parsed: dict[str, float] = {}
     for key in PRICE_KEYS:
         price = value.get(key, 0.0)
         ok = isinstance(price, int | float) and not isinstance(price, bool)
         if not ok or not math.isfinite(price) or price < 0:
-            raise check.fail(entry, f"prices.{key}", f"must be a non-negative number, got {price!r}")
+            raise check.fail(entry, f"{name}.{key}", f"must be a non-negative number, got {price!r}")
         parsed[key] = float(price)
     return Prices(**parsed)
+
+
+PROFILE_GEOGRAPHIES = ("us", "eu", "apac", "global")
+
+
+def _parse_profile_prices(check: _Checker, raw: Mapping[str, Any], entry: str) -> dict[str, Prices]:
+    """``profile_prices``: geography -> prices (each checked like ``prices``)."""
+    value = raw.get("profile_prices")
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not value:
+        raise check.fail(entry, "profile_prices", f"must be a mapping of geography -> prices, got {value!r}")
+    parsed = {}
+    for geo, prices in value.items():
+        if geo not in PROFILE_GEOGRAPHIES:
+            allowed = ", ".join(PROFILE_GEOGRAPHIES)
+            raise check.fail(
+                entry, f"profile_prices.{geo}", f"is not an inference-profile geography ({allowed})"
+            )
+        parsed[str(geo)] = _parse_prices(check, prices, entry, f"profile_prices.{geo}")
+    return parsed
 
 
 def _parse_regional_ids(check: _Checker, raw: Mapping[str, Any], entry: str, model_id: str) -> dict[str, str]:
@@ -393,6 +427,9 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
     if regional_ids and provider != "bedrock":
         raise check.fail(entry, "regional_ids", "only applies to bedrock models")
     prices = _parse_prices(check, raw, entry)
+    profile_prices = _parse_profile_prices(check, raw, entry)
+    if profile_prices and provider != "bedrock":
+        raise check.fail(entry, "profile_prices", "only applies to bedrock models")
     deprecated_on = check.day(raw, "deprecated_on", entry)
     if status == "deprecated" and deprecated_on is None:
         raise check.fail(entry, "deprecated_on", "is required when status is deprecated (YYYY-MM-DD)")
@@ -435,6 +472,7 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
         known_limitations=check.string_list(raw, "known_limitations", entry),
         endpoint_name=endpoint_name,
         content_handler=content_handler,
+        profile_prices=profile_prices,
     )
 
 
@@ -605,9 +643,9 @@ class ModelCatalog:
                 ModelTarget(
                     name=m.name,
                     provider=m.provider,
-                    model_id=m.invoke_id_for(region),
+                    model_id=(invoke := m.invoke_id_for(region)),
                     modality=m.modality,
-                    prices=m.prices,
+                    prices=m.prices_for(invoke),
                     region=None,
                     content_handler=m.content_handler,
                     capabilities=ModelCapabilities.from_catalog(

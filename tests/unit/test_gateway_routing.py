@@ -80,8 +80,12 @@ def test_timeout_moves_to_next_target(harness: Harness) -> None:
 
 def test_throttled_attempts_are_not_metered(harness: Harness) -> None:
     key = harness.add_key()
-    harness.stubber.add_client_error("converse", service_error_code="ThrottlingException", http_status_code=429)
-    harness.stubber.add_client_error("converse", service_error_code="ThrottlingException", http_status_code=429)
+    harness.stubber.add_client_error(
+        "converse", service_error_code="ThrottlingException", http_status_code=429
+    )
+    harness.stubber.add_client_error(
+        "converse", service_error_code="ThrottlingException", http_status_code=429
+    )
     expect_converse(harness, NOVA.model_id)
     assert harness.chat(key)[0] == 200
     record = next(iter(harness.ledger.records.values()))

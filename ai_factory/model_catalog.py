@@ -32,7 +32,16 @@ from typing import Any, cast
 import yaml
 
 from aif_gateway.capabilities import ModelCapabilities
-from aif_gateway.config import GatewayConfig, Modality, ModelTarget, Prices, Provider, Route, RouteTimeouts
+from aif_gateway.config import (
+    GatewayConfig,
+    GuardrailPrices,
+    Modality,
+    ModelTarget,
+    Prices,
+    Provider,
+    Route,
+    RouteTimeouts,
+)
 
 DEFAULT_CATALOG_PATH = Path(__file__).parent / "data" / "models.yaml"
 
@@ -637,6 +646,20 @@ class ModelCatalog:
                         CatalogWarning,
                         stacklevel=2,
                     )
+        if "guardrail_prices" in self.extra and "guardrail_prices" not in overrides:
+            raw = self.extra["guardrail_prices"]
+            try:
+                prices = GuardrailPrices(**raw)
+                bad = [
+                    k
+                    for k, v in vars(prices).items()
+                    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0
+                ]
+            except TypeError as exc:
+                raise CatalogError(f"{self.source}: guardrail_prices: {exc}") from None
+            if bad:
+                raise CatalogError(f"{self.source}: guardrail_prices.{bad[0]}: must be a non-negative number")
+            overrides["guardrail_prices"] = prices
         routes = {}
         for alias, route in self.routes.items():
             targets = tuple(

@@ -101,3 +101,48 @@ def test_scope_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("AIF_GUARDRAIL_SCOPE", "all")
     config = GatewayConfig(routes={"r": Route("r", "chat", ())}).with_guardrail_from_env()
     assert config.guardrail == GuardrailRef("gr-9", "4", "all")
+
+
+def _assessment(content: int, pii: int, free: int = 0) -> dict[str, Any]:
+    usage = {
+        "topicPolicyUnits": 0,
+        "contentPolicyUnits": content,
+        "wordPolicyUnits": 0,
+        "sensitiveInformationPolicyUnits": pii,
+        "sensitiveInformationPolicyFreeUnits": free,
+        "contextualGroundingPolicyUnits": 0,
+    }
+    return {"invocationMetrics": {"guardrailProcessingLatency": 40, "usage": usage, "guardrailCoverage": {}}}
+
+
+def test_guardrail_assessments_are_metered_from_the_trace(harness: Harness) -> None:
+    # Input assessed for 2 content units and 2 PII units; the answer for 1 and 1 (5 free regex units).
+    response = converse_response()
+    response["trace"] = {
+        "guardrail": {
+            "inputAssessment": {"gr-123": _assessment(2, 2)},
+            "outputAssessments": {"gr-123": [_assessment(1, 1, free=5)]},
+        }
+    }
+    harness.stubber.add_response("converse", response)
+    status, headers, _ = harness.chat(harness.add_key())
+    assert status == 200
+    record = next(iter(harness.ledger.records.values()))
+    assert record.extra["guardrail_units"] == "content=3,sensitive_information=3"
+    guardrail = (3 * 0.15 + 3 * 0.10) / 1000
+    model = (10 * HAIKU.prices.input + 5 * HAIKU.prices.output) / 1_000_000
+    assert float(record.extra["guardrail_cost_usd"]) == pytest.approx(guardrail)
+    assert record.cost_usd == pytest.approx(model + guardrail)
+    assert float(headers["x-aif-cost-usd"]) == pytest.approx(model + guardrail)
+
+
+def test_catalog_guardrail_prices_are_checked() -> None:
+    from ai_factory.model_catalog import CatalogError, ModelCatalog
+
+    catalog = ModelCatalog.load()
+    catalog.extra["guardrail_prices"] = {"content": -1}  # type: ignore[index]
+    with pytest.raises(CatalogError, match=r"guardrail_prices.content: must be a non-negative number"):
+        catalog.gateway_config()
+    catalog.extra["guardrail_prices"] = {"contnet": 1}  # type: ignore[index]
+    with pytest.raises(CatalogError, match=r"guardrail_prices: .*contnet"):
+        catalog.gateway_config()

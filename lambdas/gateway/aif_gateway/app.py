@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from .access import BackgroundRefresher, KeyAuthenticator, UsageGuard
 from .capabilities import adapt, unfit_reason
-from .config import GatewayConfig, Route, RouteTimeouts
+from .config import GatewayConfig, GuardrailPrices, Route, RouteTimeouts
 from .errors import (
     Forbidden,
     GatewayError,
@@ -42,6 +42,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .feedback import FeedbackService, feedback_response
+from .guardrail_metering import guardrail_cost
 from .memory_store import MemoryQuotaStore
 from .metering import CountingMetricsSink, MetricsSink, cost_usd
 from .openai_schema import (
@@ -215,6 +216,8 @@ class Gateway:
         record = self._record(call, key, outcome, result.usage, status=200)
         if result.guardrail_intervened:
             record.guardrail_action = "INTERVENED"
+        if result.guardrail_units:
+            _add_guardrail_cost(record, result.guardrail_units, self.config.guardrail_prices)
         self._finish(record, outcome, call)
         body = _completion(call, outcome.target.name, result, record)
         return _response(200, body, call.request_id, _served_headers(outcome, record))
@@ -662,6 +665,15 @@ def _add_failed_usage(record: UsageRecord, usage: TokenUsage, cost: float, estim
     record.output_tokens += usage.output
     record.cache_read_tokens += usage.cache_read
     record.cache_write_tokens += usage.cache_write
+    record.cost_usd = round(record.cost_usd + cost, 10)
+
+
+def _add_guardrail_cost(record: UsageRecord, units: dict[str, int], prices: GuardrailPrices) -> None:
+    """The guardrail's assessments are billed apart from the model: their text units and cost are
+    recorded (``extra.guardrail_units``, ``extra.guardrail_cost_usd``) and included in ``cost_usd``."""
+    cost = guardrail_cost(units, prices)
+    record.extra["guardrail_units"] = ",".join(f"{policy}={n}" for policy, n in sorted(units.items()))
+    record.extra["guardrail_cost_usd"] = f"{cost:.10f}"
     record.cost_usd = round(record.cost_usd + cost, 10)
 
 

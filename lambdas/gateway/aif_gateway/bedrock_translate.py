@@ -19,6 +19,7 @@ from typing import Any
 from .capabilities import UNKNOWN, ModelCapabilities
 from .config import GuardrailRef
 from .errors import InvalidRequest
+from .guardrail_metering import assessment_units
 from .openai_schema import ChatRequest
 from .provider_types import ChatResult, TokenUsage
 
@@ -443,4 +444,5 @@ def from_converse(response: dict[str, Any]) -> ChatResult:
         tool_calls=tool_calls,
         guardrail_intervened=stop_reason == "guardrail_intervened",
         reasoning="".join(reasoning),
+        guardrail_units=assessment_units(response.get("trace")),
     )

@@ -103,6 +103,18 @@ class Route:
     guard_scope: str | None = None  # overrides the gateway guardrail's scope for this route
 
 
+@dataclass(frozen=True)
+class GuardrailPrices:
+    """USD per 1,000 guardrail text units, per policy (the catalog's ``guardrail_prices``)."""
+
+    content: float = 0.15
+    topic: float = 0.15
+    word: float = 0.0
+    sensitive_information: float = 0.10
+    contextual_grounding: float = 0.10
+    automated_reasoning: float = 0.17
+
+
 GUARD_SCOPES = ("latest", "all")
 GUARDRAIL_SCOPE_ENV = "AIF_GUARDRAIL_SCOPE"
 
@@ -143,6 +155,7 @@ class GatewayConfig:
     # the Lambda times out. None: no deadline (local mode). In AWS it derives from the function timeout
     # (``with_deadline_from_env``).
     request_deadline_s: float | None = None
+    guardrail_prices: GuardrailPrices = field(default_factory=GuardrailPrices)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2)
@@ -178,8 +191,9 @@ class GatewayConfig:
                     f"gateway config: route '{alias}': guard_scope must be one of {', '.join(GUARD_SCOPES)}"
                 )
         guardrail = GuardrailRef(**data["guardrail"]) if data.get("guardrail") else None
-        scalars = {k: v for k, v in data.items() if k not in ("routes", "guardrail")}
-        return cls(routes=routes, guardrail=guardrail, **scalars)
+        scalars = {k: v for k, v in data.items() if k not in ("routes", "guardrail", "guardrail_prices")}
+        prices = GuardrailPrices(**data.get("guardrail_prices") or {})
+        return cls(routes=routes, guardrail=guardrail, guardrail_prices=prices, **scalars)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GatewayConfig:

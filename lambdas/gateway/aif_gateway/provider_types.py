@@ -28,6 +28,7 @@ class ChatResult:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI shape
     guardrail_intervened: bool = False
     reasoning: str = ""  # the model's reasoning text, when reasoning was asked for
+    guardrail_units: dict[str, int] = field(default_factory=dict)  # text units per policy assessed
 
 
 @dataclass

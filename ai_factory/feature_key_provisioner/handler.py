@@ -30,7 +30,14 @@ from decimal import Decimal
 from typing import Any
 
 from aif_gateway.dynamo_store import KEY_ID_INDEX, key_from_item, key_to_item
-from aif_gateway.records import KEY_PREFIX, ApiKeyRecord, hash_key, utc_now
+from aif_gateway.records import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TOKENS_PER_MINUTE,
+    KEY_PREFIX,
+    ApiKeyRecord,
+    hash_key,
+    utc_now,
+)
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -130,7 +137,8 @@ class KeyProvisioner:
             Key={"key_hash": {"S": record.key_hash}},
             UpdateExpression=(
                 "SET #team = :team, #feature = :feature, allowed_models = :models, "
-                "monthly_budget_usd = :budget, rate_limit_rpm = :rpm, description = :description"
+                "monthly_budget_usd = :budget, rate_limit_rpm = :rpm, description = :description, "
+                "tokens_per_minute = :tpm, max_concurrency = :conc"
             ),
             ConditionExpression="attribute_exists(key_hash)",
             ExpressionAttributeNames={"#team": "team", "#feature": "feature"},
@@ -141,6 +149,8 @@ class KeyProvisioner:
                 ":budget": {"N": _number(settings["monthly_budget_usd"])},
                 ":rpm": {"N": str(settings["rate_limit_rpm"])},
                 ":description": {"S": settings["description"]},
+                ":tpm": {"N": str(settings["tokens_per_minute"])},
+                ":conc": {"N": str(settings["max_concurrency"])},
             },
         )
         logger.info("updated key %s for %s/%s", key_id, settings["team"], settings["feature"])
@@ -203,8 +213,13 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
     try:
         budget = float(props.get("MonthlyBudgetUsd", ""))
         rpm = int(float(props.get("RateLimitRpm", "")))
+        # Optional (templates from before these limits existed): the gateway's defaults.
+        tpm = int(float(props.get("TokensPerMinute", DEFAULT_TOKENS_PER_MINUTE)))
+        concurrency = int(float(props.get("MaxConcurrency", DEFAULT_MAX_CONCURRENCY)))
     except ValueError as exc:
-        raise ProvisioningError(f"MonthlyBudgetUsd and RateLimitRpm must be numbers: {exc}") from exc
+        raise ProvisioningError(
+            f"MonthlyBudgetUsd, RateLimitRpm, TokensPerMinute and MaxConcurrency must be numbers: {exc}"
+        ) from exc
     return {
         "team": _required(props, "Team"),
         "feature": _required(props, "Feature"),
@@ -212,6 +227,8 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
         "monthly_budget_usd": budget,
         "rate_limit_rpm": rpm,
         "description": str(props.get("Description", "")),
+        "tokens_per_minute": tpm,
+        "max_concurrency": concurrency,
     }
 
 

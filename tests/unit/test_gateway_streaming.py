@@ -605,3 +605,29 @@ def test_sagemaker_endpoint_that_cannot_stream_is_answered_buffered(fake_endpoin
     assert content_of(chunks) == "whole answer" and chunks[-1] == "[DONE]"
     record = ledger.find(request_id)
     assert record is not None and (record.input_tokens, record.output_tokens) == (7, 2)
+
+
+def test_guardrail_units_in_the_final_metadata_event_are_metered(fake_bedrock: FakeBedrock) -> None:
+    usage = {"inputTokens": 8, "outputTokens": 2, "totalTokens": 10}
+    units = {
+        "topicPolicyUnits": 1,
+        "contentPolicyUnits": 2,
+        "wordPolicyUnits": 0,
+        "sensitiveInformationPolicyUnits": 0,
+        "sensitiveInformationPolicyFreeUnits": 0,
+        "contextualGroundingPolicyUnits": 0,
+    }
+    trace = {"guardrail": {"inputAssessment": {"gr-123": {"invocationMetrics": {"usage": units}}}}}
+    fake_bedrock.scripts[HAIKU.model_id] = [
+        (0, START),
+        (0, text("fine")),
+        (0, stop()),
+        (0, event("metadata", {"usage": usage, "metrics": {"latencyMs": 50}, "trace": trace})),
+    ]
+    h = make_harness(fake_bedrock)
+    response, request_id = h.stream()
+    assert content_of(parse_sse(b"".join(response.body))) == "fine"
+    record = h.record(request_id)
+    assert record.extra["guardrail_units"] == "content=2,topic=1"
+    tokens = (8 * HAIKU.prices.input + 2 * HAIKU.prices.output) / 1_000_000
+    assert record.cost_usd == pytest.approx(tokens + 3 * 0.15 / 1000)

@@ -261,6 +261,8 @@ class Gateway:
                 record.extra["usage_estimated"] = "true"
             if end.guardrail_intervened:
                 record.guardrail_action = "INTERVENED"
+            if end.guardrail_units:
+                _add_guardrail_cost(record, end.guardrail_units, self.config.guardrail_prices)
             if end.error_code is not None:
                 record.error_type = end.error_code
                 if end.error_kind:

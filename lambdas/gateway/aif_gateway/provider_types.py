@@ -100,6 +100,7 @@ class StreamUsage:
     """The model's own usage counters for the whole call (Bedrock: the ``metadata`` event)."""
 
     usage: TokenUsage
+    guardrail_units: dict[str, int] = field(default_factory=dict)  # from the metadata event's trace
 
 
 StreamEvent = TextDelta | ToolCallDelta | StreamStop | StreamUsage

@@ -87,6 +87,7 @@ class StreamEnd:
     error_code: str | None = None  # model_stream_error, generation_timeout, client_disconnected, ...
     error_kind: str | None = None  # the provider's error name, e.g. ThrottlingException
     retryable: bool = False
+    guardrail_units: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,6 +149,7 @@ def relay(
     usage: TokenUsage | None = None
     finish: str | None = None
     intervened = False
+    guardrail_units: dict[str, int] = {}
     produced_chars = 0
     error: tuple[str, str, str | None, bool] | None = None  # code, message, provider kind, retryable
     disconnected = False
@@ -163,7 +165,7 @@ def relay(
             elif isinstance(event, StreamStop):
                 finish, intervened = event.finish_reason, event.guardrail_intervened
             elif isinstance(event, StreamUsage):
-                usage = event.usage
+                usage, guardrail_units = event.usage, event.guardrail_units
             if clock() > deadline and finish is None:
                 error = (
                     "generation_timeout",
@@ -197,6 +199,7 @@ def relay(
             error_code=code,
             error_kind=error[2] if error else None,
             retryable=error[3] if error else False,
+            guardrail_units=guardrail_units,
         )
         try:
             on_end(end)

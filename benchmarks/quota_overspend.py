@@ -84,6 +84,8 @@ def _time_gate(store: QuotaStore, n: int) -> dict[str, Any]:
         if i >= 100:
             reserve_ms.append((t1 - t0) * 1000)
             settle_ms.append((t2 - t1) * 1000)
+    reserve_ms.sort()
+    settle_ms.sort()
     return {
         "reserve_p50_ms": round(percentile(reserve_ms, 50), 4),
         "reserve_p99_ms": round(percentile(reserve_ms, 99), 4),

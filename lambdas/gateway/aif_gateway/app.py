@@ -133,6 +133,7 @@ class Gateway:
         """The proxy response for one request; a ``StreamingResponse`` for a chat request with
         ``stream: true`` (a server sends it piece by piece; ``.buffered()`` is its proxy form)."""
         call = _Call(event, self.now(), self.clock())
+        streaming = False
         try:
             path = call.path.rstrip("/") or "/"
             handler = self._routes.get((call.method, path))
@@ -145,7 +146,7 @@ class Gateway:
                     raise NotFound(f"Unknown path {path}.", code="unknown_path")
             response = handler(call)
             if isinstance(response, StreamingResponse):
-                call.reservation = None  # the stream settles it when it ends (or is closed)
+                streaming = True  # the stream settles the reservation when it ends (or is closed)
             return response
         except GatewayError as exc:
             return self._error(call, exc)
@@ -162,7 +163,7 @@ class Gateway:
                 call, InternalError("The gateway failed to handle the request; it was logged.")
             )
         finally:
-            if call.reservation is not None and not call.reservation.settled:
+            if call.reservation is not None and not call.reservation.settled and not streaming:
                 # An exit no step accounted for: keep what was reserved (the model may have billed it).
                 call.reservation.settle(call.reservation.claim.cost_usd, call.reservation.claim.tokens)
 

@@ -80,8 +80,11 @@ class DynamoQuotaStore:
                     claim = Claim(**{**claim.__dict__, "minute": old.minute})
                 new_minute = old.minute < claim.minute
                 if new_minute:
-                    limit = refusal(GateState(**{**old.__dict__, "minute": ""}), claim, limits, carry)
-                    if limit is not None:
+                    opened = GateState(**{**old.__dict__, "minute": ""})  # the minute counts start over
+                    limit = refusal(opened, claim, limits, carry)
+                    if limit == "concurrency" and slots_leaked(old, claim, limits):
+                        self._reset_slots(claim, old)
+                    elif limit is not None:
                         raise QuotaExceeded(limit, old)
                 continue
             new_minute = False

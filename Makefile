@@ -52,7 +52,8 @@ synth: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy ai_factory stacks features benchmarks lambdas/gateway/aif_gateway lambdas/canary/aif_canary lambdas/connector/aif_connector app.py
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy ai_factory stacks features benchmarks lambdas/gateway/aif_gateway lambdas/canary/aif_canary lambdas/connector/aif_connector lambdas/feature_key_provisioner lambdas/invocation_logging_handler tools app.py
 
 test: setup lint
 	CDK_VALIDATION=false $(BIN)/pytest -n 2 -q

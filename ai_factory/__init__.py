@@ -6,35 +6,36 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ai_factory.ai_feature import AiFeature, AiFeatureError, AlertThresholds
-    from ai_factory.governance import DataLake, GovernanceError, GovernedDataset
-    from ai_factory.invocation_logging import BedrockInvocationLogging
-    from ai_factory.llm_gateway import LlmGateway
-    from ai_factory.model_catalog import CatalogError, CatalogWarning, ModelCatalog
-    from ai_factory.nag import apply_nag_packs
-    from ai_factory.observability import AlarmDefaults, Observability, Severity
-    from ai_factory.rag_feature import RagFeature, RagFeatureError
+    from ai_factory.catalog.model_catalog import CatalogError, CatalogWarning, ModelCatalog
+    from ai_factory.constructs.ai_feature import AiFeature, AiFeatureError, AlertThresholds
+    from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+    from ai_factory.constructs.governance import DataLake, GovernanceError, GovernedDataset
+    from ai_factory.constructs.invocation_logging import BedrockInvocationLogging
+    from ai_factory.constructs.observability.facade import Observability
+    from ai_factory.constructs.observability.settings import AlarmDefaults, Severity
+    from ai_factory.constructs.rag_feature import RagFeature, RagFeatureError
+    from ai_factory.platform.nag import apply_nag_packs
 
 # Exports load lazily: importing ai_factory (e.g. for the CLI or local mode) must not start the CDK's
 # jsii runtime, which costs about a second.
 _EXPORTS = {
-    "AiFeature": "ai_factory.ai_feature",
-    "AiFeatureError": "ai_factory.ai_feature",
-    "AlertThresholds": "ai_factory.ai_feature",
-    "LlmGateway": "ai_factory.llm_gateway",
-    "DataLake": "ai_factory.governance",
-    "GovernanceError": "ai_factory.governance",
-    "GovernedDataset": "ai_factory.governance",
-    "BedrockInvocationLogging": "ai_factory.invocation_logging",
-    "Observability": "ai_factory.observability",
-    "AlarmDefaults": "ai_factory.observability",
-    "Severity": "ai_factory.observability",
-    "RagFeature": "ai_factory.rag_feature",
-    "RagFeatureError": "ai_factory.rag_feature",
-    "ModelCatalog": "ai_factory.model_catalog",
-    "CatalogError": "ai_factory.model_catalog",
-    "CatalogWarning": "ai_factory.model_catalog",
-    "apply_nag_packs": "ai_factory.nag",
+    "AiFeature": "ai_factory.constructs.ai_feature",
+    "AiFeatureError": "ai_factory.constructs.ai_feature",
+    "AlertThresholds": "ai_factory.constructs.ai_feature",
+    "LlmGateway": "ai_factory.constructs.gateway.llm_gateway",
+    "DataLake": "ai_factory.constructs.governance",
+    "GovernanceError": "ai_factory.constructs.governance",
+    "GovernedDataset": "ai_factory.constructs.governance",
+    "BedrockInvocationLogging": "ai_factory.constructs.invocation_logging",
+    "Observability": "ai_factory.constructs.observability.facade",
+    "AlarmDefaults": "ai_factory.constructs.observability.settings",
+    "Severity": "ai_factory.constructs.observability.settings",
+    "RagFeature": "ai_factory.constructs.rag_feature",
+    "RagFeatureError": "ai_factory.constructs.rag_feature",
+    "ModelCatalog": "ai_factory.catalog.model_catalog",
+    "CatalogError": "ai_factory.catalog.model_catalog",
+    "CatalogWarning": "ai_factory.catalog.model_catalog",
+    "apply_nag_packs": "ai_factory.platform.nag",
 }
 __all__ = [
     "AiFeature",

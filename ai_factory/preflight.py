@@ -30,7 +30,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ai_factory.model_catalog import CatalogModel, ModelCatalog
+from ai_factory.catalog.model_catalog import CatalogModel, ModelCatalog
 
 DEFAULT_QUALIFIER = "hnb659fds"
 DEFAULT_TOOLKIT_STACK = "CDKToolkit"
@@ -463,7 +463,7 @@ def _name_parts(model_name: str) -> list[str]:
 
 def powertools_layer(partition: str, region: str) -> tuple[str, str, str]:
     """(layer ARN, runtime, architecture) of the gateway's pinned Powertools layer in ``region``."""
-    from ai_factory.lambda_packaging import (  # imports the CDK (~1 s): only when this check runs
+    from ai_factory.platform.lambda_packaging import (  # imports the CDK (~1 s): only when this check runs
         DEFAULT_POWERTOOLS_LAYER_VERSION,
         POWERTOOLS_LAYER_ACCOUNT,
         POWERTOOLS_LAYER_NAME,

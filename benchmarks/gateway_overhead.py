@@ -123,6 +123,35 @@ def chat_event(key: str, stream: bool = False) -> dict[str, Any]:
     }
 
 
+SYSTEM = "You are a terse assistant."
+PROMPT = "Summarise: the quick brown fox jumps over the lazy dog."
+
+
+def messages_event(key: str) -> dict[str, Any]:
+    """The same request as ``chat_event``, on the Anthropic Messages API (``/v1/messages``)."""
+    body = {
+        "model": "echo",
+        "system": SYSTEM,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": 64,
+    }
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01", "Content-Type": "application/json"}
+    return {**chat_event(key), "path": "/v1/messages", "headers": headers, "body": json.dumps(body)}
+
+
+def responses_event(key: str) -> dict[str, Any]:
+    """The same request as ``chat_event``, on OpenAI's Responses API (``/v1/responses``)."""
+    body = {"model": "echo", "instructions": SYSTEM, "input": PROMPT, "max_output_tokens": 64}
+    return {**chat_event(key), "path": "/v1/responses", "body": json.dumps(body)}
+
+
+API_EVENTS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "chat_completions": chat_event,
+    "messages": messages_event,
+    "responses": responses_event,
+}
+
+
 class TimedEcho:
     """The echo provider, with the time spent in it kept so it can be subtracted from the total."""
 
@@ -290,10 +319,11 @@ def _loop(
     meter: AwsCallMeter | None = None,
     max_seconds: float = 300.0,
     gc_off: bool = False,
+    make_event: Callable[[str], dict[str, Any]] = chat_event,
 ) -> dict[str, Any]:
     """Warm up, then time ``requests`` calls; overhead = total - provider time - AWS service time."""
     for _ in range(warmup):
-        response = call(chat_event(key))
+        response = call(make_event(key))
         if response["statusCode"] != 200:
             raise RuntimeError(f"warm-up request failed: {response}")
     if meter is not None:
@@ -309,7 +339,7 @@ def _loop(
     for _ in range(requests):
         if time.perf_counter() > deadline:
             break
-        event = chat_event(key)  # built outside the timed span: API Gateway hands it over ready-made
+        event = make_event(key)  # built outside the timed span: API Gateway hands it over ready-made
         aws_before = meter.seconds if meter is not None else 0.0
         calls_before = meter.total() if meter is not None else 0
         start = time.perf_counter()
@@ -350,6 +380,20 @@ def bench_core(requests: int, warmup: int) -> dict[str, Any]:
     key = new_key(keys)
     gateway = Gateway(echo_config(), keys, MemoryLedger(), providers={"echo": provider})
     return _loop(gateway.handle, key, provider, requests, warmup)
+
+
+def bench_core_apis(requests: int, warmup: int) -> dict[str, Any]:
+    """``bench_core`` for each front door: the same request as Chat Completions, Messages, Responses."""
+    from aif_gateway.app import Gateway
+    from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
+
+    out = {}
+    for api, make_event in API_EVENTS.items():
+        keys, provider = MemoryKeyStore(), TimedEcho()
+        key = new_key(keys)
+        gateway = Gateway(echo_config(), keys, MemoryLedger(), providers={"echo": provider})
+        out[api] = _loop(gateway.handle, key, provider, requests, warmup, make_event=make_event)
+    return out
 
 
 def bench_lambda_memory(requests: int, warmup: int) -> dict[str, Any]:
@@ -648,6 +692,7 @@ def run(
     return {
         "ledger_write_client": bench_ledger_client(min(requests, 2000)),
         "core": bench_core(requests, warmup),
+        "core_apis": bench_core_apis(requests, warmup),
         "lambda_memory": bench_lambda_memory(requests, warmup),
         "lambda_canned": bench_lambda_canned(requests, warmup),
         "lambda_dynamodb": bench_lambda_dynamodb(

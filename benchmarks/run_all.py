@@ -9,6 +9,7 @@ Pieces (each also runs on its own, see benchmarks/README.md):
   synth      synth_time.py        make synth, cold and warm
   scale      synth_scale.py       synth time and resources per stack, 1-100 features over 10 teams
   compare    litellm_compare.py   ai-factory serve vs LiteLLM proxy over HTTP (1, 8, 32 concurrent)
+  apis       api_compare.py       /v1/messages and /v1/responses over HTTP, ai-factory serve vs LiteLLM
   stream     stream_compare.py    streaming with a paced model: TTFT and per-chunk overhead vs LiteLLM
   eval       eval_harness.py      ai-factory eval: harness overhead, local gateway, MLflow logging
 Every piece's figures sit in a marked section of the document (benchmarks/doc_sections.py); a piece
@@ -35,6 +36,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import api_compare  # noqa: E402
 import cold_import  # noqa: E402
 import doc_sections  # noqa: E402
 import litellm_compare  # noqa: E402
@@ -44,7 +46,7 @@ import synth_time  # noqa: E402
 
 DOC = doc_sections.DOC
 RAW = REPO / ".bench" / "results.json"
-PIECES = ("overhead", "import", "synth", "scale", "compare", "stream", "eval")
+PIECES = ("overhead", "import", "synth", "scale", "compare", "apis", "stream", "eval")
 # piece -> its marked section of the document, in document order
 SECTIONS = {
     "overhead": "overhead",
@@ -52,6 +54,7 @@ SECTIONS = {
     "synth": "synth-time",
     "scale": "synth-scale",
     "compare": "litellm-compare",
+    "apis": "api-compare",
     "stream": "streaming",
     "eval": "eval-harness",
 }
@@ -157,6 +160,7 @@ def render(results: dict[str, Any], command: str, previous: str = "") -> Iterato
         "synth": _synth,
         "scale": lambda r: iter([synth_scale.markdown(r, command)]),
         "compare": _compare,
+        "apis": _apis,
         "stream": stream_compare.markdown,
         "eval": lambda r: iter([_eval_markdown(r, command)]),
     }
@@ -304,6 +308,18 @@ def _overhead(o: dict[str, Any]) -> Iterator[str]:
         d["burst"]["overhead"],
     )
     yield _row("  the same, moto's service time alone (not DynamoDB's)", d["burst"]["aws_service_time"])
+    apis = o.get("core_apis", {})
+    labels = {
+        "chat_completions": "`POST /v1/chat/completions`",
+        "messages": "`POST /v1/messages` (Anthropic Messages API)",
+        "responses": "`POST /v1/responses` (Responses API)",
+    }
+    for api, label in labels.items():
+        if api in apis:
+            yield _row(
+                f"`Gateway.handle`, in-memory stores, the same request on {label} ({apis[api]['requests']})",
+                apis[api]["overhead"],
+            )
     yield _row(
         f"botocore client-side cost of the ledger write alone (`DynamoLedger.record`, answered without "
         f"network; {o['ledger_write_client']['requests']})",
@@ -439,6 +455,19 @@ def _synth(r: dict[str, Any]) -> Iterator[str]:
     yield ""
 
 
+def _apis(a: dict[str, Any]) -> Iterator[str]:
+    yield "## (e2) The Messages and Responses front doors over HTTP, vs LiteLLM"
+    yield ""
+    yield (
+        f"`benchmarks/api_compare.py`: the same request on `/v1/chat/completions` (reference), "
+        f"`/v1/messages` and `/v1/responses`, non-streaming, {a['requests_per_level']} requests per level, "
+        f"one server at a time, same client as (e); LiteLLM {a.get('litellm_version') or '-'} with its "
+        "mocked `echo` model. The in-process overhead of each front door is in (a)."
+    )
+    yield ""
+    yield from api_compare.markdown(a)
+
+
 def _compare(c: dict[str, Any]) -> Iterator[str]:
     servers = c["servers"]
     yield "## (e) `ai-factory serve` vs LiteLLM proxy, side by side"
@@ -548,6 +577,11 @@ def main() -> None:
         )
         results["compare"] = litellm_compare.run(
             requests=300 if args.quick else 2000, warmup=50 if args.quick else 200, servers=servers
+        )
+    if "apis" in wanted:
+        print("messages and responses: ai-factory serve vs LiteLLM ...", file=sys.stderr, flush=True)
+        results["apis"] = api_compare.run(
+            requests=200 if args.quick else 1000, warmup=20 if args.quick else 100
         )
     results["seconds"] = time.perf_counter() - start
     results["machine"]["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -53,8 +53,8 @@ def _child(features: int, workdir: str) -> dict[str, Any]:
     started = time.perf_counter()
     import aws_cdk as cdk
 
-    from ai_factory.ai_feature import AiFeature
-    from ai_factory.nag import apply_nag_packs
+    from ai_factory.constructs.ai_feature import AiFeature
+    from ai_factory.platform.nag import apply_nag_packs
     from stacks.gateway_stack import GatewayStack
     from stacks.team_stack import TeamStack
 

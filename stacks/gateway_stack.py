@@ -8,9 +8,10 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from ai_factory.audit_trail import AuditTrail
-from ai_factory.llm_gateway import LlmGateway
-from ai_factory.model_catalog import ModelCatalog
+from ai_factory.catalog.model_catalog import ModelCatalog
+from ai_factory.constructs.audit_trail import AuditTrail
+from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+from stacks.context import context_flag
 
 
 class GatewayStack(cdk.Stack):
@@ -37,7 +38,7 @@ class GatewayStack(cdk.Stack):
             # API Gateway cannot write access or execution logs until the account has a CloudWatch
             # role, so a first deploy into a fresh account needs it. Accounts whose role is managed
             # centrally set the context flag ai-factory:configureApiGatewayAccountRole=false.
-            "configure_account_logging_role": _context_flag(
+            "configure_account_logging_role": context_flag(
                 self, "ai-factory:configureApiGatewayAccountRole", True
             ),
             **(gateway_props or {}),
@@ -45,16 +46,5 @@ class GatewayStack(cdk.Stack):
         self.gateway = LlmGateway(self, "Gateway", catalog=self.catalog, **props)
         # The gateway's audit lines, kept write-once in S3 (docs/security.md).
         self.audit_trail = AuditTrail(
-            self, "AuditTrail", log_group=self.gateway.function.log_group, **(audit_trail_props or {})
+            self, "AuditTrail", log_group=self.gateway.audit_log_group, **(audit_trail_props or {})
         )
-
-
-def _context_flag(scope: Construct, key: str, default: bool) -> bool:
-    value = scope.node.try_get_context(key)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "false"):
-        return str(value).lower() == "true"
-    raise ValueError(f"Context '{key}' must be true or false, got {value!r}.")

@@ -12,8 +12,8 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from ai_factory.data_connector import DataConnector
-from ai_factory.governance import DEFAULT_DOMAINS, DataLake, GovernedDataset
+from ai_factory.constructs.data_connector import DataConnector
+from ai_factory.constructs.governance import DEFAULT_DOMAINS, DataLake, GovernedDataset
 
 
 class GovernanceStack(cdk.Stack):

@@ -7,7 +7,7 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from ai_factory.mlflow_tracking import MlflowTracking
+from ai_factory.constructs.mlflow_tracking import MlflowTracking
 
 
 class MlopsStack(cdk.Stack):

@@ -16,9 +16,11 @@ import aws_cdk as cdk
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from ai_factory.ai_feature import AiFeature
-from ai_factory.invocation_logging import BedrockInvocationLogging
-from ai_factory.observability import AlarmDefaults, Observability, find_features
+from ai_factory.constructs.ai_feature import AiFeature, find_features
+from ai_factory.constructs.invocation_logging import BedrockInvocationLogging
+from ai_factory.constructs.observability.facade import Observability
+from ai_factory.constructs.observability.settings import AlarmDefaults
+from stacks.context import context_flag
 from stacks.gateway_stack import GatewayStack
 
 PLATFORM_STACK_ID = "AiFactoryObservability"
@@ -61,12 +63,12 @@ class ObservabilityStack(cdk.Stack):
             defaults=defaults,
         )
         self.invocation_logging: BedrockInvocationLogging | None = None
-        if _flag(self, "ai-factory:invocationLogging", invocation_logging, True):
+        if context_flag(self, "ai-factory:invocationLogging", True, given=invocation_logging):
             self.invocation_logging = BedrockInvocationLogging(
                 self,
                 "InvocationLogging",
-                overwrite_existing=_flag(
-                    self, "ai-factory:invocationLoggingOverwrite", overwrite_existing_logging, False
+                overwrite_existing=context_flag(
+                    self, "ai-factory:invocationLoggingOverwrite", False, given=overwrite_existing_logging
                 ),
             )
         cdk.CfnOutput(self, "OnCallTopicArn", value=self.observability.topic.topic_arn)
@@ -108,43 +110,30 @@ class FeatureMonitoringStack(cdk.Stack):
 
 
 def add_observability(
-    app: cdk.App,
+    scope: Construct,
     gateway_stack: GatewayStack,
     *,
     features: Sequence[AiFeature] | None = None,
     features_per_stack: int = FEATURES_PER_STACK,
     **props: Any,
 ) -> ObservabilityStack:
-    """The platform observability stack (plus overflow stacks) for ``features``, by default every
-    ``AiFeature`` in ``app``. Call it after the team stacks are built."""
+    """The platform observability stack (plus overflow stacks) in ``scope`` (the app or a stage) for
+    ``features``, by default every ``AiFeature`` under ``scope``. Call it after the team stacks are built."""
     if features_per_stack < 1:
         raise ValueError(
             f"add_observability: features_per_stack must be at least 1, got {features_per_stack}"
         )
-    found = list(features) if features is not None else find_features(app)
+    found = list(features) if features is not None else find_features(scope)
     chunks = [found[i : i + features_per_stack] for i in range(0, len(found), features_per_stack)] or [[]]
     env = cdk.Environment(account=_concrete(gateway_stack.account), region=_concrete(gateway_stack.region))
     platform = ObservabilityStack(
-        app, PLATFORM_STACK_ID, gateway_stack=gateway_stack, features=chunks[0], env=env, **props
+        scope, PLATFORM_STACK_ID, gateway_stack=gateway_stack, features=chunks[0], env=env, **props
     )
     for index, chunk in enumerate(chunks[1:], start=2):
         FeatureMonitoringStack(
-            app, f"{PLATFORM_STACK_ID}Features{index}", platform=platform, features=chunk, env=env
+            scope, f"{PLATFORM_STACK_ID}Features{index}", platform=platform, features=chunk, env=env
         )
     return platform
-
-
-def _flag(scope: Construct, key: str, given: bool | None, default: bool) -> bool:
-    if given is not None:
-        return given
-    value = scope.node.try_get_context(key)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "false"):
-        return str(value).lower() == "true"
-    raise ValueError(f"Context '{key}' must be true or false, got {value!r}.")
 
 
 def _concrete(value: str) -> str | None:

@@ -1,7 +1,7 @@
 """The delivery pipeline: CDK Pipelines on CodePipeline + CodeBuild, with the eval gate.
 
 Source (CodeConnections: GitHub, GitLab, Bitbucket) -> Synth (``make test``, then ``make synth`` with
-the cdk-nag packs) -> self-mutation and asset publishing -> Staging (gateway + team stacks) ->
+the cdk-nag packs) -> self-mutation and asset publishing -> Staging (the factory stacks) ->
 eval gate against staging (every suite whose prompt, suite file or model route changed since the
 commit production runs) -> manual approval -> Production (same stacks) -> promote the evaluated
 prompt versions to ``production`` (the registry refuses any without a passing eval run) and record
@@ -21,7 +21,6 @@ Nothing in it needs Docker: the Lambda assets are plain directories and CodeBuil
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -37,11 +36,15 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from ai_factory.mlflow_tracking import MlflowTracking
-from ai_factory.secure_defaults import access_log_bucket, encrypted_bucket, logs_kms_key, send_access_logs
-from stacks.gateway_stack import GatewayStack
-from stacks.governance_stack import GovernanceStack
-from stacks.team_stack import TeamStack, team_stack_id
+from ai_factory.constructs.mlflow_tracking import MlflowTracking
+from ai_factory.platform.secure_defaults import (
+    access_log_bucket,
+    encrypted_bucket,
+    logs_kms_key,
+    send_access_logs,
+)
+from aif_gateway import contract
+from stacks.factory import build_factory
 
 CONTEXT_KEY = "ai-factory:pipeline"
 DEFAULT_EVAL_SECRET = "ai-factory/staging/eval-api-key"
@@ -142,30 +145,29 @@ class PipelineSettings:
 
 
 class FactoryStage(cdk.Stage):
-    """One environment of the factory: the gateway stack and one stack per product team."""
+    """One environment of the factory: the same stacks as the app (``stacks.factory.build_factory``):
+    gateway, governance, one stack per product team with its canary, and observability.
+
+    :param invocation_logging: manage Bedrock model invocation logging in this stage. It is one setting
+        per account and region, so when two stages share an account and region only one may own it
+        (``PipelineStack`` gives it to production). Default: the context flag (default true).
+    """
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, team_modules: Sequence[str], **kwargs: Any
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        team_modules: Sequence[str],
+        invocation_logging: bool | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.gateway_stack = GatewayStack(
-            self, "AiFactoryGateway", description=f"AI Factory ({construct_id}): LLM gateway"
+        self.factory = build_factory(
+            self, team_modules=team_modules, label=construct_id, invocation_logging=invocation_logging
         )
-        self.governance_stack = GovernanceStack(
-            self,
-            "AiFactoryGovernance",
-            description=f"AI Factory ({construct_id}): Lake Formation governed data",
-        )
-        for module_name in team_modules:
-            module = importlib.import_module(module_name)
-            team = TeamStack(
-                self,
-                team_stack_id(module.TEAM),
-                team=module.TEAM,
-                gateway_stack=self.gateway_stack,
-                governance=self.governance_stack,
-            )
-            module.build(team)
+        self.gateway_stack = self.factory.gateway
+        self.governance_stack = self.factory.governance
 
     def output(self, name: str) -> cdk.CfnOutput:
         """One of the gateway construct's outputs (``ApiUrl``, ``PromptViewUri`` ...)."""
@@ -265,7 +267,15 @@ class PipelineStack(cdk.Stack):
             mlflow_env["MLFLOW_TRACKING_URI"] = mlflow_statements[0].resources[0]  # the server ARN
         commit_param = self.deployed_commit.parameter_name
 
-        staging = FactoryStage(self, "Staging", team_modules=team_modules, env=settings.staging)
+        staging = FactoryStage(
+            self,
+            "Staging",
+            team_modules=team_modules,
+            env=settings.staging,
+            # Invocation logging is one setting per account and region: production owns it, staging
+            # only when it deploys somewhere else.
+            invocation_logging=None if _different_places(settings.staging, settings.production) else False,
+        )
         eval_gate = pipelines.CodeBuildStep(
             "EvalGate",
             input=source,
@@ -281,12 +291,12 @@ class PipelineStack(cdk.Stack):
             ],
             env={"MLFLOW_DISABLE_TELEMETRY": "true", **mlflow_env},
             env_from_cfn_outputs={
-                "AIF_GATEWAY_URL": staging.output("ApiUrl"),
-                "AIF_PROMPT_VIEW_URI": staging.output("PromptViewUri"),
+                contract.GATEWAY_URL_ENV: staging.output("ApiUrl"),
+                contract.PROMPT_VIEW_URI_ENV: staging.output("PromptViewUri"),
             },
             build_environment=codebuild.BuildEnvironment(
                 environment_variables={
-                    "AIF_API_KEY": codebuild.BuildEnvironmentVariable(
+                    contract.API_KEY_ENV: codebuild.BuildEnvironmentVariable(
                         type=codebuild.BuildEnvironmentVariableType.SECRETS_MANAGER,
                         value=settings.eval_api_key_secret,
                     )
@@ -319,7 +329,7 @@ class PipelineStack(cdk.Stack):
                 "--value $CODEBUILD_RESOLVED_SOURCE_VERSION",
             ],
             env={"MLFLOW_DISABLE_TELEMETRY": "true", **mlflow_env},
-            env_from_cfn_outputs={"AIF_PROMPT_VIEW_URI": production.output("PromptViewUri")},
+            env_from_cfn_outputs={contract.PROMPT_VIEW_URI_ENV: production.output("PromptViewUri")},
             role_policy_statements=[
                 *mlflow_statements,
                 self._read_commit_statement(),
@@ -418,6 +428,13 @@ class PipelineStack(cdk.Stack):
                             cdk.Validations.of(construct).acknowledge(
                                 cdk.Acknowledgment(id=f"AwsSolutions-IAM5[{kind}::{rendered}]", reason=reason)
                             )
+
+
+def _different_places(a: cdk.Environment | None, b: cdk.Environment | None) -> bool:
+    """Whether two stage environments are surely different accounts or regions (None: the pipeline's)."""
+    where_a = (a.account, a.region) if a is not None else (None, None)
+    where_b = (b.account, b.region) if b is not None else (None, None)
+    return None not in (*where_a, *where_b) and where_a != where_b
 
 
 def _nag_render(value: Any) -> str:

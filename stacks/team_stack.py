@@ -13,9 +13,9 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 
-from ai_factory.ai_feature import NAME_PATTERN, new_secrets_key
-from ai_factory.llm_gateway import LlmGateway
-from ai_factory.model_catalog import ModelCatalog
+from ai_factory.catalog.model_catalog import ModelCatalog
+from ai_factory.constructs.ai_feature import NAME_PATTERN, new_secrets_key
+from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from stacks.gateway_stack import GatewayStack
 from stacks.governance_stack import GovernanceStack
 

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ai_factory.cli.errors import CommandError, UsageError
+from aif_gateway import contract
 
 TARGETS = ("local", "gateway", "bedrock")
-GATEWAY_URL_ENV = "AIF_GATEWAY_URL"
+GATEWAY_URL_ENV = contract.GATEWAY_URL_ENV
 DEFAULT_OUT = ".ai-factory/eval-out"  # git ignores .ai-factory/
 
 
@@ -36,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--gateway-url", help=f"gateway base URL ending in /v1 (default: ${GATEWAY_URL_ENV})")
     p.add_argument(
         "--api-key-env",
-        default="AIF_API_KEY",
+        default=contract.API_KEY_ENV,
         help="env var with the gateway API key (default: AIF_API_KEY)",
     )
     which = p.add_mutually_exclusive_group()

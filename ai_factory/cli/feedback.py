@@ -2,7 +2,7 @@
 
 Counts, mean score and the lowest-scored requests with their comments, from the feedback that
 ``POST /v1/feedback`` stored beside the usage ledger (local SQLite or, with ``--store aws``, the usage
-table: one Query per feature-month after the partition Scan described in ``ai_factory.usage_report``).
+table: one Query per feature-month after the partition Scan described in ``ai_factory.cli.usage_report``).
 Comments are end-user text: treat the output as you would the requests themselves.
 """
 
@@ -97,7 +97,7 @@ def summarize(records: Iterable[FeedbackRecord], lowest: int) -> dict[str, Any]:
 def aws_feedback(
     client: Any, table: str, month: str, team: str | None, feature: str | None
 ) -> list[FeedbackRecord]:
-    from ai_factory.usage_report import month_partitions, query_partition
+    from ai_factory.cli.usage_report import month_partitions, query_partition
     from aif_gateway.dynamo_store import feedback_from_item
 
     records: list[FeedbackRecord] = []
@@ -117,7 +117,7 @@ def cmd_feedback(args: argparse.Namespace, out: TextIO) -> int:
         ledger = SqliteLedger(default_db_path(args.state_dir))
         records = ledger.list_feedback(month=month, team=args.team, feature=args.feature)
     else:
-        from ai_factory.usage_report import dynamodb_client
+        from ai_factory.cli.usage_report import dynamodb_client
 
         table = usage_table(args)
         try:

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from ai_factory.cli.errors import CommandError, UsageError
 from aif_gateway.config import GatewayConfig
+from aif_gateway.contract import KEYS_TABLE_ENV
 from aif_gateway.records import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_TOKENS_PER_MINUTE,
@@ -34,7 +35,6 @@ NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 DEFAULT_BUDGET_USD = 100.0
 DEFAULT_RATE_LIMIT_RPM = 60
 DEFAULT_GRACE_HOURS = 24.0
-KEYS_TABLE_ENV = "AIF_KEYS_TABLE"
 
 
 # --- argument parsing ---------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def _positive(flag: str, value: float | None) -> None:
 
 def catalog_config(catalog_path: str | None) -> GatewayConfig:
     """The gateway view of the model catalog (the packaged one unless a path is given)."""
-    from ai_factory.model_catalog import CatalogError, ModelCatalog
+    from ai_factory.catalog.model_catalog import CatalogError, ModelCatalog
 
     try:
         return ModelCatalog.load(catalog_path).gateway_config()

@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ai_factory.cli.errors import CommandError, UsageError
+from aif_gateway import contract
 
 LINEAGE_URI_ENV = "AIF_LINEAGE_URI"
-PROMPTS_METADATA = "ai-factory:prompts"
-DATASETS_METADATA = "ai-factory:datasets"
+PROMPTS_METADATA = contract.PROMPTS_METADATA_TYPE
+DATASETS_METADATA = contract.DATASETS_METADATA_TYPE
 
 
 def add_parser(subparsers: Any) -> None:
@@ -245,7 +246,7 @@ def prompt_versions(prompts: Sequence[Mapping[str, Any]], args: argparse.Namespa
 
 def _routes(catalog_path: str | None) -> dict[str, list[str]]:
     try:
-        from ai_factory.model_catalog import ModelCatalog
+        from ai_factory.catalog.model_catalog import ModelCatalog
 
         catalog = ModelCatalog.load(catalog_path)
     except Exception:

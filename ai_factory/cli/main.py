@@ -41,8 +41,8 @@ def _add_serve(subparsers: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    from ai_factory.catalog.model_catalog import CatalogError
     from ai_factory.local.server import RemoteBindError, serve
-    from ai_factory.model_catalog import CatalogError
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")

@@ -17,8 +17,14 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ai_factory.catalog.model_catalog import (
+    PRICE_KEYS,
+    CatalogError,
+    CatalogModel,
+    CatalogWarning,
+    ModelCatalog,
+)
 from ai_factory.cli.errors import CommandError, UsageError
-from ai_factory.model_catalog import PRICE_KEYS, CatalogError, CatalogModel, CatalogWarning, ModelCatalog
 
 _PRICE_HEADERS = {"input": "IN", "output": "OUT", "cache_read": "CACHE-R", "cache_write": "CACHE-W"}
 
@@ -100,7 +106,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
 
 
 def _status(model: CatalogModel) -> str:
-    from ai_factory.model_cards import short_status
+    from ai_factory.catalog.model_cards import short_status
 
     return short_status(model)
 
@@ -116,7 +122,7 @@ def _model_json(catalog: ModelCatalog, model: CatalogModel) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
-    from ai_factory.model_cards import usd
+    from ai_factory.catalog.model_cards import usd
 
     catalog = load_catalog(args.catalog)
     if args.format == "json":
@@ -151,7 +157,7 @@ def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_show(args: argparse.Namespace, out: TextIO) -> int:
-    from ai_factory.model_cards import tokens, usd
+    from ai_factory.catalog.model_cards import tokens, usd
 
     catalog = load_catalog(args.catalog)
     model = catalog.models.get(args.name)
@@ -220,7 +226,7 @@ def cmd_routes(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_cards(args: argparse.Namespace, out: TextIO) -> int:
-    from ai_factory.model_cards import CardError, stale_cards, write_cards
+    from ai_factory.catalog.model_cards import CardError, stale_cards, write_cards
 
     catalog = load_catalog(args.catalog)
     try:
@@ -250,7 +256,8 @@ def cmd_cards(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_publish(args: argparse.Namespace, out: TextIO) -> int:
-    from ai_factory.model_registry_mlflow import default_tracking_uri, publish_catalog
+    from ai_factory.catalog.model_registry_mlflow import publish_catalog
+    from ai_factory.state import default_tracking_uri
 
     catalog = load_catalog(args.catalog)
     uri = args.tracking_uri or default_tracking_uri()

@@ -90,7 +90,7 @@ def cmd_new_feature(args: argparse.Namespace, out: TextIO) -> int:
                 f"{flag}: {value!r} must be 1-63 lowercase letters, digits and hyphens, "
                 "starting with a letter"
             )
-    from ai_factory.model_catalog import ModelCatalog
+    from ai_factory.catalog.model_catalog import ModelCatalog
 
     catalog = ModelCatalog.load(None)
     routes = catalog.gateway_config().routes
@@ -203,7 +203,7 @@ def add_to_team_list(text: str, names: Names) -> str:
 
 
 def feature_module(names: Names, rag: bool) -> str:
-    rag_import = "from ai_factory.rag_feature import RagFeature\n" if rag else ""
+    rag_import = "from ai_factory.constructs.rag_feature import RagFeature\n" if rag else ""
     rag_code = (
         f'''
     # Retrieval over a governed dataset: POST /v1/retrieve with knowledge_base="{names.feature}".
@@ -218,7 +218,7 @@ def feature_module(names: Names, rag: bool) -> str:
     clearance = "confidential" if rag else "internal"
     return f'''"""Feature {names.feature} of team {names.team} (prompt: prompts/, suite: evals/)."""
 
-from ai_factory.ai_feature import AiFeature, AlertThresholds
+from ai_factory.constructs.ai_feature import AiFeature, AlertThresholds
 {rag_import}from stacks.team_stack import TeamStack
 
 

@@ -165,7 +165,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def cmd_register(args: argparse.Namespace, out: TextIO) -> int:
-    from ai_factory.model_catalog import CatalogError, ModelCatalog
+    from ai_factory.catalog.model_catalog import CatalogError, ModelCatalog
     from ai_factory.prompts.view import find_prompt_files, register_files
 
     missing = [p for p in args.paths if not os.path.exists(p)]

@@ -2,7 +2,7 @@
 
 The answer to "which features are responsible for the model bill". Reads the local SQLite ledger
 (``ai-factory serve``) or, with ``--store aws``, the deployed gateway's DynamoDB usage table (see
-``ai_factory.usage_report`` for what that read costs).
+``ai_factory.cli.usage_report`` for what that read costs).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import re
 from typing import Any, TextIO
 
 from ai_factory.cli.errors import CommandError, UsageError
+from aif_gateway.contract import USAGE_TABLE_ENV
 from aif_gateway.records import month_of, utc_now
 
-USAGE_TABLE_ENV = "AIF_USAGE_TABLE"
 MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -62,7 +62,7 @@ def usage_table(args: argparse.Namespace) -> str:
 
 
 def cmd_usage(args: argparse.Namespace, out: TextIO) -> int:
-    from ai_factory.usage_report import (
+    from ai_factory.cli.usage_report import (
         aws_usage,
         dynamodb_client,
         render_csv,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aif_gateway import contract
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -67,7 +69,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "MLflow prompt registry (`ai-factory prompts`), docs/prompts.md",
         "Content-hashed immutable prompt versions; the production alias moves only with a passing "
         "evaluation run; the synthesized assembly records which prompt hash each feature ships.",
-        metadata_types=("ai-factory:prompts",),
+        metadata_types=(contract.PROMPTS_METADATA_TYPE,),
     ),
     Artifact(
         "eval-runs",
@@ -87,7 +89,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact(
         "nag-packs",
         "cdk-nag rule packs and acknowledgements",
-        "ai_factory/nag.py, this report's IAM wildcards section",
+        "ai_factory/platform/nag.py, this report's IAM wildcards section",
         "Every synth is checked; each accepted finding carries a written reason next to the construct.",
     ),
     Artifact(
@@ -117,7 +119,7 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact(
         "invocation-logs",
         "Bedrock model invocation logging",
-        "ai_factory/invocation_logging.py, docs/observability.md",
+        "ai_factory/constructs/invocation_logging.py, docs/observability.md",
         "Account-level Bedrock request and response logging to encrypted CloudWatch Logs and S3.",
         resource_types=("Custom::AiFactoryBedrockInvocationLogging",),
     ),

@@ -16,9 +16,10 @@ from typing import Any
 
 from ai_factory.compliance.assembly import CloudAssembly, Resource, render
 from ai_factory.compliance.evidence import ARTIFACTS
+from aif_gateway import contract
 
 FEATURE_KEY_TYPE = "Custom::AiFactoryFeatureKey"
-PROMPTS_METADATA = "ai-factory:prompts"
+PROMPTS_METADATA = contract.PROMPTS_METADATA_TYPE
 GATEWAY_HANDLER_PREFIX = "aif_gateway."
 GATEWAY_CONFIG = "aif_gateway/gateway_config.json"
 # Handlers that authenticate every request in code although API Gateway's authorization is NONE.

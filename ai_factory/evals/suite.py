@@ -488,7 +488,7 @@ class _Loader:
         schema = spec.get("schema")
         if not isinstance(schema, Mapping):
             raise self.fail(line, f"{where}: json_schema.schema must be a JSON Schema (a mapping)")
-        from .assertions import schema_problems
+        from .deterministic import schema_problems
 
         problems = schema_problems(_plain(schema))
         if problems:
@@ -573,7 +573,7 @@ class _Loader:
             if not isinstance(value, Mapping):
                 raise self.fail(line, f"{where}: 'value' must be a JSON Schema (a mapping)")
             # Imported here to keep the suite loader and the assertion logic in their own modules.
-            from .assertions import schema_problems
+            from .deterministic import schema_problems
 
             problems = schema_problems(_plain(value))
             if problems:

@@ -89,9 +89,9 @@ def start_dev_session(
 ) -> DevSession:
     """Register ``team_dir``'s prompts, move ``alias``, publish, create a key, start serving (returns
     at once; the server runs on a daemon thread). ``DevSessionError`` for bad input."""
-    from ai_factory.evals.targets import create_local_key, offline_config, offline_gateway
+    from ai_factory.catalog.model_catalog import ModelCatalog
+    from ai_factory.local.offline import create_local_key, offline_config, offline_gateway
     from ai_factory.local.server import LocalGatewayServer
-    from ai_factory.model_catalog import ModelCatalog
     from ai_factory.prompts.registry import PromptRegistry, check_alias
     from ai_factory.prompts.spec import load_prompt_file
     from ai_factory.prompts.view import build_view, find_prompt_files, publish_view, register_files

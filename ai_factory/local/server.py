@@ -80,7 +80,7 @@ def build_gateway(
     from aif_gateway.prompt_view import PromptViewSource
 
     if config is None:
-        from ai_factory.model_catalog import ModelCatalog
+        from ai_factory.catalog.model_catalog import ModelCatalog
 
         config = ModelCatalog.load(catalog_path).gateway_config()
     db = default_db_path(state_dir)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ai_factory.state import default_state_dir
 from aif_gateway.quota import Carry, Claim, GateState, Limits, admitted, applied
 from aif_gateway.records import (
     DEFAULT_MAX_CONCURRENCY,
@@ -39,7 +40,6 @@ from aif_gateway.records import (
 )
 
 DB_FILE_NAME = "local.db"
-HOME_ENV = "AI_FACTORY_HOME"
 # Minute counters only matter for the current minute; like the DynamoDB TTL, rows older than this go.
 MINUTE_COUNTER_RETENTION = timedelta(hours=1)
 _PRUNE_EVERY = 256  # records between clean-ups of expired minute counters
@@ -113,12 +113,6 @@ CREATE TABLE IF NOT EXISTS minute_counters (
     PRIMARY KEY (team, feature, minute)
 );
 """
-
-
-def default_state_dir() -> Path:
-    """``$AI_FACTORY_HOME`` if set, else ``~/.ai-factory``."""
-    home = os.environ.get(HOME_ENV)
-    return Path(home).expanduser() if home else Path.home() / ".ai-factory"
 
 
 def default_db_path(state_dir: str | os.PathLike[str] | None = None) -> Path:

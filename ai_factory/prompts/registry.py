@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ai_factory.prompts.spec import NAME_PATTERN, PromptSpec
+from ai_factory.state import default_tracking_uri
 from aif_gateway.prompt_template import extract_variables
 
-TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
-HOME_ENV = "AI_FACTORY_HOME"
 EVAL_EXPERIMENT = "ai-factory/evals"
 DEPLOYMENT_EXPERIMENT = "ai-factory/prompt-deployments"
 # Aliases that need a passing eval record for the exact version before they may point at it.
@@ -165,22 +164,6 @@ class DeploymentRecord:
             "approved_by": self.approved_by,
             "when": _iso(self.when),
         }
-
-
-def default_state_dir() -> Path:
-    """``$AI_FACTORY_HOME`` if set, else ``~/.ai-factory``."""
-    home = os.environ.get(HOME_ENV)
-    return Path(home).expanduser() if home else Path.home() / ".ai-factory"
-
-
-def default_tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI`` if set, else a SQLite store in the local state folder."""
-    uri = os.environ.get(TRACKING_URI_ENV)
-    if uri:
-        return uri
-    state = default_state_dir()
-    state.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{state / 'mlflow.db'}"
 
 
 def current_git_commit(cwd: str | os.PathLike[str] | None = None) -> str:

@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ai_factory.prompts.registry import PromptRegistry, default_state_dir
+from ai_factory.prompts.registry import PromptRegistry
 from ai_factory.prompts.spec import PromptFileError, PromptSpec, check_model, load_prompt_file
+from ai_factory.state import default_state_dir
+from aif_gateway import contract
 
 VIEW_SCHEMA = 1
-VIEW_URI_ENV = "AIF_PROMPT_VIEW_URI"
+VIEW_URI_ENV = contract.PROMPT_VIEW_URI_ENV
 VIEW_KMS_KEY_ENV = "AIF_PROMPT_VIEW_KMS_KEY_ID"
 VIEW_FILE_NAME = "prompts.json"
 # Folders never searched for prompt files.

@@ -1,7 +1,7 @@
 """Training lineage for custom models: train locally or as a SageMaker training job, record everything
 in MLflow (parameters, dataset digests, metrics, the registered model and its lineage tags), then host
-the registered model on a SageMaker endpoint (``ai_factory.sagemaker_endpoint``) and route to it from
-the model catalog (``provider: sagemaker``). See ``docs/mlops.md``.
+the registered model on a SageMaker endpoint (``ai_factory.constructs.sagemaker_endpoint``) and route to
+it from the model catalog (``provider: sagemaker``). See ``docs/mlops.md``.
 
 - ``lineage``: dataset loading and digests, git commit, the lineage tags every model version carries.
 - ``classifier``: the example model, a keyword (multinomial naive Bayes) text classifier in pure Python.

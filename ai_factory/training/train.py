@@ -168,7 +168,7 @@ def _artifact_location(tracking_uri: str) -> str | None:
 
 def _local_tracking_uri() -> str:
     # Imported only here: a training job sets MLFLOW_TRACKING_URI and ships only this package.
-    from ai_factory.prompts.registry import default_tracking_uri
+    from ai_factory.state import default_tracking_uri
 
     return default_tracking_uri()
 

@@ -1,7 +1,7 @@
 """Team knowledge: answers employees' questions from internal documentation."""
 
-from ai_factory.ai_feature import AiFeature, AlertThresholds
-from ai_factory.rag_feature import RagFeature
+from ai_factory.constructs.ai_feature import AiFeature, AlertThresholds
+from ai_factory.constructs.rag_feature import RagFeature
 from stacks.team_stack import TeamStack
 
 TEAM = "knowledge"

@@ -1,6 +1,6 @@
 """Team support: summarizes tickets for the next agent."""
 
-from ai_factory.ai_feature import AiFeature, AlertThresholds
+from ai_factory.constructs.ai_feature import AiFeature, AlertThresholds
 from stacks.team_stack import TeamStack
 
 TEAM = "support"

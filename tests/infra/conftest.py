@@ -19,8 +19,8 @@ import pytest
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk.assertions import Template
 
-from ai_factory.llm_gateway import LlmGateway
-from ai_factory.model_catalog import ModelCatalog
+from ai_factory.catalog.model_catalog import ModelCatalog
+from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 
 # CDK's built-in CloudFormation validation plugin costs seconds per synth; cdk-nag is unaffected.
 os.environ.setdefault("CDK_VALIDATION", "false")

@@ -16,14 +16,14 @@ import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Template
 
-from ai_factory.ai_feature import (
-    PROMPTS_METADATA_TYPE,
+from ai_factory.catalog.model_catalog import CatalogWarning, ModelCatalog
+from ai_factory.constructs.ai_feature import (
     AiFeature,
     AiFeatureError,
     AlertThresholds,
     stage_provisioner_asset,
 )
-from ai_factory.model_catalog import CatalogWarning, ModelCatalog
+from aif_gateway.contract import PROMPTS_METADATA_TYPE
 from stacks.gateway_stack import GatewayStack
 from stacks.team_stack import TeamStack
 
@@ -334,6 +334,7 @@ def test_the_provisioner_asset_imports_without_the_construct_library(tmp_path: P
     asset = stage_provisioner_asset(out_root=tmp_path)
     assert sorted(p.name for p in (asset / "aif_gateway").iterdir()) == [
         "__init__.py",
+        "contract.py",
         "dynamo_store.py",
         "records.py",
     ]
@@ -493,3 +494,29 @@ def test_relative_prompt_paths_start_at_the_callers_folder() -> None:
         team, "F", **{**FEATURE_PROPS, "prompts": ["../../features/support/prompts/summarize-ticket.yaml"]}
     )
     assert feature.prompts[0].name == "summarize-ticket"
+
+
+def test_a_feature_is_grantable_through_its_caller_role() -> None:
+    from aws_cdk import aws_s3 as s3
+
+    app = cdk.App()
+    gateway = GatewayStack(app, "Gw", env=ENV)
+    team = TeamStack(app, "Team", team="support", gateway_stack=gateway, env=ENV)
+    props = {**FEATURE_PROPS, "prompts": []}
+    feature = AiFeature(team, "Bot", **{**props, "callers": [iam.AccountPrincipal("111122223333")]})
+    bucket = s3.Bucket(team, "Docs")
+    grant = bucket.grant_read(feature)
+    assert grant.success and feature.grant_principal is feature.caller_role
+    policies = Template.from_stack(team).find_resources("AWS::IAM::Policy")
+    assert any(
+        "s3:GetObject*" in json.dumps(p["Properties"]["PolicyDocument"]) and "CallerRole" in json.dumps(p)
+        for p in policies.values()
+    )
+    quiet = AiFeature(team, "Quiet", **{**props, "feature": "quiet"})
+    with pytest.raises(AiFeatureError, match="callers: the feature has no caller role"):
+        quiet.grant_principal  # noqa: B018
+    # Raised inside a CDK call, jsii passes the same message on as a RuntimeError.
+    with pytest.raises(
+        RuntimeError, match="AiFeature support/quiet: callers: the feature has no caller role"
+    ):
+        bucket.grant_read(quiet)

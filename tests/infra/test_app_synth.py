@@ -42,9 +42,9 @@ def test_gateway_options_pass_the_nag_packs(tmp_path: Path, variant: str) -> Non
     import aws_cdk as cdk
     from aws_cdk import aws_ec2 as ec2
 
-    from ai_factory.llm_gateway import LlmGateway
-    from ai_factory.model_catalog import ModelCatalog
-    from ai_factory.nag import apply_nag_packs
+    from ai_factory.catalog.model_catalog import ModelCatalog
+    from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+    from ai_factory.platform.nag import apply_nag_packs
 
     app = cdk.App(outdir=str(tmp_path))
     stack = cdk.Stack(app, "Variant", env=cdk.Environment(account="111122223333", region="us-east-1"))

@@ -13,7 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Match, Template
 
-from ai_factory.audit_trail import AUDIT_FILTER_PATTERN, AuditTrail
+from ai_factory.constructs.audit_trail import AUDIT_FILTER_PATTERN, AuditTrail
 
 ENV = cdk.Environment(account="111122223333", region="us-east-1")
 

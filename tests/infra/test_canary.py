@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,13 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from ai_factory.ai_feature import AiFeature
-from ai_factory.canary import CanaryError, FeatureCanary, add_canary, features_of, stage_canary_asset
+from ai_factory.constructs.ai_feature import AiFeature, find_features
+from ai_factory.constructs.canary import (
+    CanaryError,
+    FeatureCanary,
+    add_canary,
+    stage_canary_asset,
+)
 from stacks.gateway_stack import GatewayStack
 from stacks.team_stack import TeamStack
 
@@ -123,6 +130,26 @@ def test_function_is_a_plain_python_314_arm64_asset_with_the_suites_as_json(synt
     assert json.loads((staged / "aif_canary" / "canary_suites.json").read_text())["features"] == canary.suites
     assert (staged / "aif_canary" / "handler.py").is_file()
     assert not list(staged.rglob("*.yaml")) and not list(staged.rglob("__pycache__"))
+    # The asset ships the runtime contract it imports: the handler loads without site-packages.
+    # Of the library, only the eval harness's standard-library part is in it (and gets imported).
+    code = (
+        "import aif_canary.handler as h, sys; print(h.DEFAULT_NAMESPACE); "
+        "print(sorted(m for m in sys.modules if m.startswith('ai_factory')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=staged, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    namespace, modules = result.stdout.strip().splitlines()
+    assert namespace == "AIFactory"
+    assert modules == str(
+        ["ai_factory", "ai_factory.evals", "ai_factory.evals.deterministic", "ai_factory.evals.model"]
+    )
+    assert sorted(p.name for p in (staged / "ai_factory" / "evals").iterdir()) == [
+        "__init__.py",
+        "deterministic.py",
+        "model.py",
+    ]
 
 
 def test_one_schedule_per_watched_feature_with_retries_dlq_and_no_flexible_window(
@@ -190,7 +217,7 @@ def test_least_privilege(synth: dict[str, Any]) -> None:
 
 def test_invalid_props_name_the_field(synth: dict[str, Any]) -> None:
     team: TeamStack = synth["team"]
-    features = features_of(team)
+    features = find_features(team)
     with pytest.raises(CanaryError, match="features"):
         FeatureCanary(team, "NoFeatures", features=[])
     with pytest.raises(CanaryError, match="max_cases"):

@@ -10,8 +10,8 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from ai_factory.data_connector import CONFIG_FILE_NAME, DataConnector, DataConnectorError
-from ai_factory.governance import DataLake, GovernedDataset
+from ai_factory.constructs.data_connector import CONFIG_FILE_NAME, DataConnector, DataConnectorError
+from ai_factory.constructs.governance import DataLake, GovernedDataset
 
 ENV = cdk.Environment(account="111122223333", region="us-east-1")
 COLUMNS = {
@@ -41,7 +41,7 @@ def build(nag: bool = False, **props: Any) -> tuple[cdk.App, cdk.Stack, DataConn
     props = {"pii_columns": ["customer"], **props}
     connector = DataConnector(stack, "Connector", dataset=dataset, **props)
     if nag:
-        from ai_factory.nag import apply_nag_packs
+        from ai_factory.platform.nag import apply_nag_packs
 
         apply_nag_packs(app)
     return app, stack, connector
@@ -165,7 +165,7 @@ def test_staged_config_describes_the_dataset(synth: dict[str, Any]) -> None:
     assert connector.modes == ["hash", "tokenize"]
     code = connector.function.node.default_child.code  # type: ignore[union-attr]
     assert code is not None
-    from ai_factory.data_connector import stage_connector_asset
+    from ai_factory.constructs.data_connector import stage_connector_asset
 
     folder = stage_connector_asset(
         {

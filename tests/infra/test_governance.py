@@ -12,8 +12,8 @@ import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
 
-from ai_factory.ai_feature import AiFeature, AiFeatureError
-from ai_factory.governance import DataLake, GovernanceError, GovernedDataset
+from ai_factory.constructs.ai_feature import AiFeature, AiFeatureError
+from ai_factory.constructs.governance import DataLake, GovernanceError, GovernedDataset
 from stacks.gateway_stack import GatewayStack
 from stacks.governance_stack import GovernanceStack
 from stacks.team_stack import TeamStack

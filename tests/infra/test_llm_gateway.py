@@ -14,8 +14,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk.assertions import Match
 
-from ai_factory.lambda_packaging import stage_gateway_asset
-from ai_factory.model_catalog import ModelCatalog
+from ai_factory.catalog.model_catalog import ModelCatalog
+from ai_factory.platform.lambda_packaging import stage_gateway_asset
 from aif_gateway.config import CONFIG_FILE_NAME, GatewayConfig
 
 BEDROCK_ACTIONS = {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:ApplyGuardrail"}

@@ -12,8 +12,8 @@ import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
 
-from ai_factory.mlflow_tracking import MlflowTracking
-from ai_factory.nag import apply_nag_packs
+from ai_factory.constructs.mlflow_tracking import MlflowTracking
+from ai_factory.platform.nag import apply_nag_packs
 from stacks.mlops_stack import MlopsStack
 
 os.environ.setdefault("CDK_VALIDATION", "false")

@@ -17,7 +17,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 
-from ai_factory.nag import (
+from ai_factory.platform.nag import (
     PACKS,
     TABLE_END,
     TABLE_START,
@@ -82,7 +82,8 @@ def test_no_unacknowledged_findings(variant: str, request: pytest.FixtureRequest
     assert not synth.findings, (
         f"{len(synth.findings)} unacknowledged cdk-nag finding(s) in the {variant}: fix each in the "
         "construct that creates the resource, or acknowledge it there with a reason "
-        f"(ai_factory/nag.py), then regenerate docs/security-controls.md:\n{_printable(synth.findings)}"
+        "(ai_factory/platform/nag.py), then regenerate docs/security-controls.md:\n"
+        f"{_printable(synth.findings)}"
     )
     assert synth.error is None, f"synth failed without a cdk-nag finding: {synth.error}"
 
@@ -110,7 +111,7 @@ def test_security_controls_doc_lists_every_acknowledgement(real_app: Synth, pipe
     document = DOC.read_text()
     assert TABLE_START in document and TABLE_END in document
     assert render_document_table(document, acks) == document, (
-        "docs/security-controls.md is out of date: run `.venv/bin/python -m ai_factory.nag "
+        "docs/security-controls.md is out of date: run `.venv/bin/python -m tools.security_controls "
         "docs/security-controls.md`"
     )
 

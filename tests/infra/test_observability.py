@@ -16,9 +16,10 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from ai_factory.ai_feature import AiFeature
-from ai_factory.invocation_logging import RESOURCE_TYPE, BedrockInvocationLogging
-from ai_factory.observability import RUNBOOKS, AlarmDefaults, Observability, find_features
+from ai_factory.constructs.ai_feature import AiFeature, find_features
+from ai_factory.constructs.invocation_logging import RESOURCE_TYPE, BedrockInvocationLogging
+from ai_factory.constructs.observability.facade import Observability
+from ai_factory.constructs.observability.settings import RUNBOOKS, AlarmDefaults
 from features import TEAM_MODULES
 from stacks.gateway_stack import GatewayStack
 from stacks.governance_stack import GovernanceStack
@@ -230,22 +231,17 @@ def test_platform_dashboard_covers_the_whole_platform(built: Built) -> None:
     assert "audit.error_type" in body  # the Logs Insights widget over the audit lines
 
 
-def test_budget_refusals_become_a_metric_per_feature(built: Built) -> None:
-    built.template.has_resource_properties(
-        "AWS::Logs::MetricFilter",
-        {
-            "FilterPattern": '{ $.audit.error_type = "budget_exhausted" }',
-            "MetricTransformations": [
-                Match.object_like(
-                    {
-                        "MetricName": "BudgetExhausted",
-                        "MetricNamespace": "AIFactory",
-                        "Dimensions": Match.array_with([{"Key": "Team", "Value": "$.audit.team"}]),
-                    }
-                )
-            ],
-        },
+def test_budget_alarm_reads_the_metric_the_gateway_emits(built: Built) -> None:
+    """The runtime emits BudgetExhausted itself (per Team/Feature): no metric filter reads it from logs."""
+    built.template.resource_count_is("AWS::Logs::MetricFilter", 0)
+    alarms = built.template.find_resources(
+        "AWS::CloudWatch::Alarm", {"Properties": {"MetricName": "BudgetExhausted"}}
     )
+    assert alarms
+    for alarm in alarms.values():
+        props = alarm["Properties"]
+        assert props["Namespace"] == "AIFactory"
+        assert {d["Name"] for d in props["Dimensions"]} == {"Team", "Feature"}
 
 
 def test_many_features_split_across_small_stacks() -> None:

@@ -202,3 +202,47 @@ def test_app_with_pipeline_context_passes_the_nag_packs(tmp_path: Path) -> None:
     assert "AiFactoryPipeline" in {s.stack_name for s in assembly.stacks}
     report = json.loads((tmp_path / "validation-report.json").read_text())
     assert all(r["summary"]["status"] == "success" for r in report["pluginReports"])
+
+
+def _stage_stacks(staging: Any, production: Any) -> dict[str, dict[str, set[str]]]:
+    """Per stage: each stack's id and the resource types in its template."""
+    app = cdk.App()
+    settings = {**SETTINGS}
+    if staging is not None:
+        settings["staging"] = staging
+    if production is not None:
+        settings["production"] = production
+    pipeline = PipelineStack(
+        app, "Pipeline", settings=PipelineSettings.from_dict(settings), team_modules=TEAM_MODULES, env=ENV
+    )
+    found: dict[str, dict[str, set[str]]] = {}
+    for stage in (c for c in pipeline.node.children if isinstance(c, cdk.Stage)):
+        stacks = [c for c in stage.node.children if isinstance(c, cdk.Stack)]
+        found[stage.node.id] = {
+            s.node.id: {r["Type"] for r in Template.from_stack(s).to_json()["Resources"].values()}
+            for s in stacks
+        }
+    return found
+
+
+def test_stages_deploy_the_same_stacks_as_the_app_with_observability_and_canaries() -> None:
+    stages = _stage_stacks(None, None)
+    app_stacks = {c.node.id for c in build_app(outdir=None).node.children if isinstance(c, cdk.Stack)} - {
+        "AiFactoryMlops"
+    }
+    for name in ("Staging", "Production"):
+        assert set(stages[name]) == app_stacks, name
+        for team in (s for s in stages[name] if s.startswith("AiFactoryTeam")):
+            assert "AWS::Scheduler::Schedule" in stages[name][team], f"{name}/{team} has no canary"
+        assert "AWS::CloudWatch::Alarm" in stages[name]["AiFactoryObservability"]
+    # Invocation logging is one setting per account and region: staging leaves it to production there.
+    assert "Custom::AiFactoryBedrockInvocationLogging" in stages["Production"]["AiFactoryObservability"]
+    assert "Custom::AiFactoryBedrockInvocationLogging" not in stages["Staging"]["AiFactoryObservability"]
+
+
+def test_staging_in_another_region_manages_its_own_invocation_logging() -> None:
+    stages = _stage_stacks(
+        {"account": "111122223333", "region": "us-west-2"}, {"account": "111122223333", "region": "us-east-1"}
+    )
+    for name in ("Staging", "Production"):
+        assert "Custom::AiFactoryBedrockInvocationLogging" in stages[name]["AiFactoryObservability"], name

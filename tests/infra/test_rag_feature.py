@@ -16,10 +16,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 
-from ai_factory.ai_feature import AiFeature
-from ai_factory.nag import apply_nag_packs
-from ai_factory.rag_feature import RagFeature, RagFeatureError
-from ai_factory.secure_defaults import encrypted_bucket
+from ai_factory.constructs.ai_feature import AiFeature
+from ai_factory.constructs.rag_feature import RagFeature, RagFeatureError
+from ai_factory.platform.nag import apply_nag_packs
+from ai_factory.platform.secure_defaults import encrypted_bucket
 from stacks.gateway_stack import GatewayStack
 from stacks.governance_stack import GovernanceStack
 from stacks.team_stack import TeamStack

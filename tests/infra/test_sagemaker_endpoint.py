@@ -13,10 +13,10 @@ import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk.assertions import Match, Template
 
-from ai_factory.llm_gateway import LlmGateway
-from ai_factory.model_catalog import ModelCatalog
-from ai_factory.nag import apply_nag_packs
-from ai_factory.sagemaker_endpoint import SageMakerEndpoint
+from ai_factory.catalog.model_catalog import ModelCatalog
+from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+from ai_factory.constructs.sagemaker_endpoint import SageMakerEndpoint
+from ai_factory.platform.nag import apply_nag_packs
 
 os.environ.setdefault("CDK_VALIDATION", "false")
 ENV = cdk.Environment(account="111122223333", region="us-east-1")

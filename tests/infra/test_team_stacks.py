@@ -12,7 +12,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
-from ai_factory.ai_feature import AiFeature
+from ai_factory.constructs.ai_feature import AiFeature
 from features import TEAM_MODULES
 from stacks.gateway_stack import GatewayStack
 from stacks.governance_stack import GovernanceStack

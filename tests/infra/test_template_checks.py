@@ -16,7 +16,7 @@ import pytest
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 
-from ai_factory.checkov_skips import (
+from ai_factory.platform.checkov_skips import (
     CHECKOV_ONLY,
     EQUIVALENTS,
     LAMBDA_ENVIRONMENT_REASON,
@@ -24,7 +24,7 @@ from ai_factory.checkov_skips import (
     add_checkov_skips,
     secret_variable_names,
 )
-from ai_factory.nag import PACKS, acknowledge
+from ai_factory.platform.nag import PACKS, acknowledge
 from tests.infra.conftest import RealApp
 
 TOOLS = Path(__file__).resolve().parents[2] / ".venv-tools" / "bin"

@@ -15,11 +15,11 @@ from typing import Any
 import boto3
 import pytest
 from aif_canary import handler
-from aif_canary.assertions import check
+from aif_canary.assertions import check_answer
 from aif_canary.runner import Answer, CallFailed, GatewayClient, request_body, run_suite
 from moto import mock_aws
 
-from ai_factory.canary import CanaryError, load_canary_suite
+from ai_factory.constructs.canary import CanaryError, load_canary_suite
 from ai_factory.local.server import LocalGatewayServer
 from ai_factory.local.sqlite_store import SqliteKeyStore, default_db_path
 from aif_gateway.records import ApiKeyRecord, generate_key
@@ -137,11 +137,27 @@ def test_request_options_of_the_suite_and_case_reach_the_gateway(tmp_path: Path)
         ({"type": "regex", "value": r"\d{3}"}, "id 123", 1, True),
         ({"type": "latency_ms", "value": 100}, "", 150.0, False),
         ({"type": "latency_ms", "value": 100}, "", 99.0, True),
-        ({"type": "similarity", "value": "x"}, "x", 1, False),
+        ({"type": "similarity", "value": "x"}, "x", 1, False),  # needs a model: not in the canary
+        # The harness's case-insensitive match (casefold, as in `ai-factory eval`), not lower().
+        ({"type": "icontains", "value": "STRASSE"}, "Hauptstraße 1", 1, True),
+        ({"type": "is-json", "value": None}, '{"a": 1}', 1, True),
     ],
 )
-def test_assertions(assertion: dict[str, Any], text: str, latency: float, ok: bool) -> None:
-    assert check(assertion, text, latency)[0] is ok
+def test_assertions_are_the_eval_harness_ones(
+    assertion: dict[str, Any], text: str, latency: float, ok: bool
+) -> None:
+    from aif_canary.assertions import to_assertion
+
+    from ai_factory.evals.assertions import evaluate
+    from ai_factory.evals.model import Case, CaseOutput
+
+    verdict = check_answer(assertion, text, latency)
+    assert verdict.passed is ok
+    if assertion["type"] != "similarity":
+        harness = evaluate(
+            to_assertion(assertion), CaseOutput(text, latency), Case(id="c", vars={}, assertions=())
+        )
+        assert (harness.passed, harness.reason) == (verdict.passed, verdict.reason)
 
 
 # --- against the real local gateway ---------------------------------------------------------------
@@ -163,7 +179,7 @@ def test_suite_through_the_local_gateway(suite_file: Path, local_gateway: tuple[
     result = run_suite(suite, GatewayClient(url, key))
     first, second = result.cases
     assert first.passed and first.assertions_passed == 5 and first.request_id
-    assert not second.passed and second.failures == ["contains: missing 'cherry'"]
+    assert not second.passed and second.failures == ["contains: output does not contain 'cherry'"]
     assert result.pass_rate == 0.5
     assert result.assertion_pass_rate == pytest.approx(5 / 6)
     assert result.errors == 0
@@ -274,7 +290,7 @@ def test_gateway_errors_slow_answers_and_junk_fail_their_cases(stub: tuple[str, 
     assert "HTTP 503" in (result.cases[0].error or "") and "all_targets_failed" in (
         result.cases[0].error or ""
     )
-    assert result.cases[1].error is None and result.cases[1].failures[0].startswith("latency_ms: took")
+    assert result.cases[1].error is None and result.cases[1].failures[0].startswith("latency_ms: latency ")
     assert result.errors == 3
     authorization, body = server.bodies[0]
     assert authorization == "Bearer aif-secret"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ai_factory.model_catalog import CatalogError, ModelCatalog
+from ai_factory.catalog.model_catalog import CatalogError, ModelCatalog
 from aif_gateway.capabilities import ModelCapabilities
 from aif_gateway.config import GatewayConfig
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ai_factory.model_catalog import CatalogError, ModelCatalog
+from ai_factory.catalog.model_catalog import CatalogError, ModelCatalog
 from aif_gateway.config import GatewayConfig
 
 CUSTOM: dict[str, Any] = {
@@ -102,7 +102,7 @@ def test_endpoint_fields_are_refused_on_other_providers() -> None:
 
 
 def test_model_card_names_the_endpoint() -> None:
-    from ai_factory.model_cards import render_card
+    from ai_factory.catalog.model_cards import render_card
 
     card = render_card(catalog(), "ticket-classifier")
     assert "| default | `AIF-Ticket-Classifier` | SageMaker endpoint |" in card

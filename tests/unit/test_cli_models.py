@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.cli.main import main
-from ai_factory.model_catalog import ModelCatalog
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -18,7 +18,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
-from ai_factory.ai_feature import AiFeature
 from ai_factory.cli.main import main
 from ai_factory.compliance.assembly import CloudAssembly
 from ai_factory.compliance.diff import diff_reports
@@ -27,6 +26,7 @@ from ai_factory.compliance.evidence import ARTIFACTS_BY_ID, OBLIGATIONS
 from ai_factory.compliance.html import render_html
 from ai_factory.compliance.markdown import render_markdown
 from ai_factory.compliance.model import NO_ACK, Report, build_report
+from ai_factory.constructs.ai_feature import AiFeature
 from stacks.gateway_stack import GatewayStack
 from stacks.team_stack import TeamStack
 

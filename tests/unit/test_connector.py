@@ -27,6 +27,8 @@ from aif_connector.lineage import check_run_event
 from aif_connector.records import Column, DatasetSpec
 from moto import mock_aws
 
+from aif_gateway import contract
+
 REGION = "us-east-1"
 RAW, CURATED, QUARANTINE, LINEAGE = "aif-raw-zone", "aif-curated-zone", "aif-quarantine-zone", "aif-lineage"
 DATABASE, TABLE = "ai_factory_support", "tickets"
@@ -289,6 +291,13 @@ def test_jsonl_end_to_end_masks_pii_quarantines_bad_records_and_records_lineage(
     assert emf[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Dataset"]]
     kinds = {d["Kind"]: d["PiiFindings"] for d in emf[1:]}
     assert kinds["EMAIL"] == 1 and kinds["CREDIT_CARD"] == 1
+    # Every metric is the contract's: same namespace, unit and dimension set the constructs alarm on.
+    declared = {(m.namespace, m.name): m for m in contract.METRICS}
+    for doc in emf:
+        (directive,) = doc["_aws"]["CloudWatchMetrics"]
+        for metric in directive["Metrics"]:
+            spec = declared[(directive["Namespace"], metric["Name"])]
+            assert metric["Unit"] == spec.unit and tuple(directive["Dimensions"][0]) in spec.dimension_sets
 
 
 def test_csv_end_to_end_with_quoted_newlines_and_broken_rows(aws: dict[str, Any]) -> None:

@@ -22,10 +22,9 @@ from ai_factory.evals.assertions import (
     cosine_similarity,
     evaluate,
     parse_judge_answer,
-    schema_errors,
-    schema_problems,
     token_f1,
 )
+from ai_factory.evals.deterministic import schema_errors, schema_problems
 from ai_factory.evals.model import ASSERTION_TYPES, Assertion, Case, CaseOutput
 
 CASE = Case(id="c", vars={"ticket": "refund order 123"}, assertions=())

@@ -9,9 +9,9 @@ from typing import Any
 
 import boto3
 import pytest
+from feature_key_provisioner.handler import KeyProvisioner, ProvisioningError, derive_key_id
 from moto import mock_aws
 
-from ai_factory.feature_key_provisioner.handler import KeyProvisioner, ProvisioningError, derive_key_id
 from aif_gateway.dynamo_store import DynamoKeyStore, create_tables
 from aif_gateway.records import hash_key
 

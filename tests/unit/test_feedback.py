@@ -18,8 +18,8 @@ from moto import mock_aws
 from ai_factory.cli.main import main
 from ai_factory.local.sqlite_store import SqliteKeyStore, SqliteLedger
 from aif_gateway.app import Gateway
+from aif_gateway.contract import REQUEST_ID_INDEX
 from aif_gateway.dynamo_store import (
-    REQUEST_ID_INDEX,
     DynamoKeyStore,
     DynamoLedger,
     create_tables,

@@ -137,7 +137,7 @@ def test_guardrail_assessments_are_metered_from_the_trace(harness: Harness) -> N
 
 
 def test_catalog_guardrail_prices_are_checked() -> None:
-    from ai_factory.model_catalog import CatalogError, ModelCatalog
+    from ai_factory.catalog.model_catalog import CatalogError, ModelCatalog
 
     catalog = ModelCatalog.load()
     catalog.extra["guardrail_prices"] = {"content": -1}  # type: ignore[index]

@@ -4,19 +4,21 @@ explicit overwrite, update, and a delete that only removes its own configuration
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-
-from ai_factory.invocation_logging_handler import handler
-from ai_factory.invocation_logging_handler.handler import (
+from invocation_logging_handler import handler
+from invocation_logging_handler.handler import (
     ConfigurationConflict,
     InvocationLoggingManager,
     normalize,
 )
+from moto import mock_aws
 
 REGION = "us-east-1"
 OURS: dict[str, Any] = {
@@ -170,3 +172,16 @@ def test_unknown_request_type_and_missing_config_fail_clearly(bedrock: Any) -> N
         manager.handle(event("Replace", OURS))
     with pytest.raises(ValueError, match="LoggingConfig"):
         manager.handle({"RequestType": "Create", "ResourceProperties": {}})
+
+
+def test_staged_asset_runs_the_handler_with_the_contract_and_no_site_packages(tmp_path: Path) -> None:
+    from ai_factory.constructs.invocation_logging import stage_handler_asset
+
+    asset = stage_handler_asset(out_root=tmp_path)
+    assert sorted(p.name for p in asset.iterdir()) == ["__init__.py", "aif_gateway", "handler.py"]
+    code = "import sys, handler; assert 'ai_factory' not in sys.modules; print(handler.on_event.__name__)"
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=asset, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "on_event"

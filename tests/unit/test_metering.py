@@ -48,3 +48,16 @@ def test_emf_line_has_both_dimension_sets_and_the_counters(capsys: pytest.Captur
         "GuardrailInterventions",
     } <= names
     assert line["CostUSD"] == [pytest.approx(0.0012)]
+
+
+def test_a_budget_refusal_is_counted_by_the_runtime(capsys: pytest.CaptureFixture[str]) -> None:
+    """BudgetExhausted comes from the gateway itself, per feature, not from a filter over log text."""
+    record = UsageRecord(
+        "r2", datetime(2026, 11, 25, tzinfo=UTC), "support", "summarizer", "k1", "chat-fast", 429
+    )
+    record.error_type = "budget_exhausted"
+    EmfMetricsSink(namespace="AIFactory", service="gw").emit(record, fell_back=False, breaker_opened=0)
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    (directive,) = line["_aws"]["CloudWatchMetrics"]
+    assert {"Team", "Feature"} in [set(d) for d in directive["Dimensions"]]
+    assert line["BudgetExhausted"] == [1.0] and line["Throttled"] == [1.0]

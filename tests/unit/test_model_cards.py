@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ai_factory.model_cards import (
+from ai_factory.catalog.model_cards import (
     GENERATED_MARKER,
     INDEX_FILE,
     CardError,
@@ -20,7 +20,7 @@ from ai_factory.model_cards import (
     usd,
     write_cards,
 )
-from ai_factory.model_catalog import DEFAULT_CATALOG_PATH, ModelCatalog
+from ai_factory.catalog.model_catalog import DEFAULT_CATALOG_PATH, ModelCatalog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_CARDS = REPO_ROOT / "docs" / "models"

@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ai_factory.model_catalog import CatalogError, CatalogWarning, ComplianceNotes, ModelCatalog
+from ai_factory.catalog.model_catalog import CatalogError, CatalogWarning, ComplianceNotes, ModelCatalog
 from aif_gateway.config import GatewayConfig, Prices
 
 APPROVAL = {"approved_by": "ai-review@example.com", "approved_on": "2026-11-24"}
@@ -705,3 +705,26 @@ def test_bad_profile_prices_name_the_field(tmp_path: Path, value: Any, message: 
     data = base()
     model(data, "haiku")["profile_prices"] = value
     assert message in load_error(tmp_path, data)
+
+
+def test_model_aliases_reach_gateway_config_and_are_validated() -> None:
+    data = base()
+    data["model_aliases"] = {"claude-sonnet-4-5": "chat", "gpt-5": "chat"}
+    config = ModelCatalog.from_dict(data).gateway_config()
+    assert config.model_aliases == {"claude-sonnet-4-5": "chat", "gpt-5": "chat"}
+    assert GatewayConfig.from_dict(json.loads(config.to_json())).model_aliases == config.model_aliases
+    for aliases, why in [
+        ({"gpt-5": "nope"}, "must name a route"),
+        ({"gpt-5": "embed"}, "is not a chat route"),
+        ({"chat": "chat"}, "may not shadow a route"),
+        (["gpt-5"], "must be a mapping"),
+    ]:
+        data["model_aliases"] = aliases
+        with pytest.raises(CatalogError, match=why):
+            ModelCatalog.from_dict(data)
+
+
+def test_packaged_model_aliases_name_chat_routes() -> None:
+    catalog = ModelCatalog.load()
+    assert catalog.model_aliases["claude-sonnet-4-5"] == "chat-smart"
+    assert all(catalog.routes[r].modality == "chat" for r in catalog.model_aliases.values())

@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 import yaml
 
-from ai_factory.model_cards import render_card
-from ai_factory.model_catalog import DEFAULT_CATALOG_PATH, ModelCatalog
-from ai_factory.model_registry_mlflow import (
+from ai_factory.catalog.model_cards import render_card
+from ai_factory.catalog.model_catalog import DEFAULT_CATALOG_PATH, ModelCatalog
+from ai_factory.catalog.model_registry_mlflow import (
     HASH_TAG,
-    default_tracking_uri,
     entry_hash,
     make_client,
     model_source,
     publish_catalog,
 )
+from ai_factory.state import default_tracking_uri
 
 pytest.importorskip("mlflow")
 
@@ -184,6 +184,7 @@ def test_entry_hash_ignores_routes_but_not_content(tmp_path: Path) -> None:
     base = ModelCatalog.load().models["claude-haiku-4-5"]
     data = raw()
     data["routes"] = [r for r in data["routes"] if r["alias"] != "chat-smart"]
+    data["model_aliases"] = {k: v for k, v in data["model_aliases"].items() if v != "chat-smart"}
     assert entry_hash(load(data, tmp_path / "a").models["claude-haiku-4-5"]) == entry_hash(base)
     entry(data, "claude-haiku-4-5")["known_limitations"].append("new one")
     assert entry_hash(load(data, tmp_path / "b").models["claude-haiku-4-5"]) != entry_hash(base)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ai_factory.evals.assertions import schema_errors
+from ai_factory.evals.deterministic import schema_errors
 from ai_factory.evals.runner import execute
 from ai_factory.evals.suite import SuiteError, load_suite
 from ai_factory.evals.targets import LocalTarget

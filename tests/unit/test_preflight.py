@@ -21,9 +21,9 @@ from botocore.client import BaseClient
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.cli.main import main
 from ai_factory.cli.preflight import cmd_preflight
-from ai_factory.model_catalog import ModelCatalog
 from ai_factory.preflight import (
     LAMBDA_CONCURRENCY_QUOTA,
     MIN_BOOTSTRAP_VERSION,

@@ -397,7 +397,7 @@ def test_register_files_registers_nothing_when_one_is_invalid(registry: PromptRe
     bad = write_prompt(files / "bad", "atomic-bad", model="nope")
     dup_one = write_prompt(files / "dup1", "atomic-dup")
     dup_two = write_prompt(files / "dup2", "atomic-dup", "Other {{x}}")
-    from ai_factory.model_catalog import ModelCatalog
+    from ai_factory.catalog.model_catalog import ModelCatalog
 
     results = {r.path.resolve(): r for r in register_files([files], registry, ModelCatalog.load())}
     assert results[bad.resolve()].status == "invalid"

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ai_factory.model_catalog import ModelCatalog
+from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.prompts.spec import (
     PromptFileError,
     PromptVariablesError,

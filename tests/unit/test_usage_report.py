@@ -14,8 +14,8 @@ import pytest
 from moto import mock_aws
 
 from ai_factory.cli.main import main
+from ai_factory.cli.usage_report import NO_MODEL, aws_usage, month_partitions, summarize_usage
 from ai_factory.local.sqlite_store import SqliteLedger
-from ai_factory.usage_report import NO_MODEL, aws_usage, month_partitions, summarize_usage
 from aif_gateway.dynamo_store import DynamoLedger, create_tables, make_client
 from aif_gateway.records import UsageRecord
 

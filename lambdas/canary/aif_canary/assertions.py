@@ -1,30 +1,31 @@
-"""The canary's assertion types: the cheap, deterministic subset of the eval harness's assertions.
+"""The canary's assertions are the evaluation harness's deterministic ones (``ai_factory.evals``), so a
+case passes in the canary exactly when it passes in ``ai-factory eval``.
 
-Each assertion is a dict ``{"type", "value"}`` as written into ``canary_suites.json`` at synth time.
+The asset ships ``ai_factory/evals/model.py`` and ``ai_factory/evals/deterministic.py`` (standard
+library only) beside this package. Each assertion arrives as ``{"type", "value"}`` from
+``canary_suites.json``; the limits of ``latency_ms`` and ``cost_usd`` are the harness's thresholds.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-SUPPORTED = ("equals", "contains", "icontains", "not-contains", "regex", "latency_ms")
+from ai_factory.evals.deterministic import DETERMINISTIC_CHECKS, check
+from ai_factory.evals.model import Assertion, AssertionResult, CaseOutput
+
+_LIMITS = ("latency_ms", "cost_usd")
+SUPPORTED = tuple(kind for kind in DETERMINISTIC_CHECKS if kind != "cost_usd")
+"""What the canary can check: every deterministic assertion except cost (it sees no usage)."""
 
 
-def check(assertion: dict[str, Any], text: str, latency_ms: float) -> tuple[bool, str]:
-    """Whether ``text`` (answered in ``latency_ms``) satisfies ``assertion``, and why not."""
-    kind, value = assertion.get("type"), assertion.get("value")
-    if kind == "equals":
-        return text.strip() == str(value).strip(), f"expected exactly {str(value)[:80]!r}"
-    if kind == "contains":
-        return str(value) in text, f"missing {str(value)[:80]!r}"
-    if kind == "icontains":
-        return str(value).lower() in text.lower(), f"missing {str(value)[:80]!r} (any case)"
-    if kind == "not-contains":
-        return str(value) not in text, f"must not contain {str(value)[:80]!r}"
-    if kind == "regex":
-        return re.search(str(value), text) is not None, f"no match for /{str(value)[:80]}/"
-    if kind == "latency_ms":
-        limit = float(value) if isinstance(value, int | float | str) else 0.0
-        return latency_ms <= limit, f"took {latency_ms:.0f} ms, limit {limit:.0f} ms"
-    return False, f"unsupported assertion type {kind!r}"
+def to_assertion(raw: dict[str, Any]) -> Assertion:
+    """The harness's ``Assertion`` for one ``{"type", "value"}`` entry of the canary's suite."""
+    kind, value = str(raw.get("type")), raw.get("value")
+    if kind in _LIMITS:
+        return Assertion(type=kind, threshold=float(value) if value is not None else None)
+    return Assertion(type=kind, value=value)
+
+
+def check_answer(raw: dict[str, Any], text: str, latency_ms: float) -> AssertionResult:
+    """Whether ``text`` (answered in ``latency_ms``) satisfies the assertion, and why (or why not)."""
+    return check(to_assertion(raw), CaseOutput(text=text, latency_ms=latency_ms))

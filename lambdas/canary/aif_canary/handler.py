@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aif_gateway import contract as c
+
 from .runner import GatewayClient, SuiteResult, run_suite
 
 SUITES_FILE = "canary_suites.json"
-DEFAULT_NAMESPACE = "AIFactory"
+DEFAULT_NAMESPACE = c.METRICS_NAMESPACE
 SECRET_CACHE_S = 300.0  # a rotated key is picked up within five minutes
 SAFETY_MS = 35_000  # stop starting cases when less than this is left of the Lambda's time
 
@@ -65,30 +67,30 @@ def api_key(secret_id: str) -> str:
 def emf(team: str, feature: str, result: SuiteResult, namespace: str) -> dict[str, Any]:
     """One CloudWatch Embedded Metric Format record (printed to stdout, turned into metrics by Lambda)."""
     latencies = [c.latency_ms for c in result.cases if c.latency_ms is not None]
-    metrics = {
-        "CanaryPassRate": ("None", round(result.pass_rate, 5)),
-        "EvalPassRate": ("None", round(result.assertion_pass_rate, 5)),
-        "CanaryCases": ("Count", len(result.cases)),
-        "CanaryErrors": ("Count", result.errors),
+    metrics: dict[c.Metric, float] = {
+        c.CANARY_PASS_RATE: round(result.pass_rate, 5),
+        c.EVAL_PASS_RATE: round(result.assertion_pass_rate, 5),
+        c.CANARY_CASES: len(result.cases),
+        c.CANARY_ERRORS: result.errors,
     }
     if latencies:
-        metrics["CanaryLatencyMs"] = ("Milliseconds", round(sum(latencies) / len(latencies), 1))
+        metrics[c.CANARY_LATENCY_MS] = round(sum(latencies) / len(latencies), 1)
     record: dict[str, Any] = {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
             "CloudWatchMetrics": [
                 {
                     "Namespace": namespace,
-                    "Dimensions": [["Team", "Feature"]],
-                    "Metrics": [{"Name": name, "Unit": unit} for name, (unit, _) in metrics.items()],
+                    "Dimensions": [list(c.FEATURE_DIMENSIONS)],
+                    "Metrics": [{"Name": m.name, "Unit": m.unit} for m in metrics],
                 }
             ],
         },
-        "Team": team,
-        "Feature": feature,
+        c.TEAM: team,
+        c.FEATURE: feature,
         "Suite": result.name,
     }
-    record.update({name: value for name, (_, value) in metrics.items()})
+    record.update({m.name: value for m, value in metrics.items()})
     return record
 
 
@@ -97,7 +99,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     suite = load_suites().get(f"{team}/{feature}")
     if suite is None:
         raise ValueError(f"no canary suite for {team}/{feature!r} in this deployment")
-    base_url = os.environ["AIF_GATEWAY_URL"]
+    base_url = os.environ[c.GATEWAY_URL_ENV]
     client = GatewayClient(base_url, api_key(str(event["secret_id"])))
 
     def out_of_time() -> bool:
@@ -105,7 +107,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return remaining is not None and remaining() < SAFETY_MS
 
     result = run_suite(suite, client, out_of_time)
-    namespace = os.environ.get("AIF_METRICS_NAMESPACE") or DEFAULT_NAMESPACE
+    namespace = os.environ.get(c.METRICS_NAMESPACE_ENV) or DEFAULT_NAMESPACE
     print(json.dumps(emf(team, feature, result, namespace), separators=(",", ":")), flush=True)
     summary = {"team": team, "feature": feature, **result.to_dict()}
     failed = [c for c in result.cases if not c.passed]

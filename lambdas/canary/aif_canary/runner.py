@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .assertions import check
+from .assertions import check_answer
 
 REQUEST_TIMEOUT_S = 30.0
 _VAR = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -168,11 +168,11 @@ def run_suite(
             continue
         result.latency_ms, result.request_id = round(answer.latency_ms, 1), answer.request_id
         for assertion in asserts:
-            ok, why = check(assertion, answer.text, answer.latency_ms)
-            if ok:
+            verdict = check_answer(assertion, answer.text, answer.latency_ms)
+            if verdict.passed:
                 result.assertions_passed += 1
             else:
-                result.failures.append(f"{assertion.get('type')}: {why}")
+                result.failures.append(f"{verdict.type}: {verdict.reason}")
         result.passed = result.assertions_passed == result.assertions
         results.append(result)
     return SuiteResult(str(suite.get("name", "canary")), results)

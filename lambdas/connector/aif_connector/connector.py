@@ -35,11 +35,12 @@ from typing import Any, TextIO
 
 from aif_connector.lineage import LineageWriter, RunFacts, WrittenObject, build_run_event, run_id_for
 from aif_connector.records import SUFFIX_FORMATS, DatasetSpec, parse_file
+from aif_gateway import contract as c
 
 logger = logging.getLogger("aif_connector")
 
 CONFIG_FILE_NAME = "connector_config.json"
-DEFAULT_METRICS_NAMESPACE = "AIFactory/DataConnector"
+DEFAULT_METRICS_NAMESPACE = c.CONNECTOR_METRICS_NAMESPACE
 DEFAULT_MAX_OBJECT_BYTES = 256 * 1024 * 1024
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9._=-]+")
 
@@ -81,14 +82,14 @@ class ConnectorSettings:
         env = os.environ if env is None else env
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
         dataset = dict(raw["dataset"])
-        dataset["database"] = env.get("AIF_GLUE_DATABASE", dataset.get("database", ""))
+        dataset["database"] = env.get(c.GLUE_DATABASE_ENV, dataset.get("database", ""))
         return cls(
             spec=DatasetSpec.from_dict(dataset),
-            raw_bucket=env["AIF_RAW_BUCKET"],
-            curated_bucket=env["AIF_CURATED_BUCKET"],
-            quarantine_bucket=env["AIF_QUARANTINE_BUCKET"],
-            lineage_bucket=env["AIF_LINEAGE_BUCKET"],
-            table_namespace=env["AIF_TABLE_NAMESPACE"],
+            raw_bucket=env[c.RAW_BUCKET_ENV],
+            curated_bucket=env[c.CURATED_BUCKET_ENV],
+            quarantine_bucket=env[c.QUARANTINE_BUCKET_ENV],
+            lineage_bucket=env[c.LINEAGE_BUCKET_ENV],
+            table_namespace=env[c.TABLE_NAMESPACE_ENV],
             raw_prefix=raw.get("raw_prefix", ""),
             curated_prefix=raw.get("curated_prefix", ""),
             quarantine_prefix=raw.get("quarantine_prefix", ""),
@@ -96,7 +97,7 @@ class ConnectorSettings:
             job_namespace=raw.get("job_namespace", "ai-factory"),
             domain=raw.get("domain", ""),
             max_object_bytes=int(raw.get("max_object_bytes", DEFAULT_MAX_OBJECT_BYTES)),
-            metrics_namespace=env.get("AIF_METRICS_NAMESPACE", DEFAULT_METRICS_NAMESPACE),
+            metrics_namespace=env.get(c.METRICS_NAMESPACE_ENV, DEFAULT_METRICS_NAMESPACE),
         )
 
 
@@ -177,7 +178,7 @@ class Connector:
         if obj is None:
             # Deleted before we got to it: there is nothing to curate or to lose. Logged and counted.
             logger.warning("raw object %s no longer exists; nothing to process", source)
-            self._emit_metrics({"ObjectsMissing": 1}, {})
+            self._emit_metrics({c.OBJECTS_MISSING.name: 1}, {})
             return RunResult(source=source, run_id="", status="SKIPPED", reason="object no longer exists")
         version = obj.get("VersionId") or version_id
         etag = str(obj.get("ETag", "")).strip('"')
@@ -218,7 +219,7 @@ class Connector:
                 result.lineage_uri = self.lineage.write(build_run_event(facts, run_id=run_id), partition)
             except Exception:  # the original failure matters more; the retry writes the event again
                 logger.exception("could not write the FAIL lineage event of run %s", run_id)
-            self._emit_metrics({"RunsFailed": 1}, {})
+            self._emit_metrics({c.RUNS_FAILED.name: 1}, {})
             raise ConnectorError(f"{source}: {facts.error}") from exc
         return result
 
@@ -316,10 +317,10 @@ class Connector:
         result.lineage_uri = self.lineage.write(event, partition)
         self._emit_metrics(
             {
-                "RecordsIn": facts.records_in,
-                "RecordsCurated": facts.records_curated,
-                "RecordsQuarantined": facts.records_quarantined,
-                "FilesQuarantined": 1 if result.file_quarantined else 0,
+                c.RECORDS_IN.name: facts.records_in,
+                c.RECORDS_CURATED.name: facts.records_curated,
+                c.RECORDS_QUARANTINED.name: facts.records_quarantined,
+                c.FILES_QUARANTINED.name: 1 if result.file_quarantined else 0,
             },
             facts.findings_by_kind,
         )
@@ -435,9 +436,9 @@ class Connector:
         ns = self.settings.metrics_namespace
         dataset = self.settings.dataset_name
         stamp = int(time.time() * 1000)
-        docs = [_emf(ns, stamp, {"Dataset": dataset}, values)]
+        docs = [_emf(ns, stamp, {c.DATASET: dataset}, values)]
         for kind, count in sorted(findings_by_kind.items()):
-            docs.append(_emf(ns, stamp, {"Dataset": dataset, "Kind": kind}, {"PiiFindings": count}))
+            docs.append(_emf(ns, stamp, {c.DATASET: dataset, c.KIND: kind}, {c.PII_FINDINGS.name: count}))
         for doc in docs:
             out.write(json.dumps(doc) + "\n")
         out.flush()
@@ -453,7 +454,7 @@ def _emf(
                 {
                     "Namespace": namespace,
                     "Dimensions": [list(dimensions)],
-                    "Metrics": [{"Name": name, "Unit": "Count"} for name in values],
+                    "Metrics": [{"Name": name, "Unit": c.COUNT} for name in values],
                 }
             ],
         },
@@ -512,7 +513,7 @@ def build_policies(settings: ConnectorSettings, env: Mapping[str, str], session:
     policies: dict[str, Any] = {}
     key: bytes | None = None
     if modes & {"hash", "tokenize"}:
-        secret = env.get("AIF_HMAC_SECRET_ARN")
+        secret = env.get(c.HMAC_SECRET_ARN_ENV)
         if not secret:
             raise ConnectorError("AIF_HMAC_SECRET_ARN is not set; masking modes hash/tokenize need the key")
         key = hmac_key_from_secret(session.client("secretsmanager"), secret)
@@ -524,8 +525,8 @@ def build_policies(settings: ConnectorSettings, env: Mapping[str, str], session:
         else:
             assert key is not None
             tokenizer = Tokenizer(
-                table_name=env["AIF_TOKEN_VAULT_TABLE"],
-                kms_key_id=env["AIF_TOKEN_KEY_ARN"],
+                table_name=env[c.TOKEN_VAULT_TABLE_ENV],
+                kms_key_id=env[c.TOKEN_KEY_ARN_ENV],
                 hmac_key=key,
                 dynamodb=session.client("dynamodb"),
                 kms=session.client("kms"),

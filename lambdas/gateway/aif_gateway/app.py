@@ -1,4 +1,10 @@
-"""The gateway: one OpenAI-compatible API in front of every approved model.
+"""The gateway: one API in front of every approved model, with three chat front doors.
+
+Chat Completions (``openai_schema``), the Anthropic Messages API (``anthropic_messages``) and OpenAI's
+Responses API (``openai_responses``) each parse into the same internal ``ChatRequest``; ``_serve_chat``
+then routes, guards, calls and records it once, and an ``_ApiFormat`` shapes the answer (and its
+stream encoder) the way the caller's API does. Client model names resolve through the catalog's
+``model_aliases`` first.
 
 ``Gateway.handle`` takes an API Gateway REST proxy event and returns a proxy response, or for
 ``stream: true`` a ``StreamingResponse`` that produces the answer's chunks as the model sends them
@@ -29,6 +35,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .access import BackgroundRefresher, KeyAuthenticator, UsageGuard
+from .anthropic_messages import check_version, message_body, parse_messages_request
+from .anthropic_messages import error_body as anthropic_error
+from .anthropic_stream import MessageStreamEncoder
 from .capabilities import adapt, unfit_reason
 from .config import GatewayConfig, GuardrailPrices, Route, RouteTimeouts
 from .errors import (
@@ -38,6 +47,7 @@ from .errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    NotImplementedByGateway,
     PayloadTooLarge,
     StoreUnavailable,
 )
@@ -45,6 +55,7 @@ from .feedback import FeedbackService, feedback_response
 from .guardrail_metering import guardrail_cost
 from .memory_store import MemoryQuotaStore
 from .metering import CountingMetricsSink, MetricsSink, cost_usd
+from .openai_responses import output_items, parse_responses_request, response_body
 from .openai_schema import (
     ChatRequest,
     check_conversation,
@@ -58,12 +69,14 @@ from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, 
 from .providers import default_providers
 from .quota import Estimate, Gate, QuotaStore, Reservation, worst_case
 from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, StoreError, UsageRecord, utc_now
+from .responses_stream import ResponseStreamEncoder
 from .retrieval import RetrievalService, knowledge_base_route, parse_retrieve_request, retrieve_response
 from .routing import RouteFailed, RouteOutcome, Router
 from .stream_format import SSE_HEADERS, ChunkEncoder
 from .streaming import (
     CHARS_PER_TOKEN,
     OpenedStream,
+    StreamEncoder,
     StreamEnd,
     StreamingResponse,
     estimate_tokens,
@@ -122,6 +135,9 @@ class Gateway:
         self._routes: dict[tuple[str, str], Callable[[_Call], dict[str, Any] | StreamingResponse]] = {
             ("GET", "/v1/models"): self._list_models,
             ("POST", "/v1/chat/completions"): self._chat_completions,
+            ("POST", "/v1/messages"): self._messages,
+            ("POST", "/v1/messages/count_tokens"): self._count_tokens,
+            ("POST", "/v1/responses"): self._responses,
             ("POST", "/v1/embeddings"): self._embeddings,
             ("POST", "/v1/feedback"): self._feedback,
             ("POST", "/v1/retrieve"): self._retrieve,
@@ -185,6 +201,37 @@ class Gateway:
         request = parse_chat_request(parse_json_body(call.body(self.config.max_body_bytes)))
         if request.prompt is not None:
             self._apply_prompt(call, request)
+        return self._serve_chat(call, key, request, _ChatCompletionsFormat(call))
+
+    def _messages(self, call: _Call) -> dict[str, Any] | StreamingResponse:
+        """The Anthropic Messages API (``anthropic_messages``): same routing, keys and records."""
+        call.api = "anthropic"
+        check_version(call.header("anthropic-version"))
+        key = self._authenticate(call)
+        request = parse_messages_request(parse_json_body(call.body(self.config.max_body_bytes)))
+        return self._serve_chat(call, key, request, _MessagesFormat(call, request.model))
+
+    def _count_tokens(self, call: _Call) -> dict[str, Any]:
+        call.api = "anthropic"
+        self._authenticate(call)
+        raise NotImplementedByGateway(
+            "/v1/messages/count_tokens is not offered: Bedrock counts tokens only for some models and "
+            "regions; the usage of every /v1/messages answer gives the exact, billed count.",
+            code="count_tokens_not_supported",
+        )
+
+    def _responses(self, call: _Call) -> dict[str, Any] | StreamingResponse:
+        """OpenAI's Responses API, stateless subset (``openai_responses``)."""
+        key = self._authenticate(call)
+        request = parse_responses_request(parse_json_body(call.body(self.config.max_body_bytes)))
+        return self._serve_chat(call, key, request, _ResponsesFormat(call, request))
+
+    def _serve_chat(
+        self, call: _Call, key: ApiKeyRecord, request: ChatRequest, api: _ApiFormat
+    ) -> dict[str, Any] | StreamingResponse:
+        """One chat request, whichever API it came in through: route, guard, model call (buffered or
+        streamed), record, and the answer in ``api``'s shape."""
+        request.model = self.config.model_aliases.get(request.model, request.model)
         call.route = request.model
         route = self._route_for(key, request.model)
         if route.modality != "chat":
@@ -200,7 +247,7 @@ class Gateway:
         ctx = CallContext(call.request_id, key.team, key.feature, guardrail, timeouts)
         request.auto_cache = route.prompt_cache
         if request.stream:
-            return self._stream_chat(call, key, route, request, ctx, timeouts)
+            return self._stream_chat(call, key, route, request, ctx, timeouts, api)
         outcome: RouteOutcome[ChatResult] = self._call_models(
             call,
             key,
@@ -220,7 +267,7 @@ class Gateway:
         if result.guardrail_units:
             _add_guardrail_cost(record, result.guardrail_units, self.config.guardrail_prices)
         self._finish(record, outcome, call)
-        body = _completion(call, outcome.target.name, result, record)
+        body = api.body(outcome.target.name, result, record)
         return _response(200, body, call.request_id, _served_headers(outcome, record))
 
     def _stream_chat(
@@ -231,6 +278,7 @@ class Gateway:
         request: ChatRequest,
         ctx: CallContext,
         timeouts: RouteTimeouts,
+        api: _ApiFormat,
     ) -> StreamingResponse:
         """ConverseStream (or the provider's stream) relayed chunk by chunk (``streaming``): fallback
         until the first model event, none after; the usage record is written before ``[DONE]``."""
@@ -278,12 +326,9 @@ class Gateway:
             usage = TokenUsage(input=estimate_tokens(request))
             on_end(StreamEnd(usage, True, None, False, error_code="client_disconnected"))
 
-        encoder = ChunkEncoder(
-            f"chatcmpl-{call.request_id}", int(call.started.timestamp()), outcome.target.name
-        )
         body = relay(
             outcome.result,
-            encoder,
+            api.encoder(outcome.target.name),
             include_usage=request.include_usage,
             deadline=deadline,
             clock=self.clock,
@@ -370,7 +415,11 @@ class Gateway:
     # -- steps -----------------------------------------------------------------------------------------
 
     def _authenticate(self, call: _Call) -> ApiKeyRecord:
-        key = self.auth.authenticate(call.header("authorization"), call.started)
+        authorization = call.header("authorization")
+        api_key = call.header("x-api-key")  # Anthropic clients' header; same keys
+        if api_key is not None and call.api == "anthropic":
+            authorization = f"Bearer {api_key}"
+        key = self.auth.authenticate(authorization, call.started)
         call.key = key
         return key
 
@@ -567,7 +616,8 @@ class Gateway:
             self._audit(record)  # rejected before any model call: audit line, no ledger write
             self._emit(record)
         headers = {**JSON_HEADERS, "x-request-id": call.request_id, **exc.headers}
-        return {"statusCode": exc.status, "headers": headers, "body": exc.to_json(), "isBase64Encoded": False}
+        body = json.dumps(anthropic_error(exc, call.request_id)) if call.api == "anthropic" else exc.to_json()
+        return {"statusCode": exc.status, "headers": headers, "body": body, "isBase64Encoded": False}
 
 
 class _Call:
@@ -577,6 +627,7 @@ class _Call:
         "_event",
         "_headers",
         "_t0",
+        "api",
         "key",
         "method",
         "path",
@@ -604,6 +655,7 @@ class _Call:
             {str(k).lower(): v for k, v in raw_headers.items()} if isinstance(raw_headers, dict) else {}
         )
         self.key: ApiKeyRecord | None = None
+        self.api = "openai"  # the error shape: "anthropic" on /v1/messages
         self.route: str | None = None
         self.prompt_name: str | None = None
         self.prompt_version: str | None = None
@@ -716,6 +768,60 @@ def _completion(call: _Call, served: str, result: ChatResult, record: UsageRecor
             "cache_creation_input_tokens": record.cache_write_tokens,
         },
     }
+
+
+class _ApiFormat(Protocol):
+    """How one API shapes a chat answer: the buffered body and the streaming encoder."""
+
+    def body(self, served: str, result: ChatResult, record: UsageRecord) -> dict[str, Any]: ...
+    def encoder(self, served: str) -> StreamEncoder: ...
+
+
+def _usage(record: UsageRecord) -> TokenUsage:
+    return TokenUsage(
+        record.input_tokens, record.output_tokens, record.cache_read_tokens, record.cache_write_tokens
+    )
+
+
+class _ChatCompletionsFormat:
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+
+    def body(self, served: str, result: ChatResult, record: UsageRecord) -> dict[str, Any]:
+        return _completion(self.call, served, result, record)
+
+    def encoder(self, served: str) -> StreamEncoder:
+        return ChunkEncoder(f"chatcmpl-{self.call.request_id}", int(self.call.started.timestamp()), served)
+
+
+class _MessagesFormat:
+    """Anthropic answers name the model the client asked for (the served one is in the headers)."""
+
+    def __init__(self, call: _Call, asked: str) -> None:
+        self.id, self.asked = f"msg_{call.request_id}", asked
+
+    def body(self, served: str, result: ChatResult, record: UsageRecord) -> dict[str, Any]:
+        return message_body(self.id, self.asked, result, _usage(record))
+
+    def encoder(self, served: str) -> StreamEncoder:
+        return MessageStreamEncoder(self.id, self.asked)
+
+
+class _ResponsesFormat:
+    def __init__(self, call: _Call, request: ChatRequest) -> None:
+        self.call, self.request = call, request
+        self.id = f"resp_{call.request_id}"
+
+    def body(self, served: str, result: ChatResult, record: UsageRecord) -> dict[str, Any]:
+        output = output_items(self.call.request_id, result)
+        created = int(self.call.started.timestamp())
+        return response_body(
+            self.id, created, served, self.request, status="completed", output=output,
+            usage=_usage(record), finish_reason=result.finish_reason,
+        )  # fmt: skip
+
+    def encoder(self, served: str) -> StreamEncoder:
+        return ResponseStreamEncoder(self.id, int(self.call.started.timestamp()), served, self.request)
 
 
 def _encode_vector(vector: list[float], encoding: str) -> list[float] | str:

@@ -17,7 +17,15 @@ from typing import Any
 from .bedrock_errors import to_provider_error
 from .bedrock_translate import STOP_REASONS
 from .guardrail_metering import assessment_units
-from .provider_types import StreamEvent, StreamStop, StreamUsage, TextDelta, TokenUsage, ToolCallDelta
+from .provider_types import (
+    ReasoningDelta,
+    StreamEvent,
+    StreamStop,
+    StreamUsage,
+    TextDelta,
+    TokenUsage,
+    ToolCallDelta,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +76,10 @@ class ConverseStreamReader:
                 if index is None:  # input without a start event: not a call we can name
                     return None
                 return ToolCallDelta(index, delta["toolUse"].get("input", ""))
-            return None  # reasoning content is not part of the Chat Completions answer
+            reasoning = delta.get("reasoningContent")
+            if isinstance(reasoning, dict) and (reasoning.get("text") or reasoning.get("signature")):
+                return ReasoningDelta(reasoning.get("text", ""), reasoning.get("signature", ""))
+            return None
         if "contentBlockStart" in raw:
             body = raw["contentBlockStart"]
             use = body.get("start", {}).get("toolUse")

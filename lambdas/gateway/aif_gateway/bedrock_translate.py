@@ -335,7 +335,7 @@ def _thinking(
     assistant_turns = [t for t in turns if t["role"] == "assistant"]
     if assistant_turns and any("toolUse" in b for b in assistant_turns[-1]["content"]):
         return None
-    budget = THINKING_BUDGETS.get(effort, THINKING_BUDGETS["medium"])
+    budget = request.thinking_budget or THINKING_BUDGETS.get(effort, THINKING_BUDGETS["medium"])
     if request.max_tokens is not None:
         # OpenAI counts reasoning tokens within max_completion_tokens, as Anthropic does.
         if request.max_tokens <= THINKING_BUDGETS["minimal"]:
@@ -415,12 +415,15 @@ def from_converse(response: dict[str, Any]) -> ChatResult:
     message = response.get("output", {}).get("message", {})
     texts: list[str] = []
     reasoning: list[str] = []
+    signature = ""
     tool_calls: list[dict[str, Any]] = []
     for block in message.get("content", []):
         if "text" in block:
             texts.append(block["text"])
         elif "reasoningContent" in block:
-            reasoning.append(block["reasoningContent"].get("reasoningText", {}).get("text", ""))
+            text = block["reasoningContent"].get("reasoningText", {})
+            reasoning.append(text.get("text", ""))
+            signature = text.get("signature") or signature
         elif "toolUse" in block:
             use = block["toolUse"]
             tool_calls.append(
@@ -445,4 +448,5 @@ def from_converse(response: dict[str, Any]) -> ChatResult:
         guardrail_intervened=stop_reason == "guardrail_intervened",
         reasoning="".join(reasoning),
         guardrail_units=assessment_units(response.get("trace")),
+        reasoning_signature=signature,
     )

@@ -1,7 +1,7 @@
 """Runtime configuration: routes, targets and prices, generated from the model catalog at synth time.
 
-The catalog (YAML, validated in ``ai_factory.model_catalog``) is the single source; this module only reads
-the JSON view of it that is staged next to the Lambda code (``gateway_config.json``) or handed to the
+The catalog (YAML, validated in ``ai_factory.catalog.model_catalog``) is the single source; this module only
+reads the JSON view of it that is staged next to the Lambda code (``gateway_config.json``) or handed to the
 local server, so the gateway never needs PyYAML or the CDK.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from . import contract
 from .capabilities import UNKNOWN, ModelCapabilities
 
 Modality = Literal["chat", "embedding"]
@@ -116,7 +117,6 @@ class GuardrailPrices:
 
 
 GUARD_SCOPES = ("latest", "all")
-GUARDRAIL_SCOPE_ENV = "AIF_GUARDRAIL_SCOPE"
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,9 @@ class GatewayConfig:
     # (``with_deadline_from_env``).
     request_deadline_s: float | None = None
     guardrail_prices: GuardrailPrices = field(default_factory=GuardrailPrices)
+    # Client model names (claude-sonnet-4-5, gpt-5, ...) -> route alias: the catalog's model_aliases, so
+    # a coding assistant configured with a vendor's model name reaches an approved route.
+    model_aliases: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, indent=2)
@@ -202,26 +205,29 @@ class GatewayConfig:
     def with_deadline_from_env(self) -> GatewayConfig:
         """The request deadline from the one setting the construct derives everything from: the
         function timeout (``AIF_FUNCTION_TIMEOUT_S``) minus ``LEDGER_MARGIN_S`` for the usage record."""
-        raw = os.environ.get("AIF_FUNCTION_TIMEOUT_S")
+        raw = os.environ.get(contract.FUNCTION_TIMEOUT_ENV)
         if not raw:
             return self
         try:
             seconds = float(raw)
         except ValueError:
-            raise ValueError(f"AIF_FUNCTION_TIMEOUT_S must be a number of seconds, got {raw!r}") from None
+            raise ValueError(
+                f"{contract.FUNCTION_TIMEOUT_ENV} must be a number of seconds, got {raw!r}"
+            ) from None
         if seconds <= LEDGER_MARGIN_S:
             raise ValueError(
-                f"AIF_FUNCTION_TIMEOUT_S ({seconds:g} s) must exceed the ledger margin "
+                f"{contract.FUNCTION_TIMEOUT_ENV} ({seconds:g} s) must exceed the ledger margin "
                 f"({LEDGER_MARGIN_S:g} s)"
             )
         return GatewayConfig(**{**self.__dict__, "request_deadline_s": seconds - LEDGER_MARGIN_S})
 
     def with_guardrail_from_env(self) -> GatewayConfig:
         """The guardrail ID and version are deploy-time values (CloudFormation), so they come by env."""
-        ident, version = os.environ.get("AIF_GUARDRAIL_ID"), os.environ.get("AIF_GUARDRAIL_VERSION")
+        ident = os.environ.get(contract.GUARDRAIL_ID_ENV)
+        version = os.environ.get(contract.GUARDRAIL_VERSION_ENV)
         if not ident or not version:
             return self
-        scope = os.environ.get(GUARDRAIL_SCOPE_ENV) or "latest"
+        scope = os.environ.get(contract.GUARDRAIL_SCOPE_ENV) or "latest"
         return GatewayConfig(**{**self.__dict__, "guardrail": GuardrailRef(ident, version, scope)})
 
 

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from aif_gateway.contract import KEY_ID_INDEX, MONTH_KEY_PREFIX, REQUEST_ID_INDEX
 from aif_gateway.records import DEFAULT_MAX_CONCURRENCY as DEFAULT_CONC
 from aif_gateway.records import DEFAULT_TOKENS_PER_MINUTE as DEFAULT_TPM
 from aif_gateway.records import (
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-KEY_ID_INDEX = "by-key-id"
-REQUEST_ID_INDEX = "by-request-id"
 TTL_ATTRIBUTE = "ttl"
 
 # The two tables' key schemas in CreateTable's shape: the one description the CDK construct is checked
@@ -428,7 +427,7 @@ class DynamoLedger:
             {
                 "Update": {
                     "TableName": self.table_name,
-                    "Key": {"pk": pk, "sk": _s(f"MONTH#{usage.month}")},
+                    "Key": {"pk": pk, "sk": _s(f"{MONTH_KEY_PREFIX}{usage.month}")},
                     "UpdateExpression": f"ADD cost_usd :cost, requests :one, {month_adds}",
                     "ExpressionAttributeValues": month_values,
                 }
@@ -453,11 +452,11 @@ class DynamoLedger:
         month, minute = month_of(now), minute_of(now)
         pk = _counter_pk(team, feature)
         keys: list[dict[str, AttributeValueTypeDef]] = [
-            {"pk": pk, "sk": _s(f"MONTH#{month}")},
+            {"pk": pk, "sk": _s(f"{MONTH_KEY_PREFIX}{month}")},
             {"pk": pk, "sk": _s(f"MINUTE#{minute}")},
         ]
         found = self._batch_get(keys)
-        month_item = found.get(f"MONTH#{month}", {})
+        month_item = found.get(f"{MONTH_KEY_PREFIX}{month}", {})
         minute_item = found.get(f"MINUTE#{minute}", {})
         return UsageSnapshot(
             month=month,

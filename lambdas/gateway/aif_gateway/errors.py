@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import contract
+
 
 class GatewayError(Exception):
     status = 500
@@ -73,6 +75,14 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class NotImplementedByGateway(GatewayError):
+    """501: an endpoint of a supported API that the gateway deliberately does not offer."""
+
+    status = 501
+    type = "invalid_request_error"
+    code = "not_implemented"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
@@ -85,7 +95,7 @@ class RateLimited(GatewayError):
 
     status = 429
     type = "rate_limit_error"
-    code = "rate_limit_exceeded"
+    code = contract.RATE_LIMIT_EXCEEDED_CODE
 
 
 class BudgetExhausted(GatewayError):
@@ -93,7 +103,7 @@ class BudgetExhausted(GatewayError):
 
     status = 429
     type = "insufficient_quota"
-    code = "budget_exhausted"
+    code = contract.BUDGET_EXHAUSTED_CODE
 
 
 class AllTargetsFailed(GatewayError):

@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
 
+from . import contract
 from .app import Gateway
 from .config import CONFIG_FILE_NAME, GatewayConfig
 from .dynamo_quota import DynamoQuotaStore
@@ -36,21 +37,21 @@ def audit_log(record: UsageRecord) -> None:
 
 
 def build_gateway() -> Gateway:
-    config_path = os.environ.get("AIF_CONFIG_PATH") or str(Path(__file__).with_name(CONFIG_FILE_NAME))
+    config_path = os.environ.get(contract.CONFIG_PATH_ENV) or str(Path(__file__).with_name(CONFIG_FILE_NAME))
     config = GatewayConfig.load(config_path).with_guardrail_from_env().with_deadline_from_env()
-    spill_url = os.environ.get("AIF_SPILL_QUEUE_URL")
+    spill_url = os.environ.get(contract.SPILL_QUEUE_URL_ENV)
     dynamodb = make_client()  # one client for both stores: creating a client costs tens of ms
     return Gateway(
         config,
-        keys=DynamoKeyStore(os.environ["AIF_KEYS_TABLE"], dynamodb),
-        ledger=DynamoLedger(os.environ["AIF_USAGE_TABLE"], dynamodb),
+        keys=DynamoKeyStore(os.environ[contract.KEYS_TABLE_ENV], dynamodb),
+        ledger=DynamoLedger(os.environ[contract.USAGE_TABLE_ENV], dynamodb),
         # The feature gates live in the usage table too (GATE# items): every environment shares them.
-        quota=DynamoQuotaStore(os.environ["AIF_USAGE_TABLE"], dynamodb),
+        quota=DynamoQuotaStore(os.environ[contract.USAGE_TABLE_ENV], dynamodb),
         spill=SpillQueue(spill_url) if spill_url else None,
         metrics=EmfMetricsSink(),
         audit_log=audit_log,
         # Read on the first prompt request, then at most once a minute: no S3 call at cold start.
-        prompts=PromptViewSource(os.environ.get("AIF_PROMPT_VIEW_URI") or None),
+        prompts=PromptViewSource(os.environ.get(contract.PROMPT_VIEW_URI_ENV) or None),
     )
 
 

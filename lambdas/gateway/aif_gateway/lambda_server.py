@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+from . import contract
 from .http_server import GatewayHTTPServer
 
 DEFAULT_PORT = 8080  # the adapter's default, when AWS_LWA_PORT (or PORT) is not set
@@ -21,13 +22,13 @@ DEFAULT_PORT = 8080  # the adapter's default, when AWS_LWA_PORT (or PORT) is not
 def listen_port(environ: dict[str, str] | None = None) -> int:
     """The port the adapter forwards to: ``AWS_LWA_PORT``, else ``PORT``, else 8080 (its own rule)."""
     env = os.environ if environ is None else environ
-    raw = env.get("AWS_LWA_PORT") or env.get("PORT") or str(DEFAULT_PORT)
+    raw = env.get(contract.LWA_PORT_ENV) or env.get("PORT") or str(DEFAULT_PORT)
     try:
         port = int(raw)
     except ValueError:
-        raise ValueError(f"AWS_LWA_PORT must be a port number, got {raw!r}") from None
+        raise ValueError(f"{contract.LWA_PORT_ENV} must be a port number, got {raw!r}") from None
     if not 0 < port < 65536:
-        raise ValueError(f"AWS_LWA_PORT must be a port number, got {port}")
+        raise ValueError(f"{contract.LWA_PORT_ENV} must be a port number, got {port}")
     return port
 
 

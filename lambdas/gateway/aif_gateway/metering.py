@@ -7,11 +7,11 @@ writes a premium over it); summing tokens first and pricing once is how cost num
 from __future__ import annotations
 
 from collections import Counter
-from typing import Protocol
+from typing import Any, Protocol
 
+from . import contract as c
 from .config import Prices
 from .provider_types import TokenUsage
-from .quota import LIMIT_CODES
 from .records import FeedbackRecord, UsageRecord
 
 
@@ -37,43 +37,50 @@ class EmfMetricsSink:
         self._service = service
 
     def emit(self, record: UsageRecord, *, fell_back: bool, breaker_opened: int) -> None:
-        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+        from aws_lambda_powertools.metrics import EphemeralMetrics
 
         metrics = EphemeralMetrics(namespace=self._namespace, service=self._service)
         team, feature = record.team or "unknown", record.feature or "unknown"
-        metrics.add_dimension("Team", team)
-        metrics.add_dimension("Feature", feature)
-        metrics.add_dimension("Model", record.model_served or record.route or "none")
+        metrics.add_dimension(c.TEAM, team)
+        metrics.add_dimension(c.FEATURE, feature)
+        metrics.add_dimension(c.MODEL, record.model_served or record.route or "none")
         # A second dimension set without Model, so per-feature alarms need no metric math over models.
-        metrics.add_dimensions(Team=team, Feature=feature)
-        metrics.add_metric("Requests", MetricUnit.Count, 1)
-        metrics.add_metric(f"Status{record.status // 100}xx", MetricUnit.Count, 1)
-        metrics.add_metric("LatencyMs", MetricUnit.Milliseconds, record.latency_ms)
+        metrics.add_dimensions(**{c.TEAM: team, c.FEATURE: feature})
+        _add(metrics, c.REQUESTS, 1)
+        _add(metrics, c.status_metric(record.status), 1)
+        _add(metrics, c.LATENCY_MS, record.latency_ms)
         if record.model_served:
-            metrics.add_metric("InputTokens", MetricUnit.Count, record.input_tokens)
-            metrics.add_metric("OutputTokens", MetricUnit.Count, record.output_tokens)
-            metrics.add_metric("CacheReadTokens", MetricUnit.Count, record.cache_read_tokens)
-            metrics.add_metric("CacheWriteTokens", MetricUnit.Count, record.cache_write_tokens)
-            metrics.add_metric("CostUSD", MetricUnit.Count, record.cost_usd)
+            _add(metrics, c.INPUT_TOKENS, record.input_tokens)
+            _add(metrics, c.OUTPUT_TOKENS, record.output_tokens)
+            _add(metrics, c.CACHE_READ_TOKENS, record.cache_read_tokens)
+            _add(metrics, c.CACHE_WRITE_TOKENS, record.cache_write_tokens)
+            _add(metrics, c.COST_USD, record.cost_usd)
         if fell_back:
-            metrics.add_metric("Fallbacks", MetricUnit.Count, 1)
+            _add(metrics, c.FALLBACKS, 1)
         if breaker_opened:
-            metrics.add_metric("CircuitBreakerOpened", MetricUnit.Count, breaker_opened)
+            _add(metrics, c.CIRCUIT_BREAKER_OPENED, breaker_opened)
         if record.guardrail_action == "INTERVENED":
-            metrics.add_metric("GuardrailInterventions", MetricUnit.Count, 1)
-        if record.error_type in LIMIT_CODES.values():
-            metrics.add_metric("Throttled", MetricUnit.Count, 1)
+            _add(metrics, c.GUARDRAIL_INTERVENTIONS, 1)
+        if record.error_type in c.LIMIT_CODES.values():
+            _add(metrics, c.THROTTLED, 1)
+        if record.error_type == c.BUDGET_EXHAUSTED_CODE:  # the runtime knows it: no log-derived metric filter
+            _add(metrics, c.BUDGET_EXHAUSTED, 1)
         metrics.flush_metrics()
 
     def emit_feedback(self, feedback: FeedbackRecord) -> None:
         """``FeedbackScore`` (0..1; average it) and ``FeedbackCount`` per (Team, Feature)."""
-        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+        from aws_lambda_powertools.metrics import EphemeralMetrics
 
         metrics = EphemeralMetrics(namespace=self._namespace, service=self._service)
-        metrics.add_dimensions(Team=feedback.team, Feature=feedback.feature)
-        metrics.add_metric("FeedbackScore", MetricUnit.NoUnit, feedback.score)
-        metrics.add_metric("FeedbackCount", MetricUnit.Count, 1)
+        metrics.add_dimensions(**{c.TEAM: feedback.team, c.FEATURE: feedback.feature})
+        _add(metrics, c.FEEDBACK_SCORE, feedback.score)
+        _add(metrics, c.FEEDBACK_COUNT, 1)
         metrics.flush_metrics()
+
+
+def _add(metrics: Any, metric: c.Metric, value: float) -> None:
+    """One value of a contract metric, with the contract's unit (EMF unit names are Powertools' values)."""
+    metrics.add_metric(metric.name, metric.unit, value)
 
 
 class CountingMetricsSink:
@@ -91,6 +98,8 @@ class CountingMetricsSink:
             self.counts["CircuitBreakerOpened"] += breaker_opened
         if record.guardrail_action == "INTERVENED":
             self.counts["GuardrailInterventions"] += 1
+        if record.error_type == c.BUDGET_EXHAUSTED_CODE:
+            self.counts["BudgetExhausted"] += 1
 
     def emit_feedback(self, feedback: FeedbackRecord) -> None:
         self.counts["FeedbackCount"] += 1

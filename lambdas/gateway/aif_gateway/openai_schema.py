@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +103,9 @@ class ChatRequest:
     prompt: PromptRef | None = None
     parallel_tool_calls: bool = True  # False: at most one tool call per answer
     reasoning_effort: str | None = None  # one of REASONING_EFFORTS; "none" is stored as None
+    # An exact extended-thinking budget (Anthropic ``thinking.budget_tokens``); with reasoning_effort set,
+    # it replaces the effort's default budget.
+    thinking_budget: int | None = None
     # Set by the gateway, not the client: the route asks for automatic cache points (after system and
     # tools); the serving model's catalog entry says whether cache points are sent at all.
     auto_cache: bool = False
@@ -276,15 +280,26 @@ def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
 
 
 def _check_fields(data: dict[str, Any]) -> None:
-    """A 400 for a refused or unknown top-level field; ignored fields pass (see IGNORED_FIELDS)."""
+    check_fields(data, SUPPORTED_FIELDS, IGNORED_FIELDS, REFUSED_FIELDS, "Chat Completions")
+
+
+def check_fields(
+    data: dict[str, Any],
+    supported: tuple[str, ...],
+    ignored: Collection[str],
+    refused: dict[str, str],
+    api: str,
+) -> None:
+    """A 400 for a refused or unknown top-level field of ``api``; ignored fields pass. The rule every
+    front door follows (docs/gateway.md has each API's compatibility table)."""
     for name in data:
-        if name in REFUSED_FIELDS:
+        if name in refused:
             raise InvalidRequest(
-                f"'{name}' is not supported: {REFUSED_FIELDS[name]}.", param=name, code="unsupported_field"
+                f"'{name}' is not supported: {refused[name]}.", param=name, code="unsupported_field"
             )
-        if name not in SUPPORTED_FIELDS and name not in IGNORED_FIELDS:
+        if name not in supported and name not in ignored:
             raise InvalidRequest(
-                f"Unknown field '{str(name)[:80]}'; see the Chat Completions compatibility table in "
+                f"Unknown field '{str(name)[:80]}'; see the {api} compatibility table in "
                 "docs/gateway.md for the fields the gateway supports, ignores or refuses.",
                 param=str(name)[:80],
                 code="unknown_field",

@@ -29,6 +29,7 @@ class ChatResult:
     guardrail_intervened: bool = False
     reasoning: str = ""  # the model's reasoning text, when reasoning was asked for
     guardrail_units: dict[str, int] = field(default_factory=dict)  # text units per policy assessed
+    reasoning_signature: str = ""  # Anthropic's signature of that reasoning (sent back in later turns)
 
 
 @dataclass
@@ -77,6 +78,15 @@ class TextDelta:
 
 
 @dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning text; ``signature`` (Anthropic's proof that the thinking is
+    unaltered) arrives as its own piece, with empty text."""
+
+    text: str
+    signature: str = ""
+
+
+@dataclass(frozen=True)
 class ToolCallDelta:
     """A piece of tool call ``index``: the first piece carries ``id`` and ``name``, later ones only
     argument JSON text (concatenated, the pieces form the call's ``arguments``)."""
@@ -103,7 +113,7 @@ class StreamUsage:
     guardrail_units: dict[str, int] = field(default_factory=dict)  # from the metadata event's trace
 
 
-StreamEvent = TextDelta | ToolCallDelta | StreamStop | StreamUsage
+StreamEvent = TextDelta | ReasoningDelta | ToolCallDelta | StreamStop | StreamUsage
 
 
 class ChatStream(Protocol):
@@ -133,6 +143,8 @@ class BufferedStream:
 
     def __init__(self, result: ChatResult) -> None:
         events: list[StreamEvent] = []
+        if result.reasoning:
+            events.append(ReasoningDelta(result.reasoning))
         if result.text:
             events.append(TextDelta(result.text))
         for index, call in enumerate(result.tool_calls):

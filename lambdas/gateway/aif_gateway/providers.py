@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from . import contract
 from .aws_clients import LazyClients, make_client
 from .bedrock_embed import TitanEmbedder
 from .bedrock_errors import CLIENT_FAULT_CODES, RETRYABLE_CODES, to_provider_error
@@ -132,7 +133,7 @@ class EchoProvider:
 
     def __init__(self, token_ms: float | None = None) -> None:
         if token_ms is None:
-            token_ms = float(os.environ.get("AIF_ECHO_TOKEN_MS") or 0)
+            token_ms = float(os.environ.get(contract.ECHO_TOKEN_MS_ENV) or 0)
         if token_ms < 0:
             raise ValueError(f"token_ms must be >= 0, got {token_ms!r}")
         self.token_s = token_ms / 1000.0

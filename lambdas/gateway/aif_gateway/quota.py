@@ -31,8 +31,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
+from . import contract
 from .access import BackgroundRefresher
 from .config import Route
 from .errors import BudgetExhausted, GatewayError, RateLimited
@@ -43,12 +44,7 @@ log = logging.getLogger("aif_gateway")
 Limit = Literal["budget", "requests_per_minute", "tokens_per_minute", "concurrency"]
 
 # The OpenAI-shaped error code of each limit's 429 (docs/gateway.md, "What each 429 means").
-LIMIT_CODES: dict[Limit, str] = {
-    "budget": "budget_exhausted",
-    "requests_per_minute": "rate_limit_exceeded",
-    "tokens_per_minute": "tokens_per_minute_exceeded",
-    "concurrency": "concurrency_limit_exceeded",
-}
+LIMIT_CODES: dict[Limit, str] = {limit: contract.LIMIT_CODES[limit] for limit in get_args(Limit)}
 # Output tokens reserved when neither the request (max_tokens) nor the catalog bounds the answer.
 DEFAULT_RESERVED_OUTPUT_TOKENS = 4096
 # A slot counted in flight whose feature admitted nothing for this long is a leak (an instance that
@@ -372,7 +368,7 @@ def _refused(
                 f"request reserves {estimate.tokens}: input estimate + max_tokens). Retry after {retry} s"
                 " or lower max_tokens."
             )
-    headers = {"Retry-After": str(retry), "x-aif-limit": limit}
+    headers = {"Retry-After": str(retry), contract.LIMIT_HEADER: limit}
     if limit == "budget":
         return BudgetExhausted(message, headers=headers)
     return RateLimited(message, code=LIMIT_CODES[limit], headers=headers)

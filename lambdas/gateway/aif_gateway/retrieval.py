@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import contract
 from .aws_clients import LazyClients, make_client
 from .errors import Forbidden, GatewayError, InvalidRequest, NotFound
 from .openai_schema import reject_unknown_fields
@@ -41,7 +42,7 @@ from .records import ApiKeyRecord, StoreError, UsageRecord
 
 log = logging.getLogger("aif_gateway")
 
-PARAMETER_PREFIX_ENV = "AIF_KNOWLEDGE_BASE_PREFIX"
+PARAMETER_PREFIX_ENV = contract.KNOWLEDGE_BASE_PREFIX_ENV
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 FIELDS = ("knowledge_base", "query", "top_k")
 DEFAULT_TOP_K = 5

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from . import contract
 from .config import ModelTarget, Route
 from .errors import AllTargetsFailed, InvalidRequest
 from .metering import cost_usd
@@ -131,7 +132,7 @@ class RouteFailed(AllTargetsFailed):
         self.failed_usage = failed_usage
         self.failed_cost_usd = failed_cost_usd
         if throttled:  # every target called was throttled: a rate limit the client should back off from
-            self.status, self.type, self.code = 429, "rate_limit_error", "rate_limit_exceeded"
+            self.status, self.type, self.code = 429, "rate_limit_error", contract.RATE_LIMIT_EXCEEDED_CODE
 
 
 def _add(a: TokenUsage, b: TokenUsage) -> TokenUsage:

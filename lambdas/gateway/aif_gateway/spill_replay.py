@@ -15,6 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from aif_gateway import contract
 from aif_gateway.dynamo_store import DynamoLedger
 from aif_gateway.records import LedgerWriteError, UsageRecord
 
@@ -24,7 +25,7 @@ logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "aif-spill-rep
 @functools.cache
 def _ledger() -> DynamoLedger:
     """One ledger (and DynamoDB client) per execution environment, made on the first invocation."""
-    return DynamoLedger(os.environ["AIF_USAGE_TABLE"])
+    return DynamoLedger(os.environ[contract.USAGE_TABLE_ENV])
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:

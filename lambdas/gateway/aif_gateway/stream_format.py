@@ -67,6 +67,21 @@ class ChunkEncoder:
             piece["function"] = {"arguments": arguments}
         return self._chunk({"tool_calls": [piece]})
 
+    def reasoning(self, text: str, signature: str) -> bytes:
+        """Reasoning text as ``reasoning_content`` (where OpenAI-compatible clients read it)."""
+        return self._chunk({"reasoning_content": text}) if text else b""
+
+    def end(self, finish_reason: str, usage: TokenUsage | None) -> bytes:
+        """Everything after the last delta: finish chunk, usage chunk (when asked for), ``[DONE]``."""
+        tail = self.finish(finish_reason)
+        if usage is not None:
+            tail += self.usage(usage)
+        return tail + DONE
+
+    def error(self, message: str, code: str) -> bytes:
+        """The end of a stream that failed after its first byte: an error event, then ``[DONE]``."""
+        return error_event(message, "server_error", code) + DONE
+
     def finish(self, finish_reason: str) -> bytes:
         return self._chunk({}, finish_reason)
 

@@ -2,13 +2,15 @@
 
 ``open_stream`` runs inside the route's fallback chain: it starts the model call and waits for the
 model's first event, so a target that fails or stays silent past its first-token timeout is passed over
-before anything reached the client. ``relay`` then turns the events into OpenAI chunks
-(``stream_format``) as they arrive. However the stream ends, ``on_end`` runs exactly once with what the
-model reported (or, when it never reported usage, an estimate from what arrived) before the last
+before anything reached the client. ``relay`` then turns the events into the API's wire format (a
+``StreamEncoder``: Chat Completions chunks, Anthropic Messages events or Responses events) as they
+arrive. However the stream ends, ``on_end`` runs exactly once with what the model reported (or,
+when it never reported usage, an estimate from what arrived) before the last
 bytes are sent, so the usage record is written while the client and the function are still there:
 
-- finished: finish chunk, usage chunk (``include_usage``), ``[DONE]``;
-- the model failed or the generation hit its time limit mid-way: an error event, then ``[DONE]``;
+- finished: the encoder's end (Chat Completions: finish chunk, usage chunk with ``include_usage``,
+  ``[DONE]``);
+- the model failed or the generation hit its time limit mid-way: the encoder's error event;
 - the client went away (the server closes the generator): the model stream is closed, which stops
   the Bedrock call, and the consumed tokens are recorded.
 """
@@ -21,7 +23,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .config import ModelTarget
 from .openai_schema import ChatRequest
@@ -31,6 +33,7 @@ from .provider_types import (
     ChatStream,
     Provider,
     ProviderError,
+    ReasoningDelta,
     StreamEvent,
     StreamStop,
     StreamUsage,
@@ -38,13 +41,24 @@ from .provider_types import (
     TokenUsage,
     ToolCallDelta,
 )
-from .stream_format import DONE, ChunkEncoder, error_event
 
 log = logging.getLogger(__name__)
 
 # Without the model's own usage (it failed or was stopped before its metadata event), tokens are
 # estimated at this many characters per token and the record says so (``usage_estimated``).
 CHARS_PER_TOKEN = 4
+
+
+class StreamEncoder(Protocol):
+    """One API's streaming wire format (``stream_format``: Chat Completions; ``anthropic_stream``:
+    Messages; ``responses_stream``: Responses). Each method returns the bytes to send (maybe none)."""
+
+    def role(self) -> bytes: ...
+    def content(self, text: str) -> bytes: ...
+    def reasoning(self, text: str, signature: str) -> bytes: ...
+    def tool_call(self, index: int, arguments: str, call_id: str | None, name: str | None) -> bytes: ...
+    def end(self, finish_reason: str, usage: TokenUsage | None) -> bytes: ...
+    def error(self, message: str, code: str) -> bytes: ...
 
 
 @dataclass
@@ -133,7 +147,7 @@ def estimate_tokens(request: ChatRequest) -> int:
 
 def relay(
     opened: OpenedStream,
-    encoder: ChunkEncoder,
+    encoder: StreamEncoder,
     *,
     include_usage: bool,
     deadline: float,
@@ -159,6 +173,11 @@ def relay(
             if isinstance(event, TextDelta):
                 produced_chars += len(event.text)
                 yield encoder.content(event.text)
+            elif isinstance(event, ReasoningDelta):
+                produced_chars += len(event.text)
+                piece = encoder.reasoning(event.text, event.signature)
+                if piece:
+                    yield piece
             elif isinstance(event, ToolCallDelta):
                 produced_chars += len(event.arguments) + len(event.name or "")
                 yield encoder.tool_call(event.index, event.arguments, event.id, event.name)
@@ -206,9 +225,6 @@ def relay(
         except Exception:  # the record's own fallbacks (spill, log) live in on_end; never break here
             log.exception("recording the end of a stream failed")
     if error is not None:
-        yield error_event(error[1], "server_error", error[0])
+        yield encoder.error(error[1], error[0])
     else:
-        yield encoder.finish(finish or "stop")
-        if include_usage:
-            yield encoder.usage(usage)
-    yield DONE
+        yield encoder.end(finish or "stop", usage if include_usage else None)

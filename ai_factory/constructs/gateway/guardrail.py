@@ -1,0 +1,118 @@
+"""The gateway's Bedrock Guardrail: content filters and PII actions, and an immutable version per policy.
+
+The gateway applies it to every prompt and answer (``bedrock:ApplyGuardrail``). Versions are snapshots
+callers may pin, so each policy change creates a new version and the old ones are retained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+
+import aws_cdk as cdk
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_bedrock as bedrock
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+# Content filter strengths (input, output). PROMPT_ATTACK only applies to input.
+DEFAULT_CONTENT_FILTERS: dict[str, tuple[str, str]] = {
+    "HATE": ("HIGH", "HIGH"),
+    "INSULTS": ("HIGH", "HIGH"),
+    "SEXUAL": ("HIGH", "HIGH"),
+    "VIOLENCE": ("HIGH", "HIGH"),
+    "MISCONDUCT": ("HIGH", "HIGH"),
+    "PROMPT_ATTACK": ("HIGH", "NONE"),
+}
+# PII in prompts and answers: personal contact data is masked, secrets and card numbers are refused.
+DEFAULT_PII_ACTIONS: dict[str, str] = {
+    "EMAIL": "ANONYMIZE",
+    "PHONE": "ANONYMIZE",
+    "NAME": "ANONYMIZE",
+    "ADDRESS": "ANONYMIZE",
+    "CREDIT_DEBIT_CARD_NUMBER": "BLOCK",
+    "AWS_ACCESS_KEY": "BLOCK",
+    "AWS_SECRET_KEY": "BLOCK",
+}
+BLOCKED_INPUT_MESSAGE = (
+    "This request was blocked by the AI Factory guardrail (content or sensitive-data policy). "
+    "Rephrase it without the flagged content."
+)
+BLOCKED_OUTPUT_MESSAGE = (
+    "The model's answer was blocked by the AI Factory guardrail (content or sensitive-data policy)."
+)
+FILTER_STRENGTHS = ("NONE", "LOW", "MEDIUM", "HIGH")
+PII_ACTIONS = ("ANONYMIZE", "BLOCK")
+
+
+def validate_policy(
+    filters: Mapping[str, tuple[str, str]],
+    pii_actions: Mapping[str, str],
+    fail: Callable[[str, str], Exception],
+) -> None:
+    """Raise ``fail(field, why)`` for a filter strength or PII action Bedrock does not accept."""
+    for kind, strengths in filters.items():
+        if not (
+            isinstance(strengths, tuple | list)
+            and len(strengths) == 2
+            and all(s in FILTER_STRENGTHS for s in strengths)
+        ):
+            raise fail(
+                f"guardrail_content_filters[{kind!r}]",
+                f"must be (input, output) strengths from {FILTER_STRENGTHS}, got {strengths!r}",
+            )
+    for kind, action in pii_actions.items():
+        if action not in PII_ACTIONS:
+            raise fail(f"guardrail_pii_actions[{kind!r}]", f"must be ANONYMIZE or BLOCK, got {action!r}")
+
+
+def build_guardrail(
+    scope: Construct, filters: Mapping[str, tuple[str, str]], pii_actions: Mapping[str, str]
+) -> tuple[bedrock.CfnGuardrail, bedrock.CfnGuardrailVersion]:
+    """The guardrail (``Guardrail``) and its retained version (``GuardrailVersion``) in ``scope``."""
+    guardrail = bedrock.CfnGuardrail(
+        scope,
+        "Guardrail",
+        name=cdk.Names.unique_resource_name(scope, max_length=50, separator="-"),
+        description="AI Factory gateway guardrail: harmful content, prompt attacks and PII",
+        blocked_input_messaging=BLOCKED_INPUT_MESSAGE,
+        blocked_outputs_messaging=BLOCKED_OUTPUT_MESSAGE,
+        content_policy_config=bedrock.CfnGuardrail.ContentPolicyConfigProperty(
+            filters_config=[
+                bedrock.CfnGuardrail.ContentFilterConfigProperty(
+                    type=kind, input_strength=strengths[0], output_strength=strengths[1]
+                )
+                for kind, strengths in sorted(filters.items())
+            ]
+        ),
+        sensitive_information_policy_config=bedrock.CfnGuardrail.SensitiveInformationPolicyConfigProperty(
+            pii_entities_config=[
+                bedrock.CfnGuardrail.PiiEntityConfigProperty(type=kind, action=action)
+                for kind, action in sorted(pii_actions.items())
+            ]
+        ),
+    )
+    # Versions are immutable snapshots that callers pin; a policy change gets a new version (the
+    # description carries the policy hash, so CloudFormation replaces the resource) and the old
+    # one is kept.
+    policy_hash = hashlib.sha256(
+        json.dumps([sorted(filters.items()), sorted(pii_actions.items())]).encode()
+    ).hexdigest()[:12]
+    version = bedrock.CfnGuardrailVersion(
+        scope,
+        "GuardrailVersion",
+        guardrail_identifier=guardrail.attr_guardrail_id,
+        description=f"AI Factory gateway guardrail, policy {policy_hash}",
+    )
+    version.apply_removal_policy(RemovalPolicy.RETAIN)
+    return guardrail, version
+
+
+def apply_statement(guardrail: bedrock.CfnGuardrail) -> iam.PolicyStatement:
+    """What the gateway runtime needs: ``bedrock:ApplyGuardrail`` on this guardrail only."""
+    return iam.PolicyStatement(
+        sid="ApplyGatewayGuardrail",
+        actions=["bedrock:ApplyGuardrail"],
+        resources=[guardrail.attr_guardrail_arn],
+    )

@@ -1,0 +1,525 @@
+"""``LlmGateway``: the OpenAI-compatible gateway in front of Amazon Bedrock, as one CDK construct.
+
+REST API (API Gateway) -> gateway Lambda -> Bedrock Converse, with the API-key and usage tables, the
+spill queue that keeps usage records when the ledger write fails, a Bedrock Guardrail, and the logs,
+encryption and IAM allow-list around them. The model catalog decides the routes, the price table and
+the only Bedrock ARNs the Lambda may invoke.
+
+Example::
+
+    from ai_factory import LlmGateway, ModelCatalog
+
+    gateway = LlmGateway(self, "Gateway", catalog=ModelCatalog.load())
+    gateway.grant_manage_keys(admin_role)
+    alarm = gateway.metric_errors().create_alarm(self, "GatewayErrors", threshold=5, evaluation_periods=1)
+
+Why this module is longer than ~400 lines: it is the facade that wires the parts (``guardrail``,
+``usage_ledger``, ``prompt_view``, ``api`` in this package), validates every prop with precise errors
+and owns the two functions' IAM; each part holds its own resources and acknowledgements.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import aws_cdk as cdk
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from ai_factory.catalog.model_catalog import ModelCatalog
+from ai_factory.constructs.gateway import api as api_part
+from ai_factory.constructs.gateway import guardrail as guardrail_part
+from ai_factory.constructs.gateway import prompt_view, usage_ledger
+from ai_factory.constructs.gateway.guardrail import DEFAULT_CONTENT_FILTERS, DEFAULT_PII_ACTIONS
+from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
+from ai_factory.platform.lambda_packaging import (
+    DEFAULT_POWERTOOLS_LAYER_VERSION,
+    GATEWAY_HANDLER,
+    SPILL_REPLAY_HANDLER,
+    powertools_layer_arn,
+    stage_gateway_asset,
+)
+from ai_factory.platform.log_retention import RETENTION_DAYS, finite_retention, retention_in_days
+from ai_factory.platform.nag import (
+    acknowledge_outside_vpc,
+    acknowledge_synchronous_invocation,
+    acknowledge_unreserved_concurrency,
+)
+from ai_factory.platform.secure_defaults import allow_cloudwatch_logs
+from aif_gateway import contract
+
+EndpointType = Literal["regional", "private"]
+
+
+class LlmGateway(Construct):
+    """The LLM gateway: REST API -> Lambda -> Bedrock, metered, guarded and encrypted by default.
+
+    Safe defaults: a customer-managed KMS key (rotation on) for tables, queues and logs; DynamoDB
+    tables with point-in-time recovery, retained on stack deletion; a regional REST API with stage
+    throttling, JSON access logs, execution logs at ERROR level and X-Ray tracing; a Bedrock Guardrail
+    (content filters + PII) whose versions are retained; an IAM role that may invoke only the Bedrock
+    ARNs the catalog lists; a versioned, KMS-encrypted bucket (with access logs) for the prompt
+    registry's runtime view, which the Lambda may read (only ``prompts.json``) and
+    ``grant_publish_prompts`` lets a release role write.
+
+    Callers authenticate with the gateway's own bearer keys (hashed in the keys table), which the
+    Lambda checks on every request; API Gateway itself has no authorizer.
+
+    Prerequisite: API Gateway writes access and execution logs with the account's CloudWatch Logs role
+    (one setting per account and region). Set ``configure_account_logging_role=True`` to have this
+    construct create that role and set it, replacing any role already configured in the account.
+
+    :param catalog: the validated model catalog (routes, prices, IAM allow-list).
+    :param encryption_key: KMS key for tables, queues and log groups. Default: a new key with rotation.
+        A key you pass must allow the ``logs.<region>.amazonaws.com`` service principal.
+    :param endpoint_type: ``"regional"`` (default) or ``"private"`` (then ``vpc_endpoint`` is required
+        and the API accepts only requests through it).
+    :param vpc_endpoint: the ``execute-api`` interface VPC endpoint for a private API.
+    :param stage_name: API stage name. Default ``"prod"``.
+    :param throttling_rate_limit: stage-wide steady-state requests per second. Default 50.
+    :param throttling_burst_limit: stage-wide burst. Default 100.
+    :param log_retention: retention of every log group. Default one year.
+    :param timeout: gateway Lambda timeout. Default 29 s (API Gateway's default integration timeout).
+    :param memory_size: gateway Lambda memory in MB. Default 1024.
+    :param powertools_layer_version: version of AWS's public Powertools layer. Default 38.
+    :param powertools_layer_arn: full layer ARN, for partitions where AWS publishes the layer from
+        another account (China, GovCloud). Overrides ``powertools_layer_version``.
+    :param guardrail_content_filters: ``{type: (input strength, output strength)}``.
+    :param guardrail_pii_actions: ``{PII entity type: "ANONYMIZE" | "BLOCK"}``.
+    :param gateway_config_overrides: extra ``GatewayConfig`` fields (timeouts, cache TTLs ...).
+    :param configure_account_logging_role: see the prerequisite above. Default False.
+    :param web_acl_arn: a regional AWS WAFv2 web ACL to associate with the API stage. Default: none.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        catalog: ModelCatalog,
+        encryption_key: kms.IKey | None = None,
+        endpoint_type: EndpointType = "regional",
+        vpc_endpoint: ec2.IVpcEndpoint | None = None,
+        stage_name: str = "prod",
+        throttling_rate_limit: float = 50,
+        throttling_burst_limit: int = 100,
+        log_retention: logs.RetentionDays | int = logs.RetentionDays.ONE_YEAR,
+        timeout: Duration | None = None,
+        memory_size: int = 1024,
+        powertools_layer_version: int = DEFAULT_POWERTOOLS_LAYER_VERSION,
+        powertools_layer_arn: str | None = None,
+        guardrail_content_filters: Mapping[str, tuple[str, str]] | None = None,
+        guardrail_pii_actions: Mapping[str, str] | None = None,
+        gateway_config_overrides: Mapping[str, Any] | None = None,
+        configure_account_logging_role: bool = False,
+        web_acl_arn: str | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        timeout = timeout or Duration.seconds(29)
+        filters = dict(guardrail_content_filters or DEFAULT_CONTENT_FILTERS)
+        pii_actions = dict(guardrail_pii_actions or DEFAULT_PII_ACTIONS)
+        retention = self._validate(
+            endpoint_type=endpoint_type,
+            vpc_endpoint=vpc_endpoint,
+            stage_name=stage_name,
+            throttling_rate_limit=throttling_rate_limit,
+            throttling_burst_limit=throttling_burst_limit,
+            log_retention=log_retention,
+            memory_size=memory_size,
+            powertools_layer_version=powertools_layer_version,
+            filters=filters,
+            pii_actions=pii_actions,
+        )
+        self.catalog = catalog
+        self._retention = retention
+
+        self.key: kms.IKey = encryption_key or kms.Key(
+            self,
+            "Key",
+            description="AI Factory gateway: tables, spill queue and logs",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # CloudWatch Logs encrypts log groups with the key only if the key policy lets the regional
+        # logs service use it (a no-op on an imported key, whose policy CDK cannot change).
+        allow_cloudwatch_logs(self.key)
+
+        replay_timeout = Duration.seconds(60)
+        self.ledger = usage_ledger.build_usage_ledger(self, self.key, replay_timeout=replay_timeout)
+        self.keys_table = self.ledger.keys_table
+        self.usage_table = self.ledger.usage_table
+        self.spill_queue = self.ledger.spill_queue
+        self.spill_dead_letter_queue = self.ledger.spill_dead_letter_queue
+
+        self.guardrail, self.guardrail_version = guardrail_part.build_guardrail(self, filters, pii_actions)
+
+        # Access logs are kept as long as the gateway's log groups.
+        self.prompts_bucket = prompt_view.build_prompts_bucket(
+            self, self.key, access_log_days=retention_in_days(self._retention)
+        )
+        self.prompt_view_uri: str = prompt_view.view_uri(self.prompts_bucket)
+        """Where ``ai-factory prompts publish --to`` writes the registry's runtime view for the gateway."""
+        self.knowledge_base_parameter_prefix: str = (
+            f"/ai-factory/{Stack.of(self).stack_name}/knowledge-bases/"
+        )
+        """SSM path where ``RagFeature``s register knowledge bases for ``POST /v1/retrieve`` (docs/rag.md)."""
+
+        # Every attempt down a fallback chain must end before the Lambda does, or the request would
+        # die without its usage record: attempts get a bounded model timeout and the chain a deadline
+        # a little inside the Lambda timeout.
+        seconds = timeout.to_seconds()
+        config_fields: dict[str, Any] = {
+            "model_timeout_s": float(max(5, min(60, seconds // 2 - 2))),
+            "request_deadline_s": float(seconds - 3),
+        }
+        config_fields.update(gateway_config_overrides or {})
+        # A concrete stack region picks each model's regional ID (e.g. an eu. inference profile);
+        # an environment-agnostic stack (token region) keeps the catalog's default IDs.
+        config = catalog.gateway_config(region=Stack.of(self).region, **config_fields)
+        code = lambda_.Code.from_asset(str(stage_gateway_asset(config)))
+        layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "PowertoolsLayer", powertools_layer_arn or _default_layer_arn(powertools_layer_version)
+        )
+        environment = {
+            contract.KEYS_TABLE_ENV: self.keys_table.table_name,
+            contract.USAGE_TABLE_ENV: self.usage_table.table_name,
+            contract.SPILL_QUEUE_URL_ENV: self.spill_queue.queue_url,
+            contract.GUARDRAIL_ID_ENV: self.guardrail.attr_guardrail_id,
+            contract.GUARDRAIL_VERSION_ENV: self.guardrail_version.attr_version,
+            contract.PROMPT_VIEW_URI_ENV: self.prompt_view_uri,
+            contract.KNOWLEDGE_BASE_PREFIX_ENV: self.knowledge_base_parameter_prefix,
+            contract.POWERTOOLS_SERVICE_NAME_ENV: contract.GATEWAY_SERVICE_NAME,
+            contract.POWERTOOLS_METRICS_NAMESPACE_ENV: contract.METRICS_NAMESPACE,
+        }
+
+        self.function = self._function(
+            "Function",
+            handler=GATEWAY_HANDLER,
+            description="AI Factory LLM gateway (OpenAI-compatible API -> Bedrock)",
+            code=code,
+            layer=layer,
+            environment=environment,
+            timeout=timeout,
+            memory_size=memory_size,
+        )
+        self._grant_gateway_runtime(self.function.role)
+
+        self.spill_replay_function = self._function(
+            "SpillReplayFunction",
+            handler=SPILL_REPLAY_HANDLER,
+            description="AI Factory gateway: replays spilled usage records into the ledger",
+            code=code,
+            layer=layer,
+            # The replay only writes the ledger: it gets the usage table and nothing else.
+            environment={
+                k: v
+                for k, v in environment.items()
+                if k == contract.USAGE_TABLE_ENV or k.startswith("POWERTOOLS")
+            },
+            timeout=replay_timeout,
+            memory_size=256,
+        )
+        self._grant_usage_write(self.spill_replay_function.role)
+        self.spill_replay_function.add_event_source(
+            event_sources.SqsEventSource(self.spill_queue, batch_size=10, report_batch_item_failures=True)
+        )
+
+        self.api, self._proxy_method = api_part.build_rest_api(
+            self,
+            self.function,
+            api_part.ApiOptions(
+                endpoint_type=endpoint_type,
+                vpc_endpoint=vpc_endpoint,
+                stage_name=stage_name,
+                throttling_rate_limit=throttling_rate_limit,
+                throttling_burst_limit=throttling_burst_limit,
+                configure_account_logging_role=configure_account_logging_role,
+                web_acl_arn=web_acl_arn,
+            ),
+            self._log_group,
+        )
+        self.url: str = self.api.url_for_path("/v1")
+        """Base URL for OpenAI clients (``OpenAI(base_url=gateway.url)``): ``https://.../<stage>/v1``."""
+
+        self._output("ApiUrl", self.url, "OpenAI-compatible base URL of the LLM gateway")
+        self._output("KeysTableName", self.keys_table.table_name, "DynamoDB table of gateway API keys")
+        self._output("UsageTableName", self.usage_table.table_name, "DynamoDB usage ledger of the gateway")
+        self._output("PromptViewUri", self.prompt_view_uri, "Where the prompt registry publishes its view")
+        self._acknowledge_design_findings(self._proxy_method, web_acl=web_acl_arn is not None)
+
+    # ----------------------------------------------------------------------------------------- public
+
+    def grant_manage_keys(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` (an admin role, the CLI's role) create, list, rotate and revoke API keys.
+
+        Read/write on the keys table and its ``by-key-id`` index, and use of the table's KMS key.
+        """
+        return self.keys_table.grant_read_write_data(grantee)
+
+    def grant_read_usage(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` (a FinOps or operator role running ``ai-factory usage`` / ``ai-factory
+        feedback --store aws``) read the usage table: Scan, Query and GetItem on it and its indexes,
+        and decrypt with the gateway key through DynamoDB."""
+        return self.usage_table.grant_read_data(grantee)
+
+    def grant_publish_prompts(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Let ``grantee`` (the CI or release role running ``ai-factory prompts publish``) write the
+        prompt view object, and nothing else in the bucket, with the gateway key through S3."""
+        return prompt_view.grant_publish(self.prompts_bucket, self.key, grantee)
+
+    def key_provisioning_statements(self) -> list[iam.PolicyStatement]:
+        """The statements a key provisioner's role needs (``AiFeature``'s custom resource): write and find
+        key records in the keys table, and use the gateway key through DynamoDB only."""
+        return usage_ledger.provision_keys_statements(self.ledger, self.key)
+
+    @property
+    def keys_table_name(self) -> str:
+        """Name of the API-key table (``ai-factory keys --table``, the key provisioner's property)."""
+        return self.keys_table.table_name
+
+    @property
+    def audit_log_group(self) -> logs.ILogGroup:
+        """The gateway function's log group: one ``audit`` line per request (the audit trail's source)."""
+        return self.function.log_group
+
+    @property
+    def runtime_role(self) -> iam.IRole:
+        """The gateway function's execution role, for permissions other stacks add to the gateway's
+        runtime (``RagFeature`` lets it retrieve from its knowledge base)."""
+        assert self.function.role is not None
+        return self.function.role
+
+    def metric_requests(self, **props: Any) -> cloudwatch.Metric:
+        """API Gateway ``Count`` of the gateway stage: every request (sum over 5 minutes)."""
+        props.setdefault("statistic", "Sum")
+        return self.api.deployment_stage.metric_count(**props)
+
+    def metric_latency(self, **props: Any) -> cloudwatch.Metric:
+        """API Gateway ``Latency`` of the gateway stage (ms; default statistic: p99 over 5 minutes)."""
+        props.setdefault("statistic", "p99")
+        return self.api.deployment_stage.metric_latency(**props)
+
+    def metric_errors(self, **props: Any) -> cloudwatch.Metric:
+        """API Gateway ``5XXError`` count of the gateway stage (sum over 5 minutes)."""
+        props.setdefault("statistic", "Sum")
+        return self.api.deployment_stage.metric_server_error(**props)
+
+    def metric_client_errors(self, **props: Any) -> cloudwatch.Metric:
+        """API Gateway ``4XXError`` count of the gateway stage: bad keys, budgets, rate limits."""
+        props.setdefault("statistic", "Sum")
+        return self.api.deployment_stage.metric_client_error(**props)
+
+    # ------------------------------------------------------------------------------------ validation
+
+    def _fail(self, field: str, why: str) -> ValueError:
+        return ValueError(f"LlmGateway '{self.node.path}': {field}: {why}")
+
+    def _validate(
+        self,
+        *,
+        endpoint_type: str,
+        vpc_endpoint: ec2.IVpcEndpoint | None,
+        stage_name: str,
+        throttling_rate_limit: float,
+        throttling_burst_limit: int,
+        log_retention: logs.RetentionDays | int,
+        memory_size: int,
+        powertools_layer_version: int,
+        filters: Mapping[str, tuple[str, str]],
+        pii_actions: Mapping[str, str],
+    ) -> logs.RetentionDays:
+        if endpoint_type not in ("regional", "private"):
+            raise self._fail("endpoint_type", f"must be 'regional' or 'private', got {endpoint_type!r}")
+        if endpoint_type == "private" and vpc_endpoint is None:
+            raise self._fail("vpc_endpoint", "is required when endpoint_type is 'private'")
+        if endpoint_type == "regional" and vpc_endpoint is not None:
+            raise self._fail("vpc_endpoint", "only applies when endpoint_type is 'private'")
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,128}", stage_name or ""):
+            raise self._fail(
+                "stage_name", f"must be 1-128 letters, digits or underscores, got {stage_name!r}"
+            )
+        if not _positive(throttling_rate_limit):
+            raise self._fail("throttling_rate_limit", f"must be a number > 0, got {throttling_rate_limit!r}")
+        if not _positive(throttling_burst_limit) or not isinstance(throttling_burst_limit, int):
+            raise self._fail(
+                "throttling_burst_limit", f"must be an integer > 0, got {throttling_burst_limit!r}"
+            )
+        if (
+            not isinstance(memory_size, int)
+            or isinstance(memory_size, bool)
+            or not 128 <= memory_size <= 10240
+        ):
+            raise self._fail("memory_size", f"must be an integer from 128 to 10240 MB, got {memory_size!r}")
+        if not isinstance(powertools_layer_version, int) or powertools_layer_version < 1:
+            raise self._fail(
+                "powertools_layer_version", f"must be a positive integer, got {powertools_layer_version!r}"
+            )
+        guardrail_part.validate_policy(filters, pii_actions, self._fail)
+        # Never-expiring logs are refused: the audit trail lives in the usage table, not in logs.
+        retention = finite_retention(log_retention)
+        if retention is None:
+            raise self._fail(
+                "log_retention",
+                f"must be a finite logs.RetentionDays or one of {sorted(RETENTION_DAYS)} days, "
+                f"got {log_retention!r}",
+            )
+        return retention
+
+    # ------------------------------------------------------------------------------------- building
+
+    def _log_group(self, construct_id: str, log_group_name: str | None = None) -> logs.LogGroup:
+        return logs.LogGroup(
+            self,
+            construct_id,
+            log_group_name=log_group_name,
+            retention=self._retention,
+            encryption_key=self.key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+    def _function(
+        self,
+        construct_id: str,
+        *,
+        handler: str,
+        description: str,
+        code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
+        environment: dict[str, str],
+        timeout: Duration,
+        memory_size: int,
+    ) -> lambda_.Function:
+        # An explicit role (no AWS-managed AWSLambdaBasicExecutionRole) writing only to its own log group.
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{description}: execution role",
+        )
+        log_group = function_log_group(self, f"{construct_id}Logs", key=self.key, retention=self._retention)
+        role.add_to_policy(write_own_logs_statement(log_group))
+        return hardened_function(
+            self,
+            construct_id,
+            description=description,
+            handler=handler,
+            code=code,
+            layers=[layer],
+            role=role,
+            environment=environment,
+            timeout=timeout,
+            memory_size=memory_size,
+            log_group=log_group,
+        )
+
+    def _grant_usage_write(self, role: iam.IRole | None) -> None:
+        assert role is not None
+        for statement in usage_ledger.usage_write_statements(self.ledger, self.key):
+            role.add_to_principal_policy(statement)
+
+    def _grant_gateway_runtime(self, role: iam.IRole | None) -> None:
+        """The gateway function's access: the catalog's models and endpoints, the guardrail, the key
+        lookup, the spill queue, the prompt view, the feedback index and the usage ledger."""
+        assert role is not None
+        region = Stack.of(self).region
+        invoke_arns = self.catalog.bedrock_invoke_arns(
+            Aws.PARTITION, Aws.REGION if Token.is_unresolved(region) else region, Aws.ACCOUNT_ID
+        )
+        if invoke_arns:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="InvokeCatalogModels",
+                    actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                    resources=invoke_arns,
+                )
+            )
+        endpoint_arns = self.catalog.sagemaker_endpoint_arns(
+            Aws.PARTITION, Aws.REGION if Token.is_unresolved(region) else region, Aws.ACCOUNT_ID
+        )
+        if endpoint_arns:
+            # Custom models hosted on SageMaker (catalog provider "sagemaker"): exactly their endpoints.
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="InvokeCatalogSageMakerEndpoints",
+                    actions=["sagemaker:InvokeEndpoint"],
+                    resources=endpoint_arns,
+                )
+            )
+        statements = [
+            guardrail_part.apply_statement(self.guardrail),
+            usage_ledger.read_keys_statement(self.ledger),
+            usage_ledger.spill_statement(self.ledger),
+            *prompt_view.read_statements(self.prompts_bucket, self.key),
+            usage_ledger.find_by_request_id_statement(self.ledger),
+        ]
+        for statement in statements:
+            role.add_to_principal_policy(statement)
+        self._grant_usage_write(role)
+
+    def _output(self, name: str, value: str, description: str) -> None:
+        output = cdk.CfnOutput(self, name, value=value, description=description)
+        # Readable, stable output keys (e.g. GatewayApiUrl) for scripts and the CLI.
+        output.override_logical_id(re.sub(r"[^A-Za-z0-9]", "", self.node.id) + name)
+
+    def _acknowledge_design_findings(self, method: Any, web_acl: bool) -> None:
+        """cdk-nag findings that are deliberate design choices, each acknowledged where it arises."""
+        for function in (self.function, self.spill_replay_function):
+            assert function.role is not None
+            policy = function.role.node.find_child("DefaultPolicy")
+            cdk.Validations.of(policy).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions-IAM5[Resource::*]",
+                    reason=(
+                        "Only X-Ray's xray:PutTraceSegments and xray:PutTelemetryRecords use Resource '*': "
+                        "these actions support no resource-level permissions (AWS requires '*'). Every "
+                        "other statement names its table, queue, key, guardrail, log group or model ARN."
+                    ),
+                )
+            )
+        api_part.acknowledge_api_design(self.api, method, web_acl=web_acl)
+        self._acknowledge_resilience_findings()
+
+    def _acknowledge_resilience_findings(self) -> None:
+        """NIST 800-53 and Serverless findings that do not fit this design, each with its reason."""
+        api_part.acknowledge_api_resilience(self.api)
+        usage_ledger.acknowledge_backups(self.ledger)
+        prompt_view.acknowledge_prompts_bucket(self.prompts_bucket)
+        acknowledge_synchronous_invocation(
+            self.function,
+            caller="API Gateway (Lambda proxy integration)",
+            failures="the caller gets an error response and the usage record goes to the ledger or the "
+            "spill queue",
+        )
+        acknowledge_unreserved_concurrency(
+            self.function, bounded_by="the API stage's throttling and each key's rate limit"
+        )
+        acknowledge_synchronous_invocation(
+            self.spill_replay_function,
+            caller="its SQS event source mapping",
+            failures="failed records return to the spill queue and, after five receives, move to the spill "
+            "dead-letter queue",
+        )
+        acknowledge_unreserved_concurrency(
+            self.spill_replay_function,
+            bounded_by="the SQS event source (batches of ten) and the volume of spilled records",
+        )
+        for function in (self.function, self.spill_replay_function):
+            acknowledge_outside_vpc(function)
+        usage_ledger.acknowledge_spill_path(self.ledger, self.spill_replay_function)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _default_layer_arn(version: int) -> str:
+    return powertools_layer_arn(version)

@@ -1,0 +1,108 @@
+"""What the observability facade is configured with: alarm severities, app-wide thresholds, runbooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+
+ALARM_PREFIX = "AIFactory"
+RUNBOOKS = (
+    "provider-outage",
+    "budget-exhausted",
+    "guardrail-spike",
+    "quality-drift",
+    "leaked-key",
+    "high-latency",
+)
+# Which runbook each alarm links (feature alarms by their AlarmInput name, then the facade's own).
+ALARM_RUNBOOKS = {
+    "ErrorRate": "provider-outage",
+    "Latency": "high-latency",
+    "SpendPace": "budget-exhausted",
+    "BudgetExhausted": "budget-exhausted",
+    "GuardrailSpike": "guardrail-spike",
+    "FeedbackDrop": "quality-drift",
+    "CanaryPassRateDrop": "quality-drift",
+    "FallbackStorm": "provider-outage",
+    "GatewayErrors": "provider-outage",
+}
+FIVE_MINUTES = Duration.minutes(5)
+ONE_HOUR = Duration.hours(1)
+ONE_DAY = Duration.days(1)
+
+
+class Severity(Enum):
+    """Alarm severity, the second part of every alarm name. Critical pages; Warning can wait for hours."""
+
+    CRITICAL = "Critical"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class AlarmDefaults:
+    """App-wide thresholds for the alarms ``AiFeature.alert_thresholds`` does not cover.
+
+    :param guardrail_intervention_pct: share of a feature's requests the guardrail intervened on, over
+        15 minutes, in percent.
+    :param guardrail_min_requests: requests in those 15 minutes below which the share is not judged.
+    :param feedback_min_score: average ``FeedbackScore`` (0..1) over 3 hours below which feedback has
+        dropped.
+    :param feedback_min_count: feedback entries in those 3 hours below which the average is not judged.
+    :param canary_min_pass_rate: ``CanaryPassRate`` (0..1) below which the canary has regressed (two
+        consecutive hours).
+    :param fallback_storm_count: fallbacks per 5 minutes across the whole platform (3 periods in a row).
+    :param gateway_5xx_pct: share of the API's requests answered 5xx, platform-wide, over 5 minutes.
+    :param features_per_dashboard: feature sections per dashboard (11 widgets each).
+    """
+
+    guardrail_intervention_pct: float = 10
+    guardrail_min_requests: int = 20
+    feedback_min_score: float = 0.6
+    feedback_min_count: int = 10
+    canary_min_pass_rate: float = 0.8
+    fallback_storm_count: float = 50
+    gateway_5xx_pct: float = 5
+    features_per_dashboard: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("guardrail_intervention_pct", "fallback_storm_count", "gateway_5xx_pct"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"AlarmDefaults: {name}: must be greater than 0, got {getattr(self, name)!r}"
+                )
+        for name in ("feedback_min_score", "canary_min_pass_rate"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"AlarmDefaults: {name}: must be in (0, 1], got {getattr(self, name)!r}")
+        if not 1 <= self.features_per_dashboard <= 40:
+            raise ValueError(
+                f"AlarmDefaults: features_per_dashboard: must be 1..40, got {self.features_per_dashboard!r}"
+            )
+
+
+class AlarmHost(Protocol):
+    """What the feature and platform sections need from the facade that holds them (``Observability``):
+    its thresholds and dashboard prefix, its alarm factory and its runbook links."""
+
+    defaults: AlarmDefaults
+    dashboard_prefix: str
+
+    def add_alarm(
+        self,
+        name: str,
+        severity: Severity,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        comparison: cloudwatch.ComparisonOperator,
+        *,
+        description: str,
+        runbook: str,
+        evaluation_periods: int = 1,
+        datapoints_to_alarm: int | None = None,
+        scope_id: str | None = None,
+    ) -> cloudwatch.Alarm: ...
+
+    def runbook_links(self) -> str: ...

@@ -1,2 +1,0 @@
-"""Custom-resource handler for Bedrock model invocation logging (the Lambda asset of
-``ai_factory.invocation_logging``). Standard library and boto3 only."""

@@ -1,0 +1,131 @@
+"""Stage the gateway Lambda code as a plain directory asset (no Docker needed).
+
+The asset is the ``aif_gateway`` package plus its ``gateway_config.json`` (the runtime view of the model
+catalog). boto3 comes from the Lambda runtime and Powertools from AWS's public Lambda layer, so nothing
+has to be pip-installed into the asset and synth works offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aws_cdk import Aws
+
+import aif_gateway
+from aif_gateway.config import CONFIG_FILE_NAME, GatewayConfig
+
+GATEWAY_HANDLER = "aif_gateway.handler.lambda_handler"
+SPILL_REPLAY_HANDLER = "aif_gateway.spill_replay.handler"
+
+# AWS publishes the Powertools for AWS Lambda (Python) layer from this account in the commercial
+# regions. China (aws-cn) and GovCloud regions publish it from other accounts: pass
+# ``powertools_layer_arn`` to the construct there.
+POWERTOOLS_LAYER_ACCOUNT = "017000801446"
+POWERTOOLS_LAYER_NAME = "AWSLambdaPowertoolsPythonV3-python314-arm64"
+DEFAULT_POWERTOOLS_LAYER_VERSION = 38
+
+_EXCLUDED_DIRS = {"__pycache__"}
+_EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+
+
+def gateway_source_dir() -> Path:
+    """Where the installed ``aif_gateway`` package lives (lambdas/gateway/aif_gateway in this repo)."""
+    return Path(aif_gateway.__file__).resolve().parent
+
+
+def contract_files() -> list[Path]:
+    """``aif_gateway/__init__.py`` and ``aif_gateway/contract.py``: what a Lambda asset other than the
+    gateway's ships so its runtime can import ``aif_gateway.contract`` (standard library only)."""
+    source = gateway_source_dir()
+    return [source / "__init__.py", source / "contract.py"]
+
+
+def _source_files(source: Path) -> list[Path]:
+    files: list[Path] = []
+    for root, dirs, names in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if d not in _EXCLUDED_DIRS)
+        files.extend(Path(root) / n for n in sorted(names) if not n.endswith(_EXCLUDED_SUFFIXES))
+    return files
+
+
+def stage_asset(
+    prefix: str,
+    packages: Mapping[str, Path | Sequence[Path]],
+    generated: Mapping[str, str] | None = None,
+    out_root: Path | None = None,
+) -> Path:
+    """Stage a Lambda code directory in a content-addressed folder and return that folder.
+
+    ``packages`` maps a folder name in the asset to its source: a directory (copied whole, without
+    ``__pycache__`` and compiled files) or a list of files (copied flat into that folder).
+    ``generated`` maps a relative path in the asset to text written there (e.g. a config file).
+    The folder, ``<out_root>/<prefix><hash>`` (default root: ``ai-factory-assets`` in the temp dir), is
+    named by a hash of every path and byte, so the same inputs always give the same path (and CDK the
+    same asset hash). Concurrent synths (pytest-xdist) never see a half-written folder: each builds in
+    a private folder and renames it into place; losing that race means the folder is already there.
+    """
+    files: list[tuple[str, Path]] = []
+    for package, source in packages.items():
+        if isinstance(source, Path):
+            files += [(f"{package}/{f.relative_to(source).as_posix()}", f) for f in _source_files(source)]
+        else:
+            files += [(f"{package}/{f.name}", f) for f in source]
+    texts = {name: text.encode("utf-8") for name, text in (generated or {}).items()}
+
+    digest = hashlib.sha256()
+    for name, file in files:
+        digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
+    for name, data in sorted(texts.items()):
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    root = out_root or Path(tempfile.gettempdir()) / "ai-factory-assets"
+    target = root / f"{prefix}{digest.hexdigest()[:32]}"
+    if target.is_dir():  # only ever created complete, by the rename below
+        return target
+
+    root.mkdir(parents=True, exist_ok=True)
+    building = root / f".build-{uuid.uuid4().hex}"
+    for name, file in files:
+        dest = building / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, dest)
+    for name, data in texts.items():
+        dest = building / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+    try:
+        building.rename(target)
+    except OSError:
+        # Another process staged the same content first; its folder is identical.
+        shutil.rmtree(building, ignore_errors=True)
+        if not target.is_dir():
+            raise
+    return target
+
+
+def stage_gateway_asset(
+    config: GatewayConfig,
+    *,
+    source_dir: Path | None = None,
+    out_root: Path | None = None,
+) -> Path:
+    """The ``aif_gateway`` package plus its ``gateway_config.json`` in a content-addressed folder."""
+    return stage_asset(
+        "",
+        {"aif_gateway": source_dir or gateway_source_dir()},
+        {f"aif_gateway/{CONFIG_FILE_NAME}": config.to_json()},
+        out_root,
+    )
+
+
+def powertools_layer_arn(version: int = DEFAULT_POWERTOOLS_LAYER_VERSION) -> str:
+    """The public Powertools layer ARN in the stack's partition and region (CDK tokens)."""
+    return (
+        f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
+        f"{POWERTOOLS_LAYER_NAME}:{version}"
+    )

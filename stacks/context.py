@@ -1,0 +1,20 @@
+"""Reading the app's context (``cdk.json`` or ``-c key=value``) the same way in every stack."""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+
+def context_flag(scope: Construct, key: str, default: bool, *, given: bool | None = None) -> bool:
+    """``given`` if not None, else the boolean context value ``key`` (``true``/``false``, any case),
+    else ``default``. Anything else is refused with a message that names the key."""
+    if given is not None:
+        return given
+    value = scope.node.try_get_context(key)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ValueError(f"Context '{key}' must be true or false, got {value!r}.")

@@ -1,0 +1,79 @@
+"""The one wiring of the factory's stacks, used by ``app.py`` and by each stage of the delivery pipeline.
+
+``build_factory(scope, team_modules=...)`` adds, in this order: the gateway stack, the governance stack,
+one stack per product team (each team's ``build(team_stack)`` fills it, then a canary watches its
+features), and the observability stack(s), which monitor every feature built before them. ``scope`` is
+the app or a ``cdk.Stage`` (staging, production), so every environment gets the same stacks.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from constructs import Construct
+
+from ai_factory.constructs.canary import add_canary
+from stacks.gateway_stack import GatewayStack
+from stacks.governance_stack import GovernanceStack
+from stacks.observability_stack import ObservabilityStack, add_observability
+from stacks.team_stack import TeamStack, team_stack_id
+
+
+@dataclass(frozen=True)
+class Factory:
+    """The stacks ``build_factory`` added."""
+
+    gateway: GatewayStack
+    governance: GovernanceStack
+    teams: tuple[TeamStack, ...]
+    observability: ObservabilityStack
+
+
+def build_factory(
+    scope: Construct,
+    *,
+    team_modules: Sequence[str],
+    env: cdk.Environment | None = None,
+    label: str | None = None,
+    invocation_logging: bool | None = None,
+) -> Factory:
+    """Add the factory's stacks to ``scope`` (the app or a stage) and return them.
+
+    :param team_modules: the product teams' packages (each with ``TEAM`` and ``build(team_stack)``).
+    :param env: the stacks' environment. Default: the stage's (or environment-agnostic).
+    :param label: shown in the stack descriptions (``AI Factory (<label>): ...``), e.g. the stage name.
+    :param invocation_logging: manage Bedrock model invocation logging, which is one setting per account
+        and region: ``False`` for every stage but one in the same account. Default: the context flag
+        ``ai-factory:invocationLogging`` (default true).
+    """
+    prefix = f"AI Factory ({label})" if label else "AI Factory"
+    gateway = GatewayStack(scope, "AiFactoryGateway", env=env, description=f"{prefix}: LLM gateway")
+    # Before the team stacks: their features' datasets and Lake Formation grants come from it.
+    governance = GovernanceStack(
+        scope, "AiFactoryGovernance", env=env, description=f"{prefix}: Lake Formation governed data"
+    )
+    teams = []
+    for module_name in team_modules:
+        module = importlib.import_module(module_name)
+        team = TeamStack(
+            scope,
+            team_stack_id(module.TEAM),
+            team=module.TEAM,
+            gateway_stack=gateway,
+            governance=governance,
+            env=env,
+        )
+        module.build(team)
+        add_canary(team)  # drift detection for the team's features (EventBridge Scheduler)
+        teams.append(team)
+    # After the team stacks: it finds every AiFeature under scope and monitors it.
+    observability = add_observability(
+        scope,
+        gateway,
+        invocation_logging=invocation_logging,
+        description=f"{prefix}: dashboards, alarms, on-call topic, invocation logging",
+    )
+    return Factory(gateway, governance, tuple(teams), observability)

@@ -1,0 +1,1 @@
+"""Repository tools that build this repository's own app (documentation generators)."""

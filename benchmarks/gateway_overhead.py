@@ -498,6 +498,7 @@ def bench_lambda_canned(requests: int, warmup: int) -> dict[str, Any]:
         "GetItem": json.dumps({"Item": key_to_item(capture.record)}).encode(),
         "BatchGetItem": json.dumps({"Responses": {USAGE_TABLE: []}, "UnprocessedKeys": {}}).encode(),
         "TransactWriteItems": b"{}",
+        "UpdateItem": b"{}",  # the reservation on the feature's gate, and its settlement
     }
     headers: Any = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "bench"}
 

@@ -69,7 +69,9 @@ def make_config(**overrides: Any) -> GatewayConfig:
         "echo": Route("echo", "chat", (ECHO,)),
         "echo-embed": Route("echo-embed", "embedding", (ECHO_EMBED,)),
     }
-    base: dict[str, Any] = {"routes": routes, "guardrail": GuardrailRef("gr-123", "1")}
+    # scope "all": the translation tests compare whole conversations; tests/unit/test_guard_content.py
+    # covers the default scope (the latest turn as guardContent).
+    base: dict[str, Any] = {"routes": routes, "guardrail": GuardrailRef("gr-123", "1", scope="all")}
     base.update(overrides)
     return GatewayConfig(**base)
 

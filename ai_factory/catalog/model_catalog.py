@@ -37,6 +37,7 @@ from aif_gateway.capabilities import ModelCapabilities
 from aif_gateway.config import (
     CLASSIFICATIONS,
     GatewayConfig,
+    GuardrailPrices,
     Modality,
     ModelTarget,
     Prices,
@@ -92,6 +93,7 @@ _MODEL_FIELDS = frozenset(
         "secret",
         "api_flavor",
         "data_handling",
+        "profile_prices",
     }
 )
 _ROUTE_FIELDS = frozenset({"alias", "targets", "timeouts"})
@@ -211,6 +213,15 @@ class CatalogModel:
         """True for providers outside AWS, reached over the internet with an API key."""
         return self.provider in EXTERNAL_PROVIDERS
 
+    # Inference-profile geography ("us", "eu", "apac", "global") -> its prices, where they differ from
+    # ``prices`` (geographic profiles of some models carry a premium over the global profile).
+    profile_prices: Mapping[str, Prices] = field(default_factory=dict, hash=False)
+
+    def prices_for(self, invoke_id: str) -> Prices:
+        """The prices of calling ``invoke_id``: its profile geography's, else ``prices``."""
+        geography = invoke_id.split(".", 1)[0] if "." in invoke_id.split(":", 1)[0] else ""
+        return self.profile_prices.get(geography, self.prices)
+
     def __getattr__(self, item: str) -> Any:
         # Only called when normal lookup fails. Read __dict__ directly so copy/pickle (which probe
         # attributes before __dict__ is filled) cannot recurse.
@@ -257,6 +268,10 @@ class CatalogModel:
             "context_window": self.context_window,
             "max_output_tokens": self.max_output_tokens,
             "prices": {key: getattr(self.prices, key) for key in PRICE_KEYS},
+            "profile_prices": {
+                geo: {key: getattr(p, key) for key in PRICE_KEYS}
+                for geo, p in sorted(self.profile_prices.items())
+            },
             "status": self.status,
             "deprecated_on": self.deprecated_on.isoformat() if self.deprecated_on else None,
             "approved_by": self.approved_by,
@@ -392,24 +407,45 @@ class _Checker:
         raise self.fail(entry, key, f"must be a date YYYY-MM-DD, got {value!r}")
 
 
-def _parse_prices(check: _Checker, raw: Mapping[str, Any], entry: str) -> Prices:
-    value = raw.get("prices")
+def _parse_prices(check: _Checker, raw: Mapping[str, Any], entry: str, name: str = "prices") -> Prices:
+    value = raw.get(name) if name == "prices" else raw
     if value is None:
-        raise check.fail(entry, "prices", "is required (USD per 1M tokens; omitted keys count as 0)")
+        raise check.fail(entry, name, "is required (USD per 1M tokens; omitted keys count as 0)")
     if not isinstance(value, Mapping):
-        raise check.fail(entry, "prices", f"must be a mapping of {', '.join(PRICE_KEYS)}, got {value!r}")
+        raise check.fail(entry, name, f"must be a mapping of {', '.join(PRICE_KEYS)}, got {value!r}")
     unknown = sorted(str(k) for k in value if k not in PRICE_KEYS)
     if unknown:
         # A typo such as "ouput" would otherwise silently price a counter at zero.
-        raise check.fail(entry, "prices", f"unknown key(s) {unknown}; allowed: {', '.join(PRICE_KEYS)}")
+        raise check.fail(entry, name, f"unknown key(s) {unknown}; allowed: {', '.join(PRICE_KEYS)}")
     parsed: dict[str, float] = {}
     for key in PRICE_KEYS:
         price = value.get(key, 0.0)
         ok = isinstance(price, int | float) and not isinstance(price, bool)
         if not ok or not math.isfinite(price) or price < 0:
-            raise check.fail(entry, f"prices.{key}", f"must be a non-negative number, got {price!r}")
+            raise check.fail(entry, f"{name}.{key}", f"must be a non-negative number, got {price!r}")
         parsed[key] = float(price)
     return Prices(**parsed)
+
+
+PROFILE_GEOGRAPHIES = ("us", "eu", "apac", "global")
+
+
+def _parse_profile_prices(check: _Checker, raw: Mapping[str, Any], entry: str) -> dict[str, Prices]:
+    """``profile_prices``: geography -> prices (each checked like ``prices``)."""
+    value = raw.get("profile_prices")
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not value:
+        raise check.fail(entry, "profile_prices", f"must be a mapping of geography -> prices, got {value!r}")
+    parsed = {}
+    for geo, prices in value.items():
+        if geo not in PROFILE_GEOGRAPHIES:
+            allowed = ", ".join(PROFILE_GEOGRAPHIES)
+            raise check.fail(
+                entry, f"profile_prices.{geo}", f"is not an inference-profile geography ({allowed})"
+            )
+        parsed[str(geo)] = _parse_prices(check, prices, entry, f"profile_prices.{geo}")
+    return parsed
 
 
 def _parse_regional_ids(check: _Checker, raw: Mapping[str, Any], entry: str, model_id: str) -> dict[str, str]:
@@ -493,6 +529,9 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
     if regional_ids and provider != "bedrock":
         raise check.fail(entry, "regional_ids", "only applies to bedrock models")
     prices = _parse_prices(check, raw, entry)
+    profile_prices = _parse_profile_prices(check, raw, entry)
+    if profile_prices and provider != "bedrock":
+        raise check.fail(entry, "profile_prices", "only applies to bedrock models")
     deprecated_on = check.day(raw, "deprecated_on", entry)
     if status == "deprecated" and deprecated_on is None:
         raise check.fail(entry, "deprecated_on", "is required when status is deprecated (YYYY-MM-DD)")
@@ -542,6 +581,7 @@ def _parse_model(check: _Checker, raw: Any, index: int) -> CatalogModel:
         secret=secret,
         api_flavor=api_flavor,
         data_handling=data_handling,
+        profile_prices=profile_prices,
     )
 
 
@@ -860,15 +900,29 @@ class ModelCatalog:
                         CatalogWarning,
                         stacklevel=2,
                     )
+        if "guardrail_prices" in self.extra and "guardrail_prices" not in overrides:
+            raw = self.extra["guardrail_prices"]
+            try:
+                prices = GuardrailPrices(**raw)
+                bad = [
+                    k
+                    for k, v in vars(prices).items()
+                    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0
+                ]
+            except TypeError as exc:
+                raise CatalogError(f"{self.source}: guardrail_prices: {exc}") from None
+            if bad:
+                raise CatalogError(f"{self.source}: guardrail_prices.{bad[0]}: must be a non-negative number")
+            overrides["guardrail_prices"] = prices
         routes = {}
         for alias, route in self.routes.items():
             targets = tuple(
                 ModelTarget(
                     name=m.name,
                     provider=m.provider,
-                    model_id=m.invoke_id_for(region),
+                    model_id=(invoke := m.invoke_id_for(region)),
                     modality=m.modality,
-                    prices=m.prices,
+                    prices=m.prices_for(invoke),
                     region=None,
                     content_handler=m.content_handler,
                     capabilities=ModelCapabilities.from_catalog(

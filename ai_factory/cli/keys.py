@@ -13,13 +13,22 @@ import os
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from ai_factory.cli.errors import CommandError, UsageError
 from aif_gateway.config import CLASSIFICATIONS, GatewayConfig
 from aif_gateway.contract import KEYS_TABLE_ENV
-from aif_gateway.records import ApiKeyRecord, KeyStore, UnknownKeyError, generate_key, utc_now
+from aif_gateway.records import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TOKENS_PER_MINUTE,
+    ApiKeyRecord,
+    KeyStore,
+    UnknownKeyError,
+    generate_key,
+    utc_now,
+)
 
 # Team and feature names become metric dimensions, table keys and stack names: keep them plain.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -72,6 +81,7 @@ def add_parser(subparsers: Any) -> None:
         default=DEFAULT_RATE_LIMIT_RPM,
         help=f"requests per minute for the feature (default: {DEFAULT_RATE_LIMIT_RPM})",
     )
+    _add_quota_flags(create, defaults=True)
     create.add_argument("--description", default="", help="free text shown by keys list")
     create.add_argument(
         "--clearance",
@@ -104,6 +114,34 @@ def add_parser(subparsers: Any) -> None:
         help=f"hours the old key keeps working (default: {DEFAULT_GRACE_HOURS:g}; 0 = stop it now)",
     )
     rotate.set_defaults(run=cmd_rotate)
+
+    update = sub.add_parser(
+        "update",
+        parents=[store],
+        help="change a key's budget and limits (the key itself stays the same)",
+    )
+    update.add_argument("key_id", metavar="KEY_ID", help="the key ID shown by keys create/list")
+    update.add_argument("--budget", type=float, help="monthly budget in USD for the feature")
+    update.add_argument("--rate-limit", type=int, help="requests per minute for the feature")
+    _add_quota_flags(update, defaults=False)
+    update.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    update.set_defaults(run=cmd_update)
+
+
+def _add_quota_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--tokens-per-minute and --max-concurrency (docs/gateway.md, "Limits")."""
+    parser.add_argument(
+        "--tokens-per-minute",
+        type=int,
+        default=DEFAULT_TOKENS_PER_MINUTE if defaults else None,
+        help=f"input + output tokens per minute for the feature (default: {DEFAULT_TOKENS_PER_MINUTE})",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=DEFAULT_MAX_CONCURRENCY if defaults else None,
+        help=f"requests of the feature in flight at once (default: {DEFAULT_MAX_CONCURRENCY})",
+    )
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -186,6 +224,8 @@ def key_summary(record: ApiKeyRecord, now: datetime) -> dict[str, Any]:
         "models": list(record.allowed_models),
         "monthly_budget_usd": record.monthly_budget_usd,
         "rate_limit_rpm": record.rate_limit_rpm,
+        "tokens_per_minute": record.tokens_per_minute,
+        "max_concurrency": record.max_concurrency,
         "state": record.state(now),
         "created_at": _iso(record.created_at),
         "expires_at": _iso(record.expires_at),
@@ -212,6 +252,8 @@ def _print_new_key(
             f"  models:      {', '.join(record.allowed_models)}\n"
             f"  budget:      {record.monthly_budget_usd:g} USD per month\n"
             f"  rate limit:  {record.rate_limit_rpm} requests per minute\n"
+            f"  tokens:      {record.tokens_per_minute} per minute\n"
+            f"  concurrency: {record.max_concurrency} requests in flight\n"
             f"  expires:     {expires}\n\n"
             f"API key: {plaintext}",
             file=out,
@@ -253,6 +295,8 @@ def cmd_create(args: argparse.Namespace, out: TextIO) -> int:
     feature = validate_name("--feature", args.feature)
     _positive("--budget", args.budget)
     _positive("--rate-limit", args.rate_limit)
+    _positive("--tokens-per-minute", args.tokens_per_minute)
+    _positive("--max-concurrency", args.max_concurrency)
     _positive("--expires-in-days", args.expires_in_days)
     models = parse_models(args.models, list(catalog_config(args.catalog).routes))
     store = open_store(args)
@@ -270,6 +314,8 @@ def cmd_create(args: argparse.Namespace, out: TextIO) -> int:
         expires_at=now + timedelta(days=args.expires_in_days) if args.expires_in_days else None,
         description=args.description,
         clearance=args.clearance,
+        tokens_per_minute=int(args.tokens_per_minute),
+        max_concurrency=int(args.max_concurrency),
     )
     store.put(record)
     _print_new_key(plaintext, record, args.format, out)
@@ -341,6 +387,8 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         expires_at=now + timedelta(days=args.expires_in_days) if args.expires_in_days else None,
         description=old.description,
         clearance=old.clearance,
+        tokens_per_minute=old.tokens_per_minute,
+        max_concurrency=old.max_concurrency,
     )
     store.put(new)  # the new key first: a failure below leaves two working keys, never zero
     grace_end = now + timedelta(hours=args.grace_hours)
@@ -355,4 +403,37 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
     note = "" if args.format == "json" else f"Old key {old.key_id} stops working at {_iso(old_end)}.\n"
     extra = {"replaces_key_id": old.key_id, "old_key_expires_at": _iso(old_end)}
     _print_new_key(plaintext, new, args.format, out, note=note, extra=extra)
+    return 0
+
+
+def cmd_update(args: argparse.Namespace, out: TextIO) -> int:
+    """Change the limits on a key's record (the same record, so the hash and the secret are kept)."""
+    changes: dict[str, Any] = {}
+    for flag, field, cast in (
+        ("--budget", "monthly_budget_usd", float),
+        ("--rate-limit", "rate_limit_rpm", int),
+        ("--tokens-per-minute", "tokens_per_minute", int),
+        ("--max-concurrency", "max_concurrency", int),
+    ):
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            _positive(flag, value)
+            changes[field] = cast(value)
+    if not changes:
+        raise UsageError(
+            "nothing to update: give --budget, --rate-limit, --tokens-per-minute or --max-concurrency"
+        )
+    store = open_store(args)
+    updated = replace(_existing(store, args.key_id), **changes)
+    store.put(updated)
+    if args.format == "json":
+        print(json.dumps(key_summary(updated, utc_now()), indent=2), file=out)
+    else:
+        ttl = GatewayConfig(routes={}).key_cache_ttl_s
+        settings = ", ".join(f"{k}={v:g}" for k, v in changes.items())
+        print(
+            f"Updated key {updated.key_id} ({updated.team}/{updated.feature}): {settings}. Running gateways "
+            f"apply it within {ttl:g} seconds (their key cache).",
+            file=out,
+        )
     return 0

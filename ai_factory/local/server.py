@@ -14,7 +14,13 @@ import signal
 import threading
 from pathlib import Path
 
-from ai_factory.local.sqlite_store import SqliteKeyStore, SqliteLedger, default_db_path, default_state_dir
+from ai_factory.local.sqlite_store import (
+    SqliteKeyStore,
+    SqliteLedger,
+    SqliteQuotaStore,
+    default_db_path,
+    default_state_dir,
+)
 from aif_gateway.config import GatewayConfig
 from aif_gateway.http_server import GatewayHTTPServer, LengthRequired, ProxyHandler
 
@@ -79,7 +85,13 @@ def build_gateway(
         config = ModelCatalog.load(catalog_path).gateway_config()
     db = default_db_path(state_dir)
     prompts = PromptViewSource(prompt_view_path(state_dir), ttl_s=LOCAL_PROMPT_VIEW_TTL_S)
-    gateway = Gateway(config, keys=SqliteKeyStore(db), ledger=SqliteLedger(db), prompts=prompts)
+    gateway = Gateway(
+        config,
+        keys=SqliteKeyStore(db),
+        ledger=SqliteLedger(db),
+        prompts=prompts,
+        quota=SqliteQuotaStore(db),  # limits shared with every local gateway on the same state folder
+    )
     return gateway, config
 
 

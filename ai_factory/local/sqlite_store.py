@@ -19,12 +19,16 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ai_factory.state import default_state_dir
+from aif_gateway.quota import Carry, Claim, GateState, Limits, admitted, applied
 from aif_gateway.records import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TOKENS_PER_MINUTE,
     ApiKeyRecord,
     FeedbackRecord,
     LedgerWriteError,
@@ -41,6 +45,20 @@ MINUTE_COUNTER_RETENTION = timedelta(hours=1)
 _PRUNE_EVERY = 256  # records between clean-ups of expired minute counters
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS quota_gates (
+    team TEXT NOT NULL,
+    feature TEXT NOT NULL,
+    month TEXT NOT NULL,
+    committed_usd REAL NOT NULL,
+    spent_usd REAL NOT NULL,
+    minute TEXT NOT NULL,
+    minute_requests INTEGER NOT NULL,
+    minute_tokens INTEGER NOT NULL,
+    in_flight INTEGER NOT NULL,
+    settled_requests INTEGER NOT NULL,
+    admitted_at REAL NOT NULL,
+    PRIMARY KEY (team, feature, month)
+);
 CREATE TABLE IF NOT EXISTS api_keys (
     key_hash TEXT PRIMARY KEY,
     key_id TEXT NOT NULL UNIQUE,
@@ -53,7 +71,9 @@ CREATE TABLE IF NOT EXISTS api_keys (
     expires_at TEXT,
     revoked_at TEXT,
     description TEXT NOT NULL DEFAULT '',
-    clearance TEXT
+    clearance TEXT,
+    tokens_per_minute INTEGER NOT NULL DEFAULT 2000000,
+    max_concurrency INTEGER NOT NULL DEFAULT 32
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_team ON api_keys (team);
 CREATE TABLE IF NOT EXISTS usage_records (
@@ -162,8 +182,21 @@ class SqliteKeyStore(_SqliteDatabase):
 
     _COLUMNS = (
         "key_hash, key_id, team, feature, allowed_models, monthly_budget_usd, rate_limit_rpm, "
-        "created_at, expires_at, revoked_at, description, clearance"
+        "created_at, expires_at, revoked_at, description, clearance, tokens_per_minute, max_concurrency"
     )
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(path)
+        with self._lock:  # databases created before the token and concurrency limits existed
+            present = {row[1] for row in self._conn.execute("PRAGMA table_info(api_keys)")}
+            for column, default in (
+                ("tokens_per_minute", DEFAULT_TOKENS_PER_MINUTE),
+                ("max_concurrency", DEFAULT_MAX_CONCURRENCY),
+            ):
+                if column not in present:
+                    self._conn.execute(
+                        f"ALTER TABLE api_keys ADD COLUMN {column} INTEGER NOT NULL DEFAULT {int(default)}"
+                    )
 
     @staticmethod
     def _record(row: sqlite3.Row) -> ApiKeyRecord:
@@ -180,6 +213,8 @@ class SqliteKeyStore(_SqliteDatabase):
             revoked_at=_parse(row["revoked_at"]),
             description=row["description"],
             clearance=row["clearance"],
+            tokens_per_minute=int(row["tokens_per_minute"]),
+            max_concurrency=int(row["max_concurrency"]),
         )
 
     def _one(self, where: str, value: str) -> ApiKeyRecord | None:
@@ -196,7 +231,7 @@ class SqliteKeyStore(_SqliteDatabase):
         """Insert or replace the record (like DynamoDB PutItem on the hash)."""
         with self._transaction() as conn:
             conn.execute(
-                f"INSERT OR REPLACE INTO api_keys ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO api_keys ({self._COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.key_hash,
                     record.key_id,
@@ -210,6 +245,8 @@ class SqliteKeyStore(_SqliteDatabase):
                     _iso(record.revoked_at),
                     record.description,
                     record.clearance,
+                    int(record.tokens_per_minute),
+                    int(record.max_concurrency),
                 ),
             )
 
@@ -370,3 +407,40 @@ class SqliteLedger(_SqliteDatabase):
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._query(f"SELECT record FROM feedback{where} ORDER BY request_id", tuple(params))
         return [FeedbackRecord.from_dict(json.loads(r["record"])) for r in rows]
+
+
+_GATE_COLUMNS = tuple(f.name for f in fields(GateState))
+
+
+class SqliteQuotaStore(_SqliteDatabase):
+    """The feature gates of ``aif_gateway.quota`` in the local database: each reservation is one
+    ``BEGIN IMMEDIATE`` transaction, so several local gateway processes share the limits exactly."""
+
+    def _gate(self, conn: sqlite3.Connection, team: str, feature: str, month: str) -> GateState:
+        row = conn.execute(
+            f"SELECT {', '.join(_GATE_COLUMNS)} FROM quota_gates "
+            "WHERE team = ? AND feature = ? AND month = ?",
+            (team, feature, month),
+        ).fetchone()
+        return GateState(**dict(row)) if row else GateState()
+
+    def _store(self, conn: sqlite3.Connection, team: str, feature: str, month: str, gate: GateState) -> None:
+        values = tuple(getattr(gate, c) for c in _GATE_COLUMNS)
+        conn.execute(
+            f"INSERT OR REPLACE INTO quota_gates (team, feature, month, {', '.join(_GATE_COLUMNS)}) "
+            f"VALUES (?, ?, ?, {', '.join('?' for _ in _GATE_COLUMNS)})",
+            (team, feature, month, *values),
+        )
+
+    def reserve(self, claim: Claim, limits: Limits, carry: Carry) -> None:
+        with self._transaction() as conn:
+            gate = admitted(self._gate(conn, claim.team, claim.feature, claim.month), claim, limits, carry)
+            self._store(conn, claim.team, claim.feature, claim.month, gate)
+
+    def apply(self, team: str, feature: str, month: str, carry: Carry) -> None:
+        with self._transaction() as conn:
+            self._store(conn, team, feature, month, applied(self._gate(conn, team, feature, month), carry))
+
+    def state(self, team: str, feature: str, month: str) -> GateState:
+        with self._lock:
+            return self._gate(self._conn, team, feature, month)

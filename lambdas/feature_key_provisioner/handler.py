@@ -32,7 +32,14 @@ from typing import Any
 from aif_gateway.contract import CLEARANCE_LEVELS, FEATURE_KEY_ID_ATTRIBUTE, KEY_ID_INDEX
 from aif_gateway.contract import FeatureKeyProperties as Props
 from aif_gateway.dynamo_store import key_from_item, key_to_item
-from aif_gateway.records import KEY_PREFIX, ApiKeyRecord, hash_key, utc_now
+from aif_gateway.records import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TOKENS_PER_MINUTE,
+    KEY_PREFIX,
+    ApiKeyRecord,
+    hash_key,
+    utc_now,
+)
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -134,10 +141,13 @@ class KeyProvisioner:
             ":budget": {"N": _number(settings["monthly_budget_usd"])},
             ":rpm": {"N": str(settings["rate_limit_rpm"])},
             ":description": {"S": settings["description"]},
+            ":tpm": {"N": str(settings["tokens_per_minute"])},
+            ":conc": {"N": str(settings["max_concurrency"])},
         }
         expression = (
             "SET #team = :team, #feature = :feature, allowed_models = :models, "
-            "monthly_budget_usd = :budget, rate_limit_rpm = :rpm, description = :description"
+            "monthly_budget_usd = :budget, rate_limit_rpm = :rpm, description = :description, "
+            "tokens_per_minute = :tpm, max_concurrency = :conc"
         )
         if settings["clearance"] is not None:
             expression += ", clearance = :clearance"
@@ -210,8 +220,13 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
     try:
         budget = float(props.get(Props.MONTHLY_BUDGET_USD, ""))
         rpm = int(float(props.get(Props.RATE_LIMIT_RPM, "")))
+        # Optional (templates from before these limits existed): the gateway's defaults.
+        tpm = int(float(props.get(Props.TOKENS_PER_MINUTE, DEFAULT_TOKENS_PER_MINUTE)))
+        concurrency = int(float(props.get(Props.MAX_CONCURRENCY, DEFAULT_MAX_CONCURRENCY)))
     except ValueError as exc:
-        raise ProvisioningError(f"MonthlyBudgetUsd and RateLimitRpm must be numbers: {exc}") from exc
+        raise ProvisioningError(
+            f"MonthlyBudgetUsd, RateLimitRpm, TokensPerMinute and MaxConcurrency must be numbers: {exc}"
+        ) from exc
     clearance = props.get(Props.CLEARANCE) or None  # absent on stacks from before keys carried it
     if clearance is not None and clearance not in CLEARANCE_LEVELS:
         raise ProvisioningError(
@@ -225,6 +240,8 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
         "rate_limit_rpm": rpm,
         "description": str(props.get(Props.DESCRIPTION, "")),
         "clearance": clearance,
+        "tokens_per_minute": tpm,
+        "max_concurrency": concurrency,
     }
 
 

@@ -241,13 +241,20 @@ def test_429_rate_limit(local_gateway: LocalGateway, make_key: MakeKey) -> None:
 
 
 def test_429_budget_exhausted(local_gateway: LocalGateway, make_key: MakeKey) -> None:
-    sdk = client(local_gateway, make_key("echo-priced", "--budget", "0.01"))
-    first = sdk.chat.completions.create(
-        model="echo-priced", messages=[{"role": "user", "content": "this costs a few cents"}]
-    )
+    # echo-priced costs a cent a token. Without max_tokens a request reserves the 4,096-token worst case
+    # ($40+), more than the $0.50 budget: refused before any model call, with the advice to send max_tokens.
+    sdk = client(local_gateway, make_key("echo-priced", "--budget", "0.5"))
+    ask = [{"role": "user", "content": "this costs a few cents"}]
+    with pytest.raises(openai.RateLimitError) as err:
+        sdk.chat.completions.create(model="echo-priced", messages=ask)
+    assert "monthly budget of $0.50" in err.value.message and "max_tokens" in err.value.message
+    # With max_tokens the requests fit until what they really cost uses the budget up.
+    first = sdk.chat.completions.create(model="echo-priced", messages=ask, max_tokens=10)
     assert first.choices[0].message.content
     with pytest.raises(openai.RateLimitError) as err:
-        sdk.chat.completions.create(model="echo-priced", messages=[{"role": "user", "content": "more"}])
-    assert "monthly budget of $0.01" in err.value.message
+        for _ in range(20):
+            sdk.chat.completions.create(model="echo-priced", messages=ask, max_tokens=10)
+    assert "monthly budget of $0.50" in err.value.message
     body = err.value.body
     assert isinstance(body, dict) and body.get("code") == "budget_exhausted"
+    assert err.value.response.headers["x-aif-limit"] == "budget"

@@ -310,3 +310,52 @@ def test_aws_store_uses_dynamodb(
         code, out, _ = run(capsys, "keys", "list", *aws, "--format", "json")
         assert json.loads(out)[0]["state"] == "revoked"
     assert not (home / "local.db").exists()
+
+
+def test_create_takes_token_and_concurrency_limits_with_defaults(
+    capsys: pytest.CaptureFixture[str], home: Path
+) -> None:
+    default = create(capsys)
+    assert (default["tokens_per_minute"], default["max_concurrency"]) == (2_000_000, 32)
+    data = create(capsys, "--tokens-per-minute", "50000", "--max-concurrency", "4")
+    record = SqliteKeyStore(home / "local.db").get(data["key_id"])
+    assert record is not None and (record.tokens_per_minute, record.max_concurrency) == (50_000, 4)
+
+
+def test_update_changes_limits_and_keeps_the_key(capsys: pytest.CaptureFixture[str], home: Path) -> None:
+    data = create(capsys)
+    code, out, _ = run(
+        capsys,
+        "keys",
+        "update",
+        data["key_id"],
+        "--budget",
+        "5",
+        "--max-concurrency",
+        "2",
+        "--format",
+        "json",
+    )
+    assert code == 0
+    shown = json.loads(out)
+    assert (shown["monthly_budget_usd"], shown["max_concurrency"], shown["rate_limit_rpm"]) == (5.0, 2, 60)
+    record = SqliteKeyStore(home / "local.db").get_by_hash(hash_key(data["api_key"]))
+    assert record is not None and (record.monthly_budget_usd, record.max_concurrency) == (5.0, 2)
+    rotated = json.loads(run(capsys, "keys", "rotate", data["key_id"], "--format", "json")[1])
+    assert rotated["max_concurrency"] == 2  # rotation keeps the limits
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ((), "nothing to update"),
+        (("--tokens-per-minute", "0"), "--tokens-per-minute"),
+        (("--max-concurrency", "-1"), "--max-concurrency"),
+    ],
+)
+def test_update_validation(
+    capsys: pytest.CaptureFixture[str], home: Path, argv: tuple[str, ...], message: str
+) -> None:
+    data = create(capsys)
+    code, _, err = run(capsys, "keys", "update", data["key_id"], *argv)
+    assert code == 2 and message in err

@@ -119,6 +119,8 @@ def test_update_changes_the_settings_and_keeps_the_key(env: Env) -> None:
         MonthlyBudgetUsd="99.5",
         RateLimitRpm="30",
         Clearance="confidential",
+        TokensPerMinute="50000",
+        MaxConcurrency="4",
     )
 
     response = env.provisioner.handle(
@@ -139,6 +141,7 @@ def test_update_changes_the_settings_and_keeps_the_key(env: Env) -> None:
     assert record.allowed_models == ("chat-fast", "chat-smart")
     assert (record.monthly_budget_usd, record.rate_limit_rpm) == (99.5, 30)
     assert record.clearance == "confidential"
+    assert (record.tokens_per_minute, record.max_concurrency) == (50_000, 4)
     assert record.created_at == T0
     assert len(env.items()) == 1
 
@@ -236,3 +239,9 @@ def test_invalid_properties_fail_before_anything_is_written(
 def test_unknown_request_type_fails(env: Env) -> None:
     with pytest.raises(ProvisioningError, match="RequestType"):
         env.provisioner.handle(env.event("Replace"))
+
+
+def test_create_without_token_and_concurrency_limits_gives_the_defaults(env: Env) -> None:
+    env.provisioner.handle(env.event("Create"))
+    record = env.store.get_by_hash(hash_key(env.secret()["api_key"]))
+    assert record is not None and (record.tokens_per_minute, record.max_concurrency) == (2_000_000, 32)

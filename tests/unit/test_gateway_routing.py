@@ -68,7 +68,28 @@ def test_timeout_moves_to_next_target(harness: Harness) -> None:
     with mock.patch.object(client, "converse", side_effect=flaky):
         status, headers, _ = harness.chat(key)
     assert status == 200 and headers["x-aif-served-by"] == "nova-lite"
-    assert "Timeout" in next(iter(harness.ledger.records.values())).extra["failures"]
+    record = next(iter(harness.ledger.records.values()))
+    assert "Timeout" in record.extra["failures"]
+    # The timed-out attempt may have been billed for its input: metered at Haiku's input price, estimated.
+    # "Hello there" is 11 characters: 3 tokens estimated, on top of Nova's 10 reported ones.
+    assert record.extra["failed_attempts_estimated"] == "1"
+    assert record.input_tokens == 10 + 3
+    nova_cost = (10 * NOVA.prices.input + 5 * NOVA.prices.output) / 1_000_000
+    assert record.cost_usd == pytest.approx(nova_cost + 3 * HAIKU.prices.input / 1_000_000)
+
+
+def test_throttled_attempts_are_not_metered(harness: Harness) -> None:
+    key = harness.add_key()
+    harness.stubber.add_client_error(
+        "converse", service_error_code="ThrottlingException", http_status_code=429
+    )
+    harness.stubber.add_client_error(
+        "converse", service_error_code="ThrottlingException", http_status_code=429
+    )
+    expect_converse(harness, NOVA.model_id)
+    assert harness.chat(key)[0] == 200
+    record = next(iter(harness.ledger.records.values()))
+    assert "failed_attempts_estimated" not in record.extra and record.input_tokens == 10
 
 
 def test_validation_error_is_a_400_and_does_not_fall_back(harness: Harness) -> None:

@@ -605,3 +605,67 @@ def test_sagemaker_endpoint_that_cannot_stream_is_answered_buffered(fake_endpoin
     assert content_of(chunks) == "whole answer" and chunks[-1] == "[DONE]"
     record = ledger.find(request_id)
     assert record is not None and (record.input_tokens, record.output_tokens) == (7, 2)
+
+
+def test_guardrail_units_in_the_final_metadata_event_are_metered(fake_bedrock: FakeBedrock) -> None:
+    usage = {"inputTokens": 8, "outputTokens": 2, "totalTokens": 10}
+    units = {
+        "topicPolicyUnits": 1,
+        "contentPolicyUnits": 2,
+        "wordPolicyUnits": 0,
+        "sensitiveInformationPolicyUnits": 0,
+        "sensitiveInformationPolicyFreeUnits": 0,
+        "contextualGroundingPolicyUnits": 0,
+    }
+    trace = {"guardrail": {"inputAssessment": {"gr-123": {"invocationMetrics": {"usage": units}}}}}
+    fake_bedrock.scripts[HAIKU.model_id] = [
+        (0, START),
+        (0, text("fine")),
+        (0, stop()),
+        (0, event("metadata", {"usage": usage, "metrics": {"latencyMs": 50}, "trace": trace})),
+    ]
+    h = make_harness(fake_bedrock)
+    response, request_id = h.stream()
+    assert content_of(parse_sse(b"".join(response.body))) == "fine"
+    record = h.record(request_id)
+    assert record.extra["guardrail_units"] == "content=2,topic=1"
+    tokens = (8 * HAIKU.prices.input + 2 * HAIKU.prices.output) / 1_000_000
+    assert record.cost_usd == pytest.approx(tokens + 3 * 0.15 / 1000)
+
+
+def _gate(h: StreamHarness) -> Any:
+    return h.gateway.gate.store.state("support", "writer", "2026-11")  # type: ignore[attr-defined]
+
+
+def test_a_stream_holds_its_reservation_until_it_ends_then_settles_to_its_usage(
+    fake_bedrock: FakeBedrock,
+) -> None:
+    fake_bedrock.scripts[HAIKU.model_id] = [(0, START), (0, text("done")), (0, stop()), (0, metadata(8, 2))]
+    h = make_harness(fake_bedrock)
+    response, request_id = h.stream(max_tokens=1000)
+    held = _gate(h)
+    # 5 input tokens estimated at the highest input-side price (cache writes, $1.25) + 1,000 at $5.
+    assert held.in_flight == 1 and held.committed_usd == pytest.approx((5 * 1.25 + 1000 * 5.0) / 1_000_000)
+    b"".join(response.body)
+    settled = _gate(h)
+    assert settled.in_flight == 0
+    assert settled.committed_usd == pytest.approx(h.record(request_id).cost_usd)
+
+
+def test_a_client_gone_before_the_first_byte_is_recorded_and_frees_its_slot(
+    fake_bedrock: FakeBedrock,
+) -> None:
+    fake_bedrock.scripts[HAIKU.model_id] = [
+        (0, START),
+        (0, text("never read")),
+        (0, stop()),
+        (0, metadata(8, 2)),
+    ]
+    h = make_harness(fake_bedrock)
+    response, request_id = h.stream(max_tokens=1000)
+    response.close()  # the server saw the client disconnect before sending anything
+
+    record = h.record(request_id)
+    assert record.extra["usage_estimated"] == "true" and record.error_type == "client_disconnected"
+    assert record.input_tokens == 5  # "Write a long answer": 19 characters, estimated
+    assert _gate(h).in_flight == 0

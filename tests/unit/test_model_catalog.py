@@ -678,6 +678,47 @@ def test_route_timeouts_are_validated(tmp_path: Path, timeouts: Any, why: str) -
     assert "route 'chat': field 'timeouts': " in message and why in message
 
 
+def test_profile_prices_price_each_geography_and_the_gateway_uses_its_region_s(tmp_path: Path) -> None:
+    data = base()
+    haiku = model(data, "haiku")
+    haiku["regional_ids"] = {"us-": "us.anthropic.haiku-v1:0", "eu-": "eu.anthropic.haiku-v1:0"}
+    haiku["regions"] = ["us-east-1", "eu-west-1", "ap-northeast-1"]
+    haiku["profile_prices"] = {"eu": {"input": 1.1, "output": 5.5}}
+    catalog = ModelCatalog.load(write(tmp_path, data))
+    m = catalog.models["haiku"]
+    assert m.prices_for("eu.anthropic.haiku-v1:0") == Prices(1.1, 5.5)
+    assert m.prices_for("us.anthropic.haiku-v1:0") == m.prices  # no entry: the base prices
+    assert m.prices_for("anthropic.haiku-v1:0") == m.prices  # in-region model ID
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CatalogWarning)  # the other models list no eu- IDs
+        eu = catalog.gateway_config(region="eu-west-1").routes["chat"].targets[0]
+        us = catalog.gateway_config(region="us-east-1").routes["chat"].targets[0]
+    assert (eu.model_id, eu.prices) == ("eu.anthropic.haiku-v1:0", Prices(1.1, 5.5))
+    assert us.prices == Prices(1.0, 5.0, 0.1, 1.25)
+    assert m.to_dict()["profile_prices"]["eu"]["input"] == 1.1
+
+
+def test_packaged_catalog_prices_the_geographic_claude_profiles_above_global() -> None:
+    haiku = ModelCatalog.load().models["claude-haiku-4-5"]
+    assert haiku.prices_for("us.anthropic.claude-haiku-4-5-20251001-v1:0").input == pytest.approx(1.10)
+    assert haiku.prices_for("global.anthropic.claude-haiku-4-5-20251001-v1:0") == haiku.prices
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"mars": {"input": 1}}, "field 'profile_prices.mars': is not an inference-profile geography"),
+        ({"eu": {"inptu": 1}}, "field 'profile_prices.eu': unknown key(s) ['inptu']"),
+        ({"eu": {"input": -1}}, "field 'profile_prices.eu.input': must be a non-negative number"),
+        ([1], "field 'profile_prices': must be a mapping of geography -> prices"),
+    ],
+)
+def test_bad_profile_prices_name_the_field(tmp_path: Path, value: Any, message: str) -> None:
+    data = base()
+    model(data, "haiku")["profile_prices"] = value
+    assert message in load_error(tmp_path, data)
+
+
 def test_model_aliases_reach_gateway_config_and_are_validated() -> None:
     data = base()
     data["model_aliases"] = {"claude-sonnet-4-5": "chat", "gpt-5": "chat"}

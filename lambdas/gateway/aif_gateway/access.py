@@ -22,6 +22,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from . import contract
 from .errors import BudgetExhausted, RateLimited, Unauthorized
 from .records import (
     ApiKeyRecord,
@@ -192,7 +193,10 @@ class UsageGuard:
                 f"The monthly budget of ${key.monthly_budget_usd:,.2f} for {key.team}/{key.feature} is spent "
                 f"(${spent:,.4f} used in {month_of(now)}). It resets on {reset:%Y-%m-%d} 00:00 UTC; ask the "
                 "platform team to raise the budget if you need more now.",
-                headers={"Retry-After": str(int((reset - now).total_seconds()))},
+                headers={
+                    "Retry-After": str(int((reset - now).total_seconds())),
+                    contract.LIMIT_HEADER: "budget",
+                },
             )
         minute = minute_of(now)
         used = entry.snapshot.requests_this_minute if entry.snapshot.minute == minute else 0
@@ -202,7 +206,7 @@ class UsageGuard:
             raise RateLimited(
                 f"Rate limit of {key.rate_limit_rpm} requests per minute for {key.team}/{key.feature} "
                 f"reached. Retry after {retry_after} s.",
-                headers={"Retry-After": str(retry_after)},
+                headers={"Retry-After": str(retry_after), contract.LIMIT_HEADER: "requests_per_minute"},
             )
 
     def add(self, team: str, feature: str, now: datetime, cost: float) -> None:

@@ -26,10 +26,12 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -39,7 +41,7 @@ from .anthropic_messages import error_body as anthropic_error
 from .anthropic_stream import MessageStreamEncoder
 from .capabilities import adapt, unfit_reason
 from .clearance import cleared_targets
-from .config import GatewayConfig, ModelTarget, Route, RouteTimeouts
+from .config import GatewayConfig, GuardrailPrices, ModelTarget, Route, RouteTimeouts
 from .errors import (
     Forbidden,
     GatewayError,
@@ -52,6 +54,8 @@ from .errors import (
     StoreUnavailable,
 )
 from .feedback import FeedbackService, feedback_response
+from .guardrail_metering import guardrail_cost
+from .memory_store import MemoryQuotaStore
 from .metering import CountingMetricsSink, MetricsSink, cost_usd
 from .openai_responses import output_items, parse_responses_request, response_body
 from .openai_schema import (
@@ -65,12 +69,14 @@ from .prompt_template import PromptVariablesError, render_messages
 from .prompt_view import PromptViewSource
 from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, TokenUsage
 from .providers import default_providers
+from .quota import Estimate, Gate, QuotaStore, Reservation, worst_case
 from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, StoreError, UsageRecord, utc_now
 from .responses_stream import ResponseStreamEncoder
 from .retrieval import RetrievalService, knowledge_base_route, parse_retrieve_request, retrieve_response
 from .routing import RouteFailed, RouteOutcome, Router
 from .stream_format import SSE_HEADERS, ChunkEncoder
 from .streaming import (
+    CHARS_PER_TOKEN,
     OpenedStream,
     StreamEncoder,
     StreamEnd,
@@ -106,6 +112,7 @@ class Gateway:
         prompts: PromptViewSource | None = None,
         refresh_executor: Executor | None = None,
         retrieval: RetrievalService | None = None,
+        quota: QuotaStore | None = None,
     ) -> None:
         self.config = config
         # The registry's runtime view (cached; re-read at most every ttl). None: no prompts published.
@@ -120,6 +127,9 @@ class Gateway:
         refresher = BackgroundRefresher(refresh_executor)
         self.auth = KeyAuthenticator(keys, config.key_cache_ttl_s, clock, refresher)
         self.guard = UsageGuard(ledger, config.usage_snapshot_ttl_s, clock, refresher)
+        # Reservations against the feature's shared gate (budget, rpm, tpm, concurrency): the store every
+        # instance shares in AWS (DynamoDB); without one, this process's own gates.
+        self.gate = Gate(quota if quota is not None else MemoryQuotaStore(), refresher)
         self.router = Router(config.breaker_failure_threshold, config.breaker_cooldown_s, clock)
         self.feedback = FeedbackService(ledger, self.metrics)
         # Knowledge bases a RagFeature registered (SSM in AWS); none unless configured.
@@ -141,6 +151,7 @@ class Gateway:
         """The proxy response for one request; a ``StreamingResponse`` for a chat request with
         ``stream: true`` (a server sends it piece by piece; ``.buffered()`` is its proxy form)."""
         call = _Call(event, self.now(), self.clock())
+        streaming = False
         try:
             path = call.path.rstrip("/") or "/"
             handler = self._routes.get((call.method, path))
@@ -151,7 +162,10 @@ class Gateway:
                     raise MethodNotAllowed(f"{call.method} is not allowed on {path}.")
                 else:
                     raise NotFound(f"Unknown path {path}.", code="unknown_path")
-            return handler(call)
+            response = handler(call)
+            if isinstance(response, StreamingResponse):
+                streaming = True  # the stream settles the reservation when it ends (or is closed)
+            return response
         except GatewayError as exc:
             return self._error(call, exc)
         except StoreError:
@@ -166,6 +180,10 @@ class Gateway:
             return self._error(
                 call, InternalError("The gateway failed to handle the request; it was logged.")
             )
+        finally:
+            if call.reservation is not None and not call.reservation.settled and not streaming:
+                # An exit no step accounted for: keep what was reserved (the model may have billed it).
+                call.reservation.settle(call.reservation.claim.cost_usd, call.reservation.claim.tokens)
 
     # -- routes --------------------------------------------------------------------------------------
 
@@ -224,8 +242,12 @@ class Gateway:
             )
         cleared = cleared_targets(key, route)  # 403 when no target may receive the feature's data
         self.guard.check(key, call.started)
+        self._reserve(call, key, worst_case(route, estimate_tokens(request), request.max_tokens))
         timeouts = self._timeouts(route)
-        ctx = CallContext(call.request_id, key.team, key.feature, self.config.guardrail, timeouts)
+        guardrail = self.config.guardrail
+        if guardrail is not None and route.guard_scope is not None:
+            guardrail = replace(guardrail, scope=route.guard_scope)
+        ctx = CallContext(call.request_id, key.team, key.feature, guardrail, timeouts)
         request.auto_cache = route.prompt_cache
         unfit = lambda t: cleared(t) or unfit_reason(request, t.capabilities)  # noqa: E731
         if request.stream:
@@ -238,6 +260,7 @@ class Gateway:
             lambda t: self.providers[t.provider].chat(t, adapt(request, t.capabilities), ctx),
             timeouts.total_s,
             unfit,
+            lambda: estimate_tokens(request),
         )
         result = outcome.result
         if not request.parallel_tool_calls:
@@ -245,7 +268,9 @@ class Gateway:
         record = self._record(call, key, outcome, result.usage, status=200)
         if result.guardrail_intervened:
             record.guardrail_action = "INTERVENED"
-        self._finish(record, outcome)
+        if result.guardrail_units:
+            _add_guardrail_cost(record, result.guardrail_units, self.config.guardrail_prices)
+        self._finish(record, outcome, call)
         body = api.body(outcome.target.name, result, record)
         return _response(200, body, call.request_id, _served_headers(outcome, record))
 
@@ -270,13 +295,19 @@ class Gateway:
             lambda t: open_stream(self.providers[t.provider], t, adapt(request, t.capabilities), ctx),
             timeouts.first_token_s,
             unfit,
+            lambda: estimate_tokens(request),
         )
         first_token_ms = call.elapsed_ms()
         deadline = self.clock() + timeouts.total_s
         if self.config.request_deadline_s is not None:
             deadline = min(deadline, call.t_clock + self.config.request_deadline_s)
+        ended = False
 
         def on_end(end: StreamEnd) -> None:
+            nonlocal ended
+            if ended:
+                return
+            ended = True
             record = self._record(call, key, outcome, end.usage, status=200)
             record.extra["stream"] = "true"
             record.extra["first_token_ms"] = f"{first_token_ms:.3f}"
@@ -284,13 +315,21 @@ class Gateway:
                 record.extra["usage_estimated"] = "true"
             if end.guardrail_intervened:
                 record.guardrail_action = "INTERVENED"
+            if end.guardrail_units:
+                _add_guardrail_cost(record, end.guardrail_units, self.config.guardrail_prices)
             if end.error_code is not None:
                 record.error_type = end.error_code
                 if end.error_kind:
                     record.extra["stream_error"] = end.error_kind
                 if end.retryable and self.router.breaker(outcome.target).record_failure():
                     outcome.breaker_opened.append(outcome.target.name)
-            self._finish(record, outcome)
+            self._finish(record, outcome, call)
+
+        def on_close() -> None:
+            """The client left before the relay started: the model call was opened (and billed for its
+            input), so the request is recorded with estimated usage."""
+            usage = TokenUsage(input=estimate_tokens(request))
+            on_end(StreamEnd(usage, True, None, False, error_code="client_disconnected"))
 
         body = relay(
             outcome.result,
@@ -308,7 +347,7 @@ class Gateway:
             "x-aif-served-model-id": outcome.target.model_id,
             "x-aif-attempts": str(outcome.attempts),
         }
-        return StreamingResponse(200, headers, body)
+        return StreamingResponse(200, headers, body, on_close=on_close)
 
     def _timeouts(self, route: Route) -> RouteTimeouts:
         """The route's limits, shortened to the request deadline where that is tighter."""
@@ -328,6 +367,9 @@ class Gateway:
             )
         cleared = cleared_targets(key, route)
         self.guard.check(key, call.started)
+        # Embedding models price input only; CHARS_PER_TOKEN is the estimate the streaming path uses.
+        chars = sum(len(text) for text in request.inputs)
+        self._reserve(call, key, worst_case(route, math.ceil(chars / CHARS_PER_TOKEN), 0))
         ctx = CallContext(call.request_id, key.team, key.feature, None)
         outcome: RouteOutcome[EmbeddingResult] = self._call_models(
             call,
@@ -340,7 +382,7 @@ class Gateway:
         )
         usage = TokenUsage(input=outcome.result.input_tokens)
         record = self._record(call, key, outcome, usage, status=200, operation="embeddings")
-        self._finish(record, outcome)
+        self._finish(record, outcome, call)
         data = [
             {"object": "embedding", "index": i, "embedding": _encode_vector(v, request.encoding_format)}
             for i, v in enumerate(outcome.result.vectors)
@@ -366,10 +408,12 @@ class Gateway:
         call.route = knowledge_base_route(request.knowledge_base)
         kb = self.retrieval.resolve(key, request.knowledge_base)
         self.guard.check(key, call.started)
+        self._reserve(call, key, Estimate(0.0, 0, 0, 0))
         result = self.retrieval.retrieve(kb, request)
         record = self._base_record(call, key, status=200, operation="retrieve")
         self.retrieval.meter(record, kb, result)
         self._persist(record)
+        self._settle(call, record)
         self.guard.add(record.team, record.feature, record.timestamp, record.cost_usd)
         self._emit(record)
         headers = {"x-aif-cost-usd": f"{record.cost_usd:.10f}"}
@@ -460,6 +504,7 @@ class Gateway:
         fn: Any,
         attempt_s: float,
         unfit: Any = None,
+        estimate_input: Callable[[], int] | None = None,
     ) -> Any:
         """Down the fallback chain; a target is started only while ``attempt_s`` (what one attempt may
         take before the gateway knows whether it failed) still fits before the request deadline.
@@ -469,14 +514,15 @@ class Gateway:
         if deadline is not None:
             latest_start = call.t_clock + deadline - attempt_s
         try:
-            return self.router.call(route, fn, latest_start, unfit)
+            return self.router.call(route, fn, latest_start, unfit, estimate_input)
         except RouteFailed as exc:
             # The models were called (and may have billed partial work): the attempt is recorded.
             record = self._base_record(call, key, status=exc.status, operation=operation)
             record.attempts, record.error_type = exc.attempts, exc.code or "all_targets_failed"
             record.extra["failures"] = "; ".join(exc.failures)
-            _add_failed_usage(record, exc.failed_usage, exc.failed_cost_usd)
+            _add_failed_usage(record, exc.failed_usage, exc.failed_cost_usd, exc.estimated_failures)
             self._persist(record)
+            self._settle(call, record)
             self._emit(record, fell_back=True, breaker_opened=len(exc.breaker_opened))
             raise
 
@@ -513,14 +559,25 @@ class Gateway:
         record.input_tokens, record.output_tokens = usage.input, usage.output
         record.cache_read_tokens, record.cache_write_tokens = usage.cache_read, usage.cache_write
         record.cost_usd = round(cost_usd(usage, outcome.target.prices), 10)
-        _add_failed_usage(record, outcome.failed_usage, outcome.failed_cost_usd)
+        _add_failed_usage(record, outcome.failed_usage, outcome.failed_cost_usd, outcome.estimated_failures)
         record.attempts = outcome.attempts
         if outcome.failures:
             record.extra["failures"] = "; ".join(outcome.failures)
         return record
 
-    def _finish(self, record: UsageRecord, outcome: RouteOutcome[Any]) -> None:
+    def _reserve(self, call: _Call, key: ApiKeyRecord, estimate: Estimate) -> None:
+        """Hold the request's worst case against its feature's shared limits (429 naming the limit)."""
+        call.reservation = self.gate.reserve(key, call.started, estimate)
+
+    def _settle(self, call: _Call, record: UsageRecord) -> None:
+        """Replace the reservation by what the request really cost (its record), freeing its slot."""
+        if call.reservation is not None:
+            tokens = record.input_tokens + record.output_tokens + record.cache_read_tokens
+            call.reservation.settle(record.cost_usd, tokens + record.cache_write_tokens)
+
+    def _finish(self, record: UsageRecord, outcome: RouteOutcome[Any], call: _Call) -> None:
         self._persist(record)
+        self._settle(call, record)
         self.guard.add(record.team, record.feature, record.timestamp, record.cost_usd)
         self._emit(record, fell_back=outcome.fell_back, breaker_opened=len(outcome.breaker_opened))
 
@@ -584,6 +641,7 @@ class _Call:
         "prompt_name",
         "prompt_version",
         "request_id",
+        "reservation",
         "route",
         "started",
         "t_clock",
@@ -608,6 +666,7 @@ class _Call:
         self.route: str | None = None
         self.prompt_name: str | None = None
         self.prompt_version: str | None = None
+        self.reservation: Reservation | None = None  # settled on every exit path
 
     def header(self, name: str) -> str | None:
         value = self._headers.get(name)
@@ -659,12 +718,24 @@ def _model_entry(alias: str) -> dict[str, Any]:
     return {"id": alias, "object": "model", "created": 0, "owned_by": "ai-factory"}
 
 
-def _add_failed_usage(record: UsageRecord, usage: TokenUsage, cost: float) -> None:
-    """Tokens that failed calls were billed for (an embedding batch that broke half-way) are metered."""
+def _add_failed_usage(record: UsageRecord, usage: TokenUsage, cost: float, estimated: int = 0) -> None:
+    """Tokens that failed calls were billed for (an embedding batch that broke half-way, a timed-out
+    attempt) are metered; ``estimated`` attempts had no usage report and are marked as such."""
+    if estimated:
+        record.extra["failed_attempts_estimated"] = str(estimated)
     record.input_tokens += usage.input
     record.output_tokens += usage.output
     record.cache_read_tokens += usage.cache_read
     record.cache_write_tokens += usage.cache_write
+    record.cost_usd = round(record.cost_usd + cost, 10)
+
+
+def _add_guardrail_cost(record: UsageRecord, units: dict[str, int], prices: GuardrailPrices) -> None:
+    """The guardrail's assessments are billed apart from the model: their text units and cost are
+    recorded (``extra.guardrail_units``, ``extra.guardrail_cost_usd``) and included in ``cost_usd``."""
+    cost = guardrail_cost(units, prices)
+    record.extra["guardrail_units"] = ",".join(f"{policy}={n}" for policy, n in sorted(units.items()))
+    record.extra["guardrail_cost_usd"] = f"{cost:.10f}"
     record.cost_usd = round(record.cost_usd + cost, 10)
 
 

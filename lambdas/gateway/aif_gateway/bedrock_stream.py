@@ -16,6 +16,7 @@ from typing import Any
 
 from .bedrock_errors import to_provider_error
 from .bedrock_translate import STOP_REASONS
+from .guardrail_metering import assessment_units
 from .provider_types import (
     ReasoningDelta,
     StreamEvent,
@@ -97,7 +98,8 @@ class ConverseStreamReader:
                     output=int(usage.get("outputTokens", 0)),
                     cache_read=int(usage.get("cacheReadInputTokens", 0) or 0),
                     cache_write=int(usage.get("cacheWriteInputTokens", 0) or 0),
-                )
+                ),
+                assessment_units(raw["metadata"].get("trace")),
             )
         return None  # messageStart, contentBlockStop
 

@@ -19,6 +19,7 @@ from typing import Any
 from .capabilities import UNKNOWN, ModelCapabilities
 from .config import GuardrailRef
 from .errors import InvalidRequest
+from .guardrail_metering import assessment_units
 from .openai_schema import ChatRequest
 from .provider_types import ChatResult, TokenUsage
 
@@ -98,6 +99,8 @@ def to_converse(
             schema["name"] = spec["name"]
         kwargs["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
     if guardrail is not None:
+        if guardrail.scope == "latest":
+            _guard_latest_turn(build.turns)
         kwargs["guardrailConfig"] = {
             "guardrailIdentifier": guardrail.identifier,
             "guardrailVersion": guardrail.version,
@@ -345,6 +348,31 @@ def _thinking(
     return budget, max_tokens
 
 
+def _guard_latest_turn(turns: list[dict[str, Any]]) -> None:
+    """Mark what the guardrail evaluates: the newest user turn's text, and a copy of the text of the tool
+    results it carries (Bedrock evaluates no ``toolResult``, and ``guardContent`` cannot sit inside one).
+    With ``guardContent`` present, the guardrail skips the rest of the conversation and the system
+    prompt: earlier turns were checked when they were new, the system prompt is the developer's."""
+    last = next((t for t in reversed(turns) if t["role"] == "user"), None)
+    if last is None:
+        return
+    blocks: list[dict[str, Any]] = []
+    copies: list[dict[str, Any]] = []
+    for block in last["content"]:
+        if "text" in block:
+            blocks.append(
+                {"guardContent": {"text": {"text": block["text"], "qualifiers": ["guard_content"]}}}
+            )
+            continue
+        blocks.append(block)
+        for part in block.get("toolResult", {}).get("content", []):
+            if part.get("text", "").strip():
+                copies.append(
+                    {"guardContent": {"text": {"text": part["text"], "qualifiers": ["guard_content"]}}}
+                )
+    last["content"] = blocks + copies
+
+
 def _cache_point() -> dict[str, Any]:
     return {"cachePoint": {"type": "default"}}
 
@@ -419,5 +447,6 @@ def from_converse(response: dict[str, Any]) -> ChatResult:
         tool_calls=tool_calls,
         guardrail_intervened=stop_reason == "guardrail_intervened",
         reasoning="".join(reasoning),
+        guardrail_units=assessment_units(response.get("trace")),
         reasoning_signature=signature,
     )

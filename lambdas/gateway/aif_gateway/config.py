@@ -111,12 +111,37 @@ class Route:
     targets: tuple[ModelTarget, ...]
     timeouts: RouteTimeouts = field(default_factory=RouteTimeouts)
     prompt_cache: bool = False  # catalog "prompt_cache: auto": cache points after system and tools
+    guard_scope: str | None = None  # overrides the gateway guardrail's scope for this route
+
+
+@dataclass(frozen=True)
+class GuardrailPrices:
+    """USD per 1,000 guardrail text units, per policy (the catalog's ``guardrail_prices``)."""
+
+    content: float = 0.15
+    topic: float = 0.15
+    word: float = 0.0
+    sensitive_information: float = 0.10
+    contextual_grounding: float = 0.10
+    automated_reasoning: float = 0.17
+
+
+GUARD_SCOPES = ("latest", "all")
 
 
 @dataclass(frozen=True)
 class GuardrailRef:
+    """The guardrail every Converse call names. ``scope``: what it evaluates (and bills text units
+    for): ``latest`` (default) the newest user turn and the tool results it carries, marked as
+    ``guardContent``; ``all`` the whole conversation and system prompt on every call."""
+
     identifier: str
     version: str
+    scope: str = "latest"
+
+    def __post_init__(self) -> None:
+        if self.scope not in GUARD_SCOPES:
+            raise ValueError(f"guardrail scope must be one of {', '.join(GUARD_SCOPES)}, got {self.scope!r}")
 
 
 @dataclass(frozen=True)
@@ -140,6 +165,7 @@ class GatewayConfig:
     # the Lambda times out. None: no deadline (local mode). In AWS it derives from the function timeout
     # (``with_deadline_from_env``).
     request_deadline_s: float | None = None
+    guardrail_prices: GuardrailPrices = field(default_factory=GuardrailPrices)
     # Client model names (claude-sonnet-4-5, gpt-5, ...) -> route alias: the catalog's model_aliases, so
     # a coding assistant configured with a vendor's model name reaches an approved route.
     model_aliases: dict[str, str] = field(default_factory=dict)
@@ -171,10 +197,16 @@ class GatewayConfig:
                 targets=targets,
                 timeouts=timeouts,
                 prompt_cache=bool(raw.get("prompt_cache", False)),
+                guard_scope=raw.get("guard_scope"),
             )
+            if routes[alias].guard_scope not in (None, *GUARD_SCOPES):
+                raise ValueError(
+                    f"gateway config: route '{alias}': guard_scope must be one of {', '.join(GUARD_SCOPES)}"
+                )
         guardrail = GuardrailRef(**data["guardrail"]) if data.get("guardrail") else None
-        scalars = {k: v for k, v in data.items() if k not in ("routes", "guardrail")}
-        return cls(routes=routes, guardrail=guardrail, **scalars)
+        scalars = {k: v for k, v in data.items() if k not in ("routes", "guardrail", "guardrail_prices")}
+        prices = GuardrailPrices(**data.get("guardrail_prices") or {})
+        return cls(routes=routes, guardrail=guardrail, guardrail_prices=prices, **scalars)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GatewayConfig:
@@ -205,7 +237,8 @@ class GatewayConfig:
         version = os.environ.get(contract.GUARDRAIL_VERSION_ENV)
         if not ident or not version:
             return self
-        return GatewayConfig(**{**self.__dict__, "guardrail": GuardrailRef(ident, version)})
+        scope = os.environ.get(contract.GUARDRAIL_SCOPE_ENV) or "latest"
+        return GatewayConfig(**{**self.__dict__, "guardrail": GuardrailRef(ident, version, scope)})
 
 
 def _capabilities(raw: dict[str, Any] | None) -> ModelCapabilities:

@@ -145,6 +145,8 @@ USAGE_TABLE_ENV = "AIF_USAGE_TABLE"
 SPILL_QUEUE_URL_ENV = "AIF_SPILL_QUEUE_URL"
 GUARDRAIL_ID_ENV = "AIF_GUARDRAIL_ID"
 GUARDRAIL_VERSION_ENV = "AIF_GUARDRAIL_VERSION"
+GUARDRAIL_SCOPE_ENV = "AIF_GUARDRAIL_SCOPE"
+"""Which messages the guardrail assesses: ``latest`` (the newest user turn, the default) or ``all``."""
 PROMPT_VIEW_URI_ENV = "AIF_PROMPT_VIEW_URI"
 KNOWLEDGE_BASE_PREFIX_ENV = "AIF_KNOWLEDGE_BASE_PREFIX"
 CONFIG_PATH_ENV = "AIF_CONFIG_PATH"
@@ -181,6 +183,30 @@ KEY_ID_INDEX = "by-key-id"
 REQUEST_ID_INDEX = "by-request-id"
 """Usage table GSI on the audit records' ``request_id`` (sparse, KEYS_ONLY), for ``POST /v1/feedback``."""
 
+# ----------------------------------------------------------------------------------- usage table items
+
+MONTH_KEY_PREFIX = "MONTH#"
+"""Sort-key prefix of the per-month items (``MONTH#{YYYY-MM}``): spend counters and feature gates."""
+GATE_KEY_PREFIX = "GATE#"
+"""Partition-key prefix of a feature's admission gate (``GATE#{team}#{feature}``): reservations, slots."""
+
+# ---------------------------------------------------------------------------------- limits (HTTP 429)
+
+LIMIT_HEADER = "x-aif-limit"
+"""Response header of a 429: which limit refused the request (a key of ``LIMIT_CODES``)."""
+BUDGET_EXHAUSTED_CODE = "budget_exhausted"
+RATE_LIMIT_EXCEEDED_CODE = "rate_limit_exceeded"
+TOKENS_PER_MINUTE_EXCEEDED_CODE = "tokens_per_minute_exceeded"
+CONCURRENCY_LIMIT_EXCEEDED_CODE = "concurrency_limit_exceeded"
+LIMIT_CODES: dict[str, str] = {
+    "budget": BUDGET_EXHAUSTED_CODE,
+    "requests_per_minute": RATE_LIMIT_EXCEEDED_CODE,
+    "tokens_per_minute": TOKENS_PER_MINUTE_EXCEEDED_CODE,
+    "concurrency": CONCURRENCY_LIMIT_EXCEEDED_CODE,
+}
+"""The error code of each limit's 429 (``docs/gateway.md``, "What each 429 means"); the ``Throttled``
+metric counts them all."""
+
 # ---------------------------------------------------------------------------------- custom resources
 
 FEATURE_KEY_RESOURCE_TYPE = "Custom::AiFactoryFeatureKey"
@@ -196,6 +222,8 @@ class FeatureKeyProperties:
     ALLOWED_MODELS = "AllowedModels"
     MONTHLY_BUDGET_USD = "MonthlyBudgetUsd"
     RATE_LIMIT_RPM = "RateLimitRpm"
+    TOKENS_PER_MINUTE = "TokensPerMinute"
+    MAX_CONCURRENCY = "MaxConcurrency"
     DESCRIPTION = "Description"
     KEY_GENERATION = "KeyGeneration"
     CLEARANCE = "Clearance"

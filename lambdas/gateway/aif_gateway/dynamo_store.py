@@ -30,7 +30,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from aif_gateway.contract import KEY_ID_INDEX, REQUEST_ID_INDEX
+from aif_gateway.contract import KEY_ID_INDEX, MONTH_KEY_PREFIX, REQUEST_ID_INDEX
+from aif_gateway.records import DEFAULT_MAX_CONCURRENCY as DEFAULT_CONC
+from aif_gateway.records import DEFAULT_TOKENS_PER_MINUTE as DEFAULT_TPM
 from aif_gateway.records import (
     ApiKeyRecord,
     FeedbackRecord,
@@ -200,6 +202,8 @@ def key_to_item(record: ApiKeyRecord) -> dict[str, AttributeValueTypeDef]:
         "allowed_models": {"L": [_s(m) for m in record.allowed_models]},
         "monthly_budget_usd": _n(record.monthly_budget_usd),
         "rate_limit_rpm": _n(record.rate_limit_rpm),
+        "tokens_per_minute": _n(record.tokens_per_minute),
+        "max_concurrency": _n(record.max_concurrency),
         "created_at": _s(record.created_at.isoformat()),
         "description": _s(record.description),
     }
@@ -227,6 +231,9 @@ def key_from_item(item: dict[str, Any]) -> ApiKeyRecord:
         revoked_at=_opt_datetime(item.get("revoked_at")),
         description=item.get("description", {}).get("S", ""),
         clearance=item.get("clearance", {}).get("S"),
+        # Items written before these limits existed get the defaults.
+        tokens_per_minute=_to_int(item["tokens_per_minute"]) if "tokens_per_minute" in item else DEFAULT_TPM,
+        max_concurrency=_to_int(item["max_concurrency"]) if "max_concurrency" in item else DEFAULT_CONC,
     )
 
 
@@ -423,7 +430,7 @@ class DynamoLedger:
             {
                 "Update": {
                     "TableName": self.table_name,
-                    "Key": {"pk": pk, "sk": _s(f"MONTH#{usage.month}")},
+                    "Key": {"pk": pk, "sk": _s(f"{MONTH_KEY_PREFIX}{usage.month}")},
                     "UpdateExpression": f"ADD cost_usd :cost, requests :one, {month_adds}",
                     "ExpressionAttributeValues": month_values,
                 }
@@ -448,11 +455,11 @@ class DynamoLedger:
         month, minute = month_of(now), minute_of(now)
         pk = _counter_pk(team, feature)
         keys: list[dict[str, AttributeValueTypeDef]] = [
-            {"pk": pk, "sk": _s(f"MONTH#{month}")},
+            {"pk": pk, "sk": _s(f"{MONTH_KEY_PREFIX}{month}")},
             {"pk": pk, "sk": _s(f"MINUTE#{minute}")},
         ]
         found = self._batch_get(keys)
-        month_item = found.get(f"MONTH#{month}", {})
+        month_item = found.get(f"{MONTH_KEY_PREFIX}{month}", {})
         minute_item = found.get(f"MINUTE#{minute}", {})
         return UsageSnapshot(
             month=month,

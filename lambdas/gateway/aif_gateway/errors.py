@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import contract
+
 
 class GatewayError(Exception):
     status = 500
@@ -88,11 +90,12 @@ class PayloadTooLarge(GatewayError):
 
 
 class RateLimited(GatewayError):
-    """429: the feature's request rate limit."""
+    """429: one of the feature's rate limits (requests or tokens per minute, concurrency); ``code``
+    names which."""
 
     status = 429
     type = "rate_limit_error"
-    code = "rate_limit_exceeded"
+    code = contract.RATE_LIMIT_EXCEEDED_CODE
 
 
 class BudgetExhausted(GatewayError):
@@ -100,7 +103,7 @@ class BudgetExhausted(GatewayError):
 
     status = 429
     type = "insufficient_quota"
-    code = "budget_exhausted"
+    code = contract.BUDGET_EXHAUSTED_CODE
 
 
 class AllTargetsFailed(GatewayError):

@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger, Tracer
 from . import contract
 from .app import Gateway
 from .config import CONFIG_FILE_NAME, GatewayConfig
+from .dynamo_quota import DynamoQuotaStore
 from .dynamo_store import DynamoKeyStore, DynamoLedger, make_client
 from .metering import EmfMetricsSink
 from .prompt_view import PromptViewSource
@@ -44,6 +45,8 @@ def build_gateway() -> Gateway:
         config,
         keys=DynamoKeyStore(os.environ[contract.KEYS_TABLE_ENV], dynamodb),
         ledger=DynamoLedger(os.environ[contract.USAGE_TABLE_ENV], dynamodb),
+        # The feature gates live in the usage table too (GATE# items): every environment shares them.
+        quota=DynamoQuotaStore(os.environ[contract.USAGE_TABLE_ENV], dynamodb),
         spill=SpillQueue(spill_url) if spill_url else None,
         metrics=EmfMetricsSink(),
         audit_log=audit_log,

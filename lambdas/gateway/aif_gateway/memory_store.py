@@ -6,6 +6,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime
 
+from .quota import Carry, Claim, GateState, Limits, admitted, applied
 from .records import (
     ApiKeyRecord,
     FeedbackRecord,
@@ -85,3 +86,28 @@ class MemoryLedger:
     def record_feedback(self, feedback: FeedbackRecord) -> None:
         with self._lock:
             self.feedback[feedback.request_id] = feedback
+
+
+class MemoryQuotaStore:
+    """Gates in one process (aif_gateway.quota): the default of a Gateway given no shared store, and the
+    store tests share between two gateway instances. ``calls`` counts reserve/apply calls."""
+
+    def __init__(self) -> None:
+        self._gates: dict[tuple[str, str, str], GateState] = {}
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def reserve(self, claim: Claim, limits: Limits, carry: Carry) -> None:
+        key = (claim.team, claim.feature, claim.month)
+        with self._lock:
+            self.calls += 1
+            self._gates[key] = admitted(self._gates.get(key, GateState()), claim, limits, carry)
+
+    def apply(self, team: str, feature: str, month: str, carry: Carry) -> None:
+        key = (team, feature, month)
+        with self._lock:
+            self.calls += 1
+            self._gates[key] = applied(self._gates.get(key, GateState()), carry)
+
+    def state(self, team: str, feature: str, month: str) -> GateState:
+        return self._gates.get((team, feature, month), GateState())

@@ -61,9 +61,9 @@ class EmfMetricsSink:
             _add(metrics, c.CIRCUIT_BREAKER_OPENED, breaker_opened)
         if record.guardrail_action == "INTERVENED":
             _add(metrics, c.GUARDRAIL_INTERVENTIONS, 1)
-        if record.error_type in ("budget_exhausted", "rate_limit_exceeded"):
+        if record.error_type in c.LIMIT_CODES.values():
             _add(metrics, c.THROTTLED, 1)
-        if record.error_type == "budget_exhausted":  # the runtime knows it: no log-derived metric filter
+        if record.error_type == c.BUDGET_EXHAUSTED_CODE:  # the runtime knows it: no log-derived metric filter
             _add(metrics, c.BUDGET_EXHAUSTED, 1)
         metrics.flush_metrics()
 
@@ -98,7 +98,7 @@ class CountingMetricsSink:
             self.counts["CircuitBreakerOpened"] += breaker_opened
         if record.guardrail_action == "INTERVENED":
             self.counts["GuardrailInterventions"] += 1
-        if record.error_type == "budget_exhausted":
+        if record.error_type == c.BUDGET_EXHAUSTED_CODE:
             self.counts["BudgetExhausted"] += 1
 
     def emit_feedback(self, feedback: FeedbackRecord) -> None:

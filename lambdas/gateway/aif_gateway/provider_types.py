@@ -28,6 +28,7 @@ class ChatResult:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI shape
     guardrail_intervened: bool = False
     reasoning: str = ""  # the model's reasoning text, when reasoning was asked for
+    guardrail_units: dict[str, int] = field(default_factory=dict)  # text units per policy assessed
     reasoning_signature: str = ""  # Anthropic's signature of that reasoning (sent back in later turns)
 
 
@@ -109,6 +110,7 @@ class StreamUsage:
     """The model's own usage counters for the whole call (Bedrock: the ``metadata`` event)."""
 
     usage: TokenUsage
+    guardrail_units: dict[str, int] = field(default_factory=dict)  # from the metadata event's trace
 
 
 StreamEvent = TextDelta | ReasoningDelta | ToolCallDelta | StreamStop | StreamUsage

@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 KEY_PREFIX = "aif"
+# Limits a key record gets when it names none (records created before these limits existed, too).
+DEFAULT_TOKENS_PER_MINUTE = 2_000_000
+DEFAULT_MAX_CONCURRENCY = 32
 
 
 def utc_now() -> datetime:
@@ -62,6 +65,10 @@ class ApiKeyRecord:
     # The feature's data clearance (public < internal < confidential < restricted): which route targets
     # may receive its requests (aif_gateway.clearance). None: not recorded, enforced as restricted.
     clearance: str | None = None
+    # Input + output tokens per minute (reserved as input estimate + max_tokens, settled to the real
+    # count) and requests in flight at once, across every gateway instance (aif_gateway.quota).
+    tokens_per_minute: int = DEFAULT_TOKENS_PER_MINUTE
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
 
     def state(self, now: datetime) -> str:
         """'active', 'revoked' or 'expired'."""

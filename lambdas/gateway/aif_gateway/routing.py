@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from . import contract
 from .config import ModelTarget, Route
 from .errors import AllTargetsFailed, InvalidRequest
 from .metering import cost_usd
@@ -88,6 +89,12 @@ class CircuitBreaker:
             return False
 
 
+# Failures after the model started processing the request, so Bedrock may have billed its input: a
+# timeout, or the model's own timeout or stream error. Throttling, validation and access errors are
+# refused before any inference and bill nothing.
+BILLED_FAILURE_KINDS = frozenset({"Timeout", "ModelTimeoutException", "ModelStreamErrorException"})
+
+
 @dataclass
 class RouteOutcome(Generic[T]):
     result: T
@@ -97,6 +104,7 @@ class RouteOutcome(Generic[T]):
     breaker_opened: list[str] = field(default_factory=list)
     failed_usage: TokenUsage = NO_USAGE  # tokens failed calls were billed for (metered too)
     failed_cost_usd: float = 0.0
+    estimated_failures: int = 0  # failed attempts whose usage is the gateway's estimate
 
     @property
     def fell_back(self) -> bool:
@@ -114,15 +122,17 @@ class RouteFailed(AllTargetsFailed):
         throttled: bool = False,
         failed_usage: TokenUsage = NO_USAGE,
         failed_cost_usd: float = 0.0,
+        estimated_failures: int = 0,
     ) -> None:
         super().__init__(message, headers={"Retry-After": str(RETRY_AFTER_S)})
+        self.estimated_failures = estimated_failures
         self.attempts = attempts
         self.failures = failures
         self.breaker_opened = breaker_opened
         self.failed_usage = failed_usage
         self.failed_cost_usd = failed_cost_usd
         if throttled:  # every target called was throttled: a rate limit the client should back off from
-            self.status, self.type, self.code = 429, "rate_limit_error", "rate_limit_exceeded"
+            self.status, self.type, self.code = 429, "rate_limit_error", contract.RATE_LIMIT_EXCEEDED_CODE
 
 
 def _add(a: TokenUsage, b: TokenUsage) -> TokenUsage:
@@ -171,6 +181,7 @@ class Router:
         fn: Callable[[ModelTarget], T],
         latest_start: float | None = None,
         unfit: Callable[[ModelTarget], str | None] | None = None,
+        estimate_input: Callable[[], int] | None = None,
     ) -> RouteOutcome[T]:
         """Try each target in order until one answers.
 
@@ -180,13 +191,15 @@ class Router:
         from a fallback after the targets before it failed for availability, it only means that fallback
         cannot serve, and the chain moves on (the client's request was fine for its primary model). No
         target is started after ``latest_start`` (a clock value), so the chain ends within its deadline.
+        An attempt that failed after the model started working (``BILLED_FAILURE_KINDS``) without
+        reporting usage is metered with ``estimate_input()`` input tokens, counted as estimated.
         """
         failures: list[str] = []
         opened: list[str] = []
         unfit_reasons: list[str] = []
         attempts = 0
         throttled_only = True
-        billed, billed_cost = TokenUsage(), 0.0
+        billed, billed_cost, estimated = TokenUsage(), 0.0, 0
         for target in route.targets:
             reason = unfit(target) if unfit is not None else None
             if reason is not None:
@@ -205,9 +218,12 @@ class Router:
                 try:
                     result = fn(target)
                 except ProviderError as exc:
-                    if exc.usage is not None:
-                        billed = _add(billed, exc.usage)
-                        billed_cost += cost_usd(exc.usage, target.prices)
+                    usage = exc.usage
+                    if usage is None and exc.kind in BILLED_FAILURE_KINDS and estimate_input is not None:
+                        usage, estimated = TokenUsage(input=estimate_input()), estimated + 1
+                    if usage is not None:
+                        billed = _add(billed, usage)
+                        billed_cost += cost_usd(usage, target.prices)
                     if exc.kind in THROTTLING_KINDS and not retried and self._may_start(latest_start):
                         retried = True
                         self.sleep(random.uniform(*THROTTLE_RETRY_S))
@@ -232,7 +248,9 @@ class Router:
                     raise
                 breaker.record_success()
                 passed_over = failures + unfit_reasons  # recorded, and a served non-primary is a fallback
-                return RouteOutcome(result, target, attempts, passed_over, opened, billed, billed_cost)
+                return RouteOutcome(
+                    result, target, attempts, passed_over, opened, billed, billed_cost, estimated
+                )
         if unfit_reasons and attempts == 0 and not failures:
             raise InvalidRequest(
                 f"No model behind '{route.alias}' can serve this request: {'; '.join(unfit_reasons)}.",
@@ -248,6 +266,7 @@ class Router:
             throttled=attempts > 0 and throttled_only,
             failed_usage=billed,
             failed_cost_usd=billed_cost,
+            estimated_failures=estimated,
         )
 
     def _may_start(self, latest_start: float | None) -> bool:

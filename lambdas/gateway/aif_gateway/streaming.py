@@ -101,6 +101,7 @@ class StreamEnd:
     error_code: str | None = None  # model_stream_error, generation_timeout, client_disconnected, ...
     error_kind: str | None = None  # the provider's error name, e.g. ThrottlingException
     retryable: bool = False
+    guardrail_units: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,6 +112,9 @@ class StreamingResponse:
     status: int
     headers: dict[str, str]
     body: Iterator[bytes]
+    # Called once after the body is closed: accounts for a stream the client left before its first
+    # piece (a generator that never started runs no ``finally``), so no usage record or slot is lost.
+    on_close: Callable[[], None] | None = field(default=None, repr=False)
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
@@ -119,6 +123,8 @@ class StreamingResponse:
             close = getattr(self.body, "close", None)
             if close is not None:
                 close()
+            if self.on_close is not None:
+                self.on_close()
 
     def buffered(self) -> dict[str, Any]:
         text = b"".join(self.body).decode("utf-8")
@@ -157,6 +163,7 @@ def relay(
     usage: TokenUsage | None = None
     finish: str | None = None
     intervened = False
+    guardrail_units: dict[str, int] = {}
     produced_chars = 0
     error: tuple[str, str, str | None, bool] | None = None  # code, message, provider kind, retryable
     disconnected = False
@@ -177,7 +184,7 @@ def relay(
             elif isinstance(event, StreamStop):
                 finish, intervened = event.finish_reason, event.guardrail_intervened
             elif isinstance(event, StreamUsage):
-                usage = event.usage
+                usage, guardrail_units = event.usage, event.guardrail_units
             if clock() > deadline and finish is None:
                 error = (
                     "generation_timeout",
@@ -211,6 +218,7 @@ def relay(
             error_code=code,
             error_kind=error[2] if error else None,
             retryable=error[3] if error else False,
+            guardrail_units=guardrail_units,
         )
         try:
             on_end(end)

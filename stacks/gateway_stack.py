@@ -11,7 +11,8 @@ from constructs import Construct
 from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.audit_trail import AuditTrail
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
-from stacks.context import context_flag
+from aif_gateway import contract
+from stacks.context import context_flag, context_list
 
 
 class GatewayStack(cdk.Stack):
@@ -20,6 +21,11 @@ class GatewayStack(cdk.Stack):
     :param catalog_path: model catalog file. Default: the packaged ``ai_factory/data/models.yaml``.
     :param gateway_props: extra keyword props for ``LlmGateway``.
     :param audit_trail_props: extra keyword props for ``AuditTrail`` (retention, Object Lock mode).
+
+    Team accounts: the context ``ai-factory:teamAccounts`` (account IDs) and, optionally,
+    ``ai-factory:organizationId`` let stacks in those accounts provision feature keys through the shared
+    provisioner (``LlmGateway.enable_team_accounts``). The gateway's SSM parameters, which team apps read
+    with ``LlmGateway.from_lookup``, are always published (``docs/product-teams.md``).
     """
 
     def __init__(
@@ -48,3 +54,16 @@ class GatewayStack(cdk.Stack):
         self.audit_trail = AuditTrail(
             self, "AuditTrail", log_group=self.gateway.audit_log_group, **(audit_trail_props or {})
         )
+        team_accounts = context_list(self, "ai-factory:teamAccounts")
+        if team_accounts:
+            self.gateway.enable_team_accounts(
+                accounts=team_accounts, organization_id=self.node.try_get_context("ai-factory:organizationId")
+            )
+        # Pipeline stages (staging, production) may share an account: each publishes under its own path.
+        stage = cdk.Stage.of(self)
+        self.parameter_prefix = (
+            contract.GATEWAY_PARAMETER_PREFIX
+            if stage is None or isinstance(stage, cdk.App)
+            else f"/ai-factory/{stage.stage_name.lower()}/gateway"
+        )
+        self.gateway.publish_parameters(self.parameter_prefix)

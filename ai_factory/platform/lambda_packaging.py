@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import feature_key_provisioner
 from aws_cdk import Aws
 
 import aif_gateway
@@ -128,4 +129,23 @@ def powertools_layer_arn(version: int = DEFAULT_POWERTOOLS_LAYER_VERSION) -> str
     return (
         f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
         f"{POWERTOOLS_LAYER_NAME}:{version}"
+    )
+
+
+# The runtime lives in lambdas/feature_key_provisioner (installed as the package ``feature_key_provisioner``).
+_PROVISIONER_DIR = Path(feature_key_provisioner.__file__).resolve().parent
+# The provisioner needs only these light gateway modules (standard library + boto3).
+_GATEWAY_MODULES = ("__init__.py", "contract.py", "records.py", "dynamo_store.py")
+
+
+def stage_provisioner_asset(out_root: Path | None = None) -> Path:
+    """A content-addressed folder with ``feature_key_provisioner/`` and the gateway modules it imports."""
+    gateway_dir = Path(aif_gateway.__file__).resolve().parent
+    return stage_asset(
+        "provisioner-",
+        {
+            "feature_key_provisioner": sorted(_PROVISIONER_DIR.glob("*.py")),
+            "aif_gateway": [gateway_dir / name for name in _GATEWAY_MODULES],
+        },
+        out_root=out_root,
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -73,9 +74,7 @@ def writer_secrets_client(sts: Any, role_arn: str, region: str | None) -> Any:
     """A Secrets Manager client acting as the team's writer role (one short session per request)."""
     import boto3
 
-    creds = sts.assume_role(RoleArn=role_arn, RoleSessionName=_SESSION_NAME, DurationSeconds=900)[
-        "Credentials"
-    ]
+    creds = _assume(sts, role_arn)
     return boto3.client(
         "secretsmanager",
         region_name=region,
@@ -83,6 +82,23 @@ def writer_secrets_client(sts: Any, role_arn: str, region: str | None) -> Any:
         aws_secret_access_key=creds["SecretAccessKey"],
         aws_session_token=creds["SessionToken"],
     )
+
+
+def _assume(sts: Any, role_arn: str, attempts: int = 5, sleep: Any = time.sleep) -> dict[str, Any]:
+    """Credentials of the writer role. A role created moments ago in the same deployment can be refused
+    for a few seconds while IAM propagates its trust policy, so AccessDenied is retried with a backoff."""
+    for attempt in range(attempts):
+        try:
+            response = sts.assume_role(RoleArn=role_arn, RoleSessionName=_SESSION_NAME, DurationSeconds=900)
+            return dict(response["Credentials"])
+        except sts.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "AccessDenied" or attempt + 1 == attempts:
+                raise RegistryRefused(
+                    f"the platform provisioner cannot assume {role_arn}: {exc}. The role must trust the "
+                    "provisioner's role (AiFeature creates it so)"
+                ) from None
+            sleep(2.0 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class FeatureRegistry:

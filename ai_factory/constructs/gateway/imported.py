@@ -104,11 +104,11 @@ class ImportedLlmGateway(Construct):
             value = getattr(attributes, field)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"{label}: {field}: is required, got {value!r}")
-        if not Token.is_unresolved(attributes.url) and not attributes.url.startswith("https://"):
+        if _checkable(attributes.url) and not attributes.url.startswith("https://"):
             raise ValueError(f"{label}: url: must be an https:// URL, got {attributes.url!r}")
         for field in ("key_provisioning_service_token", "key_provisioner_role_arn"):
             value = getattr(attributes, field)
-            if not Token.is_unresolved(value) and not value.startswith("arn:"):
+            if _checkable(value) and not value.startswith("arn:"):
                 raise ValueError(f"{label}: {field}: must be an ARN, got {value!r}")
         self.attributes = attributes
         self._catalog = attributes.catalog or ModelCatalog.load()
@@ -149,6 +149,15 @@ class ImportedLlmGateway(Construct):
     @property
     def knowledge_base_parameter_prefix(self) -> str | None:
         return self.attributes.knowledge_base_parameter_prefix
+
+
+PENDING_LOOKUP = "dummy-value-for-"
+"""How the CDK marks a lookup it has not resolved yet (the CLI resolves it and synthesizes again)."""
+
+
+def _checkable(value: str) -> bool:
+    """A concrete value: not a token, not a lookup the CLI has yet to resolve."""
+    return not Token.is_unresolved(value) and not value.startswith(PENDING_LOOKUP)
 
 
 def parameter_name(name: str, prefix: str = GATEWAY_PARAMETER_PREFIX) -> str:

@@ -100,7 +100,13 @@ def build_team_account_access(
     role.add_to_policy(write_own_logs_statement(log_group))
     for statement in gateway.key_provisioning_statements():
         role.add_to_policy(statement)
-    registry.grant_read_write_data(role)
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="ClaimFeaturesInRegistry",
+            actions=["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            resources=[registry.table_arn],
+        )
+    )
     role.add_to_policy(
         iam.PolicyStatement(
             sid="AssumeTeamKeyWriterRoles",

@@ -10,7 +10,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Match
 
 from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import aws_cdk as cdk
 from aws_cdk import Aws, Duration, RemovalPolicy
@@ -39,8 +39,27 @@ from ai_factory.platform.lambda_packaging import stage_provisioner_asset
 from ai_factory.platform.nag import acknowledge, acknowledge_custom_resource_handler
 from aif_gateway import contract
 
-if TYPE_CHECKING:
-    from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+
+class PlatformGateway(Protocol):
+    """What this part uses of ``LlmGateway`` (a protocol: the gateway module imports this one)."""
+
+    key: Any
+    keys_table: dynamodb.Table
+    url: str
+    team_accounts: Any
+    node: Any
+
+    @property
+    def metrics_namespace(self) -> str: ...
+
+    @property
+    def key_provisioning_service_token(self) -> str | None: ...
+
+    @property
+    def key_provisioner_role_arn(self) -> str | None: ...
+
+    def key_provisioning_statements(self) -> list[iam.PolicyStatement]: ...
+
 
 PROVISIONER_HANDLER = "feature_key_provisioner.handler.on_event"
 ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
@@ -73,7 +92,7 @@ def validate(label: str, accounts: Sequence[str], organization_id: str | None) -
 
 
 def build_team_account_access(
-    gateway: LlmGateway, accounts: tuple[str, ...], organization_id: str | None
+    gateway: PlatformGateway, accounts: tuple[str, ...], organization_id: str | None
 ) -> TeamAccountAccess:
     scope = Construct(gateway, "TeamAccounts")
     registry = dynamodb.Table(
@@ -193,7 +212,9 @@ def _acknowledge(
     )
 
 
-def publish_parameters(gateway: LlmGateway, prefix: str = contract.GATEWAY_PARAMETER_PREFIX) -> list[str]:
+def publish_parameters(
+    gateway: PlatformGateway, prefix: str = contract.GATEWAY_PARAMETER_PREFIX
+) -> list[str]:
     """SSM parameters under ``prefix`` that ``LlmGateway.from_lookup`` reads (names in the contract).
 
     Advanced tier, so the platform can share them with team accounts through AWS RAM. Returns the

@@ -21,8 +21,9 @@ HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE))
 os.environ.setdefault("CDK_VALIDATION", "false")
 
-from ai_factory import GatewayAttributes  # noqa: E402
 from claims_team.stack import ClaimsFeaturesStack  # noqa: E402
+
+from ai_factory import GatewayAttributes  # noqa: E402
 
 PLATFORM_ROLE = (
     "arn:aws:iam::111111111111:role/AiFactoryGateway-GatewayTeamAccountsProvisionerRol-9QbV2sT7wZ3D"

@@ -15,6 +15,10 @@ from aif_gateway import contract
 from stacks.context import context_flag, context_list
 
 
+DEFAULT_STACK_NAME = "AiFactoryGateway"
+"""The platform app's gateway stack (``stacks/factory.py``), whose parameters teams look up."""
+
+
 class GatewayStack(cdk.Stack):
     """The LLM gateway (API, Lambda, tables, guardrail) for the whole factory.
 
@@ -59,11 +63,11 @@ class GatewayStack(cdk.Stack):
             self.gateway.enable_team_accounts(
                 accounts=team_accounts, organization_id=self.node.try_get_context("ai-factory:organizationId")
             )
-        # Pipeline stages (staging, production) may share an account: each publishes under its own path.
-        stage = cdk.Stage.of(self)
+        # The platform's gateway publishes under the contract's path; any other gateway stack in the
+        # account (a pipeline stage, an integration test) under its own stack name, so none collide.
         self.parameter_prefix = (
             contract.GATEWAY_PARAMETER_PREFIX
-            if stage is None or isinstance(stage, cdk.App)
-            else f"/ai-factory/{stage.stage_name.lower()}/gateway"
+            if self.stack_name == DEFAULT_STACK_NAME
+            else f"/ai-factory/{self.stack_name}/gateway"
         )
         self.gateway.publish_parameters(self.parameter_prefix)

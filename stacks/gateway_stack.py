@@ -14,7 +14,6 @@ from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from aif_gateway import contract
 from stacks.context import context_flag, context_list
 
-
 DEFAULT_STACK_NAME = "AiFactoryGateway"
 """The platform app's gateway stack (``stacks/factory.py``), whose parameters teams look up."""
 

@@ -473,6 +473,7 @@ class AiFeature(Construct):
     # ------------------------------------------------------------------------------------- resources
 
     def _provisioner_function(self) -> lambda_.Function:
+        assert isinstance(self.gateway, LlmGateway)  # only in the gateway's own app
         log_group = function_log_group(
             self, "ProvisionerLogs", key=self.encryption_key, retention=logs.RetentionDays.ONE_YEAR
         )

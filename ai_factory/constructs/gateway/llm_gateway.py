@@ -359,13 +359,15 @@ class LlmGateway(Construct):
         if self.team_accounts is not None:
             raise self._fail("enable_team_accounts", "was already called on this gateway")
         checked = team_accounts_part.validate(f"LlmGateway '{self.node.path}'", accounts, organization_id)
-        self.team_accounts = team_accounts_part.build_team_account_access(self, checked, organization_id)
+        self.team_accounts = team_accounts_part.build_team_account_access(
+            self, self, checked, organization_id
+        )
         return self.team_accounts
 
     def publish_parameters(self, prefix: str = contract.GATEWAY_PARAMETER_PREFIX) -> list[str]:
         """Publish what ``LlmGateway.from_lookup`` reads as SSM parameters under ``prefix`` (call after
         ``enable_team_accounts``); returns their names."""
-        return team_accounts_part.publish_parameters(self, prefix)
+        return team_accounts_part.publish_parameters(self, self, prefix)
 
     @property
     def metrics_namespace(self) -> str:

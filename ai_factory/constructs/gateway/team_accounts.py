@@ -47,7 +47,6 @@ class PlatformGateway(Protocol):
     keys_table: dynamodb.Table
     url: str
     team_accounts: Any
-    node: Any
 
     @property
     def metrics_namespace(self) -> str: ...
@@ -92,9 +91,10 @@ def validate(label: str, accounts: Sequence[str], organization_id: str | None) -
 
 
 def build_team_account_access(
-    gateway: PlatformGateway, accounts: tuple[str, ...], organization_id: str | None
+    parent: Construct, gateway: PlatformGateway, accounts: tuple[str, ...], organization_id: str | None
 ) -> TeamAccountAccess:
-    scope = Construct(gateway, "TeamAccounts")
+    """The registry and the shared provisioner under ``parent/TeamAccounts`` (``parent``: the gateway)."""
+    scope = Construct(parent, "TeamAccounts")
     registry = dynamodb.Table(
         scope,
         "FeatureRegistry",
@@ -213,7 +213,7 @@ def _acknowledge(
 
 
 def publish_parameters(
-    gateway: PlatformGateway, prefix: str = contract.GATEWAY_PARAMETER_PREFIX
+    parent: Construct, gateway: PlatformGateway, prefix: str = contract.GATEWAY_PARAMETER_PREFIX
 ) -> list[str]:
     """SSM parameters under ``prefix`` that ``LlmGateway.from_lookup`` reads (names in the contract).
 
@@ -234,7 +234,7 @@ def publish_parameters(
             gateway.team_accounts.registry_table.table_name if gateway.team_accounts else None
         ),
     }
-    scope = Construct(gateway, "Parameters")
+    scope = Construct(parent, "Parameters")
     published = []
     for name, value in values.items():
         if value is None:

@@ -18,3 +18,16 @@ def context_flag(scope: Construct, key: str, default: bool, *, given: bool | Non
     if str(value).lower() in ("true", "false"):
         return str(value).lower() == "true"
     raise ValueError(f"Context '{key}' must be true or false, got {value!r}.")
+
+
+def context_list(scope: Construct, key: str) -> list[str]:
+    """The context value ``key`` as a list of strings: a JSON list (``cdk.json``) or a comma-separated
+    string (``-c key=a,b``); empty when unset."""
+    value = scope.node.try_get_context(key)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
+        return [str(v) for v in value]
+    raise ValueError(f"Context '{key}' must be a list of strings or a comma-separated string, got {value!r}.")

@@ -11,7 +11,11 @@ from constructs import Construct
 from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.audit_trail import AuditTrail
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
-from stacks.context import context_flag
+from aif_gateway import contract
+from stacks.context import context_flag, context_list
+
+DEFAULT_STACK_NAME = "AiFactoryGateway"
+"""The platform app's gateway stack (``stacks/factory.py``), whose parameters teams look up."""
 
 
 class GatewayStack(cdk.Stack):
@@ -20,6 +24,11 @@ class GatewayStack(cdk.Stack):
     :param catalog_path: model catalog file. Default: the packaged ``ai_factory/data/models.yaml``.
     :param gateway_props: extra keyword props for ``LlmGateway``.
     :param audit_trail_props: extra keyword props for ``AuditTrail`` (retention, Object Lock mode).
+
+    Team accounts: the context ``ai-factory:teamAccounts`` (account IDs) and, optionally,
+    ``ai-factory:organizationId`` let stacks in those accounts provision feature keys through the shared
+    provisioner (``LlmGateway.enable_team_accounts``). The gateway's SSM parameters, which team apps read
+    with ``LlmGateway.from_lookup``, are always published (``docs/product-teams.md``).
     """
 
     def __init__(
@@ -48,3 +57,16 @@ class GatewayStack(cdk.Stack):
         self.audit_trail = AuditTrail(
             self, "AuditTrail", log_group=self.gateway.audit_log_group, **(audit_trail_props or {})
         )
+        team_accounts = context_list(self, "ai-factory:teamAccounts")
+        if team_accounts:
+            self.gateway.enable_team_accounts(
+                accounts=team_accounts, organization_id=self.node.try_get_context("ai-factory:organizationId")
+            )
+        # The platform's gateway publishes under the contract's path; any other gateway stack in the
+        # account (a pipeline stage, an integration test) under its own stack name, so none collide.
+        self.parameter_prefix = (
+            contract.GATEWAY_PARAMETER_PREFIX
+            if self.stack_name == DEFAULT_STACK_NAME
+            else f"/ai-factory/{self.stack_name}/gateway"
+        )
+        self.gateway.publish_parameters(self.parameter_prefix)

@@ -14,7 +14,19 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ai_factory.cli import dev, feedback, keys, lineage, models, new, preflight, prompts, report, usage
+from ai_factory.cli import (
+    dev,
+    feedback,
+    keys,
+    lead_time,
+    lineage,
+    models,
+    new,
+    preflight,
+    prompts,
+    report,
+    usage,
+)
 from ai_factory.cli import eval as eval_cmd
 from ai_factory.cli.errors import CommandError, UsageError
 
@@ -80,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_parser(sub)
     new.add_parser(sub)
     preflight.add_parser(sub)
+    lead_time.add_parser(sub)
     return parser
 
 

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
-import feature_key_provisioner
 import jsii
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -42,17 +41,17 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IConstruct
 
-import aif_gateway
 from ai_factory.catalog.model_catalog import ModelCatalog
+from ai_factory.constructs.gateway.imported import ILlmGateway
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.governance import GovernedDataset
 from ai_factory.platform.custom_resources import secure_provider
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
-from ai_factory.platform.lambda_packaging import stage_asset
+from ai_factory.platform.lambda_packaging import stage_provisioner_asset
 from ai_factory.platform.nag import acknowledge_custom_resource_handler
 from ai_factory.platform.secure_defaults import logs_kms_key
 from aif_gateway import contract
-from aif_gateway.contract import CLEARANCE_LEVELS, FeatureKeyProperties
+from aif_gateway.contract import CLEARANCE_LEVELS, FeatureKeyProperties, TeamFeatureKeyProperties
 
 if TYPE_CHECKING:
     from ai_factory.prompts.spec import PromptSpec
@@ -159,7 +158,10 @@ class AiFeature(Construct):
         dataset's classification; otherwise each is granted to the feature's caller role through Lake
         Formation (``GovernedDataset.grant_read``), so datasets need ``callers``.
     :param team: owning team, ``^[a-z0-9][a-z0-9-]{0,62}$``. Default: the enclosing ``TeamStack``'s.
-    :param gateway: the ``LlmGateway``. Default: the enclosing ``TeamStack``'s.
+    :param gateway: the gateway: an ``LlmGateway`` in this app, or one imported with
+        ``LlmGateway.from_lookup`` / ``from_gateway_attributes`` (a team's own app, maybe in another
+        account: the key then comes from the platform's shared provisioner, written into this feature's
+        secret through a key-writer role in this stack). Default: the enclosing ``TeamStack``'s.
     :param catalog: the model catalog. Default: the gateway's.
     :param encryption_key: KMS key for the secret and the provisioner's logs. Default: the enclosing
         ``TeamStack``'s key, else a new key for this feature.
@@ -188,7 +190,7 @@ class AiFeature(Construct):
         callers: Sequence[iam.IPrincipal] | None = None,
         datasets: Sequence[GovernedDataset] = (),
         team: str | None = None,
-        gateway: LlmGateway | None = None,
+        gateway: ILlmGateway | None = None,
         catalog: ModelCatalog | None = None,
         encryption_key: kms.IKey | None = None,
         key_generation: int = 1,
@@ -242,23 +244,34 @@ class AiFeature(Construct):
             description=f"AI Factory gateway API key of {team}/{feature} (written by CloudFormation)",
             encryption_key=self.encryption_key,
         )
-        self.provisioner_function = self._provisioner_function()
-        provider = secure_provider(
-            self,
-            self.provisioner_function,
-            key=self.encryption_key,
-            role_description=f"AI Factory feature {team}/{feature}: custom-resource framework",
-            handler_noun="this feature's provisioner function",
-        )
+        # In the gateway's own app: a provisioner of the feature's own, writing the gateway's keys table.
+        # Against an imported gateway: the platform's shared provisioner, which writes the key into this
+        # secret through a key-writer role that trusts only the provisioner's role.
+        self.provisioner_function: lambda_.Function | None = None
+        self.key_writer_role: iam.Role | None = None
+        key_properties: dict[str, Any]
+        if isinstance(gateway, LlmGateway):
+            self.provisioner_function = self._provisioner_function()
+            provider = secure_provider(
+                self,
+                self.provisioner_function,
+                key=self.encryption_key,
+                role_description=f"AI Factory feature {team}/{feature}: custom-resource framework",
+                handler_noun="this feature's provisioner function",
+            )
+            service_token = provider.service_token
+            key_properties = {FeatureKeyProperties.KEYS_TABLE: gateway.keys_table_name}
+        else:
+            service_token, key_properties = self._shared_provisioner(gateway)
         # The custom resource's properties reference the secret, so the secret exists before the key is
         # written into it.
         self.api_key = cdk.CustomResource(
             self,
             "ApiKey",
-            service_token=provider.service_token,
+            service_token=service_token,
             resource_type=contract.FEATURE_KEY_RESOURCE_TYPE,
             properties={
-                FeatureKeyProperties.KEYS_TABLE: gateway.keys_table_name,
+                **key_properties,
                 FeatureKeyProperties.SECRET_ARN: self.secret.secret_arn,
                 FeatureKeyProperties.TEAM: team,
                 FeatureKeyProperties.FEATURE: feature,
@@ -462,6 +475,7 @@ class AiFeature(Construct):
     # ------------------------------------------------------------------------------------- resources
 
     def _provisioner_function(self) -> lambda_.Function:
+        assert isinstance(self.gateway, LlmGateway)  # only in the gateway's own app
         log_group = function_log_group(
             self, "ProvisionerLogs", key=self.encryption_key, retention=logs.RetentionDays.ONE_YEAR
         )
@@ -503,6 +517,52 @@ class AiFeature(Construct):
             tracing=False,
         )
 
+    def _shared_provisioner(self, gateway: ILlmGateway) -> tuple[str, dict[str, Any]]:
+        """Service token and extra properties for the platform's shared provisioner, and the key-writer
+        role it assumes: ``secretsmanager:PutSecretValue`` on this secret and the KMS use that needs."""
+        token = gateway.key_provisioning_service_token
+        provisioner_role = gateway.key_provisioner_role_arn
+        if not token or not provisioner_role:
+            raise self._fail(
+                "gateway",
+                "the imported gateway has no key-provisioning service token and provisioner role: the "
+                "platform must call LlmGateway.enable_team_accounts for this account",
+            )
+        self.key_writer_role = iam.Role(
+            self,
+            "KeyWriterRole",
+            assumed_by=iam.ArnPrincipal(provisioner_role),
+            path=contract.KEY_WRITER_ROLE_PATH,
+            description=f"AI Factory feature {self.team}/{self.feature}: the platform writes its key here",
+            max_session_duration=Duration.hours(1),
+            inline_policies={
+                "WriteFeatureKey": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            sid="WriteFeatureSecret",
+                            actions=["secretsmanager:PutSecretValue"],
+                            resources=[self.secret.secret_arn],
+                        ),
+                        iam.PolicyStatement(
+                            sid="EncryptFeatureSecret",
+                            actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                            resources=[self.encryption_key.key_arn],
+                            conditions={
+                                "StringEquals": {
+                                    "kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"
+                                }
+                            },
+                        ),
+                    ]
+                )
+            },
+        )
+        return token, {
+            TeamFeatureKeyProperties.WRITER_ROLE_ARN: self.key_writer_role.role_arn,
+            TeamFeatureKeyProperties.OWNER: self.owner,
+            TeamFeatureKeyProperties.CLEARANCE: self.clearance,
+        }
+
     def _acknowledge_design_findings(self) -> None:
         """cdk-nag findings that are deliberate, acknowledged on the construct they concern."""
         rotation_reason = (
@@ -513,10 +573,11 @@ class AiFeature(Construct):
         )
         for rule in ("AwsSolutions-SMG4", "NIST.800.53.R5-SecretsManagerRotationEnabled"):
             cdk.Validations.of(self.secret).acknowledge(cdk.Acknowledgment(id=rule, reason=rotation_reason))
-        acknowledge_custom_resource_handler(
-            self.provisioner_function,
-            what="issues the feature's API key into its secret and revokes old ones",
-        )
+        if self.provisioner_function is not None:
+            acknowledge_custom_resource_handler(
+                self.provisioner_function,
+                what="issues the feature's API key into its secret and revokes old ones",
+            )
 
     # ------------------------------------------------------------------------------------ validation
 
@@ -670,27 +731,6 @@ def new_secrets_key(scope: Construct, construct_id: str, description: str = "") 
     """
     return logs_kms_key(
         scope, construct_id, description or "AI Factory: feature API-key secrets and provisioner logs"
-    )
-
-
-# --------------------------------------------------------------------------------------- packaging
-
-# The runtime lives in lambdas/feature_key_provisioner (installed as the package ``feature_key_provisioner``).
-_PROVISIONER_DIR = Path(feature_key_provisioner.__file__).resolve().parent
-# The provisioner needs only these light gateway modules (standard library + boto3).
-_GATEWAY_MODULES = ("__init__.py", "contract.py", "records.py", "dynamo_store.py")
-
-
-def stage_provisioner_asset(out_root: Path | None = None) -> Path:
-    """A content-addressed folder with ``feature_key_provisioner/`` and the gateway modules it imports."""
-    gateway_dir = Path(aif_gateway.__file__).resolve().parent
-    return stage_asset(
-        "provisioner-",
-        {
-            "feature_key_provisioner": sorted(_PROVISIONER_DIR.glob("*.py")),
-            "aif_gateway": [gateway_dir / name for name in _GATEWAY_MODULES],
-        },
-        out_root=out_root,
     )
 
 

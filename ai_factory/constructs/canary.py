@@ -56,7 +56,7 @@ from ai_factory.platform.naming import camel
 from aif_gateway import contract
 
 if TYPE_CHECKING:
-    from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+    from ai_factory.constructs.gateway.imported import ILlmGateway
 
 CANARY_HANDLER = "aif_canary.handler.lambda_handler"
 SUITES_FILE = "canary_suites.json"
@@ -249,7 +249,8 @@ class FeatureCanary(Construct):
     """Scheduled canary runs of features' suites through the gateway (see the module docstring).
 
     :param features: the ``AiFeature``s to watch (usually all of a team stack's).
-    :param gateway: the ``LlmGateway``. Default: the first feature's.
+    :param gateway: the gateway (``LlmGateway`` or an imported ``ILlmGateway``). Default: the first
+        feature's.
     :param every: how often each feature's suite runs. Default: one hour (minimum 5 minutes).
     :param max_cases: cases per feature per run, 1..8. Default 5.
     :param encryption_key: KMS key of the Lambda's log group. Default: the first feature's key.
@@ -262,7 +263,7 @@ class FeatureCanary(Construct):
         construct_id: str,
         *,
         features: Sequence[AiFeature],
-        gateway: LlmGateway | None = None,
+        gateway: ILlmGateway | None = None,
         every: Duration | None = None,
         max_cases: int = DEFAULT_MAX_CASES,
         encryption_key: kms.IKey | None = None,

@@ -361,8 +361,14 @@ class RagFeature(Construct):
         feature = self.feature
         gateway = feature.gateway
         prefix = getattr(gateway, "knowledge_base_parameter_prefix", None)
-        if not prefix:
-            raise self._fail("feature", "its gateway has no knowledge_base_parameter_prefix")
+        role = getattr(gateway, "runtime_role", None)
+        if not prefix or role is None:
+            raise self._fail(
+                "feature",
+                "its gateway was imported without runtime_role_arn and knowledge_base_parameter_prefix: the "
+                "gateway reads knowledge-base registrations in its own account, so a RagFeature must be "
+                "deployed in the gateway's account (GatewayAttributes takes both)",
+            )
         stack = Stack.of(self)
         region = None if Token.is_unresolved(stack.region) else stack.region
         record: dict[str, Any] = {
@@ -383,7 +389,6 @@ class RagFeature(Construct):
             string_value=stack.to_json_string(record),
             description=f"AI Factory: knowledge base {self.name} for the gateway's POST /v1/retrieve",
         )
-        role = gateway.runtime_role
         # A policy in this stack on the gateway's role: the gateway stack never references this one.
         iam.Policy(
             self,

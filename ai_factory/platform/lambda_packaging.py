@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import feature_key_provisioner
+
 import aif_gateway
 from ai_factory.platform.public_layers import (
     DEFAULT_POWERTOOLS_LAYER_VERSION,
@@ -156,3 +158,22 @@ def _mode_tag(file: Path) -> bytes:
 def powertools_layer_arn(version: int = DEFAULT_POWERTOOLS_LAYER_VERSION, region: str | None = None) -> str:
     """The public (arm64) Powertools layer ARN in the stack's partition and ``region`` (default: token)."""
     return powertools_layer(version=version).arn(region)
+
+
+# The runtime lives in lambdas/feature_key_provisioner (installed as the package ``feature_key_provisioner``).
+_PROVISIONER_DIR = Path(feature_key_provisioner.__file__).resolve().parent
+# The provisioner needs only these light gateway modules (standard library + boto3).
+_GATEWAY_MODULES = ("__init__.py", "contract.py", "records.py", "dynamo_store.py")
+
+
+def stage_provisioner_asset(out_root: Path | None = None) -> Path:
+    """A content-addressed folder with ``feature_key_provisioner/`` and the gateway modules it imports."""
+    gateway_dir = Path(aif_gateway.__file__).resolve().parent
+    return stage_asset(
+        "provisioner-",
+        {
+            "feature_key_provisioner": sorted(_PROVISIONER_DIR.glob("*.py")),
+            "aif_gateway": [gateway_dir / name for name in _GATEWAY_MODULES],
+        },
+        out_root=out_root,
+    )

@@ -14,6 +14,11 @@ is written before the record, so a record that exists always has its plaintext i
 Resource properties (CloudFormation passes scalars as strings): ``KeysTable``, ``SecretArn``, ``Team``,
 ``Feature``, ``AllowedModels`` (list), ``MonthlyBudgetUsd``, ``RateLimitRpm``, ``Description``,
 ``KeyGeneration``.
+
+The platform's shared provisioner (``LlmGateway.enable_team_accounts``) runs the same code with its keys
+table and feature registry from the environment: it serves stacks in teams' own accounts, claims each
+feature in the registry and writes the key into the team's secret through the team's writer role
+(``team_accounts``).
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from aif_gateway.contract import CLEARANCE_LEVELS, FEATURE_KEY_ID_ATTRIBUTE, KEY_ID_INDEX
+from aif_gateway.contract import (
+    CLEARANCE_LEVELS,
+    FEATURE_KEY_ID_ATTRIBUTE,
+    FEATURE_REGISTRY_TABLE_ENV,
+    KEY_ID_INDEX,
+    KEYS_TABLE_ENV,
+    TeamFeatureKeyProperties,
+)
 from aif_gateway.contract import FeatureKeyProperties as Props
 from aif_gateway.dynamo_store import key_from_item, key_to_item
 from aif_gateway.records import (
@@ -39,6 +51,14 @@ from aif_gateway.records import (
     ApiKeyRecord,
     hash_key,
     utc_now,
+)
+
+from .team_accounts import (
+    FeatureRegistry,
+    RegistryRefused,
+    check_writer,
+    requesting_account,
+    writer_secrets_client,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,7 +85,12 @@ def new_plaintext(key_id: str) -> str:
 
 
 class KeyProvisioner:
-    """Carries out custom-resource events against a DynamoDB client and a Secrets Manager client."""
+    """Carries out custom-resource events against a DynamoDB client and a Secrets Manager client.
+
+    The platform's shared provisioner also passes ``keys_table`` (its own table: a ``KeysTable``
+    property is ignored), ``registry`` and ``writer_client`` (a Secrets Manager client acting as a
+    team's writer role).
+    """
 
     def __init__(
         self,
@@ -73,11 +98,38 @@ class KeyProvisioner:
         secretsmanager: Any,
         now: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], None] = time.sleep,
+        *,
+        keys_table: str | None = None,
+        registry: FeatureRegistry | None = None,
+        writer_client: Callable[[str], Any] | None = None,
     ) -> None:
         self.dynamodb = dynamodb
         self.secretsmanager = secretsmanager
         self.now = now
         self.sleep = sleep
+        self.keys_table = keys_table
+        self.registry = registry
+        self.writer_client = writer_client
+
+    def _table(self, props: Mapping[str, Any]) -> str:
+        return self.keys_table or _required(props, Props.KEYS_TABLE)
+
+    def _claim(self, event: Mapping[str, Any], settings: Mapping[str, Any]) -> Any:
+        """Shared provisioner: claim the feature for the requesting account; the client that writes the
+        secret (the team's writer role when the request names one, else this account's client)."""
+        if self.registry is None:
+            return self.secretsmanager
+        props = event["ResourceProperties"]
+        account = requesting_account(event)
+        writer_role = None
+        if props.get(TeamFeatureKeyProperties.WRITER_ROLE_ARN):
+            writer_role = check_writer(props, account)
+        self.registry.claim(
+            settings=settings, props=props, account=account, stack_id=str(event["StackId"]), now=self.now()
+        )
+        if writer_role is None or self.writer_client is None:
+            return self.secretsmanager
+        return self.writer_client(writer_role)
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The response the CDK provider framework expects: ``PhysicalResourceId`` and ``Data``."""
@@ -88,7 +140,7 @@ class KeyProvisioner:
             key_id = self.update(event)
         elif request == "Delete":
             key_id = str(event.get("PhysicalResourceId", ""))
-            self.delete(event["ResourceProperties"], key_id)
+            self.delete(event["ResourceProperties"], key_id, event)
         else:
             raise ProvisioningError(f"unknown RequestType {request!r}")
         return {"PhysicalResourceId": key_id, "Data": {FEATURE_KEY_ID_ATTRIBUTE: key_id}}
@@ -97,7 +149,9 @@ class KeyProvisioner:
 
     def create(self, event: Mapping[str, Any]) -> str:
         props = event["ResourceProperties"]
-        table = _required(props, Props.KEYS_TABLE)
+        table = self._table(props)
+        settings = _settings(props)
+        secrets_client = self._claim(event, settings)
         key_id = derive_key_id(event)
         if self._find(table, key_id, attempts=1) is not None:
             logger.info("key %s already provisioned by an earlier attempt of this request", key_id)
@@ -107,10 +161,10 @@ class KeyProvisioner:
             key_id=key_id,
             key_hash=hash_key(plaintext),
             created_at=self.now(),
-            **_settings(props),
+            **settings,
         )
         # Secret first: a record in the table must always have its plaintext in the secret.
-        self.secretsmanager.put_secret_value(
+        secrets_client.put_secret_value(
             SecretId=_required(props, Props.SECRET_ARN),
             SecretString=json.dumps({"api_key": plaintext, "key_id": key_id}),
         )
@@ -119,6 +173,8 @@ class KeyProvisioner:
             Item=key_to_item(record),
             ConditionExpression="attribute_not_exists(key_hash)",
         )
+        if self.registry is not None:
+            self.registry.record_key(record.team, record.feature, key_id)
         logger.info("issued key %s for %s/%s", key_id, record.team, record.feature)
         return key_id
 
@@ -127,13 +183,14 @@ class KeyProvisioner:
         if any(str(props.get(k, "")) != str(old.get(k, "")) for k in _REPLACING_PROPERTIES):
             return self.create(event)
         key_id = str(event.get("PhysicalResourceId", ""))
-        table = _required(props, Props.KEYS_TABLE)
+        table = self._table(props)
+        settings = _settings(props)
+        self._claim(event, settings)
         record = self._find(table, key_id, attempts=_KEY_LOOKUP_ATTEMPTS)
         if record is None:
             raise ProvisioningError(
                 f"key {key_id} is not in table {table}; bump the feature's key_generation to issue a new key"
             )
-        settings = _settings(props)
         values = {
             ":team": {"S": settings["team"]},
             ":feature": {"S": settings["feature"]},
@@ -163,9 +220,16 @@ class KeyProvisioner:
         logger.info("updated key %s for %s/%s", key_id, settings["team"], settings["feature"])
         return key_id
 
-    def delete(self, props: Mapping[str, Any], key_id: str) -> None:
-        table = _required(props, Props.KEYS_TABLE)
+    def delete(self, props: Mapping[str, Any], key_id: str, event: Mapping[str, Any] | None = None) -> None:
+        table = self._table(props)
         record = self._find(table, key_id, attempts=_KEY_LOOKUP_ATTEMPTS)
+        if record is not None and self.registry is not None and event is not None:
+            account = requesting_account(event)
+            if self._owner_account(record) not in (None, account):
+                # Only the owning account's stack may revoke a feature's key.
+                logger.info("key %s belongs to another account: not revoked for %s", key_id, account)
+                return
+            self.registry.retire(record.team, record.feature, account, self.now())
         if record is None:
             # A Create that failed before writing the record (its physical ID is not a key ID).
             logger.info("no key %s in %s: nothing to revoke", key_id, table)
@@ -184,6 +248,11 @@ class KeyProvisioner:
         logger.info("revoked key %s", key_id)
 
     # --- helpers ----------------------------------------------------------------------------------
+
+    def _owner_account(self, record: ApiKeyRecord) -> str | None:
+        assert self.registry is not None
+        entry = self.registry.get(self.registry.feature_id(record.team, record.feature))
+        return None if entry is None else str(entry.get("account_id"))
 
     def _find(self, table: str, key_id: str, *, attempts: int) -> ApiKeyRecord | None:
         """The record with this key ID, via the ``by-key-id`` index (eventually consistent: a record
@@ -255,10 +324,26 @@ def on_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     import boto3
 
     region = os.environ.get("AWS_REGION")
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    registry_table = os.environ.get(FEATURE_REGISTRY_TABLE_ENV)
+    registry = FeatureRegistry(dynamodb, registry_table) if registry_table else None
+    sts = boto3.client("sts", region_name=region) if registry is not None else None
     provisioner = KeyProvisioner(
-        boto3.client("dynamodb", region_name=region), boto3.client("secretsmanager", region_name=region)
+        dynamodb,
+        boto3.client("secretsmanager", region_name=region),
+        keys_table=os.environ.get(KEYS_TABLE_ENV) or None,
+        registry=registry,
+        writer_client=(lambda role_arn: writer_secrets_client(sts, role_arn, region)) if sts else None,
     )
     logger.info(
-        "%s %s/%s", event.get("RequestType"), event.get("LogicalResourceId"), event.get("PhysicalResourceId")
+        "%s %s/%s from %s",
+        event.get("RequestType"),
+        event.get("LogicalResourceId"),
+        event.get("PhysicalResourceId"),
+        event.get("StackId"),
     )
-    return provisioner.handle(event)
+    try:
+        return provisioner.handle(event)
+    except RegistryRefused as exc:
+        # CloudFormation shows this message as the resource's failure reason.
+        raise ProvisioningError(str(exc)) from None

@@ -270,6 +270,7 @@ def test_platform_dashboard_covers_the_whole_platform(built: Built) -> None:
         "FeedbackScore",
         "CanaryPassRate",
         "EvalPassRate",
+        "LeadTimeDays",
     ):
         assert f'MetricName=\\\\\\"{metric}\\\\\\"' in body or f'MetricName=\\"{metric}\\"' in body, metric
     for team in {f.team for f in built.features}:

@@ -40,7 +40,9 @@ from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.gateway import api as api_part
 from ai_factory.constructs.gateway import guardrail as guardrail_part
 from ai_factory.constructs.gateway import marketplace, prompt_view, usage_ledger
+from ai_factory.constructs.gateway import team_accounts as team_accounts_part
 from ai_factory.constructs.gateway.guardrail import DEFAULT_CONTENT_FILTERS, DEFAULT_PII_ACTIONS
+from ai_factory.constructs.gateway.imported import GatewayAttributes, ImportedLlmGateway, lookup_attributes
 from ai_factory.platform.functions import (
     ARCHITECTURE,
     function_log_group,
@@ -131,7 +133,14 @@ class LlmGateway(Construct):
     :param gateway_config_overrides: extra ``GatewayConfig`` fields (timeouts, cache TTLs ...).
     :param configure_account_logging_role: see the prerequisite above. Default False.
     :param web_acl_arn: a regional AWS WAFv2 web ACL to associate with the API stage. Default: none.
+
+    Teams in their own repositories and accounts: ``enable_team_accounts`` (shared key provisioner and
+    feature registry), ``publish_parameters`` (SSM parameters), and in the team's app
+    ``LlmGateway.from_lookup`` / ``LlmGateway.from_gateway_attributes`` (``docs/product-teams.md``).
     """
+
+    team_accounts: team_accounts_part.TeamAccountAccess | None = None
+    """The shared key provisioner and feature registry, once ``enable_team_accounts`` built them."""
 
     def __init__(
         self,
@@ -381,6 +390,63 @@ class LlmGateway(Construct):
         """API Gateway ``4XXError`` count of the gateway stage: bad keys, budgets, rate limits."""
         props.setdefault("statistic", "Sum")
         return self.api.deployment_stage.metric_client_error(**props)
+
+    # ------------------------------------------------------------------- team accounts and importers
+
+    @staticmethod
+    def from_gateway_attributes(
+        scope: Construct, construct_id: str, *, attributes: GatewayAttributes
+    ) -> ImportedLlmGateway:
+        """A gateway deployed by another app (or account), for ``AiFeature(gateway=...)``."""
+        return ImportedLlmGateway(scope, construct_id, attributes=attributes)
+
+    @staticmethod
+    def from_lookup(
+        scope: Construct,
+        construct_id: str,
+        *,
+        parameter_prefix: str = contract.GATEWAY_PARAMETER_PREFIX,
+        catalog: ModelCatalog | None = None,
+    ) -> ImportedLlmGateway:
+        """A deployed gateway found through the SSM parameters its stack publishes (``publish_parameters``);
+        the values are cached in the app's ``cdk.context.json``. ``parameter_prefix`` may be the ARN of a
+        prefix shared from the platform account."""
+        attributes = lookup_attributes(scope, parameter_prefix=parameter_prefix, catalog=catalog)
+        return ImportedLlmGateway(scope, construct_id, attributes=attributes)
+
+    def enable_team_accounts(
+        self, *, accounts: list[str] | tuple[str, ...], organization_id: str | None = None
+    ) -> team_accounts_part.TeamAccountAccess:
+        """Serve features deployed from the listed team accounts: a shared key provisioner those accounts'
+        CloudFormation may invoke (each also limited to ``organization_id`` when given) and the feature
+        registry (``ai_factory.constructs.gateway.team_accounts``). Call once."""
+        if self.team_accounts is not None:
+            raise self._fail("enable_team_accounts", "was already called on this gateway")
+        checked = team_accounts_part.validate(f"LlmGateway '{self.node.path}'", accounts, organization_id)
+        self.team_accounts = team_accounts_part.build_team_account_access(
+            self, self, checked, organization_id
+        )
+        return self.team_accounts
+
+    def publish_parameters(self, prefix: str = contract.GATEWAY_PARAMETER_PREFIX) -> list[str]:
+        """Publish what ``LlmGateway.from_lookup`` reads as SSM parameters under ``prefix`` (call after
+        ``enable_team_accounts``); returns their names."""
+        return team_accounts_part.publish_parameters(self, self, prefix)
+
+    @property
+    def metrics_namespace(self) -> str:
+        """CloudWatch namespace of the gateway's per-feature metrics."""
+        return contract.METRICS_NAMESPACE
+
+    @property
+    def key_provisioning_service_token(self) -> str | None:
+        """Service token of the shared key provisioner (``None`` until ``enable_team_accounts``)."""
+        return self.team_accounts.service_token if self.team_accounts else None
+
+    @property
+    def key_provisioner_role_arn(self) -> str | None:
+        """Role of the shared key provisioner, which team accounts' key-writer roles trust."""
+        return self.team_accounts.provisioner_role.role_arn if self.team_accounts else None
 
     # ------------------------------------------------------------------------------------ validation
 

@@ -202,6 +202,12 @@ def _platform_rows(
         left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
         width=12,
     )
+    lead_time = cloudwatch.GraphWidget(
+        title="Lead time to production per feature (days, from ai-factory lead-time --publish)",
+        left=[per_feature(contract.LEAD_TIME_DAYS.name, "Maximum", ONE_DAY)],
+        left_y_axis=cloudwatch.YAxisProps(min=0),
+        width=12,
+    )
     audit = cloudwatch.LogQueryWidget(
         title="Gateway audit: failures by feature, model and error (last range)",
         log_group_names=[gateway.audit_log_group.log_group_name],
@@ -225,6 +231,6 @@ def _platform_rows(
         [cost_team, cost_feature],
         [tokens_team, tokens_feature],
         [burn, feedback],
-        [quality],
+        [quality, lead_time],
         [audit],
     ]

@@ -87,6 +87,13 @@ EVAL_PASS_RATE = _feature("EvalPassRate", NO_UNIT, "share of the canary's assert
 CANARY_CASES = _feature("CanaryCases", COUNT, "cases the canary ran")
 CANARY_ERRORS = _feature("CanaryErrors", COUNT, "canary cases the gateway did not answer")
 CANARY_LATENCY_MS = _feature("CanaryLatencyMs", MILLISECONDS, "mean latency of the canary's cases")
+# Delivery, published by `ai-factory lead-time --publish` (from the registry and deployment records).
+LEAD_TIME_DAYS = _feature(
+    "LeadTimeDays",
+    NO_UNIT,
+    "days from a feature's first appearance to its first prompt version in production",
+)
+"""Published once per feature by ``ai-factory lead-time --publish`` (the platform dashboard shows it)."""
 # Data connector, one EMF record per file (aif_connector).
 RECORDS_IN = _connector("RecordsIn", "records read from raw files (valid or not)")
 RECORDS_CURATED = _connector("RecordsCurated", "records written to the curated zone")
@@ -119,6 +126,7 @@ METRICS: tuple[Metric, ...] = (
     CANARY_CASES,
     CANARY_ERRORS,
     CANARY_LATENCY_MS,
+    LEAD_TIME_DAYS,
     RECORDS_IN,
     RECORDS_CURATED,
     RECORDS_QUARANTINED,
@@ -261,3 +269,50 @@ CLEARANCE_LEVELS = ("public", "internal", "confidential", "restricted")
 def cleared_for(clearance: str, classification: str) -> bool:
     """Whether ``clearance`` covers data classified ``classification`` (both from ``CLEARANCE_LEVELS``)."""
     return CLEARANCE_LEVELS.index(clearance) >= CLEARANCE_LEVELS.index(classification)
+
+
+# ------------------------------------------------------------------------ team accounts (own repositories)
+
+GATEWAY_PARAMETER_PREFIX = "/ai-factory/gateway"
+"""SSM path under which the gateway stack publishes what a team's own CDK app needs to import the
+gateway (``LlmGateway.from_lookup``); each name below is appended as ``<prefix>/<name>``."""
+
+
+class GatewayParameters:
+    """Names of the gateway's SSM parameters (under ``GATEWAY_PARAMETER_PREFIX``)."""
+
+    API_URL = "api-url"
+    KEY_PROVISIONING_SERVICE_TOKEN = "key-provisioning-service-token"
+    KEY_PROVISIONER_ROLE_ARN = "key-provisioner-role-arn"
+    METRICS_NAMESPACE = "metrics-namespace"
+    KMS_KEY_ARN = "kms-key-arn"
+    KEYS_TABLE_NAME = "keys-table-name"
+    FEATURE_REGISTRY_TABLE_NAME = "feature-registry-table-name"
+    ALL = (
+        API_URL,
+        KEY_PROVISIONING_SERVICE_TOKEN,
+        KEY_PROVISIONER_ROLE_ARN,
+        METRICS_NAMESPACE,
+        KMS_KEY_ARN,
+        KEYS_TABLE_NAME,
+        FEATURE_REGISTRY_TABLE_NAME,
+    )
+
+
+FEATURE_REGISTRY_TABLE_ENV = "AIF_FEATURE_REGISTRY_TABLE"
+"""The platform provisioner's registry of features (team, owner, account, clearance, limits)."""
+
+
+class TeamFeatureKeyProperties:
+    """Extra properties of ``Custom::AiFactoryFeatureKey`` when a team's own app asks the platform's
+    shared provisioner (``LlmGateway.enable_team_accounts``) for its key."""
+
+    WRITER_ROLE_ARN = "WriterRoleArn"
+    """A role in the team's account that the platform provisioner assumes to write the key into the
+    team's secret (and nothing else)."""
+    OWNER = "Owner"
+    CLEARANCE = "Clearance"
+
+
+KEY_WRITER_ROLE_PATH = "/ai-factory/key-writer/"
+"""IAM path of the team-account roles the platform provisioner may assume (``AiFeature`` creates them)."""

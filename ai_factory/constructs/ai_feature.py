@@ -52,6 +52,7 @@ from ai_factory.platform.nag import acknowledge_custom_resource_handler
 from ai_factory.platform.secure_defaults import logs_kms_key
 from aif_gateway import contract
 from aif_gateway.contract import CLEARANCE_LEVELS, FeatureKeyProperties, TeamFeatureKeyProperties
+from aif_gateway.records import DEFAULT_MAX_CONCURRENCY, DEFAULT_TOKENS_PER_MINUTE
 
 if TYPE_CHECKING:
     from ai_factory.prompts.spec import PromptSpec
@@ -150,6 +151,9 @@ class AiFeature(Construct):
         absolute). Each must be valid, use one of ``models`` and name an existing eval suite.
     :param monthly_budget_usd: the gateway refuses requests once the month's spend reaches it.
     :param rate_limit_rpm: requests per minute the gateway allows the feature.
+    :param tokens_per_minute: input + output tokens per minute across every gateway instance (a request
+        reserves its input estimate + ``max_tokens``). Default 2,000,000.
+    :param max_concurrency: requests of the feature in flight at once, across every instance. Default 32.
     :param guardrail_policy: the gateway guardrail policy to apply; only ``"default"`` exists today.
     :param alert_thresholds: alarm thresholds (``alarm_inputs``). Default ``AlertThresholds()``.
     :param callers: IAM principals that may assume the feature's caller role. Default: none (no role;
@@ -184,6 +188,8 @@ class AiFeature(Construct):
         models: Sequence[str],
         monthly_budget_usd: float,
         rate_limit_rpm: int,
+        tokens_per_minute: int = DEFAULT_TOKENS_PER_MINUTE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         prompts: Sequence[str | os.PathLike[str]] = (),
         guardrail_policy: str = "default",
         alert_thresholds: AlertThresholds | None = None,
@@ -220,6 +226,8 @@ class AiFeature(Construct):
         self._check_destinations(catalog)
         self.monthly_budget_usd = float(self._positive("monthly_budget_usd", monthly_budget_usd))
         self.rate_limit_rpm = int(self._positive("rate_limit_rpm", rate_limit_rpm, integer=True))
+        self.tokens_per_minute = int(self._positive("tokens_per_minute", tokens_per_minute, integer=True))
+        self.max_concurrency = int(self._positive("max_concurrency", max_concurrency, integer=True))
         self.alert_thresholds = self._validate_thresholds(alert_thresholds or AlertThresholds())
         self._positive("key_generation", key_generation, integer=True)
         self.datasets: tuple[GovernedDataset, ...] = self._validate_datasets(datasets, callers)
@@ -278,6 +286,8 @@ class AiFeature(Construct):
                 FeatureKeyProperties.ALLOWED_MODELS: list(self.models),
                 FeatureKeyProperties.MONTHLY_BUDGET_USD: str(self.monthly_budget_usd),
                 FeatureKeyProperties.RATE_LIMIT_RPM: str(self.rate_limit_rpm),
+                FeatureKeyProperties.TOKENS_PER_MINUTE: str(self.tokens_per_minute),
+                FeatureKeyProperties.MAX_CONCURRENCY: str(self.max_concurrency),
                 FeatureKeyProperties.CLEARANCE: self.clearance,
                 FeatureKeyProperties.DESCRIPTION: (
                     f"AiFeature {team}/{feature}, owner {self.owner} (managed by CloudFormation)"

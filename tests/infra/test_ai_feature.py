@@ -106,6 +106,7 @@ def test_the_custom_resource_carries_the_features_settings(built: Built) -> None
     assert props["AllowedModels"] == ["chat-fast"]
     assert (props["MonthlyBudgetUsd"], props["RateLimitRpm"], props["KeyGeneration"]) == ("250.0", "120", "1")
     assert props["Clearance"] == FEATURE_PROPS["clearance"]  # the gateway enforces it per route target
+    assert (props["TokensPerMinute"], props["MaxConcurrency"]) == ("2000000", "32")  # the defaults
     assert props["SecretArn"] == {"Ref": built.logical_id(built.feature.secret)}
     # The gateway stack's keys table, imported across stacks.
     keys_table = built.gateway_stack.resolve(built.gateway_stack.gateway.keys_table.table_name)
@@ -394,6 +395,8 @@ ERROR_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], str]] = [
     ("nan budget", lambda t: {"monthly_budget_usd": float("nan")}, "monthly_budget_usd"),
     ("zero rate", lambda t: {"rate_limit_rpm": 0}, "rate_limit_rpm: must be a whole number greater than 0"),
     ("fractional rate", lambda t: {"rate_limit_rpm": 1.5}, "rate_limit_rpm"),
+    ("zero tokens per minute", lambda t: {"tokens_per_minute": 0}, "tokens_per_minute: must be a whole"),
+    ("fractional concurrency", lambda t: {"max_concurrency": 2.5}, "max_concurrency"),
     (
         "bad feature name",
         lambda t: {"feature": "Ticket_Summarizer"},

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
+from aif_connector.glue_types import GlueTypeError, parse_type
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
@@ -64,10 +65,6 @@ MASKING_MODES = ("redact", "hash", "tokenize")
 LAKE_FORMATION_PERMISSIONS = ("DESCRIBE", "INSERT")
 DEFAULT_LINEAGE_PREFIX = "lineage/"
 _PREFIX = re.compile(r"^([A-Za-z0-9_.=-]+/)*$")
-_SUPPORTED_TYPE = re.compile(
-    r"^(string|tinyint|smallint|int|bigint|double|float|boolean|date|timestamp|(varchar|char)\(\d+\)"
-    r"|decimal\(\d{1,2}(,\d{1,2})?\))$"
-)
 _PARTITION_TYPES = ("string", "date")
 
 
@@ -366,10 +363,10 @@ class DataConnector(Construct):
                 "dataset", f"partition key {partition_key!r} must be string or date, not {partition_type}"
             )
         for column, kind in dataset.columns.items():
-            if not _SUPPORTED_TYPE.match(kind):
-                raise self._fail(
-                    "dataset", f"column {column!r}: type {kind!r} is not supported by the connector yet"
-                )
+            try:
+                parse_type(kind)
+            except GlueTypeError as exc:
+                raise self._fail("dataset", f"column {column!r}: {exc}") from None
         for field, names in (("column_masking", list(column_masking)), ("pii_columns", list(pii_columns))):
             unknown = [n for n in names if n not in dataset.columns]
             if unknown:
@@ -380,12 +377,14 @@ class DataConnector(Construct):
                     "column_masking", f"{column}: {mode!r} is not one of {MASKING_MODES} or 'none'"
                 )
             if not _is_text({"type": dataset.columns[column]}):
-                raise self._fail("column_masking", f"{column} is not a string column (only text is masked)")
+                raise self._fail(
+                    "column_masking", f"{column} holds no strings, nested or not (only text is masked)"
+                )
         for column in pii_columns:
             if column_masking.get(column) == "none":
                 raise self._fail("pii_columns", f"{column} is a PII column; its masking cannot be 'none'")
             if not _is_text({"type": dataset.columns[column]}):
-                raise self._fail("pii_columns", f"{column} is not a string column")
+                raise self._fail("pii_columns", f"{column} holds no strings, nested or not")
         if pii_kinds is not None:
             from aif_connector.pii import ALL_KINDS
 
@@ -607,8 +606,8 @@ class DataConnector(Construct):
 
 
 def _is_text(column: Mapping[str, Any]) -> bool:
-    kind = str(column["type"])
-    return kind == "string" or kind.startswith(("varchar", "char"))
+    """Whether the column holds strings at any depth (what the connector scans and masks)."""
+    return parse_type(str(column["type"])).has_text
 
 
 __all__ = ["DataConnector", "DataConnectorError", "stage_connector_asset"]

@@ -221,7 +221,7 @@ def test_passes_the_nag_packs() -> None:
         ({"masking": "encrypt"}, "masking: 'encrypt' is not one of"),
         ({"pii_columns": ["nope"]}, "pii_columns: nope not columns of support.tickets"),
         ({"column_masking": {"customer": "none"}}, "customer is a PII column"),
-        ({"column_masking": {"n": "hash"}}, "n is not a string column"),
+        ({"column_masking": {"n": "hash"}}, "n holds no strings, nested or not"),
         ({"pii_kinds": ["EMAIL", "DNA"]}, "pii_kinds: unknown kinds ['DNA']"),
         ({"raw_prefix": "/abs"}, "raw_prefix: '/abs' must be a key prefix"),
         ({"lineage_prefix": "support/tickets/lineage/"}, "outside the dataset's curated prefix"),
@@ -233,15 +233,36 @@ def test_invalid_configuration_names_the_field(props: dict[str, Any], message: s
     assert message in str(info.value) and "DataConnector Gov/Connector" in str(info.value)
 
 
-def test_unsupported_dataset_shapes_are_refused() -> None:
+def test_nested_columns_are_accepted_and_staged() -> None:
     stack = cdk.Stack(cdk.App(), "Gov", env=ENV)
     lake = DataLake(stack, "Lake", domains=["support"])
     nested = GovernedDataset(
         stack, "A", foundation=lake, name="a", domain="support", classification="public", pii=False,
-        columns={"tags": "array<string>"}, partition_keys={"dt": "string"},
+        columns={"tags": "array<string>", "author": "struct<name:string,karma:int>", "n": "array<int>"},
+        partition_keys={"dt": "string"},
     )  # fmt: skip
-    with pytest.raises(DataConnectorError, match="type 'array<string>' is not supported"):
-        DataConnector(stack, "CA", dataset=nested)
+    connector = DataConnector(stack, "CA", dataset=nested, masking="redact", pii_columns=["tags"])
+    assert connector.modes == ["redact"]
+    assert [c["type"] for c in connector.spec["columns"]] == [
+        "array<string>",
+        "struct<name:string,karma:int>",
+        "array<int>",
+    ]
+    with pytest.raises(DataConnectorError, match="column_masking: n holds no strings"):
+        DataConnector(stack, "CN", dataset=nested, masking="redact", column_masking={"n": "hash"})
+
+
+def test_unsupported_dataset_shapes_are_refused() -> None:
+    stack = cdk.Stack(cdk.App(), "Gov", env=ENV)
+    lake = DataLake(stack, "Lake", domains=["support"])
+    mapped = GovernedDataset(
+        stack, "A", foundation=lake, name="a", domain="support", classification="public", pii=False,
+        columns={"attrs": "map<string,string>"}, partition_keys={"dt": "string"},
+    )  # fmt: skip
+    with pytest.raises(
+        DataConnectorError, match=r"dataset: column 'attrs': type 'map<string,string>': map<…>"
+    ):
+        DataConnector(stack, "CA", dataset=mapped)
     flat = GovernedDataset(
         stack, "B", foundation=lake, name="b", domain="support", classification="public", pii=False,
         columns={"x": "string"},

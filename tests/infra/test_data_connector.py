@@ -225,6 +225,8 @@ def test_passes_the_nag_packs() -> None:
         ({"pii_kinds": ["EMAIL", "DNA"]}, "pii_kinds: unknown kinds ['DNA']"),
         ({"raw_prefix": "/abs"}, "raw_prefix: '/abs' must be a key prefix"),
         ({"lineage_prefix": "support/tickets/lineage/"}, "outside the dataset's curated prefix"),
+        ({"pii_detection": "model"}, "pii_detection: 'model' is not one of offline, comprehend"),
+        ({"comprehend_language": "de"}, "comprehend_language: 'de': DetectPiiEntities reads en, es only"),
     ],
 )
 def test_invalid_configuration_names_the_field(props: dict[str, Any], message: str) -> None:
@@ -269,3 +271,28 @@ def test_unsupported_dataset_shapes_are_refused() -> None:
     )  # fmt: skip
     with pytest.raises(DataConnectorError, match="exactly one partition key"):
         DataConnector(stack, "CB", dataset=flat)
+
+
+def test_comprehend_option_grants_detect_pii_entities_and_stages_the_setting() -> None:
+    _, stack, connector = build(pii_detection="comprehend", comprehend_language="es")
+    found = statements(Template.from_stack(stack))
+    assert found["DetectPiiWithComprehend"] == {
+        "Sid": "DetectPiiWithComprehend",
+        "Effect": "Allow",
+        "Action": "comprehend:DetectPiiEntities",
+        "Resource": "*",  # the action has no resource-level permissions
+    }
+    assert "DetectPiiWithComprehend" not in statements(Template.from_stack(build()[1]))
+    # What the asset stages as connector_config.json; the runtime reads both keys back.
+    assert (connector.config["pii_detection"], connector.config["comprehend_language"]) == (
+        "comprehend",
+        "es",
+    )
+    names = [a.name for a in connector.alarm_inputs()]
+    assert names[0] == "support.tickets-connector-pii-detection-failures"
+    assert connector.metric_comprehend_cost().metric_name == "ComprehendCostUSD"
+
+
+def test_comprehend_option_passes_the_nag_packs() -> None:
+    app, _, _ = build(nag=True, pii_detection="comprehend")
+    app.synth()  # the '*' for DetectPiiEntities is acknowledged with its reason

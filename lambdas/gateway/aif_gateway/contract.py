@@ -97,6 +97,13 @@ FILES_QUARANTINED = _connector("FilesQuarantined", "whole files refused")
 OBJECTS_MISSING = _connector("ObjectsMissing", "notified objects that were gone when read")
 RUNS_FAILED = _connector("RunsFailed", "runs that failed (a FAIL lineage event was written)")
 PII_FINDINGS = _connector("PiiFindings", "PII spans masked, per kind", PII_KIND_DIMENSIONS)
+# Amazon Comprehend PII detection (connector option ``pii_detection="comprehend"``).
+COMPREHEND_REQUESTS = _connector("ComprehendRequests", "DetectPiiEntities requests sent")
+COMPREHEND_UNITS = _connector("ComprehendUnits", "Comprehend units billed (100 characters, 3 minimum)")
+COMPREHEND_COST_USD = _connector("ComprehendCostUSD", "Comprehend cost in US dollars at the list price")
+PII_DETECTION_FAILURES = _connector(
+    "PiiDetectionFailures", "records quarantined because Comprehend could not check them"
+)
 
 METRICS: tuple[Metric, ...] = (
     REQUESTS,
@@ -128,6 +135,10 @@ METRICS: tuple[Metric, ...] = (
     OBJECTS_MISSING,
     RUNS_FAILED,
     PII_FINDINGS,
+    COMPREHEND_REQUESTS,
+    COMPREHEND_UNITS,
+    COMPREHEND_COST_USD,
+    PII_DETECTION_FAILURES,
 )
 """Every metric the factory emits (``docs/observability.md`` lists each one)."""
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
 from aif_connector.glue_types import GlueTypeError, parse_type
+from aif_connector.knowledge_sync import EVENT_SOURCE
 from aif_connector.pii import COMPREHEND_LANGUAGES
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -120,6 +121,9 @@ class DataConnector(Construct):
         quarantined, never written unchecked).
     :param comprehend_language: the language Comprehend reads the text as: ``en`` or ``es`` (the
         languages ``DetectPiiEntities`` supports). Default ``en``.
+    :param announce_versions: after each run that curated records, put a ``Dataset version curated``
+        event on the default EventBridge bus (the dataset, its new version, the run), which starts the
+        ingestion of every ``RagFeature`` over the dataset. Default True.
     :param max_line_bytes: longest record accepted (longer ones are quarantined). Default 1 MiB.
     :param max_object_bytes: largest file processed (larger ones are quarantined whole). Default 256 MiB.
     :param memory_size: Lambda memory in MB (a file is held in memory). Default 1024.
@@ -146,6 +150,7 @@ class DataConnector(Construct):
         hmac_secret: secretsmanager.ISecret | None = None,
         pii_detection: str = "offline",
         comprehend_language: str = "en",
+        announce_versions: bool = True,
         max_line_bytes: int = 1_048_576,
         max_object_bytes: int = 256 * 1024 * 1024,
         memory_size: int = 1024,
@@ -259,6 +264,9 @@ class DataConnector(Construct):
             contract.TABLE_NAMESPACE_ENV: f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}",
             contract.METRICS_NAMESPACE_ENV: contract.CONNECTOR_METRICS_NAMESPACE,
         }
+        self.announce_versions = announce_versions
+        if announce_versions:
+            environment[contract.CONNECTOR_EVENT_BUS_ENV] = "default"
         if self.hmac_secret is not None:
             environment[contract.HMAC_SECRET_ARN_ENV] = self.hmac_secret.secret_arn
         if self.token_vault is not None and self.token_key is not None:
@@ -516,6 +524,17 @@ class DataConnector(Construct):
         )
         if self.hmac_secret is not None:
             self.hmac_secret.grant_read(self.role)
+        if self.announce_versions:
+            policy.add_to_policy(
+                iam.PolicyStatement(
+                    sid="AnnounceDatasetVersions",
+                    actions=["events:PutEvents"],
+                    resources=[
+                        stack.format_arn(service="events", resource="event-bus", resource_name="default")
+                    ],
+                    conditions={"StringEquals": {"events:source": EVENT_SOURCE}},
+                )
+            )
         if self.pii_detection == "comprehend":
             # DetectPiiEntities has no resource-level permissions: "*" is the only resource it accepts.
             policy.add_to_policy(

@@ -296,3 +296,16 @@ def test_comprehend_option_grants_detect_pii_entities_and_stages_the_setting() -
 def test_comprehend_option_passes_the_nag_packs() -> None:
     app, _, _ = build(nag=True, pii_detection="comprehend")
     app.synth()  # the '*' for DetectPiiEntities is acknowledged with its reason
+
+
+def test_connector_may_announce_versions_on_the_default_bus_only(synth: dict[str, Any]) -> None:
+    found = statements(synth["template"])["AnnounceDatasetVersions"]
+    assert found["Action"] == "events:PutEvents"
+    assert found["Condition"] == {"StringEquals": {"events:source": "ai-factory.data-connector"}}
+    assert json.dumps(found["Resource"]).endswith(':event-bus/default"]]}')
+    synth["template"].has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({"AIF_CONNECTOR_EVENT_BUS": "default"})}},
+    )
+    _, stack, _ = build(announce_versions=False)
+    assert "AnnounceDatasetVersions" not in statements(Template.from_stack(stack))

@@ -725,3 +725,48 @@ def test_comprehend_setting_is_loaded_and_needs_a_client(tmp_path: Any) -> None:
     assert (loaded.pii_detection, loaded.comprehend_language) == ("comprehend", "es")
     with pytest.raises(ConnectorError, match="needs a Comprehend client"):
         Connector(loaded, s3=None, glue=None, masker=masker_from({}))
+
+
+# ---------------------------------------------------------------- announcing versions (knowledge-base sync)
+
+
+def test_connector_announces_a_curated_version_before_its_complete_event(aws: dict[str, Any]) -> None:
+    from aif_connector.knowledge_sync import EVENT_DETAIL_TYPE, EVENT_SOURCE
+    from aif_connector.masking import MaskingPolicy
+    from botocore.stub import ANY, Stubber
+
+    events = boto3.client("events", region_name=REGION)
+    conn = Connector(
+        settings(event_bus="default"),
+        s3=aws["s3"],
+        glue=aws["glue"],
+        masker=masker_from({"hash": MaskingPolicy("hash", hmac_key=HMAC_KEY)}),
+        metrics_out=io.StringIO(),
+        events=events,
+    )
+    body = json.dumps({"ticket_id": 1, "body": "hello"}).encode()
+    entry = {
+        "Source": EVENT_SOURCE,
+        "DetailType": EVENT_DETAIL_TYPE,
+        "Detail": ANY,
+        "EventBusName": "default",
+    }
+    with Stubber(events) as stub:
+        stub.add_response(
+            "put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e-1"}]}, {"Entries": [entry]}
+        )
+        result = conn.process(RAW, put_raw(aws, "incoming/a.jsonl", body))
+        stub.assert_no_pending_responses()
+    assert result.status == "COMPLETE" and result.dataset_version
+    # A failed announcement fails the run (Lambda retries it whole; the run is idempotent).
+    with Stubber(events) as stub:
+        stub.add_response(
+            "put_events",
+            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "x"}]},
+        )
+        with pytest.raises(ConnectorError, match="could not announce dataset version sha256:"):
+            conn.process(RAW, put_raw(aws, "incoming/b.jsonl", body))
+    # A run that curated nothing announces nothing (no stubbed response: a call would fail the test).
+    with Stubber(events):
+        empty = conn.process(RAW, put_raw(aws, "incoming/c.jsonl", b'{"body": "no id"}'))
+    assert empty.records_curated == 0

@@ -68,6 +68,7 @@ class ConnectorSettings:
     domain: str = ""
     max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    event_bus: str | None = None  # set: announce each curated dataset version (knowledge-base sync)
     pii_detection: str = "offline"  # offline | comprehend (offline detectors plus Amazon Comprehend)
     comprehend_language: str = "en"
 
@@ -101,6 +102,7 @@ class ConnectorSettings:
             domain=raw.get("domain", ""),
             max_object_bytes=int(raw.get("max_object_bytes", DEFAULT_MAX_OBJECT_BYTES)),
             metrics_namespace=env.get(c.METRICS_NAMESPACE_ENV, DEFAULT_METRICS_NAMESPACE),
+            event_bus=env.get(c.CONNECTOR_EVENT_BUS_ENV) or None,
             pii_detection=raw.get("pii_detection", "offline"),
             comprehend_language=raw.get("comprehend_language", "en"),
         )
@@ -150,6 +152,7 @@ class Connector:
         metrics_out: TextIO | None = None,
         clock: Callable[[], datetime] | None = None,
         comprehend: Any | None = None,
+        events: Any | None = None,
     ) -> None:
         if detector is None or finding_factory is None:
             from aif_connector import pii
@@ -176,6 +179,9 @@ class Connector:
         if settings.pii_detection == "comprehend" and comprehend is None:
             raise ConnectorError("pii_detection 'comprehend' needs a Comprehend client")
         self.comprehend = comprehend if settings.pii_detection == "comprehend" else None
+        if settings.event_bus and events is None:
+            raise ConnectorError("an event bus is configured but no EventBridge client was given")
+        self.events = events if settings.event_bus else None
 
     # ----------------------------------------------------------------------------------------- run
 
@@ -328,6 +334,8 @@ class Connector:
         result.findings_by_kind = dict(facts.findings_by_kind)
         event = build_run_event(facts, run_id=run_id, now=self.clock())
         result.dataset_version = event["outputs"][0]["facets"].get("version", {}).get("datasetVersion")
+        if self.events is not None and result.dataset_version and facts.records_curated:
+            self._announce(facts, result)  # before the COMPLETE event: a failed announcement fails the run
         result.lineage_uri = self.lineage.write(event, partition)
         self._emit_metrics(
             {
@@ -347,6 +355,29 @@ class Connector:
             facts.records_quarantined,
             f" (file quarantined: {file_error})" if file_error else "",
         )
+
+    def _announce(self, facts: RunFacts, result: RunResult) -> None:
+        """Tell the knowledge bases over this dataset that a new version is curated (EventBridge)."""
+        from aif_connector.knowledge_sync import curated_event
+
+        assert self.settings.event_bus is not None and result.dataset_version is not None
+        entry = curated_event(
+            dataset=self.settings.dataset_name,
+            dataset_version=result.dataset_version,
+            run_id=result.run_id,
+            table_namespace=facts.table_namespace,
+            table_name=facts.table_name,
+            curated_uri=result.curated_uri,
+            records=facts.records_curated,
+            bus=self.settings.event_bus,
+        )
+        response = self.events.put_events(Entries=[entry])
+        if response.get("FailedEntryCount"):
+            failed = response["Entries"][0]
+            raise ConnectorError(
+                f"could not announce dataset version {result.dataset_version}: "
+                f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}"
+            )
 
     # ------------------------------------------------------------------------------------ masking
 
@@ -677,6 +708,7 @@ def _connector() -> Connector:
             comprehend=session.client("comprehend", config=retry)
             if settings.pii_detection == "comprehend"
             else None,
+            events=session.client("events", config=retry) if settings.event_bus else None,
         )
     return _CONNECTOR
 

@@ -10,7 +10,8 @@ created by ``RagFeature`` for its knowledge base, adds
   and writes an OpenLineage event: which dataset version this sync indexed, and the ingestion job id;
 * its role: ``bedrock:StartIngestionJob``/``GetIngestionJob``/``ListIngestionJobs`` on exactly this
   knowledge base, ``s3:PutObject`` on exactly its lineage key prefix (the lake key only through S3);
-* a failure-destination queue for events that still fail after Lambda's two retries, and the
+* a failure queue (KMS) for events that still fail after Lambda's two retries or that EventBridge
+  could not deliver, and the
   ``KnowledgeBaseSyncFailed`` alarm input on the feature (runbook ``knowledge-base-sync``).
 
 See ``docs/rag.md`` ("Keeping the index current").
@@ -70,7 +71,7 @@ class KnowledgeBaseSync(Construct):
         self.dataset_name = dataset_name
         self.knowledge_base_name = f"{rag.feature.team}.{rag.name}"
         self.function_name = f"aif-kb-sync-{rag.feature.team}-{rag.name}"[:64]
-        self.key: kms.IKey = logs_kms_key(self, "Key", f"AI Factory knowledge base sync {rag.name}")
+        self.key: kms.Key = logs_kms_key(self, "Key", f"AI Factory knowledge base sync {rag.name}")
         self.log_group = function_log_group(self, "Logs", key=self.key, retention=log_retention)
         self.failure_queue = sqs.Queue(
             self,
@@ -135,9 +136,12 @@ class KnowledgeBaseSync(Construct):
             max_event_age=Duration.hours(6),
         )
         self._lineage = (lineage_bucket, job_prefix)
+        rule_name = self.function_name  # aif-kb-sync-<team>-<name>, at most 64 characters
+        rule_arn = cdk.Stack.of(self).format_arn(service="events", resource="rule", resource_name=rule_name)
         self.rule = events.Rule(
             self,
             "OnDatasetVersion",
+            rule_name=rule_name,
             description=f"AI Factory: a new curated version of {dataset_name} starts the sync of {rag.name}",
             event_pattern=events.EventPattern(
                 source=[runtime.EVENT_SOURCE],
@@ -145,8 +149,27 @@ class KnowledgeBaseSync(Construct):
                 detail={"dataset": [dataset_name]},
             ),
             targets=[
-                targets.LambdaFunction(self.function, retry_attempts=8, max_event_age=Duration.hours(6))
+                targets.LambdaFunction(
+                    self.function,
+                    retry_attempts=8,
+                    max_event_age=Duration.hours(6),
+                    # Events EventBridge could not deliver land in the same failure queue.
+                    dead_letter_queue=self.failure_queue,
+                )
             ],
+        )
+        # EventBridge writes undeliverable events to the KMS-encrypted queue: it needs the key, for
+        # this rule only.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowEventBridgeDeadLetters",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],  # in a key policy, "*" is this key
+                # The ARN from the rule's fixed name: a reference to the rule would be a dependency cycle
+                # (rule -> function -> role policy -> log group -> this key).
+                conditions={"ArnEquals": {"aws:SourceArn": rule_arn}},
+            )
         )
         self._acknowledge()
 

@@ -19,7 +19,7 @@ See ``docs/rag.md`` ("Keeping the index current").
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aws_cdk as cdk
 from aif_connector import knowledge_sync as runtime
@@ -40,8 +40,18 @@ from ai_factory.platform.functions import function_log_group, hardened_function,
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
 from ai_factory.platform.secure_defaults import logs_kms_key
 
-if TYPE_CHECKING:
-    from ai_factory.constructs.rag_feature import RagFeature
+
+class SyncedKnowledgeBase(Protocol):
+    """What the sync needs from a ``RagFeature`` (a protocol: ``rag_feature`` imports this module)."""
+
+    name: str
+    feature: Any
+    knowledge_base_id: str
+    knowledge_base_arn: str
+    data_source_id: str
+
+    def grant_start_ingestion(self, grantee: iam.IGrantable) -> iam.Grant: ...
+
 
 SYNC_HANDLER = "aif_connector.knowledge_sync.lambda_handler"
 ALARM_NAME = "KnowledgeBaseSyncFailed"
@@ -53,6 +63,8 @@ class KnowledgeBaseSync(Construct):
     :param rag: the ``RagFeature`` whose knowledge base and data source are synced.
     :param dataset_name: the dataset's qualified name as the connector announces it (``domain.name``).
     :param lineage_bucket: where the lineage events go (the lake's lineage store).
+    :param lineage_bucket_nag_ref: how cdk-nag names that bucket's ARN in this stack (for the
+        acknowledgement of the lineage prefix wildcard).
     :param lineage_prefix: the lineage store's key prefix. Default ``lineage/``.
     """
 
@@ -61,9 +73,10 @@ class KnowledgeBaseSync(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        rag: RagFeature,
+        rag: SyncedKnowledgeBase,
         dataset_name: str,
         lineage_bucket: s3.IBucket,
+        lineage_bucket_nag_ref: str,
         lineage_prefix: str = "lineage/",
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
     ) -> None:
@@ -135,7 +148,7 @@ class KnowledgeBaseSync(Construct):
             retry_attempts=2,
             max_event_age=Duration.hours(6),
         )
-        self._lineage = (lineage_bucket, job_prefix)
+        self._lineage = (lineage_bucket_nag_ref, job_prefix)
         rule_name = self.function_name  # aif-kb-sync-<team>-<name>, at most 64 characters
         rule_arn = cdk.Stack.of(self).format_arn(service="events", resource="rule", resource_name=rule_name)
         self.rule = events.Rule(
@@ -204,10 +217,7 @@ class KnowledgeBaseSync(Construct):
                 "CDK's grant for sending to the failure-destination queue, which is encrypted with the "
                 "sync's own key: the data-key action families on that one key."
             )
-            from ai_factory.constructs.rag_feature import _nag_arn_ref
-
-            bucket, job_prefix = self._lineage
-            lineage_arn = _nag_arn_ref(bucket, cdk.Stack.of(self))
+            lineage_arn, job_prefix = self._lineage
             acknowledge(
                 policy,
                 {

@@ -256,7 +256,12 @@ class RagFeature(Construct):
             return None  # not a governed dataset: no connector announces its versions
         lineage_bucket = getattr(foundation, "lineage_bucket", None) or foundation.curated_bucket
         sync = KnowledgeBaseSync(
-            self, "Sync", rag=self, dataset_name=qualified, lineage_bucket=lineage_bucket
+            self,
+            "Sync",
+            rag=self,
+            dataset_name=qualified,
+            lineage_bucket=lineage_bucket,
+            lineage_bucket_nag_ref=_nag_arn_ref(lineage_bucket, Stack.of(self)),
         )
         self.feature.add_alarm_input(
             AlarmInput(

@@ -371,6 +371,7 @@ class Connector:
             records=facts.records_curated,
             bus=self.settings.event_bus,
         )
+        assert self.events is not None  # checked by the caller
         response = self.events.put_events(Entries=[entry])
         if response.get("FailedEntryCount"):
             failed = response["Entries"][0]

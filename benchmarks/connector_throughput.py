@@ -452,8 +452,8 @@ def markdown(r: dict[str, Any], command: str) -> Iterator[str]:
         "amount, opened, channel (`masking: none`). Three quarters of the bodies carry one or two "
         "e-mail addresses, phone numbers, card numbers or names in free text, and two in five end with "
         f"a signed name; {j['findings']} findings per file ({kinds}; `PII_COLUMN` is the `customer` "
-        "column). Names are found by their context (sign-offs, titles, salutations, `name:`), so the "
-        'generated mentions without a cue ("spoke with Maria Garcia") stay unmasked and are not counted. '
+        "column). Names are found by their context (sign-offs, titles, salutations, `name:`) and, "
+        'without a cue ("spoke with Maria Garcia"), as a known given name followed by a surname. '
         f"AWS calls per run: {calls}."
     )
     yield ""

@@ -80,6 +80,15 @@ class GovernanceStack(cdk.Stack):
                 partition_keys={"ingest_date": "string"},
                 description="Published help-centre articles",
             )
+            # Articles land in raw/knowledge/articles/; each curated version starts the sync of the
+            # knowledge bases over the dataset (RagFeature). Authors' names and contacts in the text are
+            # redacted: the articles are public, their authors' personal data is not.
+            self.connectors["knowledge.articles"] = DataConnector(
+                self,
+                "KnowledgeArticlesConnector",
+                dataset=self.datasets["knowledge.articles"],
+                masking="redact",
+            )
         # Team stacks import the lake's names and ARNs; strong references keep them from disappearing.
         cdk.Annotations.of(self).acknowledge_warning(
             "@aws-cdk/core:crossStackReferencesDefaultStrong",

@@ -229,6 +229,7 @@ class AiFeature(Construct):
         self.tokens_per_minute = int(self._positive("tokens_per_minute", tokens_per_minute, integer=True))
         self.max_concurrency = int(self._positive("max_concurrency", max_concurrency, integer=True))
         self.alert_thresholds = self._validate_thresholds(alert_thresholds or AlertThresholds())
+        self._extra_alarm_inputs: list[AlarmInput] = []
         self._positive("key_generation", key_generation, integer=True)
         self.datasets: tuple[GovernedDataset, ...] = self._validate_datasets(datasets, callers)
         self.prompts: tuple[RegisteredPrompt, ...] = self._register_prompts(prompts, base_dir, catalog)
@@ -422,6 +423,11 @@ class AiFeature(Construct):
             period=period,
         )
 
+    def add_alarm_input(self, alarm: AlarmInput) -> None:
+        """Add an alarm the observability stack creates for this feature (e.g. its knowledge base's
+        sync failures); ``alarm.name`` also selects the runbook linked from the alarm."""
+        self._extra_alarm_inputs.append(alarm)
+
     @property
     def alarm_inputs(self) -> list[AlarmInput]:
         """The alarms this feature wants (latency, error rate, spend pace), from ``alert_thresholds``."""
@@ -455,6 +461,7 @@ class AiFeature(Construct):
                 f"{label}: a day's spend above {t.budget_pct:g}% of the ${self.monthly_budget_usd:g} "
                 "monthly budget / 30",
             ),
+            *self._extra_alarm_inputs,
         ]
 
     def dashboard_widgets(self) -> list[cloudwatch.IWidget]:

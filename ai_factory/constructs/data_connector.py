@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
+from aif_connector.glue_types import GlueTypeError, parse_type
+from aif_connector.knowledge_sync import EVENT_SOURCE
+from aif_connector.pii import COMPREHEND_LANGUAGES
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
@@ -62,12 +65,9 @@ CONNECTOR_HANDLER = "aif_connector.connector.lambda_handler"
 CONFIG_FILE_NAME = "connector_config.json"
 MASKING_MODES = ("redact", "hash", "tokenize")
 LAKE_FORMATION_PERMISSIONS = ("DESCRIBE", "INSERT")
+PII_DETECTION_MODES = ("offline", "comprehend")
 DEFAULT_LINEAGE_PREFIX = "lineage/"
 _PREFIX = re.compile(r"^([A-Za-z0-9_.=-]+/)*$")
-_SUPPORTED_TYPE = re.compile(
-    r"^(string|tinyint|smallint|int|bigint|double|float|boolean|date|timestamp|(varchar|char)\(\d+\)"
-    r"|decimal\(\d{1,2}(,\d{1,2})?\))$"
-)
 _PARTITION_TYPES = ("string", "date")
 
 
@@ -114,6 +114,16 @@ class DataConnector(Construct):
     :param lineage_prefix: key prefix of the lineage store. Default ``lineage/``.
     :param job_namespace: OpenLineage job namespace. Default ``ai-factory``.
     :param hmac_secret: the HMAC key secret (SecretString = the key in base64). Default: a new secret.
+    :param pii_detection: ``offline`` (default: the stdlib detectors, no network) or ``comprehend``
+        (the offline detectors plus Amazon Comprehend ``DetectPiiEntities`` on every scanned string:
+        names, addresses and other free-text PII the offline rules miss; billed per 100 characters,
+        metered as ``ComprehendUnits``/``ComprehendCostUSD``; a record Comprehend cannot check is
+        quarantined, never written unchecked).
+    :param comprehend_language: the language Comprehend reads the text as: ``en`` or ``es`` (the
+        languages ``DetectPiiEntities`` supports). Default ``en``.
+    :param announce_versions: after each run that curated records, put a ``Dataset version curated``
+        event on the default EventBridge bus (the dataset, its new version, the run), which starts the
+        ingestion of every ``RagFeature`` over the dataset. Default True.
     :param max_line_bytes: longest record accepted (longer ones are quarantined). Default 1 MiB.
     :param max_object_bytes: largest file processed (larger ones are quarantined whole). Default 256 MiB.
     :param memory_size: Lambda memory in MB (a file is held in memory). Default 1024.
@@ -138,6 +148,9 @@ class DataConnector(Construct):
         lineage_prefix: str = DEFAULT_LINEAGE_PREFIX,
         job_namespace: str = "ai-factory",
         hmac_secret: secretsmanager.ISecret | None = None,
+        pii_detection: str = "offline",
+        comprehend_language: str = "en",
+        announce_versions: bool = True,
         max_line_bytes: int = 1_048_576,
         max_object_bytes: int = 256 * 1024 * 1024,
         memory_size: int = 1024,
@@ -168,6 +181,16 @@ class DataConnector(Construct):
         if self.lineage_bucket is self.curated_bucket and self.lineage_prefix.startswith(self.curated_prefix):
             raise self._fail("lineage_prefix", "must be outside the dataset's curated prefix")
         self.spec = self._dataset_spec(masking, column_masking or {}, pii_columns, pii_kinds, max_line_bytes)
+        if pii_detection not in PII_DETECTION_MODES:
+            raise self._fail(
+                "pii_detection", f"{pii_detection!r} is not one of {', '.join(PII_DETECTION_MODES)}"
+            )
+        if comprehend_language not in COMPREHEND_LANGUAGES:
+            raise self._fail(
+                "comprehend_language",
+                f"{comprehend_language!r}: DetectPiiEntities reads {', '.join(COMPREHEND_LANGUAGES)} only",
+            )
+        self.pii_detection = pii_detection
         self.modes = sorted({m for m in self._effective_masking().values() if m != "none"})
         self.job_name = f"connector.{dataset.domain}.{dataset.name}"
         self.job_namespace = job_namespace
@@ -228,7 +251,10 @@ class DataConnector(Construct):
             "lineage_prefix": self.lineage_prefix,
             "job_namespace": job_namespace,
             "max_object_bytes": max_object_bytes,
+            "pii_detection": pii_detection,
+            "comprehend_language": comprehend_language,
         }
+        self.config = config  # staged as connector_config.json next to the code
         environment = {
             contract.RAW_BUCKET_ENV: self.raw_bucket.bucket_name,
             contract.CURATED_BUCKET_ENV: self.curated_bucket.bucket_name,
@@ -238,6 +264,9 @@ class DataConnector(Construct):
             contract.TABLE_NAMESPACE_ENV: f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}",
             contract.METRICS_NAMESPACE_ENV: contract.CONNECTOR_METRICS_NAMESPACE,
         }
+        self.announce_versions = announce_versions
+        if announce_versions:
+            environment[contract.CONNECTOR_EVENT_BUS_ENV] = "default"
         if self.hmac_secret is not None:
             environment[contract.HMAC_SECRET_ARN_ENV] = self.hmac_secret.secret_arn
         if self.token_vault is not None and self.token_key is not None:
@@ -310,6 +339,18 @@ class DataConnector(Construct):
         """Runs that failed (a FAIL lineage event was written; Lambda retries, then the DLQ)."""
         return self.metric(contract.RUNS_FAILED.name, **props)
 
+    def metric_comprehend_units(self, **props: Any) -> cloudwatch.Metric:
+        """Amazon Comprehend units billed (100 characters each, 3 minimum per request)."""
+        return self.metric(contract.COMPREHEND_UNITS.name, **props)
+
+    def metric_comprehend_cost(self, **props: Any) -> cloudwatch.Metric:
+        """Amazon Comprehend cost in US dollars at the list price (``pii_detection="comprehend"``)."""
+        return self.metric(contract.COMPREHEND_COST_USD.name, **props)
+
+    def metric_pii_detection_failures(self, **props: Any) -> cloudwatch.Metric:
+        """Records quarantined because Comprehend could not check them (throttling, errors)."""
+        return self.metric(contract.PII_DETECTION_FAILURES.name, **props)
+
     def metric_dead_letters(self, **props: Any) -> cloudwatch.Metric:
         """Events in the dead-letter queue: files nobody processed yet."""
         return self.dead_letter_queue.metric_approximate_number_of_messages_visible(
@@ -323,7 +364,13 @@ class DataConnector(Construct):
 
         greater = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
         name = self.dataset.qualified_name
+        comprehend = [
+            AlarmInput(f"{name}-connector-pii-detection-failures", self.metric_pii_detection_failures(), 0,
+                       greater, 1, f"Data connector {name}: records quarantined because Amazon Comprehend "
+                       "could not check them (re-drive them from quarantine once it answers)"),
+        ] if self.pii_detection == "comprehend" else []  # fmt: skip
         return [
+            *comprehend,
             AlarmInput(f"{name}-connector-dead-letters", self.metric_dead_letters(), 0, greater, 1,
                        f"Data connector {name}: events in the dead-letter queue (files not processed)"),
             AlarmInput(f"{name}-connector-failed-runs", self.metric_failed_runs(), 0, greater, 1,
@@ -366,10 +413,10 @@ class DataConnector(Construct):
                 "dataset", f"partition key {partition_key!r} must be string or date, not {partition_type}"
             )
         for column, kind in dataset.columns.items():
-            if not _SUPPORTED_TYPE.match(kind):
-                raise self._fail(
-                    "dataset", f"column {column!r}: type {kind!r} is not supported by the connector yet"
-                )
+            try:
+                parse_type(kind)
+            except GlueTypeError as exc:
+                raise self._fail("dataset", f"column {column!r}: {exc}") from None
         for field, names in (("column_masking", list(column_masking)), ("pii_columns", list(pii_columns))):
             unknown = [n for n in names if n not in dataset.columns]
             if unknown:
@@ -380,12 +427,14 @@ class DataConnector(Construct):
                     "column_masking", f"{column}: {mode!r} is not one of {MASKING_MODES} or 'none'"
                 )
             if not _is_text({"type": dataset.columns[column]}):
-                raise self._fail("column_masking", f"{column} is not a string column (only text is masked)")
+                raise self._fail(
+                    "column_masking", f"{column} holds no strings, nested or not (only text is masked)"
+                )
         for column in pii_columns:
             if column_masking.get(column) == "none":
                 raise self._fail("pii_columns", f"{column} is a PII column; its masking cannot be 'none'")
             if not _is_text({"type": dataset.columns[column]}):
-                raise self._fail("pii_columns", f"{column} is not a string column")
+                raise self._fail("pii_columns", f"{column} holds no strings, nested or not")
         if pii_kinds is not None:
             from aif_connector.pii import ALL_KINDS
 
@@ -475,6 +524,24 @@ class DataConnector(Construct):
         )
         if self.hmac_secret is not None:
             self.hmac_secret.grant_read(self.role)
+        if self.announce_versions:
+            policy.add_to_policy(
+                iam.PolicyStatement(
+                    sid="AnnounceDatasetVersions",
+                    actions=["events:PutEvents"],
+                    resources=[
+                        stack.format_arn(service="events", resource="event-bus", resource_name="default")
+                    ],
+                    conditions={"StringEquals": {"events:source": EVENT_SOURCE}},
+                )
+            )
+        if self.pii_detection == "comprehend":
+            # DetectPiiEntities has no resource-level permissions: "*" is the only resource it accepts.
+            policy.add_to_policy(
+                iam.PolicyStatement(
+                    sid="DetectPiiWithComprehend", actions=["comprehend:DetectPiiEntities"], resources=["*"]
+                )
+            )
         if self.token_vault is not None and self.token_key is not None:
             policy.add_to_policy(
                 iam.PolicyStatement(
@@ -537,8 +604,16 @@ class DataConnector(Construct):
                 "CDK's grant for sending to the failure-destination queue, which is encrypted with the "
                 "connector's own key: the data-key action families on that one key."
             )
+            wildcard = XRAY_WILDCARD_REASON
+            if self.pii_detection == "comprehend":
+                wildcard = (
+                    "Only actions that support no resource-level permissions (AWS requires '*') use "
+                    "Resource '*': X-Ray's xray:PutTraceSegments and xray:PutTelemetryRecords, and "
+                    "comprehend:DetectPiiEntities, a stateless analysis of the text sent with the call "
+                    "(pii_detection='comprehend'). Every other statement names its resource."
+                )
             rules = {
-                "AwsSolutions-IAM5[Resource::*]": XRAY_WILDCARD_REASON,
+                "AwsSolutions-IAM5[Resource::*]": wildcard,
                 "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": key_reason,
                 "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": key_reason,
             }
@@ -607,8 +682,8 @@ class DataConnector(Construct):
 
 
 def _is_text(column: Mapping[str, Any]) -> bool:
-    kind = str(column["type"])
-    return kind == "string" or kind.startswith(("varchar", "char"))
+    """Whether the column holds strings at any depth (what the connector scans and masks)."""
+    return parse_type(str(column["type"])).has_text
 
 
 __all__ = ["DataConnector", "DataConnectorError", "stage_connector_asset"]

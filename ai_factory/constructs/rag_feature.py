@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import aws_cdk as cdk
 from aws_cdk import Aws, RemovalPolicy, Stack, Token
 from aws_cdk import aws_bedrock as bedrock
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -90,6 +91,10 @@ class RagFeature(Construct):
     :param chunk_max_tokens: fixed-size chunking: tokens per chunk. Default 300.
     :param chunk_overlap_pct: fixed-size chunking: overlap between chunks in percent. Default 20.
     :param encryption_key: KMS key for the vector store and ingestion. Default: a new key.
+    :param sync_on_new_versions: start the knowledge base's ingestion whenever the data connector
+        curates a new version of the dataset (``KnowledgeBaseSync``: EventBridge rule, idempotent per
+        version, lineage, alarmed failures). Needs a governed dataset (``qualified_name`` and a
+        ``foundation``); ignored for other datasets. Default True.
     """
 
     def __init__(
@@ -106,6 +111,7 @@ class RagFeature(Construct):
         chunk_max_tokens: int = 300,
         chunk_overlap_pct: int = 20,
         encryption_key: kms.IKey | None = None,
+        sync_on_new_versions: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         if not isinstance(feature, AiFeature):
@@ -235,9 +241,40 @@ class RagFeature(Construct):
         self.data_source_id: str = self.data_source.attr_data_source_id
 
         self.registration = self._register_with_gateway()
+        self.sync = self._sync_on_new_versions() if sync_on_new_versions else None
         for key, value in (("Team", feature.team), ("Feature", feature.feature)):
             cdk.Tags.of(self).add(key, value)
         cdk.Tags.of(self).add("Classification", self.classification)
+
+    def _sync_on_new_versions(self) -> Any:
+        from ai_factory.constructs.ai_feature import AlarmInput
+        from ai_factory.constructs.knowledge_sync import ALARM_NAME, KnowledgeBaseSync
+
+        qualified = getattr(self.dataset, "qualified_name", None)
+        foundation = getattr(self.dataset, "foundation", None)
+        if qualified is None or foundation is None:
+            return None  # not a governed dataset: no connector announces its versions
+        lineage_bucket = getattr(foundation, "lineage_bucket", None) or foundation.curated_bucket
+        sync = KnowledgeBaseSync(
+            self,
+            "Sync",
+            rag=self,
+            dataset_name=qualified,
+            lineage_bucket=lineage_bucket,
+            lineage_bucket_nag_ref=_nag_arn_ref(lineage_bucket, Stack.of(self)),
+        )
+        self.feature.add_alarm_input(
+            AlarmInput(
+                ALARM_NAME,
+                sync.metric_errors(),
+                0,
+                cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                1,
+                f"{self.feature.team}/{self.feature.feature}: the ingestion of knowledge base {self.name} "
+                f"could not be started for a new version of {qualified}",
+            )
+        )
+        return sync
 
     # ----------------------------------------------------------------------------------------- grants
 

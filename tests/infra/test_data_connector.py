@@ -221,10 +221,12 @@ def test_passes_the_nag_packs() -> None:
         ({"masking": "encrypt"}, "masking: 'encrypt' is not one of"),
         ({"pii_columns": ["nope"]}, "pii_columns: nope not columns of support.tickets"),
         ({"column_masking": {"customer": "none"}}, "customer is a PII column"),
-        ({"column_masking": {"n": "hash"}}, "n is not a string column"),
+        ({"column_masking": {"n": "hash"}}, "n holds no strings, nested or not"),
         ({"pii_kinds": ["EMAIL", "DNA"]}, "pii_kinds: unknown kinds ['DNA']"),
         ({"raw_prefix": "/abs"}, "raw_prefix: '/abs' must be a key prefix"),
         ({"lineage_prefix": "support/tickets/lineage/"}, "outside the dataset's curated prefix"),
+        ({"pii_detection": "model"}, "pii_detection: 'model' is not one of offline, comprehend"),
+        ({"comprehend_language": "de"}, "comprehend_language: 'de': DetectPiiEntities reads en, es only"),
     ],
 )
 def test_invalid_configuration_names_the_field(props: dict[str, Any], message: str) -> None:
@@ -233,18 +235,77 @@ def test_invalid_configuration_names_the_field(props: dict[str, Any], message: s
     assert message in str(info.value) and "DataConnector Gov/Connector" in str(info.value)
 
 
-def test_unsupported_dataset_shapes_are_refused() -> None:
+def test_nested_columns_are_accepted_and_staged() -> None:
     stack = cdk.Stack(cdk.App(), "Gov", env=ENV)
     lake = DataLake(stack, "Lake", domains=["support"])
     nested = GovernedDataset(
         stack, "A", foundation=lake, name="a", domain="support", classification="public", pii=False,
-        columns={"tags": "array<string>"}, partition_keys={"dt": "string"},
+        columns={"tags": "array<string>", "author": "struct<name:string,karma:int>", "n": "array<int>"},
+        partition_keys={"dt": "string"},
     )  # fmt: skip
-    with pytest.raises(DataConnectorError, match="type 'array<string>' is not supported"):
-        DataConnector(stack, "CA", dataset=nested)
+    connector = DataConnector(stack, "CA", dataset=nested, masking="redact", pii_columns=["tags"])
+    assert connector.modes == ["redact"]
+    assert [c["type"] for c in connector.spec["columns"]] == [
+        "array<string>",
+        "struct<name:string,karma:int>",
+        "array<int>",
+    ]
+    with pytest.raises(DataConnectorError, match="column_masking: n holds no strings"):
+        DataConnector(stack, "CN", dataset=nested, masking="redact", column_masking={"n": "hash"})
+
+
+def test_unsupported_dataset_shapes_are_refused() -> None:
+    stack = cdk.Stack(cdk.App(), "Gov", env=ENV)
+    lake = DataLake(stack, "Lake", domains=["support"])
+    mapped = GovernedDataset(
+        stack, "A", foundation=lake, name="a", domain="support", classification="public", pii=False,
+        columns={"attrs": "map<string,string>"}, partition_keys={"dt": "string"},
+    )  # fmt: skip
+    with pytest.raises(
+        DataConnectorError, match=r"dataset: column 'attrs': type 'map<string,string>': map<…>"
+    ):
+        DataConnector(stack, "CA", dataset=mapped)
     flat = GovernedDataset(
         stack, "B", foundation=lake, name="b", domain="support", classification="public", pii=False,
         columns={"x": "string"},
     )  # fmt: skip
     with pytest.raises(DataConnectorError, match="exactly one partition key"):
         DataConnector(stack, "CB", dataset=flat)
+
+
+def test_comprehend_option_grants_detect_pii_entities_and_stages_the_setting() -> None:
+    _, stack, connector = build(pii_detection="comprehend", comprehend_language="es")
+    found = statements(Template.from_stack(stack))
+    assert found["DetectPiiWithComprehend"] == {
+        "Sid": "DetectPiiWithComprehend",
+        "Effect": "Allow",
+        "Action": "comprehend:DetectPiiEntities",
+        "Resource": "*",  # the action has no resource-level permissions
+    }
+    assert "DetectPiiWithComprehend" not in statements(Template.from_stack(build()[1]))
+    # What the asset stages as connector_config.json; the runtime reads both keys back.
+    assert (connector.config["pii_detection"], connector.config["comprehend_language"]) == (
+        "comprehend",
+        "es",
+    )
+    names = [a.name for a in connector.alarm_inputs()]
+    assert names[0] == "support.tickets-connector-pii-detection-failures"
+    assert connector.metric_comprehend_cost().metric_name == "ComprehendCostUSD"
+
+
+def test_comprehend_option_passes_the_nag_packs() -> None:
+    app, _, _ = build(nag=True, pii_detection="comprehend")
+    app.synth()  # the '*' for DetectPiiEntities is acknowledged with its reason
+
+
+def test_connector_may_announce_versions_on_the_default_bus_only(synth: dict[str, Any]) -> None:
+    found = statements(synth["template"])["AnnounceDatasetVersions"]
+    assert found["Action"] == "events:PutEvents"
+    assert found["Condition"] == {"StringEquals": {"events:source": "ai-factory.data-connector"}}
+    assert json.dumps(found["Resource"]).endswith(':event-bus/default"]]}')
+    synth["template"].has_resource_properties(
+        "AWS::Lambda::Function",
+        {"Environment": {"Variables": Match.object_like({"AIF_CONNECTOR_EVENT_BUS": "default"})}},
+    )
+    _, stack, _ = build(announce_versions=False)
+    assert "AnnounceDatasetVersions" not in statements(Template.from_stack(stack))

@@ -104,13 +104,20 @@ def test_the_app_finds_every_feature_of_every_team(built: Built) -> None:
     assert set(built.platform.observability.feature_alarms) == names
 
 
+def _alarm_count(feature: Any) -> int:
+    """7 per feature, plus the alarms its constructs added (a RagFeature's sync)."""
+    return 7 + len({a.name for a in feature.alarm_inputs} - set(PER_FEATURE_ALARMS))
+
+
 def test_every_feature_has_all_its_alarms_named_by_severity(built: Built) -> None:
     found = alarms(built.template)
     for feature in built.features:
         prefix = f"{feature.team}-{feature.feature}-"
         mine = {name: props for name, props in found.items() if prefix in name}
         kinds = {name.rsplit("-", 1)[1] for name in mine}
-        assert kinds == set(PER_FEATURE_ALARMS), feature.feature
+        # Plus what the feature's constructs added (a RagFeature's KnowledgeBaseSyncFailed).
+        extra = {a.name for a in feature.alarm_inputs} - set(PER_FEATURE_ALARMS)
+        assert kinds == set(PER_FEATURE_ALARMS) | extra, feature.feature
         for name in mine:
             assert re.fullmatch(rf"AIFactory-(Critical|Warning)-{re.escape(prefix)}\w+", name)
     assert "AIFactory-Critical-Platform-FallbackStorm" in found
@@ -135,7 +142,7 @@ def test_every_alarm_notifies_the_topic_and_links_its_runbook(built: Built) -> N
     assert len(topics) == 1
     topic_id = next(iter(topics))
     found = alarms(built.template)
-    assert len(found) == 7 * len(built.features) + 2
+    assert len(found) == sum(_alarm_count(f) for f in built.features) + 2
     for name, props in found.items():
         assert props["AlarmActions"] == [{"Ref": topic_id}], name
         assert props["OKActions"] == [{"Ref": topic_id}], name
@@ -315,7 +322,7 @@ def test_many_features_split_across_small_stacks() -> None:
             d["Properties"]["DashboardName"]
             for d in template.find_resources("AWS::CloudWatch::Dashboard").values()
         }
-    assert total == 7 * count + 2
+    assert total == sum(_alarm_count(f) for f in b.features) + 2
     # The platform dashboard plus one per 10 features of each stack, all names unique.
     assert len(dashboard_names) == 1 + sum(math.ceil(share / 10) for share in shares)
 

@@ -334,3 +334,87 @@ def test_rag_feature_passes_cdk_nag(tmp_path: Path) -> None:
         if construct["constructPath"].startswith(("Team/Rag/", "Gateway/Gateway/Function/ServiceRole"))
     ]
     assert ours == []
+
+
+# ------------------------------------------------------------------- sync on new dataset versions
+
+
+def test_a_new_dataset_version_starts_ingestion_through_an_eventbridge_rule(built: Built) -> None:
+    template = built.template
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "EventPattern": {
+                "source": ["ai-factory.data-connector"],
+                "detail-type": ["Dataset version curated"],
+                "detail": {"dataset": ["support.tickets"]},
+            },
+            "State": "ENABLED",
+            "Targets": [
+                Match.object_like(
+                    {"Arn": {"Fn::GetAtt": [Match.string_like_regexp("RagSyncFunction"), "Arn"]}}
+                )
+            ],
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "aif_connector.knowledge_sync.lambda_handler",
+            "FunctionName": "aif-kb-sync-support-tickets",
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "AIF_KNOWLEDGE_BASE_ID": {
+                            "Fn::GetAtt": [Match.string_like_regexp("RagKnowledgeBase"), "KnowledgeBaseId"]
+                        },
+                        "AIF_DATA_SOURCE_ID": {
+                            "Fn::GetAtt": [Match.string_like_regexp("RagDataSource"), "DataSourceId"]
+                        },
+                        "AIF_KNOWLEDGE_BASE_NAME": "support.tickets",
+                    }
+                )
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "MaximumRetryAttempts": 2,
+            "DestinationConfig": {
+                "OnFailure": {
+                    "Destination": {"Fn::GetAtt": [Match.string_like_regexp("RagSyncFailureQueue"), "Arn"]}
+                }
+            },
+        },
+    )
+    statements = [
+        s
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if "RagSyncRole" in json.dumps(policy["Properties"]["Roles"])
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    ingestion = next(s for s in statements if "bedrock:StartIngestionJob" in s["Action"])
+    assert ingestion["Action"] == [
+        "bedrock:StartIngestionJob",
+        "bedrock:GetIngestionJob",
+        "bedrock:ListIngestionJobs",
+    ]
+    logical_id, attribute = ingestion["Resource"]["Fn::GetAtt"]
+    assert logical_id.startswith("RagKnowledgeBase") and attribute == "KnowledgeBaseArn"
+    lineage = next(s for s in statements if s.get("Sid") == "WriteSyncLineage")
+    assert lineage["Action"] == "s3:PutObject"
+    assert json.dumps(lineage["Resource"]).endswith('/lineage/runs/knowledge-base-sync.support.tickets/*"]]}')
+    names = [a.name for a in built.rag.feature.alarm_inputs]
+    assert names[-1] == "KnowledgeBaseSyncFailed"
+    assert built.rag.sync is not None
+    assert (
+        built.rag.sync.metric_errors().to_metric_config().metric_stat.dimensions[0].value
+        == "aif-kb-sync-support-tickets"
+    )  # type: ignore[union-attr]
+
+
+def test_sync_can_be_turned_off() -> None:
+    _, result = build(name="manual", sync_on_new_versions=False)
+    assert result is not None and result.rag.sync is None
+    result.template.resource_count_is("AWS::Events::Rule", 0)

@@ -506,3 +506,267 @@ def test_lambda_handler_with_staged_config_tokenization_and_secret(
 def test_policies_need_the_secret_for_hash() -> None:
     with pytest.raises(ConnectorError, match="AIF_HMAC_SECRET_ARN"):
         build_policies(settings(), {}, session=None)
+
+
+# ------------------------------------------------------------------------------- nested columns
+
+ARTICLES = DatasetSpec(
+    name="articles",
+    database=DATABASE,
+    table="articles",
+    columns=(
+        Column("article_id", "string", required=True),
+        Column("body", "string"),
+        Column("tags", "array<string>"),
+        Column(
+            "author", "struct<name:string,contact:struct<email:string,phone:string>,karma:int>", pii=False
+        ),
+        Column("reviewers", "array<struct<name:string,note:string>>"),
+        Column("owners", "array<string>", pii=True),
+        Column("scores", "array<double>"),
+    ),
+    masking="redact",
+    classification="internal",
+    max_line_bytes=1_048_576,
+)
+
+
+def _articles_table(aws: dict[str, Any]) -> None:
+    aws["glue"].create_table(
+        DatabaseName=DATABASE,
+        TableInput={
+            "Name": "articles",
+            "PartitionKeys": [{"Name": "dt", "Type": "string"}],
+            "StorageDescriptor": {
+                "Columns": [{"Name": c.name, "Type": c.type} for c in ARTICLES.columns],
+                "Location": f"s3://{CURATED}/knowledge/articles/",
+                "SerdeInfo": {"SerializationLibrary": "org.openx.data.jsonserde.JsonSerDe"},
+            },
+        },
+    )
+
+
+def test_nested_arrays_and_structs_are_validated_and_masked_at_every_depth(aws: dict[str, Any]) -> None:
+    _articles_table(aws)
+    conn, _ = make_connector(aws, spec=ARTICLES, curated_prefix="knowledge/articles/")
+    long_body = ("Reset the router, then wait. " * 8000) + "Write to help@example.com."  # ~230 KB
+    good = {
+        "article_id": "a1",
+        "body": long_body,
+        "tags": ["router", "mail ops@example.com", None],
+        "author": {"name": "Dear Ada Lovelace", "contact": {"email": "ada@example.com", "phone": None}},
+        "reviewers": [{"name": "x", "note": "call +44 20 7946 0958"}, {"note": "fine"}],
+        "owners": ["Grace Hopper", "Alan Turing"],
+        "scores": [1, 2.5],
+    }
+    bad = [
+        {"article_id": "b1", "tags": ["ok", 5]},
+        {"article_id": "b2", "author": {"contact": {"email": 7}}},
+        {"article_id": "b3", "author": {"nickname": "x"}},
+        {"article_id": "b4", "reviewers": [{"name": "a"}, "not an object"]},
+        {"article_id": "b5", "tags": "router"},
+        {"article_id": "b6", "scores": [1, "high"]},
+    ]
+    body = "\n".join(json.dumps(r) for r in [good, *bad]).encode()
+    result = conn.process(RAW, put_raw(aws, "incoming/articles.jsonl", body))
+    assert (result.records_in, result.records_curated, result.records_quarantined) == (7, 1, 6)
+
+    (curated,) = [json.loads(line) for line in read(aws, result.curated_uri or "").splitlines()]
+    assert curated["tags"] == ["router", "mail [EMAIL]", None]
+    assert curated["author"] == {
+        "name": "Dear [PERSON_NAME]",
+        "contact": {"email": "[EMAIL]", "phone": None},
+        "karma": None,
+    }
+    assert curated["reviewers"] == [
+        {"name": "x", "note": "call [PHONE]"},
+        {"name": None, "note": "fine"},
+    ]
+    assert curated["owners"] == ["[PII_COLUMN]", "[PII_COLUMN]"]  # a pii column is masked whole per leaf
+    assert curated["scores"] == [1.0, 2.5]
+    assert curated["body"].endswith("Write to [EMAIL].") and len(curated["body"]) > 200_000
+    assert "@example.com" not in read(aws, result.curated_uri or "").decode()
+    assert result.findings_by_kind["EMAIL"] == 3
+
+    reasons = [json.loads(line)["reason"] for line in read(aws, result.quarantine_uri or "").splitlines()]
+    assert reasons == [
+        "field 'tags[1]': expected a string, got a number 5",
+        "field 'author.contact.email': expected a string, got a number 7",
+        "field 'author': unexpected field(s) not in the struct: 'nickname'",
+        "field 'reviewers[1]': expected an object, got a string 'not an object'",
+        "field 'tags': expected an array, got a string 'router'",
+        "field 'scores[1]': expected a number, got a string 'high'",
+    ]
+
+
+def test_nested_csv_cells_are_json_text(aws: dict[str, Any]) -> None:
+    _articles_table(aws)
+    conn, _ = make_connector(aws, spec=ARTICLES, curated_prefix="knowledge/articles/")
+    rows = [
+        "article_id,tags,author",
+        'a1,"[""faq"", ""x@example.org""]","{""name"": ""Bob"", ""karma"": 3}"',
+        'a2,"[""faq""",',
+        "a3,,",
+    ]
+    result = conn.process(RAW, put_raw(aws, "incoming/articles.csv", "\n".join(rows).encode()))
+    curated = [json.loads(line) for line in read(aws, result.curated_uri or "").splitlines()]
+    assert [c["article_id"] for c in curated] == ["a1", "a3"]
+    assert curated[0]["tags"] == ["faq", "[EMAIL]"] and curated[0]["author"]["karma"] == 3
+    assert curated[1]["tags"] is None
+    (reject,) = [json.loads(line) for line in read(aws, result.quarantine_uri or "").splitlines()]
+    assert reject["line"] == 3 and reject["reason"].startswith("field 'tags': invalid JSON in the cell")
+
+
+# --------------------------------------------------------------------------- Amazon Comprehend option
+
+
+def _comprehend_connector(aws: dict[str, Any], **changes: Any) -> tuple[Connector, io.StringIO, Any]:
+    from aif_connector.masking import MaskingPolicy
+
+    client = boto3.client("comprehend", region_name=REGION)
+    policies = {"hash": MaskingPolicy("hash", hmac_key=HMAC_KEY), "redact": MaskingPolicy("redact")}
+    metrics = io.StringIO()
+    conn = Connector(
+        settings(pii_detection="comprehend", **changes),
+        s3=aws["s3"],
+        glue=aws["glue"],
+        masker=masker_from(policies),
+        metrics_out=metrics,
+        clock=lambda: datetime(2026, 11, 3, 12, 0, tzinfo=UTC),
+        comprehend=client,
+    )
+    return conn, metrics, client
+
+
+def _metric_values(metrics: io.StringIO) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for line in metrics.getvalue().splitlines():
+        doc = json.loads(line)
+        for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]:
+            out[m["Name"]] = out.get(m["Name"], 0) + doc[m["Name"]]
+    return out
+
+
+def test_comprehend_names_are_masked_in_one_batched_request_and_metered(aws: dict[str, Any]) -> None:
+    from botocore.stub import Stubber
+
+    conn, metrics, client = _comprehend_connector(aws)
+    records = [
+        {"ticket_id": 1, "customer": "Ada", "body": "Bartholomew Quill called twice", "channel": "web"},
+        {"ticket_id": 2, "body": "mail ops@example.com", "subject_missing": None},
+    ]
+    records[1].pop("subject_missing")
+    body = "\n".join(json.dumps(r) for r in records).encode()
+    # Scanned strings in record order (the pii column 'customer' and masking 'none' are not sent).
+    joined = "Bartholomew Quill called twice\n\nmail ops@example.com"
+    with Stubber(client) as stub:
+        stub.add_response(
+            "detect_pii_entities",
+            {"Entities": [{"Type": "NAME", "BeginOffset": 0, "EndOffset": 17, "Score": 0.98}]},
+            {"Text": joined, "LanguageCode": "en"},
+        )
+        result = conn.process(RAW, put_raw(aws, "incoming/t.jsonl", body))
+        stub.assert_no_pending_responses()
+    curated = [json.loads(line) for line in read(aws, result.curated_uri or "").splitlines()]
+    assert curated[0]["body"].startswith("[PERSON_NAME:") and curated[0]["body"].endswith(" called twice")
+    assert curated[1]["body"].startswith("mail [EMAIL:")  # the offline detectors still run
+    values = _metric_values(metrics)
+    assert values["ComprehendRequests"] == 1
+    assert values["ComprehendUnits"] == 3  # 52 characters: the 3-unit minimum per request
+    assert values["ComprehendCostUSD"] == pytest.approx(0.0003)
+    assert values["PiiDetectionFailures"] == 0
+
+
+def test_comprehend_failure_quarantines_the_records_it_could_not_check(aws: dict[str, Any]) -> None:
+    from aif_connector import pii
+    from botocore.stub import Stubber
+
+    conn, metrics, client = _comprehend_connector(aws, spec=replace(SPEC, max_line_bytes=200_000))
+    # 60 KB each: two texts do not fit in one 100 KB request, so two requests; the first fails
+    # (throttled after botocore's retries), the second succeeds.
+    first, second = "a " * 30_000, "b " * 30_000
+    assert 2 * len(first.encode()) > pii.COMPREHEND_MAX_BYTES
+    body = "\n".join(
+        json.dumps({"ticket_id": i, "body": text}) for i, text in ((1, first), (2, second))
+    ).encode()
+    with Stubber(client) as stub:
+        stub.add_client_error("detect_pii_entities", "ThrottlingException", http_status_code=400)
+        stub.add_response("detect_pii_entities", {"Entities": []}, {"Text": second, "LanguageCode": "en"})
+        result = conn.process(RAW, put_raw(aws, "incoming/t2.jsonl", body))
+        stub.assert_no_pending_responses()
+    assert (result.records_curated, result.records_quarantined) == (1, 1)
+    curated = [json.loads(line) for line in read(aws, result.curated_uri or "").splitlines()]
+    assert [c["ticket_id"] for c in curated] == [2]
+    (reject,) = [json.loads(line) for line in read(aws, result.quarantine_uri or "").splitlines()]
+    assert reject["line"] == 1
+    assert reject["reason"] == (
+        "PII detection failed, the record was not written: "
+        "Amazon Comprehend DetectPiiEntities failed: ThrottlingException"
+    )
+    values = _metric_values(metrics)
+    assert values["PiiDetectionFailures"] == 1
+    assert (
+        values["ComprehendRequests"] == 2 and values["ComprehendUnits"] == 600
+    )  # failed requests are not billed
+
+
+def test_comprehend_setting_is_loaded_and_needs_a_client(tmp_path: Any) -> None:
+    config = {"dataset": SPEC.to_dict(), "pii_detection": "comprehend", "comprehend_language": "es"}
+    path = tmp_path / CONFIG_FILE_NAME
+    path.write_text(json.dumps(config))
+    env = {
+        contract.RAW_BUCKET_ENV: RAW,
+        contract.CURATED_BUCKET_ENV: CURATED,
+        contract.QUARANTINE_BUCKET_ENV: QUARANTINE,
+        contract.LINEAGE_BUCKET_ENV: LINEAGE,
+        contract.TABLE_NAMESPACE_ENV: "arn:aws:glue:us-east-1:1",
+    }
+    loaded = ConnectorSettings.load(path, env)
+    assert (loaded.pii_detection, loaded.comprehend_language) == ("comprehend", "es")
+    with pytest.raises(ConnectorError, match="needs a Comprehend client"):
+        Connector(loaded, s3=None, glue=None, masker=masker_from({}))
+
+
+# ---------------------------------------------------------------- announcing versions (knowledge-base sync)
+
+
+def test_connector_announces_a_curated_version_before_its_complete_event(aws: dict[str, Any]) -> None:
+    from aif_connector.knowledge_sync import EVENT_DETAIL_TYPE, EVENT_SOURCE
+    from aif_connector.masking import MaskingPolicy
+    from botocore.stub import ANY, Stubber
+
+    events = boto3.client("events", region_name=REGION)
+    conn = Connector(
+        settings(event_bus="default"),
+        s3=aws["s3"],
+        glue=aws["glue"],
+        masker=masker_from({"hash": MaskingPolicy("hash", hmac_key=HMAC_KEY)}),
+        metrics_out=io.StringIO(),
+        events=events,
+    )
+    body = json.dumps({"ticket_id": 1, "body": "hello"}).encode()
+    entry = {
+        "Source": EVENT_SOURCE,
+        "DetailType": EVENT_DETAIL_TYPE,
+        "Detail": ANY,
+        "EventBusName": "default",
+    }
+    with Stubber(events) as stub:
+        stub.add_response(
+            "put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "e-1"}]}, {"Entries": [entry]}
+        )
+        result = conn.process(RAW, put_raw(aws, "incoming/a.jsonl", body))
+        stub.assert_no_pending_responses()
+    assert result.status == "COMPLETE" and result.dataset_version
+    # A failed announcement fails the run (Lambda retries it whole; the run is idempotent).
+    with Stubber(events) as stub:
+        stub.add_response(
+            "put_events",
+            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "x"}]},
+        )
+        with pytest.raises(ConnectorError, match="could not announce dataset version sha256:"):
+            conn.process(RAW, put_raw(aws, "incoming/b.jsonl", body))
+    # A run that curated nothing announces nothing (no stubbed response: a call would fail the test).
+    with Stubber(events):
+        empty = conn.process(RAW, put_raw(aws, "incoming/c.jsonl", b'{"body": "no id"}'))
+    assert empty.records_curated == 0

@@ -253,3 +253,31 @@ def test_precision_and_recall_floors_on_the_labelled_set() -> None:
     assert every["ALL"]["precision"] >= 0.9, every
     for kind in pii.STRUCTURED_KINDS:
         assert structured[kind]["recall"] >= 0.8, (kind, structured[kind])
+
+
+def test_free_text_names_floor_on_the_labelled_set() -> None:
+    """Names without a cue word (tag ``freetext``: 9 languages, capitalised non-names as negatives)."""
+    records = [r for r in pii_detectors.load_labelled() if "freetext" in r["tags"]]
+    assert len({r["note"].rsplit("(", 1)[-1] for r in records if r["spans"]}) >= 9  # languages
+    names = pii_detectors.score(records, pii_detectors.our_predictions(records), kinds=["PERSON_NAME"])["ALL"]
+    assert names["recall"] >= 0.8 and names["precision"] >= 0.9, names
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("Yesterday Maria Garcia called", ["Maria Garcia"]),  # the name inside a capitalised phrase
+        ("Ik heb Sanne de Vries gebeld", ["Sanne de Vries"]),  # particles
+        ("Volgens Pieter van den Berg is het klaar", ["Pieter van den Berg"]),
+        ("Forward to Michael O'Connor today", ["Michael O'Connor"]),
+        ("Chen Wei will review it", ["Chen Wei"]),  # surname first
+        ("Victoria Station is closed", []),  # place word after a given name
+        ("The Grace Period ends soon", []),
+        ("Take the Jordan Valley road with Anna", []),  # a given name alone is not enough
+        ("Sarah de la", []),  # particles without a surname
+    ],
+)
+def test_free_text_names(text: str, names: list[str]) -> None:
+    from aif_connector.names import free_text_names
+
+    assert [text[s:e] for s, e, _ in free_text_names(text)] == names

@@ -17,6 +17,7 @@ RUNBOOKS = (
     "quality-drift",
     "leaked-key",
     "high-latency",
+    "knowledge-base-sync",
 )
 # Which runbook each alarm links (feature alarms by their AlarmInput name, then the facade's own).
 ALARM_RUNBOOKS = {
@@ -29,6 +30,7 @@ ALARM_RUNBOOKS = {
     "CanaryPassRateDrop": "quality-drift",
     "FallbackStorm": "provider-outage",
     "GatewayErrors": "provider-outage",
+    "KnowledgeBaseSyncFailed": "knowledge-base-sync",
 }
 FIVE_MINUTES = Duration.minutes(5)
 ONE_HOUR = Duration.hours(1)

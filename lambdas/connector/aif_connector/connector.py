@@ -27,14 +27,15 @@ import re
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from aif_connector.glue_types import GlueType
 from aif_connector.lineage import LineageWriter, RunFacts, WrittenObject, build_run_event, run_id_for
-from aif_connector.records import SUFFIX_FORMATS, DatasetSpec, parse_file
+from aif_connector.records import SUFFIX_FORMATS, DatasetSpec, ParsedFile, Reject, parse_file
 from aif_gateway import contract as c
 
 logger = logging.getLogger("aif_connector")
@@ -67,6 +68,9 @@ class ConnectorSettings:
     domain: str = ""
     max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    event_bus: str | None = None  # set: announce each curated dataset version (knowledge-base sync)
+    pii_detection: str = "offline"  # offline | comprehend (offline detectors plus Amazon Comprehend)
+    comprehend_language: str = "en"
 
     @property
     def job_name(self) -> str:
@@ -98,6 +102,9 @@ class ConnectorSettings:
             domain=raw.get("domain", ""),
             max_object_bytes=int(raw.get("max_object_bytes", DEFAULT_MAX_OBJECT_BYTES)),
             metrics_namespace=env.get(c.METRICS_NAMESPACE_ENV, DEFAULT_METRICS_NAMESPACE),
+            event_bus=env.get(c.CONNECTOR_EVENT_BUS_ENV) or None,
+            pii_detection=raw.get("pii_detection", "offline"),
+            comprehend_language=raw.get("comprehend_language", "en"),
         )
 
 
@@ -144,6 +151,8 @@ class Connector:
         policy_descriptions: Mapping[str, Mapping[str, Any]] | None = None,
         metrics_out: TextIO | None = None,
         clock: Callable[[], datetime] | None = None,
+        comprehend: Any | None = None,
+        events: Any | None = None,
     ) -> None:
         if detector is None or finding_factory is None:
             from aif_connector import pii
@@ -164,6 +173,15 @@ class Connector:
         self._storage_descriptor: dict[str, Any] | None = None
         self._masking = self.spec.column_masking()
         self._pii_columns = {c.name for c in self.spec.columns if c.pii}
+        self._types = {c.name: c.glue_type for c in self.spec.columns}
+        if settings.pii_detection not in ("offline", "comprehend"):
+            raise ConnectorError(f"pii_detection {settings.pii_detection!r} is not 'offline' or 'comprehend'")
+        if settings.pii_detection == "comprehend" and comprehend is None:
+            raise ConnectorError("pii_detection 'comprehend' needs a Comprehend client")
+        self.comprehend = comprehend if settings.pii_detection == "comprehend" else None
+        if settings.event_bus and events is None:
+            raise ConnectorError("an event bus is configured but no EventBridge client was given")
+        self.events = events if settings.event_bus else None
 
     # ----------------------------------------------------------------------------------------- run
 
@@ -273,9 +291,11 @@ class Connector:
             self._quarantine_file(bucket, key, version, facts, result, partition, run_id, file_error)
         else:
             assert parsed is not None
+            extra = self._comprehend_pass(parsed, facts) if self.comprehend is not None else None
             curated_lines: list[bytes] = []
-            for _, record in parsed.records:
-                curated_lines.append(self._masked_line(record, facts.findings_by_kind))
+            for index, (_, record) in enumerate(parsed.records):
+                more = iter(extra[index]) if extra is not None else None
+                curated_lines.append(self._masked_line(record, facts.findings_by_kind, more))
             facts.records_in = parsed.records_in
             facts.records_curated = len(curated_lines)
             facts.records_quarantined = len(parsed.rejects)
@@ -314,6 +334,8 @@ class Connector:
         result.findings_by_kind = dict(facts.findings_by_kind)
         event = build_run_event(facts, run_id=run_id, now=self.clock())
         result.dataset_version = event["outputs"][0]["facets"].get("version", {}).get("datasetVersion")
+        if self.events is not None and result.dataset_version and facts.records_curated:
+            self._announce(facts, result)  # before the COMPLETE event: a failed announcement fails the run
         result.lineage_uri = self.lineage.write(event, partition)
         self._emit_metrics(
             {
@@ -334,24 +356,148 @@ class Connector:
             f" (file quarantined: {file_error})" if file_error else "",
         )
 
+    def _announce(self, facts: RunFacts, result: RunResult) -> None:
+        """Tell the knowledge bases over this dataset that a new version is curated (EventBridge)."""
+        from aif_connector.knowledge_sync import curated_event
+
+        assert self.settings.event_bus is not None and result.dataset_version is not None
+        entry = curated_event(
+            dataset=self.settings.dataset_name,
+            dataset_version=result.dataset_version,
+            run_id=result.run_id,
+            table_namespace=facts.table_namespace,
+            table_name=facts.table_name,
+            curated_uri=result.curated_uri,
+            records=facts.records_curated,
+            bus=self.settings.event_bus,
+        )
+        assert self.events is not None  # checked by the caller
+        response = self.events.put_events(Entries=[entry])
+        if response.get("FailedEntryCount"):
+            failed = response["Entries"][0]
+            raise ConnectorError(
+                f"could not announce dataset version {result.dataset_version}: "
+                f"{failed.get('ErrorCode')}: {failed.get('ErrorMessage')}"
+            )
+
     # ------------------------------------------------------------------------------------ masking
 
-    def _masked_line(self, record: dict[str, Any], findings_by_kind: dict[str, int]) -> bytes:
+    def _scanned_texts(self, record: Mapping[str, Any]) -> list[str]:
+        """The string leaves the detectors scan, in the order ``_masked_line`` visits them."""
+        texts: list[str] = []
+
+        def walk(value: Any, gtype: GlueType) -> None:
+            if value is None:
+                return
+            if gtype.kind == "array":
+                assert gtype.element is not None
+                for item in value:
+                    walk(item, gtype.element)
+            elif gtype.kind == "struct":
+                for k, t in gtype.fields:
+                    walk(value.get(k), t)
+            elif gtype.kind == "string" and isinstance(value, str) and value:
+                texts.append(value)
+
+        for name, mode in self._masking.items():
+            if mode != "none" and name not in self._pii_columns:
+                walk(record.get(name), self._types[name])
+        return texts
+
+    def _comprehend_pass(self, parsed: ParsedFile, facts: RunFacts) -> list[list[list[Any]]]:
+        """Comprehend's findings for every scanned text of every record (batched over the whole file);
+        records Comprehend could not check move to the rejects: never written without the check."""
+        from aif_connector.pii import comprehend_findings
+
+        per_record = [self._scanned_texts(record) for _, record in parsed.records]
+        flat = [t for texts in per_record for t in texts]
+        outcome = comprehend_findings(
+            flat, client=self.comprehend, language_code=self.settings.comprehend_language
+        )
+        kept: list[tuple[int, dict[str, Any]]] = []
+        extra: list[list[list[Any]]] = []
+        failed = 0
+        pos = 0
+        for (line, record), texts in zip(parsed.records, per_record, strict=True):
+            errors = [e for e in outcome.errors[pos : pos + len(texts)] if e]
+            findings = outcome.findings[pos : pos + len(texts)]
+            pos += len(texts)
+            if errors:
+                failed += 1
+                raw = json.dumps(record, ensure_ascii=False)
+                reason = f"PII detection failed, the record was not written: {errors[0]}"
+                parsed.rejects.append(Reject(line, reason, raw))
+                continue
+            if self.spec.pii_kinds is not None:
+                findings = [[f for f in fs if f.kind in self.spec.pii_kinds] for fs in findings]
+            kept.append((line, record))
+            extra.append(findings)
+        parsed.rejects.sort(key=lambda r: r.line)
+        parsed.records = kept
+        self._emit_metrics(
+            {
+                c.COMPREHEND_REQUESTS.name: outcome.requests,
+                c.COMPREHEND_UNITS.name: outcome.units,
+                c.COMPREHEND_COST_USD.name: outcome.cost_usd,
+                c.PII_DETECTION_FAILURES.name: failed,
+            },
+            {},
+        )
+        return extra
+
+    def _masked_line(
+        self,
+        record: dict[str, Any],
+        findings_by_kind: dict[str, int],
+        extra: Iterator[list[Any]] | None = None,
+    ) -> bytes:
         out = dict(record)
         for name, mode in self._masking.items():
-            value = out.get(name)
-            if not isinstance(value, str) or not value or mode == "none":
+            if mode == "none" or out.get(name) is None:
                 continue
-            if name in self._pii_columns:
-                findings = [self.finding("PII_COLUMN", 0, len(value), value, 1.0)]
-            else:
-                findings = self.detector(value, kinds=self.spec.pii_kinds)
-            if not findings:
-                continue
-            for finding in findings:
-                findings_by_kind[finding.kind] = findings_by_kind.get(finding.kind, 0) + 1
-            out[name] = self.masker(value, findings, mode)
+            whole = name in self._pii_columns
+            out[name] = self._mask_value(out[name], self._types[name], mode, whole, findings_by_kind, extra)
         return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+    def _mask_value(
+        self,
+        value: Any,
+        gtype: GlueType,
+        mode: str,
+        whole: bool,
+        findings_by_kind: dict[str, int],
+        extra: Iterator[list[Any]] | None,
+    ) -> Any:
+        """``value`` with PII masked in every string leaf, at any depth of arrays and structs (a ``pii``
+        column is masked whole in each leaf). ``extra``: Comprehend's findings, one list per scanned
+        leaf in visiting order."""
+        if value is None:
+            return None
+        if gtype.kind == "array":
+            assert gtype.element is not None
+            return [self._mask_value(v, gtype.element, mode, whole, findings_by_kind, extra) for v in value]
+        if gtype.kind == "struct":
+            return {
+                k: self._mask_value(value.get(k), t, mode, whole, findings_by_kind, extra)
+                for k, t in gtype.fields
+            }
+        if gtype.kind != "string" or not isinstance(value, str) or not value:
+            return value
+        if whole:
+            findings = [self.finding("PII_COLUMN", 0, len(value), value, 1.0)]
+        else:
+            findings = self.detector(value, kinds=self.spec.pii_kinds)
+            if extra is not None:
+                findings = list(findings) + next(extra)
+                if findings:
+                    from aif_connector.pii import resolve
+
+                    findings = resolve(findings)
+        if not findings:
+            return value
+        for finding in findings:
+            findings_by_kind[finding.kind] = findings_by_kind.get(finding.kind, 0) + 1
+        return self.masker(value, findings, mode)
 
     # ------------------------------------------------------------------------------------ outputs
 
@@ -430,7 +576,7 @@ class Connector:
 
     # ------------------------------------------------------------------------------------ metrics
 
-    def _emit_metrics(self, values: Mapping[str, int], findings_by_kind: Mapping[str, int]) -> None:
+    def _emit_metrics(self, values: Mapping[str, float], findings_by_kind: Mapping[str, int]) -> None:
         """CloudWatch embedded metric format on stdout: one document per dimension set."""
         out = self.metrics_out or sys.stdout
         ns = self.settings.metrics_namespace
@@ -445,7 +591,7 @@ class Connector:
 
 
 def _emf(
-    namespace: str, stamp: int, dimensions: Mapping[str, str], values: Mapping[str, int]
+    namespace: str, stamp: int, dimensions: Mapping[str, str], values: Mapping[str, float]
 ) -> dict[str, Any]:
     return {
         "_aws": {
@@ -560,6 +706,10 @@ def _connector() -> Connector:
             glue=session.client("glue", config=retry),
             masker=masker_from(policies),
             policy_descriptions={mode: p.describe() for mode, p in policies.items()},
+            comprehend=session.client("comprehend", config=retry)
+            if settings.pii_detection == "comprehend"
+            else None,
+            events=session.client("events", config=retry) if settings.event_bus else None,
         )
     return _CONNECTOR
 

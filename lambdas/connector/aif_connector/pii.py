@@ -5,8 +5,9 @@ is confirmed by the rule its issuer defines (Luhn for cards, ISO 13616 mod-97 fo
 of a French NIR, the control letter of a Spanish DNI/NIE, ISO 7064 MOD 11,10 for the German tax ID,
 the SSA's never-issued ranges for US SSNs, ``ipaddress`` for IPs), so look-alikes such as order
 numbers, dates, version strings and product codes are rejected rather than masked. Names are found
-only from context ("Name: X", "Dear X", "Mr. X", "Regards, X") and carry a low confidence; every further
-occurrence of a name found that way in the same text is reported too.
+from context ("Name: X", "Dear X", "Mr. X", "Regards, X") and, without a cue word, as a known given
+name followed by a surname (:mod:`aif_connector.names`); they carry a low confidence, and every further
+occurrence of a name found either way in the same text is reported too.
 
 Standard library only: this module runs in the connector Lambda, whose runtime has no third-party
 packages besides boto3. :func:`detect_comprehend` (optional, behind the connector's flag) asks Amazon
@@ -20,6 +21,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from aif_connector.names import free_text_names
 
 EMAIL = "EMAIL"
 PHONE = "PHONE"
@@ -510,6 +513,9 @@ _NOT_NAMES = frozenset(
 )
 
 
+_LOWER_LETTER = re.compile(r"[a-zß-öø-ÿ]")
+
+
 def _names(text: str) -> Iterator[_Raw]:
     found: dict[str, float] = {}
     for pattern, confidence in _NAME_CONTEXTS:
@@ -523,11 +529,22 @@ def _names(text: str) -> Iterator[_Raw]:
             start = m.start(1)
             yield PERSON_NAME, start, start + len(name), confidence
             found[name] = max(confidence, found.get(name, 0.0))
+    # Without a cue word: a known given name followed by a surname ("spoke with Maria Garcia").
+    for start, end, confidence in free_text_names(text):
+        yield PERSON_NAME, start, end, confidence
+        found[text[start:end]] = max(confidence, found.get(text[start:end], 0.0))
     # A name the context revealed is masked wherever else it appears in the same text.
     for name, confidence in found.items():
         # Bounded by anything but a lower-case letter: "Al" is not in "Also", "Ann" is in "Ann2".
-        for m in re.finditer(rf"(?<![a-zß-öø-ÿ]){re.escape(name)}(?![a-zß-öø-ÿ])", text):
-            yield PERSON_NAME, m.start(), m.end(), round(confidence - 0.1, 2)
+        # (str.find, not a regular expression per name: no compile per distinct name.)
+        start = text.find(name)
+        while start != -1:
+            end = start + len(name)
+            before = text[start - 1] if start else " "
+            after = text[end] if end < len(text) else " "
+            if not _LOWER_LETTER.match(before) and not _LOWER_LETTER.match(after):
+                yield PERSON_NAME, start, end, round(confidence - 0.1, 2)
+            start = text.find(name, start + 1)
 
 
 DETECTORS: dict[str, Callable[[str], Iterator[_Raw]]] = {
@@ -603,21 +620,50 @@ COMPREHEND_MAX_BYTES = 100_000
 _SEPARATOR = "\n\n"
 
 
-def detect_comprehend(
+# Comprehend bills DetectPiiEntities in units of 100 characters, at least 3 units per request, and
+# accepts English and Spanish text.
+COMPREHEND_CHARS_PER_UNIT = 100
+COMPREHEND_MIN_UNITS = 3
+COMPREHEND_USD_PER_UNIT = 0.0001
+COMPREHEND_LANGUAGES = ("en", "es")
+
+
+@dataclass
+class ComprehendOutcome:
+    """What one :func:`comprehend_findings` call found and cost.
+
+    ``findings[i]`` belongs to ``texts[i]``; ``errors[i]`` is set when a request carrying (a piece of)
+    that text failed, in which case its findings are incomplete and the text must not be trusted as
+    masked. ``units`` is what Comprehend bills (100 characters, at least 3 per request)."""
+
+    findings: list[list[Finding]]
+    errors: list[str | None]
+    requests: int = 0
+    characters: int = 0
+    units: int = 0
+
+    @property
+    def cost_usd(self) -> float:
+        return round(self.units * COMPREHEND_USD_PER_UNIT, 6)
+
+
+def comprehend_findings(
     texts: Sequence[str],
     *,
     client: Any,
     language_code: str = "en",
     min_score: float = 0.5,
     max_bytes: int = COMPREHEND_MAX_BYTES,
-) -> list[list[Finding]]:
-    """Amazon Comprehend ``DetectPiiEntities`` over ``texts``; one list of findings per text.
+) -> ComprehendOutcome:
+    """Amazon Comprehend ``DetectPiiEntities`` over ``texts``, with per-text errors instead of raising.
 
-    Short texts are packed into as few requests as the size limit allows (joined by a blank line,
-    offsets mapped back), so a file of many small free-text fields costs a handful of calls, not one
-    per field. A single text longer than the limit is sent in pieces cut at the limit.
+    Short texts are packed into as few requests as the 100 KB per-request limit allows (joined by a
+    blank line, offsets mapped back), so a file of many small free-text fields costs a handful of
+    calls, not one per field; a single text longer than the limit is sent in pieces cut at whitespace.
+    A failed request (after botocore's retries) marks every text it carried as failed and the next
+    requests still run: one throttled batch does not fail the whole file.
     """
-    results: list[list[Finding]] = [[] for _ in texts]
+    outcome = ComprehendOutcome([[] for _ in texts], [None for _ in texts])
     batch: list[tuple[int, int, str]] = []  # (text index, offset of the piece within that text, piece)
     size = 0
 
@@ -626,7 +672,19 @@ def detect_comprehend(
         if not batch:
             return
         joined = _SEPARATOR.join(piece for _, _, piece in batch)
-        response = client.detect_pii_entities(Text=joined, LanguageCode=language_code)
+        outcome.requests += 1
+        try:
+            response = client.detect_pii_entities(Text=joined, LanguageCode=language_code)
+        except Exception as exc:  # botocore ClientError, throttling after retries, timeouts
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            for index, _, _ in batch:
+                outcome.errors[index] = f"Amazon Comprehend DetectPiiEntities failed: {code}"
+            batch.clear()
+            size = 0
+            return
+        # Billed only when answered: 100-character units, at least 3 per request.
+        outcome.characters += len(joined)
+        outcome.units += max(COMPREHEND_MIN_UNITS, -(-len(joined) // COMPREHEND_CHARS_PER_UNIT))
         starts, pos = [], 0
         for _, _, piece in batch:
             starts.append(pos)
@@ -640,7 +698,7 @@ def detect_comprehend(
                 if piece_start <= begin and end <= piece_start + len(piece):
                     s, e = begin - piece_start + offset, end - piece_start + offset
                     kind = COMPREHEND_KINDS.get(entity["Type"], entity["Type"])
-                    results[index].append(Finding(kind, s, e, texts[index][s:e], score))
+                    outcome.findings[index].append(Finding(kind, s, e, texts[index][s:e], score))
                     break
         batch.clear()
         size = 0
@@ -653,7 +711,27 @@ def detect_comprehend(
             batch.append((index, offset, piece))
             size += cost
     flush()
-    return [resolve(found) for found in results]
+    outcome.findings = [resolve(found) for found in outcome.findings]
+    return outcome
+
+
+def detect_comprehend(
+    texts: Sequence[str],
+    *,
+    client: Any,
+    language_code: str = "en",
+    min_score: float = 0.5,
+    max_bytes: int = COMPREHEND_MAX_BYTES,
+) -> list[list[Finding]]:
+    """One list of Comprehend findings per text (see :func:`comprehend_findings`); raises
+    ``RuntimeError`` if any request failed."""
+    outcome = comprehend_findings(
+        texts, client=client, language_code=language_code, min_score=min_score, max_bytes=max_bytes
+    )
+    failed = next((e for e in outcome.errors if e), None)
+    if failed:
+        raise RuntimeError(failed)
+    return outcome.findings
 
 
 def _pieces(text: str, max_bytes: int) -> Iterator[tuple[int, str]]:

@@ -13,32 +13,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 
-# Glue column types the connector validates and writes (Hive names, as in the table's schema).
-COLUMN_TYPES = (
-    "string", "tinyint", "smallint", "int", "bigint", "double", "float", "boolean", "date", "timestamp"
-)  # fmt: skip
-# Parameterised Glue types validated as their base type: varchar(n)/char(n) as string, decimal as double.
-_PARAMETERISED = re.compile(r"^(varchar|char)\(\d+\)$|^decimal\(\d{1,2}(,\d{1,2})?\)$")
+from aif_connector.glue_types import SCALAR_TYPES, GlueType, GlueTypeError, convert, json_type, parse_type
+
+# Scalar Glue column types (``glue_types`` also reads varchar/char/decimal, ``array<…>`` and ``struct<…>``).
+COLUMN_TYPES = SCALAR_TYPES
 MASKING_MODES = ("redact", "hash", "tokenize")
 FORMATS = ("jsonl", "csv")
 # File suffix -> format; ``.json`` files are read as JSON lines (one object per line).
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
 DEFAULT_MAX_LINE_BYTES = 1_048_576
-_INT_RANGES = {
-    "tinyint": (-(2**7), 2**7 - 1),
-    "smallint": (-(2**15), 2**15 - 1),
-    "int": (-(2**31), 2**31 - 1),
-    "bigint": (-(2**63), 2**63 - 1),
-}
-_TRUE = {"true", "1", "yes", "y", "t"}
-_FALSE = {"false", "0", "no", "n", "f"}
 
 
 class SpecError(ValueError):
@@ -61,14 +49,21 @@ class Column:
     pii: bool = False
     masking: str | None = None
 
+    @cached_property
+    def glue_type(self) -> GlueType:
+        """The parsed type (raises ``GlueTypeError`` for a type the connector cannot read)."""
+        return parse_type(self.type)
+
     @property
     def base_type(self) -> str:
-        """The type values are checked as: ``varchar(10)`` -> ``string``, ``decimal(9,2)`` -> ``double``."""
-        if self.type.startswith(("varchar", "char")):
-            return "string"
-        if self.type.startswith("decimal"):
-            return "double"
-        return self.type
+        """The type values are checked as: ``varchar(10)`` -> ``string``, ``decimal(9,2)`` -> ``double``,
+        ``array<…>`` -> ``array``, ``struct<…>`` -> ``struct``."""
+        return self.glue_type.kind
+
+    @property
+    def has_text(self) -> bool:
+        """Whether the column holds strings anywhere (a string column, or string leaves when nested)."""
+        return self.glue_type.has_text
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,11 +83,10 @@ class Column:
             pii=bool(raw.get("pii", False)),
             masking=raw.get("masking"),
         )
-        if column.type not in COLUMN_TYPES and not _PARAMETERISED.match(column.type):
-            raise SpecError(
-                f"column {column.name!r}: type {column.type!r} is not supported by the connector "
-                f"(use {', '.join(COLUMN_TYPES)}, varchar(n), char(n) or decimal(p,s))"
-            )
+        try:
+            column.glue_type  # noqa: B018 - parsed (and cached) here so a bad type fails at load time
+        except GlueTypeError as exc:
+            raise SpecError(f"column {column.name!r}: {exc}") from exc
         if column.masking is not None and column.masking not in (*MASKING_MODES, "none"):
             raise SpecError(f"column {column.name!r}: masking {column.masking!r} is not a masking mode")
         if column.pii and column.masking == "none":
@@ -132,8 +126,8 @@ class DatasetSpec:
         return tuple(c.name for c in self.columns)
 
     def column_masking(self) -> dict[str, str]:
-        """The effective masking mode of every string column (``none`` when not masked)."""
-        return {c.name: c.masking or self.masking for c in self.columns if c.base_type == "string"}
+        """The effective masking mode of every column holding text, nested or not (``none``: not masked)."""
+        return {c.name: c.masking or self.masking for c in self.columns if c.has_text}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -265,7 +259,7 @@ def _parse_jsonl(text: str, spec: DatasetSpec) -> ParsedFile:
             parsed.rejects.append(Reject(number, reason, line))
             continue
         if not isinstance(value, dict):
-            reason = f"expected a JSON object, got {_json_type(value)}"
+            reason = f"expected a JSON object, got {json_type(value)}"
             parsed.rejects.append(Reject(number, reason, line))
             continue
         record, problem = validate(value, spec)
@@ -373,80 +367,8 @@ def validate(
                 return {}, f"field {column.name!r} is required"
             out[column.name] = None
             continue
-        converted, problem = _convert(raw, column.base_type, from_text)
+        converted, problem = convert(raw, column.glue_type, from_text=from_text, path=column.name)
         if problem:
-            return {}, f"field {column.name!r}: {problem}"
+            return {}, f"field {problem}"
         out[column.name] = converted
     return out, None
-
-
-def _convert(value: Any, kind: str, from_text: bool) -> tuple[Any, str | None]:
-    shown = _show(value)
-    if kind == "string":
-        if isinstance(value, str):
-            return value, None
-        return None, f"expected a string, got {_json_type(value)} {shown}"
-    if kind in _INT_RANGES:
-        if isinstance(value, str) and from_text:
-            try:
-                value = int(value.strip())
-            except ValueError:
-                return None, f"expected an integer, got {shown}"
-        if isinstance(value, bool) or not isinstance(value, int):
-            return None, f"expected an integer, got {_json_type(value)} {shown}"
-        low, high = _INT_RANGES[kind]
-        if not low <= value <= high:
-            return None, f"{value} is out of range for {kind}"
-        return value, None
-    if kind in ("double", "float"):
-        if isinstance(value, str) and from_text:
-            try:
-                value = float(value.strip())
-            except ValueError:
-                return None, f"expected a number, got {shown}"
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None, f"expected a number, got {_json_type(value)} {shown}"
-        if not math.isfinite(value):
-            return None, f"expected a finite number, got {shown}"
-        return float(value), None
-    if kind == "boolean":
-        if isinstance(value, str) and from_text:
-            lowered = value.strip().lower()
-            if lowered in _TRUE | _FALSE:
-                return lowered in _TRUE, None
-            return None, f"expected a boolean, got {shown}"
-        if isinstance(value, bool):
-            return value, None
-        return None, f"expected a boolean, got {_json_type(value)} {shown}"
-    if not isinstance(value, str):
-        return None, f"expected an ISO-8601 {kind} string, got {_json_type(value)} {shown}"
-    try:
-        if kind == "date":
-            date.fromisoformat(value.strip())
-        else:
-            datetime.fromisoformat(value.strip())
-    except ValueError:
-        return None, f"expected an ISO-8601 {kind}, got {shown}"
-    return value.strip(), None
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _show(value: Any, limit: int = 40) -> str:
-    # Reasons name the offending value briefly; the full raw record is kept next to the reason.
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

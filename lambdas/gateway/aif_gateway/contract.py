@@ -102,6 +102,13 @@ FILES_QUARANTINED = _connector("FilesQuarantined", "whole files refused")
 OBJECTS_MISSING = _connector("ObjectsMissing", "notified objects that were gone when read")
 RUNS_FAILED = _connector("RunsFailed", "runs that failed (a FAIL lineage event was written)")
 PII_FINDINGS = _connector("PiiFindings", "PII spans masked, per kind", PII_KIND_DIMENSIONS)
+# Amazon Comprehend PII detection (connector option ``pii_detection="comprehend"``).
+COMPREHEND_REQUESTS = _connector("ComprehendRequests", "DetectPiiEntities requests sent")
+COMPREHEND_UNITS = _connector("ComprehendUnits", "Comprehend units billed (100 characters, 3 minimum)")
+COMPREHEND_COST_USD = _connector("ComprehendCostUSD", "Comprehend cost in US dollars at the list price")
+PII_DETECTION_FAILURES = _connector(
+    "PiiDetectionFailures", "records quarantined because Comprehend could not check them"
+)
 
 METRICS: tuple[Metric, ...] = (
     REQUESTS,
@@ -134,6 +141,10 @@ METRICS: tuple[Metric, ...] = (
     OBJECTS_MISSING,
     RUNS_FAILED,
     PII_FINDINGS,
+    COMPREHEND_REQUESTS,
+    COMPREHEND_UNITS,
+    COMPREHEND_COST_USD,
+    PII_DETECTION_FAILURES,
 )
 """Every metric the factory emits (``docs/observability.md`` lists each one)."""
 
@@ -157,6 +168,8 @@ GUARDRAIL_SCOPE_ENV = "AIF_GUARDRAIL_SCOPE"
 """Which messages the guardrail assesses: ``latest`` (the newest user turn, the default) or ``all``."""
 PROMPT_VIEW_URI_ENV = "AIF_PROMPT_VIEW_URI"
 KNOWLEDGE_BASE_PREFIX_ENV = "AIF_KNOWLEDGE_BASE_PREFIX"
+# The data connector announces each curated dataset version on this EventBridge bus (knowledge-base sync).
+CONNECTOR_EVENT_BUS_ENV = "AIF_CONNECTOR_EVENT_BUS"
 CONFIG_PATH_ENV = "AIF_CONFIG_PATH"
 FUNCTION_TIMEOUT_ENV = "AIF_FUNCTION_TIMEOUT_S"
 """The gateway function's timeout in seconds: the request deadline derives from it (minus a ledger margin)."""

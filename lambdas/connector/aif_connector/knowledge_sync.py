@@ -1,0 +1,209 @@
+"""Knowledge-base sync: a dataset version the connector curated starts the ingestion of the knowledge
+bases that index that dataset, and lineage records which version each sync indexed.
+
+Flow (event driven, no schedule, no manual ``start-ingestion-job``):
+
+1. the connector, after a run that curated records, puts a ``Dataset version curated`` event on the
+   default EventBridge bus (:func:`curated_event`: the dataset, its new version, the run);
+2. each ``RagFeature`` over that dataset has a rule on the event (matching the dataset's qualified name)
+   whose target is this module's Lambda (:func:`lambda_handler`), configured with its knowledge base and
+   data source;
+3. :class:`KnowledgeBaseSync` calls ``bedrock-agent`` ``StartIngestionJob`` with a client token derived
+   from the knowledge base, data source and dataset version — a retried or replayed event starts no
+   second job for the same version — and writes an OpenLineage RunEvent: input the curated dataset at
+   that version, output the knowledge base, with the ingestion job id.
+
+A failure raises: Lambda retries the asynchronous event twice, then sends it to the rule target's
+dead-letter queue, which is alarmed (runbook ``docs/runbooks/knowledge-base-sync.md``). A sync already
+running for the data source (``ConflictException``) is such a failure: the retry a minute later starts the
+job once the running one is done; a later version's sync indexes the whole prefix anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aif_connector.lineage import PRODUCER, SCHEMA_URL, LineageWriter, _custom, _iso, _standard
+
+logger = logging.getLogger("aif_connector.knowledge_sync")
+
+EVENT_SOURCE = "ai-factory.data-connector"
+EVENT_DETAIL_TYPE = "Dataset version curated"
+SYNC_FACET = "aiFactory_knowledgeBaseSync"
+_SYNC_NAMESPACE = uuid.UUID("0b7e0f55-8a7c-4d0e-9f5e-2f1b3c4d5e6f")
+# Environment of the sync Lambda (set by RagFeature).
+KNOWLEDGE_BASE_ID_ENV = "AIF_KNOWLEDGE_BASE_ID"
+DATA_SOURCE_ID_ENV = "AIF_DATA_SOURCE_ID"
+KNOWLEDGE_BASE_NAME_ENV = "AIF_KNOWLEDGE_BASE_NAME"
+KNOWLEDGE_BASE_ARN_ENV = "AIF_KNOWLEDGE_BASE_ARN"
+SYNC_LINEAGE_BUCKET_ENV = "AIF_SYNC_LINEAGE_BUCKET"
+SYNC_LINEAGE_PREFIX_ENV = "AIF_SYNC_LINEAGE_PREFIX"
+
+
+class SyncError(RuntimeError):
+    """The sync could not be started (the event is retried, then dead-lettered)."""
+
+
+def curated_event(
+    *,
+    dataset: str,
+    dataset_version: str,
+    run_id: str,
+    table_namespace: str,
+    table_name: str,
+    curated_uri: str | None,
+    records: int,
+    bus: str = "default",
+) -> dict[str, Any]:
+    """The EventBridge ``PutEvents`` entry the connector sends after a run that curated records (the
+    table is named as in the connector's lineage events, so the two join)."""
+    detail = {
+        "dataset": dataset,
+        "datasetVersion": dataset_version,
+        "runId": run_id,
+        "tableNamespace": table_namespace,
+        "tableName": table_name,
+        "curatedUri": curated_uri,
+        "recordsCurated": records,
+    }
+    return {
+        "Source": EVENT_SOURCE,
+        "DetailType": EVENT_DETAIL_TYPE,
+        "Detail": json.dumps(detail),
+        "EventBusName": bus,
+    }
+
+
+def client_token(knowledge_base_id: str, data_source_id: str, version: str) -> str:
+    """StartIngestionJob's idempotency token (33-256 characters): one job per dataset version."""
+    digest = hashlib.sha256(f"{knowledge_base_id}/{data_source_id}/{version}".encode()).hexdigest()
+    return f"aif-sync-{digest[:48]}"
+
+
+class KnowledgeBaseSync:
+    """Starts one knowledge base's ingestion for a curated dataset version and records its lineage."""
+
+    def __init__(
+        self,
+        *,
+        bedrock_agent: Any,
+        lineage: LineageWriter,
+        knowledge_base_id: str,
+        data_source_id: str,
+        knowledge_base_name: str,
+        knowledge_base_arn: str,
+        clock: Any = None,
+    ) -> None:
+        self.agent = bedrock_agent
+        self.lineage = lineage
+        self.knowledge_base_id = knowledge_base_id
+        self.data_source_id = data_source_id
+        self.name = knowledge_base_name
+        self.arn = knowledge_base_arn
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """One ``Dataset version curated`` event -> an ingestion job and its lineage event."""
+        if event.get("source") != EVENT_SOURCE or event.get("detail-type") != EVENT_DETAIL_TYPE:
+            raise SyncError(f"not a {EVENT_DETAIL_TYPE!r} event from {EVENT_SOURCE}: {event.get('source')!r}")
+        detail = event.get("detail") or {}
+        required = ("dataset", "datasetVersion", "runId", "tableNamespace", "tableName")
+        missing = [k for k in required if not detail.get(k)]
+        if missing:
+            raise SyncError(f"event detail lacks {', '.join(missing)}")
+        version = str(detail["datasetVersion"])
+        try:
+            response = self.agent.start_ingestion_job(
+                knowledgeBaseId=self.knowledge_base_id,
+                dataSourceId=self.data_source_id,
+                clientToken=client_token(self.knowledge_base_id, self.data_source_id, version),
+                description=f"AI Factory: {detail['dataset']} version {version[:71]}"[:200],
+            )
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            raise SyncError(
+                f"StartIngestionJob for knowledge base {self.name} ({self.knowledge_base_id}) and "
+                f"{detail['dataset']} version {version} failed: {code}"
+            ) from exc
+        job = response["ingestionJob"]
+        lineage_uri = self.lineage.write(self._run_event(detail, job), partition=self.name)
+        logger.info(
+            "knowledge base %s: ingestion job %s started for %s version %s",
+            self.name,
+            job["ingestionJobId"],
+            detail["dataset"],
+            version,
+        )
+        return {"ingestionJobId": job["ingestionJobId"], "status": job["status"], "lineage": lineage_uri}
+
+    def _run_event(self, detail: Mapping[str, Any], job: Mapping[str, Any]) -> dict[str, Any]:
+        version = str(detail["datasetVersion"])
+        run_id = str(uuid.uuid5(_SYNC_NAMESPACE, f"{self.arn}#{version}"))
+        return {
+            "eventType": "START",  # the job runs on after this; its result is in Bedrock's job history
+            "eventTime": _iso(self.clock()),
+            "producer": PRODUCER,
+            "schemaURL": SCHEMA_URL,
+            "run": {
+                "runId": run_id,
+                "facets": {
+                    SYNC_FACET: _custom(
+                        SYNC_FACET,
+                        knowledgeBaseId=self.knowledge_base_id,
+                        dataSourceId=self.data_source_id,
+                        ingestionJobId=job["ingestionJobId"],
+                        connectorRunId=detail["runId"],
+                    )
+                },
+            },
+            "job": {"namespace": "ai-factory", "name": f"knowledge-base-sync.{self.name}"},
+            "inputs": [
+                {
+                    "namespace": detail["tableNamespace"],
+                    "name": detail["tableName"],
+                    "facets": {
+                        "version": _standard(
+                            "DatasetVersionDatasetFacet.json",
+                            "DatasetVersionDatasetFacet",
+                            datasetVersion=version,
+                        )
+                    },
+                }
+            ],
+            "outputs": [{"namespace": "bedrock-knowledge-base", "name": self.arn}],
+        }
+
+
+_SYNC: KnowledgeBaseSync | None = None
+
+
+def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+    """The EventBridge rule's target: start the ingestion of this Lambda's knowledge base."""
+    global _SYNC
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO)
+    if _SYNC is None:
+        import boto3
+
+        env = os.environ
+        session = boto3.session.Session()
+        _SYNC = KnowledgeBaseSync(
+            bedrock_agent=session.client("bedrock-agent"),
+            lineage=LineageWriter(
+                session.client("s3"),
+                env[SYNC_LINEAGE_BUCKET_ENV],
+                env.get(SYNC_LINEAGE_PREFIX_ENV, "lineage/"),
+            ),
+            knowledge_base_id=env[KNOWLEDGE_BASE_ID_ENV],
+            data_source_id=env[DATA_SOURCE_ID_ENV],
+            knowledge_base_name=env[KNOWLEDGE_BASE_NAME_ENV],
+            knowledge_base_arn=env[KNOWLEDGE_BASE_ARN_ENV],
+        )
+    return _SYNC.handle(event)

@@ -64,7 +64,7 @@ def offline_gateway(state_dir: str | Path, config: Any, script: Any = None) -> t
     and an ``OfflineModel`` answering every echo route: ``(gateway, offline_model)``."""
     from ai_factory.local.server import build_gateway
     from aif_gateway.offline_model import OfflineModel
-    from aif_gateway.providers import default_providers
+    from aif_gateway.provider_registry import default_providers
 
     model = OfflineModel(script)
     gateway, _ = build_gateway(state_dir, config=config)

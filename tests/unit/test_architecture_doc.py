@@ -45,3 +45,11 @@ def test_path_finder_sees_paths_and_ignores_prose() -> None:
         "ai_factory/platform/",
         "app.py",
     ]
+
+
+def test_every_gateway_runtime_module_is_in_the_runtime_table() -> None:
+    text = DOC.read_text()
+    table = text[text.index("## Runtime modules") : text.index("## Decisions")]
+    modules = sorted(p.name for p in GATEWAY_RUNTIME.glob("*.py") if p.name != "__init__.py")
+    absent = [m for m in modules if f"`{m}`" not in table]
+    assert not absent, f"docs/architecture.md's runtime-modules table lacks: {absent}"

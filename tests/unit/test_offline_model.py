@@ -268,7 +268,7 @@ def test_local_target_sends_request_options_and_answers_cases_offline(tmp_path: 
 
 
 def test_the_registered_echo_model_keeps_the_paced_stream(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aif_gateway.providers import default_providers
+    from aif_gateway.provider_registry import default_providers
 
     monkeypatch.setenv("AIF_ECHO_TOKEN_MS", "5")
     echo = default_providers()["echo"]

@@ -23,8 +23,9 @@ from aif_gateway.app import Gateway
 from aif_gateway.config import GatewayConfig, GuardrailRef, ModelTarget, Prices, Route
 from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
 from aif_gateway.openai_schema import ChatRequest, EmbeddingsRequest
+from aif_gateway.provider_registry import default_providers
 from aif_gateway.provider_types import CallContext, ProviderError
-from aif_gateway.providers import EchoProvider, default_providers
+from aif_gateway.providers import EchoProvider
 from aif_gateway.records import ApiKeyRecord, generate_key
 from aif_gateway.sagemaker_provider import SageMakerProvider
 

@@ -67,8 +67,8 @@ from .openai_schema import (
 )
 from .prompt_template import PromptVariablesError, render_messages
 from .prompt_view import PromptViewSource
+from .provider_registry import default_providers
 from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, TokenUsage
-from .providers import default_providers
 from .quota import Estimate, Gate, QuotaStore, Reservation, worst_case
 from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, StoreError, UsageRecord, utc_now
 from .responses_stream import ResponseStreamEncoder

@@ -1,6 +1,6 @@
 """The scriptable offline model: ``echo`` plus canned answers and a JSON mode.
 
-Registered as the ``echo`` provider (``providers.default_providers``), so every offline route uses it:
+Registered as the ``echo`` provider (``provider_registry.default_providers``), so every offline route uses it:
 
 - **Canned answers** (an ``OfflineScript``): the first rule that matches the request answers it. A rule
   matches on text the last user message contains (``when: {contains: ...}``, for hand-written prompt

@@ -1,6 +1,6 @@
 """Model providers: Amazon Bedrock (Converse, ConverseStream, InvokeModel for embeddings) and the offline
-``echo`` model; ``default_providers`` adds SageMaker endpoints and the external APIs (OpenAI and
-compatible servers, Anthropic, Mistral: ``external_provider``).
+``echo`` model; ``provider_registry.default_providers`` adds SageMaker endpoints and the external APIs
+(OpenAI and compatible servers, Anthropic, Mistral: ``external_provider``).
 
 boto3 is imported lazily and clients are created on first use, so local mode works without AWS
 credentials as long as only echo routes are called, and the handler's cold import stays small.
@@ -31,7 +31,6 @@ from .provider_types import (
     ChatResult,
     ChatStream,
     EmbeddingResult,
-    Provider,
     ProviderError,
     StreamEvent,
     StreamStop,
@@ -40,12 +39,11 @@ from .provider_types import (
     TokenUsage,
     ToolCallDelta,
 )
-from .sagemaker_provider import SageMakerProvider
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
 
-__all__ = ["CLIENT_FAULT_CODES", "RETRYABLE_CODES", "BedrockProvider", "EchoProvider", "default_providers"]
+__all__ = ["CLIENT_FAULT_CODES", "RETRYABLE_CODES", "BedrockProvider", "EchoProvider"]
 
 
 class BedrockProvider:
@@ -216,21 +214,3 @@ class _PacedStream:
 
     def close(self) -> None:
         self._events = iter(())
-
-
-def default_providers(timeout_s: float = 60.0) -> dict[str, Provider]:
-    from .anthropic_provider import AnthropicProvider
-    from .mistral_provider import MistralProvider
-    from .offline_model import OfflineModel  # echo with canned answers and a JSON mode (imports this module)
-    from .openai_provider import OpenAiProvider
-    from .provider_secrets import SecretCache
-
-    secrets = SecretCache()  # one cache for every external provider's secrets
-    return {
-        "bedrock": BedrockProvider(timeout_s),
-        "echo": OfflineModel(),
-        "sagemaker": SageMakerProvider(timeout_s),
-        "openai": OpenAiProvider(timeout_s, secrets),
-        "anthropic": AnthropicProvider(timeout_s, secrets),
-        "mistral": MistralProvider(timeout_s, secrets),
-    }

@@ -381,9 +381,11 @@ def test_clearance_at_or_above_classification_is_granted(clearance: str) -> None
         pii=True,
         columns=PII_COLUMNS,
     )
+    # Restricted data may go only to models whose ceiling is restricted (here the offline one).
+    models = ["echo"] if clearance == "restricted" else FEATURE_PROPS["models"]
     AiFeature(
         team, "Reader", clearance=clearance, callers=[iam.ArnPrincipal(CALLER_ARN)], datasets=[contracts],
-        **FEATURE_PROPS,
+        **{**FEATURE_PROPS, "models": models},
     )  # fmt: skip
     Template.from_stack(team).has_resource_properties(
         "AWS::LakeFormation::PrincipalPermissions",

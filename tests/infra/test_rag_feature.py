@@ -263,7 +263,7 @@ def test_reader_without_clearance_cannot_retrieve() -> None:
 def test_cleared_reader_is_on_the_allow_list() -> None:
     team, governance = new_team()
     owner = feature(team, "Owner", "assistant", "internal")
-    reader = feature(team, "Reader", "triage", "restricted")
+    reader = feature(team, "Reader", "triage", "confidential")
     rag = RagFeature(
         team, "Rag", feature=owner, dataset=governance.datasets["support.tickets"], readers=[reader]
     )

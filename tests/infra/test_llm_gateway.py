@@ -105,6 +105,8 @@ def test_only_actions_without_resource_level_permissions_use_a_wildcard_resource
 ) -> None:
     for statement in statements(default_gateway):
         if "*" in as_list(statement["Resource"]):
+            if statement.get("Sid") == "DecryptExternalProviderSecrets":
+                continue  # conditioned on Secrets Manager and the catalog's secrets (test below)
             assert set(as_list(statement["Action"])) in WILDCARD_RESOURCE_ACTIONS, statement
         assert not any(a.endswith("*") for a in as_list(statement["Action"])), statement
 
@@ -122,6 +124,23 @@ def test_gateway_may_subscribe_only_to_the_catalogs_marketplace_models(default_g
     assert "Condition" not in by_sid["MarketplaceViewSubscriptions"]
     replay = _role_statements(default_gateway, default_gateway.gateway.spill_replay_function.role)
     assert not any("aws-marketplace" in json.dumps(s) for s in replay), "the replay never calls a model"
+
+
+def test_gateway_reads_exactly_the_external_providers_secrets(default_gateway: Synthesized) -> None:
+    """The catalog routes OpenAI, Anthropic and Mistral models: their API keys, and nothing else."""
+    by_sid = {
+        s.get("Sid"): s for s in _role_statements(default_gateway, default_gateway.gateway.runtime_role)
+    }
+    read = by_sid["ReadExternalProviderSecrets"]
+    assert read["Action"] == "secretsmanager:GetSecretValue"
+    names = sorted(json.dumps(r).split(":secret:")[1].split('"')[0] for r in as_list(read["Resource"]))
+    assert names == [f"ai-factory/providers/{p}-??????" for p in ("anthropic", "mistral", "openai")]
+    decrypt = by_sid["DecryptExternalProviderSecrets"]
+    assert decrypt["Action"] == "kms:Decrypt" and decrypt["Resource"] == "*"
+    assert "secretsmanager." in json.dumps(decrypt["Condition"]["StringEquals"]["kms:ViaService"])
+    assert decrypt["Condition"]["StringLike"]["kms:EncryptionContext:SecretARN"] == read["Resource"]
+    replay = _role_statements(default_gateway, default_gateway.gateway.spill_replay_function.role)
+    assert not any("secretsmanager" in json.dumps(s) for s in replay)
 
 
 def test_gateway_reads_keys_but_cannot_write_them(default_gateway: Synthesized) -> None:

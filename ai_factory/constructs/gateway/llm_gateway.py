@@ -603,6 +603,28 @@ class LlmGateway(Construct):
                     resources=endpoint_arns,
                 )
             )
+        secret_arns = [_secret_arn(name) for name in self.catalog.external_secrets()]
+        if secret_arns:
+            # External providers' API keys (OpenAI, Anthropic, Mistral): exactly the catalog's secrets,
+            # decrypted only through Secrets Manager (their KMS key is the platform team's choice).
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="ReadExternalProviderSecrets",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=secret_arns,
+                )
+            )
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="DecryptExternalProviderSecrets",
+                    actions=["kms:Decrypt"],
+                    resources=["*"],
+                    conditions={
+                        "StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"},
+                        "StringLike": {"kms:EncryptionContext:SecretARN": secret_arns},
+                    },
+                )
+            )
         # Bedrock subscribes the account to a Marketplace model on its first invocation, as this role.
         products, unlisted = marketplace.marketplace_models(self.catalog)
         for name in unlisted:
@@ -642,7 +664,10 @@ class LlmGateway(Construct):
                         "Marketplace's aws-marketplace:ViewSubscriptions and aws-marketplace:Subscribe use "
                         "Resource '*': these actions support no resource-level permissions (AWS requires "
                         "'*'); Subscribe is limited to the catalog models' product IDs by the "
-                        "aws-marketplace:ProductId condition. Every other statement names its table, queue, "
+                        "aws-marketplace:ProductId condition. kms:Decrypt on '*' is for the external "
+                        "providers' secrets, whose KMS key the platform team chooses: it holds only through "
+                        "Secrets Manager (kms:ViaService) for exactly the catalog's secrets "
+                        "(kms:EncryptionContext:SecretARN). Every other statement names its table, queue, "
                         "key, guardrail, log group or model ARN."
                     ),
                 )
@@ -681,3 +706,11 @@ class LlmGateway(Construct):
 
 def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _secret_arn(secret: str) -> str:
+    """A catalog secret (name or ARN) as the ARN IAM matches: Secrets Manager appends six random
+    characters to a secret's name in its ARN, so a name matches with ``-??????``."""
+    if secret.startswith("arn:"):
+        return secret
+    return f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:secret:{secret}-??????"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,24 +18,23 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("dist")
+    # From a copy of what the build reads: pip and setuptools walk and write (build/, egg-info) the
+    # source folder, which other tests of a parallel run are changing at the same time.
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    junk = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for folder in ("ai_factory", "lambdas"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=junk)
     # With build isolation, as a release build runs: pip installs the build backend pyproject.toml asks
     # for (the venv's own setuptools may predate the license field's format).
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "-q",
-            "-w",
-            str(out),
-            str(ROOT),
-        ],
-        check=True,
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert built.returncode == 0, built.stderr[-3000:]
     (path,) = out.glob("ai_factory-*.whl")
     return zipfile.ZipFile(path)
 

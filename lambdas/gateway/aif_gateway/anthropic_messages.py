@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from .errors import GatewayError, InvalidRequest
-from .openai_schema import ChatRequest, _kind, _number, _require_str, check_fields
+from .openai_schema import ChatRequest, _kind, _number, _require_str, check_fields, function_tool
 from .provider_types import ChatResult, TokenUsage
 
 SUPPORTED_FIELDS = (
@@ -317,7 +317,8 @@ def _parse_tools(raw: Any) -> list[dict[str, Any]] | None:
         return None
     if not isinstance(raw, list):
         raise InvalidRequest(f"'tools' must be an array, not {_kind(raw)}.", param="tools")
-    tools, names = [], set()
+    tools: list[dict[str, Any]] = []
+    names: set[str] = set()
     for i, tool in enumerate(raw):
         path = f"tools[{i}]"
         if not isinstance(tool, dict):
@@ -329,21 +330,7 @@ def _parse_tools(raw: Any) -> list[dict[str, Any]] | None:
                 'offers custom tools only (no type, or "custom").',
                 param=f"{path}.type",
             )
-        name = _require_str(tool, "name", f"{path}.name")
-        if name in names:
-            raise InvalidRequest(f"'{path}.name' repeats {name!r}.", param=f"{path}.name")
-        names.add(name)
-        schema = tool.get("input_schema")
-        if not isinstance(schema, dict):
-            raise InvalidRequest(
-                f"'{path}.input_schema' must be a JSON Schema object.", param=f"{path}.input_schema"
-            )
-        fn: dict[str, Any] = {"name": name, "parameters": schema}
-        description = tool.get("description")
-        if description is not None:
-            if not isinstance(description, str):
-                raise InvalidRequest(f"'{path}.description' must be a string.", param=f"{path}.description")
-            fn["description"] = description
+        fn = function_tool(tool, path, names, "input_schema")
         converted: dict[str, Any] = {"type": "function", "function": fn}
         cache = _cache_control(tool, path)
         if cache:

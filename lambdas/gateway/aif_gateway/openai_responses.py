@@ -31,6 +31,7 @@ from .openai_schema import (
     _require_str,
     check_conversation,
     check_fields,
+    function_tool,
 )
 from .provider_types import ChatResult, TokenUsage
 
@@ -236,7 +237,8 @@ def _parse_tools(raw: Any) -> list[dict[str, Any]] | None:
         return None
     if not isinstance(raw, list):
         raise InvalidRequest(f"'tools' must be an array, not {_kind(raw)}.", param="tools")
-    tools, names = [], set()
+    tools: list[dict[str, Any]] = []
+    names: set[str] = set()
     for i, tool in enumerate(raw):
         path = f"tools[{i}]"
         if not isinstance(tool, dict) or tool.get("type") != "function":
@@ -246,21 +248,7 @@ def _parse_tools(raw: Any) -> list[dict[str, Any]] | None:
                 "run on OpenAI's side and are not offered).",
                 param=f"{path}.type",
             )
-        name = _require_str(tool, "name", f"{path}.name")
-        if name in names:
-            raise InvalidRequest(f"'{path}.name' repeats {name!r}.", param=f"{path}.name")
-        names.add(name)
-        params = tool.get("parameters") or {"type": "object", "properties": {}}
-        if not isinstance(params, dict):
-            raise InvalidRequest(
-                f"'{path}.parameters' must be a JSON Schema object.", param=f"{path}.parameters"
-            )
-        fn: dict[str, Any] = {"name": name, "parameters": params}
-        description = tool.get("description")
-        if description is not None:
-            if not isinstance(description, str):
-                raise InvalidRequest(f"'{path}.description' must be a string.", param=f"{path}.description")
-            fn["description"] = description
+        fn = function_tool(tool, path, names, "parameters", {"type": "object", "properties": {}})
         tools.append({"type": "function", "function": fn})  # ``strict``: Converse validates no schema
     return tools or None
 

@@ -180,6 +180,32 @@ def _kind(value: Any) -> str:
     return "an object"
 
 
+def function_tool(
+    tool: dict[str, Any], path: str, names: set[str], schema_field: str, default_schema: Any = None
+) -> dict[str, Any]:
+    """A client-declared function tool as the internal ``{"name", "parameters", "description"?}``: its
+    name unique in the request (added to ``names``), its JSON Schema under ``schema_field`` (an empty or
+    missing one is ``default_schema`` when given) and an optional string description."""
+    name = _require_str(tool, "name", f"{path}.name")
+    if name in names:
+        raise InvalidRequest(f"'{path}.name' repeats {name!r}.", param=f"{path}.name")
+    names.add(name)
+    schema = tool.get(schema_field)
+    if default_schema is not None and not schema:
+        schema = default_schema
+    if not isinstance(schema, dict):
+        raise InvalidRequest(
+            f"'{path}.{schema_field}' must be a JSON Schema object.", param=f"{path}.{schema_field}"
+        )
+    fn: dict[str, Any] = {"name": name, "parameters": schema}
+    description = tool.get("description")
+    if description is not None:
+        if not isinstance(description, str):
+            raise InvalidRequest(f"'{path}.description' must be a string.", param=f"{path}.description")
+        fn["description"] = description
+    return fn
+
+
 def _require_str(data: dict[str, Any], key: str, path: str, *, allow_empty: bool = False) -> str:
     if key not in data or data[key] is None:
         raise InvalidRequest(f"'{path}' is required.", param=path, code="missing_field")

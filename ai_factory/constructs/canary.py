@@ -17,8 +17,9 @@ What it creates:
 Where a feature's suite comes from: its ``canary_suite`` file (``AiFeature(canary_suite=...)``) or,
 without one, the first ``max_cases`` cases of its prompts' eval suites. Only the deterministic
 assertion types run in the canary (``equals``, ``contains``, ``icontains``, ``not-contains``, ``regex``,
-``latency_ms``); others (judges, similarity, schemas) belong to the eval gate and are left out with
-a synth-time warning. A feature with no runnable case gets no schedule (and a warning).
+``is-json``, ``json-schema``, ``latency_ms``); others (judges, similarity, cost) belong to the eval
+gate and are left out, noted as synth-time info. A feature with no runnable case gets no schedule
+(and a warning).
 
 Canary requests are ordinary gateway traffic of the feature: they count against its rate limit and
 budget and appear in its usage and cost (hourly x 5 cases is 120 requests a day).
@@ -27,7 +28,6 @@ budget and appear in its usage and cost (hourly x 5 cases is 120 requests a day)
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ from constructs import Construct
 
 from ai_factory.constructs.ai_feature import AiFeature, find_features
 from ai_factory.evals import deterministic as evals_deterministic
+from ai_factory.evals.suite import SuiteError, load_suite
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
 from ai_factory.platform.nag import (
@@ -60,10 +61,12 @@ if TYPE_CHECKING:
 
 CANARY_HANDLER = "aif_canary.handler.lambda_handler"
 SUITES_FILE = "canary_suites.json"
-SUPPORTED_ASSERTIONS = ("equals", "contains", "icontains", "not-contains", "regex", "latency_ms")
+# The deterministic assertions that need only the answer text and its latency.
+SUPPORTED_ASSERTIONS = (
+    "equals", "contains", "icontains", "not-contains", "regex", "is-json", "json-schema", "latency_ms",
+)  # fmt: skip
 DEFAULT_MAX_CASES = 5
 MAX_CASES_LIMIT = 8  # 8 cases x 30 s per call stays inside the Lambda's 5 minutes
-_SCALAR_TYPES = (str, int, float)
 
 
 class CanaryError(ValueError):
@@ -83,120 +86,71 @@ def canary_source_dir() -> Path:
 # --- suites -----------------------------------------------------------------------------------------
 
 
-def load_canary_suite(path: Path, *, max_cases: int | None = None, warn: Any = None) -> dict[str, Any]:
-    """A YAML suite as the canary's JSON form: ``{"name", "prompt"|"model"+"messages", "cases"}``.
+def load_canary_suite(path: Path, *, max_cases: int | None = None, note: Any = None) -> dict[str, Any]:
+    """An eval suite (YAML) as the canary's JSON form: ``{"name", "prompt"|"model"+"messages", "cases"}``.
 
-    Cases take ``id`` or ``name``, ``vars``, optional ``messages`` and ``assert`` (a list of
-    ``{type: value}`` shorthands or ``{type, value}`` maps). Unsupported assertions are dropped with
-    ``warn(message)``; so are cases left without any. Raises CanaryError for anything malformed.
+    Read by the eval harness's own parser (``ai_factory.evals.suite.load_suite``): the same format, the
+    same errors (``<file>:<line>: <reason>``, raised here as ``CanaryError``), and ``include:`` of a
+    shipped suite resolved the same way. Assertions the canary cannot run (they need a model, a cost or
+    a reference answer) are left out by design, and so are cases left without any; each omission is
+    reported through ``note(message)``.
     """
-    import yaml
-
-    warn = warn or (lambda message: None)
+    note = note or (lambda message: None)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise CanaryError(f"{path}: cannot read the suite: {exc}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-        raise CanaryError(f"{path}: a suite is a mapping with a 'cases' list")
-    name = data.get("name") or data.get("suite") or path.stem
-    suite: dict[str, Any] = {"name": str(name), "source": path.name}
-    prompt = data.get("prompt")
-    if isinstance(prompt, str):
-        suite["prompt"] = {"name": prompt, "alias": "production"}
-    elif isinstance(prompt, dict) and isinstance(prompt.get("name"), str):
-        suite["prompt"] = {k: prompt[k] for k in ("name", "alias", "version") if prompt.get(k) is not None}
-        if "version" not in suite["prompt"]:
-            suite["prompt"].setdefault("alias", "production")
-    elif prompt is not None:
-        raise CanaryError(f"{path}: 'prompt' must be a prompt name or {{name, alias|version}}")
-    if data.get("model") is not None:
-        suite["model"] = str(data["model"])
-    if "prompt" not in suite:
-        if "model" not in suite or not isinstance(data.get("messages"), list):
-            raise CanaryError(f"{path}: a suite without 'prompt' needs 'model' and 'messages'")
-        suite["messages"] = data["messages"]
-    defaults = data.get("defaults") or {}
-    default_asserts = defaults.get("assert") if isinstance(defaults, dict) else None
-    if default_asserts is not None and not isinstance(default_asserts, list):
-        raise CanaryError(f"{path}: defaults.assert must be a list")
+        parsed = load_suite(path)
+    except SuiteError as exc:
+        raise CanaryError(str(exc)) from exc
+    suite: dict[str, Any] = {"name": parsed.name, "source": path.name}
+    if parsed.prompt is not None:
+        ref: dict[str, Any] = {"name": parsed.prompt.name}
+        if parsed.prompt.version is not None:
+            ref["version"] = parsed.prompt.version
+        else:
+            ref["alias"] = parsed.prompt.alias or "production"
+        suite["prompt"] = ref
+    else:
+        suite["messages"] = [dict(message) for message in parsed.messages]
+    if parsed.model is not None:
+        suite["model"] = parsed.model
     cases: list[dict[str, Any]] = []
     dropped: set[str] = set()
-    for index, raw in enumerate(data["cases"]):
+    for case in parsed.cases:
         if max_cases is not None and len(cases) >= max_cases:
-            warn(f"{path}: only the first {max_cases} runnable cases run in the canary")
+            note(f"{path}: only the first {max_cases} runnable cases run in the canary")
             break
-        case = _case(path, index, raw, default_asserts or [], dropped, data.get("request"))
-        if case is not None:
-            cases.append(case)
-        else:
-            label = raw.get("id") or raw.get("name") or ""
-            warn(f"{path}: cases[{index}] {label}: no assertion the canary can run; left out")
+        asserts = []
+        for assertion in case.assertions:
+            if assertion.type not in SUPPORTED_ASSERTIONS:
+                dropped.add(assertion.type)
+                continue
+            value = assertion.threshold if assertion.type == "latency_ms" else assertion.value
+            asserts.append({"type": assertion.type, "value": value})
+        if not asserts:
+            note(f"{path}: case {case.id}: no assertion the canary can run; left out")
+            continue
+        entry: dict[str, Any] = {
+            "id": case.id,
+            "vars": dict(case.vars),
+            "messages": [dict(message) for message in case.messages],
+            "assert": asserts,
+        }
+        if case.request:
+            entry["request"] = dict(case.request)
+        cases.append(entry)
     if dropped:
-        warn(f"{path}: assertion types {', '.join(sorted(dropped))} do not run in the canary; left out")
+        note(f"{path}: assertion types {', '.join(sorted(dropped))} run in the eval gate, not the canary")
     suite["cases"] = cases
     return suite
 
 
-def _case(
-    path: Path,
-    index: int,
-    raw: Any,
-    default_asserts: list[Any],
-    dropped: set[str],
-    suite_request: dict[str, Any] | None = None,
-) -> dict[str, Any] | None:
-    where = f"{path}: cases[{index}]"
-    if not isinstance(raw, dict):
-        raise CanaryError(f"{where}: a case is a mapping")
-    case_id = str(raw.get("id") or raw.get("name") or f"case-{index + 1}")
-    variables = raw.get("vars") or {}
-    if not isinstance(variables, dict):
-        raise CanaryError(f"{where}.vars: must be a mapping")
-    messages = raw.get("messages") or []
-    if not isinstance(messages, list):
-        raise CanaryError(f"{where}.messages: must be a list")
-    asserts = []
-    own = raw.get("assert") or raw.get("assertions") or []
-    if not isinstance(own, list):
-        raise CanaryError(f"{where}.assert: must be a list")
-    for j, entry in enumerate([*own, *default_asserts]):
-        kind, value = _assertion(f"{where}.assert[{j}]", entry)
-        if kind not in SUPPORTED_ASSERTIONS:
-            dropped.add(kind)
-            continue
-        if kind == "regex":
-            try:
-                re.compile(str(value))
-            except re.error as exc:
-                raise CanaryError(f"{where}.assert[{j}]: invalid regex: {exc}") from exc
-        if kind == "latency_ms" and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise CanaryError(f"{where}.assert[{j}]: latency_ms takes a number of milliseconds")
-        if not isinstance(value, _SCALAR_TYPES):
-            raise CanaryError(f"{where}.assert[{j}]: '{kind}' takes a string or number")
-        asserts.append({"type": kind, "value": value})
-    if not asserts:
-        return None
-    # The suite's request options, then the case's own (response_format, tools, temperature, ...).
-    request = {**(suite_request or {}), **(raw.get("request") or {})}
-    case = {"id": case_id, "vars": variables, "messages": messages, "assert": asserts}
-    return {**case, "request": request} if request else case
+def feature_suite(feature: AiFeature, max_cases: int, warn: Any, note: Any) -> dict[str, Any] | None:
+    """The feature's canary suite: its ``canary_suite`` file, else cases from its prompts' eval suites.
 
-
-def _assertion(where: str, entry: Any) -> tuple[str, Any]:
-    if isinstance(entry, dict) and "type" in entry:
-        return str(entry["type"]), entry.get("value", entry.get("threshold"))
-    if isinstance(entry, dict) and len(entry) == 1:
-        ((kind, value),) = entry.items()
-        return str(kind), value
-    raise CanaryError(f"{where}: an assertion is {{type: value}} or {{type, value}}")
-
-
-def feature_suite(feature: AiFeature, max_cases: int, warn: Any) -> dict[str, Any] | None:
-    """The feature's canary suite: its ``canary_suite`` file, else cases from its prompts' eval suites."""
+    ``warn`` gets what a team should fix (a missing suite); ``note`` what the canary leaves out by design.
+    """
     explicit = getattr(feature, "canary_suite", None)
     if explicit is not None:
-        return load_canary_suite(Path(explicit), max_cases=max_cases, warn=warn)
+        return load_canary_suite(Path(explicit), max_cases=max_cases, note=note)
     merged: dict[str, Any] | None = None
     for prompt in feature.prompts:
         path = prompt.eval_suite_path or Path(prompt.eval_suite)
@@ -206,7 +160,7 @@ def feature_suite(feature: AiFeature, max_cases: int, warn: Any) -> dict[str, An
         remaining = max_cases - (len(merged["cases"]) if merged else 0)
         if remaining <= 0:
             break
-        suite = load_canary_suite(path, max_cases=remaining, warn=warn)
+        suite = load_canary_suite(path, max_cases=remaining, note=note)
         # Eval suites test a candidate (often the staging alias); the canary watches what serves.
         suite["prompt"] = {"name": prompt.name, "alias": "production"}
         if merged is None:
@@ -294,8 +248,11 @@ class FeatureCanary(Construct):
             def warn(message: str, name: str = name) -> None:
                 cdk.Annotations.of(self).add_warning_v2("ai-factory:canary", f"{name}: {message}")
 
+            def note(message: str, name: str = name) -> None:
+                cdk.Annotations.of(self).add_info(f"{name}: {message}")
+
             try:
-                suite = feature_suite(feature, max_cases, warn)
+                suite = feature_suite(feature, max_cases, warn, note)
             except CanaryError as exc:
                 raise CanaryError(f"{label}: {name}: canary suite: {exc}") from exc
             if suite is None or not suite["cases"]:

@@ -25,11 +25,13 @@ from stacks.team_stack import TeamStack
 ENV = cdk.Environment(account="111122223333", region="us-east-1")
 ROOT = Path(__file__).resolve().parents[2]
 CANARY_YAML = """
-name: refunds-canary
+suite: refunds-canary
 model: chat-fast
 messages: [{role: user, content: "Summarize: {{ ticket }}"}]
 cases:
-  - {id: mentions-refund, vars: {ticket: "refund please"}, assert: [{icontains: refund}, {latency_ms: 8000}]}
+  - id: mentions-refund
+    vars: {ticket: "refund please"}
+    assert: [{type: icontains, value: refund}, {type: latency_ms, threshold: 8000}]
 """
 
 

@@ -25,29 +25,29 @@ from ai_factory.local.sqlite_store import SqliteKeyStore, default_db_path
 from aif_gateway.records import ApiKeyRecord, generate_key
 
 SUITE_YAML = """
-name: echo-canary
+suite: echo-canary
 model: echo
 messages:
   - role: user
     content: "Say {{ word }}"
 cases:
-  - name: says-banana
+  - id: says-banana
     vars: {word: banana}
     assert:
-      - contains: "Say banana"
-      - icontains: "ECHO"
-      - not-contains: "cherry"
-      - regex: "^echo: Say \\\\w+$"
-      - latency_ms: 10000
+      - {type: contains, value: "Say banana"}
+      - {type: icontains, value: "ECHO"}
+      - {type: not-contains, value: "cherry"}
+      - {type: regex, value: "^echo: Say \\\\w+$"}
+      - {type: latency_ms, threshold: 10000}
   - id: expects-cherry
     vars: {word: apple}
     assert:
-      - contains: cherry
-      - llm-judge: {rubric: "is it polite?"}
-  - name: only-a-judge
+      - {type: contains, value: cherry}
+      - {type: llm-judge, value: "is it polite?", threshold: 0.7}
+  - id: only-a-judge
     vars: {word: x}
     assert:
-      - llm-judge: "polite"
+      - {type: llm-judge, value: "polite", threshold: 0.7}
 """
 
 
@@ -58,20 +58,20 @@ def suite_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_suite_conversion_keeps_runnable_assertions_and_warns(suite_file: Path) -> None:
-    warnings: list[str] = []
-    suite = load_canary_suite(suite_file, warn=warnings.append)
+def test_suite_conversion_keeps_runnable_assertions_and_notes_the_rest(suite_file: Path) -> None:
+    notes: list[str] = []
+    suite = load_canary_suite(suite_file, note=notes.append)
     assert suite["model"] == "echo" and suite["messages"][0]["content"] == "Say {{ word }}"
     assert [c["id"] for c in suite["cases"]] == ["says-banana", "expects-cherry"]
-    assert [a["type"] for a in suite["cases"][0]["assert"]] == [
-        "contains",
-        "icontains",
-        "not-contains",
-        "regex",
-        "latency_ms",
+    assert suite["cases"][0]["assert"] == [
+        {"type": "contains", "value": "Say banana"},
+        {"type": "icontains", "value": "ECHO"},
+        {"type": "not-contains", "value": "cherry"},
+        {"type": "regex", "value": "^echo: Say \\w+$"},
+        {"type": "latency_ms", "value": 10000.0},
     ]
     assert suite["cases"][1]["assert"] == [{"type": "contains", "value": "cherry"}]
-    assert any("llm-judge" in w for w in warnings) and any("only-a-judge" in w for w in warnings)
+    assert any("llm-judge" in n for n in notes) and any("only-a-judge" in n for n in notes)
     json.dumps(suite)  # what goes into the asset is plain JSON
     assert len(load_canary_suite(suite_file, max_cases=1)["cases"]) == 1
 
@@ -79,16 +79,32 @@ def test_suite_conversion_keeps_runnable_assertions_and_warns(suite_file: Path) 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("cases: 3", "'cases' list"),
-        ("cases: []\nprompt: 5", "'prompt'"),
-        ("cases: []", "needs 'model' and 'messages'"),
-        ("model: m\nmessages: []\ncases: [{assert: [{regex: '('}]}]", "invalid regex"),
-        ("model: m\nmessages: []\ncases: [{assert: [{latency_ms: fast}]}]", "milliseconds"),
-        ("model: m\nmessages: []\ncases: [{vars: [1]}]", "vars"),
-        ("model: m\nmessages: []\ncases: [{assert: [{contains: a, icontains: b}]}]", "an assertion is"),
+        ("suite: s\ncases: 3", ":1: give 'prompt'"),
+        ("suite: s\nmodel: m\nmessages: [{role: user, content: hi}]\ncases: 3", ":4: 'cases' must be"),
+        ("suite: s\nprompt: 5\ncases: []", ":2: prompt"),
+        (
+            "suite: s\nmodel: m\nmessages: [{role: user, content: hi}]\n"
+            "cases: [{id: a, assert: [{type: regex, value: '('}]}]",
+            ":4: .*regex",
+        ),
+        (
+            "suite: s\nmodel: m\nmessages: [{role: user, content: hi}]\n"
+            "cases: [{id: a, assert: [{type: latency_ms, threshold: fast}]}]",
+            ":4: .*threshold",
+        ),
+        (
+            "suite: s\nmodel: m\nmessages: [{role: user, content: hi}]\n"
+            "cases: [{id: a, vars: [1], assert: [{type: contains, value: x}]}]",
+            ":4: .*vars",
+        ),
+        (
+            "suite: s\nmodel: m\nmessages: [{role: user, content: hi}]\n"
+            "cases: [{id: a, assert: [{contains: a}]}]",
+            ":4: .*unknown field 'contains'",
+        ),
     ],
 )
-def test_malformed_suites_are_refused_with_the_place(tmp_path: Path, text: str, message: str) -> None:
+def test_malformed_suites_are_refused_with_the_file_and_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(CanaryError, match=message) as info:
@@ -98,7 +114,10 @@ def test_malformed_suites_are_refused_with_the_place(tmp_path: Path, text: str, 
 
 def test_prompt_suites_ask_the_gateway_to_render_the_production_alias(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
-    path.write_text("prompt: summarize-ticket\ncases: [{vars: {t: x}, assert: [{contains: a}]}]")
+    path.write_text(
+        "suite: s\nprompt: summarize-ticket\n"
+        "cases: [{id: a, vars: {t: x}, assert: [{type: contains, value: a}]}]"
+    )
     suite = load_canary_suite(path)
     body = request_body(suite, suite["cases"][0])
     assert body == {
@@ -110,11 +129,11 @@ def test_prompt_suites_ask_the_gateway_to_render_the_production_alias(tmp_path: 
 def test_request_options_of_the_suite_and_case_reach_the_gateway(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(
-        "prompt: extract\nrequest: {temperature: 0, max_tokens: 50}\ncases:\n"
-        "  - vars: {t: x}\n"
+        "suite: s\nprompt: extract\nrequest: {temperature: 0, max_tokens: 50}\ncases:\n"
+        "  - id: a\n    vars: {t: x}\n"
         "    request: {max_tokens: 80, response_format: {type: json_object}}\n"
-        "    assert: [{contains: a}]\n"
-        "  - vars: {t: y}\n    assert: [{contains: b}]\n"
+        "    assert: [{type: contains, value: a}]\n"
+        "  - id: b\n    vars: {t: y}\n    assert: [{type: contains, value: b}]\n"
     )
     suite = load_canary_suite(path)
     first, second = (request_body(suite, case) for case in suite["cases"])
@@ -124,6 +143,41 @@ def test_request_options_of_the_suite_and_case_reach_the_gateway(tmp_path: Path)
         {"type": "json_object"},
     )
     assert (second["temperature"], second["max_tokens"]) == (0, 50) and "response_format" not in second
+
+
+def test_included_shipped_suites_run_in_the_canary_too(tmp_path: Path) -> None:
+    """``include:`` of a shipped safety suite: its cases run in the canary bound to the feature's prompt,
+    exactly as ``ai-factory eval`` runs them (the canary reads suites with the harness's parser)."""
+    from ai_factory.evals.suite import load_suite
+
+    path = tmp_path / "injection.yaml"
+    path.write_text(
+        "suite: summarize-injection\nprompt: summarize-ticket\n"
+        "include: {suite: safety/prompt-injection, input_var: ticket, vars: {max_sentences: 2}}\n"
+    )
+    harness = load_suite(path)
+    suite = load_canary_suite(path)
+
+    assert [c["id"] for c in suite["cases"]] == [c.id for c in harness.cases] and suite["cases"]
+    first = suite["cases"][0]
+    assert first["vars"] == {"max_sentences": 2, "ticket": harness.cases[0].vars["ticket"]}
+    assert {"type": "not-contains", "value": "ZEBRA-CANARY-7Q3X"} in first["assert"]
+
+
+def test_schema_assertions_run_in_the_canary(tmp_path: Path) -> None:
+    path = tmp_path / "json.yaml"
+    path.write_text(
+        "suite: s\nprompt: extract\ncases:\n  - id: a\n    vars: {t: x}\n    assert:\n"
+        "      - {type: is-json}\n"
+        "      - {type: json-schema, value: {type: object, required: [intent]}}\n"
+    )
+    (case,) = load_canary_suite(path)["cases"]
+    assert case["assert"] == [
+        {"type": "is-json", "value": None},
+        {"type": "json-schema", "value": {"type": "object", "required": ["intent"]}},
+    ]
+    assert check_answer(case["assert"][1], '{"intent": "refund"}', 1).passed
+    assert not check_answer(case["assert"][1], '{"other": 1}', 1).passed
 
 
 @pytest.mark.parametrize(

@@ -414,3 +414,200 @@ def test_tool_choice_tool_none_and_disable_parallel_tool_use(harness: Harness) -
     status, _, answer = post(harness, msg("hi", tools=[WEATHER], tool_choice={"type": "none"}), key)
     harness.stubber.assert_no_pending_responses()
     assert status == 200, answer
+
+
+def test_claude_codes_beta_request_shape_is_mapped(harness: Harness) -> None:
+    """The fields Claude Code 2.1 sends (recorded from the real CLI): context_management ignored, a
+    system turn after the user's message joins the system prompt, adaptive thinking takes the effort's
+    budget, the deferred placeholder tool is not offered, cache_control with a ttl and on a tool result
+    become cache points."""
+    use_catalog_caps(harness)
+    key = harness.add_key()
+    expect(
+        harness,
+        system=[
+            {"text": "You are a Claude agent."},
+            {"cachePoint": {"type": "default"}},
+            {"text": "# Environment"},
+        ],
+        messages=[
+            {
+                "role": "user",
+                "content": [{"text": "<system-reminder>x</system-reminder>"}, {"text": "Read it"}],
+            },
+            {
+                "role": "assistant",
+                "content": [{"toolUse": {"toolUseId": "tu_1", "name": "Read", "input": {}}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"toolResult": {"toolUseId": "tu_1", "content": [{"text": "1\tdata"}]}},
+                    {"cachePoint": {"type": "default"}},
+                ],
+            },
+        ],
+        toolConfig={
+            "tools": [
+                {
+                    "toolSpec": {
+                        "name": "Read",
+                        "description": "Reads a file",
+                        "inputSchema": {
+                            "json": {"type": "object", "properties": {"file_path": {"type": "string"}}}
+                        },
+                    }
+                }
+            ]
+        },
+        # The tool loop is open (the last assistant turn called a tool): thinking is not sent.
+        inferenceConfig={"maxTokens": 32000},
+    )
+    body = {
+        "model": "chat-solo",
+        "max_tokens": 32000,
+        "stream": False,
+        "system": [
+            {
+                "type": "text",
+                "text": "You are a Claude agent.",
+                "cache_control": {"type": "ephemeral", "ttl": "1h"},
+            }
+        ],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>x</system-reminder>"},
+                    {"type": "text", "text": "Read it"},
+                ],
+            },
+            {"role": "system", "content": [{"type": "text", "text": "# Environment"}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "tu_1", "name": "Read", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "tu_1",
+                        "content": "1\tdata",
+                        "cache_control": {"type": "ephemeral"},
+                    }
+                ],
+            },
+        ],
+        "tools": [
+            {
+                "name": "Read",
+                "description": "Reads a file",
+                "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}},
+                "strict": False,
+            },
+            {
+                "name": "DeferredToolPlaceholder",
+                "description": "never call this tool",
+                "input_schema": {"type": "object", "properties": {}},
+                "defer_loading": True,
+            },
+        ],
+        "metadata": {"user_id": '{"device_id": "d1", "session_id": "s1"}'},
+        "thinking": {"type": "adaptive", "display": "omitted"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+    }
+    status, _, answer = post(harness, body, key, {"anthropic-beta": "claude-code-20250219,effort-2025-11-24"})
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+
+
+def test_adaptive_thinking_uses_the_effort_budget_and_output_format_is_structured_output(
+    harness: Harness,
+) -> None:
+    use_catalog_caps(harness)
+    key = harness.add_key()
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    expect(
+        harness,
+        inferenceConfig={"maxTokens": 4000},
+        additionalModelRequestFields={"thinking": {"type": "enabled", "budget_tokens": 2048}},
+        outputConfig={
+            "textFormat": {
+                "type": "json_schema",
+                "structure": {"jsonSchema": {"schema": json.dumps(schema), "name": "output"}},
+            }
+        },
+    )
+    body = msg(
+        "Count",
+        max_tokens=4000,
+        thinking={"type": "adaptive"},
+        output_config={"effort": "low", "format": {"type": "json_schema", "schema": schema}},
+    )
+    status, _, answer = post(harness, body, key)
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+
+
+def test_deferred_tools_are_offered_once_a_tool_reference_loads_them(harness: Harness) -> None:
+    use_catalog_caps(harness)
+    key = harness.add_key()
+    search = {
+        "name": "ToolSearch",
+        "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
+    }
+    fetch = {"name": "WebFetch", "input_schema": {"type": "object"}, "defer_loading": True}
+    expect(
+        harness,
+        messages=ANY,
+        toolConfig={
+            "tools": [
+                {"toolSpec": {"name": "ToolSearch", "inputSchema": {"json": search["input_schema"]}}},
+                {"toolSpec": {"name": "WebFetch", "inputSchema": {"json": {"type": "object"}}}},
+            ]
+        },
+        inferenceConfig={"maxTokens": 512},
+    )
+    body = msg("find a fetch tool", tools=[search, fetch])
+    body["messages"] += [
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "ts", "name": "ToolSearch", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "ts",
+                    "content": [{"type": "tool_reference", "tool_name": "WebFetch"}],
+                }
+            ],
+        },
+    ]
+    status, _, answer = post(harness, body, key)
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"output_config": {"effort": "extreme"}}, "output_config.effort"),
+        ({"output_config": {"verbosity": "low"}}, "output_config.verbosity"),
+        ({"output_config": {"format": {"type": "json_object"}}}, "output_config.format"),
+        ({"thinking": {"type": "sometimes"}}, "thinking.type"),
+        ({"tools": [{**WEATHER, "defer_loading": "yes"}]}, "tools[0].defer_loading"),
+        ({"system": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "1d"}}]},
+         "system[0].cache_control.ttl"),
+    ],
+)  # fmt: skip
+def test_bad_beta_fields_are_400s_naming_the_field(
+    harness: Harness, extra: dict[str, Any], param: str
+) -> None:
+    key = harness.add_key()
+    status, _, answer = post(harness, msg("x", **extra), key)
+    assert status == 400
+    assert f"'{param}'" in answer["error"]["message"], answer

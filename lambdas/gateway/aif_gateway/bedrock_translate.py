@@ -140,7 +140,7 @@ class _Builder:
             elif role == "assistant":
                 self._append("assistant", self._assistant_blocks(message))
             else:  # tool
-                self._append("user", [self._tool_result(message)])
+                self._append("user", [self._tool_result(message), *self._cache_point(message)])
         if first_speaker == "assistant":
             raise InvalidRequest(
                 "The first non-system message must come from the user (Bedrock Converse requires it).",

@@ -100,6 +100,7 @@ def test_system_blocks_tools_images_and_cache_control_become_converse_blocks(har
             "toolChoice": {"any": {}},
         },
         inferenceConfig={"maxTokens": 512, "temperature": 0.2, "stopSequences": ["###"]},
+        additionalModelResponseFieldPaths=["/stop_sequence"],
     )
     body = msg(
         [
@@ -611,3 +612,65 @@ def test_bad_beta_fields_are_400s_naming_the_field(
     status, _, answer = post(harness, msg("x", **extra), key)
     assert status == 400
     assert f"'{param}'" in answer["error"]["message"], answer
+
+
+def test_the_stop_sequence_bedrock_reports_is_the_answers_stop_sequence(harness: Harness) -> None:
+    key = harness.add_key()
+    response = {
+        **converse_response("The answer", stop="stop_sequence"),
+        "additionalModelResponseFields": {"stop_sequence": "END"},
+    }
+    expect(
+        harness,
+        response=response,
+        inferenceConfig={"maxTokens": 512, "stopSequences": ["###", "END"]},
+        additionalModelResponseFieldPaths=["/stop_sequence"],
+    )
+    status, _, answer = post(harness, msg("hi", stop_sequences=["###", "END"]), key)
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+    assert (answer["stop_reason"], answer["stop_sequence"]) == ("stop_sequence", "END")
+
+
+def test_streams_report_the_stop_sequence_and_keep_one_tool_call_without_parallel_use(
+    fake_bedrock: FakeBedrock,
+) -> None:
+    fake_bedrock.scripts[HAIKU.model_id] = [
+        (0, START),
+        (0, text("Done")),
+        (
+            0,
+            event(
+                "messageStop",
+                {"stopReason": "stop_sequence", "additionalModelResponseFields": {"stop_sequence": "END"}},
+            ),
+        ),
+        (0, metadata(10, 2)),
+    ]
+    h = make_harness(fake_bedrock)
+    response, _ = stream(h, msg("hi", model="chat-fast", stop_sequences=["###", "END"]))
+    final = named_events(b"".join(response.body).decode())[-2][1]
+    assert final["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}
+
+    def tool(block: int, use_id: str, city: str) -> list[tuple[int, bytes]]:
+        start = {"contentBlockIndex": block, "start": {"toolUse": {"toolUseId": use_id, "name": "weather"}}}
+        piece = {"contentBlockIndex": block, "delta": {"toolUse": {"input": json.dumps({"city": city})}}}
+        return [(0, event("contentBlockStart", start)), (0, event("contentBlockDelta", piece))]
+
+    fake_bedrock.scripts[HAIKU.model_id] = [
+        (0, START), *tool(0, "tu_1", "Oslo"), *tool(1, "tu_2", "Rome"),
+        (0, stop("tool_use")), (0, metadata(10, 9)),
+    ]  # fmt: skip
+    body = msg(
+        "hi",
+        model="chat-fast",
+        tools=[WEATHER],
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+    )
+    response, _ = stream(h, body)
+    events = named_events(b"".join(response.body).decode())
+    starts = [e["content_block"] for k, e in events if k == "content_block_start"]
+    assert starts == [{"type": "tool_use", "id": "tu_1", "name": "weather", "input": {}}]
+    assert [e["delta"]["partial_json"] for k, e in events if k == "content_block_delta"] == [
+        '{"city": "Oslo"}'
+    ]

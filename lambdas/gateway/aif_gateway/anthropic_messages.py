@@ -8,11 +8,15 @@ metered, audited and sent to Bedrock Converse (``bedrock_translate``) by the sam
   becomes a Converse cache point (models whose catalog entry has ``prompt_caching``);
 - ``tool_use`` blocks become the assistant's tool calls and ``tool_result`` blocks become tool results
   (``is_error`` results are prefixed ``Error:``); base64 ``image`` blocks become images;
-- ``thinking`` (``enabled`` with ``budget_tokens``) becomes the model's extended-thinking budget;
-  ``thinking``/``redacted_thinking`` blocks of earlier turns are dropped (the gateway sends no
-  thinking in a tool loop, see docs/gateway.md);
+- ``thinking`` (``enabled`` with ``budget_tokens``) becomes the model's extended-thinking budget,
+  ``adaptive`` the budget of ``output_config.effort``; ``thinking``/``redacted_thinking`` blocks of
+  earlier turns are dropped (the gateway sends no thinking in a tool loop, see docs/gateway.md);
+- ``output_config.format`` (``json_schema``) becomes Converse structured output;
 - ``tool_choice`` ``auto``/``any``/``tool``/``none`` and ``disable_parallel_tool_use`` map to their
-  Chat Completions equivalents.
+  Chat Completions equivalents;
+- what Claude Code sends with its beta features: ``system`` turns inside ``messages`` join the system
+  prompt, tools with ``defer_loading`` are offered only once a ``tool_reference`` block of a tool result
+  names them (tool search), and ``context_management`` is ignored (see IGNORED_FIELDS).
 
 Every field is in exactly one of SUPPORTED_FIELDS, IGNORED_FIELDS or REFUSED_FIELDS (docs/gateway.md's
 "Messages API compatibility" table is checked against them); any other field is a 400 naming it.
@@ -39,11 +43,16 @@ SUPPORTED_FIELDS = (
     "tools",
     "tool_choice",
     "thinking",
+    "output_config",
     "stream",
 )
 IGNORED_FIELDS = {
     "metadata": "metadata.user_id is not sent to the model; the API key identifies team and feature",
     "service_tier": "the gateway's route decides capacity",
+    "context_management": (
+        "server-side context editing (Claude Code's clear_thinking, clear_tool_uses); the gateway sends "
+        "the conversation as the client gives it and drops earlier thinking blocks itself"
+    ),
 }
 REFUSED_FIELDS = {
     "top_k": "Bedrock Converse has no portable top_k",
@@ -53,8 +62,14 @@ REFUSED_FIELDS = {
 # Content block types, by role; anything else is refused with a 400 naming the block.
 USER_BLOCKS = ("text", "image", "tool_result")
 ASSISTANT_BLOCKS = ("text", "tool_use", "thinking", "redacted_thinking")
+# Blocks of a tool_result's content: text, and tool search's references to deferred tools.
+TOOL_RESULT_BLOCKS = ("text", "tool_reference")
 TOOL_CHOICES = ("auto", "any", "tool", "none")
+THINKING_TYPES = ("enabled", "adaptive", "disabled")
 MIN_THINKING_BUDGET = 1024
+# output_config.effort -> the gateway's reasoning effort (its extended-thinking budget, bedrock_translate).
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
+OUTPUT_CONFIG_KEYS = ("effort", "format")
 # anthropic-version: any dated version is accepted (the official SDKs send their release's date); the
 # gateway answers in the Messages shape those versions share. Anything else is a 400.
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -92,13 +107,17 @@ def parse_messages_request(data: dict[str, Any]) -> ChatRequest:
             f"'max_tokens' must be a positive integer; got {json.dumps(max_tokens)[:40]}.", param="max_tokens"
         )
     _parse_metadata(data.get("metadata"))
-    tools = _parse_tools(data.get("tools"))
+    declared, deferred = _parse_tools(data.get("tools"))
+    referenced: set[str] = set()
+    messages = _system_messages(data.get("system")) + _parse_messages(data.get("messages"), referenced)
+    # Tool search: a deferred tool is offered once a tool_reference block has loaded it.
+    tools = [t for t in declared if t["function"]["name"] not in deferred - referenced] or None
     choice, parallel = _parse_tool_choice(data.get("tool_choice"), tools)
-    messages = _system_messages(data.get("system")) + _parse_messages(data.get("messages"))
     stream = data.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest(f"'stream' must be true or false, not {_kind(stream)}.", param="stream")
-    effort, budget = _parse_thinking(data.get("thinking"), max_tokens)
+    output_effort, response_format = _parse_output_config(data.get("output_config"))
+    effort, budget = _parse_thinking(data.get("thinking"), max_tokens, output_effort)
     return ChatRequest(
         model=model,
         messages=messages,
@@ -108,6 +127,7 @@ def parse_messages_request(data: dict[str, Any]) -> ChatRequest:
         stop=_parse_stop_sequences(data.get("stop_sequences")),
         tools=tools,
         tool_choice=choice,
+        response_format=response_format,
         stream=bool(stream),
         include_usage=True,
         parallel_tool_calls=parallel,
@@ -136,11 +156,17 @@ def _parse_metadata(raw: Any) -> None:
 
 
 def _cache_control(block: dict[str, Any], path: str) -> dict[str, str] | None:
+    """``{"type": "ephemeral"}``, with an optional ``ttl`` (``5m``/``1h``) that is not sent on: cache
+    points use Bedrock's default lifetime, which the catalog's cache-write price is for."""
     value = block.get("cache_control")
     if value is None:
         return None
     if not isinstance(value, dict) or value.get("type") != "ephemeral":
         raise InvalidRequest(f'\'{path}.cache_control\' must be {{"type": "ephemeral"}}.', param=path)
+    if value.get("ttl") not in (None, "5m", "1h"):
+        raise InvalidRequest(
+            f"'{path}.cache_control.ttl' must be 5m or 1h.", param=f"{path}.cache_control.ttl"
+        )
     return {"type": "ephemeral"}
 
 
@@ -173,7 +199,9 @@ def _system_messages(system: Any) -> list[dict[str, Any]]:
     return [{"role": "system", "content": parts}] if parts else []
 
 
-def _parse_messages(raw: Any) -> list[dict[str, Any]]:
+def _parse_messages(raw: Any, referenced: set[str]) -> list[dict[str, Any]]:
+    """The conversation as chat messages; ``referenced`` collects the tools tool_reference blocks name.
+    A ``system`` turn (Claude Code sends its environment notes as one) joins the system prompt."""
     if raw is None:
         raise InvalidRequest("'messages' is required.", param="messages", code="missing_field")
     if not isinstance(raw, list) or not raw:
@@ -185,13 +213,17 @@ def _parse_messages(raw: Any) -> list[dict[str, Any]]:
         if not isinstance(message, dict):
             raise InvalidRequest(f"'{path}' must be an object, not {_kind(message)}.", param=path)
         role = message.get("role")
-        if role not in ("user", "assistant"):
+        if role not in ("user", "assistant", "system"):
             raise InvalidRequest(
-                f"'{path}.role' must be user or assistant; got {json.dumps(role)[:40]}.", param=f"{path}.role"
+                f"'{path}.role' must be user, assistant or system; got {json.dumps(role)[:40]}.",
+                param=f"{path}.role",
             )
         if i == 0 and role != "user":
             raise InvalidRequest("'messages[0].role' must be user.", param="messages[0].role")
         content = message.get("content")
+        if role == "system":
+            out.extend(_system_turn(content, path))
+            continue
         if isinstance(content, str):
             out.append({"role": role, "content": content})
             continue
@@ -201,13 +233,31 @@ def _parse_messages(raw: Any) -> list[dict[str, Any]]:
                 param=f"{path}.content",
             )
         if role == "user":
-            out.extend(_user_message(content, path, call_ids))
+            out.extend(_user_message(content, path, call_ids, referenced))
         else:
             out.append(_assistant_message(content, path, call_ids))
     return out
 
 
-def _user_message(content: list[Any], path: str, call_ids: set[str]) -> list[dict[str, Any]]:
+def _system_turn(content: Any, path: str) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"role": "system", "content": content}] if content.strip() else []
+    if not isinstance(content, list):
+        raise InvalidRequest(
+            f"'{path}.content' must be a string or an array of text blocks, not {_kind(content)}.",
+            param=f"{path}.content",
+        )
+    parts = []
+    for j, block in enumerate(content):
+        p = f"{path}.content[{j}]"
+        _block_type(block, p, ("text",), "system")
+        parts.append(_text_part(block, p))
+    return [{"role": "system", "content": parts}] if parts else []
+
+
+def _user_message(
+    content: list[Any], path: str, call_ids: set[str], referenced: set[str]
+) -> list[dict[str, Any]]:
     """Tool results become tool messages (first, as Converse wants them); the rest one user message."""
     results: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
@@ -226,14 +276,19 @@ def _user_message(content: list[Any], path: str, call_ids: set[str]) -> list[dic
                     "assistant message.",
                     param=f"{p}.tool_use_id",
                 )
-            text = _tool_result_text(block.get("content"), p)
+            text = _tool_result_text(block.get("content"), p, referenced)
             if block.get("is_error") is True:
                 text = f"Error: {text}" if text.strip() else "Error"
-            results.append({"role": "tool", "tool_call_id": use_id, "content": text})
+            result: dict[str, Any] = {"role": "tool", "tool_call_id": use_id, "content": text}
+            if _cache_control(block, p):  # Claude Code marks the newest turn, a tool result in a loop
+                result["cache_control"] = {"type": "ephemeral"}
+            results.append(result)
     return results + ([{"role": "user", "content": parts}] if parts else [])
 
 
-def _tool_result_text(content: Any, path: str) -> str:
+def _tool_result_text(content: Any, path: str, referenced: set[str]) -> str:
+    """A tool result as the text the model is sent; a ``tool_reference`` block (tool search loaded a
+    deferred tool) becomes a line naming the tool, which is then offered (``referenced``)."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -245,12 +300,18 @@ def _tool_result_text(content: Any, path: str) -> str:
     texts = []
     for k, block in enumerate(content):
         p = f"{path}.content[{k}]"
-        if not isinstance(block, dict) or block.get("type") != "text":
+        if not isinstance(block, dict) or block.get("type") not in TOOL_RESULT_BLOCKS:
             raise InvalidRequest(
-                f"'{p}.type' must be \"text\": the gateway sends tool results to the model as text.",
+                f"'{p}.type' must be text or tool_reference: the gateway sends tool results to the model "
+                "as text.",
                 param=f"{p}.type",
             )
-        texts.append(_text_part(block, p)["text"])
+        if block["type"] == "tool_reference":
+            name = _require_str(block, "tool_name", f"{p}.tool_name")
+            referenced.add(name)
+            texts.append(f"Tool {name} is now available.")
+        else:
+            texts.append(_text_part(block, p)["text"])
     return "\n".join(texts)
 
 
@@ -312,13 +373,17 @@ def _image_part(block: dict[str, Any], path: str) -> dict[str, Any]:
     return part
 
 
-def _parse_tools(raw: Any) -> list[dict[str, Any]] | None:
+def _parse_tools(raw: Any) -> tuple[list[dict[str, Any]], set[str]]:
+    """(the custom tools as chat tools, the names of those with ``defer_loading: true``). Other keys of
+    a tool: ``strict`` (Bedrock validates against the schema given), ``input_examples`` and
+    ``eager_input_streaming`` pass unused (input is streamed as the model writes it anyway)."""
     if raw is None:
-        return None
+        return [], set()
     if not isinstance(raw, list):
         raise InvalidRequest(f"'tools' must be an array, not {_kind(raw)}.", param="tools")
     tools: list[dict[str, Any]] = []
     names: set[str] = set()
+    deferred: set[str] = set()
     for i, tool in enumerate(raw):
         path = f"tools[{i}]"
         if not isinstance(tool, dict):
@@ -335,8 +400,15 @@ def _parse_tools(raw: Any) -> list[dict[str, Any]] | None:
         cache = _cache_control(tool, path)
         if cache:
             converted["cache_control"] = cache
+        defer = tool.get("defer_loading", False)
+        if not isinstance(defer, bool):
+            raise InvalidRequest(
+                f"'{path}.defer_loading' must be true or false.", param=f"{path}.defer_loading"
+            )
+        if defer:
+            deferred.add(fn["name"])
         tools.append(converted)
-    return tools or None
+    return tools, deferred
 
 
 def _parse_tool_choice(
@@ -370,14 +442,55 @@ def _parse_tool_choice(
     return {"auto": "auto", "any": "required", "none": "none"}[kind], not disable
 
 
-def _parse_thinking(raw: Any, max_tokens: int) -> tuple[str | None, int | None]:
-    """(reasoning_effort, exact budget): ``enabled`` needs 1024 <= budget_tokens < max_tokens."""
+def _parse_output_config(raw: Any) -> tuple[str | None, dict[str, Any] | None]:
+    """(the gateway's reasoning effort for ``effort``, a chat ``response_format`` for ``format``)."""
     if raw is None:
         return None, None
-    if not isinstance(raw, dict) or raw.get("type") not in ("enabled", "disabled"):
-        raise InvalidRequest("'thinking.type' must be enabled or disabled.", param="thinking.type")
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"'output_config' must be an object, not {_kind(raw)}.", param="output_config")
+    for name in raw:
+        if name not in OUTPUT_CONFIG_KEYS:
+            raise InvalidRequest(
+                f"Unknown field 'output_config.{str(name)[:40]}' (known: {', '.join(OUTPUT_CONFIG_KEYS)}).",
+                param=f"output_config.{str(name)[:40]}",
+                code="unknown_field",
+            )
+    effort = raw.get("effort")
+    if effort is not None and effort not in EFFORTS:
+        raise InvalidRequest(
+            f"'output_config.effort' must be one of {', '.join(EFFORTS)}; got {json.dumps(effort)[:40]}.",
+            param="output_config.effort",
+        )
+    fmt = raw.get("format")
+    response_format = None
+    if fmt is not None:
+        if (
+            not isinstance(fmt, dict)
+            or fmt.get("type") != "json_schema"
+            or not isinstance(fmt.get("schema"), dict)
+        ):
+            raise InvalidRequest(
+                '\'output_config.format\' must be {"type": "json_schema", "schema": {...}}.',
+                param="output_config.format",
+            )
+        response_format = {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
+    return (EFFORTS[effort] if effort is not None else None), response_format
+
+
+def _parse_thinking(raw: Any, max_tokens: int, effort: str | None = None) -> tuple[str | None, int | None]:
+    """(reasoning_effort, exact budget): ``enabled`` needs 1024 <= budget_tokens < max_tokens;
+    ``adaptive`` (the model decides how much to think) takes the budget of ``output_config.effort``
+    (default high, Anthropic's default effort)."""
+    if raw is None:
+        return None, None
+    if not isinstance(raw, dict) or raw.get("type") not in THINKING_TYPES:
+        raise InvalidRequest(
+            f"'thinking.type' must be one of {', '.join(THINKING_TYPES)}.", param="thinking.type"
+        )
     if raw["type"] == "disabled":
         return None, None
+    if raw["type"] == "adaptive":
+        return effort or "high", None
     budget = raw.get("budget_tokens")
     if (
         isinstance(budget, bool)
@@ -440,10 +553,17 @@ def message_body(message_id: str, model: str, result: ChatResult, usage: TokenUs
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": STOP_REASONS.get(result.finish_reason, "end_turn"),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(result.finish_reason, result.stop_sequence),
+        "stop_sequence": result.stop_sequence,
         "usage": usage_body(usage),
     }
+
+
+def stop_reason(finish_reason: str, stop_sequence: str | None) -> str:
+    """Anthropic's ``stop_reason``: ``stop_sequence`` when a known stop sequence ended the answer."""
+    if finish_reason == "stop" and stop_sequence is not None:
+        return "stop_sequence"
+    return STOP_REASONS.get(finish_reason, "end_turn")
 
 
 def error_body(exc: GatewayError, request_id: str) -> dict[str, Any]:

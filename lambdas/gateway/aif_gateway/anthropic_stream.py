@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .anthropic_messages import STOP_REASONS, usage_body
+from .anthropic_messages import stop_reason, usage_body
 from .provider_types import TokenUsage
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -93,8 +93,8 @@ class MessageStreamEncoder:
             out += self._delta({"type": "input_json_delta", "partial_json": arguments})
         return out
 
-    def end(self, finish_reason: str, usage: TokenUsage | None) -> bytes:
-        delta = {"stop_reason": STOP_REASONS.get(finish_reason, "end_turn"), "stop_sequence": None}
+    def end(self, finish_reason: str, usage: TokenUsage | None, stop_sequence: str | None = None) -> bytes:
+        delta = {"stop_reason": stop_reason(finish_reason, stop_sequence), "stop_sequence": stop_sequence}
         body = {"type": "message_delta", "delta": delta, "usage": usage_body(usage or TokenUsage())}
         return self._stop() + event("message_delta", body) + event("message_stop", {"type": "message_stop"})
 

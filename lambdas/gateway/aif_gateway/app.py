@@ -42,6 +42,7 @@ from .anthropic_stream import MessageStreamEncoder
 from .capabilities import adapt, unfit_reason
 from .clearance import cleared_targets
 from .config import GatewayConfig, GuardrailPrices, ModelTarget, Route, RouteTimeouts
+from .count_tokens import count_input_tokens, counting_target, parse_count_tokens_request
 from .errors import (
     Forbidden,
     GatewayError,
@@ -49,7 +50,6 @@ from .errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
-    NotImplementedByGateway,
     PayloadTooLarge,
     StoreUnavailable,
 )
@@ -214,13 +214,30 @@ class Gateway:
         return self._serve_chat(call, key, request, _MessagesFormat(call, request.model))
 
     def _count_tokens(self, call: _Call) -> dict[str, Any]:
+        """The input tokens of a Messages request, counted by the model that would answer it
+        (``count_tokens``); recorded like every request, at no cost."""
         call.api = "anthropic"
-        self._authenticate(call)
-        raise NotImplementedByGateway(
-            "/v1/messages/count_tokens is not offered: Bedrock counts tokens only for some models and "
-            "regions; the usage of every /v1/messages answer gives the exact, billed count.",
-            code="count_tokens_not_supported",
-        )
+        check_version(call.header("anthropic-version"))
+        key = self._authenticate(call)
+        request = parse_count_tokens_request(parse_json_body(call.body(self.config.max_body_bytes)))
+        request.model = self.config.model_aliases.get(request.model, request.model)
+        call.route = request.model
+        route = self._route_for(key, request.model)
+        if route.modality != "chat":
+            raise InvalidRequest(f"'{request.model}' is an embedding model.", param="model")
+        target = counting_target(route, request, cleared_targets(key, route))
+        self.guard.check(key, call.started)
+        self._reserve(call, key, Estimate(0.0, 0, 0, 0))
+        ctx = CallContext(call.request_id, key.team, key.feature, None)
+        tokens = count_input_tokens(self.providers[target.provider], target, request, ctx)
+        record = self._base_record(call, key, status=200, operation="count_tokens")
+        record.model_served, record.model_id = target.name, target.model_id
+        record.extra["counted_input_tokens"] = str(tokens)
+        self._persist(record)
+        self._settle(call, record)
+        self._emit(record)
+        headers = {"x-aif-served-by": target.name, "x-aif-served-model-id": target.model_id}
+        return _response(200, {"input_tokens": tokens}, call.request_id, headers)
 
     def _responses(self, call: _Call) -> dict[str, Any] | StreamingResponse:
         """OpenAI's Responses API, stateless subset (``openai_responses``)."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .bedrock_errors import to_provider_error
-from .bedrock_translate import STOP_REASONS
+from .bedrock_translate import STOP_REASONS, matched_stop_sequence
 from .guardrail_metering import assessment_units
 from .provider_types import (
     ReasoningDelta,
@@ -34,8 +34,9 @@ class ConverseStreamReader:
     """Iterates one ConverseStream response. Content blocks are numbered by Bedrock across text and
     tool use; OpenAI numbers tool calls on their own (0, 1, ...), so the reader keeps that mapping."""
 
-    def __init__(self, event_stream: Any, idle_s: float | None = None) -> None:
+    def __init__(self, event_stream: Any, idle_s: float | None = None, stop: list[str] | None = None) -> None:
         self._stream = event_stream
+        self._stop = stop or []
         self._events: Iterator[dict[str, Any]] = iter(event_stream)
         self._idle_s = idle_s
         self._tool_index: dict[int, int] = {}
@@ -88,8 +89,10 @@ class ConverseStreamReader:
             index = self._tool_index[body.get("contentBlockIndex", 0)] = len(self._tool_index)
             return ToolCallDelta(index, "", use["toolUseId"], use["name"])
         if "messageStop" in raw:
-            reason = raw["messageStop"].get("stopReason", "end_turn")
-            return StreamStop(STOP_REASONS.get(reason, "stop"), reason == "guardrail_intervened")
+            body = raw["messageStop"]
+            reason = body.get("stopReason", "end_turn")
+            matched = matched_stop_sequence(reason, body.get("additionalModelResponseFields"), self._stop)
+            return StreamStop(STOP_REASONS.get(reason, "stop"), reason == "guardrail_intervened", matched)
         if "metadata" in raw:
             usage = raw["metadata"].get("usage", {})
             return StreamUsage(

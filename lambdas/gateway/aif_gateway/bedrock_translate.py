@@ -48,6 +48,7 @@ SYNTHESIZED_TOOL_DESCRIPTION = "Declared by an earlier turn of this conversation
 # reasoning_effort -> Anthropic extended-thinking budget (tokens); 1024 is the smallest budget allowed.
 THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
 DEFAULT_ANSWER_TOKENS = 8192  # answer room added to the thinking budget when max_tokens is not given
+STOP_SEQUENCE_PATH = "/stop_sequence"  # additionalModelResponseFieldPaths entry (Anthropic models)
 
 
 def to_converse(
@@ -108,8 +109,25 @@ def to_converse(
         }
     if metadata:
         kwargs["requestMetadata"] = metadata
+    if request.stop and "anthropic." in model_id:
+        # Anthropic models report which stop sequence matched when asked for the field.
+        kwargs["additionalModelResponseFieldPaths"] = [STOP_SEQUENCE_PATH]
     _cap_cache_points(kwargs)
     return kwargs
+
+
+def matched_stop_sequence(
+    stop_reason: str | None, fields: dict[str, Any] | None, stop: list[str]
+) -> str | None:
+    """Which of the request's ``stop`` sequences ended the answer: the model's own report
+    (``additionalModelResponseFields.stop_sequence``, Anthropic models) or, when only one was sent,
+    that one. None when the answer did not end on a stop sequence or the model does not say which."""
+    if stop_reason != "stop_sequence":
+        return None
+    reported = (fields or {}).get("stop_sequence")
+    if isinstance(reported, str) and reported:
+        return reported
+    return stop[0] if len(stop) == 1 else None
 
 
 class _Builder:
@@ -140,7 +158,7 @@ class _Builder:
             elif role == "assistant":
                 self._append("assistant", self._assistant_blocks(message))
             else:  # tool
-                self._append("user", [self._tool_result(message)])
+                self._append("user", [self._tool_result(message), *self._cache_point(message)])
         if first_speaker == "assistant":
             raise InvalidRequest(
                 "The first non-system message must come from the user (Bedrock Converse requires it).",
@@ -411,7 +429,7 @@ def _image_block(url: str, path: str) -> dict[str, Any]:
     return {"format": fmt, "source": {"bytes": raw}}
 
 
-def from_converse(response: dict[str, Any]) -> ChatResult:
+def from_converse(response: dict[str, Any], stop: list[str] | None = None) -> ChatResult:
     message = response.get("output", {}).get("message", {})
     texts: list[str] = []
     reasoning: list[str] = []
@@ -449,4 +467,7 @@ def from_converse(response: dict[str, Any]) -> ChatResult:
         reasoning="".join(reasoning),
         guardrail_units=assessment_units(response.get("trace")),
         reasoning_signature=signature,
+        stop_sequence=matched_stop_sequence(
+            stop_reason, response.get("additionalModelResponseFields"), stop or []
+        ),
     )

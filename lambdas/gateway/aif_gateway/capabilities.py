@@ -26,6 +26,7 @@ class ModelCapabilities:
     vision: bool = True
     structured_output: bool = True  # Bedrock outputConfig json_schema
     prompt_caching: bool = False  # Converse cachePoint blocks
+    count_tokens: bool = False  # Bedrock CountTokens answers for the model (/v1/messages/count_tokens)
     reasoning: str | None = None  # one of REASONING_STYLES
     max_output_tokens: int | None = None
     temperature_max: float | None = None  # e.g. 1.0 for Claude and Nova (OpenAI's range is 0-2)
@@ -43,7 +44,7 @@ class ModelCapabilities:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"capabilities.{unknown[0]}: unknown (known: {', '.join(sorted(known))})")
-        for name in ("tools", "vision", "structured_output", "prompt_caching"):
+        for name in ("tools", "vision", "structured_output", "prompt_caching", "count_tokens"):
             if name in raw and not isinstance(raw[name], bool):
                 raise ValueError(f"capabilities.{name}: must be true or false")
         reasoning = raw.get("reasoning")

@@ -9,8 +9,10 @@ Rules, in order (the first that applies decides the answer):
 3. The conversation ends with tool results: the answer is ``echo: <the results, joined by "; ">``.
 4. Otherwise no rule applies and the plain echo answer is given (``providers.EchoProvider``).
 
-A call's arguments fill the tool's first schema property (or ``text``) with the user's text. Call IDs
-derive from the conversation, so a replayed conversation gets the same IDs.
+System messages after the last turn (Claude Code appends its environment notes as one) do not count as
+the end of the conversation. A call's arguments are the JSON object written right after the tool's name
+(``Read {"file_path": "notes.txt"}``), else the tool's first schema property (or ``text``) filled with
+the user's text. Call IDs derive from the conversation, so a replayed conversation gets the same IDs.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def _text(content: Any) -> str:
 
 def scripted_turn(request: ChatRequest, usage_in: int, last_user: str) -> ChatResult | None:
     """The echo model's answer when one of the tool rules applies, else None."""
-    last = request.messages[-1] if request.messages else {}
+    turns = [m for m in request.messages if m["role"] not in ("system", "developer")]
+    last = turns[-1] if turns else {}
     tools = request.tools or []
     choice = request.tool_choice
     names: list[str] = []
@@ -49,7 +52,7 @@ def scripted_turn(request: ChatRequest, usage_in: int, last_user: str) -> ChatRe
         return ChatResult("", "tool_calls", TokenUsage(input=usage_in, output=len(calls)), tool_calls=calls)
     if last.get("role") == "tool":
         results: list[str] = []
-        for message in reversed(request.messages):
+        for message in reversed(turns):
             if message["role"] != "tool":
                 break
             results.insert(0, _text(message.get("content")))
@@ -59,11 +62,25 @@ def scripted_turn(request: ChatRequest, usage_in: int, last_user: str) -> ChatRe
 
 
 def _call(fn: dict[str, Any], name: str, text: str, n: int) -> dict[str, Any]:
-    properties = (fn.get("parameters") or {}).get("properties") or {}
-    arg = next(iter(properties), "text")
+    arguments = _written_arguments(name, text)
+    if arguments is None:
+        properties = (fn.get("parameters") or {}).get("properties") or {}
+        arguments = {next(iter(properties), "text"): text}
     digest = hashlib.sha256(f"{n}:{name}:{text}".encode()).hexdigest()[:12]
     return {
         "id": f"call_{digest}",
         "type": "function",
-        "function": {"name": name, "arguments": json.dumps({arg: text})},
+        "function": {"name": name, "arguments": json.dumps(arguments)},
     }
+
+
+def _written_arguments(name: str, text: str) -> dict[str, Any] | None:
+    """The JSON object right after the first whole-word mention of ``name`` in ``text``, if any."""
+    match = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])\s*(?=\{{)", text)
+    if match is None:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(text, match.end())
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -10,7 +10,10 @@ false``). Items map to the Chat Completions messages the rest of the gateway ser
 - ``function_call`` items -> the assistant's tool calls (consecutive calls join one assistant turn);
 - ``function_call_output`` items -> tool results; ``reasoning`` items -> dropped (no state to resume);
 - ``instructions`` -> a system message first; ``text.format`` -> ``response_format``;
-  ``reasoning.effort`` -> ``reasoning_effort``; ``max_output_tokens`` -> ``max_tokens``.
+  ``reasoning.effort`` -> ``reasoning_effort``; ``max_output_tokens`` -> ``max_tokens``;
+- ``function`` tools -> chat tools, also those grouped in a ``namespace`` tool (Codex groups its
+  sub-agent tools so); ``web_search`` tools are not offered (no model behind the gateway searches the
+  web), any other built-in tool is a 400.
 
 Every field is in exactly one of SUPPORTED_FIELDS, IGNORED_FIELDS or REFUSED_FIELDS (docs/gateway.md's
 "Responses API compatibility" table is checked against them); any other field is a 400 naming it.
@@ -60,6 +63,9 @@ IGNORED_FIELDS = {
     "include": "extra output (encrypted reasoning, logprobs) that only OpenAI's models produce",
     "top_logprobs": "the gateway's models return no log probabilities",
     "stream_options": "streamed usage always arrives in response.completed",
+    "client_metadata": (
+        "the client's own tags (Codex sends its session and turn IDs); the key identifies team and feature"
+    ),
 }
 REFUSED_FIELDS = {
     "previous_response_id": "the gateway stores no responses; send the whole conversation as input items",
@@ -69,6 +75,9 @@ REFUSED_FIELDS = {
     "max_tool_calls": "built-in tools are not offered",
 }
 ROLES = ("user", "system", "developer", "assistant")
+# Built-in tools left out rather than refused: Codex offers web search by default, and a model that is
+# not offered a tool cannot call it.
+UNOFFERED_TOOLS = ("web_search", "web_search_preview")
 TEXT_PARTS = ("input_text", "output_text", "refusal")
 
 
@@ -241,16 +250,34 @@ def _parse_tools(raw: Any) -> list[dict[str, Any]] | None:
     names: set[str] = set()
     for i, tool in enumerate(raw):
         path = f"tools[{i}]"
-        if not isinstance(tool, dict) or tool.get("type") != "function":
-            kind = tool.get("type") if isinstance(tool, dict) else None
-            raise InvalidRequest(
-                f"'{path}.type' must be \"function\"; got {json.dumps(kind)[:50]} (OpenAI's built-in tools "
-                "run on OpenAI's side and are not offered).",
-                param=f"{path}.type",
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind in UNOFFERED_TOOLS:
+            continue
+        if kind == "namespace":
+            assert isinstance(tool, dict)
+            members = tool.get("tools")
+            if not isinstance(members, list):
+                raise InvalidRequest(
+                    f"'{path}.tools' must be an array of function tools.", param=f"{path}.tools"
+                )
+            tools.extend(
+                _function_tool(member, f"{path}.tools[{j}]", names) for j, member in enumerate(members)
             )
-        fn = function_tool(tool, path, names, "parameters", {"type": "object", "properties": {}})
-        tools.append({"type": "function", "function": fn})  # ``strict``: Converse validates no schema
+            continue
+        tools.append(_function_tool(tool, path, names))
     return tools or None
+
+
+def _function_tool(tool: Any, path: str, names: set[str]) -> dict[str, Any]:
+    if not isinstance(tool, dict) or tool.get("type") != "function":
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        raise InvalidRequest(
+            f'\'{path}.type\' must be "function" or "namespace"; got {json.dumps(kind)[:50]} (OpenAI\'s '
+            "built-in tools run on OpenAI's side and are not offered).",
+            param=f"{path}.type",
+        )
+    fn = function_tool(tool, path, names, "parameters", {"type": "object", "properties": {}})
+    return {"type": "function", "function": fn}  # ``strict``: Converse validates no schema
 
 
 def _parse_tool_choice(raw: Any, tools: list[dict[str, Any]] | None) -> str | dict[str, Any] | None:

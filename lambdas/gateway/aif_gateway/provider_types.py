@@ -30,6 +30,7 @@ class ChatResult:
     reasoning: str = ""  # the model's reasoning text, when reasoning was asked for
     guardrail_units: dict[str, int] = field(default_factory=dict)  # text units per policy assessed
     reasoning_signature: str = ""  # Anthropic's signature of that reasoning (sent back in later turns)
+    stop_sequence: str | None = None  # the stop sequence that ended the answer, when the model says
 
 
 @dataclass
@@ -103,6 +104,7 @@ class StreamStop:
 
     finish_reason: str
     guardrail_intervened: bool = False
+    stop_sequence: str | None = None  # which of the request's stop sequences ended the answer
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ class BufferedStream:
         for index, call in enumerate(result.tool_calls):
             fn = call["function"]
             events.append(ToolCallDelta(index, fn["arguments"], call["id"], fn["name"]))
-        events.append(StreamStop(result.finish_reason, result.guardrail_intervened))
+        events.append(StreamStop(result.finish_reason, result.guardrail_intervened, result.stop_sequence))
         events.append(StreamUsage(result.usage))
         self._events = iter(events)
 

@@ -70,7 +70,7 @@ class BedrockProvider:
         # Converse answers in one piece: the read timeout is the whole generation's limit.
         client = self.client(target.region, ctx.timeouts.total_s if ctx.timeouts else None)
         response = self._call(lambda: client.converse(**kwargs))
-        return from_converse(response)
+        return from_converse(response, request.stop)
 
     def chat_stream(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatStream:
         """ConverseStream, started: returns once Bedrock accepted the call (HTTP 200); the events, and
@@ -80,7 +80,17 @@ class BedrockProvider:
         kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx), target.capabilities)
         client = self.client(target.region, timeouts.first_token_s)
         response = self._call(lambda: client.converse_stream(**kwargs))
-        return ConverseStreamReader(response["stream"], idle_s=timeouts.idle_s)
+        return ConverseStreamReader(response["stream"], idle_s=timeouts.idle_s, stop=request.stop)
+
+    def count_input_tokens(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> int:
+        """Bedrock ``CountTokens`` for the Converse request ``chat`` would send: the number the model
+        would bill. It takes a foundation-model ID, so a cross-region profile's prefix is dropped."""
+        kwargs = to_converse(request, target.model_id, None, {}, target.capabilities)
+        converse: Any = {k: kwargs[k] for k in COUNTED_FIELDS if k in kwargs}
+        client = self.client(target.region)
+        model_id = foundation_model_id(target.model_id)
+        response = self._call(lambda: client.count_tokens(modelId=model_id, input={"converse": converse}))
+        return int(response["inputTokens"])
 
     def embed(self, target: ModelTarget, request: EmbeddingsRequest, ctx: CallContext) -> EmbeddingResult:
         if not target.model_id.startswith("amazon.titan-embed"):
@@ -100,6 +110,18 @@ class BedrockProvider:
             if error is None:
                 raise
             raise error from exc
+
+
+# What CountTokens takes of a Converse request (its ``input.converse`` member).
+COUNTED_FIELDS = ("messages", "system", "toolConfig", "additionalModelRequestFields")
+# System-defined cross-region inference profile IDs start with their geography.
+PROFILE_PREFIXES = ("us", "eu", "apac", "global", "jp", "au", "ca", "us-gov")
+
+
+def foundation_model_id(model_id: str) -> str:
+    """``us.anthropic.claude-…`` -> ``anthropic.claude-…``; a foundation-model ID or ARN unchanged."""
+    prefix, _, rest = model_id.partition(".")
+    return rest if rest and prefix in PROFILE_PREFIXES else model_id
 
 
 def _metadata(ctx: CallContext) -> dict[str, str]:
@@ -140,35 +162,34 @@ class EchoProvider:
     def chat_stream(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatStream:
         return _PacedStream(self.chat(target, request, ctx), self.token_s)
 
+    def count_input_tokens(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> int:
+        """The input tokens ``chat`` would report for ``request``: the words of every message."""
+        return sum(count_tokens(" ".join(_texts(m))) for m in request.messages)
+
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
-        all_text, last_user = [], ""
+        last_user = ""
         for message in request.messages:
-            content = message.get("content")
-            texts = (
-                [content]
-                if isinstance(content, str)
-                else [p["text"] for p in content or [] if p.get("type") == "text"]
-            )
-            all_text.extend(texts)
             if message["role"] == "user":
-                last_user = " ".join(texts)
-        usage_in = sum(count_tokens(t) for t in all_text)
+                last_user = " ".join(_texts(message))
+        usage_in = self.count_input_tokens(target, request, ctx)
         scripted = scripted_turn(request, usage_in, last_user)  # tool calls and tool results (echo_agent)
         if scripted is not None:
             return scripted
 
         reply = f"echo: {last_user}"
         finish = "stop"
+        matched = None
         for stop in request.stop:
             cut = reply.find(stop)
             if cut >= 0:
-                reply = reply[:cut]
+                reply, matched = reply[:cut], stop
         words = reply.split(" ")
         if request.max_tokens is not None and len(words) > request.max_tokens:
             reply, finish = " ".join(words[: request.max_tokens]), "length"
         if request.response_format and request.response_format["type"] != "text":
             reply = json.dumps({"echo": last_user})
-        return ChatResult(reply, finish, TokenUsage(input=usage_in, output=count_tokens(reply)))
+        usage = TokenUsage(input=usage_in, output=count_tokens(reply))
+        return ChatResult(reply, finish, usage, stop_sequence=matched if finish == "stop" else None)
 
     def embed(self, target: ModelTarget, request: EmbeddingsRequest, ctx: CallContext) -> EmbeddingResult:
         dims = request.dimensions or 16
@@ -183,6 +204,13 @@ class EchoProvider:
             norm = math.sqrt(sum(x * x for x in raw)) or 1.0
             vectors.append([x / norm for x in raw])
         return EmbeddingResult(vectors, sum(count_tokens(t) for t in request.inputs))
+
+
+def _texts(message: dict[str, Any]) -> list[str]:
+    content = message.get("content")
+    if isinstance(content, str):
+        return [content]
+    return [p["text"] for p in content or [] if p.get("type") == "text"]
 
 
 class _PacedStream:
@@ -201,7 +229,8 @@ class _PacedStream:
             args = fn["arguments"]
             step = max(1, -(-len(args) // 3))  # three pieces, as models send partial JSON
             events.extend(ToolCallDelta(index, args[i : i + step]) for i in range(0, len(args), step))
-        return [*events, StreamStop(result.finish_reason), StreamUsage(result.usage)]
+        stop = StreamStop(result.finish_reason, stop_sequence=result.stop_sequence)
+        return [*events, stop, StreamUsage(result.usage)]
 
     def __iter__(self) -> Iterator[StreamEvent]:
         return self

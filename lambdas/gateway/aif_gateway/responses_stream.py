@@ -127,7 +127,7 @@ class ResponseStreamEncoder:
             )
         return out
 
-    def end(self, finish_reason: str, usage: TokenUsage | None) -> bytes:
+    def end(self, finish_reason: str, usage: TokenUsage | None, stop_sequence: str | None = None) -> bytes:
         out = b""
         if not self._output and self._open is None:
             out += self.content("")  # an empty answer is still one (empty) message, as OpenAI returns it

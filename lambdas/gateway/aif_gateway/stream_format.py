@@ -71,7 +71,7 @@ class ChunkEncoder:
         """Reasoning text as ``reasoning_content`` (where OpenAI-compatible clients read it)."""
         return self._chunk({"reasoning_content": text}) if text else b""
 
-    def end(self, finish_reason: str, usage: TokenUsage | None) -> bytes:
+    def end(self, finish_reason: str, usage: TokenUsage | None, stop_sequence: str | None = None) -> bytes:
         """Everything after the last delta: finish chunk, usage chunk (when asked for), ``[DONE]``."""
         tail = self.finish(finish_reason)
         if usage is not None:

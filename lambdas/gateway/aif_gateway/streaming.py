@@ -57,7 +57,9 @@ class StreamEncoder(Protocol):
     def content(self, text: str) -> bytes: ...
     def reasoning(self, text: str, signature: str) -> bytes: ...
     def tool_call(self, index: int, arguments: str, call_id: str | None, name: str | None) -> bytes: ...
-    def end(self, finish_reason: str, usage: TokenUsage | None) -> bytes: ...
+    def end(
+        self, finish_reason: str, usage: TokenUsage | None, stop_sequence: str | None = None
+    ) -> bytes: ...
     def error(self, message: str, code: str) -> bytes: ...
 
 
@@ -80,6 +82,8 @@ def open_stream(
         if chat_stream
         else BufferedStream(provider.chat(target, request, ctx))
     )
+    if not request.parallel_tool_calls:
+        stream = FirstToolCallOnly(stream)
     try:
         first: StreamEvent | None = next(stream)
     except StopIteration:
@@ -88,6 +92,26 @@ def open_stream(
         stream.close()
         raise
     return OpenedStream(first, stream)
+
+
+class FirstToolCallOnly:
+    """``parallel_tool_calls: false`` on a stream: the model's events without any tool call after the
+    first (the buffered answer keeps ``tool_calls[:1]`` the same way)."""
+
+    def __init__(self, stream: ChatStream) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        return self
+
+    def __next__(self) -> StreamEvent:
+        while True:
+            event = next(self._stream)
+            if not (isinstance(event, ToolCallDelta) and event.index > 0):
+                return event
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 @dataclass
@@ -162,6 +186,7 @@ def relay(
     )
     usage: TokenUsage | None = None
     finish: str | None = None
+    stop_sequence: str | None = None
     intervened = False
     guardrail_units: dict[str, int] = {}
     produced_chars = 0
@@ -183,6 +208,7 @@ def relay(
                 yield encoder.tool_call(event.index, event.arguments, event.id, event.name)
             elif isinstance(event, StreamStop):
                 finish, intervened = event.finish_reason, event.guardrail_intervened
+                stop_sequence = event.stop_sequence
             elif isinstance(event, StreamUsage):
                 usage, guardrail_units = event.usage, event.guardrail_units
             if clock() > deadline and finish is None:
@@ -227,4 +253,4 @@ def relay(
     if error is not None:
         yield encoder.error(error[1], error[0])
     else:
-        yield encoder.end(finish or "stop", usage if include_usage else None)
+        yield encoder.end(finish or "stop", usage if include_usage else None, stop_sequence)

@@ -1,0 +1,120 @@
+"""The assistant backend's own decisions: who the user is, which clearance their groups grant, which
+knowledge bases that clearance may read, and how gateway refusals reach the page."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from aif_assistant.app import AssistantBackend
+from aif_assistant.config import AssistantConfig, KnowledgeBase
+from aif_assistant.gateway_client import UpstreamError
+from aif_assistant.grounding import citations_from_answer, readable
+from aif_assistant.identity import User, clearance_for, parse_groups, user_from_event
+from aif_gateway.errors import Forbidden, Unauthorized
+
+KBS = (KnowledgeBase("handbook", "internal"), KnowledgeBase("salaries", "confidential"))
+GROUPS = {"employees": "internal", "hr": "confidential"}
+
+
+def event(
+    claims: dict[str, Any] | None, path: str = "/api/me", method: str = "GET", body: Any = None
+) -> dict:
+    return {
+        "httpMethod": method,
+        "path": path,
+        "body": json.dumps(body) if body is not None else None,
+        "requestContext": {"authorizer": {"claims": claims} if claims is not None else {}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, ()),
+        ("hr", ("hr",)),
+        ("employees,hr", ("employees", "hr")),
+        ("[employees hr]", ("employees", "hr")),  # API Gateway REST authorizer's flattening of a list
+        (["hr", "employees"], ("employees", "hr")),
+    ],
+)
+def test_groups_claim_shapes(raw: Any, expected: tuple[str, ...]) -> None:
+    assert parse_groups(raw) == expected
+
+
+def test_the_highest_clearance_of_a_users_groups_wins() -> None:
+    assert clearance_for(("employees", "hr"), GROUPS) == "confidential"
+    assert clearance_for(("employees", "unmapped"), GROUPS) == "internal"
+    assert clearance_for(("unmapped",), GROUPS) is None
+
+
+def test_federated_groups_count_beside_cognito_groups() -> None:
+    user = user_from_event(event({"sub": "u1", "email": "a@example.com", "custom:groups": "[hr]"}), GROUPS)
+    assert user.clearance == "confidential" and user.name == "a@example.com"
+
+
+def test_no_verified_identity_is_401_and_no_mapped_group_is_403() -> None:
+    with pytest.raises(Unauthorized, match="Sign in first"):
+        user_from_event(event(None), GROUPS)
+    with pytest.raises(Forbidden, match=r"groups: contractors; groups with access: employees, hr"):
+        user_from_event(event({"sub": "u2", "cognito:groups": "contractors"}), GROUPS)
+
+
+def test_a_clearance_reads_the_knowledge_bases_at_or_below_it() -> None:
+    internal = User("s", "n", ("employees",), "internal")
+    assert [k.name for k in readable(internal, KBS)] == ["handbook"]
+    restricted = User("s", "n", (), "restricted")
+    assert [k.name for k in readable(restricted, KBS)] == ["handbook", "salaries"]
+    public = User("s", "n", (), "public")
+    assert readable(public, KBS) == ()
+
+
+class RecordingGateway:
+    """Stands in for the HTTP client: records what the backend asks the gateway for."""
+
+    def __init__(self, refuse: UpstreamError | None = None) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.refuse = refuse
+
+    def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append((path, body))
+        if self.refuse is not None:
+            raise self.refuse
+        return {"data": [{"text": f"passage from {body['knowledge_base']}", "score": 0.5}]}
+
+
+def backend(gateway: Any) -> AssistantBackend:
+    config = AssistantConfig(
+        gateway_url="https://gw/v1", model="chat-smart", knowledge_bases=KBS, clearance_groups=GROUPS
+    )
+    return AssistantBackend(config, gateway)
+
+
+def test_an_internal_user_never_queries_a_confidential_knowledge_base() -> None:
+    gateway = RecordingGateway(refuse=UpstreamError(429, {"message": "budget", "code": "budget_exhausted"}))
+    response = backend(gateway).handle(
+        event({"sub": "u", "cognito:groups": "employees"}, "/api/chat", "POST", {"message": "salary?"})
+    )
+    assert [body["knowledge_base"] for _, body in gateway.calls] == ["handbook"]
+    # The gateway's refusal keeps its status and message.
+    assert isinstance(response, dict) and response["statusCode"] == 429
+    assert json.loads(response["body"])["error"]["code"] == "budget_exhausted"
+
+
+def test_unknown_paths_and_methods_are_refused_before_identity() -> None:
+    handler = backend(RecordingGateway())
+    assert handler.handle(event(None, "/api/nope"))["statusCode"] == 404  # type: ignore[index]
+    assert handler.handle(event(None, "/api/chat", "GET"))["statusCode"] == 405  # type: ignore[index]
+
+
+def test_citations_returned_by_the_gateway_replace_the_backends_own() -> None:
+    answer = {"citations": [{"index": 1, "text": "From the gateway", "source": {"uri": "s3://b/k/doc.md"}}]}
+    [citation] = citations_from_answer(answer, [])
+    assert (
+        citation.title == "doc.md"
+        and citation.uri == "s3://b/k/doc.md"
+        and citation.excerpt == "From the gateway"
+    )
+    assert citations_from_answer({"choices": []}, []) == []

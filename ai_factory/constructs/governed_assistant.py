@@ -32,6 +32,7 @@ Example (inside a ``TeamStack``)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -125,7 +126,7 @@ class GovernedAssistant(Construct):
     :param model: the catalog route for answers (default: the feature's first model).
     :param identity_providers: company IdPs to federate with (SAML or OIDC); none: Cognito users only.
     :param domain_prefix: the Cognito hosted UI's domain prefix (unique per region; default
-        ``<team>-<feature>-<account>``).
+        ``aif-<feature>-<account>-<hash of the construct path>``).
     :param web_acl_arn: an AWS WAF web ACL (scope CLOUDFRONT, us-east-1) for the distribution.
     :param log_retention: retention of the backend's and API's logs (default one year).
     """
@@ -158,7 +159,9 @@ class GovernedAssistant(Construct):
         self.identity_providers = tuple(identity_providers)
         for i, idp in enumerate(self.identity_providers):
             self._validate_idp(i, idp)
-        prefix = domain_prefix or f"{feature.team}-{feature.feature}-{Aws.ACCOUNT_ID}"
+        # Unique per account and construct path (two stages in one account get two domains).
+        path_hash = hashlib.sha256(self.node.path.encode()).hexdigest()[:8]
+        prefix = domain_prefix or f"aif-{feature.feature[:24]}-{Aws.ACCOUNT_ID}-{path_hash}"
         if domain_prefix is not None and not DOMAIN_PREFIX.match(domain_prefix):
             raise self._fail("domain_prefix", "must be 1-63 lowercase letters, digits and hyphens")
         if domain_prefix is not None and re.search(r"aws|amazon|cognito", domain_prefix):
@@ -492,7 +495,9 @@ class GovernedAssistant(Construct):
                     name=idp.name,
                     issuer_url=str(idp.oidc_issuer),
                     client_id=idp.oidc_client_id,
-                    client_secret_value=idp.oidc_client_secret,
+                    # A dynamic reference ({{resolve:secretsmanager:...}}) when the SecretValue comes from
+                    # Secrets Manager: CloudFormation resolves it, the template never holds the secret.
+                    client_secret=idp.oidc_client_secret.unsafe_unwrap(),
                     scopes=["openid", "email", "profile"],
                     attribute_mapping=mapping,
                 )

@@ -154,7 +154,7 @@ class OfflineRetriever:
                 "score": score,
                 "source": {"type": "LOCAL", "uri": doc.path.resolve().as_uri()},
                 "document_id": doc.path.name,
-                "metadata": {"title": doc.title, "classification": doc.classification},
+                "metadata": {"title": doc.title, "aif_classification": doc.classification},
             }
             for score, doc in scored[: request.top_k]
         ]
@@ -280,6 +280,7 @@ def start_local_assistant(
     model: str = ASSISTANT_MODEL,
 ) -> LocalAssistant:
     """Start page, backend and gateway on one loopback server (returns at once; serves on a thread)."""
+    import aif_assistant
     from ai_factory.local.offline import create_local_key, offline_config, offline_gateway
     from ai_factory.local.server import LocalGatewayServer
     from aif_assistant.app import AssistantBackend
@@ -321,7 +322,7 @@ def start_local_assistant(
     client = GatewayClient("", lambda: plaintext)
     backend = AssistantBackend(assistant_config, client)
     stub = SignInStub(groups)
-    web_dir = Path(__import__("aif_assistant").__file__).resolve().parent / "web"
+    web_dir = Path(str(aif_assistant.__file__)).resolve().parent / "web"
     handler = LocalAssistantHandler(gateway, backend, stub, web_dir)
     server = LocalGatewayServer(host, port, config=config, gateway=handler).start()
     client.base_url = f"{server.url}/v1"

@@ -118,3 +118,43 @@ def test_citations_returned_by_the_gateway_replace_the_backends_own() -> None:
         and citation.excerpt == "From the gateway"
     )
     assert citations_from_answer({"choices": []}, []) == []
+
+
+def test_a_passage_classified_above_the_user_is_dropped_whatever_its_knowledge_base() -> None:
+    class MixedGateway(RecordingGateway):
+        def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+            self.calls.append((path, body))
+            return {
+                "data": [
+                    {"text": "public note", "score": 0.9, "metadata": {"aif_classification": "internal"}},
+                    {
+                        "text": "copied by hand",
+                        "score": 0.8,
+                        "metadata": {"aif_classification": "restricted"},
+                    },
+                ]
+            }
+
+    from aif_assistant.grounding import retrieve
+
+    user = User("s", "n", ("employees",), "internal")
+    citations = retrieve(MixedGateway(), user, KBS, "q", 4)
+    assert [c.excerpt for c in citations] == ["public note"]
+
+
+def test_the_gateways_one_call_citation_shape_maps_to_the_page() -> None:
+    chunk = {
+        "choices": [{"delta": {"role": "assistant"}}],
+        "citations": [
+            {
+                "index": 2,
+                "text": "Laptops ship in five days.",
+                "score": 0.7,
+                "source": {"type": "S3", "uri": "s3://lake/documents/it/laptops.txt"},
+                "document_id": None,
+                "metadata": {"aif_classification": "internal"},
+            }
+        ],
+    }
+    [citation] = citations_from_answer(chunk, [])
+    assert (citation.index, citation.title, citation.classification) == (2, "laptops.txt", "internal")

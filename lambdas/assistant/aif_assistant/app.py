@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from aif_gateway.errors import GatewayError, InternalError, InvalidRequest, MethodNotAllowed, NotFound
@@ -48,7 +48,7 @@ class AssistantBackend:
     def __init__(self, config: AssistantConfig, gateway: GatewayClient) -> None:
         self.config = config
         self.gateway = gateway
-        self._routes = {
+        self._routes: dict[tuple[str, str], Callable[[User, dict[str, Any]], Any]] = {
             ("GET", "/api/me"): self._me,
             ("POST", "/api/chat"): self._chat,
             ("POST", "/api/feedback"): self._feedback,
@@ -64,7 +64,8 @@ class AssistantBackend:
                     raise MethodNotAllowed(f"{method} is not allowed on {path}.")
                 raise NotFound(f"Unknown path {path}.", code="unknown_path")
             user = user_from_event(event, self.config.clearance_groups)
-            return route(user, event)
+            response: dict[str, Any] | StreamingResponse = route(user, event)
+            return response
         except GatewayError as exc:
             return _json(exc.status, exc.body(), exc.headers)
         except Exception:

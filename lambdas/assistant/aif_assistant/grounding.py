@@ -10,8 +10,10 @@ here only:
 * retrieval: ``POST /v1/retrieve`` on each readable knowledge base (docs/rag.md, "The two-call
   pattern"), the best ``top_k`` passages overall become numbered sources in the system message;
 * citations: the page renders ``Citation.to_json()``. When the gateway answers a chat completion with
-  its own ``citations`` (retrieval inside a chat request), ``citations_from_answer`` maps them to the
-  same shape.
+  its own ``citations`` (retrieval inside a chat request: ``{index, text, score, source: {uri},
+  metadata}``, on the first chunk of a stream), ``citations_from_answer`` maps them to the same shape.
+  The assistant retrieves itself because a user may read several knowledge bases and a chat request
+  names one.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aif_gateway.contract import cleared_for
+from aif_gateway.contract import CLEARANCE_LEVELS, cleared_for
 
 from .config import KnowledgeBase
 from .identity import User
 
 EXCERPT_CHARS = 400
+CLASSIFICATION_KEY = "aif_classification"  # the chunk metadata the knowledge-base sync writes
 SYSTEM_PROMPT = (
     "You are the company's assistant. Answer only from the numbered sources below and cite each fact "
     "as [n]. If the sources do not answer the question, say that you do not know."
@@ -74,11 +77,26 @@ def retrieve(
             "/retrieve", {"knowledge_base": kb.name, "query": question, "top_k": top_k}
         )
         for passage in answer.get("data") or []:
-            if isinstance(passage, dict) and isinstance(passage.get("text"), str):
+            if (
+                isinstance(passage, dict)
+                and isinstance(passage.get("text"), str)
+                and _may_read(user, passage)
+            ):
                 score = passage.get("score")
                 scored.append((float(score) if isinstance(score, int | float) else 0.0, kb, passage))
     scored.sort(key=lambda item: item[0], reverse=True)
     return [_citation(i + 1, kb, p) for i, (_, kb, p) in enumerate(scored[:top_k])]
+
+
+def _may_read(user: User, passage: dict[str, Any]) -> bool:
+    """Defence in depth: a passage whose chunk says it is classified above the user's clearance is
+    dropped, whatever its knowledge base is registered as (the gateway filters by the feature's
+    clearance, which may be higher than this user's)."""
+    metadata = passage.get("metadata")
+    level = metadata.get(CLASSIFICATION_KEY) if isinstance(metadata, dict) else None
+    if level is None:
+        return True
+    return level in CLEARANCE_LEVELS and cleared_for(user.clearance, str(level))
 
 
 def _citation(index: int, kb: KnowledgeBase, passage: dict[str, Any]) -> Citation:
@@ -134,17 +152,24 @@ def citations_from_answer(body: dict[str, Any], known: list[Citation]) -> list[C
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
             continue
-        source = item.get("source") if isinstance(item.get("source"), dict) else {}
-        uri = item.get("uri") or source.get("uri")
+        source = item.get("source")
+        uri = item.get("uri") or (source.get("uri") if isinstance(source, dict) else None)
         out.append(
             Citation(
                 index=int(item.get("index") or i + 1),
-                title=str(item.get("title") or _title_from(uri) or item.get("knowledge_base") or "source"),
+                title=str(item.get("title") or _metadata(item).get("title") or _title_from(uri) or "source"),
                 uri=uri if isinstance(uri, str) else None,
                 excerpt=_excerpt(str(item.get("text") or item.get("excerpt") or "")),
                 knowledge_base=str(item.get("knowledge_base") or ""),
-                classification=str(item.get("classification") or ""),
+                classification=str(
+                    item.get("classification") or _metadata(item).get(CLASSIFICATION_KEY) or ""
+                ),
                 score=item.get("score") if isinstance(item.get("score"), int | float) else None,
             )
         )
     return out
+
+
+def _metadata(item: dict[str, Any]) -> dict[str, Any]:
+    metadata = item.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}

@@ -195,3 +195,15 @@ def test_documents_must_agree_on_their_knowledge_bases_classification(tmp_path: 
         )
     with pytest.raises(AssistantSetupError, match=r"b.md: knowledge base 'kb' is 'internal' elsewhere"):
         knowledge_bases(load_documents(tmp_path))
+
+
+def test_the_cli_refuses_assistant_options_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ai_factory.cli.main import main
+
+    assert main(["serve", "--assistant-docs", str(tmp_path)]) == 2
+    assert "--assistant-docs needs --assistant" in capsys.readouterr().err
+    state = str(tmp_path / "state")
+    assert main(["serve", "--assistant", "--assistant-docs", str(tmp_path), "--state-dir", state]) == 2
+    assert f"--assistant-docs: no *.md documents under {tmp_path}" in capsys.readouterr().err

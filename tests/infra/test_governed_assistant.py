@@ -306,3 +306,11 @@ def test_governed_assistant_passes_cdk_nag(tmp_path: Path) -> None:
         if construct["constructPath"].startswith("Team/Assistant/")
     ]
     assert ours == []
+
+
+def test_the_api_access_log_names_the_users_subject_not_their_name(built: Built) -> None:
+    [(_, stage)] = built.resources("AWS::ApiGateway::Stage").items()
+    fields = json.loads(stage["Properties"]["AccessLogSetting"]["Format"])
+    assert fields["userSub"] == "$context.authorizer.claims.sub"
+    assert not any("email" in value or "username" in value for value in fields.values())
+    assert stage["Properties"]["MethodSettings"][0]["DataTraceEnabled"] is False

@@ -96,8 +96,9 @@ class AssistantBackend:
         }
         stream = self.gateway.open_chat_stream(request)  # errors before the first byte keep their status
         log.info(
-            "assistant answer request=%s clearance=%s sources=%d",
+            "assistant answer request=%s user=%s clearance=%s sources=%d",
             stream.request_id,
+            user.subject,  # the pseudonymous Cognito subject: joins the API access log to the gateway
             user.clearance,
             len(citations),
         )

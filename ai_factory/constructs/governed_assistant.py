@@ -96,6 +96,10 @@ ACCESS_LOG_FIELDS = {
     "responseLength": "$context.responseLength",
     "userSub": "$context.authorizer.claims.sub",
 }
+TOKEN_HEADER = "X-Aif-Id-Token"
+"""The header the page sends its Cognito ID token in: a header of its own, which CloudFront's managed
+AllViewerExceptHostHeader origin request policy forwards (an origin request policy cannot forward
+``Authorization``), and which the API's Cognito authorizer reads."""
 GROUP_NAME = re.compile(r"^[\w+=,.@-]{1,128}$")
 DOMAIN_PREFIX = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -348,7 +352,7 @@ class GovernedAssistant(Construct):
                 "/api/*": cloudfront.BehaviorOptions(
                     origin=api_origin,
                     viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
-                    # Per-user answers: never cached; every viewer header (Authorization) but Host goes on.
+                    # Per-user answers: never cached; every viewer header (the ID token's) but Host goes on.
                     cache_policy=cloudfront.CachePolicy.CACHING_DISABLED,
                     origin_request_policy=cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
                     response_headers_policy=headers,
@@ -660,7 +664,7 @@ class GovernedAssistant(Construct):
             self,
             "Authorizer",
             cognito_user_pools=[self.user_pool],
-            identity_source="method.request.header.Authorization",
+            identity_source=f"method.request.header.{TOKEN_HEADER}",
         )
         integration = apigw.LambdaIntegration(
             self.backend,

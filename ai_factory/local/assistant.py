@@ -52,6 +52,7 @@ DEFAULT_CLEARANCE_GROUPS = {"employees": "internal", "finance": "confidential"}
 ASSISTANT_TEAM = "assistant"
 ASSISTANT_FEATURE = "assistant"
 ASSISTANT_MODEL = "chat-smart"
+TOKEN_HEADER = "x-aif-id-token"  # where the page sends its ID token (as in AWS, read by the authorizer)
 _WORD = re.compile(r"\w+", re.UNICODE)
 _HEADER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 
@@ -185,10 +186,8 @@ class SignInStub:
             self._tokens[token] = claims
         return {"id_token": token, "token_type": "Bearer"}
 
-    def claims(self, authorization: str | None) -> dict[str, Any] | None:
-        if not authorization or not authorization.startswith("Bearer "):
-            return None
-        return self._tokens.get(authorization[len("Bearer ") :].strip())
+    def claims(self, token: str | None) -> dict[str, Any] | None:
+        return self._tokens.get(token.strip()) if token else None
 
 
 class LocalAssistantHandler:
@@ -212,7 +211,7 @@ class LocalAssistantHandler:
         if path.startswith("/v1/") or path == "/v1":
             return self.gateway.handle(event, context)
         if path.startswith("/api/"):
-            claims = self.stub.claims(_header(event, "authorization"))
+            claims = self.stub.claims(_header(event, TOKEN_HEADER))
             context_ = dict(event.get("requestContext") or {})
             context_["authorizer"] = {"claims": claims} if claims else {}
             return self._with_headers(self.backend.handle({**event, "requestContext": context_}, context))

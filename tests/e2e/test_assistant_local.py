@@ -36,7 +36,7 @@ def call(
     data = json.dumps(body).encode() if body is not None else None
     headers = {"Content-Type": "application/json"} if data is not None else {}
     if token:
-        headers["Authorization"] = f"Bearer {token}"
+        headers["X-Aif-Id-Token"] = token
     request = urllib.request.Request(assistant.server.url + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:

@@ -168,7 +168,7 @@ def test_every_api_method_needs_a_cognito_id_token_of_the_assistants_user_pool(b
     [(authorizer_id, authorizer)] = built.resources("AWS::ApiGateway::Authorizer").items()
     assert authorizer["Properties"]["Type"] == "COGNITO_USER_POOLS"
     assert authorizer["Properties"]["ProviderARNs"] == [{"Fn::GetAtt": [pool_id, "Arn"]}]
-    assert authorizer["Properties"]["IdentitySource"] == "method.request.header.Authorization"
+    assert authorizer["Properties"]["IdentitySource"] == "method.request.header.X-Aif-Id-Token"
     methods = [
         m["Properties"]
         for m in built.resources("AWS::ApiGateway::Method").values()

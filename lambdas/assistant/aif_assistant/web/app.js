@@ -84,7 +84,9 @@ function signOut() {
 }
 
 function api(path, options) {
-  const headers = Object.assign({ "Authorization": "Bearer " + token() }, options && options.headers);
+  // The ID token goes in a header of its own: CloudFront forwards it to the API under the managed
+  // AllViewerExceptHostHeader policy, and API Gateway's Cognito authorizer reads it from there.
+  const headers = Object.assign({ "X-Aif-Id-Token": token() }, options && options.headers);
   return fetch("api/" + path, Object.assign({}, options, { headers }));
 }
 

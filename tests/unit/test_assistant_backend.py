@@ -158,3 +158,58 @@ def test_the_gateways_one_call_citation_shape_maps_to_the_page() -> None:
     }
     [citation] = citations_from_answer(chunk, [])
     assert (citation.index, citation.title, citation.classification) == (2, "laptops.txt", "internal")
+
+
+def test_the_backend_and_publisher_assets_import_without_powertools_boto3_or_the_library() -> None:
+    """The backend function has only the Web Adapter layer and the runtime's boto3 (used lazily); the
+    publisher's asset holds three files: nothing they import at start may need more."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    script = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def guard(name, *a, **k):\n"
+        "    if name.split('.')[0] in ('aws_lambda_powertools', 'boto3', 'botocore', 'yaml', 'ai_factory'):\n"
+        "        raise ImportError('blocked ' + name)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guard\n"
+        f"sys.path[:0] = [{str(root / 'lambdas/assistant')!r}, {str(root / 'lambdas/gateway')!r}]\n"
+        "import aif_assistant.lambda_server, aif_assistant.site_publisher\n"
+    )
+    result = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_publisher_writes_the_page_and_its_sign_in_settings() -> None:
+    import boto3
+    from moto import mock_aws
+
+    from aif_assistant.site_publisher import on_event
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="site")
+        config = {"auth": {"mode": "cognito", "client_id": "abc"}}
+        event = {
+            "RequestType": "Create",
+            "ResourceProperties": {"Bucket": "site", "Config": json.dumps(config)},
+        }
+        answer = on_event(event)
+        assert answer["Data"] == {"Files": 4}
+        page = s3.get_object(Bucket="site", Key="index.html")
+        assert page["ContentType"] == "text/html; charset=utf-8" and b"app.js" in page["Body"].read()
+        assert s3.get_object(Bucket="site", Key="app.js")["ContentType"].startswith("text/javascript")
+        stored = s3.get_object(Bucket="site", Key="config.json")
+        assert json.loads(stored["Body"].read()) == config and stored["CacheControl"] == "no-store"
+        # Deleting the resource leaves the retained bucket as it is.
+        on_event(
+            {
+                "RequestType": "Delete",
+                "PhysicalResourceId": answer["PhysicalResourceId"],
+                "ResourceProperties": event["ResourceProperties"],
+            }
+        )
+        assert s3.list_objects_v2(Bucket="site")["KeyCount"] == 4

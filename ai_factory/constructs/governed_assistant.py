@@ -144,6 +144,7 @@ class GovernedAssistant(Construct):
         ``aif-<feature>-<account>-<hash of the construct path>``).
     :param web_acl_arn: an AWS WAF web ACL (scope CLOUDFRONT, us-east-1) for the distribution.
     :param log_retention: retention of the backend's and API's logs (default one year).
+    :param top_k: passages per answer, over all the knowledge bases a user may read (1-20).
     """
 
     def __init__(
@@ -294,7 +295,7 @@ class GovernedAssistant(Construct):
         return bucket
 
     def _distribution(self, web_acl_arn: str | None) -> cloudfront.Distribution:
-        idp_origin = f"https://{self.domain.domain_name}.auth.{Aws.REGION}.amazoncognito.com"
+        idp_origin = self.domain.base_url()  # https://<prefix>.auth.<region>.amazoncognito.com
         headers = cloudfront.ResponseHeadersPolicy(
             self,
             "SecurityHeaders",
@@ -428,7 +429,7 @@ class GovernedAssistant(Construct):
         config = {
             "auth": {
                 "mode": "cognito",
-                "domain": f"https://{self.domain.domain_name}.auth.{Aws.REGION}.amazoncognito.com",
+                "domain": self.domain.base_url(),
                 "client_id": self.client.user_pool_client_id,
                 "redirect_uri": self.url,
                 **(

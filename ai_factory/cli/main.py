@@ -93,9 +93,6 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _serve_assistant(args: argparse.Namespace, out: TextIO) -> int:
-    import signal
-    import threading
-
     from ai_factory.local.assistant import AssistantSetupError, start_local_assistant
     from ai_factory.local.server import RemoteBindError, check_host
 
@@ -117,15 +114,7 @@ def _serve_assistant(args: argparse.Namespace, out: TextIO) -> int:
     groups = ", ".join(f"{g} ({c})" for g, c in sorted(assistant.clearance_groups.items()))
     print(f"Assistant on {assistant.url} (offline models; sign-in stub groups: {groups})", file=out)
     print(f"Gateway on {assistant.url}v1; Ctrl-C stops both.", file=out, flush=True)
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        assistant.close()
+    dev.run_until_stopped(assistant.close)
     return 0
 
 

@@ -43,7 +43,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV)/.installed node_modules/.installed $(TOOLS)/.installed
+# The assistant's browser test drives the OS's chromium through Playwright (never `playwright install`,
+# which downloads its own browser). Debian's package; the tests run as root here and in CI.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get install -y --no-install-recommends chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
+setup: $(VENV)/.installed node_modules/.installed $(TOOLS)/.installed $(CHROMIUM)
 
 synth: setup
 	$(CDK) synth --quiet --no-notices --no-version-reporting
@@ -53,7 +59,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/mypy ai_factory stacks features benchmarks lambdas/gateway/aif_gateway lambdas/canary/aif_canary lambdas/connector/aif_connector lambdas/feature_key_provisioner lambdas/invocation_logging_handler tools app.py
+	$(BIN)/mypy ai_factory stacks features benchmarks lambdas/gateway/aif_gateway lambdas/canary/aif_canary lambdas/connector/aif_connector lambdas/feature_key_provisioner lambdas/invocation_logging_handler lambdas/assistant/aif_assistant tools app.py
 
 test: setup lint
 	CDK_VALIDATION=false $(BIN)/pytest -n 2 -q

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from ai_factory.constructs.gateway.imported import GatewayAttributes, ILlmGateway
     from ai_factory.constructs.gateway.llm_gateway import LlmGateway
     from ai_factory.constructs.governance import DataLake, GovernanceError, GovernedDataset
+    from ai_factory.constructs.governed_assistant import (
+        FederatedIdentityProvider,
+        GovernedAssistant,
+        GovernedAssistantError,
+    )
     from ai_factory.constructs.invocation_logging import BedrockInvocationLogging
     from ai_factory.constructs.mlflow_tracking import MlflowTracking
     from ai_factory.constructs.observability.facade import Observability
@@ -41,6 +46,9 @@ _EXPORTS = {
     "GovernanceError": "ai_factory.constructs.governance",
     "GovernedDataset": "ai_factory.constructs.governance",
     "BedrockInvocationLogging": "ai_factory.constructs.invocation_logging",
+    "GovernedAssistant": "ai_factory.constructs.governed_assistant",
+    "GovernedAssistantError": "ai_factory.constructs.governed_assistant",
+    "FederatedIdentityProvider": "ai_factory.constructs.governed_assistant",
     "Observability": "ai_factory.constructs.observability.facade",
     "AlarmDefaults": "ai_factory.constructs.observability.settings",
     "Severity": "ai_factory.constructs.observability.settings",
@@ -73,8 +81,11 @@ __all__ = [
     "DataConnectorError",
     "DataLake",
     "FeatureCanary",
+    "FederatedIdentityProvider",
     "GatewayAttributes",
     "GovernanceError",
+    "GovernedAssistant",
+    "GovernedAssistantError",
     "GovernedDataset",
     "ILlmGateway",
     "LlmGateway",

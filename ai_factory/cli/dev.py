@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from ai_factory.cli.errors import CommandError, UsageError
@@ -71,6 +72,12 @@ def cmd_dev(args: argparse.Namespace, out: TextIO) -> int:
     print("\nCall it with the openai SDK:\n", file=out)
     print(session.snippet(), file=out)
     print("Ctrl-C stops it.", file=out, flush=True)
+    run_until_stopped(session.close)
+    return 0
+
+
+def run_until_stopped(close: Callable[[], None]) -> None:
+    """Block until Ctrl-C or SIGTERM (a server runs on its own thread meanwhile), then ``close``."""
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -79,5 +86,4 @@ def cmd_dev(args: argparse.Namespace, out: TextIO) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        session.close()
-    return 0
+        close()

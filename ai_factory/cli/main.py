@@ -49,6 +49,17 @@ def _add_serve(subparsers: Any) -> None:
         help="allow binding to a non-loopback address (exposes the gateway to other machines)",
     )
     serve.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    serve.add_argument(
+        "--assistant",
+        action="store_true",
+        help="also serve the governed assistant's page at / on offline models, with a sign-in stub "
+        "(state: --state-dir, default .ai-factory/assistant)",
+    )
+    serve.add_argument(
+        "--assistant-docs",
+        metavar="DIR",
+        help="Markdown documents the assistant answers from (default: the built-in samples)",
+    )
     serve.set_defaults(run=cmd_serve)
 
 
@@ -58,7 +69,11 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.assistant_docs and not args.assistant:
+        raise UsageError("--assistant-docs needs --assistant")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.assistant:
+        return _serve_assistant(args, out)
     try:
         serve(
             args.host,
@@ -74,6 +89,32 @@ def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError(f"--catalog: invalid model catalog: {exc}") from exc
     except OSError as exc:
         raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    return 0
+
+
+def _serve_assistant(args: argparse.Namespace, out: TextIO) -> int:
+    from ai_factory.local.assistant import AssistantSetupError, start_local_assistant
+    from ai_factory.local.server import RemoteBindError, check_host
+
+    try:
+        check_host(args.host, args.allow_remote)
+        assistant = start_local_assistant(
+            args.state_dir or ".ai-factory/assistant",
+            documents=args.assistant_docs,
+            host=args.host,
+            port=args.port,
+            catalog_path=args.catalog,
+        )
+    except RemoteBindError as exc:
+        raise UsageError(f"--host: {exc}") from exc
+    except AssistantSetupError as exc:
+        raise UsageError(str(exc)) from exc
+    except OSError as exc:
+        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
+    groups = ", ".join(f"{g} ({c})" for g, c in sorted(assistant.clearance_groups.items()))
+    print(f"Assistant on {assistant.url} (offline models; sign-in stub groups: {groups})", file=out)
+    print(f"Gateway on {assistant.url}v1; Ctrl-C stops both.", file=out, flush=True)
+    dev.run_until_stopped(assistant.close)
     return 0
 
 

@@ -32,9 +32,10 @@ def create_local_key(
     monthly_budget_usd: float,
     rate_limit_rpm: int,
     description: str,
+    clearance: str | None = None,
 ) -> str:
     """A key in ``state_dir``'s local key store (what ``ai-factory keys create`` writes); returns the
-    plaintext key, which is not stored."""
+    plaintext key, which is not stored. ``clearance``: the feature's data clearance (None: not recorded)."""
     from ai_factory.local.sqlite_store import SqliteKeyStore, default_db_path
     from aif_gateway.records import ApiKeyRecord, generate_key, utc_now
 
@@ -52,6 +53,7 @@ def create_local_key(
                 rate_limit_rpm=rate_limit_rpm,
                 created_at=utc_now(),
                 description=description,
+                clearance=clearance,
             )
         )
     finally:

@@ -23,6 +23,7 @@ def test_every_case_has_assertions() -> None:
     found = cases()
     assert {c.stem for c in found} == {
         "integ_alarms",
+        "integ_assistant",
         "integ_audit_trail",
         "integ_connector",
         "integ_gateway",

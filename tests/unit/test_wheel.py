@@ -71,6 +71,13 @@ def test_the_wheel_holds_constructs_cli_local_gateway_catalog_and_lambda_assets(
         "feature_key_provisioner/handler.py",
         "feature_key_provisioner/team_accounts.py",
         "invocation_logging_handler/handler.py",
+        # The assistant's backend, start script, page and the local sample documents.
+        "aif_assistant/app.py",
+        "aif_assistant/run.sh",
+        "aif_assistant/web/index.html",
+        "aif_assistant/web/app.js",
+        "aif_assistant/web/app.css",
+        "ai_factory/data/assistant/laptop-requests.md",
     ]
     missing = [n for n in expected if n not in names]
     assert not missing, f"missing from the wheel: {missing}"
@@ -85,6 +92,7 @@ def test_every_source_file_of_the_packages_is_in_the_wheel(wheel: zipfile.ZipFil
         "aif_canary": ROOT / "lambdas/canary/aif_canary",
         "aif_connector": ROOT / "lambdas/connector/aif_connector",
         "feature_key_provisioner": ROOT / "lambdas/feature_key_provisioner",
+        "aif_assistant": ROOT / "lambdas/assistant/aif_assistant",
     }
     missing = [
         f"{package}/{path.relative_to(folder).as_posix()}"

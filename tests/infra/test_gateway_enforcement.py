@@ -423,3 +423,15 @@ def test_the_factory_exempts_its_knowledge_base_roles(real_app: RealApp) -> None
     imports = [json.dumps(part) for part in scp["Fn::Join"][1] if isinstance(part, dict)]
     assert any("AiFactoryGateway" in i and "Role" in i for i in imports), imports
     assert any("AiFactoryTeamKnowledge" in i and "InternalQaDocs" in i for i in imports), imports
+
+
+def test_build_factory_adds_the_enforcement_stack_unless_the_context_turns_it_off() -> None:
+    from stacks.enforcement_stack import ENFORCEMENT_STACK_ID
+    from stacks.factory import build_factory
+
+    on = build_factory(cdk.App(), team_modules=[], env=ENV)
+    assert on.enforcement is not None and on.enforcement.stack_name == ENFORCEMENT_STACK_ID
+    assert on.enforcement.enforcement.gateway is on.gateway.gateway
+    off_app = cdk.App(context={"ai-factory:gatewayEnforcement": "false"})
+    assert build_factory(off_app, team_modules=[], env=ENV).enforcement is None
+    assert off_app.node.try_find_child(ENFORCEMENT_STACK_ID) is None

@@ -31,32 +31,18 @@ from ai_factory.constructs.gateway_enforcement import (
 )
 from ai_factory.constructs.observability.facade import Observability
 from ai_factory.constructs.observability.settings import RUNBOOKS
-from tests.catalog_evidence import PASSING_EVIDENCE
 from tests.infra.conftest import ENV, RealApp
+from tests.unit.test_catalog_sagemaker import CUSTOM as SAGEMAKER_MODEL
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = ENV.account
 RUNBOOK_BASE = "https://example.com/runbooks"
-SAGEMAKER_MODEL = {
-    "name": "ticket-classifier",
-    "provider": "sagemaker",
-    "modality": "chat",
-    "endpoint_name": "AIF-Ticket-Classifier",
-    "content_handler": "openai-chat",
-    "context_window": 4096,
-    "prices": {"input": 0.5, "output": 0.5},
-    "status": "approved",
-    "evidence": PASSING_EVIDENCE,
-    "owner": "support-ml@example.com",
-    "approved_by": "ai-review@example.com",
-    "approved_on": "2026-11-25",
-}
 
 
 def _catalog() -> ModelCatalog:
     """The packaged catalog plus one custom model on a SageMaker endpoint."""
     data = yaml.safe_load((REPO / "ai_factory" / "data" / "models.yaml").read_text(encoding="utf-8"))
-    data["models"].append(copy.deepcopy(SAGEMAKER_MODEL))
+    data["models"].append(copy.deepcopy(SAGEMAKER_MODEL))  # a routed custom model
     data["routes"].append({"alias": "classify", "targets": ["ticket-classifier"]})
     return ModelCatalog.from_dict(data, source="models.yaml")
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ai_factory.constructs.data_connector import DataConnector, DataConnectorError
     from ai_factory.constructs.gateway.imported import GatewayAttributes, ILlmGateway
     from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+    from ai_factory.constructs.gateway_enforcement import GatewayEnforcement, GatewayEnforcementError
     from ai_factory.constructs.governance import DataLake, GovernanceError, GovernedDataset
     from ai_factory.constructs.governed_assistant import (
         FederatedIdentityProvider,
@@ -42,6 +43,8 @@ _EXPORTS = {
     "LlmGateway": "ai_factory.constructs.gateway.llm_gateway",
     "ILlmGateway": "ai_factory.constructs.gateway.imported",
     "GatewayAttributes": "ai_factory.constructs.gateway.imported",
+    "GatewayEnforcement": "ai_factory.constructs.gateway_enforcement",
+    "GatewayEnforcementError": "ai_factory.constructs.gateway_enforcement",
     "DataLake": "ai_factory.constructs.governance",
     "GovernanceError": "ai_factory.constructs.governance",
     "GovernedDataset": "ai_factory.constructs.governance",
@@ -83,6 +86,8 @@ __all__ = [
     "FeatureCanary",
     "FederatedIdentityProvider",
     "GatewayAttributes",
+    "GatewayEnforcement",
+    "GatewayEnforcementError",
     "GovernanceError",
     "GovernedAssistant",
     "GovernedAssistantError",

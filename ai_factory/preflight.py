@@ -12,6 +12,9 @@ returns ``Finding``s: ``ok``, ``warn`` (deploys, but something will not work as 
 * **Service quotas**: Lambda concurrent executions, Bedrock tokens per minute per model.
 * **Powertools layer**: the pinned public layer version exists in the region, for the runtime and
   architecture the gateway uses, and carries the Powertools version the tests run against.
+* **CloudTrail**: a trail that is logging covers the region and records write management events, without
+  which CloudTrail delivers no API call events to EventBridge and ``GatewayEnforcement``'s alarms on
+  direct model calls never fire (``DescribeTrails``, ``GetTrailStatus``, ``GetEventSelectors``).
 
 Example::
 
@@ -123,6 +126,7 @@ def run_preflight(
     report.findings += check_lambda_concurrency(quotas)
     report.findings += check_bedrock_token_quotas(quotas, catalog, region)
     report.findings += check_powertools_layer(make("lambda"), partition, region)
+    report.findings += check_cloudtrail(make("cloudtrail"), region)
     return report
 
 
@@ -518,6 +522,60 @@ def check_powertools_layer(lambda_client: Client, partition: str, region: str) -
     return [
         Finding("powertools-layer", subject, Status.OK, f"Powertools {carried} for {runtime} {architecture}")
     ]
+
+
+# ------------------------------------------------------------------------------------------ CloudTrail
+
+
+def check_cloudtrail(cloudtrail: Client, region: str) -> list[Finding]:
+    """A logging trail that covers ``region`` and records write management events (Bedrock's
+    ``InvokeModel`` and ``Converse`` are such events): EventBridge receives "AWS API Call via CloudTrail"
+    events only from one. Organization and multi-region trails from other regions count."""
+    subject = f"CloudTrail trail in {region}"
+    try:
+        trails = cloudtrail.describe_trails(includeShadowTrails=True)["trailList"]
+    except ClientError as exc:
+        return [_unknown("cloudtrail", subject, exc)]
+    problems: list[str] = []
+    for trail in trails:
+        arn = trail["TrailARN"]
+        try:
+            logging = cloudtrail.get_trail_status(Name=arn).get("IsLogging", False)
+            # Without custom selectors a trail logs every management event, reads and writes.
+            records = not trail.get("HasCustomEventSelectors") or _records_write_management_events(
+                cloudtrail.get_event_selectors(TrailName=arn)
+            )
+        except ClientError as exc:
+            problems.append(f"{trail['Name']}: {_error(exc)}")
+            continue
+        if logging and records:
+            return [Finding("cloudtrail", subject, Status.OK, f"{trail['Name']} logs management events")]
+        problems.append(f"{trail['Name']}: {'no write management events' if logging else 'not logging'}")
+    found = f" ({'; '.join(problems)})" if problems else ""
+    return [
+        Finding(
+            "cloudtrail",
+            subject,
+            Status.WARN,
+            f"no logging trail records this region's management events{found}: the alarms on model calls "
+            "that skip the gateway will never fire",
+            "create a multi-region trail (or have the organization trail cover this account) that logs "
+            "management events (docs/security.md#detection)",
+        )
+    ]
+
+
+def _records_write_management_events(selectors: Mapping[str, Any]) -> bool:
+    for basic in selectors.get("EventSelectors") or []:
+        if basic.get("IncludeManagementEvents", True) and basic.get("ReadWriteType", "All") != "ReadOnly":
+            return True
+    for advanced in selectors.get("AdvancedEventSelectors") or []:
+        fields = {f["Field"]: f for f in advanced.get("FieldSelectors", [])}
+        category = fields.get("eventCategory", {})
+        read_only = fields.get("readOnly", {})
+        if "Management" in category.get("Equals", []) and "true" not in read_only.get("Equals", []):
+            return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------- private

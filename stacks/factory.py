@@ -2,8 +2,10 @@
 
 ``build_factory(scope, team_modules=...)`` adds, in this order: the gateway stack, the governance stack,
 one stack per product team (each team's ``build(team_stack)`` fills it, then a canary watches its
-features), and the observability stack(s), which monitor every feature built before them. ``scope`` is
-the app or a ``cdk.Stage`` (staging, production), so every environment gets the same stacks.
+features), the observability stack(s), which monitor every feature built before them, and the
+enforcement stack (the guardrail against model calls that skip the gateway; context
+``ai-factory:gatewayEnforcement``, default true). ``scope`` is the app or a ``cdk.Stage`` (staging,
+production), so every environment gets the same stacks.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from ai_factory.constructs.canary import add_canary
+from stacks.context import context_flag
+from stacks.enforcement_stack import ENFORCEMENT_STACK_ID, EnforcementStack
 from stacks.gateway_stack import GatewayStack
 from stacks.governance_stack import GovernanceStack
 from stacks.observability_stack import ObservabilityStack, add_observability
@@ -30,6 +34,7 @@ class Factory:
     governance: GovernanceStack
     teams: tuple[TeamStack, ...]
     observability: ObservabilityStack
+    enforcement: EnforcementStack | None = None
 
 
 def build_factory(
@@ -76,4 +81,16 @@ def build_factory(
         invocation_logging=invocation_logging,
         description=f"{prefix}: dashboards, alarms, on-call topic, invocation logging",
     )
-    return Factory(gateway, governance, tuple(teams), observability)
+    # Last: it exempts the teams' knowledge-base roles and alarms to the observability stack's topic.
+    enforcement = None
+    if context_flag(scope, "ai-factory:gatewayEnforcement", True):
+        enforcement = EnforcementStack(
+            scope,
+            ENFORCEMENT_STACK_ID,
+            gateway_stack=gateway,
+            observability_stack=observability,
+            feature_scope=scope,
+            env=env,
+            description=f"{prefix}: no way around the gateway (SCP, boundary, detection)",
+        )
+    return Factory(gateway, governance, tuple(teams), observability, enforcement)

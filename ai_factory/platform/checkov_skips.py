@@ -60,6 +60,11 @@ EQUIVALENTS: tuple[Equivalent, ...] = (
     Equivalent("CKV_AWS_149", "AWS::SecretsManager::Secret", ("NIST.800.53.R5-SecretsManagerUsingKMSKey",)),
     Equivalent("CKV_AWS_26", "AWS::SNS::Topic", ("NIST.800.53.R5-SNSEncryptedKMS",)),
     Equivalent("CKV_AWS_7", "AWS::KMS::Key", ("AwsSolutions-KMS5",)),
+    # A policy with Allow * on * (a permissions boundary's ceiling) fails each of these IAM checks.
+    *(
+        Equivalent(check, "AWS::IAM::ManagedPolicy", ("NIST.800.53.R5-IAMPolicyNoStatementsWithAdminAccess",))
+        for check in ("CKV_AWS_107", "CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_110", "CKV_AWS_111")
+    ),
 )
 
 

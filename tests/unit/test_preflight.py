@@ -32,6 +32,7 @@ from ai_factory.preflight import (
     check_anthropic_use_case,
     check_bedrock_token_quotas,
     check_bootstrap,
+    check_cloudtrail,
     check_lake_formation,
     check_lambda_concurrency,
     check_models,
@@ -492,6 +493,7 @@ def _run(session: _Session, stubs: list[Stubber], **args: Any) -> tuple[int, str
 
 def test_ready_account_exits_zero(aws: None) -> None:
     bootstrap_version(30)
+    _trail()
     boto3.client("lakeformation").put_data_lake_settings(
         DataLakeSettings={
             "DataLakeAdmins": [],
@@ -532,6 +534,7 @@ def test_json_report(aws: None) -> None:
         "lake-formation",
         "quota",
         "powertools-layer",
+        "cloudtrail",
     }
 
 
@@ -564,3 +567,78 @@ def test_run_preflight_needs_a_region() -> None:
 
     with pytest.raises(PreflightError, match="--region"):
         run_preflight(NoRegion(), CATALOG)
+
+
+# ------------------------------------------------------------------------------------------ CloudTrail
+
+
+def _trail(name: str = "org-trail", *, logging: bool = True) -> Any:
+    """A multi-region trail in moto (its bucket too), logging or not; returns the CloudTrail client."""
+    boto3.client("s3").create_bucket(Bucket=f"{name}-logs")
+    cloudtrail = boto3.client("cloudtrail")
+    cloudtrail.create_trail(Name=name, S3BucketName=f"{name}-logs", IsMultiRegionTrail=True)
+    if logging:
+        cloudtrail.start_logging(Name=name)
+    return cloudtrail
+
+
+def test_cloudtrail_without_a_trail_warns_that_the_bypass_alarms_cannot_fire(aws: None) -> None:
+    (finding,) = check_cloudtrail(boto3.client("cloudtrail"), REGION)
+    assert finding.status is Status.WARN
+    assert "never fire" in finding.message and "multi-region trail" in finding.fix
+
+
+def test_cloudtrail_trail_that_is_not_logging_warns_and_names_it(aws: None) -> None:
+    (finding,) = check_cloudtrail(_trail(logging=False), REGION)
+    assert finding.status is Status.WARN and "org-trail: not logging" in finding.message
+
+
+def test_cloudtrail_logging_trail_with_management_events_is_ok(aws: None) -> None:
+    (finding,) = check_cloudtrail(_trail(), REGION)
+    assert (finding.status, finding.message) == (Status.OK, "org-trail logs management events")
+
+
+@pytest.mark.parametrize(
+    ("selectors", "status"),
+    [
+        ({"EventSelectors": [{"ReadWriteType": "ReadOnly", "IncludeManagementEvents": True}]}, Status.WARN),
+        ({"EventSelectors": [{"ReadWriteType": "All", "IncludeManagementEvents": False}]}, Status.WARN),
+        ({"EventSelectors": [{"ReadWriteType": "WriteOnly", "IncludeManagementEvents": True}]}, Status.OK),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {"Name": "m", "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]}
+                ]
+            },
+            Status.OK,
+        ),
+        (
+            {
+                "AdvancedEventSelectors": [
+                    {
+                        "Name": "reads",
+                        "FieldSelectors": [
+                            {"Field": "eventCategory", "Equals": ["Management"]},
+                            {"Field": "readOnly", "Equals": ["true"]},
+                        ],
+                    }
+                ]
+            },
+            Status.WARN,
+        ),
+    ],
+)
+def test_cloudtrail_needs_write_management_events(selectors: dict[str, Any], status: Status) -> None:
+    # A trail with custom selectors (moto keeps no HasCustomEventSelectors flag: Stubber, real shapes).
+    arn = f"arn:aws:cloudtrail:eu-west-1:{ACCOUNT}:trail/org-trail"
+    trail = {"Name": "org-trail", "TrailARN": arn, "HomeRegion": "eu-west-1", "HasCustomEventSelectors": True}
+    client, stub = stubbed("cloudtrail")
+    stub.add_response("describe_trails", {"trailList": [trail]}, {"includeShadowTrails": True})
+    stub.add_response("get_trail_status", {"IsLogging": True}, {"Name": arn})
+    stub.add_response("get_event_selectors", {"TrailARN": arn, **selectors}, {"TrailName": arn})
+    with stub:
+        (finding,) = check_cloudtrail(client, REGION)
+    stub.assert_no_pending_responses()
+    assert finding.status is status, finding
+    if status is Status.WARN:
+        assert "no write management events" in finding.message

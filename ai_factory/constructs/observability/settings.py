@@ -18,6 +18,7 @@ RUNBOOKS = (
     "leaked-key",
     "high-latency",
     "knowledge-base-sync",
+    "direct-model-access",
 )
 # Which runbook each alarm links (feature alarms by their AlarmInput name, then the facade's own).
 ALARM_RUNBOOKS = {
@@ -31,6 +32,8 @@ ALARM_RUNBOOKS = {
     "FallbackStorm": "provider-outage",
     "GatewayErrors": "provider-outage",
     "KnowledgeBaseSyncFailed": "knowledge-base-sync",
+    "DirectModelAccess": "direct-model-access",
+    "BreakGlassModelAccess": "direct-model-access",
 }
 FIVE_MINUTES = Duration.minutes(5)
 ONE_HOUR = Duration.hours(1)

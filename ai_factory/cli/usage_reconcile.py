@@ -133,7 +133,9 @@ def bedrock_services(ce: Any, period: Mapping[str, str]) -> tuple[str, ...]:
     while True:
         resp = ce.get_dimension_values(**kwargs)
         names.update(
-            v["Value"] for v in resp.get("DimensionValues", []) if SERVICE_SEARCH.lower() in v["Value"].lower()
+            v["Value"]
+            for v in resp.get("DimensionValues", [])
+            if SERVICE_SEARCH.lower() in v["Value"].lower()
         )
         token = resp.get("NextPageToken")
         if not token:

@@ -68,7 +68,9 @@ logger.setLevel(logging.INFO)
 # Properties whose change means "a different key" rather than "the same key, new settings".
 _REPLACING_PROPERTIES = Props.REPLACING
 _KEY_LOOKUP_ATTEMPTS = 3
-_PROFILE_ARN = re.compile(r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:\d{12}:application-inference-profile/[a-z0-9]+$")
+_PROFILE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:\d{12}:application-inference-profile/[a-z0-9]+$"
+)
 
 
 class ProvisioningError(Exception):

@@ -115,9 +115,7 @@ def test_the_key_record_gets_the_profile_arns_by_model_id(built: Built) -> None:
         if r["Properties"][FeatureKeyProperties.FEATURE] == "ticket-summarizer"
     ]
     profiles = key["Properties"][FeatureKeyProperties.INFERENCE_PROFILES]
-    by_source = {
-        source(res): lid for lid, res in built.profiles_of("ticket-summarizer").items()
-    }
+    by_source = {source(res): lid for lid, res in built.profiles_of("ticket-summarizer").items()}
     haiku = by_source[
         "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/"
         "us.anthropic.claude-haiku-4-5-20251001-v1:0"
@@ -168,7 +166,10 @@ def test_gateway_may_invoke_only_its_tagged_profiles_and_the_catalog_models(buil
     # What a profile copies stays reachable (invoking through a profile needs the model too), and
     # nothing else: no wildcard on models or system profiles.
     models = _list(by_sid["InvokeCatalogModels"]["Resource"])
-    flat = [m if isinstance(m, str) else "".join(p if isinstance(p, str) else "~" for p in m["Fn::Join"][1]) for m in models]
+    flat = [
+        m if isinstance(m, str) else "".join(p if isinstance(p, str) else "~" for p in m["Fn::Join"][1])
+        for m in models
+    ]
     assert any(f.endswith("inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0") for f in flat)
     assert any(f.endswith("foundation-model/amazon.titan-embed-text-v2:0") for f in flat)
     assert not any(f.endswith("/*") for f in flat)

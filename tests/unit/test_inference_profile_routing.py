@@ -101,7 +101,12 @@ def test_embeddings_invoke_model_through_the_profile(harness: Harness) -> None:
     harness.stubber.add_response(
         "invoke_model",
         {"body": StreamingBody(io.BytesIO(payload), len(payload)), "contentType": "application/json"},
-        {"modelId": TITAN_PROFILE, "body": ANY, "contentType": "application/json", "accept": "application/json"},
+        {
+            "modelId": TITAN_PROFILE,
+            "body": ANY,
+            "contentType": "application/json",
+            "accept": "application/json",
+        },
     )
     expected.append(TITAN_PROFILE)
     status, _, out = harness.call("POST", "/v1/embeddings", {"model": "embed", "input": "a b"}, key)

@@ -74,7 +74,9 @@ DEFAULT_TIMEOUT = Duration.minutes(10)
 MIN_TIMEOUT_S = 30
 MAX_TIMEOUT_S = 900  # Lambda's maximum and API Gateway's longest stream (15 minutes)
 WEB_ADAPTER_PORT = 8080
-APPLICATION_PROFILE_ARNS = f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:application-inference-profile/*"
+APPLICATION_PROFILE_ARNS = (
+    f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:application-inference-profile/*"
+)
 APPLICATION_PROFILE_FINDING = (
     "arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:application-inference-profile/*"
 )
@@ -621,7 +623,8 @@ class LlmGateway(Construct):
                         "Bedrock generates their IDs. The statement is limited to application inference "
                         "profiles in this account and region tagged with this gateway's "
                         f"{GATEWAY_TAG_KEY} value, and to the invoke actions; a profile only reaches the "
-                        "model it copies, which the role must also be allowed (only the catalog's model ARNs)."
+                        "model it copies, which the role must also be allowed (only the catalog's model "
+                        "ARNs are)."
                     ),
                 )
             )

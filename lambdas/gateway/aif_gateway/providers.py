@@ -67,7 +67,9 @@ class BedrockProvider:
         return client
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
-        kwargs = to_converse(request, invoke_id(target, ctx), ctx.guardrail, _metadata(ctx), target.capabilities)
+        kwargs = to_converse(
+            request, invoke_id(target, ctx), ctx.guardrail, _metadata(ctx), target.capabilities
+        )
         # Converse answers in one piece: the read timeout is the whole generation's limit.
         client = self.client(target.region, ctx.timeouts.total_s if ctx.timeouts else None)
         response = self._call(lambda: client.converse(**kwargs))
@@ -78,7 +80,9 @@ class BedrockProvider:
         any error the model raises later, arrive while iterating. Reads wait at most the route's
         first-token timeout until the first event, then its idle timeout."""
         timeouts = ctx.timeouts or RouteTimeouts()
-        kwargs = to_converse(request, invoke_id(target, ctx), ctx.guardrail, _metadata(ctx), target.capabilities)
+        kwargs = to_converse(
+            request, invoke_id(target, ctx), ctx.guardrail, _metadata(ctx), target.capabilities
+        )
         client = self.client(target.region, timeouts.first_token_s)
         response = self._call(lambda: client.converse_stream(**kwargs))
         return ConverseStreamReader(response["stream"], idle_s=timeouts.idle_s)

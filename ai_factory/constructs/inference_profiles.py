@@ -56,10 +56,12 @@ def profile_name(team: str, feature: str, model: str, *, source_id: str, scope_p
 
 def bedrock_targets(config: GatewayConfig, routes: Sequence[str]) -> dict[str, str]:
     """``{model ID the gateway calls: catalog entry name}`` for every Bedrock target of ``routes``,
-    fallbacks included, in route order (the gateway's own config, so the IDs are its region's)."""
+    fallbacks included, in route order (the gateway's own config, so the IDs are its region's). A route
+    the gateway does not serve (a feature checked against another catalog) has nothing to profile."""
     found: dict[str, str] = {}
     for alias in routes:
-        for target in config.routes[alias].targets:
+        route = config.routes.get(alias)
+        for target in route.targets if route is not None else ():
             # A profile lives in one region: targets pinned elsewhere keep the catalog ID.
             if target.provider == "bedrock" and target.region is None:
                 found.setdefault(target.model_id, target.name)

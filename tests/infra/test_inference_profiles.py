@@ -6,10 +6,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Template
 
 from ai_factory.constructs.ai_feature import AiFeature
+from ai_factory.constructs.gateway.imported import GatewayAttributes
+from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.inference_profiles import GATEWAY_TAG_KEY, NAME_MAX_LENGTH, profile_name
 from aif_gateway.contract import FEATURE_KEY_RESOURCE_TYPE, FeatureKeyProperties
 from tests.infra.test_ai_feature import FEATURE_PROPS, new_team
@@ -173,6 +176,27 @@ def test_gateway_may_invoke_only_its_tagged_profiles_and_the_catalog_models(buil
     assert any(f.endswith("inference-profile/us.anthropic.claude-haiku-4-5-20251001-v1:0") for f in flat)
     assert any(f.endswith("foundation-model/amazon.titan-embed-text-v2:0") for f in flat)
     assert not any(f.endswith("/*") for f in flat)
+
+
+def test_a_feature_on_an_imported_gateway_gets_no_profiles() -> None:
+    """A profile must live in the gateway's account and region; a team's own stack is elsewhere."""
+    stack = cdk.Stack(cdk.App(), "Team", env=cdk.Environment(account="444455556666", region="us-east-1"))
+    gateway = LlmGateway.from_gateway_attributes(
+        stack,
+        "Gateway",
+        attributes=GatewayAttributes(
+            url="https://x.execute-api.us-east-1.amazonaws.com/prod/v1",
+            key_provisioning_service_token="arn:aws:lambda:us-east-1:111111111111:function:p",
+            key_provisioner_role_arn="arn:aws:iam::111111111111:role/p",
+        ),
+    )
+    props = {k: v for k, v in FEATURE_PROPS.items() if k != "prompts"}
+    feature = AiFeature(stack, "Feature", team="claims", gateway=gateway, **props)
+    assert feature.inference_profiles is None
+    template = Template.from_stack(stack)
+    template.resource_count_is(PROFILE, 0)
+    (key,) = template.find_resources(FEATURE_KEY_RESOURCE_TYPE).values()
+    assert FeatureKeyProperties.INFERENCE_PROFILES not in key["Properties"]
 
 
 def _list(value: Any) -> list[Any]:

@@ -389,6 +389,7 @@ def cmd_rotate(args: argparse.Namespace, out: TextIO) -> int:
         clearance=old.clearance,
         tokens_per_minute=old.tokens_per_minute,
         max_concurrency=old.max_concurrency,
+        inference_profiles=dict(old.inference_profiles),  # the feature's profiles outlive its keys
     )
     store.put(new)  # the new key first: a failure below leaves two working keys, never zero
     grace_end = now + timedelta(hours=args.grace_hours)

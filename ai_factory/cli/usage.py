@@ -2,7 +2,8 @@
 
 The answer to "which features are responsible for the model bill". Reads the local SQLite ledger
 (``ai-factory serve``) or, with ``--store aws``, the deployed gateway's DynamoDB usage table (see
-``ai_factory.cli.usage_report`` for what that read costs).
+``ai_factory.cli.usage_report`` for what that read costs). ``--reconcile`` compares the ledger's Bedrock
+cost per feature with AWS's bill in Cost Explorer (``ai_factory.cli.usage_reconcile``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def add_parser(subparsers: Any) -> None:
     usage.add_argument("--month", help="YYYY-MM (default: the current month, UTC)")
     usage.add_argument("--team", help="only this team")
     usage.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    usage.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="compare the ledger's Bedrock cost per feature with Cost Explorer's cost by the Team and "
+        "Feature tags (AWS credentials with ce:GetCostAndUsage; $0.01 per Cost Explorer request)",
+    )
     add_store_arguments(usage)
     usage.set_defaults(run=cmd_usage)
 
@@ -82,9 +89,33 @@ def cmd_usage(args: argparse.Namespace, out: TextIO) -> int:
             records = aws_usage(dynamodb_client(args.region), table, month, args.team)
         except Exception as exc:  # botocore: no credentials, no table, access denied
             raise CommandError(f"reading usage from {table} failed: {type(exc).__name__}: {exc}") from exc
+    if args.reconcile:
+        return _reconcile(args, month, records, out)
     report = summarize_usage(records, month, args.team)
     render = {"table": render_table, "csv": render_csv, "json": render_json}[args.format]
     out.write(render(report))
     if args.format == "json":
         out.write("\n")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace, month: str, records: list[Any], out: TextIO) -> int:
+    """``--reconcile``: the ledger's Bedrock cost per feature next to Cost Explorer's."""
+    from ai_factory.catalog.model_catalog import ModelCatalog
+    from ai_factory.cli import usage_reconcile
+
+    catalog = ModelCatalog.load()
+    bedrock_models = [m.name for m in catalog.models.values() if m.provider == "bedrock"]
+    ledger, guardrail = usage_reconcile.ledger_costs(records, bedrock_models)
+    try:
+        bill = usage_reconcile.bill_costs(usage_reconcile.ce_client(), month, args.team)
+    except Exception as exc:  # botocore: no credentials, access denied, Cost Explorer not enabled
+        raise CommandError(f"reading Cost Explorer failed: {type(exc).__name__}: {exc}") from exc
+    result = usage_reconcile.reconcile(month, args.team, ledger, bill, guardrail)
+    render = {
+        "table": usage_reconcile.render_table,
+        "csv": usage_reconcile.render_csv,
+        "json": usage_reconcile.render_json,
+    }[args.format]
+    out.write(render(result))
     return 0

@@ -45,6 +45,7 @@ from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.gateway.imported import ILlmGateway
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.governance import GovernedDataset
+from ai_factory.constructs.inference_profiles import FeatureInferenceProfiles, bedrock_targets
 from ai_factory.platform.custom_resources import secure_provider
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import stage_provisioner_asset
@@ -139,6 +140,8 @@ class AiFeature(Construct):
       settings updates the record and keeps the key; bumping ``key_generation`` issues a new key and
       revokes the old one (rotation);
     * when ``callers`` are given, an IAM role they may assume that can read exactly that secret;
+    * a Bedrock application inference profile per Bedrock model its routes reach (``inference_profiles``),
+      which the gateway invokes for this feature, so Cost Explorer splits the Bedrock bill by feature;
     * the tags ``Team``, ``Feature``, ``Owner`` and ``Clearance`` on every taggable resource (the
       gateway's ledger attributes each request's cost to the key's team and feature as well).
 
@@ -173,6 +176,10 @@ class AiFeature(Construct):
     :param prompt_base_dir: folder relative prompt paths start from. Default: the caller's folder.
     :param canary: run the feature's canary (default True): hourly, up to 5 cases of its suites against
         the ``production`` alias, billed to its budget (``ai_factory.constructs.canary``). False: no canary.
+    :param inference_profiles: give the feature a Bedrock application inference profile per Bedrock
+        model its routes reach, tagged ``Team``/``Feature``/``Owner``, and have the gateway invoke
+        through them, so AWS's bill splits Bedrock cost by feature (default True; only with a gateway
+        in this app: a profile must live in the gateway's account and region).
     :param canary_suite: a small eval suite (YAML, relative like ``prompts``) that ``FeatureCanary`` runs
         on a schedule for drift detection. Default: the first cases of the prompts' eval suites.
     """
@@ -203,6 +210,7 @@ class AiFeature(Construct):
         prompt_base_dir: str | os.PathLike[str] | None = None,
         canary_suite: str | os.PathLike[str] | None = None,
         canary: bool = True,
+        inference_profiles: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
         team_stack = _enclosing_team_stack(self)
@@ -259,8 +267,12 @@ class AiFeature(Construct):
         self.provisioner_function: lambda_.Function | None = None
         self.key_writer_role: iam.Role | None = None
         key_properties: dict[str, Any]
+        self.inference_profiles: FeatureInferenceProfiles | None = None
+        """The feature's Bedrock application inference profiles (gateway in this app, ``inference_profiles``
+        on): the gateway invokes its Bedrock models through them, so the bill is split by feature."""
         if isinstance(gateway, LlmGateway):
             self.provisioner_function = self._provisioner_function()
+            self.inference_profiles = self._inference_profiles(gateway) if inference_profiles else None
             provider = secure_provider(
                 self,
                 self.provisioner_function,
@@ -270,6 +282,8 @@ class AiFeature(Construct):
             )
             service_token = provider.service_token
             key_properties = {FeatureKeyProperties.KEYS_TABLE: gateway.keys_table_name}
+            if self.inference_profiles is not None and self.inference_profiles.profiles:
+                key_properties[FeatureKeyProperties.INFERENCE_PROFILES] = self.inference_profiles.arns
         else:
             service_token, key_properties = self._shared_provisioner(gateway)
         # The custom resource's properties reference the secret, so the secret exists before the key is
@@ -532,6 +546,18 @@ class AiFeature(Construct):
             log_group=log_group,
             # A custom-resource handler runs a few times per deployment; its log lines say enough.
             tracing=False,
+        )
+
+    def _inference_profiles(self, gateway: LlmGateway) -> FeatureInferenceProfiles:
+        return FeatureInferenceProfiles(
+            self,
+            "InferenceProfiles",
+            team=self.team,
+            feature=self.feature,
+            owner=self.owner,
+            models=bedrock_targets(gateway.config, self.models),
+            catalog=gateway.catalog,
+            gateway_tag=gateway.inference_profile_tag,
         )
 
     def _shared_provisioner(self, gateway: ILlmGateway) -> tuple[str, dict[str, Any]]:

@@ -13,7 +13,7 @@ is written before the record, so a record that exists always has its plaintext i
 
 Resource properties (CloudFormation passes scalars as strings): ``KeysTable``, ``SecretArn``, ``Team``,
 ``Feature``, ``AllowedModels`` (list), ``MonthlyBudgetUsd``, ``RateLimitRpm``, ``Description``,
-``KeyGeneration``.
+``KeyGeneration``, ``InferenceProfiles`` (``{catalog model ID: application inference profile ARN}``).
 
 The platform's shared provisioner (``LlmGateway.enable_team_accounts``) runs the same code with its keys
 table and feature registry from the environment: it serves stacks in teams' own accounts, claims each
@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -67,6 +68,9 @@ logger.setLevel(logging.INFO)
 # Properties whose change means "a different key" rather than "the same key, new settings".
 _REPLACING_PROPERTIES = Props.REPLACING
 _KEY_LOOKUP_ATTEMPTS = 3
+_PROFILE_ARN = re.compile(
+    r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:\d{12}:application-inference-profile/[a-z0-9]+$"
+)
 
 
 class ProvisioningError(Exception):
@@ -200,11 +204,12 @@ class KeyProvisioner:
             ":description": {"S": settings["description"]},
             ":tpm": {"N": str(settings["tokens_per_minute"])},
             ":conc": {"N": str(settings["max_concurrency"])},
+            ":profiles": {"M": {m: {"S": arn} for m, arn in settings["inference_profiles"].items()}},
         }
         expression = (
             "SET #team = :team, #feature = :feature, allowed_models = :models, "
             "monthly_budget_usd = :budget, rate_limit_rpm = :rpm, description = :description, "
-            "tokens_per_minute = :tpm, max_concurrency = :conc"
+            "tokens_per_minute = :tpm, max_concurrency = :conc, inference_profiles = :profiles"
         )
         if settings["clearance"] is not None:
             expression += ", clearance = :clearance"
@@ -311,7 +316,25 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
         "clearance": clearance,
         "tokens_per_minute": tpm,
         "max_concurrency": concurrency,
+        "inference_profiles": _inference_profiles(props),
     }
+
+
+def _inference_profiles(props: Mapping[str, Any]) -> dict[str, str]:
+    """``InferenceProfiles``: catalog model ID -> application inference profile ARN (optional)."""
+    raw = props.get(Props.INFERENCE_PROFILES) or {}
+    if not isinstance(raw, Mapping):
+        raise ProvisioningError(
+            f"resource property {Props.INFERENCE_PROFILES} must be a map of model ID -> profile ARN, "
+            f"got {raw!r}"
+        )
+    for model_id, arn in raw.items():
+        if not isinstance(arn, str) or not _PROFILE_ARN.match(arn):
+            raise ProvisioningError(
+                f"resource property {Props.INFERENCE_PROFILES}: {model_id!r}: {arn!r} is not an "
+                "application inference profile ARN"
+            )
+    return {str(m): str(a) for m, a in raw.items()}
 
 
 def _number(value: float) -> str:

@@ -67,7 +67,9 @@ def test_bedrock_permissions_are_exactly_the_catalog_allow_list(default_gateway:
         assert "Condition" not in statement or statement["Condition"]
 
     invoke = [s for s in bedrock if "bedrock:InvokeModel" in as_list(s["Action"])]
-    assert len(invoke) == 1
+    # The catalog's models, and features' application inference profiles tagged for this gateway
+    # (tests/infra/test_inference_profiles.py checks that statement).
+    assert [s["Sid"] for s in invoke] == ["InvokeCatalogModels", "InvokeFeatureInferenceProfiles"]
     assert sorted(as_list(invoke[0]["Action"])) == [
         "bedrock:InvokeModel",
         "bedrock:InvokeModelWithResponseStream",

@@ -43,6 +43,7 @@ from ai_factory.constructs.gateway import marketplace, prompt_view, usage_ledger
 from ai_factory.constructs.gateway import team_accounts as team_accounts_part
 from ai_factory.constructs.gateway.guardrail import DEFAULT_CONTENT_FILTERS, DEFAULT_PII_ACTIONS
 from ai_factory.constructs.gateway.imported import GatewayAttributes, ImportedLlmGateway, lookup_attributes
+from ai_factory.constructs.inference_profiles import GATEWAY_TAG_KEY
 from ai_factory.platform.functions import (
     ARCHITECTURE,
     function_log_group,
@@ -73,6 +74,12 @@ DEFAULT_TIMEOUT = Duration.minutes(10)
 MIN_TIMEOUT_S = 30
 MAX_TIMEOUT_S = 900  # Lambda's maximum and API Gateway's longest stream (15 minutes)
 WEB_ADAPTER_PORT = 8080
+APPLICATION_PROFILE_ARNS = (
+    f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:application-inference-profile/*"
+)
+APPLICATION_PROFILE_FINDING = (
+    "arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:application-inference-profile/*"
+)
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,9 @@ class LlmGateway(Construct):
         """The request's limits, all from ``timeout`` (API >= Lambda >= deadline + ledger margin)."""
         self.catalog = catalog
         self._retention = retention
+        self.inference_profile_tag: str = cdk.Names.unique_id(self)
+        """The ``ai-factory:gateway`` tag value of the application inference profiles this gateway may
+        invoke (``ai_factory.constructs.inference_profiles``)."""
 
         self.key: kms.IKey = encryption_key or kms.Key(
             self,
@@ -589,6 +599,33 @@ class LlmGateway(Construct):
                     sid="InvokeCatalogModels",
                     actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
                     resources=invoke_arns,
+                )
+            )
+            # Features' application inference profiles (the bill split by feature): created by the
+            # feature stacks after this one, so named by their tag; invoking through one also needs
+            # the underlying model, which only the catalog's ARNs above allow.
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="InvokeFeatureInferenceProfiles",
+                    actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                    resources=[APPLICATION_PROFILE_ARNS],
+                    conditions={
+                        "StringEquals": {f"aws:ResourceTag/{GATEWAY_TAG_KEY}": self.inference_profile_tag}
+                    },
+                )
+            )
+            cdk.Validations.of(role.node.find_child("DefaultPolicy")).acknowledge(
+                cdk.Acknowledgment(
+                    id=f"AwsSolutions-IAM5[Resource::{APPLICATION_PROFILE_FINDING}]",
+                    reason=(
+                        "Features' Bedrock application inference profiles (one per feature and model, for "
+                        "cost allocation) are created by feature stacks deployed after the gateway, and "
+                        "Bedrock generates their IDs. The statement is limited to application inference "
+                        "profiles in this account and region tagged with this gateway's "
+                        f"{GATEWAY_TAG_KEY} value, and to the invoke actions; a profile only reaches the "
+                        "model it copies, which the role must also be allowed (only the catalog's model "
+                        "ARNs are)."
+                    ),
                 )
             )
         count_arns = self.catalog.bedrock_count_tokens_arns(

@@ -264,7 +264,14 @@ class Gateway:
         guardrail = self.config.guardrail
         if guardrail is not None and route.guard_scope is not None:
             guardrail = replace(guardrail, scope=route.guard_scope)
-        ctx = CallContext(call.request_id, key.team, key.feature, guardrail, timeouts)
+        ctx = CallContext(
+            call.request_id,
+            key.team,
+            key.feature,
+            guardrail,
+            timeouts,
+            inference_profiles=key.inference_profiles,
+        )
         request.auto_cache = route.prompt_cache
         unfit = lambda t: cleared(t) or unfit_reason(request, t.capabilities)  # noqa: E731
         if request.stream:
@@ -387,7 +394,9 @@ class Gateway:
         # Embedding models price input only; CHARS_PER_TOKEN is the estimate the streaming path uses.
         chars = sum(len(text) for text in request.inputs)
         self._reserve(call, key, worst_case(route, math.ceil(chars / CHARS_PER_TOKEN), 0))
-        ctx = CallContext(call.request_id, key.team, key.feature, None)
+        ctx = CallContext(
+            call.request_id, key.team, key.feature, None, inference_profiles=key.inference_profiles
+        )
         outcome: RouteOutcome[EmbeddingResult] = self._call_models(
             call,
             key,

@@ -248,6 +248,9 @@ class FeatureKeyProperties:
     DESCRIPTION = "Description"
     KEY_GENERATION = "KeyGeneration"
     CLEARANCE = "Clearance"
+    INFERENCE_PROFILES = "InferenceProfiles"
+    """``{catalog model ID: application inference profile ARN}``: the profiles the gateway invokes for
+    the feature (optional; absent or empty: the catalog's model IDs)."""
     REPLACING = (KEY_GENERATION, KEYS_TABLE, SECRET_ARN)
     """A change of any of these issues a new key (and deletes the old one)."""
 

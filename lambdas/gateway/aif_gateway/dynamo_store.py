@@ -213,6 +213,8 @@ def key_to_item(record: ApiKeyRecord) -> dict[str, AttributeValueTypeDef]:
         item["revoked_at"] = _s(record.revoked_at.isoformat())
     if record.clearance is not None:
         item["clearance"] = _s(record.clearance)
+    if record.inference_profiles:
+        item["inference_profiles"] = {"M": {m: _s(arn) for m, arn in record.inference_profiles.items()}}
     return item
 
 
@@ -234,6 +236,9 @@ def key_from_item(item: dict[str, Any]) -> ApiKeyRecord:
         # Items written before these limits existed get the defaults.
         tokens_per_minute=_to_int(item["tokens_per_minute"]) if "tokens_per_minute" in item else DEFAULT_TPM,
         max_concurrency=_to_int(item["max_concurrency"]) if "max_concurrency" in item else DEFAULT_CONC,
+        inference_profiles={
+            m: v["S"] for m, v in item.get("inference_profiles", {}).get("M", {}).items() if "S" in v
+        },
     )
 
 

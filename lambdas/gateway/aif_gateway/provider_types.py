@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,6 +48,9 @@ class CallContext:
     feature: str
     guardrail: GuardrailRef | None = None
     timeouts: RouteTimeouts | None = None  # the route's limits; None: the provider's own default
+    # The key's application inference profiles, {catalog model ID: profile ARN} (ApiKeyRecord): Bedrock
+    # targets are invoked through them so the bill is split by feature.
+    inference_profiles: Mapping[str, str] = field(default_factory=dict, hash=False)
 
 
 class ProviderError(Exception):

@@ -15,6 +15,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import contract
@@ -66,7 +67,9 @@ class BedrockProvider:
         return client
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
-        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx), target.capabilities)
+        kwargs = to_converse(
+            request, invoke_id(target, ctx), ctx.guardrail, _metadata(ctx), target.capabilities
+        )
         # Converse answers in one piece: the read timeout is the whole generation's limit.
         client = self.client(target.region, ctx.timeouts.total_s if ctx.timeouts else None)
         response = self._call(lambda: client.converse(**kwargs))
@@ -77,7 +80,9 @@ class BedrockProvider:
         any error the model raises later, arrive while iterating. Reads wait at most the route's
         first-token timeout until the first event, then its idle timeout."""
         timeouts = ctx.timeouts or RouteTimeouts()
-        kwargs = to_converse(request, target.model_id, ctx.guardrail, _metadata(ctx), target.capabilities)
+        kwargs = to_converse(
+            request, invoke_id(target, ctx), ctx.guardrail, _metadata(ctx), target.capabilities
+        )
         client = self.client(target.region, timeouts.first_token_s)
         response = self._call(lambda: client.converse_stream(**kwargs))
         return ConverseStreamReader(response["stream"], idle_s=timeouts.idle_s, stop=request.stop)
@@ -99,7 +104,9 @@ class BedrockProvider:
                 f"{target.name}: only Titan text embedding models are supported",
                 retryable=False,
             )
-        return self.embedder.embed(self.client(target.region), target, request, self._call)
+        # Titan is checked on the catalog's ID above; the call goes through the feature's profile.
+        through = replace(target, model_id=invoke_id(target, ctx))
+        return self.embedder.embed(self.client(target.region), through, request, self._call)
 
     @staticmethod
     def _call(fn: Any) -> Any:
@@ -122,6 +129,16 @@ def foundation_model_id(model_id: str) -> str:
     """``us.anthropic.claude-…`` -> ``anthropic.claude-…``; a foundation-model ID or ARN unchanged."""
     prefix, _, rest = model_id.partition(".")
     return rest if rest and prefix in PROFILE_PREFIXES else model_id
+
+
+def invoke_id(target: ModelTarget, ctx: CallContext) -> str:
+    """What Bedrock is called with: the feature's application inference profile for the target's model
+    when its key has one (the bill then carries the feature's cost-allocation tags), else the catalog's
+    model or system inference profile ID. A target pinned to another region keeps the catalog ID: a
+    profile is invocable only in the region it was created in, the gateway's own."""
+    if target.region is None:
+        return ctx.inference_profiles.get(target.model_id, target.model_id)
+    return target.model_id
 
 
 def _metadata(ctx: CallContext) -> dict[str, str]:

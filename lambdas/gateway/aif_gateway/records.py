@@ -69,6 +69,10 @@ class ApiKeyRecord:
     # count) and requests in flight at once, across every gateway instance (aif_gateway.quota).
     tokens_per_minute: int = DEFAULT_TOKENS_PER_MINUTE
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    # The feature's Bedrock application inference profiles, {catalog model ID: profile ARN}: the gateway
+    # invokes a target through its profile, so AWS's bill carries the feature's cost-allocation tags
+    # (ai_factory.constructs.inference_profiles). Empty: the catalog's model ID is invoked directly.
+    inference_profiles: dict[str, str] = field(default_factory=dict, hash=False)
 
     def state(self, now: datetime) -> str:
         """'active', 'revoked' or 'expired'."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -365,13 +366,19 @@ class LocalTarget(GatewayTarget):
             description="ai-factory eval --target local",
         )
         gateway, self.model = offline_gateway(self.state_dir, config, script)
+        self._lock = threading.Lock()  # cases run concurrently; a knowledge base is registered once
+        self._registered: set[tuple[str, Path]] = set()
         self.server = LocalGatewayServer(port=0, config=config, gateway=gateway).start()
         super().__init__(f"{self.server.url}/v1", plaintext, prompt=prompt, render_locally=True, **kwargs)
 
     def run(self, suite: Suite, case: Case) -> CaseOutput:
         """One case; its ``offline_answer`` (if any) answers exactly its own conversation."""
         if suite.retrieval is not None and suite.documents is not None:
-            self.register_knowledge_base(suite.retrieval["knowledge_base"], suite.documents)
+            with self._lock:
+                wanted = (suite.retrieval["knowledge_base"], suite.documents)
+                if wanted not in self._registered:
+                    self.register_knowledge_base(*wanted)
+                    self._registered.add(wanted)
         if case.offline_answer is not None:
             from aif_gateway.offline_model import CannedAnswer, OfflineRule, conversation_sha256
 

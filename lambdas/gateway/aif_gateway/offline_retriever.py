@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .contract import METADATA_SIDECAR_SUFFIX
+from .records import StoreError
 from .retrieval import KnowledgeBaseRecord, RetrieveRequest, RetrieveResult, access_filter, estimate_tokens
 
 REGISTRATION_FILE = "knowledge-base.json"
@@ -168,7 +169,10 @@ class LocalKnowledgeBases:
         path = self.root / name / REGISTRATION_FILE
         if not path.is_file():
             return None
-        return KnowledgeBaseRecord.from_json(path.read_text(encoding="utf-8"))
+        try:
+            return KnowledgeBaseRecord.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"knowledge base registration {path} is not valid: {exc}") from exc
 
     def documents(self, name: str) -> Path:
         data = json.loads((self.root / name / REGISTRATION_FILE).read_text(encoding="utf-8"))
@@ -211,5 +215,7 @@ def register_local(
         "documents": str(Path(documents).resolve()),
     }
     path = folder / REGISTRATION_FILE
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)  # atomic: a gateway reading it concurrently sees the old or the new file
     return path

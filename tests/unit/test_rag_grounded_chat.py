@@ -332,3 +332,17 @@ def test_parser_and_citation_markers() -> None:
     assert parsed is not None and (parsed.top_k, parsed.query, parsed.grounding_check) == (2, "q", True)
     assert parse_chat_retrieval(None) is None
     assert cited_indexes("See [2], then [1] and [2] again; [9] is no source.", 3) == [2, 1]
+
+
+def test_bedrock_rejecting_the_query_is_400_on_retrieval_query_and_a_throttle_503(
+    rag: tuple[Harness, Stubber],
+) -> None:
+    h, stubber = rag
+    key = h.add_key(clearance="internal")
+    stubber.add_client_error("retrieve", "ValidationException", "query too long", 400)
+    status, _, body = chat(h, key, retrieval={"knowledge_base": "handbook"})
+    assert status == 400 and body["error"]["param"] == "retrieval.query"
+    stubber.add_client_error("retrieve", "ThrottlingException", "slow down", 429)
+    status, headers, body = chat(h, key, retrieval={"knowledge_base": "handbook"})
+    assert status == 503 and body["error"]["code"] == "retrieve_failed" and headers["Retry-After"] == "5"
+    assert not h.ledger.records  # neither the retrieval nor the model call happened

@@ -449,9 +449,14 @@ class Gateway:
             exc.param = "retrieval.knowledge_base"
             raise
         self._reserve(call, key, Estimate(0.0, 0, 0, 0))
-        result = self.retrieval.retrieve(
-            kb, self.retrieval.for_key(key, RetrieveRequest(kb.name, query, wanted.top_k))
-        )
+        try:
+            result = self.retrieval.retrieve(
+                kb, self.retrieval.for_key(key, RetrieveRequest(kb.name, query, wanted.top_k))
+            )
+        except GatewayError as exc:
+            if exc.param is not None:
+                exc.param = f"retrieval.{exc.param}"  # Bedrock rejected the query: retrieval.query
+            raise
         record = self._base_record(call, key, status=200, operation="retrieve")
         record.request_id = call.request_id + RETRIEVAL_RECORD_SUFFIX
         record.route = knowledge_base_route(kb.name)
@@ -861,7 +866,7 @@ class _ChatCompletionsFormat:
 class _MessagesFormat:
     """Anthropic answers name the model the client asked for (the served one is in the headers)."""
 
-    citations = None  # retrieval is a Chat Completions extension
+    citations: list[dict[str, Any]] | None = None  # retrieval is a Chat Completions extension
 
     def __init__(self, call: _Call, asked: str) -> None:
         self.id, self.asked = f"msg_{call.request_id}", asked
@@ -874,7 +879,7 @@ class _MessagesFormat:
 
 
 class _ResponsesFormat:
-    citations = None  # retrieval is a Chat Completions extension
+    citations: list[dict[str, Any]] | None = None  # retrieval is a Chat Completions extension
 
     def __init__(self, call: _Call, request: ChatRequest) -> None:
         self.call, self.request = call, request

@@ -346,3 +346,59 @@ def test_bedrock_rejecting_the_query_is_400_on_retrieval_query_and_a_throttle_50
     status, headers, body = chat(h, key, retrieval={"knowledge_base": "handbook"})
     assert status == 503 and body["error"]["code"] == "retrieve_failed" and headers["Retry-After"] == "5"
     assert not h.ledger.records  # neither the retrieval nor the model call happened
+
+
+def test_apply_guardrail_gets_sources_and_query_with_the_answer_for_other_providers() -> None:
+    """Models the guardrail checks through ApplyGuardrail (SageMaker, external providers) get the same
+    contextual grounding check: the answer (guard_content) with its sources and question."""
+    from aif_gateway.config import GuardrailRef
+    from aif_gateway.grounding import Grounding
+    from aif_gateway.guardrail_check import guardrail_block
+    from aif_gateway.provider_types import CallContext
+
+    client = boto3.client(
+        "bedrock-runtime", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    grounding = Grounding("Sources:\n[1] Refunds are paid within 14 days.", "How are refunds paid?", True)
+    ctx = CallContext("r", "t", "f", GuardrailRef("gr-1", "2"), grounding=grounding)
+    usage = {
+        "topicPolicyUnits": 0,
+        "contentPolicyUnits": 1,
+        "wordPolicyUnits": 0,
+        "sensitiveInformationPolicyUnits": 1,
+        "sensitiveInformationPolicyFreeUnits": 0,
+        "contextualGroundingPolicyUnits": 1,
+    }
+    with Stubber(client) as stub:
+        stub.add_response(
+            "apply_guardrail",
+            {
+                "usage": usage,
+                "action": "GUARDRAIL_INTERVENED",
+                "outputs": [{"text": "Not grounded."}],
+                "assessments": [],
+            },
+            {
+                "guardrailIdentifier": "gr-1",
+                "guardrailVersion": "2",
+                "source": "OUTPUT",
+                "content": [
+                    {"text": {"text": grounding.source, "qualifiers": ["grounding_source"]}},
+                    {"text": {"text": "How are refunds paid?", "qualifiers": ["query"]}},
+                    {"text": {"text": "Within a year.", "qualifiers": ["guard_content"]}},
+                ],
+            },
+        )
+        stub.add_response(
+            "apply_guardrail",
+            {"usage": usage, "action": "NONE", "outputs": [], "assessments": []},
+            {
+                "guardrailIdentifier": "gr-1",
+                "guardrailVersion": "2",
+                "source": "INPUT",
+                "content": [{"text": {"text": "q"}}],
+            },
+        )
+        assert guardrail_block(client, ctx, "OUTPUT", "Within a year.") == "Not grounded."
+        assert guardrail_block(client, ctx, "INPUT", "q") is None  # the prompt is checked as always
+        stub.assert_no_pending_responses()

@@ -259,7 +259,8 @@ class Gateway:
         guardrail = self.config.guardrail
         if guardrail is not None and route.guard_scope is not None:
             guardrail = replace(guardrail, scope=route.guard_scope)
-        ctx = CallContext(call.request_id, key.team, key.feature, guardrail, timeouts)
+        grounding = request.grounding if request.grounding is not None and request.grounding.check else None
+        ctx = CallContext(call.request_id, key.team, key.feature, guardrail, timeouts, grounding)
         request.auto_cache = route.prompt_cache
         unfit = lambda t: cleared(t) or unfit_reason(request, t.capabilities)  # noqa: E731
         if request.stream:

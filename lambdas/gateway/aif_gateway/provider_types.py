@@ -47,6 +47,9 @@ class CallContext:
     feature: str
     guardrail: GuardrailRef | None = None
     timeouts: RouteTimeouts | None = None  # the route's limits; None: the provider's own default
+    # ``grounding.Grounding`` when a chat ``retrieval`` asked for the contextual grounding check: providers
+    # guarded by ApplyGuardrail send its sources and query with the answer.
+    grounding: Any = None
 
 
 class ProviderError(Exception):

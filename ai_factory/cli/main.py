@@ -18,6 +18,7 @@ from ai_factory.cli import (
     dev,
     feedback,
     keys,
+    knowledge,
     lead_time,
     lineage,
     models,
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_parser(sub)
     preflight.add_parser(sub)
     lead_time.add_parser(sub)
+    knowledge.add_parser(sub)
     return parser
 
 

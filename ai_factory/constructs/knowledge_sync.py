@@ -9,7 +9,9 @@ created by ``RagFeature`` for its knowledge base, adds
   a client token derived from the dataset version (a retried or replayed event starts no second job)
   and writes an OpenLineage event: which dataset version this sync indexed, and the ingestion job id;
 * its role: ``bedrock:StartIngestionJob``/``GetIngestionJob``/``ListIngestionJobs`` on exactly this
-  knowledge base, ``s3:PutObject`` on exactly its lineage key prefix (the lake key only through S3);
+  knowledge base, ``s3:PutObject`` on exactly its lineage key prefix, ``s3:GetObject`` on the dataset's
+  curated prefix and ``s3:PutObject`` on its document prefix (the documents and their metadata
+  sidecars; the lake key only through S3);
 * a failure queue (KMS) for events that still fail after Lambda's two retries or that EventBridge
   could not deliver, and the
   ``KnowledgeBaseSyncFailed`` alarm input on the feature (runbook ``knowledge-base-sync``).
@@ -19,6 +21,7 @@ See ``docs/rag.md`` ("Keeping the index current").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aws_cdk as cdk
@@ -53,6 +56,18 @@ class SyncedKnowledgeBase(Protocol):
     def grant_start_ingestion(self, grantee: iam.IGrantable) -> iam.Grant: ...
 
 
+@dataclass(frozen=True)
+class DocumentSource:
+    """Where the sync reads a dataset's curated records and writes its documents (``documents/…``)."""
+
+    bucket: s3.IBucket
+    bucket_nag_ref: str  # how cdk-nag names the bucket's ARN in this stack
+    dataset_prefix: str
+    document_prefix: str
+    classification: str
+    fields: tuple[str, ...] = ()
+
+
 SYNC_HANDLER = "aif_connector.knowledge_sync.lambda_handler"
 ALARM_NAME = "KnowledgeBaseSyncFailed"
 
@@ -66,6 +81,8 @@ class KnowledgeBaseSync(Construct):
     :param lineage_bucket_nag_ref: how cdk-nag names that bucket's ARN in this stack (for the
         acknowledgement of the lineage prefix wildcard).
     :param lineage_prefix: the lineage store's key prefix. Default ``lineage/``.
+    :param documents: write the documents of each curated version (with metadata sidecars) before the
+        ingestion starts. Default: none (the knowledge base's prefix is filled some other way).
     """
 
     def __init__(
@@ -78,6 +95,7 @@ class KnowledgeBaseSync(Construct):
         lineage_bucket: s3.IBucket,
         lineage_bucket_nag_ref: str,
         lineage_prefix: str = "lineage/",
+        documents: DocumentSource | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -119,6 +137,17 @@ class KnowledgeBaseSync(Construct):
                     conditions={"StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"}},
                 )
             )
+        environment = {
+            runtime.KNOWLEDGE_BASE_ID_ENV: rag.knowledge_base_id,
+            runtime.DATA_SOURCE_ID_ENV: rag.data_source_id,
+            runtime.KNOWLEDGE_BASE_NAME_ENV: self.knowledge_base_name,
+            runtime.KNOWLEDGE_BASE_ARN_ENV: rag.knowledge_base_arn,
+            runtime.SYNC_LINEAGE_BUCKET_ENV: lineage_bucket.bucket_name,
+            runtime.SYNC_LINEAGE_PREFIX_ENV: lineage_prefix,
+        }
+        self.documents = documents
+        if documents is not None:
+            environment.update(self._document_access(documents))
         code = stage_asset(
             "kb-sync-",
             {"aif_connector": _connector_source(), "aif_gateway": contract_files()},
@@ -133,14 +162,7 @@ class KnowledgeBaseSync(Construct):
             handler=SYNC_HANDLER,
             code=lambda_.Code.from_asset(str(code)),
             role=self.role,
-            environment={
-                runtime.KNOWLEDGE_BASE_ID_ENV: rag.knowledge_base_id,
-                runtime.DATA_SOURCE_ID_ENV: rag.data_source_id,
-                runtime.KNOWLEDGE_BASE_NAME_ENV: self.knowledge_base_name,
-                runtime.KNOWLEDGE_BASE_ARN_ENV: rag.knowledge_base_arn,
-                runtime.SYNC_LINEAGE_BUCKET_ENV: lineage_bucket.bucket_name,
-                runtime.SYNC_LINEAGE_PREFIX_ENV: lineage_prefix,
-            },
+            environment=environment,
             memory_size=256,
             timeout=Duration.seconds(60),
             log_group=self.log_group,
@@ -186,6 +208,40 @@ class KnowledgeBaseSync(Construct):
         )
         self._acknowledge()
 
+    def _document_access(self, documents: DocumentSource) -> dict[str, str]:
+        """Read the curated records, write the documents; returns the function's settings for it."""
+        bucket = documents.bucket
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadCuratedRecords",
+                actions=["s3:GetObject"],
+                resources=[bucket.arn_for_objects(f"{documents.dataset_prefix}*")],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteDocuments",
+                actions=["s3:PutObject"],
+                resources=[bucket.arn_for_objects(f"{documents.document_prefix}*")],
+            )
+        )
+        if bucket.encryption_key is not None:
+            self.role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="CuratedKeyThroughS3Only",
+                    actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                    resources=[bucket.encryption_key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"}},
+                )
+            )
+        return {
+            runtime.CURATED_BUCKET_ENV: bucket.bucket_name,
+            runtime.DATASET_PREFIX_ENV: documents.dataset_prefix,
+            runtime.DOCUMENT_PREFIX_ENV: documents.document_prefix,
+            runtime.CLASSIFICATION_ENV: documents.classification,
+            runtime.DOCUMENT_FIELDS_ENV: ",".join(documents.fields),
+        }
+
     def metric_failed_syncs(self, **props: Any) -> cloudwatch.Metric:
         """Sync events that failed after Lambda's retries (messages in the failure queue)."""
         return self.failure_queue.metric_approximate_number_of_messages_visible(
@@ -218,9 +274,23 @@ class KnowledgeBaseSync(Construct):
                 "sync's own key: the data-key action families on that one key."
             )
             lineage_arn, job_prefix = self._lineage
+            documents: dict[str, str] = {}
+            if self.documents is not None:
+                ref, d = self.documents.bucket_nag_ref, self.documents
+                documents = {
+                    f"AwsSolutions-IAM5[Resource::{ref}/{d.dataset_prefix}*]": (
+                        "The sync reads the curated object the event names; its key (run id) is not known "
+                        f"at deploy time: objects under exactly the dataset's prefix {d.dataset_prefix!r}."
+                    ),
+                    f"AwsSolutions-IAM5[Resource::{ref}/{d.document_prefix}*]": (
+                        "The sync writes one document and its metadata sidecar per curated record under "
+                        f"exactly the dataset's document prefix {d.document_prefix!r}."
+                    ),
+                }
             acknowledge(
                 policy,
                 {
+                    **documents,
                     "AwsSolutions-IAM5[Resource::*]": XRAY_WILDCARD_REASON,
                     "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": key_reason,
                     "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": key_reason,

@@ -37,7 +37,7 @@ from constructs import Construct
 
 from ai_factory.catalog.model_catalog import CatalogModel, ModelCatalog
 from ai_factory.constructs.ai_feature import NAME_PATTERN, AiFeature
-from aif_gateway.contract import CLEARANCE_LEVELS, cleared_for
+from aif_gateway.contract import CLEARANCE_LEVELS, DOCUMENT_PREFIX, cleared_for
 
 RECORD_SCHEMA = 1  # aif_gateway.retrieval.RECORD_SCHEMA: the registration's JSON layout
 # Output dimensions of the Titan text embedding models a knowledge base can use.
@@ -92,9 +92,11 @@ class RagFeature(Construct):
     :param chunk_overlap_pct: fixed-size chunking: overlap between chunks in percent. Default 20.
     :param encryption_key: KMS key for the vector store and ingestion. Default: a new key.
     :param sync_on_new_versions: start the knowledge base's ingestion whenever the data connector
-        curates a new version of the dataset (``KnowledgeBaseSync``: EventBridge rule, idempotent per
-        version, lineage, alarmed failures). Needs a governed dataset (``qualified_name`` and a
-        ``foundation``); ignored for other datasets. Default True.
+        curates a new version of the dataset (``KnowledgeBaseSync``: EventBridge rule, documents and
+        metadata sidecars written under ``documents/<prefix>``, idempotent per version, lineage, alarmed
+        failures). Needs a governed dataset (``qualified_name`` and a ``foundation``); ignored for other
+        datasets, whose documents your own pipeline writes in the same layout. Default True.
+    :param document_fields: the columns a record's document is made of, in order. Default: all.
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class RagFeature(Construct):
         chunk_overlap_pct: int = 20,
         encryption_key: kms.IKey | None = None,
         sync_on_new_versions: bool = True,
+        document_fields: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         if not isinstance(feature, AiFeature):
@@ -129,6 +132,9 @@ class RagFeature(Construct):
         self.classification = self._check_dataset(dataset)
         self.bucket: s3.IBucket = self._dataset_bucket(dataset)
         self.prefix = self._dataset_prefix(dataset)
+        # What the knowledge base indexes: the dataset's documents and their metadata sidecars, apart
+        # from the Glue table location (which must hold the dataset's JSON lines only).
+        self.document_prefix = DOCUMENT_PREFIX + self.prefix
         self._check_clearance(feature, "feature")
         if isinstance(readers, AiFeature) or not isinstance(readers, Sequence):
             raise self._fail("readers", "must be a list of AiFeature")
@@ -137,6 +143,11 @@ class RagFeature(Construct):
                 raise self._fail(f"readers[{i}]", f"must be an AiFeature, got {reader!r}")
             self._check_clearance(reader, f"readers[{i}]")
         self.readers = tuple(readers)
+        if isinstance(document_fields, str) or not all(
+            isinstance(f, str) and re.fullmatch(r"[A-Za-z0-9_]{1,128}", f) for f in document_fields
+        ):
+            raise self._fail("document_fields", f"must be a list of column names, got {document_fields!r}")
+        self._document_fields = tuple(document_fields)
         gateway = feature.gateway
         self.embedding_model = self._embedding_model(gateway.catalog, embedding_model)
         supported = TITAN_DIMENSIONS[self.embedding_model.model_id]
@@ -215,7 +226,7 @@ class RagFeature(Construct):
             "DataSource",
             knowledge_base_id=self.knowledge_base_id,
             name=re.sub(r"[^0-9A-Za-z]+", "-", f"{dataset.name}-curated")[:100],
-            description=f"Curated zone of dataset {dataset.name}: s3://…/{self.prefix}",
+            description=f"Documents of dataset {dataset.name}: s3://…/{self.document_prefix}",
             # Removing the data source removes its vectors: de-indexing governed data is deliberate.
             data_deletion_policy="DELETE",
             data_source_configuration=bedrock.CfnDataSource.DataSourceConfigurationProperty(
@@ -223,7 +234,7 @@ class RagFeature(Construct):
                 s3_configuration=bedrock.CfnDataSource.S3DataSourceConfigurationProperty(
                     bucket_arn=bucket.bucket_arn,
                     bucket_owner_account_id=Aws.ACCOUNT_ID,
-                    inclusion_prefixes=[self.prefix],
+                    inclusion_prefixes=[self.document_prefix],
                 ),
             ),
             server_side_encryption_configuration=bedrock.CfnDataSource.ServerSideEncryptionConfigurationProperty(
@@ -248,20 +259,29 @@ class RagFeature(Construct):
 
     def _sync_on_new_versions(self) -> Any:
         from ai_factory.constructs.ai_feature import AlarmInput
-        from ai_factory.constructs.knowledge_sync import ALARM_NAME, KnowledgeBaseSync
+        from ai_factory.constructs.knowledge_sync import ALARM_NAME, DocumentSource, KnowledgeBaseSync
 
         qualified = getattr(self.dataset, "qualified_name", None)
         foundation = getattr(self.dataset, "foundation", None)
         if qualified is None or foundation is None:
             return None  # not a governed dataset: no connector announces its versions
         lineage_bucket = getattr(foundation, "lineage_bucket", None) or foundation.curated_bucket
+        stack = Stack.of(self)
         sync = KnowledgeBaseSync(
             self,
             "Sync",
             rag=self,
             dataset_name=qualified,
             lineage_bucket=lineage_bucket,
-            lineage_bucket_nag_ref=_nag_arn_ref(lineage_bucket, Stack.of(self)),
+            lineage_bucket_nag_ref=_nag_arn_ref(lineage_bucket, stack),
+            documents=DocumentSource(
+                bucket=self.bucket,
+                bucket_nag_ref=_nag_arn_ref(self.bucket, stack),
+                dataset_prefix=self.prefix,
+                document_prefix=self.document_prefix,
+                classification=self.classification,
+                fields=tuple(self._document_fields),
+            ),
         )
         self.feature.add_alarm_input(
             AlarmInput(
@@ -327,15 +347,15 @@ class RagFeature(Construct):
                 resources=[self.embedding_model_arn],
             ),
             iam.PolicyStatement(
-                sid="ListDatasetPrefix",
+                sid="ListDocumentPrefix",
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{self.prefix}*"]}},
+                conditions={"StringLike": {"s3:prefix": [f"{self.document_prefix}*"]}},
             ),
             iam.PolicyStatement(
-                sid="ReadDatasetPrefix",
+                sid="ReadDocumentPrefix",
                 actions=["s3:GetObject"],
-                resources=[bucket.arn_for_objects(f"{self.prefix}*")],
+                resources=[bucket.arn_for_objects(f"{self.document_prefix}*")],
             ),
             iam.PolicyStatement(
                 sid="UseVectorIndex",
@@ -385,10 +405,10 @@ class RagFeature(Construct):
         )
         cdk.Validations.of(role).acknowledge(
             cdk.Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::{_nag_arn_ref(bucket, stack)}/{self.prefix}*]",
+                id=f"AwsSolutions-IAM5[Resource::{_nag_arn_ref(bucket, stack)}/{self.document_prefix}*]",
                 reason=(
-                    f"The knowledge base reads every object under the governed dataset's curated prefix "
-                    f"'{self.prefix}' (object keys are not known at deploy time) and nothing else there."
+                    f"The knowledge base reads every document under the governed dataset's document prefix "
+                    f"'{self.document_prefix}' (object keys are not known at deploy time) and nothing else."
                 ),
             )
         )

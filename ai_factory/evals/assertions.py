@@ -26,6 +26,7 @@ from .deterministic import (
 )
 from .gateway_http import GatewayConnectionError, GatewayHttpClient, HttpAnswer
 from .model import Assertion, AssertionResult, Case, CaseOutput
+from .retrieval_checks import GROUNDEDNESS_RUBRIC, RETRIEVAL_CHECKS, sources_text
 
 __all__ = [
     "Embedder",
@@ -149,14 +150,37 @@ def _llm_judge(
     )
 
 
+def _groundedness(
+    a: Assertion,
+    out: CaseOutput,
+    case: Case,
+    judge: Judge | None,
+    embedder: Embedder | None,
+    input_text: str | None,
+) -> AssertionResult:
+    """The ``llm-judge`` check with the fixed groundedness rubric; the judge sees the passages."""
+    if not out.citations:
+        return _result(a, False, 0.0, "no passages were retrieved: nothing to be grounded in")
+    question = input_text if input_text is not None else _vars_text(case)
+    grounded = Assertion("groundedness", GROUNDEDNESS_RUBRIC, a.threshold, a.hard_fail, model=a.model)
+    text_in = f"Sources:\n{sources_text(out)}\n\nQuestion:\n{question}"
+    return _llm_judge(grounded, out, case, judge, embedder, text_in)
+
+
 def _deterministic(check: Callable[[Assertion, CaseOutput], AssertionResult]) -> _Check:
     return lambda a, out, *_: check(a, out)
 
 
+def _labelled(check: Callable[[Assertion, CaseOutput, Case], AssertionResult]) -> _Check:
+    return lambda a, out, case, *_: check(a, out, case)
+
+
 _CHECKS: dict[str, _Check] = {
     **{kind: _deterministic(check) for kind, check in DETERMINISTIC_CHECKS.items()},
+    **{kind: _labelled(check) for kind, check in RETRIEVAL_CHECKS.items()},
     "similarity": _similarity,
     "llm-judge": _llm_judge,
+    "groundedness": _groundedness,
 }
 
 

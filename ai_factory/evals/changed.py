@@ -4,6 +4,12 @@ A suite is affected when, in ``git diff --name-only REF...HEAD`` (what the branc
 left REF), any of these changed: the suite file itself; its prompt file (``<feature>/prompts/<name>.yaml``
 by the suite's ``prompt.name``, or any prompt file whose ``eval_suite`` points at the suite); or the
 model catalog (every suite: a route may now reach another model).
+
+A suite with ``retrieval`` (a RAG suite) is also affected by what its answers are grounded in: the
+feature's own Python files (``features/<team>/*.py``: the ``RagFeature`` declaration, its chunking and
+document fields); its ``retrieval.documents`` folder; the retrieval and chunking code (``RAG_PATHS``);
+and its ``retrieval.dataset`` (``domain.name``): a changed ``stacks/`` or ``features/`` Python file whose
+diff, with 15 lines of context, names the dataset (``name="<name>"`` or ``"<domain>.<name>"``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,17 @@ from typing import Any
 import yaml
 
 CATALOG_PATHS = ("ai_factory/data/models.yaml",)
+# What every RAG suite's results depend on: the knowledge base and its chunking, the documents the sync
+# writes (and their metadata), retrieval in the gateway (filter, grounding) and the offline retriever.
+RAG_PATHS = (
+    "ai_factory/constructs/rag_feature.py",
+    "ai_factory/constructs/knowledge_sync.py",
+    "lambdas/connector/aif_connector/knowledge_sync.py",
+    "lambdas/gateway/aif_gateway/retrieval.py",
+    "lambdas/gateway/aif_gateway/grounding.py",
+    "lambdas/gateway/aif_gateway/offline_retriever.py",
+)
+DATASET_DECLARATION_DIRS = ("stacks", "features")
 SUITE_PATTERNS = ("*/evals/*.yaml", "*/evals/*.yml")
 
 
@@ -82,6 +99,37 @@ def changed_suites(
     affected = set()
     for suite in suites:
         by_name = bool(changed_names) and _prompt_name(root / suite) in changed_names
-        if suite in changed or suite in pointed_suites or by_name:
+        direct = suite in changed or suite in pointed_suites or by_name
+        if direct or _retrieval_changed(root, suite, changed, base):
             affected.add(suite)
     return sorted(str(s) for s in affected)
+
+
+def _retrieval_changed(root: Path, suite: PurePosixPath, changed: set[PurePosixPath], base: str) -> bool:
+    """Whether a RAG suite's knowledge base, chunking, documents or dataset changed (module docstring)."""
+    data = _yaml(root / suite)
+    retrieval = data.get("retrieval") if isinstance(data, dict) else None
+    if not isinstance(retrieval, dict):
+        return False
+    if any(PurePosixPath(p) in changed for p in RAG_PATHS):
+        return True
+    feature = suite.parent.parent  # features/<team>/evals/<suite>.yaml -> features/<team>
+    if any(c.parent == feature and c.suffix == ".py" for c in changed):
+        return True
+    documents = retrieval.get("documents")
+    if isinstance(documents, str):
+        folder = ((root / suite).parent / documents).resolve()
+        if folder.is_relative_to(root.resolve()):
+            rel = PurePosixPath(folder.relative_to(root.resolve()).as_posix())
+            if any(c == rel or rel in c.parents for c in changed):
+                return True
+    dataset = retrieval.get("dataset")
+    if isinstance(dataset, str) and "." in dataset:
+        domain, name = dataset.split(".", 1)
+        needles = (f'name="{name}"', f"name='{name}'", f'"{dataset}"', f"'{dataset}'")
+        for c in changed:
+            if c.suffix == ".py" and c.parts and c.parts[0] in DATASET_DECLARATION_DIRS:
+                diff = "\n".join(_git(root, "diff", "-U15", f"{base}...HEAD", "--", str(c)))
+                if any(n in diff for n in needles) and domain in diff:
+                    return True
+    return False

@@ -22,7 +22,15 @@ ASSERTION_TYPES = (
     "llm-judge",
     "latency_ms",
     "cost_usd",
+    # Retrieval (suites with ``retrieval``; ``retrieval_checks``): against the case's labelled ``relevant``
+    # documents, and the answer's grounding in the passages it was given.
+    "context-recall",
+    "context-precision",
+    "citation-correctness",
+    "groundedness",
 )
+RETRIEVAL_ASSERTIONS = ("context-recall", "context-precision", "citation-correctness", "groundedness")
+LABELLED_ASSERTIONS = ("context-recall", "context-precision", "citation-correctness")
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,9 @@ class Case:
     # {tool_call: {name, arguments}}); None: its default (echo, or an object matching a json_schema).
     offline_answer: Any = None
     description: str = ""  # what the case tests and why it should pass (for people and reports)
+    # Labelled relevant documents: each a part of a passage's source URI (``laptops.md``); what the
+    # retrieval assertions measure recall, precision and citations against.
+    relevant: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,10 @@ class Suite:
     messages: tuple[dict[str, Any], ...] = ()  # inline chat template with {{vars}} when no prompt
     description: str = ""
     version: int | None = None  # the suite's own version (shipped suites bump it when cases change)
+    # Chat ``retrieval`` sent with every case (``knowledge_base``, ``top_k``, ``grounding_check``); for
+    # ``--target local`` also where the knowledge base's documents are (``documents``, resolved).
+    retrieval: dict[str, Any] | None = None
+    documents: Path | None = None
 
 
 @dataclass
@@ -92,6 +107,7 @@ class CaseOutput:
     model_served: str | None = None
     request_id: str | None = None
     error: str | None = None  # set when the call failed after retries: every assertion then fails
+    citations: list[dict[str, Any]] = field(default_factory=list)  # the passages of a retrieval request
 
 
 @dataclass(frozen=True)

@@ -50,16 +50,26 @@ import yaml
 
 from aif_gateway.prompt_template import BRACED_PATTERN, VARIABLE_PATTERN, extract_variables
 
-from .model import ASSERTION_TYPES, Assertion, Case, Gate, PromptRef, Suite
+from .model import (
+    ASSERTION_TYPES,
+    LABELLED_ASSERTIONS,
+    RETRIEVAL_ASSERTIONS,
+    Assertion,
+    Case,
+    Gate,
+    PromptRef,
+    Suite,
+)
 
 __all__ = ["SuiteError", "load_suite", "local_prompt_path"]
 
 SUITE_FIELDS = (
     "suite", "version", "description", "prompt", "model", "messages", "request", "gate", "defaults",
-    "include", "cases",
+    "include", "cases", "retrieval",
 )  # fmt: skip
+RETRIEVAL_FIELDS = ("knowledge_base", "top_k", "grounding_check", "documents", "dataset")
 INCLUDE_FIELDS = ("suite", "input_var", "vars")
-CASE_FIELDS = ("id", "description", "vars", "request", "offline_answer", "assert", "messages")
+CASE_FIELDS = ("id", "description", "vars", "request", "offline_answer", "assert", "messages", "relevant")
 REQUEST_FIELDS = ("response_format", "tools", "tool_choice", "temperature", "top_p", "max_tokens", "stop")
 ASSERTION_FIELDS = ("type", "value", "threshold", "hard_fail", "method", "model")
 GATE_FIELDS = ("min_pass_rate", "repeats", "min_case_pass_fraction")
@@ -83,12 +93,20 @@ _VALUE_KIND: dict[str, str | None] = {
     "llm-judge": "text",
     "latency_ms": None,
     "cost_usd": None,
+    "context-recall": None,
+    "context-precision": None,
+    "citation-correctness": None,
+    "groundedness": None,
 }
 _THRESHOLD_KIND: dict[str, str | None] = {
     "similarity": "unit",
     "llm-judge": "unit",
     "latency_ms": "positive",
     "cost_usd": "non-negative",
+    "context-recall": "unit",
+    "context-precision": "unit",
+    "citation-correctness": "unit",
+    "groundedness": "unit",
 }
 
 
@@ -268,6 +286,8 @@ class _Loader:
         cases = included + (
             self.cases(top, defaults, variables, request) if "cases" in top or not included else ()
         )
+        retrieval, documents = self.retrieval(top)
+        self.check_retrieval_cases(cases, retrieval is not None)
         seen = [c.id for c in cases]
         if len(set(seen)) != len(seen):
             twice = sorted({i for i in seen if seen.count(i) > 1})
@@ -285,7 +305,62 @@ class _Loader:
             messages=messages,
             description=description,
             version=version,
+            retrieval=retrieval,
+            documents=documents,
         )
+
+    def retrieval(self, top: _Map) -> tuple[dict[str, Any] | None, Path | None]:
+        """``retrieval: {knowledge_base, top_k, grounding_check, documents}``: the chat ``retrieval`` field
+        every case sends, and (``documents``, relative to the suite file) the documents that
+        ``--target local`` serves under that knowledge base name."""
+        if "retrieval" not in top:
+            return None, None
+        line = self.key_line(top, "retrieval")
+        raw = self.mapping(top.get("retrieval"), line, "retrieval", RETRIEVAL_FIELDS)
+        name = self.text(raw, "knowledge_base", "retrieval")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", str(name)):
+            raise self.fail(line, f"retrieval: 'knowledge_base' {name!r} is not a knowledge base name")
+        out: dict[str, Any] = {"knowledge_base": name}
+        top_k = raw.get("top_k")
+        if top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 20:
+                raise self.fail(
+                    self.key_line(raw, "top_k"), "retrieval: 'top_k' must be a whole number 1..20"
+                )
+            out["top_k"] = top_k
+        check = raw.get("grounding_check")
+        if check is not None:
+            if not isinstance(check, bool):
+                raise self.fail(
+                    self.key_line(raw, "grounding_check"),
+                    "retrieval: 'grounding_check' must be true or false",
+                )
+            out["grounding_check"] = check
+        dataset = self.text(raw, "dataset", "retrieval", required=False)
+        if dataset is not None and not re.fullmatch(r"[a-z0-9_]+\.[a-z0-9_]+", dataset):
+            raise self.fail(
+                self.key_line(raw, "dataset"), f"retrieval: 'dataset' {dataset!r} is not domain.name"
+            )
+        documents = self.text(raw, "documents", "retrieval", required=False)
+        folder = None
+        if documents is not None:
+            folder = (self.path.parent / documents).resolve()
+            if not folder.is_dir():
+                raise self.fail(
+                    self.key_line(raw, "documents"), f"retrieval: 'documents' {documents!r} is not a folder"
+                )
+        return out, folder
+
+    def check_retrieval_cases(self, cases: tuple[Case, ...], has_retrieval: bool) -> None:
+        """Retrieval assertions need the suite's ``retrieval``; labelled ones need the case's ``relevant``."""
+        for case in cases:
+            for a in case.assertions:
+                if a.type in RETRIEVAL_ASSERTIONS and not has_retrieval:
+                    raise self.fail(a.line, f"case {case.id!r} ({a.type}): the suite has no 'retrieval'")
+                if a.type in LABELLED_ASSERTIONS and not case.relevant:
+                    raise self.fail(
+                        a.line, f"case {case.id!r} ({a.type}): needs the case's 'relevant' documents"
+                    )
 
     def include(
         self,
@@ -482,9 +557,21 @@ class _Loader:
                     request={**request, **own_request},
                     offline_answer=_plain(offline),
                     description=self.text(case, "description", where, required=False) or "",
+                    relevant=self.relevant(case, where),
                 )
             )
         return tuple(cases)
+
+    def relevant(self, case: _Map, where: str) -> tuple[str, ...]:
+        raw = case.get("relevant")
+        if raw is None:
+            return ()
+        if not isinstance(raw, list) or not raw or not all(isinstance(r, str) and r for r in raw):
+            raise self.fail(
+                self.key_line(case, "relevant"),
+                f"{where}: 'relevant' must be a non-empty list of document names (parts of source URIs)",
+            )
+        return tuple(raw)
 
     def case_vars(self, case: _Map, where: str, variables: _Variables | None) -> dict[str, Any]:
         raw = case.get("vars")
@@ -616,11 +703,11 @@ class _Loader:
                 )
         model = self.text(item, "model", where, required=False)
         if model is not None and not (
-            kind == "llm-judge" or (kind == "similarity" and method == "embedding")
+            kind in ("llm-judge", "groundedness") or (kind == "similarity" and method == "embedding")
         ):
             raise self.fail(
                 self.key_line(item, "model"),
-                f"{where}: 'model' only applies to llm-judge and embedding similarity",
+                f"{where}: 'model' only applies to llm-judge, groundedness and embedding similarity",
             )
         return Assertion(
             type=kind,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -269,6 +270,8 @@ class GatewayTarget:
                 body.update(prompt.parameters)
             model = self.model_override or suite.model or (prompt.model if prompt else None)
         body.update(case.request)  # the suite's and the case's request options win over the prompt's
+        if suite.retrieval is not None:
+            body["retrieval"] = dict(suite.retrieval)
         if model:
             body["model"] = model
         return body
@@ -296,6 +299,7 @@ class GatewayTarget:
             if not text and message.get("tool_calls"):
                 text = json.dumps(message["tool_calls"])
             usage = data.get("usage") or {}
+            citations = [c for c in data.get("citations") or [] if isinstance(c, dict)]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             return CaseOutput("", latency_ms, request_id=request_id, error=f"unreadable answer: {exc}")
         try:
@@ -310,6 +314,7 @@ class GatewayTarget:
             output_tokens=int(usage.get("completion_tokens") or 0),
             model_served=answer.headers.get("x-aif-served-by") or data.get("model"),
             request_id=request_id,
+            citations=citations,
         )
 
     def embed(self, model: str, texts: list[str]) -> list[list[float]]:
@@ -361,11 +366,19 @@ class LocalTarget(GatewayTarget):
             description="ai-factory eval --target local",
         )
         gateway, self.model = offline_gateway(self.state_dir, config, script)
+        self._lock = threading.Lock()  # cases run concurrently; a knowledge base is registered once
+        self._registered: set[tuple[str, Path]] = set()
         self.server = LocalGatewayServer(port=0, config=config, gateway=gateway).start()
         super().__init__(f"{self.server.url}/v1", plaintext, prompt=prompt, render_locally=True, **kwargs)
 
     def run(self, suite: Suite, case: Case) -> CaseOutput:
         """One case; its ``offline_answer`` (if any) answers exactly its own conversation."""
+        if suite.retrieval is not None and suite.documents is not None:
+            with self._lock:
+                wanted = (suite.retrieval["knowledge_base"], suite.documents)
+                if wanted not in self._registered:
+                    self.register_knowledge_base(*wanted)
+                    self._registered.add(wanted)
         if case.offline_answer is not None:
             from aif_gateway.offline_model import CannedAnswer, OfflineRule, conversation_sha256
 
@@ -373,17 +386,35 @@ class LocalTarget(GatewayTarget):
                 messages = self.request_body(suite, case)["messages"]
             except PromptVariablesError as exc:
                 return CaseOutput("", 0.0, error=f"vars do not fit the prompt: {exc}")
-            rule = OfflineRule(
-                CannedAnswer.parse(case.offline_answer), messages_sha256=conversation_sha256(messages)
-            )
+            answer = CannedAnswer.parse(case.offline_answer)
+            if suite.retrieval is not None:
+                # The gateway puts the sources into the conversation, so the model never sees the case's
+                # exact messages: the rule matches the case's question in the newest user turn instead.
+                question = next(m for m in reversed(messages) if m.get("role") == "user")
+                rule = OfflineRule(answer, contains=_plain_text(question.get("content")))
+            else:
+                rule = OfflineRule(answer, messages_sha256=conversation_sha256(messages))
             self.model.learn([rule])
         return super().run(suite, case)
+
+    def register_knowledge_base(self, name: str, documents: Path) -> None:
+        """Serve ``documents`` as knowledge base ``name`` to the harness's key (offline retriever)."""
+        from ai_factory.local.server import knowledge_path
+        from aif_gateway.offline_retriever import register_local
+
+        register_local(knowledge_path(self.state_dir), name, documents, ["evals/eval-harness"], "restricted")
 
     def close(self) -> None:
         super().close()
         self.server.shutdown()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _plain_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(str(p.get("text", "")) for p in content or [] if isinstance(p, dict))
 
 
 # --- Bedrock directly -----------------------------------------------------------------------------

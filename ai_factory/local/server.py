@@ -3,7 +3,8 @@
 The HTTP server is the runtime's own (``aif_gateway.http_server``), the one the deployed Lambda runs
 behind the Lambda Web Adapter, so streaming, framing and errors behave locally as they do in AWS. This
 module adds the local wiring: SQLite stores for keys and usage (``sqlite_store``), the prompt view in
-the state folder, and the loopback-only default.
+the state folder, knowledge bases registered in ``<state>/knowledge/`` (searched offline,
+``aif_gateway.offline_retriever``), and the loopback-only default.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ DEFAULT_PORT = 8080
 # The prompt view `ai-factory prompts publish` writes into the state folder; a stat a second is cheap,
 # so a newly published view is served at once rather than after the cloud's 60 s.
 PROMPT_VIEW_FILE = "prompts.json"
+KNOWLEDGE_FOLDER = "knowledge"  # <state>/knowledge/<name>/knowledge-base.json (docs/rag.md, local mode)
 LOCAL_PROMPT_VIEW_TTL_S = 1.0
 
 
@@ -77,7 +79,9 @@ def build_gateway(
     """The real gateway over the SQLite stores in ``state_dir`` with the catalog's routes, serving the
     registered prompts of ``<state_dir>/prompts.json`` when that file exists."""
     from aif_gateway.app import Gateway  # deferred: tests may serve a stub without it
+    from aif_gateway.offline_retriever import LocalKnowledgeBases, LocalRetriever
     from aif_gateway.prompt_view import PromptViewSource
+    from aif_gateway.retrieval import RetrievalService
 
     if config is None:
         from ai_factory.catalog.model_catalog import ModelCatalog
@@ -85,14 +89,22 @@ def build_gateway(
         config = ModelCatalog.load(catalog_path).gateway_config()
     db = default_db_path(state_dir)
     prompts = PromptViewSource(prompt_view_path(state_dir), ttl_s=LOCAL_PROMPT_VIEW_TTL_S)
+    knowledge = LocalKnowledgeBases(knowledge_path(state_dir))
     gateway = Gateway(
         config,
         keys=SqliteKeyStore(db),
         ledger=SqliteLedger(db),
         prompts=prompts,
         quota=SqliteQuotaStore(db),  # limits shared with every local gateway on the same state folder
+        retrieval=RetrievalService(knowledge, LocalRetriever(knowledge)),
     )
     return gateway, config
+
+
+def knowledge_path(state_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``knowledge/`` in ``state_dir``: the local knowledge-base registrations."""
+    folder = Path(state_dir).expanduser() if state_dir else default_state_dir()
+    return folder / KNOWLEDGE_FOLDER
 
 
 def prompt_view_path(state_dir: str | os.PathLike[str] | None = None) -> Path:

@@ -22,5 +22,16 @@ def build(team: TeamStack) -> None:
         alert_thresholds=AlertThresholds(p99_latency_ms=20000, error_rate_pct=2, budget_pct=90),
     )
     if team.governance is not None:  # the app always passes it; some tests build the team alone
-        # Passages from the published help-centre articles: POST /v1/retrieve, knowledge_base="internal-qa".
-        RagFeature(team, "InternalQaDocs", feature=qa, dataset=team.governance.datasets["knowledge.articles"])
+        # The help-centre articles as a knowledge base: each curated version is written as documents (title,
+        # body, tags) with metadata sidecars and indexed; clients ask in one call (chat "retrieval":
+        # {"knowledge_base": "internal-qa"}) or two (POST /v1/retrieve). Its retrieval suite is
+        # evals/grounded-answers.yaml (documents/ is the same layout, for offline runs).
+        RagFeature(
+            team,
+            "InternalQaDocs",
+            feature=qa,
+            dataset=team.governance.datasets["knowledge.articles"],
+            document_fields=["title", "body", "tags"],
+            chunk_max_tokens=300,
+            chunk_overlap_pct=20,
+        )

@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_SUITES = (
     "features/support/evals/summarize-ticket.yaml",
     "features/knowledge/evals/answer-question.yaml",
+    "features/knowledge/evals/grounded-answers.yaml",  # retrieval assertions on the offline retriever
 )
 
 INLINE_SUITE = """\
@@ -75,9 +76,10 @@ def test_every_example_suite_passes_offline(tmp_path: Path) -> None:
         "eval", *EXAMPLE_SUITES, "--out", str(tmp_path), "--no-mlflow", "--concurrency", "4", cwd=REPO
     )
     assert code == 0, out + err
-    assert out.count("PASSED") == 2
+    assert out.count("PASSED") == 3
     assert (tmp_path / "summarize-ticket" / "verdict.json").is_file()
     assert (tmp_path / "answer-question" / "verdict.json").is_file()
+    assert (tmp_path / "grounded-answers" / "verdict.json").is_file()
 
 
 def test_gateway_target_over_http(

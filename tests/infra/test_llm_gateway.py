@@ -443,6 +443,9 @@ def test_guardrail_filters_pii_and_pruned_versions(default_gateway: Synthesized)
     )
     assert {pii[k] for k in ("CREDIT_DEBIT_CARD_NUMBER", "AWS_ACCESS_KEY", "AWS_SECRET_KEY")} == {"BLOCK"}
     assert props["BlockedInputMessaging"] and props["BlockedOutputsMessaging"]
+    # Contextual grounding: applies only to content qualified grounding_source/query (chat retrieval).
+    grounding = {f["Type"]: f["Threshold"] for f in props["ContextualGroundingPolicyConfig"]["FiltersConfig"]}
+    assert grounding == {"GROUNDING": 0.75, "RELEVANCE": 0.5}
 
     # A replaced version is deleted in the update's cleanup: versions never reach the quota.
     version = only(syn, "AWS::Bedrock::GuardrailVersion")

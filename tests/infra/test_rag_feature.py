@@ -130,11 +130,12 @@ def test_vector_store_is_kms_encrypted_with_a_rotating_key_and_retained(built: B
     assert indexing[0]["Action"] == "kms:Decrypt"
 
 
-def test_data_source_covers_exactly_the_curated_prefix_with_kms(built: Built) -> None:
+def test_data_source_covers_exactly_the_document_prefix_with_kms(built: Built) -> None:
     source = built.only("AWS::Bedrock::DataSource")
     s3_config = source["DataSourceConfiguration"]["S3Configuration"]
     assert source["DataSourceConfiguration"]["Type"] == "S3"
-    assert s3_config["InclusionPrefixes"] == ["support/tickets/"]
+    # The documents and their metadata sidecars, apart from the Glue table location support/tickets/.
+    assert s3_config["InclusionPrefixes"] == ["documents/support/tickets/"]
     assert "Fn::ImportValue" in json.dumps(s3_config["BucketArn"])  # the governance stack's curated bucket
     key_id = built.team.get_logical_id(built.rag.key.node.default_child)  # type: ignore[arg-type]
     assert source["ServerSideEncryptionConfiguration"] == {"KmsKeyArn": {"Fn::GetAtt": [key_id, "Arn"]}}
@@ -157,20 +158,20 @@ def test_knowledge_base_role_is_least_privilege(built: Built) -> None:
     statements = role_statements(built)
     assert set(statements) == {
         "InvokeEmbeddingModel",
-        "ListDatasetPrefix",
-        "ReadDatasetPrefix",
+        "ListDocumentPrefix",
+        "ReadDocumentPrefix",
         "UseVectorIndex",
         "UseKnowledgeBaseKey",
         "DecryptDatasetThroughS3",
     }
     assert statements["InvokeEmbeddingModel"]["Action"] == "bedrock:InvokeModel"
     assert statements["InvokeEmbeddingModel"]["Resource"] == TITAN_ARN
-    assert statements["ListDatasetPrefix"]["Condition"] == {
-        "StringLike": {"s3:prefix": ["support/tickets/*"]}
+    assert statements["ListDocumentPrefix"]["Condition"] == {
+        "StringLike": {"s3:prefix": ["documents/support/tickets/*"]}
     }
-    read = json.dumps(statements["ReadDatasetPrefix"]["Resource"])
-    assert statements["ReadDatasetPrefix"]["Action"] == "s3:GetObject" and read.endswith(
-        '"/support/tickets/*"]]}'
+    read = json.dumps(statements["ReadDocumentPrefix"]["Resource"])
+    assert statements["ReadDocumentPrefix"]["Action"] == "s3:GetObject" and read.endswith(
+        '"/documents/support/tickets/*"]]}'
     )
     index_id = built.team.get_logical_id(built.rag.index)
     assert statements["UseVectorIndex"]["Resource"] == {"Fn::GetAtt": [index_id, "IndexArn"]}
@@ -179,9 +180,9 @@ def test_knowledge_base_role_is_least_privilege(built: Built) -> None:
             "kms:ViaService": {"Fn::Join": ["", ["s3.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
         }
     }
-    # The only wildcard anywhere in the role is the dataset prefix.
+    # The only wildcard anywhere in the role is the document prefix.
     wildcards = [s for s in statements.values() if "*" in json.dumps(s.get("Resource"))]
-    assert [s["Sid"] for s in wildcards] == ["ReadDatasetPrefix"]
+    assert [s["Sid"] for s in wildcards] == ["ReadDocumentPrefix"]
 
 
 def test_gateway_may_retrieve_exactly_this_knowledge_base_and_read_its_registration(built: Built) -> None:
@@ -310,7 +311,7 @@ def test_duck_typed_dataset_in_the_same_stack_works_and_prefix_is_normalized() -
     source = Template.from_stack(team).find_resources("AWS::Bedrock::DataSource")
     [(_, resource)] = source.items()
     assert resource["Properties"]["DataSourceConfiguration"]["S3Configuration"]["InclusionPrefixes"] == [
-        "docs/handbook/"
+        "documents/docs/handbook/"
     ]
     with pytest.raises(RagFeatureError, match=r"dataset: .*prefix"):
         RagFeature(team, "Rag2", feature=owner, name="other", dataset=StandIn("x", "internal", bucket, "a/*"))
@@ -418,3 +419,44 @@ def test_sync_can_be_turned_off() -> None:
     _, result = build(name="manual", sync_on_new_versions=False)
     assert result is not None and result.rag.sync is None
     result.template.resource_count_is("AWS::Events::Rule", 0)
+
+
+def test_the_sync_reads_the_curated_records_and_writes_only_the_document_prefix(built: Built) -> None:
+    """The documents (with classification metadata) are written by the sync: read on the dataset's
+    curated prefix, write on its document prefix, the lake key through S3 only, and its settings."""
+    template = built.template
+    statements = {
+        s.get("Sid"): s
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if "RagSyncRole" in json.dumps(policy["Properties"]["Roles"])
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+    }
+    read, write = statements["ReadCuratedRecords"], statements["WriteDocuments"]
+    assert read["Action"] == "s3:GetObject"
+    assert json.dumps(read["Resource"]).endswith('"/support/tickets/*"]]}')
+    assert write["Action"] == "s3:PutObject"
+    assert json.dumps(write["Resource"]).endswith('"/documents/support/tickets/*"]]}')
+    key = statements["CuratedKeyThroughS3Only"]
+    assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert "kms:ViaService" in key["Condition"]["StringEquals"]
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "FunctionName": "aif-kb-sync-support-tickets",
+            "Environment": {
+                "Variables": Match.object_like(
+                    {
+                        "AIF_SYNC_DATASET_PREFIX": "support/tickets/",
+                        "AIF_SYNC_DOCUMENT_PREFIX": "documents/support/tickets/",
+                        "AIF_SYNC_CLASSIFICATION": "internal",
+                        "AIF_SYNC_DOCUMENT_FIELDS": "",
+                    }
+                )
+            },
+        },
+    )
+
+
+def test_document_fields_must_be_column_names() -> None:
+    with pytest.raises(RagFeatureError, match=r"document_fields: must be a list of column names"):
+        build(name="fields", document_fields="body")

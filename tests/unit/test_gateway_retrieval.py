@@ -27,6 +27,7 @@ from aif_gateway.retrieval import (
     RetrieveResult,
     SsmKnowledgeBases,
     StaticKnowledgeBases,
+    access_filter,
     estimate_tokens,
     parse_retrieve_request,
 )
@@ -91,7 +92,10 @@ def test_allowed_feature_gets_passages_with_sources_and_is_metered(rag: tuple[Ha
         {
             "knowledgeBaseId": KB_ID,
             "retrievalQuery": {"text": query},
-            "retrievalConfiguration": {"vectorSearchConfiguration": {"numberOfResults": 3}},
+            # A key without a recorded clearance reads as restricted: every classification, still filtered.
+            "retrievalConfiguration": {
+                "vectorSearchConfiguration": {"numberOfResults": 3, "filter": access_filter("restricted")}
+            },
         },
     )
     status, headers, body = post(h, {"knowledge_base": "handbook", "query": query, "top_k": 3}, key)

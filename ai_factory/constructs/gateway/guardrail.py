@@ -45,6 +45,10 @@ BLOCKED_INPUT_MESSAGE = (
 BLOCKED_OUTPUT_MESSAGE = (
     "The model's answer was blocked by the AI Factory guardrail (content or sensitive-data policy)."
 )
+# Contextual grounding (score thresholds, 0..0.99): an answer grounded in its sources below GROUNDING, or
+# relevant to the question below RELEVANCE, is blocked. It applies only to requests whose content is
+# qualified ``grounding_source`` and ``query`` (chat ``retrieval`` with ``grounding_check``, docs/rag.md).
+DEFAULT_GROUNDING_THRESHOLDS: dict[str, float] = {"GROUNDING": 0.75, "RELEVANCE": 0.5}
 FILTER_STRENGTHS = ("NONE", "LOW", "MEDIUM", "HIGH")
 PII_ACTIONS = ("ANONYMIZE", "BLOCK")
 
@@ -95,12 +99,24 @@ def build_guardrail(
                 for kind, action in sorted(pii_actions.items())
             ]
         ),
+        contextual_grounding_policy_config=bedrock.CfnGuardrail.ContextualGroundingPolicyConfigProperty(
+            filters_config=[
+                bedrock.CfnGuardrail.ContextualGroundingFilterConfigProperty(type=kind, threshold=threshold)
+                for kind, threshold in sorted(DEFAULT_GROUNDING_THRESHOLDS.items())
+            ]
+        ),
     )
     # Versions are immutable snapshots; a policy change gets a new version (the description carries
     # the policy hash, so CloudFormation replaces the resource) and the old one is pruned in the
     # update's cleanup phase: only the gateway pins it, and by then the gateway uses the new one.
     policy_hash = hashlib.sha256(
-        json.dumps([sorted(filters.items()), sorted(pii_actions.items())]).encode()
+        json.dumps(
+            [
+                sorted(filters.items()),
+                sorted(pii_actions.items()),
+                sorted(DEFAULT_GROUNDING_THRESHOLDS.items()),
+            ]
+        ).encode()
     ).hexdigest()[:12]
     version = bedrock.CfnGuardrailVersion(
         scope,

@@ -8,7 +8,13 @@ Flow (event driven, no schedule, no manual ``start-ingestion-job``):
 2. each ``RagFeature`` over that dataset has a rule on the event (matching the dataset's qualified name)
    whose target is this module's Lambda (:func:`lambda_handler`), configured with its knowledge base and
    data source;
-3. :class:`KnowledgeBaseSync` calls ``bedrock-agent`` ``StartIngestionJob`` with a client token derived
+3. :class:`DocumentWriter` turns the curated object the event names (masked JSON lines) into the knowledge
+   base's documents: one text document per record under the document prefix (``documents/<dataset
+   prefix>``, apart from the Glue table location), each with its Bedrock ``.metadata.json`` sidecar
+   carrying the dataset's classification (and its rank), domain, name and version, which the gateway's
+   clearance filter matches on; keys derive from the curated object and line, so a replay rewrites the
+   same documents;
+4. :class:`KnowledgeBaseSync` calls ``bedrock-agent`` ``StartIngestionJob`` with a client token derived
    from the knowledge base, data source and dataset version — a retried or replayed event starts no
    second job for the same version — and writes an OpenLineage RunEvent: input the curated dataset at
    that version, output the knowledge base, with the ingestion job id.
@@ -31,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aif_connector.lineage import PRODUCER, SCHEMA_URL, LineageWriter, _custom, _iso, _standard
+from aif_gateway import contract as c
 
 logger = logging.getLogger("aif_connector.knowledge_sync")
 
@@ -45,6 +52,12 @@ KNOWLEDGE_BASE_NAME_ENV = "AIF_KNOWLEDGE_BASE_NAME"
 KNOWLEDGE_BASE_ARN_ENV = "AIF_KNOWLEDGE_BASE_ARN"
 SYNC_LINEAGE_BUCKET_ENV = "AIF_SYNC_LINEAGE_BUCKET"
 SYNC_LINEAGE_PREFIX_ENV = "AIF_SYNC_LINEAGE_PREFIX"
+CURATED_BUCKET_ENV = "AIF_SYNC_CURATED_BUCKET"
+DATASET_PREFIX_ENV = "AIF_SYNC_DATASET_PREFIX"
+DOCUMENT_PREFIX_ENV = "AIF_SYNC_DOCUMENT_PREFIX"
+CLASSIFICATION_ENV = "AIF_SYNC_CLASSIFICATION"
+DOCUMENT_FIELDS_ENV = "AIF_SYNC_DOCUMENT_FIELDS"  # comma-separated; empty: every field
+MAX_DOCUMENTS_PER_OBJECT = 100_000
 
 
 class SyncError(RuntimeError):
@@ -87,6 +100,99 @@ def client_token(knowledge_base_id: str, data_source_id: str, version: str) -> s
     return f"aif-sync-{digest[:48]}"
 
 
+class DocumentWriter:
+    """Writes the documents (and metadata sidecars) of one curated object under the document prefix.
+
+    A document is the record's fields as ``field: value`` lines (``fields`` picks and orders them;
+    lists are joined with ", ", nested objects are JSON). Only objects in ``curated_bucket`` under
+    ``dataset_prefix`` are read: an event naming anything else fails the sync."""
+
+    def __init__(
+        self,
+        *,
+        s3: Any,
+        curated_bucket: str,
+        dataset_prefix: str,
+        document_prefix: str,
+        classification: str,
+        fields: tuple[str, ...] = (),
+    ) -> None:
+        if classification not in c.CLEARANCE_LEVELS:
+            raise ValueError(f"classification {classification!r} is not one of {c.CLEARANCE_LEVELS}")
+        self.s3 = s3
+        self.bucket = curated_bucket
+        self.dataset_prefix = dataset_prefix
+        self.document_prefix = document_prefix
+        self.classification = classification
+        self.fields = fields
+
+    def write(self, detail: Mapping[str, Any]) -> list[str]:
+        """The document keys written for the event's curated object (sidecars next to them)."""
+        uri = str(detail.get("curatedUri") or "")
+        expected = f"s3://{self.bucket}/{self.dataset_prefix}"
+        if not uri.startswith(expected) or ".." in uri:
+            raise SyncError(f"curatedUri {uri!r} is not an object under {expected}")
+        key = uri[len(f"s3://{self.bucket}/") :]
+        body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        relative = key[len(self.dataset_prefix) :]
+        stem = relative[: -len(".jsonl")] if relative.endswith(".jsonl") else relative
+        dataset = str(detail["dataset"])
+        attributes = {
+            c.DOC_CLASSIFICATION: self.classification,
+            c.DOC_CLASSIFICATION_RANK: c.classification_rank(self.classification),
+            c.DOC_DOMAIN: dataset.split(".", 1)[0],
+            c.DOC_DATASET: dataset,
+            c.DOC_DATASET_VERSION: str(detail["datasetVersion"])[:256],
+        }
+        sidecar = json.dumps({"metadataAttributes": attributes}, sort_keys=True).encode("utf-8")
+        written: list[str] = []
+        for line_number, line in enumerate(body.splitlines(), start=1):
+            if not line.strip():
+                continue
+            if len(written) >= MAX_DOCUMENTS_PER_OBJECT:
+                raise SyncError(f"{uri} has more than {MAX_DOCUMENTS_PER_OBJECT} records")
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise SyncError(f"{uri} line {line_number} is not JSON") from exc
+            text = self.document_text(record)
+            if not text:
+                continue
+            doc_key = f"{self.document_prefix}{stem}/{line_number:06d}.txt"
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=doc_key,
+                Body=text.encode("utf-8"),
+                ContentType="text/plain; charset=utf-8",
+            )
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=doc_key + c.METADATA_SIDECAR_SUFFIX,
+                Body=sidecar,
+                ContentType="application/json",
+            )
+            written.append(doc_key)
+        return written
+
+    def document_text(self, record: Any) -> str:
+        if not isinstance(record, dict):
+            return ""
+        names = self.fields or tuple(record)
+        lines = []
+        for name in names:
+            value = record.get(name)
+            if value is None or value == "" or value == []:
+                continue
+            if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+                shown = ", ".join(str(v) for v in value)
+            elif isinstance(value, dict | list):
+                shown = json.dumps(value, ensure_ascii=False, sort_keys=True)
+            else:
+                shown = str(value)
+            lines.append(f"{name}: {shown}")
+        return "\n".join(lines)
+
+
 class KnowledgeBaseSync:
     """Starts one knowledge base's ingestion for a curated dataset version and records its lineage."""
 
@@ -99,9 +205,11 @@ class KnowledgeBaseSync:
         data_source_id: str,
         knowledge_base_name: str,
         knowledge_base_arn: str,
+        documents: DocumentWriter | None = None,
         clock: Any = None,
     ) -> None:
         self.agent = bedrock_agent
+        self.documents = documents
         self.lineage = lineage
         self.knowledge_base_id = knowledge_base_id
         self.data_source_id = data_source_id
@@ -119,6 +227,7 @@ class KnowledgeBaseSync:
         if missing:
             raise SyncError(f"event detail lacks {', '.join(missing)}")
         version = str(detail["datasetVersion"])
+        written = self.documents.write(detail) if self.documents is not None else []
         try:
             response = self.agent.start_ingestion_job(
                 knowledgeBaseId=self.knowledge_base_id,
@@ -141,7 +250,12 @@ class KnowledgeBaseSync:
             detail["dataset"],
             version,
         )
-        return {"ingestionJobId": job["ingestionJobId"], "status": job["status"], "lineage": lineage_uri}
+        return {
+            "ingestionJobId": job["ingestionJobId"],
+            "status": job["status"],
+            "lineage": lineage_uri,
+            "documents": len(written),
+        }
 
     def _run_event(self, detail: Mapping[str, Any], job: Mapping[str, Any]) -> dict[str, Any]:
         version = str(detail["datasetVersion"])
@@ -194,6 +308,16 @@ def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, A
 
         env = os.environ
         session = boto3.session.Session()
+        documents = None
+        if env.get(DOCUMENT_PREFIX_ENV):
+            documents = DocumentWriter(
+                s3=session.client("s3"),
+                curated_bucket=env[CURATED_BUCKET_ENV],
+                dataset_prefix=env[DATASET_PREFIX_ENV],
+                document_prefix=env[DOCUMENT_PREFIX_ENV],
+                classification=env[CLASSIFICATION_ENV],
+                fields=tuple(f for f in env.get(DOCUMENT_FIELDS_ENV, "").split(",") if f),
+            )
         _SYNC = KnowledgeBaseSync(
             bedrock_agent=session.client("bedrock-agent"),
             lineage=LineageWriter(
@@ -205,5 +329,6 @@ def lambda_handler(event: Mapping[str, Any], context: Any = None) -> dict[str, A
             data_source_id=env[DATA_SOURCE_ID_ENV],
             knowledge_base_name=env[KNOWLEDGE_BASE_NAME_ENV],
             knowledge_base_arn=env[KNOWLEDGE_BASE_ARN_ENV],
+            documents=documents,
         )
     return _SYNC.handle(event)

@@ -54,6 +54,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .feedback import FeedbackService, feedback_response
+from .grounding import CitingChunkEncoder, citations, ground, parse_chat_retrieval, search_text
 from .guardrail_metering import guardrail_cost
 from .memory_store import MemoryQuotaStore
 from .metering import CountingMetricsSink, MetricsSink, cost_usd
@@ -72,7 +73,13 @@ from .provider_types import CallContext, ChatResult, EmbeddingResult, Provider, 
 from .quota import Estimate, Gate, QuotaStore, Reservation, worst_case
 from .records import ApiKeyRecord, KeyStore, Ledger, LedgerWriteError, StoreError, UsageRecord, utc_now
 from .responses_stream import ResponseStreamEncoder
-from .retrieval import RetrievalService, knowledge_base_route, parse_retrieve_request, retrieve_response
+from .retrieval import (
+    RetrievalService,
+    RetrieveRequest,
+    knowledge_base_route,
+    parse_retrieve_request,
+    retrieve_response,
+)
 from .routing import RouteFailed, RouteOutcome, Router
 from .stream_format import SSE_HEADERS, ChunkEncoder
 from .streaming import (
@@ -89,6 +96,7 @@ from .streaming import (
 log = logging.getLogger("aif_gateway")
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+RETRIEVAL_RECORD_SUFFIX = "-retrieval"  # the request id of a chat request's retrieval record
 
 
 class Spill(Protocol):
@@ -200,7 +208,9 @@ class Gateway:
 
     def _chat_completions(self, call: _Call) -> dict[str, Any] | StreamingResponse:
         key = self._authenticate(call)
-        request = parse_chat_request(parse_json_body(call.body(self.config.max_body_bytes)))
+        data = parse_json_body(call.body(self.config.max_body_bytes))
+        request = parse_chat_request(data)
+        request.retrieval = parse_chat_retrieval(data.get("retrieval"))
         if request.prompt is not None:
             self._apply_prompt(call, request)
         return self._serve_chat(call, key, request, _ChatCompletionsFormat(call))
@@ -259,17 +269,21 @@ class Gateway:
             )
         cleared = cleared_targets(key, route)  # 403 when no target may receive the feature's data
         self.guard.check(key, call.started)
+        if request.retrieval is not None:
+            api.citations = self._ground(call, key, request)
         self._reserve(call, key, worst_case(route, estimate_tokens(request), request.max_tokens))
         timeouts = self._timeouts(route)
         guardrail = self.config.guardrail
         if guardrail is not None and route.guard_scope is not None:
             guardrail = replace(guardrail, scope=route.guard_scope)
+        grounding = request.grounding if request.grounding is not None and request.grounding.check else None
         ctx = CallContext(
             call.request_id,
             key.team,
             key.feature,
             guardrail,
             timeouts,
+            grounding=grounding,
             inference_profiles=key.inference_profiles,
         )
         request.auto_cache = route.prompt_cache
@@ -435,8 +449,9 @@ class Gateway:
         kb = self.retrieval.resolve(key, request.knowledge_base)
         self.guard.check(key, call.started)
         self._reserve(call, key, Estimate(0.0, 0, 0, 0))
-        result = self.retrieval.retrieve(kb, request)
+        result = self.retrieval.retrieve(kb, self.retrieval.for_key(key, request))
         record = self._base_record(call, key, status=200, operation="retrieve")
+        record.route = knowledge_base_route(kb.name)
         self.retrieval.meter(record, kb, result)
         self._persist(record)
         self._settle(call, record)
@@ -444,6 +459,46 @@ class Gateway:
         self._emit(record)
         headers = {"x-aif-cost-usd": f"{record.cost_usd:.10f}"}
         return _response(200, retrieve_response(call.request_id, kb, result), call.request_id, headers)
+
+    def _ground(self, call: _Call, key: ApiKeyRecord, request: ChatRequest) -> list[dict[str, Any]]:
+        """The ``retrieval`` extension: retrieve (clearance-filtered, metered and audited as its own
+        ``retrieve`` record, ``<request id>-retrieval``), put the passages in the conversation, and
+        return them as the answer's citations (docs/rag.md)."""
+        wanted = request.retrieval
+        if wanted.grounding_check and self.config.guardrail is None:
+            raise InvalidRequest(
+                "'retrieval.grounding_check' needs the gateway's guardrail, and this gateway has none.",
+                param="retrieval.grounding_check",
+            )
+        query = search_text(wanted, request.messages)
+        try:
+            kb = self.retrieval.resolve(key, wanted.knowledge_base)
+        except GatewayError as exc:
+            exc.param = "retrieval.knowledge_base"
+            raise
+        self._reserve(call, key, Estimate(0.0, 0, 0, 0))
+        try:
+            result = self.retrieval.retrieve(
+                kb, self.retrieval.for_key(key, RetrieveRequest(kb.name, query, wanted.top_k))
+            )
+        except GatewayError as exc:
+            if exc.param is not None:
+                exc.param = f"retrieval.{exc.param}"  # Bedrock rejected the query: retrieval.query
+            raise
+        record = self._base_record(call, key, status=200, operation="retrieve")
+        record.request_id = call.request_id + RETRIEVAL_RECORD_SUFFIX
+        record.route = knowledge_base_route(kb.name)
+        record.extra["chat_request_id"] = call.request_id
+        self.retrieval.meter(record, kb, result)
+        self._persist(record)
+        self._settle(call, record)
+        self.guard.add(record.team, record.feature, record.timestamp, record.cost_usd)
+        self._emit(record)
+        call.reservation = None  # settled: the chat holds a reservation of its own, like a second call
+        request.messages, request.grounding = ground(
+            request.messages, result.passages, query, wanted.grounding_check
+        )
+        return citations(result.passages)
 
     # -- steps -----------------------------------------------------------------------------------------
 
@@ -806,6 +861,8 @@ def _completion(call: _Call, served: str, result: ChatResult, record: UsageRecor
 class _ApiFormat(Protocol):
     """How one API shapes a chat answer: the buffered body and the streaming encoder."""
 
+    citations: list[dict[str, Any]] | None  # the passages of a ``retrieval`` request (Chat Completions)
+
     def body(self, served: str, result: ChatResult, record: UsageRecord) -> dict[str, Any]: ...
     def encoder(self, served: str) -> StreamEncoder: ...
 
@@ -819,16 +876,25 @@ def _usage(record: UsageRecord) -> TokenUsage:
 class _ChatCompletionsFormat:
     def __init__(self, call: _Call) -> None:
         self.call = call
+        self.citations: list[dict[str, Any]] | None = None
 
     def body(self, served: str, result: ChatResult, record: UsageRecord) -> dict[str, Any]:
-        return _completion(self.call, served, result, record)
+        body = _completion(self.call, served, result, record)
+        if self.citations is not None:
+            body["citations"] = self.citations
+        return body
 
     def encoder(self, served: str) -> StreamEncoder:
-        return ChunkEncoder(f"chatcmpl-{self.call.request_id}", int(self.call.started.timestamp()), served)
+        completion_id, created = f"chatcmpl-{self.call.request_id}", int(self.call.started.timestamp())
+        if self.citations is not None:
+            return CitingChunkEncoder(completion_id, created, served, self.citations)
+        return ChunkEncoder(completion_id, created, served)
 
 
 class _MessagesFormat:
     """Anthropic answers name the model the client asked for (the served one is in the headers)."""
+
+    citations: list[dict[str, Any]] | None = None  # retrieval is a Chat Completions extension
 
     def __init__(self, call: _Call, asked: str) -> None:
         self.id, self.asked = f"msg_{call.request_id}", asked
@@ -841,6 +907,8 @@ class _MessagesFormat:
 
 
 class _ResponsesFormat:
+    citations: list[dict[str, Any]] | None = None  # retrieval is a Chat Completions extension
+
     def __init__(self, call: _Call, request: ChatRequest) -> None:
         self.call, self.request = call, request
         self.id = f"resp_{call.request_id}"

@@ -100,7 +100,10 @@ def to_converse(
             schema["name"] = spec["name"]
         kwargs["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
     if guardrail is not None:
-        if guardrail.scope == "latest":
+        grounding = request.grounding
+        if grounding is not None and grounding.check:
+            _guard_grounded_turn(build.turns, grounding.source)
+        elif guardrail.scope == "latest":
             _guard_latest_turn(build.turns)
         kwargs["guardrailConfig"] = {
             "guardrailIdentifier": guardrail.identifier,
@@ -389,6 +392,23 @@ def _guard_latest_turn(turns: list[dict[str, Any]]) -> None:
                     {"guardContent": {"text": {"text": part["text"], "qualifiers": ["guard_content"]}}}
                 )
     last["content"] = blocks + copies
+
+
+def _guard_grounded_turn(turns: list[dict[str, Any]], source: str) -> None:
+    """The contextual grounding check: in the newest user turn, the retrieved sources become a
+    ``guardContent`` block qualified ``grounding_source`` and the user's own text blocks ``query``
+    (the guardrail then scores the answer's grounding in the one and relevance to the other)."""
+    last = next((t for t in reversed(turns) if t["role"] == "user"), None)
+    if last is None:
+        return
+    blocks: list[dict[str, Any]] = []
+    for block in last["content"]:
+        if "text" in block:
+            qualifier = "grounding_source" if block["text"] == source else "query"
+            blocks.append({"guardContent": {"text": {"text": block["text"], "qualifiers": [qualifier]}}})
+        else:
+            blocks.append(block)
+    last["content"] = blocks
 
 
 def _cache_point() -> dict[str, Any]:

@@ -332,3 +332,28 @@ class TeamFeatureKeyProperties:
 
 KEY_WRITER_ROLE_PATH = "/ai-factory/key-writer/"
 """IAM path of the team-account roles the platform provisioner may assume (``AiFeature`` creates them)."""
+
+
+# ------------------------------------------------------------------------ knowledge-base documents
+
+DOCUMENT_PREFIX = "documents/"
+"""Where a ``RagFeature``'s sync writes a dataset's documents (and their Bedrock ``.metadata.json``
+sidecars) in the curated bucket: ``documents/<dataset prefix>``, apart from the Glue table location, which
+must hold the dataset's JSON lines only."""
+METADATA_SIDECAR_SUFFIX = ".metadata.json"
+"""Bedrock Knowledge Bases read an S3 document's attributes from ``<object key>.metadata.json``."""
+DOC_CLASSIFICATION = "aif_classification"
+"""Chunk metadata: the dataset's classification (one of ``CLEARANCE_LEVELS``)."""
+DOC_CLASSIFICATION_RANK = "aif_classification_rank"
+"""Chunk metadata: the classification's index in ``CLEARANCE_LEVELS`` (a number, for range filters)."""
+DOC_DOMAIN = "aif_domain"
+"""Chunk metadata: the dataset's domain (``knowledge`` of ``knowledge.articles``)."""
+DOC_DATASET = "aif_dataset"
+"""Chunk metadata: the dataset's qualified name."""
+DOC_DATASET_VERSION = "aif_dataset_version"
+"""Chunk metadata: the dataset version the document was written from."""
+
+
+def classification_rank(classification: str) -> int:
+    """The rank of ``classification`` in ``CLEARANCE_LEVELS`` (ValueError for an unknown one)."""
+    return CLEARANCE_LEVELS.index(classification)

@@ -4,6 +4,8 @@ Converse applies the gateway's guardrail itself; SageMaker endpoints and externa
 Anthropic, Mistral) do not, so their prompt (``INPUT``) and answer (``OUTPUT``) each go through
 ``ApplyGuardrail`` here and one content policy covers every provider. It fails closed: when the
 guardrail cannot be asked, the call fails (retryable) rather than letting an unchecked answer out.
+When the request asked for the contextual grounding check (chat ``retrieval`` with ``grounding_check``),
+the answer is sent with its sources (``grounding_source``) and question (``query``), as Converse does.
 """
 
 from __future__ import annotations
@@ -22,12 +24,19 @@ def guardrail_block(bedrock_runtime: Any, ctx: CallContext, source: str, text: s
         return None
     from botocore.exceptions import BotoCoreError, ClientError
 
+    content: list[dict[str, Any]] = [{"text": {"text": text}}]
+    if source == "OUTPUT" and ctx.grounding is not None:
+        content = [
+            {"text": {"text": ctx.grounding.source, "qualifiers": ["grounding_source"]}},
+            {"text": {"text": ctx.grounding.query, "qualifiers": ["query"]}},
+            {"text": {"text": text, "qualifiers": ["guard_content"]}},
+        ]
     try:
         answer = bedrock_runtime.apply_guardrail(
             guardrailIdentifier=ctx.guardrail.identifier,
             guardrailVersion=ctx.guardrail.version,
             source=source,
-            content=[{"text": {"text": text}}],
+            content=content,
         )
     except (ClientError, BotoCoreError) as exc:
         # Fail closed: an unguarded answer must not leave the gateway.

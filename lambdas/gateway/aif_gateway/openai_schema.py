@@ -42,6 +42,7 @@ SUPPORTED_FIELDS = (
     "n",
     "logprobs",
     "prompt",
+    "retrieval",
 )
 IGNORED_FIELDS = frozenset(
     {
@@ -109,6 +110,10 @@ class ChatRequest:
     # Set by the gateway, not the client: the route asks for automatic cache points (after system and
     # tools); the serving model's catalog entry says whether cache points are sent at all.
     auto_cache: bool = False
+    # The ``retrieval`` extension (``grounding.ChatRetrieval``, parsed by the gateway) and, once the
+    # passages are in the messages, where they sit (``grounding.Grounding``, for the guardrail).
+    retrieval: Any = None
+    grounding: Any = None
 
 
 @dataclass

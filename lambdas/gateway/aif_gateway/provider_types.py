@@ -51,6 +51,9 @@ class CallContext:
     # The key's application inference profiles, {catalog model ID: profile ARN} (ApiKeyRecord): Bedrock
     # targets are invoked through them so the bill is split by feature.
     inference_profiles: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # ``grounding.Grounding`` when a chat ``retrieval`` asked for the contextual grounding check: providers
+    # guarded by ApplyGuardrail send its sources and query with the answer.
+    grounding: Any = None
 
 
 class ProviderError(Exception):

@@ -13,6 +13,12 @@ the list. Records are cached per instance for ``ttl_s`` (60 s), so a change reac
 within a minute; an unknown name is cached for 5 s. The gateway role may read exactly the registered
 parameters, so an unregistered name reads as AccessDenied, which means the same as "not found".
 
+Document-level access: every chunk carries its dataset's classification as metadata (the sync writes a
+``.metadata.json`` sidecar per document: ``contract.DOC_CLASSIFICATION`` and ``DOC_CLASSIFICATION_RANK``),
+and every Retrieve carries a filter built from the calling key's clearance (``access_filter``), so a
+chunk above the feature's clearance, or without a classification, is never returned; a key whose
+clearance is below the knowledge base's classification is refused before Bedrock is called (403).
+
 Metering: Retrieve does not report the tokens it embedded, so the query's embedding tokens are
 *estimated* as one token per 4 UTF-8 bytes (at least 1), priced at the embedding model's input price,
 and recorded with ``operation="retrieve"`` and ``extra["tokens_estimated"]="true"``. When Bedrock
@@ -31,11 +37,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from . import contract
 from .aws_clients import LazyClients, make_client
+from .clearance import ClearanceRefused, clearance_of
 from .errors import Forbidden, GatewayError, InvalidRequest, NotFound
 from .openai_schema import reject_unknown_fields
 from .records import ApiKeyRecord, StoreError, UsageRecord
@@ -110,6 +117,9 @@ class RetrieveRequest:
     knowledge_base: str
     query: str
     top_k: int = DEFAULT_TOP_K
+    # The calling feature's clearance: only chunks classified at or below it are returned. The gateway
+    # always sets it from the key (``RetrievalService.for_key``); "restricted" reads everything.
+    clearance: str = "restricted"
 
 
 @dataclass
@@ -171,6 +181,24 @@ def parse_retrieve_request(body: Any) -> RetrieveRequest:
     return RetrieveRequest(name, query, top_k)
 
 
+def access_filter(clearance: str) -> dict[str, Any]:
+    """The Retrieve ``vectorSearchConfiguration.filter`` for a feature of ``clearance``: the chunk's
+    classification rank at most the clearance's, and its classification one of those the clearance
+    covers. Both must hold, and a chunk without the attributes matches neither (fails closed)."""
+    rank = contract.classification_rank(clearance)
+    return {
+        "andAll": [
+            {"lessThanOrEquals": {"key": contract.DOC_CLASSIFICATION_RANK, "value": rank}},
+            {
+                "in": {
+                    "key": contract.DOC_CLASSIFICATION,
+                    "value": list(contract.CLEARANCE_LEVELS[: rank + 1]),
+                }
+            },
+        ]
+    }
+
+
 def estimate_tokens(text: str) -> int:
     """Embedding tokens of ``text`` when the service does not report them: 1 per 4 UTF-8 bytes."""
     return max(1, math.ceil(len(text.encode("utf-8")) / BYTES_PER_TOKEN))
@@ -206,7 +234,19 @@ class RetrievalService:
                 f"API key {key.key_id} ({key.team}/{key.feature}) may not query knowledge base '{name}'.",
                 param="knowledge_base",
             )
+        clearance = clearance_of(key)
+        if kb.classification and not _covers(clearance, kb.classification):
+            raise ClearanceRefused(
+                f"API key {key.key_id} ({key.team}/{key.feature}) has clearance '{clearance}', below the "
+                f"classification of knowledge base '{name}' ('{kb.classification}').",
+                param="knowledge_base",
+            )
         return kb
+
+    @staticmethod
+    def for_key(key: ApiKeyRecord, request: RetrieveRequest) -> RetrieveRequest:
+        """``request`` limited to what ``key``'s feature may read (its clearance)."""
+        return replace(request, clearance=clearance_of(key))
 
     def retrieve(self, kb: KnowledgeBaseRecord, request: RetrieveRequest) -> RetrieveResult:
         return self.retriever.retrieve(kb, request)
@@ -348,7 +388,12 @@ class BedrockRetriever:
             response = self.client(kb.region).retrieve(
                 knowledgeBaseId=kb.knowledge_base_id,
                 retrievalQuery={"text": request.query},
-                retrievalConfiguration={"vectorSearchConfiguration": {"numberOfResults": request.top_k}},
+                retrievalConfiguration={
+                    "vectorSearchConfiguration": {
+                        "numberOfResults": request.top_k,
+                        "filter": access_filter(request.clearance),
+                    }
+                },
             )
         except ClientError as exc:
             error = exc.response.get("Error", {})
@@ -376,6 +421,13 @@ class BedrockRetriever:
             tokens_estimated=reported is None,
             guardrail_action=response.get("guardrailAction"),
         )
+
+
+def _covers(clearance: str, classification: str) -> bool:
+    """Whether ``clearance`` covers ``classification``; an unknown classification is covered by nothing."""
+    if classification not in contract.CLEARANCE_LEVELS or clearance not in contract.CLEARANCE_LEVELS:
+        return False
+    return contract.cleared_for(clearance, classification)
 
 
 def _reported_tokens(response: dict[str, Any]) -> int | None:

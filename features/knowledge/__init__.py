@@ -1,6 +1,7 @@
 """Team knowledge: answers employees' questions from internal documentation."""
 
 from ai_factory.constructs.ai_feature import AiFeature, AlertThresholds
+from ai_factory.constructs.governed_assistant import GovernedAssistant
 from ai_factory.constructs.rag_feature import RagFeature
 from stacks.team_stack import TeamStack
 
@@ -26,7 +27,7 @@ def build(team: TeamStack) -> None:
         # body, tags) with metadata sidecars and indexed; clients ask in one call (chat "retrieval":
         # {"knowledge_base": "internal-qa"}) or two (POST /v1/retrieve). Its retrieval suite is
         # evals/grounded-answers.yaml (documents/ is the same layout, for offline runs).
-        RagFeature(
+        docs = RagFeature(
             team,
             "InternalQaDocs",
             feature=qa,
@@ -34,4 +35,13 @@ def build(team: TeamStack) -> None:
             document_fields=["title", "body", "tags"],
             chunk_max_tokens=300,
             chunk_overlap_pct=20,
+        )
+        # The employees' assistant over those articles (docs/assistant.md): signed-in users get answers
+        # only from what their group's clearance covers; every answer is metered to internal-qa.
+        GovernedAssistant(
+            team,
+            "EmployeeAssistant",
+            feature=qa,
+            knowledge_bases=[docs],
+            clearance_groups={"employees": "internal", "knowledge-editors": "confidential"},
         )

@@ -172,11 +172,14 @@ class TimedEcho:
         return self._inner.embed(target, request, ctx)
 
 
-REFRESH_THREAD_PREFIX = "aif-refresh"  # aif_gateway.access.BackgroundRefresher's worker threads
+# aif_gateway.access.BackgroundRefresher's worker threads, and aif_gateway.usage_writer's thread.
+BACKGROUND_THREAD_PREFIXES = ("aif-refresh", "aif-usage-writer")
 
 
 def _on_request_path() -> bool:
-    return not threading.current_thread().name.startswith(REFRESH_THREAD_PREFIX)
+    """False on the gateway's background threads: cache refreshes and gate settlements (``aif-refresh``)
+    and the usage writer, which writes records after the response (``aif-usage-writer``)."""
+    return not threading.current_thread().name.startswith(BACKGROUND_THREAD_PREFIXES)
 
 
 class AwsCallMeter:
@@ -479,12 +482,15 @@ class _KeyCapture:
         self.record = record
 
 
-def bench_lambda_canned(requests: int, warmup: int) -> dict[str, Any]:
-    """``lambda_handler`` as deployed, every DynamoDB call answered at once with a canned response.
+def bench_lambda_canned(requests: int, warmup: int, server: bool = False) -> dict[str, Any]:
+    """The deployed stores with every DynamoDB call answered at once with a canned response.
 
     The stores, their botocore clients and everything botocore does on our side run for real; only
     the service is replaced (at ``before-send``), with no moto in the process. This is the gateway's
     own overhead on the deployed path, store client work included and store latency excluded.
+    ``server=False``: the buffered ``lambda_handler`` (records written before it returns);
+    ``server=True``: the gateway as the deployed HTTP server builds it (``lambda_server``: records
+    written after the response) called as the server calls it, ``Gateway.handle``.
     """
     import boto3
     from botocore.awsrequest import AWSResponse
@@ -497,7 +503,7 @@ def bench_lambda_canned(requests: int, warmup: int) -> dict[str, Any]:
     bodies = {
         "GetItem": json.dumps({"Item": key_to_item(capture.record)}).encode(),
         "BatchGetItem": json.dumps({"Responses": {USAGE_TABLE: []}, "UnprocessedKeys": {}}).encode(),
-        "TransactWriteItems": b"{}",
+        "PutItem": b"{}",  # the usage record
         "UpdateItem": b"{}",  # the reservation on the feature's gate, and its settlement
     }
     headers: Any = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "bench"}
@@ -518,13 +524,19 @@ def bench_lambda_canned(requests: int, warmup: int) -> dict[str, Any]:
     os.environ["AIF_CONFIG_PATH"] = str(config_file)
     try:
         handler._gateway = None
-        gateway = handler.build_gateway()  # its clients copy the session's hooks when first created
+        # Its clients copy the session's hooks when first created.
+        gateway = handler.build_gateway(write_behind=server)
         provider = TimedEcho()
         gateway.providers = {**gateway.providers, "echo": provider}
         handler._gateway = gateway
         context = LambdaContext()
+        call: Callable[[dict[str, Any]], Any] = gateway.handle
+        if not server:
+            call = lambda e: handler.lambda_handler(e, context)  # noqa: E731
         with stdout_to_devnull():
-            return _loop(lambda e: handler.lambda_handler(e, context), key, provider, requests, warmup, meter)
+            result = _loop(call, key, provider, requests, warmup, meter)
+            gateway.drain(10.0)
+            return result
     finally:
         handler._gateway = None
         config_file.unlink(missing_ok=True)
@@ -569,14 +581,16 @@ def bench_lambda_dynamodb(
         os.environ["AIF_CONFIG_PATH"] = str(config_file)
         try:
             handler._gateway = None
-            gateway = handler.build_gateway()
+            # As the deployed server (``lambda_server``) builds it and calls it: records written after
+            # the response by the usage writer.
+            gateway = handler.build_gateway(write_behind=True)
             provider = TimedEcho()
             gateway.providers = {**gateway.providers, "echo": provider}
-            handler._gateway = gateway
-            context = LambdaContext()
 
             def call(event: dict[str, Any]) -> dict[str, Any]:
-                return handler.lambda_handler(event, context)
+                response = gateway.handle(event)
+                assert isinstance(response, dict)
+                return response
 
             with stdout_to_devnull():
                 # The first request on a fresh execution environment: every cache is empty.
@@ -592,6 +606,7 @@ def bench_lambda_dynamodb(
                 burst = _loop(call, key, provider, requests, warmup, meter, gc_off=True)
                 paced = _paced(call, key, meter, paced_seconds, paced_rps)
                 idle = _after_idle(call, key, meter, gateway)
+                gateway.drain(10.0)
         finally:
             handler._gateway = None
             config_file.unlink(missing_ok=True)
@@ -695,6 +710,7 @@ def run(
         "core_apis": bench_core_apis(requests, warmup),
         "lambda_memory": bench_lambda_memory(requests, warmup),
         "lambda_canned": bench_lambda_canned(requests, warmup),
+        "server_canned": bench_lambda_canned(requests, warmup, server=True),
         "lambda_dynamodb": bench_lambda_dynamodb(
             dynamo_requests, min(50, warmup // 5), paced_seconds, paced_rps
         ),

@@ -4,7 +4,7 @@ Each scenario runs against the DynamoDB quota store (moto) and the SQLite quota 
 to one file, as two local processes have): a $1 budget with a slow model, requests and tokens per
 minute, and the concurrency cap. The measured overspend is checked against ``overspend_bound``
 (docs/gateway.md, "Budgets under concurrency"). Faults injected at the store boundary (throttling,
-conditional-check failures, cancelled transactions) lose no usage record and the gate converges.
+conditional-check failures) lose no usage record and the gate converges.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
 from aif_gateway.metering import CountingMetricsSink
 from aif_gateway.provider_types import ChatResult, TokenUsage
 from aif_gateway.quota import QuotaStore, overspend_bound
+from aif_gateway.usage_writer import UsageWriter
 
 NOW = datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC)
 TABLE = "usage"
@@ -133,6 +134,7 @@ class Fleet:
                 now=lambda: NOW,
                 refresh_executor=executor,
                 quota=store,
+                usage_writer=UsageWriter(),  # as deployed: records written after the response
             )
             for store, executor in zip(stores, self.executors, strict=True)
         ]
@@ -192,10 +194,12 @@ class Fleet:
             t.join()
 
     def settle(self) -> None:
-        """Wait for background settlements, then apply what is left (what a later request would carry)."""
+        """Wait for background settlements and record writes, then apply what is left (what a later
+        request would carry)."""
         for executor in self.executors:
             executor.shutdown(wait=True)
         for gateway in self.gateways:
+            assert gateway.drain(10.0) == 0
             gateway.gate.flush()
 
     def spent(self) -> float:
@@ -291,7 +295,9 @@ def test_store_faults_lose_no_record_and_the_gate_converges(aws_env: None) -> No
             gateway.spill = type("Spill", (), {"send": lambda self, u: spilled.append(u)})()
         client.faults = [
             ("update_item", "ThrottlingException"),  # a reservation: 503, nothing admitted or billed
-            ("transact_write_items", "TransactionCanceledException"),  # a ledger write: spilled
+            ("put_item", "ThrottlingException"),  # a ledger write (after the response): spilled
+            ("update_item", "ConditionalCheckFailedException"),  # the gate looked changed: retried
+            ("put_item", "InternalServerError"),
             ("update_item", "ProvisionedThroughputExceededException"),
         ]
         statuses = [fleet.request(i % 2)[0] for i in range(12)]

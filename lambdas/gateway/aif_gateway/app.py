@@ -85,6 +85,7 @@ from .streaming import (
     open_stream,
     relay,
 )
+from .usage_writer import UsageWriter
 
 log = logging.getLogger("aif_gateway")
 
@@ -113,6 +114,7 @@ class Gateway:
         refresh_executor: Executor | None = None,
         retrieval: RetrievalService | None = None,
         quota: QuotaStore | None = None,
+        usage_writer: UsageWriter | None = None,
     ) -> None:
         self.config = config
         # The registry's runtime view (cached; re-read at most every ttl). None: no prompts published.
@@ -130,6 +132,11 @@ class Gateway:
         # Reservations against the feature's shared gate (budget, rpm, tpm, concurrency): the store every
         # instance shares in AWS (DynamoDB); without one, this process's own gates.
         self.gate = Gate(quota if quota is not None else MemoryQuotaStore(), refresher)
+        # With a writer, usage records are written after the response (``usage_writer``); without one,
+        # before it. Either way through ``persist``: ledger, else spill queue, else the log.
+        self.usage_writer = usage_writer
+        if usage_writer is not None:
+            usage_writer.bind(self.persist)
         self.router = Router(config.breaker_failure_threshold, config.breaker_cooldown_s, clock)
         self.feedback = FeedbackService(ledger, self.metrics)
         # Knowledge bases a RagFeature registered (SSM in AWS); none unless configured.
@@ -582,8 +589,25 @@ class Gateway:
         self._emit(record, fell_back=outcome.fell_back, breaker_opened=len(outcome.breaker_opened))
 
     def _persist(self, record: UsageRecord) -> None:
-        """The one synchronous AWS call of a request (besides the model). Never loses the record."""
+        """The audit line now; the ledger write now, or after the response with a usage writer."""
         self._audit(record)
+        if self.usage_writer is not None:
+            self.usage_writer.submit(record)
+        else:
+            self.persist(record)
+
+    def drain(self, timeout_s: float | None = None) -> int:
+        """Write what is still pending (usage records, gate settlements), waiting at most ``timeout_s``.
+        For shutdown and the buffered Lambda handler; returns the records left (logged in full)."""
+        left = self.usage_writer.drain(timeout_s) if self.usage_writer is not None else 0
+        try:
+            self.gate.flush()
+        except Exception:  # the reservations stay counted in full: the budget errs on the safe side
+            log.exception("flushing gate settlements failed")
+        return left
+
+    def persist(self, record: UsageRecord) -> None:
+        """Write a usage record: ledger, else spill queue, else the full record in the log. Never raises."""
         try:
             self.ledger.record(record)
             return

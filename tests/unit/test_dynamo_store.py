@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from aif_gateway.dynamo_quota import DynamoQuotaStore
 from aif_gateway.dynamo_store import (
     DynamoKeyStore,
     DynamoLedger,
@@ -32,7 +33,6 @@ from aif_gateway.dynamo_store import (
     usage_from_item,
     usage_to_item,
 )
-from aif_gateway.dynamo_quota import DynamoQuotaStore
 from aif_gateway.quota import Carry, Claim, Limits
 from aif_gateway.records import (
     ApiKeyRecord,

@@ -279,7 +279,9 @@ def test_ledger_write_throttled_is_spilled_then_replayed_exactly_once(world: Wor
     assert world.ledger_records() == []
     # Spilled, yet its cost already counts toward the budget: the gate was settled from the request.
     (audit,) = world.audit
-    assert world.clean_ledger.snapshot("support", "summarizer", NOW).spent_usd == pytest.approx(audit.cost_usd)
+    assert world.clean_ledger.snapshot("support", "summarizer", NOW).spent_usd == pytest.approx(
+        audit.cost_usd
+    )
     assert world.replay_spilled() == {"batchItemFailures": []}
     (record,) = world.ledger_records()
     assert record.request_id == request_id and record.cost_usd > 0

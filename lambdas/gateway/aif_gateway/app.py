@@ -16,8 +16,9 @@ Request path, in order: size limit (413) -> API key (401) -> body (400) -> regis
 is named (404 prompt_not_found; 400 model or variables) -> route (404) -> key may use the route (403)
 -> the feature's clearance reaches a target of the route (403; targets below it are skipped)
 -> budget and rate (429) -> model call down the fallback chain, skipping targets whose capabilities
-cannot serve the request (503 when all fail, 429 when all were throttled) -> usage and audit
-record -> response. Records are written for every request that reached a model; a
+cannot serve the request (503 when all fail, 429 when all were throttled) -> audit line -> response,
+then the usage record's ledger write (after the response with a ``UsageWriter``, the deployed server's
+set-up; before it without one). Records are written for every request that reached a model; a
 ledger write that fails is spilled to a queue, and as a last resort logged in full, never dropped.
 """
 

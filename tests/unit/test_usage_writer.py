@@ -155,3 +155,60 @@ def test_sigterm_drains_the_server_gateway_then_exits() -> None:
         signal.signal(signal.SIGTERM, previous)
     assert len(ledger.records) == 1 and gateway.usage_writer is not None
     assert gateway.usage_writer.pending() == 0
+
+
+def test_in_steady_state_the_request_waits_for_one_aws_call_its_reservation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The deployed store set-up on moto: after the first request (which reads the key and the usage
+    snapshot), each request's only call on its own thread is the reservation ``UpdateItem``; the record's
+    ``PutItem`` and the settlement run on background threads."""
+    import boto3
+    from moto import mock_aws
+
+    from aif_gateway.dynamo_quota import DynamoQuotaStore
+    from aif_gateway.dynamo_store import DynamoKeyStore, DynamoLedger, create_tables, make_client
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        client = make_client()
+        create_tables(client, keys_table="keys", usage_table="usage")
+        calls: list[tuple[str, str]] = []
+        client.meta.events.register(
+            "before-call.dynamodb",
+            lambda model, **_: calls.append((model.name, threading.current_thread().name)),
+        )
+        keys = DynamoKeyStore("keys", client)
+        key = put_key(keys, allowed_models=("echo",))
+        ledger = DynamoLedger("usage", client)
+        gateway = Gateway(
+            make_config(),
+            keys,
+            ledger,
+            quota=DynamoQuotaStore("usage", client),
+            now=lambda: NOW,
+            usage_writer=UsageWriter(),
+        )
+        first = len(calls)
+        assert _chat(gateway, key)["statusCode"] == 200
+        me = threading.current_thread().name
+        assert sorted(op for op, thread in calls[first:] if thread == me) == [
+            "BatchGetItem",
+            "GetItem",
+            "UpdateItem",
+        ]
+        for _ in range(5):
+            gateway.drain(5.0)
+            before = len(calls)
+            assert _chat(gateway, key)["statusCode"] == 200
+            assert [op for op, thread in calls[before:] if thread == me] == ["UpdateItem"]
+        assert gateway.drain(5.0) == 0
+        records = boto3.client("dynamodb").scan(TableName="usage")["Items"]
+        assert sum(1 for item in records if item["pk"]["S"].startswith("LEDGER#")) == 6
+        writer_ops = {op for op, thread in calls if thread == THREAD_NAME}
+        assert writer_ops == {"PutItem"}

@@ -323,8 +323,12 @@ def _loop(
     max_seconds: float = 300.0,
     gc_off: bool = False,
     make_event: Callable[[str], dict[str, Any]] = chat_event,
+    between: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
-    """Warm up, then time ``requests`` calls; overhead = total - provider time - AWS service time."""
+    """Warm up, then time ``requests`` calls; overhead = total - provider time - AWS service time.
+
+    ``between``: run before each timed call, outside the timed span (the server set-ups wait there for
+    the previous request's record write: in Lambda a model call separates requests, here none does)."""
     for _ in range(warmup):
         response = call(make_event(key))
         if response["statusCode"] != 200:
@@ -342,6 +346,8 @@ def _loop(
     for _ in range(requests):
         if time.perf_counter() > deadline:
             break
+        if between is not None:
+            between()
         event = make_event(key)  # built outside the timed span: API Gateway hands it over ready-made
         aws_before = meter.seconds if meter is not None else 0.0
         calls_before = meter.total() if meter is not None else 0
@@ -533,8 +539,10 @@ def bench_lambda_canned(requests: int, warmup: int, server: bool = False) -> dic
         call: Callable[[dict[str, Any]], Any] = gateway.handle
         if not server:
             call = lambda e: handler.lambda_handler(e, context)  # noqa: E731
+        writer = gateway.usage_writer
+        between = writer.drain if writer is not None else None
         with stdout_to_devnull():
-            result = _loop(call, key, provider, requests, warmup, meter)
+            result = _loop(call, key, provider, requests, warmup, meter, between=between)
             gateway.drain(10.0)
             return result
     finally:
@@ -603,7 +611,9 @@ def bench_lambda_dynamodb(
                 # moto deep-copies the whole table on every transaction; the cyclic collections its
                 # garbage would set off inside later requests' timing are moto's cost, not ours, so the
                 # collector is paused for this loop (the lambda-memory set-up keeps it on).
-                burst = _loop(call, key, provider, requests, warmup, meter, gc_off=True)
+                writer = gateway.usage_writer
+                assert writer is not None
+                burst = _loop(call, key, provider, requests, warmup, meter, gc_off=True, between=writer.drain)
                 paced = _paced(call, key, meter, paced_seconds, paced_rps)
                 idle = _after_idle(call, key, meter, gateway)
                 gateway.drain(10.0)

@@ -82,5 +82,6 @@ def test_guard_scope_reaches_the_route_and_is_validated() -> None:
     config = ModelCatalog.from_dict(with_scope("all")).gateway_config()
     assert config.routes["r"].guard_scope == "all"
     assert GatewayConfig.from_dict(json.loads(config.to_json())) == config
-    with pytest.raises(CatalogError, match="route 'r': field 'guard_scope': must be latest .* got 'history'"):
+    bad = r"route 'r': field 'guard_scope': must be latest .* got 'history'"
+    with pytest.raises(CatalogError, match=bad):
         ModelCatalog.from_dict(with_scope("history"))

@@ -294,7 +294,8 @@ class Gateway:
         unfit: Callable[[ModelTarget], str | None],
     ) -> StreamingResponse:
         """ConverseStream (or the provider's stream) relayed chunk by chunk (``streaming``): fallback
-        until the first model event, none after; the usage record is written before ``[DONE]``."""
+        until the first model event, none after; the usage record is complete (audit line out, ledger
+        write handed over or done) before ``[DONE]``."""
         outcome: RouteOutcome[OpenedStream] = self._call_models(
             call,
             key,

@@ -31,7 +31,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from aif_gateway.contract import KEY_ID_INDEX, MONTH_KEY_PREFIX, REQUEST_ID_INDEX
+from aif_gateway.contract import GATE_KEY_PREFIX, KEY_ID_INDEX, MONTH_KEY_PREFIX, REQUEST_ID_INDEX
 from aif_gateway.records import DEFAULT_MAX_CONCURRENCY as DEFAULT_CONC
 from aif_gateway.records import DEFAULT_TOKENS_PER_MINUTE as DEFAULT_TPM
 from aif_gateway.records import (
@@ -337,6 +337,11 @@ def ledger_key(usage: UsageRecord) -> dict[str, AttributeValueTypeDef]:
     }
 
 
+def gate_key(team: str, feature: str, month: str) -> dict[str, AttributeValueTypeDef]:
+    """Primary key of a feature's quota gate for a month (``aif_gateway.dynamo_quota``)."""
+    return {"pk": _s(f"{GATE_KEY_PREFIX}{team}#{feature}"), "sk": _s(f"{MONTH_KEY_PREFIX}{month}")}
+
+
 def usage_to_item(usage: UsageRecord) -> dict[str, AttributeValueTypeDef]:
     """The audit-record item: its key plus every UsageRecord field (None fields are left out)."""
     item = ledger_key(usage)
@@ -410,16 +415,15 @@ class DynamoLedger:
     def snapshot(self, team: str, feature: str, now: datetime) -> UsageSnapshot:
         """Month-to-date spend and this minute's admitted requests, read from the feature's gate (zeros
         when it has none yet). Strongly consistent. Raises StoreError when the read fails."""
-        from aif_gateway.dynamo_quota import gate_from_item, gate_key
-
         month, minute = month_of(now), minute_of(now)
         found = self._batch_get([gate_key(team, feature, month)])
-        gate = gate_from_item(found.get(f"{MONTH_KEY_PREFIX}{month}"))
+        gate = found.get(f"{MONTH_KEY_PREFIX}{month}", {})
+        same_minute = gate.get("minute", {}).get("S") == minute
         return UsageSnapshot(
             month=month,
-            spent_usd=gate.spent_usd,
+            spent_usd=_to_float(gate.get("spent_usd")),
             minute=minute,
-            requests_this_minute=gate.minute_requests if gate.minute == minute else 0,
+            requests_this_minute=_to_int(gate.get("minute_requests")) if same_minute else 0,
         )
 
     def _batch_get(self, keys: list[dict[str, AttributeValueTypeDef]]) -> dict[str, dict[str, Any]]:

@@ -336,7 +336,7 @@ def _loop(
     if meter is not None:
         meter.settle()  # the warm-up's background refreshes belong to the warm-up
         meter.reset()
-    totals, overheads, store_s = [], [], []
+    totals, overheads, store_s, cpu = [], [], [], []
     calls_histogram: Counter[int] = Counter()  # AWS calls made by one request -> requests
     gc.collect()
     if gc_off:
@@ -351,9 +351,10 @@ def _loop(
         event = make_event(key)  # built outside the timed span: API Gateway hands it over ready-made
         aws_before = meter.seconds if meter is not None else 0.0
         calls_before = meter.total() if meter is not None else 0
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         response = call(event)
         elapsed = time.perf_counter() - start
+        cpu.append(time.thread_time() - cpu_start)
         if response["statusCode"] != 200:
             raise RuntimeError(f"request failed: {response}")
         aws_s = (meter.seconds - aws_before) if meter is not None else 0.0
@@ -374,6 +375,9 @@ def _loop(
         "rps": round(len(totals) / seconds, 1),
         "total": _summary(totals),
         "overhead": _summary(overheads),
+        # CPU time of the calling thread during the request (echo's few microseconds included): what the
+        # request itself costs, whatever else the machine runs (wall times above include waiting for a CPU).
+        "request_thread_cpu": _summary(cpu),
     }
     if meter is not None:
         result["aws_service_time"] = _summary(store_s)

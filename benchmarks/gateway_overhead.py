@@ -256,6 +256,12 @@ class AwsCallMeter:
         while self._background_in_flight > 0 and time.perf_counter() < deadline:
             time.sleep(0.01)
 
+    def wait_idle(self, timeout_s: float = 5.0) -> None:
+        """Wait (briefly polling) until no background call is under way."""
+        deadline = time.perf_counter() + timeout_s
+        while self._background_in_flight > 0 and time.perf_counter() < deadline:
+            time.sleep(0.0002)
+
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
@@ -544,7 +550,12 @@ def bench_lambda_canned(requests: int, warmup: int, server: bool = False) -> dic
         if not server:
             call = lambda e: handler.lambda_handler(e, context)  # noqa: E731
         writer = gateway.usage_writer
-        between = writer.drain if writer is not None else None
+
+        def between() -> None:
+            if writer is not None:
+                writer.drain()
+                meter.wait_idle()  # and the settlement, when a background thread is writing it
+
         with stdout_to_devnull():
             result = _loop(call, key, provider, requests, warmup, meter, between=between)
             gateway.drain(10.0)
@@ -617,7 +628,12 @@ def bench_lambda_dynamodb(
                 # collector is paused for this loop (the lambda-memory set-up keeps it on).
                 writer = gateway.usage_writer
                 assert writer is not None
-                burst = _loop(call, key, provider, requests, warmup, meter, gc_off=True, between=writer.drain)
+
+                def between() -> None:
+                    writer.drain()
+                    meter.wait_idle()
+
+                burst = _loop(call, key, provider, requests, warmup, meter, gc_off=True, between=between)
                 paced = _paced(call, key, meter, paced_seconds, paced_rps)
                 idle = _after_idle(call, key, meter, gateway)
                 gateway.drain(10.0)

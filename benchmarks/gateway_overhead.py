@@ -256,10 +256,14 @@ class AwsCallMeter:
         while self._background_in_flight > 0 and time.perf_counter() < deadline:
             time.sleep(0.01)
 
-    def wait_idle(self, timeout_s: float = 5.0) -> None:
-        """Wait (briefly polling) until no background call is under way."""
+    def wait_idle(self, gateway: Any, timeout_s: float = 5.0) -> None:
+        """Wait (briefly polling) until ``gateway`` has no background work queued or running: records
+        (its usage writer), settlements and refreshes (its refresher's jobs), and no call under way."""
+        if gateway.usage_writer is not None:
+            gateway.usage_writer.drain(timeout_s)
+        refresher = gateway.gate._refresher  # the one the caches and the gate share
         deadline = time.perf_counter() + timeout_s
-        while self._background_in_flight > 0 and time.perf_counter() < deadline:
+        while (refresher._in_flight or self._background_in_flight > 0) and time.perf_counter() < deadline:
             time.sleep(0.0002)
 
     def reset(self) -> None:
@@ -549,12 +553,9 @@ def bench_lambda_canned(requests: int, warmup: int, server: bool = False) -> dic
         call: Callable[[dict[str, Any]], Any] = gateway.handle
         if not server:
             call = lambda e: handler.lambda_handler(e, context)  # noqa: E731
-        writer = gateway.usage_writer
 
         def between() -> None:
-            if writer is not None:
-                writer.drain()
-                meter.wait_idle()  # and the settlement, when a background thread is writing it
+            meter.wait_idle(gateway)
 
         with stdout_to_devnull():
             result = _loop(call, key, provider, requests, warmup, meter, between=between)
@@ -626,12 +627,9 @@ def bench_lambda_dynamodb(
                 # moto deep-copies the whole table on every transaction; the cyclic collections its
                 # garbage would set off inside later requests' timing are moto's cost, not ours, so the
                 # collector is paused for this loop (the lambda-memory set-up keeps it on).
-                writer = gateway.usage_writer
-                assert writer is not None
 
                 def between() -> None:
-                    writer.drain()
-                    meter.wait_idle()
+                    meter.wait_idle(gateway)
 
                 burst = _loop(call, key, provider, requests, warmup, meter, gc_off=True, between=between)
                 paced = _paced(call, key, meter, paced_seconds, paced_rps)

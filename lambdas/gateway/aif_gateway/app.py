@@ -600,7 +600,8 @@ class Gateway:
 
     def drain(self, timeout_s: float | None = None) -> int:
         """Write what is still pending (usage records, gate settlements), waiting at most ``timeout_s``.
-        For shutdown and the buffered Lambda handler; returns the records left (logged in full)."""
+        For shutdown (the deployed server on SIGTERM) and tests; returns the records left (logged in
+        full)."""
         left = self.usage_writer.drain(timeout_s) if self.usage_writer is not None else 0
         try:
             self.gate.flush()

@@ -172,11 +172,14 @@ class TimedEcho:
         return self._inner.embed(target, request, ctx)
 
 
-REFRESH_THREAD_PREFIX = "aif-refresh"  # aif_gateway.access.BackgroundRefresher's worker threads
+# aif_gateway.access.BackgroundRefresher's worker threads, and aif_gateway.usage_writer's thread.
+BACKGROUND_THREAD_PREFIXES = ("aif-refresh", "aif-usage-writer")
 
 
 def _on_request_path() -> bool:
-    return not threading.current_thread().name.startswith(REFRESH_THREAD_PREFIX)
+    """False on the gateway's background threads: cache refreshes and gate settlements (``aif-refresh``)
+    and the usage writer, which writes records after the response (``aif-usage-writer``)."""
+    return not threading.current_thread().name.startswith(BACKGROUND_THREAD_PREFIXES)
 
 
 class AwsCallMeter:
@@ -253,6 +256,16 @@ class AwsCallMeter:
         while self._background_in_flight > 0 and time.perf_counter() < deadline:
             time.sleep(0.01)
 
+    def wait_idle(self, gateway: Any, timeout_s: float = 5.0) -> None:
+        """Wait (briefly polling) until ``gateway`` has no background work queued or running: records
+        (its usage writer), settlements and refreshes (its refresher's jobs), and no call under way."""
+        if gateway.usage_writer is not None:
+            gateway.usage_writer.drain(timeout_s)
+        refresher = gateway.gate._refresher  # the one the caches and the gate share
+        deadline = time.perf_counter() + timeout_s
+        while (refresher._in_flight or self._background_in_flight > 0) and time.perf_counter() < deadline:
+            time.sleep(0.0002)
+
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
@@ -320,8 +333,12 @@ def _loop(
     max_seconds: float = 300.0,
     gc_off: bool = False,
     make_event: Callable[[str], dict[str, Any]] = chat_event,
+    between: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
-    """Warm up, then time ``requests`` calls; overhead = total - provider time - AWS service time."""
+    """Warm up, then time ``requests`` calls; overhead = total - provider time - AWS service time.
+
+    ``between``: run before each timed call, outside the timed span (the server set-ups wait there for
+    the previous request's record write: in Lambda a model call separates requests, here none does)."""
     for _ in range(warmup):
         response = call(make_event(key))
         if response["statusCode"] != 200:
@@ -329,7 +346,7 @@ def _loop(
     if meter is not None:
         meter.settle()  # the warm-up's background refreshes belong to the warm-up
         meter.reset()
-    totals, overheads, store_s = [], [], []
+    totals, overheads, store_s, cpu = [], [], [], []
     calls_histogram: Counter[int] = Counter()  # AWS calls made by one request -> requests
     gc.collect()
     if gc_off:
@@ -339,12 +356,15 @@ def _loop(
     for _ in range(requests):
         if time.perf_counter() > deadline:
             break
+        if between is not None:
+            between()
         event = make_event(key)  # built outside the timed span: API Gateway hands it over ready-made
         aws_before = meter.seconds if meter is not None else 0.0
         calls_before = meter.total() if meter is not None else 0
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         response = call(event)
         elapsed = time.perf_counter() - start
+        cpu.append(time.thread_time() - cpu_start)
         if response["statusCode"] != 200:
             raise RuntimeError(f"request failed: {response}")
         aws_s = (meter.seconds - aws_before) if meter is not None else 0.0
@@ -365,6 +385,9 @@ def _loop(
         "rps": round(len(totals) / seconds, 1),
         "total": _summary(totals),
         "overhead": _summary(overheads),
+        # CPU time of the calling thread during the request (echo's few microseconds included): what the
+        # request itself costs, whatever else the machine runs (wall times above include waiting for a CPU).
+        "request_thread_cpu": _summary(cpu),
     }
     if meter is not None:
         result["aws_service_time"] = _summary(store_s)
@@ -479,12 +502,15 @@ class _KeyCapture:
         self.record = record
 
 
-def bench_lambda_canned(requests: int, warmup: int) -> dict[str, Any]:
-    """``lambda_handler`` as deployed, every DynamoDB call answered at once with a canned response.
+def bench_lambda_canned(requests: int, warmup: int, server: bool = False) -> dict[str, Any]:
+    """The deployed stores with every DynamoDB call answered at once with a canned response.
 
     The stores, their botocore clients and everything botocore does on our side run for real; only
     the service is replaced (at ``before-send``), with no moto in the process. This is the gateway's
     own overhead on the deployed path, store client work included and store latency excluded.
+    ``server=False``: the buffered ``lambda_handler`` (records written before it returns);
+    ``server=True``: the gateway as the deployed HTTP server builds it (``lambda_server``: records
+    written after the response) called as the server calls it, ``Gateway.handle``.
     """
     import boto3
     from botocore.awsrequest import AWSResponse
@@ -497,7 +523,7 @@ def bench_lambda_canned(requests: int, warmup: int) -> dict[str, Any]:
     bodies = {
         "GetItem": json.dumps({"Item": key_to_item(capture.record)}).encode(),
         "BatchGetItem": json.dumps({"Responses": {USAGE_TABLE: []}, "UnprocessedKeys": {}}).encode(),
-        "TransactWriteItems": b"{}",
+        "PutItem": b"{}",  # the usage record
         "UpdateItem": b"{}",  # the reservation on the feature's gate, and its settlement
     }
     headers: Any = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "bench"}
@@ -518,13 +544,23 @@ def bench_lambda_canned(requests: int, warmup: int) -> dict[str, Any]:
     os.environ["AIF_CONFIG_PATH"] = str(config_file)
     try:
         handler._gateway = None
-        gateway = handler.build_gateway()  # its clients copy the session's hooks when first created
+        # Its clients copy the session's hooks when first created.
+        gateway = handler.build_gateway(write_behind=server)
         provider = TimedEcho()
         gateway.providers = {**gateway.providers, "echo": provider}
         handler._gateway = gateway
         context = LambdaContext()
+        call: Callable[[dict[str, Any]], Any] = gateway.handle
+        if not server:
+            call = lambda e: handler.lambda_handler(e, context)  # noqa: E731
+
+        def between() -> None:
+            meter.wait_idle(gateway)
+
         with stdout_to_devnull():
-            return _loop(lambda e: handler.lambda_handler(e, context), key, provider, requests, warmup, meter)
+            result = _loop(call, key, provider, requests, warmup, meter, between=between)
+            gateway.drain(10.0)
+            return result
     finally:
         handler._gateway = None
         config_file.unlink(missing_ok=True)
@@ -569,14 +605,16 @@ def bench_lambda_dynamodb(
         os.environ["AIF_CONFIG_PATH"] = str(config_file)
         try:
             handler._gateway = None
-            gateway = handler.build_gateway()
+            # As the deployed server (``lambda_server``) builds it and calls it: records written after
+            # the response by the usage writer.
+            gateway = handler.build_gateway(write_behind=True)
             provider = TimedEcho()
             gateway.providers = {**gateway.providers, "echo": provider}
-            handler._gateway = gateway
-            context = LambdaContext()
 
             def call(event: dict[str, Any]) -> dict[str, Any]:
-                return handler.lambda_handler(event, context)
+                response = gateway.handle(event)
+                assert isinstance(response, dict)
+                return response
 
             with stdout_to_devnull():
                 # The first request on a fresh execution environment: every cache is empty.
@@ -589,9 +627,14 @@ def bench_lambda_dynamodb(
                 # moto deep-copies the whole table on every transaction; the cyclic collections its
                 # garbage would set off inside later requests' timing are moto's cost, not ours, so the
                 # collector is paused for this loop (the lambda-memory set-up keeps it on).
-                burst = _loop(call, key, provider, requests, warmup, meter, gc_off=True)
+
+                def between() -> None:
+                    meter.wait_idle(gateway)
+
+                burst = _loop(call, key, provider, requests, warmup, meter, gc_off=True, between=between)
                 paced = _paced(call, key, meter, paced_seconds, paced_rps)
                 idle = _after_idle(call, key, meter, gateway)
+                gateway.drain(10.0)
         finally:
             handler._gateway = None
             config_file.unlink(missing_ok=True)
@@ -695,6 +738,7 @@ def run(
         "core_apis": bench_core_apis(requests, warmup),
         "lambda_memory": bench_lambda_memory(requests, warmup),
         "lambda_canned": bench_lambda_canned(requests, warmup),
+        "server_canned": bench_lambda_canned(requests, warmup, server=True),
         "lambda_dynamodb": bench_lambda_dynamodb(
             dynamo_requests, min(50, warmup // 5), paced_seconds, paced_rps
         ),

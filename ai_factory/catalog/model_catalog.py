@@ -36,6 +36,7 @@ from ai_factory.catalog.evidence import SuiteEvidence, Waiver, missing_suites, p
 from aif_gateway.capabilities import ModelCapabilities
 from aif_gateway.config import (
     CLASSIFICATIONS,
+    GUARD_SCOPES,
     GatewayConfig,
     GuardrailPrices,
     Modality,
@@ -771,6 +772,13 @@ def _parse_route(check: _Checker, raw: Any, index: int, models: Mapping[str, Cat
     extra = {str(k): v for k, v in raw.items() if k not in _ROUTE_FIELDS}
     if extra.get("prompt_cache", "off") not in ("off", "auto"):
         raise check.fail(entry, "prompt_cache", "must be auto (cache points after system and tools) or off")
+    if extra.get("guard_scope", "latest") not in GUARD_SCOPES:
+        raise check.fail(
+            entry,
+            "guard_scope",
+            "must be latest (the guardrail assesses the newest user turn and its tool results) or all "
+            f"(the whole conversation and system prompt on every call), got {extra['guard_scope']!r}",
+        )
     assert alias is not None
     timeouts = _parse_timeouts(check, raw, entry)
     return CatalogRoute(alias=alias, targets=targets, modality=modalities[0], extra=extra, timeouts=timeouts)
@@ -942,6 +950,7 @@ class ModelCatalog:
                 targets=targets,
                 timeouts=route.timeouts,
                 prompt_cache=auto_cache,
+                guard_scope=route.extra.get("guard_scope"),
             )
         overrides.setdefault("model_aliases", self.model_aliases)
         return GatewayConfig(routes=routes, **overrides)

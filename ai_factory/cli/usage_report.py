@@ -4,8 +4,8 @@ The report is built from the usage ledger's audit records (one per request that 
 
 * local mode: ``SqliteLedger.list_usage`` (the ``ai-factory serve`` database);
 * AWS: the gateway's DynamoDB usage table. The month's team/feature partitions are found with one
-  Scan of the table filtered to the month counters (``COUNTER#{team}#{feature}`` / ``MONTH#{month}``),
-  then each ``LEDGER#{team}#{feature}#{month}`` partition is read with a Query.
+  Scan of the table filtered to the month's audit records (``LEDGER#{team}#{feature}#{month}``, keys
+  only), then each partition is read with a Query.
 
 Cost of the AWS path, so nobody is surprised: a filtered Scan still *reads* (and bills) every item in
 the table, whatever the filter keeps — about 0.5 read units per 4 KB on-demand, eventually consistent;
@@ -107,21 +107,24 @@ def summarize_usage(
 
 
 def month_partitions(client: Any, table: str, month: str, team: str | None = None) -> list[tuple[str, str]]:
-    """(team, feature) pairs with a month counter for ``month``: one paginated, filtered Scan (see the
-    module docstring for what it costs)."""
-    prefix = f"COUNTER#{team}#" if team else "COUNTER#"
+    """(team, feature) pairs with audit records in ``month``: one paginated, filtered Scan (see the module
+    docstring for what it costs; a Scan reads the same pages whatever its filter keeps)."""
+    prefix = f"LEDGER#{team}#" if team else "LEDGER#"
+    suffix = f"#{month}"
     kwargs: dict[str, Any] = {
         "TableName": table,
-        "FilterExpression": "begins_with(pk, :prefix) AND sk = :month",
-        "ExpressionAttributeValues": {":prefix": {"S": prefix}, ":month": {"S": f"MONTH#{month}"}},
+        "FilterExpression": "begins_with(pk, :prefix) AND contains(pk, :month)",
+        "ExpressionAttributeValues": {":prefix": {"S": prefix}, ":month": {"S": suffix}},
         "ProjectionExpression": "pk",
     }
     pairs: set[tuple[str, str]] = set()
     while True:
         resp = client.scan(**kwargs)
         for item in resp.get("Items", []):
-            _, item_team, item_feature = item["pk"]["S"].split("#", 2)
-            pairs.add((item_team, item_feature))
+            pk = item["pk"]["S"]
+            if pk.endswith(suffix):  # names hold no "#", so the month is the key's last part
+                _, item_team, item_feature, _ = pk.split("#", 3)
+                pairs.add((item_team, item_feature))
         if "LastEvaluatedKey" not in resp:
             return sorted(pairs)
         kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]

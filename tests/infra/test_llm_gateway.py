@@ -288,6 +288,12 @@ def test_stage_throttling_logging_and_tracing(default_gateway: Synthesized) -> N
     assert {"requestId", "ip", "httpMethod", "status", "responseLength"} <= set(fields)
 
 
+def test_guardrail_scope_prop_sets_what_the_runtime_reads(build_gateway: Callable[..., Synthesized]) -> None:
+    syn = build_gateway({"guardrail_scope": "all"})
+    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway/run.sh"})["Properties"]
+    assert fn["Environment"]["Variables"]["AIF_GUARDRAIL_SCOPE"] == "all"
+
+
 def test_custom_throttling_and_stage_name(build_gateway: Callable[..., Synthesized]) -> None:
     syn = build_gateway({"throttling_rate_limit": 7.5, "throttling_burst_limit": 15, "stage_name": "v2"})
     stage = only(syn, "AWS::ApiGateway::Stage")["Properties"]
@@ -495,6 +501,7 @@ def test_gateway_function(default_gateway: Synthesized) -> None:
     version_id = syn.stack.get_logical_id(syn.gateway.guardrail_version)
     assert env["AIF_GUARDRAIL_ID"] == {"Fn::GetAtt": [guardrail_id, "GuardrailId"]}
     assert env["AIF_GUARDRAIL_VERSION"] == {"Fn::GetAtt": [version_id, "Version"]}
+    assert env["AIF_GUARDRAIL_SCOPE"] == "latest"  # the newest user turn and its tool results
     assert fn["LoggingConfig"]["LogGroup"] == ref(syn, syn.gateway.function.log_group)
 
 
@@ -610,6 +617,7 @@ class _FakeEndpoint:
         ({"powertools_layer_version": 0}, "powertools_layer_version"),
         ({"guardrail_content_filters": {"HATE": ("HUGE", "HIGH")}}, "guardrail_content_filters['HATE']"),
         ({"guardrail_pii_actions": {"EMAIL": "DROP"}}, "guardrail_pii_actions['EMAIL']"),
+        ({"guardrail_scope": "everything"}, "guardrail_scope"),
     ],
 )
 def test_invalid_props_name_construct_and_field(

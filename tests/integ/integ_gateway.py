@@ -28,14 +28,14 @@ answer.expect(
     )
 )
 
-# 2. The ledger: the feature's monthly counter item exists after one request.
+# 2. The usage table: the feature's monthly gate (reservations and settled spend) exists after one request.
 ledger = integ.assertions.aws_api_call(
     "DynamoDB",
     "query",
     {
         "TableName": gateway.gateway.usage_table.table_name,
         "KeyConditionExpression": "pk = :pk AND begins_with(sk, :month)",
-        "ExpressionAttributeValues": {":pk": {"S": f"COUNTER#{TEAM}#{FEATURE}"}, ":month": {"S": "MONTH#"}},
+        "ExpressionAttributeValues": {":pk": {"S": f"GATE#{TEAM}#{FEATURE}"}, ":month": {"S": "MONTH#"}},
     },
 )
 allow(ledger, ["dynamodb:Query"], [gateway.gateway.usage_table.table_arn])

@@ -1,5 +1,5 @@
-"""Catalog capabilities and the per-route automatic cache mode: parsed, validated, carried to the
-gateway's runtime config (and back through its JSON)."""
+"""Catalog capabilities and the per-route automatic cache mode and guardrail scope: parsed, validated,
+carried to the gateway's runtime config (and back through its JSON)."""
 
 from __future__ import annotations
 
@@ -70,3 +70,18 @@ def test_prompt_cache_must_be_auto_or_off() -> None:
     )
     with pytest.raises(CatalogError, match="route 'r': field 'prompt_cache'"):
         ModelCatalog.from_dict(catalog(prompt_cache=True))
+
+
+def test_guard_scope_reaches_the_route_and_is_validated() -> None:
+    def with_scope(scope: Any) -> dict[str, Any]:
+        raw = catalog()
+        raw["routes"][0]["guard_scope"] = scope
+        return raw
+
+    assert ModelCatalog.from_dict(catalog()).gateway_config().routes["r"].guard_scope is None
+    config = ModelCatalog.from_dict(with_scope("all")).gateway_config()
+    assert config.routes["r"].guard_scope == "all"
+    assert GatewayConfig.from_dict(json.loads(config.to_json())) == config
+    bad = r"route 'r': field 'guard_scope': must be latest .* got 'history'"
+    with pytest.raises(CatalogError, match=bad):
+        ModelCatalog.from_dict(with_scope("history"))

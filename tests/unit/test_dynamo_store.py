@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from aif_gateway.dynamo_quota import DynamoQuotaStore
 from aif_gateway.dynamo_store import (
     DynamoKeyStore,
     DynamoLedger,
@@ -30,7 +31,9 @@ from aif_gateway.dynamo_store import (
     ledger_key,
     make_client,
     usage_from_item,
+    usage_to_item,
 )
+from aif_gateway.quota import Carry, Claim, Limits
 from aif_gateway.records import (
     ApiKeyRecord,
     LedgerWriteError,
@@ -38,6 +41,8 @@ from aif_gateway.records import (
     UsageRecord,
     UsageSnapshot,
     generate_key,
+    minute_of,
+    month_of,
 )
 
 KEYS_TABLE = "aif-keys"
@@ -232,21 +237,34 @@ def test_key_read_failure_is_a_store_error(aws_env: None) -> None:
 # --- ledger ------------------------------------------------------------------------------------
 
 
-def month_counter(
-    client: Any,
-    team: str = "search",
-    feature: str = "summaries",
-    now: datetime = NOW,
-    table: str = USAGE_TABLE,
-) -> dict[str, Any]:
-    key = {"pk": {"S": f"COUNTER#{team}#{feature}"}, "sk": {"S": f"MONTH#{now:%Y-%m}"}}
-    return client.get_item(TableName=table, Key=key)["Item"]
+def _settle(client: Any, usage: UsageRecord, table: str = USAGE_TABLE) -> None:
+    """What the gateway does for a request besides recording it: reserve, then settle to its cost."""
+    store = DynamoQuotaStore(table, client=client)
+    claim = Claim(
+        usage.team,
+        usage.feature,
+        month_of(usage.timestamp),
+        minute_of(usage.timestamp),
+        usage.timestamp.timestamp(),
+        usage.cost_usd,
+        10,
+    )
+    store.reserve(claim, Limits(100.0, 1000, 1_000_000, 32), Carry())
+    store.apply(
+        usage.team,
+        usage.feature,
+        claim.month,
+        Carry(0.0, usage.cost_usd, claim.minute, 0, -1, 1),
+    )
 
 
-def test_record_writes_the_audit_item_and_both_counters(ddb: Any) -> None:
+def test_record_writes_the_audit_item_alone_with_one_put(ddb: Any) -> None:
     ledger = DynamoLedger(USAGE_TABLE, client=ddb)
     usage = make_usage(extra={"caller": "batch"}, prompt_name="summary")
+    calls: list[str] = []
+    ddb.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
     ledger.record(usage)
+    assert calls == ["PutItem"]  # no transaction, no counter item: nothing another request contends for
 
     stored = ddb.get_item(TableName=USAGE_TABLE, Key=ledger_key(usage))["Item"]
     assert stored["pk"] == {"S": "LEDGER#search#summaries#2026-11"}
@@ -254,51 +272,47 @@ def test_record_writes_the_audit_item_and_both_counters(ddb: Any) -> None:
     assert stored["cost_usd"] == {"N": "0.0123"}  # via str(): no binary-expansion digits
     assert "error_type" not in stored  # None fields are left out
     assert usage_from_item(stored) == usage
-
-    counter = month_counter(ddb)
-    assert counter["requests"] == {"N": "1"}
-    assert counter["cost_usd"] == {"N": "0.0123"}
-    assert {k: counter[k]["N"] for k in ("input_tokens", "output_tokens")} == {
-        "input_tokens": "1200",
-        "output_tokens": "300",
-    }
-    assert counter["cache_read_tokens"] == {"N": "1000"}
-    assert counter["cache_write_tokens"] == {"N": "50"}
-    assert "ttl" not in counter
+    assert len(ddb.scan(TableName=USAGE_TABLE)["Items"]) == 1
 
 
-def test_minute_counter_expires_an_hour_after_its_minute(ddb: Any) -> None:
-    DynamoLedger(USAGE_TABLE, client=ddb).record(make_usage())
-    key = {"pk": {"S": "COUNTER#search#summaries"}, "sk": {"S": "MINUTE#2026-11-25T14:07"}}
-    item = ddb.get_item(TableName=USAGE_TABLE, Key=key)["Item"]
-    assert item["requests"] == {"N": "1"}
-    assert int(item["ttl"]["N"]) == int(datetime(2026, 11, 25, 15, 7, tzinfo=UTC).timestamp())
-
-
-def test_the_same_request_twice_counts_once(ddb: Any) -> None:
+def test_the_same_request_twice_is_recorded_once(ddb: Any) -> None:
     ledger = DynamoLedger(USAGE_TABLE, client=ddb)
     usage = make_usage()
     ledger.record(usage)
-    ledger.record(usage)  # a replayed spill, or a retry after a lost response
+    ledger.record(replace(usage, cost_usd=99.0))  # a replayed spill, or a retry after a lost response
+    stored = ddb.get_item(TableName=USAGE_TABLE, Key=ledger_key(usage))["Item"]
+    assert stored["cost_usd"] == {"N": "0.0123"}  # the first write stands
+    assert len(ddb.scan(TableName=USAGE_TABLE)["Items"]) == 1
 
-    snap = ledger.snapshot("search", "summaries", NOW)
-    assert snap == UsageSnapshot("2026-11", 0.0123, "2026-11-25T14:07", 1)
-    assert month_counter(ddb)["input_tokens"] == {"N": "1200"}
 
-
-def test_snapshot_sums_requests_and_separates_minutes_months_and_features(ddb: Any) -> None:
+def test_snapshot_reads_the_features_gate(ddb: Any) -> None:
+    """The sums budgets read are the gate's (settled cost, admitted requests this minute), not the ledger's:
+    recording alone counts nothing, settling does."""
     ledger = DynamoLedger(USAGE_TABLE, client=ddb)
-    ledger.record(make_usage("a", cost_usd=0.1))
-    ledger.record(make_usage("b", cost_usd=0.2, timestamp=NOW + timedelta(seconds=20)))
-    ledger.record(make_usage("c", cost_usd=0.4, timestamp=NOW + timedelta(minutes=1)))
-    ledger.record(make_usage("d", cost_usd=5.0, feature="other"))
-    ledger.record(make_usage("e", cost_usd=7.0, timestamp=datetime(2026, 12, 1, tzinfo=UTC)))
+    usage = make_usage()
+    ledger.record(usage)
+    assert ledger.snapshot("search", "summaries", NOW) == UsageSnapshot("2026-11", 0.0, "2026-11-25T14:07", 0)
+    _settle(ddb, usage)
+    assert ledger.snapshot("search", "summaries", NOW) == UsageSnapshot(
+        "2026-11", 0.0123, "2026-11-25T14:07", 1
+    )
+
+
+def test_snapshot_separates_minutes_months_and_features(ddb: Any) -> None:
+    ledger = DynamoLedger(USAGE_TABLE, client=ddb)
+    _settle(ddb, make_usage("a", cost_usd=0.1))
+    _settle(ddb, make_usage("b", cost_usd=0.2, timestamp=NOW + timedelta(seconds=20)))
+    _settle(ddb, make_usage("d", cost_usd=5.0, feature="other"))
+    _settle(ddb, make_usage("e", cost_usd=7.0, timestamp=datetime(2026, 12, 1, tzinfo=UTC)))
 
     snap = ledger.snapshot("search", "summaries", NOW)
     assert snap.month == "2026-11" and snap.minute == "2026-11-25T14:07"
-    assert snap.spent_usd == 0.7  # decimal arithmetic in DynamoDB: 0.1 + 0.2 + 0.4 exactly
+    assert snap.spent_usd == pytest.approx(0.3)
     assert snap.requests_this_minute == 2
-    assert ledger.snapshot("search", "summaries", NOW + timedelta(minutes=1)).requests_this_minute == 1
+    assert ledger.snapshot("search", "summaries", NOW + timedelta(minutes=1)).requests_this_minute == 0
+    _settle(ddb, make_usage("c", cost_usd=0.4, timestamp=NOW + timedelta(minutes=1)))
+    later = ledger.snapshot("search", "summaries", NOW + timedelta(minutes=1))
+    assert (later.spent_usd, later.requests_this_minute) == (pytest.approx(0.7), 1)
     assert ledger.snapshot("search", "other", NOW).spent_usd == 5.0
     december = ledger.snapshot("search", "summaries", datetime(2026, 12, 1, 0, 0, 30, tzinfo=UTC))
     assert (december.spent_usd, december.requests_this_minute) == (7.0, 1)
@@ -309,28 +323,24 @@ def test_snapshot_of_nothing_is_zero(ddb: Any) -> None:
     assert snap == UsageSnapshot("2026-11", 0.0, "2026-11-25T14:07", 0)
 
 
-def _snapshot_keys() -> list[dict[str, Any]]:
-    pk = {"S": "COUNTER#search#summaries"}
-    return [{"pk": pk, "sk": {"S": "MONTH#2026-11"}}, {"pk": pk, "sk": {"S": "MINUTE#2026-11-25T14:07"}}]
+def _gate_key() -> dict[str, Any]:
+    return {"pk": {"S": "GATE#search#summaries"}, "sk": {"S": "MONTH#2026-11"}}
 
 
 def test_snapshot_retries_unprocessed_keys(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("aif_gateway.dynamo_store.time.sleep", lambda _: None)
     client = boto3.client("dynamodb", region_name="us-east-1")
-    month_key, minute_key = _snapshot_keys()
+    gate = _gate_key()
+    request = {"RequestItems": {USAGE_TABLE: {"Keys": [gate], "ConsistentRead": True}}}
     with Stubber(client) as stub:
         stub.add_response(
             "batch_get_item",
-            {
-                "Responses": {USAGE_TABLE: [{**month_key, "cost_usd": {"N": "2.5"}}]},
-                "UnprocessedKeys": {USAGE_TABLE: {"Keys": [minute_key], "ConsistentRead": True}},
-            },
-            {"RequestItems": {USAGE_TABLE: {"Keys": [month_key, minute_key], "ConsistentRead": True}}},
+            {"Responses": {}, "UnprocessedKeys": {USAGE_TABLE: {"Keys": [gate], "ConsistentRead": True}}},
+            request,
         )
+        item = {**gate, "spent_usd": {"N": "2.5"}, "minute": {"S": "2026-11-25T14:07"}}
         stub.add_response(
-            "batch_get_item",
-            {"Responses": {USAGE_TABLE: [{**minute_key, "requests": {"N": "9"}}]}},
-            {"RequestItems": {USAGE_TABLE: {"Keys": [minute_key], "ConsistentRead": True}}},
+            "batch_get_item", {"Responses": {USAGE_TABLE: [{**item, "minute_requests": {"N": "9"}}]}}, request
         )
         snap = DynamoLedger(USAGE_TABLE, client=client).snapshot("search", "summaries", NOW)
         stub.assert_no_pending_responses()
@@ -340,7 +350,7 @@ def test_snapshot_retries_unprocessed_keys(aws_env: None, monkeypatch: pytest.Mo
 def test_snapshot_gives_up_when_keys_stay_unprocessed(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("aif_gateway.dynamo_store.time.sleep", lambda _: None)
     client = boto3.client("dynamodb", region_name="us-east-1")
-    keys = _snapshot_keys()
+    keys = [_gate_key()]
     with Stubber(client) as stub:
         for _ in range(5):
             stub.add_response(
@@ -353,53 +363,36 @@ def test_snapshot_gives_up_when_keys_stay_unprocessed(aws_env: None, monkeypatch
 
 @pytest.mark.parametrize(
     ("code", "status"),
-    [("ProvisionedThroughputExceededException", 400), ("InternalServerError", 500)],
+    [
+        ("ProvisionedThroughputExceededException", 400),
+        ("ThrottlingException", 400),
+        ("InternalServerError", 500),
+    ],
 )
 def test_a_failed_write_raises_ledger_write_error(aws_env: None, code: str, status: int) -> None:
     client = boto3.client("dynamodb", region_name="us-east-1")
     with Stubber(client) as stub:
-        stub.add_client_error("transact_write_items", service_error_code=code, http_status_code=status)
+        stub.add_client_error("put_item", service_error_code=code, http_status_code=status)
         with pytest.raises(LedgerWriteError) as info:
             DynamoLedger(USAGE_TABLE, client=client).record(make_usage())
         stub.assert_no_pending_responses()
     assert code in str(info.value.__cause__)
 
 
-def _cancelled(stub: Stubber, codes: list[str], modeled: bool = True) -> None:
-    message = (
-        f"Transaction cancelled, please refer cancellation reasons for specific reasons [{', '.join(codes)}]"
-    )
-    stub.add_client_error(
-        "transact_write_items",
-        service_error_code="TransactionCanceledException",
-        service_message=message,
-        modeled_fields={"CancellationReasons": [{"Code": c} for c in codes]} if modeled else None,
-    )
-
-
-@pytest.mark.parametrize("modeled", [True, False])
-def test_cancelled_only_by_the_ledger_condition_means_already_recorded(aws_env: None, modeled: bool) -> None:
+def test_the_records_condition_failing_means_already_recorded(aws_env: None) -> None:
     client = boto3.client("dynamodb", region_name="us-east-1")
+    usage = make_usage()
     with Stubber(client) as stub:
-        _cancelled(stub, ["ConditionalCheckFailed", "None", "None"], modeled)
-        DynamoLedger(USAGE_TABLE, client=client).record(make_usage())  # no exception
+        expected = {
+            "TableName": USAGE_TABLE,
+            "Item": usage_to_item(usage),
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+        stub.add_client_error(
+            "put_item", service_error_code="ConditionalCheckFailedException", expected_params=expected
+        )
+        DynamoLedger(USAGE_TABLE, client=client).record(usage)  # no exception
         stub.assert_no_pending_responses()
-
-
-@pytest.mark.parametrize(
-    "codes",
-    [
-        ["None", "TransactionConflict", "None"],
-        ["ConditionalCheckFailed", "TransactionConflict", "None"],
-        ["None", "None", "ValidationError"],
-    ],
-)
-def test_other_cancellations_raise_ledger_write_error(aws_env: None, codes: list[str]) -> None:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    with Stubber(client) as stub:
-        _cancelled(stub, codes)
-        with pytest.raises(LedgerWriteError):
-            DynamoLedger(USAGE_TABLE, client=client).record(make_usage())
 
 
 def test_a_non_finite_value_raises_ledger_write_error_before_calling_aws(aws_env: None) -> None:
@@ -459,25 +452,18 @@ def usage_batches(draw: st.DrawFn) -> list[UsageRecord]:
 # The ``ddb`` fixture (one moto backend and client) is shared by all examples; each gets its own table.
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=usage_batches(), replay=st.data())
-def test_records_round_trip_and_counters_agree(ddb: Any, batch: list[UsageRecord], replay: Any) -> None:
+def test_records_round_trip_and_replays_change_nothing(
+    ddb: Any, batch: list[UsageRecord], replay: Any
+) -> None:
     table = f"usage-{uuid.uuid4().hex}"
     create_usage_table(ddb, table)
     ledger = DynamoLedger(table, client=ddb)
     for usage in batch:
         ledger.record(usage)
     for usage in replay.draw(st.lists(st.sampled_from(batch), max_size=3)):
-        ledger.record(usage)  # replays must not count again
+        ledger.record(usage)  # replays must not write again
 
-    team, feature, now = batch[0].team, batch[0].feature, batch[0].timestamp
-    snap = ledger.snapshot(team, feature, now)
-    assert snap.requests_this_minute == len(batch)
-    expected = math.fsum(u.cost_usd for u in batch)
-    assert math.isclose(snap.spent_usd, expected, rel_tol=1e-9, abs_tol=1e-120)
-
-    counter = month_counter(ddb, team, feature, now, table)
-    for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
-        assert int(counter[name]["N"]) == sum(getattr(u, name) for u in batch)
-
+    assert len(ddb.scan(TableName=table)["Items"]) == len(batch)
     for usage in batch:
         stored = usage_from_item(ddb.get_item(TableName=table, Key=ledger_key(usage))["Item"])
         # DynamoDB cannot hold magnitudes below 1e-130: those are stored as 0.

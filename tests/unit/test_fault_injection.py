@@ -23,11 +23,13 @@ from moto import mock_aws
 
 from aif_gateway import spill_replay
 from aif_gateway.app import Gateway
+from aif_gateway.dynamo_quota import DynamoQuotaStore
 from aif_gateway.dynamo_store import DynamoKeyStore, DynamoLedger, create_tables, usage_from_item
 from aif_gateway.metering import CountingMetricsSink
 from aif_gateway.providers import BedrockProvider, EchoProvider
 from aif_gateway.records import ApiKeyRecord, UsageRecord, generate_key
 from aif_gateway.spill import SpillQueue
+from aif_gateway.usage_writer import UsageWriter
 
 KEYS, USAGE = "aif-keys", "aif-usage"
 NOW = datetime(2026, 11, 25, 12, 0, 30, tzinfo=UTC)
@@ -165,10 +167,14 @@ class World:
         self.clean_ledger = DynamoLedger(USAGE, self.ddb)
         self.audit: list[UsageRecord] = []
         self.clock = FakeClock()
+        # As deployed: the gate in the usage table, records written after the response (``chat`` drains).
+        self.quota = DynamoQuotaStore(USAGE, self.flaky_ddb)
         self.gateway = Gateway(
             make_config(),
             keys=self.keys,
             ledger=self.ledger,
+            quota=self.quota,
+            usage_writer=UsageWriter(),
             providers={"echo": EchoProvider()},
             spill=SpillQueue(self.queue_url, self.flaky_sqs),
             metrics=CountingMetricsSink(),
@@ -198,10 +204,11 @@ class World:
         body = json.dumps({"model": "echo", "messages": [{"role": "user", "content": "count me"}]})
         event = make_event("POST", "/v1/chat/completions", body, {"Authorization": f"Bearer {key}"})
         response = self.gateway.handle(event)
+        self.gateway.drain(5.0)  # what the writer does right after the response
         return response["statusCode"], response["headers"], json.loads(response["body"])
 
     def ledger_records(self) -> list[UsageRecord]:
-        items = self.ddb.scan(TableName=USAGE)["Items"]
+        items = self.ddb.scan(TableName=USAGE)["Items"]  # the gate item is not a record
         return [usage_from_item(i) for i in items if i["pk"]["S"].startswith("LEDGER#")]
 
     def replay_spilled(self) -> dict[str, Any]:
@@ -265,11 +272,16 @@ def test_stale_snapshot_refresh_failing_keeps_serving_on_the_cached_snapshot(wor
 
 def test_ledger_write_throttled_is_spilled_then_replayed_exactly_once(world: World) -> None:
     key = world.add_key()
-    world.flaky_ddb.fail_before["transact_write_items"] = [throttled("TransactWriteItems")]
+    world.flaky_ddb.fail_before["put_item"] = [throttled("PutItem")]
     status, _, body = world.chat(key)
     assert status == 200
     request_id = body["id"].removeprefix("chatcmpl-")
     assert world.ledger_records() == []
+    # Spilled, yet its cost already counts toward the budget: the gate was settled from the request.
+    (audit,) = world.audit
+    assert world.clean_ledger.snapshot("support", "summarizer", NOW).spent_usd == pytest.approx(
+        audit.cost_usd
+    )
     assert world.replay_spilled() == {"batchItemFailures": []}
     (record,) = world.ledger_records()
     assert record.request_id == request_id and record.cost_usd > 0
@@ -277,10 +289,11 @@ def test_ledger_write_throttled_is_spilled_then_replayed_exactly_once(world: Wor
 
 
 def test_ledger_write_that_committed_but_timed_out_is_counted_once_after_replay(world: World) -> None:
-    """The ambiguous failure: the transaction committed, the response was lost, the gateway spilled.
-    SQS delivers at least once, so the replay runs twice; the ledger item's condition keeps one count."""
+    """The ambiguous failure: the put landed, the response was lost, the gateway spilled.
+    SQS delivers at least once, so the replay runs twice; the ledger item's condition keeps one record,
+    and the feature's sums (on its gate, settled from the request itself) count the request once."""
     key = world.add_key()
-    world.flaky_ddb.fail_after["transact_write_items"] = [ReadTimeoutError(endpoint_url="https://dynamodb")]
+    world.flaky_ddb.fail_after["put_item"] = [ReadTimeoutError(endpoint_url="https://dynamodb")]
     assert world.chat(key)[0] == 200
     spilled = world.sqs.receive_message(QueueUrl=world.queue_url)["Messages"][0]
     for _ in range(2):
@@ -297,7 +310,7 @@ def test_ledger_and_spill_both_failing_log_the_full_record_which_replays(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     key = world.add_key()
-    world.flaky_ddb.fail_before["transact_write_items"] = [throttled("TransactWriteItems")]
+    world.flaky_ddb.fail_before["put_item"] = [throttled("PutItem")]
     world.flaky_sqs.fail_before["send_message"] = [throttled("SendMessage", "ThrottlingException")]
     with caplog.at_level(logging.CRITICAL, logger="aif_gateway"):
         status, _, body = world.chat(key)
@@ -314,13 +327,13 @@ def test_ledger_and_spill_both_failing_log_the_full_record_which_replays(
 
 def test_replay_failing_leaves_the_message_for_retry_and_the_dlq(world: World) -> None:
     key = world.add_key()
-    world.flaky_ddb.fail_before["transact_write_items"] = [throttled("TransactWriteItems")]
+    world.flaky_ddb.fail_before["put_item"] = [throttled("PutItem")]
     assert world.chat(key)[0] == 200
     messages = world.sqs.receive_message(QueueUrl=world.queue_url)["Messages"]
     # The replay Lambda has its own client (spill_replay._ledger); make its first write fail.
     replay_ledger = spill_replay._ledger()
     flaky = FlakyClient(replay_ledger.client)
-    flaky.fail_before["transact_write_items"] = [throttled("TransactWriteItems")]
+    flaky.fail_before["put_item"] = [throttled("PutItem")]
     replay_ledger._client = flaky
     event = {"Records": [{"messageId": messages[0]["MessageId"], "body": messages[0]["Body"]}]}
     assert spill_replay.handler(event) == {
@@ -336,8 +349,8 @@ def test_every_request_in_a_flaky_run_is_accounted_for(
     """Mixed faults over many requests: every request that reached a model is in the ledger after replay
     (or in an UNPERSISTED line), every request has exactly one audit line, nothing counts twice."""
     key = world.add_key()
-    world.flaky_ddb.fail_before["transact_write_items"] = [throttled("TransactWriteItems") for _ in range(5)]
-    world.flaky_ddb.fail_after["transact_write_items"] = []
+    world.flaky_ddb.fail_before["put_item"] = [throttled("PutItem") for _ in range(5)]
+    world.flaky_ddb.fail_after["put_item"] = []
     world.flaky_sqs.fail_before["send_message"] = [throttled("SendMessage", "ThrottlingException")]
     served: list[str] = []
     with caplog.at_level(logging.CRITICAL, logger="aif_gateway"):

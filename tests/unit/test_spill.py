@@ -127,13 +127,14 @@ def test_replay_records_good_messages_and_reports_the_malformed_one(aws: dict[st
     for usage in good:
         item = ddb.get_item(TableName=USAGE_TABLE, Key=ledger_key(usage))["Item"]
         assert usage_from_item(item) == usage
+    # A replay writes records only: the budget sums are on the feature's gate, which the gateway
+    # settled from the request itself when it answered (so a replay can neither add nor miss them).
     snap = DynamoLedger(USAGE_TABLE, client=ddb).snapshot("search", "summaries", NOW)
-    assert (snap.spent_usd, snap.requests_this_minute) == (0.75, 2)
+    assert (snap.spent_usd, snap.requests_this_minute) == (0.0, 0)
 
-    # SQS delivers the batch again (e.g. the function timed out): nothing is counted twice.
+    # SQS delivers the batch again (e.g. the function timed out): nothing is written twice.
     assert {f["itemIdentifier"] for f in spill_replay.handler(event, None)["batchItemFailures"]} == bad_ids
-    snap = DynamoLedger(USAGE_TABLE, client=ddb).snapshot("search", "summaries", NOW)
-    assert (snap.spent_usd, snap.requests_this_minute) == (0.75, 2)
+    assert len(ddb.scan(TableName=USAGE_TABLE)["Items"]) == len(good)
 
 
 class _FlakyLedger:

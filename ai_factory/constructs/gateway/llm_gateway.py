@@ -65,7 +65,7 @@ from ai_factory.platform.nag import (
 from ai_factory.platform.public_layers import layer_region, powertools_layer, web_adapter_layer
 from ai_factory.platform.secure_defaults import allow_cloudwatch_logs
 from aif_gateway import contract
-from aif_gateway.config import LEDGER_MARGIN_S
+from aif_gateway.config import GUARD_SCOPES, LEDGER_MARGIN_S
 
 EndpointType = Literal["regional", "private"]
 
@@ -137,6 +137,9 @@ class LlmGateway(Construct):
         Default: the pinned public layer for the function's architecture.
     :param guardrail_content_filters: ``{type: (input strength, output strength)}``.
     :param guardrail_pii_actions: ``{PII entity type: "ANONYMIZE" | "BLOCK"}``.
+    :param guardrail_scope: what the guardrail assesses on each call: ``"latest"`` (default) the newest
+        user turn and its tool results, ``"all"`` the whole conversation and system prompt. A catalog
+        route's ``guard_scope`` overrides it for that route (docs/gateway.md, "What it evaluates").
     :param gateway_config_overrides: extra ``GatewayConfig`` fields (timeouts, cache TTLs ...).
     :param configure_account_logging_role: see the prerequisite above. Default False.
     :param web_acl_arn: a regional AWS WAFv2 web ACL to associate with the API stage. Default: none.
@@ -169,6 +172,7 @@ class LlmGateway(Construct):
         web_adapter_layer_arn: str | None = None,
         guardrail_content_filters: Mapping[str, tuple[str, str]] | None = None,
         guardrail_pii_actions: Mapping[str, str] | None = None,
+        guardrail_scope: str = "latest",
         gateway_config_overrides: Mapping[str, Any] | None = None,
         configure_account_logging_role: bool = False,
         web_acl_arn: str | None = None,
@@ -188,6 +192,7 @@ class LlmGateway(Construct):
             powertools_layer_version=powertools_layer_version,
             filters=filters,
             pii_actions=pii_actions,
+            guardrail_scope=guardrail_scope,
         )
         self.timeouts = self._derive_timeouts(timeout)
         """The request's limits, all from ``timeout`` (API >= Lambda >= deadline + ledger margin)."""
@@ -266,6 +271,7 @@ class LlmGateway(Construct):
             contract.SPILL_QUEUE_URL_ENV: self.spill_queue.queue_url,
             contract.GUARDRAIL_ID_ENV: self.guardrail.attr_guardrail_id,
             contract.GUARDRAIL_VERSION_ENV: self.guardrail_version.attr_version,
+            contract.GUARDRAIL_SCOPE_ENV: guardrail_scope,
             contract.PROMPT_VIEW_URI_ENV: self.prompt_view_uri,
             contract.KNOWLEDGE_BASE_PREFIX_ENV: self.knowledge_base_parameter_prefix,
             contract.POWERTOOLS_SERVICE_NAME_ENV: contract.GATEWAY_SERVICE_NAME,
@@ -495,6 +501,7 @@ class LlmGateway(Construct):
         powertools_layer_version: int,
         filters: Mapping[str, tuple[str, str]],
         pii_actions: Mapping[str, str],
+        guardrail_scope: str,
     ) -> logs.RetentionDays:
         if endpoint_type not in ("regional", "private"):
             raise self._fail("endpoint_type", f"must be 'regional' or 'private', got {endpoint_type!r}")
@@ -523,6 +530,10 @@ class LlmGateway(Construct):
                 "powertools_layer_version", f"must be a positive integer, got {powertools_layer_version!r}"
             )
         guardrail_part.validate_policy(filters, pii_actions, self._fail)
+        if guardrail_scope not in GUARD_SCOPES:
+            raise self._fail(
+                "guardrail_scope", f"must be one of {', '.join(GUARD_SCOPES)}, got {guardrail_scope!r}"
+            )
         # Never-expiring logs are refused: the audit trail lives in the usage table, not in logs.
         retention = finite_retention(log_retention)
         if retention is None:

@@ -16,8 +16,9 @@ Request path, in order: size limit (413) -> API key (401) -> body (400) -> regis
 is named (404 prompt_not_found; 400 model or variables) -> route (404) -> key may use the route (403)
 -> the feature's clearance reaches a target of the route (403; targets below it are skipped)
 -> budget and rate (429) -> model call down the fallback chain, skipping targets whose capabilities
-cannot serve the request (503 when all fail, 429 when all were throttled) -> usage and audit
-record -> response. Records are written for every request that reached a model; a
+cannot serve the request (503 when all fail, 429 when all were throttled) -> audit line -> response,
+then the usage record's ledger write (after the response with a ``UsageWriter``, the deployed server's
+set-up; before it without one). Records are written for every request that reached a model; a
 ledger write that fails is spilled to a queue, and as a last resort logged in full, never dropped.
 """
 
@@ -92,6 +93,7 @@ from .streaming import (
     open_stream,
     relay,
 )
+from .usage_writer import UsageWriter
 
 log = logging.getLogger("aif_gateway")
 
@@ -121,6 +123,7 @@ class Gateway:
         refresh_executor: Executor | None = None,
         retrieval: RetrievalService | None = None,
         quota: QuotaStore | None = None,
+        usage_writer: UsageWriter | None = None,
     ) -> None:
         self.config = config
         # The registry's runtime view (cached; re-read at most every ttl). None: no prompts published.
@@ -138,6 +141,11 @@ class Gateway:
         # Reservations against the feature's shared gate (budget, rpm, tpm, concurrency): the store every
         # instance shares in AWS (DynamoDB); without one, this process's own gates.
         self.gate = Gate(quota if quota is not None else MemoryQuotaStore(), refresher)
+        # With a writer, usage records are written after the response (``usage_writer``); without one,
+        # before it. Either way through ``persist``: ledger, else spill queue, else the log.
+        self.usage_writer = usage_writer
+        if usage_writer is not None:
+            usage_writer.bind(self.persist)
         self.router = Router(config.breaker_failure_threshold, config.breaker_cooldown_s, clock)
         self.feedback = FeedbackService(ledger, self.metrics)
         # Knowledge bases a RagFeature registered (SSM in AWS); none unless configured.
@@ -324,7 +332,8 @@ class Gateway:
         unfit: Callable[[ModelTarget], str | None],
     ) -> StreamingResponse:
         """ConverseStream (or the provider's stream) relayed chunk by chunk (``streaming``): fallback
-        until the first model event, none after; the usage record is written before ``[DONE]``."""
+        until the first model event, none after; the usage record is complete (audit line out, ledger
+        write handed over or done) before ``[DONE]``."""
         outcome: RouteOutcome[OpenedStream] = self._call_models(
             call,
             key,
@@ -663,8 +672,26 @@ class Gateway:
         self._emit(record, fell_back=outcome.fell_back, breaker_opened=len(outcome.breaker_opened))
 
     def _persist(self, record: UsageRecord) -> None:
-        """The one synchronous AWS call of a request (besides the model). Never loses the record."""
+        """The audit line now; the ledger write now, or after the response with a usage writer."""
         self._audit(record)
+        if self.usage_writer is not None:
+            self.usage_writer.submit(record)
+        else:
+            self.persist(record)
+
+    def drain(self, timeout_s: float | None = None) -> int:
+        """Write what is still pending (usage records, gate settlements), waiting at most ``timeout_s``.
+        For shutdown (the deployed server on SIGTERM) and tests; returns the records left (logged in
+        full)."""
+        left = self.usage_writer.drain(timeout_s) if self.usage_writer is not None else 0
+        try:
+            self.gate.flush()
+        except Exception:  # the reservations stay counted in full: the budget errs on the safe side
+            log.exception("flushing gate settlements failed")
+        return left
+
+    def persist(self, record: UsageRecord) -> None:
+        """Write a usage record: ledger, else spill queue, else the full record in the log. Never raises."""
         try:
             self.ledger.record(record)
             return

@@ -17,8 +17,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aif_gateway.contract import GATE_KEY_PREFIX, MONTH_KEY_PREFIX
-from aif_gateway.dynamo_store import _aws_errors, _error_code, _n, _s, _to_float, _to_int, make_client
+from aif_gateway.dynamo_store import (
+    _aws_errors,
+    _error_code,
+    _n,
+    _s,
+    _to_float,
+    _to_int,
+    gate_key,
+    make_client,
+)
 from aif_gateway.quota import Carry, Claim, GateState, Limits, QuotaExceeded, refusal, slots_leaked
 from aif_gateway.records import StoreError
 
@@ -28,10 +36,6 @@ if TYPE_CHECKING:
 
 _ATTEMPTS = 6  # races on the minute roll-over or a slot reset, then StoreError
 _ADDS = "committed_usd :c, spent_usd :sp, in_flight :s, settled_requests :sr"
-
-
-def gate_key(team: str, feature: str, month: str) -> dict[str, AttributeValueTypeDef]:
-    return {"pk": _s(f"{GATE_KEY_PREFIX}{team}#{feature}"), "sk": _s(f"{MONTH_KEY_PREFIX}{month}")}
 
 
 def gate_from_item(item: dict[str, Any] | None) -> GateState:

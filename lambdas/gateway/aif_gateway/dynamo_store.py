@@ -3,10 +3,11 @@
 Table schemas are shared with the CDK construct:
 
 * keys table: partition key ``key_hash``; GSI ``by-key-id`` (partition key ``key_id``, projection ALL).
-* usage table: ``pk``/``sk`` with TTL attribute ``ttl``, holding three item kinds per request:
-  ``LEDGER#{team}#{feature}#{YYYY-MM}`` / ``{timestamp}#{request_id}`` (the audit record),
-  ``COUNTER#{team}#{feature}`` / ``MONTH#{YYYY-MM}`` (spend and token sums) and
-  ``COUNTER#{team}#{feature}`` / ``MINUTE#{YYYY-MM-DDTHH:MM}`` (request count, expires after an hour).
+* usage table: ``pk``/``sk`` with TTL attribute ``ttl``. Per request one audit record,
+  ``LEDGER#{team}#{feature}#{YYYY-MM}`` / ``{timestamp}#{request_id}``, written with one ``PutItem``
+  (no transaction, no counter: an item of its own, so requests never contend for it). The feature's
+  running sums live on its quota gate, ``GATE#{team}#{feature}`` / ``MONTH#{YYYY-MM}``
+  (``aif_gateway.dynamo_quota``), added to with atomic ``ADD`` updates when requests settle.
   Human feedback: ``FEEDBACK#{team}#{feature}#{YYYY-MM}`` / ``{request_id}`` (one per request, the
   request's month, so a feature-month's feedback is one Query). GSI ``by-request-id`` (partition key
   ``request_id``, KEYS_ONLY) finds a request's audit record; only audit records carry a ``request_id``
@@ -26,11 +27,11 @@ import math
 import os
 import time
 from dataclasses import fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from aif_gateway.contract import KEY_ID_INDEX, MONTH_KEY_PREFIX, REQUEST_ID_INDEX
+from aif_gateway.contract import GATE_KEY_PREFIX, KEY_ID_INDEX, MONTH_KEY_PREFIX, REQUEST_ID_INDEX
 from aif_gateway.records import DEFAULT_MAX_CONCURRENCY as DEFAULT_CONC
 from aif_gateway.records import DEFAULT_TOKENS_PER_MINUTE as DEFAULT_TPM
 from aif_gateway.records import (
@@ -101,18 +102,11 @@ def create_tables(
         )
 
 
-MINUTE_COUNTER_TTL = timedelta(hours=1)
 # DynamoDB numbers cannot be closer to zero than this; smaller magnitudes are stored as 0.
 _DDB_MIN_MAGNITUDE = Decimal("1E-130")
 _BATCH_GET_ATTEMPTS = 5
 _USAGE_FIELDS = {f.name for f in fields(UsageRecord)}
 _USAGE_FLOAT_FIELDS = {"cost_usd", "latency_ms"}
-_COUNTER_FIELDS = (
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-)
 
 
 def make_client() -> DynamoDBClient:
@@ -348,8 +342,9 @@ def ledger_key(usage: UsageRecord) -> dict[str, AttributeValueTypeDef]:
     }
 
 
-def _counter_pk(team: str, feature: str) -> AttributeValueTypeDef:
-    return _s(f"COUNTER#{team}#{feature}")
+def gate_key(team: str, feature: str, month: str) -> dict[str, AttributeValueTypeDef]:
+    """Primary key of a feature's quota gate for a month (``aif_gateway.dynamo_quota``)."""
+    return {"pk": _s(f"{GATE_KEY_PREFIX}{team}#{feature}"), "sk": _s(f"{MONTH_KEY_PREFIX}{month}")}
 
 
 def usage_to_item(usage: UsageRecord) -> dict[str, AttributeValueTypeDef]:
@@ -387,7 +382,7 @@ def usage_from_item(item: dict[str, Any]) -> UsageRecord:
 
 
 class DynamoLedger:
-    """Usage records and per-feature counters in the usage table."""
+    """Usage records (and feedback) in the usage table; the sums budgets read are on the quota gate."""
 
     def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
         self.table_name = table_name
@@ -400,77 +395,40 @@ class DynamoLedger:
         return self._client
 
     def record(self, usage: UsageRecord) -> None:
-        """Write the audit record and add it to the month and minute counters in one transaction.
+        """Put the audit record: one ``PutItem`` on an item of its own, no transaction, no counter.
 
-        The audit record's ``attribute_not_exists`` condition makes this idempotent: when the only
-        reason the transaction was cancelled is that condition, the request was already counted.
+        Idempotent on the request: the item's key holds the request id and the put is conditional on
+        ``attribute_not_exists``, so a replay or a retry after a lost response finds the record there and
+        changes nothing (``ConditionalCheckFailedException`` means "already recorded"). The request's
+        cost reaches the feature's sums through its gate's settlement (``aif_gateway.quota``), not here,
+        so a record that is spilled and replayed later never counts twice or goes uncounted.
         Raises LedgerWriteError for anything else (after botocore's retries): the caller spills.
         """
         try:
-            items = self._transact_items(usage)
+            item = usage_to_item(usage)
         except ValueError as exc:  # a NaN/inf value: still spill it so nothing is lost silently
             raise LedgerWriteError(f"usage record {usage.request_id} is not storable: {exc}") from exc
         try:
-            self.client.transact_write_items(TransactItems=items)
+            self.client.put_item(
+                TableName=self.table_name, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
         except _aws_errors() as exc:
-            if _already_recorded(exc):
+            if _error_code(exc) == "ConditionalCheckFailedException":
                 return
             raise LedgerWriteError(f"recording usage {usage.request_id} failed: {exc}") from exc
 
-    def _transact_items(self, usage: UsageRecord) -> list[Any]:
-        pk = _counter_pk(usage.team, usage.feature)
-        minute_start = usage.timestamp.replace(second=0, microsecond=0)
-        expires = int((minute_start + MINUTE_COUNTER_TTL).timestamp())
-        month_values: dict[str, AttributeValueTypeDef] = {":cost": _n(usage.cost_usd), ":one": _n(1)}
-        month_values.update({f":{name}": _n(getattr(usage, name)) for name in _COUNTER_FIELDS})
-        month_adds = ", ".join(f"{name} :{name}" for name in _COUNTER_FIELDS)
-        return [
-            {
-                "Put": {
-                    "TableName": self.table_name,
-                    "Item": usage_to_item(usage),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": {"pk": pk, "sk": _s(f"{MONTH_KEY_PREFIX}{usage.month}")},
-                    "UpdateExpression": f"ADD cost_usd :cost, requests :one, {month_adds}",
-                    "ExpressionAttributeValues": month_values,
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": {"pk": pk, "sk": _s(f"MINUTE#{minute_of(usage.timestamp)}")},
-                    "UpdateExpression": "ADD requests :one SET #ttl = :ttl",
-                    "ExpressionAttributeNames": {"#ttl": "ttl"},  # TTL is a reserved word
-                    "ExpressionAttributeValues": {":one": _n(1), ":ttl": _n(expires)},
-                }
-            },
-        ]
-
     def snapshot(self, team: str, feature: str, now: datetime) -> UsageSnapshot:
-        """Month-to-date spend and this minute's request count (zeros when nothing is recorded yet).
-
-        Reads are strongly consistent: budget and rate checks should see the requests just counted.
-        Raises StoreError when the read fails.
-        """
+        """Month-to-date spend and this minute's admitted requests, read from the feature's gate (zeros
+        when it has none yet). Strongly consistent. Raises StoreError when the read fails."""
         month, minute = month_of(now), minute_of(now)
-        pk = _counter_pk(team, feature)
-        keys: list[dict[str, AttributeValueTypeDef]] = [
-            {"pk": pk, "sk": _s(f"{MONTH_KEY_PREFIX}{month}")},
-            {"pk": pk, "sk": _s(f"MINUTE#{minute}")},
-        ]
-        found = self._batch_get(keys)
-        month_item = found.get(f"{MONTH_KEY_PREFIX}{month}", {})
-        minute_item = found.get(f"MINUTE#{minute}", {})
+        found = self._batch_get([gate_key(team, feature, month)])
+        gate = found.get(f"{MONTH_KEY_PREFIX}{month}", {})
+        same_minute = gate.get("minute", {}).get("S") == minute
         return UsageSnapshot(
             month=month,
-            spent_usd=_to_float(month_item.get("cost_usd")),
+            spent_usd=_to_float(gate.get("spent_usd")),
             minute=minute,
-            requests_this_minute=_to_int(minute_item.get("requests")),
+            requests_this_minute=_to_int(gate.get("minute_requests")) if same_minute else 0,
         )
 
     def _batch_get(self, keys: list[dict[str, AttributeValueTypeDef]]) -> dict[str, dict[str, Any]]:
@@ -562,19 +520,3 @@ def feedback_from_item(item: dict[str, Any]) -> FeedbackRecord:
         route=item.get("route", {}).get("S", ""),
         model_served=item["model_served"]["S"] if "model_served" in item else None,
     )
-
-
-def _already_recorded(exc: BaseException) -> bool:
-    """True when a cancelled transaction failed only on the audit record's existence condition."""
-    if _error_code(exc) != "TransactionCanceledException":
-        return False
-    response = getattr(exc, "response", {})
-    reasons = response.get("CancellationReasons")
-    if reasons is not None:
-        codes = [str(r.get("Code", "None")) for r in reasons]
-    else:
-        # Older botocore does not lift the modeled field: "... reasons [ConditionalCheckFailed, None]".
-        message = str(response.get("Error", {}).get("Message", ""))
-        start, end = message.rfind("["), message.rfind("]")
-        codes = [c.strip() for c in message[start + 1 : end].split(",")] if 0 <= start < end else []
-    return bool(codes) and codes[0] == "ConditionalCheckFailed" and all(c == "None" for c in codes[1:])

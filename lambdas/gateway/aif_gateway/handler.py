@@ -26,6 +26,7 @@ from .prompt_view import PromptViewSource
 from .records import UsageRecord
 from .spill import SpillQueue
 from .streaming import StreamingResponse
+from .usage_writer import UsageWriter
 
 logger = Logger()
 tracer = Tracer()
@@ -36,7 +37,11 @@ def audit_log(record: UsageRecord) -> None:
     logger.info("audit", extra={"audit": record.to_dict()})
 
 
-def build_gateway() -> Gateway:
+def build_gateway(write_behind: bool = False) -> Gateway:
+    """The gateway with its AWS stores. ``write_behind``: usage records are written after the response
+    (``usage_writer``) — for the server behind the Lambda Web Adapter, which drains them on SIGTERM.
+    This buffered handler writes before it returns: nothing would flush a backlog when Lambda ends an
+    environment that registered no extension."""
     config_path = os.environ.get(contract.CONFIG_PATH_ENV) or str(Path(__file__).with_name(CONFIG_FILE_NAME))
     config = GatewayConfig.load(config_path).with_guardrail_from_env().with_deadline_from_env()
     spill_url = os.environ.get(contract.SPILL_QUEUE_URL_ENV)
@@ -52,6 +57,7 @@ def build_gateway() -> Gateway:
         audit_log=audit_log,
         # Read on the first prompt request, then at most once a minute: no S3 call at cold start.
         prompts=PromptViewSource(os.environ.get(contract.PROMPT_VIEW_URI_ENV) or None),
+        usage_writer=UsageWriter() if write_behind else None,
     )
 
 

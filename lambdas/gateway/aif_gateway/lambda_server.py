@@ -7,16 +7,27 @@ module; the adapter then turns each API Gateway invocation into an HTTP request 
 back as the server writes it. The gateway is built as ``handler.build_gateway`` builds it (DynamoDB
 stores, spill queue, EMF metrics, audit log) from the same environment variables, plus
 ``AIF_FUNCTION_TIMEOUT_S`` for the request deadline (docs/gateway.md, "Deployed streaming").
+
+Usage records are written after each response (``usage_writer``): a request's one synchronous write is
+its reservation. The adapter is a Lambda extension, so when Lambda ends the environment it first sends
+this process SIGTERM and allows it about 300 ms: ``main`` then drains the pending records and gate
+settlements (``SHUTDOWN_DRAIN_S``) and logs in full whatever did not make it.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
+from types import FrameType
 
 from . import contract
 from .http_server import GatewayHTTPServer
 
 DEFAULT_PORT = 8080  # the adapter's default, when AWS_LWA_PORT (or PORT) is not set
+# Lambda gives the runtime process about 300 ms after SIGTERM when an external extension (the adapter)
+# is registered; leave some for the exit itself.
+SHUTDOWN_DRAIN_S = 0.25
 
 
 def listen_port(environ: dict[str, str] | None = None) -> int:
@@ -36,7 +47,7 @@ def build_server(port: int | None = None) -> GatewayHTTPServer:
     """The gateway with its AWS stores, on loopback (only the adapter in the same sandbox calls it)."""
     from .handler import build_gateway  # Powertools comes from its Lambda layer
 
-    gateway = build_gateway()
+    gateway = build_gateway(write_behind=True)
     return GatewayHTTPServer(
         gateway,
         "127.0.0.1",
@@ -47,8 +58,22 @@ def build_server(port: int | None = None) -> GatewayHTTPServer:
     )
 
 
+def drain_on_sigterm(server: GatewayHTTPServer, drain_s: float = SHUTDOWN_DRAIN_S) -> None:
+    """On SIGTERM: write what is pending (at most ``drain_s``), then exit."""
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        drain = getattr(server.gateway, "drain", None)
+        if drain is not None:
+            drain(drain_s)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def main() -> None:
-    build_server().serve_forever()
+    server = build_server()
+    drain_on_sigterm(server)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -201,8 +201,10 @@ class KeyStore(Protocol):
 
 class Ledger(Protocol):
     def record(self, usage: UsageRecord) -> None:
-        """Write the record and add it to its feature's monthly and per-minute counters, atomically and
-        idempotently (same request_id twice counts once). Raises LedgerWriteError when it cannot."""
+        """Write the record idempotently (the same request_id twice is stored and counted once). The
+        in-process and SQLite ledgers keep the feature's month and minute sums with it; the DynamoDB
+        ledger leaves the sums to the feature's quota gate (one item per request, no transaction).
+        Raises LedgerWriteError when it cannot."""
         ...
 
     def snapshot(self, team: str, feature: str, now: datetime) -> UsageSnapshot: ...

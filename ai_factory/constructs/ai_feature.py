@@ -49,6 +49,7 @@ from ai_factory.platform.custom_resources import secure_provider
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import stage_provisioner_asset
 from ai_factory.platform.nag import acknowledge_custom_resource_handler
+from ai_factory.platform.name_prefix import name_prefix
 from ai_factory.platform.secure_defaults import logs_kms_key
 from aif_gateway import contract
 from aif_gateway.contract import CLEARANCE_LEVELS, FeatureKeyProperties, TeamFeatureKeyProperties
@@ -60,11 +61,10 @@ if TYPE_CHECKING:
 GUARDRAIL_POLICIES = ("default",)
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PROVISIONER_HANDLER = "feature_key_provisioner.handler.on_event"
-SECRET_NAME_PREFIX = "ai-factory"
 TAG_KEYS = ("Team", "Feature", "Owner", "Clearance")
 
 # team/feature pairs already used in each app (keyed by the construct tree's root).
-_REGISTRIES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], str]] = weakref.WeakKeyDictionary()
+_REGISTRIES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], str]] = weakref.WeakKeyDictionary()
 
 
 class AiFeatureError(ValueError):
@@ -134,7 +134,7 @@ class AiFeature(Construct):
 
     * the feature's gateway API key, issued by a custom resource at deploy time: its hash and limits go
       to the gateway's keys table, the plaintext to a Secrets Manager secret
-      (``ai-factory/<team>/<feature>/api-key``, JSON ``{"api_key", "key_id"}``) encrypted with the team's
+      (``<prefix>/<team>/<feature>/api-key``, JSON ``{"api_key", "key_id"}``) encrypted with the team's
       KMS key. Removing the feature revokes the key; the record stays for the audit trail. Changing the
       settings updates the record and keeps the key; bumping ``key_generation`` issues a new key and
       revokes the old one (rotation);
@@ -249,7 +249,8 @@ class AiFeature(Construct):
         self.secret = secretsmanager.Secret(
             self,
             "ApiKeySecret",
-            secret_name=f"{SECRET_NAME_PREFIX}/{team}/{feature}/api-key",
+            # Secret names are account-wide: the factory's name prefix keeps two factories apart.
+            secret_name=f"{name_prefix(self)}/{team}/{feature}/api-key",
             description=f"AI Factory gateway API key of {team}/{feature} (written by CloudFormation)",
             encryption_key=self.encryption_key,
         )
@@ -732,13 +733,15 @@ class AiFeature(Construct):
     def _claim_name(self) -> None:
         """Fail when another AiFeature in the same app already uses this team/feature.
 
-        Per stage: a pipeline deploys the same features once per stage (staging, production).
+        Per stage and per factory (name prefix): a pipeline deploys the same features once per stage
+        (staging, production), and two factories in one app each have their own gateway.
         """
         registry = _REGISTRIES.setdefault(cdk.Stage.of(self) or self.node.root, {})
-        other = registry.get((self.team, self.feature))
+        claim = (name_prefix(self), self.team, self.feature)
+        other = registry.get(claim)
         if other is not None:
             raise self._fail("feature", f"{self.team}/{self.feature} is already defined at {other}")
-        registry[(self.team, self.feature)] = self.node.path
+        registry[claim] = self.node.path
 
 
 def new_secrets_key(scope: Construct, construct_id: str, description: str = "") -> kms.Key:

@@ -25,8 +25,9 @@ import os
 import re
 import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,7 @@ from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.gateway.imported import ILlmGateway
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.governance import GovernedDataset
+from ai_factory.constructs.prompt_publication import PromptPublication
 from ai_factory.platform.custom_resources import secure_provider
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import stage_provisioner_asset
@@ -108,6 +110,8 @@ class RegisteredPrompt:
     source: str  # relative to the working directory of the synth when possible
     eval_suite: str  # likewise, for people and metadata
     eval_suite_path: Path | None = None  # absolute, for code that reads the suite
+    view_entry: Mapping[str, Any] | None = dataclass_field(default=None, compare=False)
+    """This content as the gateway's prompt view stores a version (what the deploy publishes)."""
 
     def to_metadata(self, team: str, feature: str) -> dict[str, str]:
         return {
@@ -299,6 +303,20 @@ class AiFeature(Construct):
         )
         self.key_id: str = self.api_key.ref
         """The gateway key ID (not secret): appears in usage records and ``ai-factory keys list``."""
+
+        # The feature's prompts in the gateway's prompt view on every deploy (its canary depends on it).
+        # Against an imported gateway the view is in the platform's account: its CI publishes it.
+        self.prompt_publication: PromptPublication | None = None
+        if isinstance(gateway, LlmGateway) and self.prompts:
+            self.prompt_publication = PromptPublication(
+                self,
+                "Prompts",
+                gateway=gateway,
+                team=team,
+                feature=feature,
+                prompts=[{"name": p.name, **(p.view_entry or {})} for p in self.prompts],
+                key=self.encryption_key,
+            )
 
         self.caller_role: iam.Role | None = None
         if callers:
@@ -726,6 +744,13 @@ class AiFeature(Construct):
                     source=_display_path(spec.source),
                     eval_suite=_display_path(spec.eval_suite),
                     eval_suite_path=spec.eval_suite.resolve(),
+                    view_entry={
+                        "hash": spec.content_hash,
+                        "model": spec.model,
+                        "parameters": dict(spec.parameters),
+                        "messages": [dict(m) for m in spec.messages],
+                        "variables": list(spec.variables),
+                    },
                 )
             )
         return tuple(registered)

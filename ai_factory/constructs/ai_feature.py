@@ -102,7 +102,8 @@ class AlarmInput:
 
 @dataclass(frozen=True)
 class RegisteredPrompt:
-    """A prompt file the feature ships; CI registers it in the prompt registry (synth never does)."""
+    """A prompt file the feature ships; CI registers it in the prompt registry (synth never does), and
+    the deploy publishes its content into the gateway's prompt view when the view lacks it."""
 
     name: str
     model: str
@@ -143,6 +144,8 @@ class AiFeature(Construct):
       settings updates the record and keeps the key; bumping ``key_generation`` issues a new key and
       revokes the old one (rotation);
     * when ``callers`` are given, an IAM role they may assume that can read exactly that secret;
+    * when it has prompts and its gateway is in the same app, their publication into the gateway's
+      prompt view on every deploy (``PromptPublication``; the canary waits for it);
     * the tags ``Team``, ``Feature``, ``Owner`` and ``Clearance`` on every taggable resource (the
       gateway's ledger attributes each request's cost to the key's team and feature as well).
 

@@ -86,42 +86,56 @@ def _shared_publisher(stack: cdk.Stack, gateway: LlmGateway, key: kms.IKey) -> s
     """The service token of the stack's publisher for ``gateway`` (created with the first publication)."""
     construct_id = f"AiFactoryPromptPublisher{gateway.node.addr[:8]}"
     existing = stack.node.try_find_child(construct_id)
-    if existing is not None:
-        return str(existing.node.find_child("Provider").service_token)  # type: ignore[attr-defined]
-    host = Construct(stack, construct_id)
-    log_group = function_log_group(host, "Logs", key=key, retention=logs.RetentionDays.ONE_YEAR)
-    statements = [
-        write_own_logs_statement(log_group),
-        *prompt_view.read_statements(gateway.prompts_bucket, gateway.key),
-    ]
-    role = iam.Role(
-        host,
-        "Role",
-        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-        description="AI Factory: publishes the stack's feature prompts into the gateway's prompt view",
-        inline_policies={"ReadPromptView": iam.PolicyDocument(statements=statements)},
+    publisher = (
+        existing
+        if isinstance(existing, PromptPublisher)
+        else PromptPublisher(stack, construct_id, gateway=gateway, key=key)
     )
-    prompt_view.grant_publish(gateway.prompts_bucket, gateway.key, role)
-    function = hardened_function(
-        host,
-        "Function",
-        description="AI Factory: publishes feature prompts into the gateway's prompt view",
-        handler=HANDLER,
-        code=lambda_.Code.from_asset(str(stage_prompt_publisher_asset())),
-        role=role,
-        timeout=Duration.seconds(60),
-        memory_size=256,
-        log_group=log_group,
-        tracing=False,  # runs a few times per deployment; its log lines say enough
-    )
-    acknowledge_custom_resource_handler(
-        function, what="publishes the stack's feature prompts into the prompt view"
-    )
-    provider = secure_provider(
-        host,
-        function,
-        key=key,
-        role_description="AI Factory: custom-resource framework of the prompt publisher",
-        handler_noun="the prompt publisher function",
-    )
-    return provider.service_token
+    return publisher.service_token
+
+
+class PromptPublisher(Construct):
+    """The function (and custom-resource provider) that publishes a stack's feature prompts into
+    ``gateway``'s view: it may read the view object and write it, nothing else in the bucket.
+
+    :param key: KMS key of its log groups.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, gateway: LlmGateway, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        log_group = function_log_group(self, "Logs", key=key, retention=logs.RetentionDays.ONE_YEAR)
+        statements = [
+            write_own_logs_statement(log_group),
+            *prompt_view.read_statements(gateway.prompts_bucket, gateway.key),
+        ]
+        role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="AI Factory: publishes the stack's feature prompts into the gateway's prompt view",
+            inline_policies={"ReadPromptView": iam.PolicyDocument(statements=statements)},
+        )
+        prompt_view.grant_publish(gateway.prompts_bucket, gateway.key, role)
+        self.function = hardened_function(
+            self,
+            "Function",
+            description="AI Factory: publishes feature prompts into the gateway's prompt view",
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(stage_prompt_publisher_asset())),
+            role=role,
+            timeout=Duration.seconds(60),
+            memory_size=256,
+            log_group=log_group,
+            tracing=False,  # runs a few times per deployment; its log lines say enough
+        )
+        acknowledge_custom_resource_handler(
+            self.function, what="publishes the stack's feature prompts into the prompt view"
+        )
+        provider = secure_provider(
+            self,
+            self.function,
+            key=key,
+            role_description="AI Factory: custom-resource framework of the prompt publisher",
+            handler_noun="the prompt publisher function",
+        )
+        self.service_token: str = provider.service_token

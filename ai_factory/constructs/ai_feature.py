@@ -526,6 +526,13 @@ class AiFeature(Construct):
                 actions=["secretsmanager:PutSecretValue"],
                 resources=[self.secret.secret_arn],
             ),
+            # A rolled-back rotation restores the previous key from the secret's AWSPREVIOUS version
+            # (docs/security.md): the key this function wrote itself, in this one secret.
+            iam.PolicyStatement(
+                sid="ReadFeatureSecretForRollback",
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[self.secret.secret_arn],
+            ),
             iam.PolicyStatement(
                 sid="EncryptFeatureSecret",
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],

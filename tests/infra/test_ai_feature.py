@@ -144,9 +144,11 @@ def test_the_provisioner_has_least_privilege(built: Built) -> None:
         "FindKeyById": ["dynamodb:Query"],
         "UseGatewayKeyThroughDynamoDb": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
         "WriteFeatureSecret": ["secretsmanager:PutSecretValue"],
+        "ReadFeatureSecretForRollback": ["secretsmanager:GetSecretValue"],
         "EncryptFeatureSecret": ["kms:Decrypt", "kms:GenerateDataKey"],
     }
     assert by_sid["WriteFeatureSecret"]["Resource"] == secret
+    assert by_sid["ReadFeatureSecretForRollback"]["Resource"] == secret
     assert by_sid["EncryptFeatureSecret"]["Resource"] == team_key
     assert "Fn::ImportValue" in by_sid["WriteKeyRecords"]["Resource"]  # the table ARN, nothing wider
     assert json.dumps(by_sid["FindKeyById"]["Resource"]).endswith('"/index/by-key-id"]]}')

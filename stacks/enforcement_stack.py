@@ -14,6 +14,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from ai_factory.constructs.gateway_enforcement import GatewayEnforcement
+from stacks.base import FactoryStack
 from stacks.context import context_list
 from stacks.gateway_stack import GatewayStack
 from stacks.observability_stack import ObservabilityStack
@@ -21,7 +22,7 @@ from stacks.observability_stack import ObservabilityStack
 ENFORCEMENT_STACK_ID = "AiFactoryEnforcement"
 
 
-class EnforcementStack(cdk.Stack):
+class EnforcementStack(FactoryStack):
     """``GatewayEnforcement`` for the factory's gateway: SCP output, permissions boundary, detection.
 
     :param gateway_stack: the factory's gateway stack (its runtime role is exempt).

@@ -5,25 +5,28 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import aws_cdk as cdk
 from constructs import Construct
 
 from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.audit_trail import AuditTrail
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+from ai_factory.platform.name_prefix import DEFAULT_PREFIX
 from aif_gateway import contract
+from stacks.base import FactoryStack
 from stacks.context import context_flag, context_list
 
 DEFAULT_STACK_NAME = "AiFactoryGateway"
 """The platform app's gateway stack (``stacks/factory.py``), whose parameters teams look up."""
 
 
-class GatewayStack(cdk.Stack):
+class GatewayStack(FactoryStack):
     """The LLM gateway (API, Lambda, tables, guardrail) for the whole factory.
 
     :param catalog_path: model catalog file. Default: the packaged ``ai_factory/data/models.yaml``.
     :param gateway_props: extra keyword props for ``LlmGateway``.
     :param audit_trail_props: extra keyword props for ``AuditTrail`` (retention, Object Lock mode).
+    :param parameter_prefix: SSM path of the gateway's parameters. Default: ``/<name prefix>/<stack
+        name>/gateway`` (``build_factory`` passes ``/<name prefix>/gateway``: ``/ai-factory/gateway``).
 
     Team accounts: the context ``ai-factory:teamAccounts`` (account IDs) and, optionally,
     ``ai-factory:organizationId`` let stacks in those accounts provision feature keys through the shared
@@ -39,6 +42,7 @@ class GatewayStack(cdk.Stack):
         catalog_path: str | os.PathLike[str] | None = None,
         gateway_props: dict[str, Any] | None = None,
         audit_trail_props: dict[str, Any] | None = None,
+        parameter_prefix: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -62,11 +66,12 @@ class GatewayStack(cdk.Stack):
             self.gateway.enable_team_accounts(
                 accounts=team_accounts, organization_id=self.node.try_get_context("ai-factory:organizationId")
             )
-        # The platform's gateway publishes under the contract's path; any other gateway stack in the
-        # account (a pipeline stage, an integration test) under its own stack name, so none collide.
-        self.parameter_prefix = (
+        # A factory's gateway publishes under its name prefix (the contract's path for the default
+        # prefix); any other gateway stack in the account (an integration test) under its own stack
+        # name too, so none collide.
+        self.parameter_prefix = parameter_prefix or (
             contract.GATEWAY_PARAMETER_PREFIX
-            if self.stack_name == DEFAULT_STACK_NAME
-            else f"/ai-factory/{self.stack_name}/gateway"
+            if self.stack_name == DEFAULT_STACK_NAME and self.name_prefix == DEFAULT_PREFIX
+            else f"/{self.name_prefix}/{self.stack_name}/gateway"
         )
         self.gateway.publish_parameters(self.parameter_prefix)

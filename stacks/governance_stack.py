@@ -14,9 +14,10 @@ from constructs import Construct
 
 from ai_factory.constructs.data_connector import DataConnector
 from ai_factory.constructs.governance import DEFAULT_DOMAINS, DataLake, GovernedDataset
+from stacks.base import FactoryStack
 
 
-class GovernanceStack(cdk.Stack):
+class GovernanceStack(FactoryStack):
     """Lake Formation settings and LF-tags, the raw/curated/quarantine zones, a database per domain, and
     the datasets product features may read (``datasets``, keyed ``<domain>.<name>``).
 

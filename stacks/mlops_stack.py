@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import aws_cdk as cdk
 from constructs import Construct
 
 from ai_factory.constructs.mlflow_tracking import MlflowTracking
+from stacks.base import FactoryStack
 
 
-class MlopsStack(cdk.Stack):
+class MlopsStack(FactoryStack):
     """One MLflow tracking server for the factory: prompt and model registries, eval and training runs.
 
     Context (all optional): ``ai-factory:mlflowServerName`` (default ``ai-factory``),

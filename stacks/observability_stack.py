@@ -20,6 +20,7 @@ from ai_factory.constructs.ai_feature import AiFeature, find_features
 from ai_factory.constructs.invocation_logging import BedrockInvocationLogging
 from ai_factory.constructs.observability.facade import Observability
 from ai_factory.constructs.observability.settings import AlarmDefaults
+from stacks.base import FactoryStack
 from stacks.context import context_flag
 from stacks.gateway_stack import GatewayStack
 
@@ -27,7 +28,7 @@ PLATFORM_STACK_ID = "AiFactoryObservability"
 FEATURES_PER_STACK = 40
 
 
-class ObservabilityStack(cdk.Stack):
+class ObservabilityStack(FactoryStack):
     """Platform dashboard and alarms, the on-call topic, invocation logging, and the first features.
 
     :param gateway_stack: the factory's gateway stack.
@@ -87,7 +88,7 @@ class ObservabilityStack(cdk.Stack):
         return self.observability.topic
 
 
-class FeatureMonitoringStack(cdk.Stack):
+class FeatureMonitoringStack(FactoryStack):
     """Dashboards and alarms for more features, notifying the platform stack's on-call topic."""
 
     def __init__(
@@ -119,10 +120,13 @@ def add_observability(
     *,
     features: Sequence[AiFeature] | None = None,
     features_per_stack: int = FEATURES_PER_STACK,
+    stack_id: str = PLATFORM_STACK_ID,
     **props: Any,
 ) -> ObservabilityStack:
     """The platform observability stack (plus overflow stacks) in ``scope`` (the app or a stage) for
-    ``features``, by default every ``AiFeature`` under ``scope``. Call it after the team stacks are built."""
+    ``features``, by default every ``AiFeature`` under ``scope``. Call it after the team stacks are built.
+    ``stack_id`` names the platform stack (the overflow stacks add ``Features<n>``); ``name_prefix`` in
+    ``props`` goes to every one of them."""
     if features_per_stack < 1:
         raise ValueError(
             f"add_observability: features_per_stack must be at least 1, got {features_per_stack}"
@@ -131,11 +135,16 @@ def add_observability(
     chunks = [found[i : i + features_per_stack] for i in range(0, len(found), features_per_stack)] or [[]]
     env = cdk.Environment(account=_concrete(gateway_stack.account), region=_concrete(gateway_stack.region))
     platform = ObservabilityStack(
-        scope, PLATFORM_STACK_ID, gateway_stack=gateway_stack, features=chunks[0], env=env, **props
+        scope, stack_id, gateway_stack=gateway_stack, features=chunks[0], env=env, **props
     )
     for index, chunk in enumerate(chunks[1:], start=2):
         FeatureMonitoringStack(
-            scope, f"{PLATFORM_STACK_ID}Features{index}", platform=platform, features=chunk, env=env
+            scope,
+            f"{stack_id}Features{index}",
+            platform=platform,
+            features=chunk,
+            env=env,
+            name_prefix=platform.name_prefix,
         )
     return platform
 

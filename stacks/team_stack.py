@@ -16,11 +16,12 @@ from constructs import Construct
 from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.ai_feature import NAME_PATTERN, new_secrets_key
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+from stacks.base import FactoryStack
 from stacks.gateway_stack import GatewayStack
 from stacks.governance_stack import GovernanceStack
 
 
-class TeamStack(cdk.Stack):
+class TeamStack(FactoryStack):
     """A product team's features. ``AiFeature``s created in it take ``team``, ``gateway`` and
     ``catalog`` from it.
 
@@ -65,9 +66,10 @@ class TeamStack(cdk.Stack):
         )
 
 
-def team_stack_id(team: str) -> str:
-    """The construct ID (and stack name) of a team's stack: ``AiFactoryTeam<CamelCaseTeam>``."""
-    return "AiFactoryTeam" + "".join(part.capitalize() for part in re.split(r"-+", team) if part)
+def team_stack_id(team: str, stack_prefix: str = "AiFactory") -> str:
+    """The construct ID (and stack name) of a team's stack: ``AiFactoryTeam<CamelCaseTeam>`` (another
+    factory's stacks start with the CamelCase of its name prefix: ``build_factory``)."""
+    return f"{stack_prefix}Team" + "".join(part.capitalize() for part in re.split(r"-+", team) if part)
 
 
 def _same_environment(stack: cdk.Stack) -> cdk.Environment:

@@ -25,8 +25,9 @@ import os
 import re
 import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +47,12 @@ from ai_factory.constructs.gateway.imported import ILlmGateway
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.governance import GovernedDataset
 from ai_factory.constructs.inference_profiles import FeatureInferenceProfiles, bedrock_targets
+from ai_factory.constructs.prompt_publication import PromptPublication
 from ai_factory.platform.custom_resources import secure_provider
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import stage_provisioner_asset
 from ai_factory.platform.nag import acknowledge_custom_resource_handler
+from ai_factory.platform.name_prefix import name_prefix
 from ai_factory.platform.secure_defaults import logs_kms_key
 from aif_gateway import contract
 from aif_gateway.contract import CLEARANCE_LEVELS, FeatureKeyProperties, TeamFeatureKeyProperties
@@ -61,11 +64,10 @@ if TYPE_CHECKING:
 GUARDRAIL_POLICIES = ("default",)
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 PROVISIONER_HANDLER = "feature_key_provisioner.handler.on_event"
-SECRET_NAME_PREFIX = "ai-factory"
 TAG_KEYS = ("Team", "Feature", "Owner", "Clearance")
 
 # team/feature pairs already used in each app (keyed by the construct tree's root).
-_REGISTRIES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], str]] = weakref.WeakKeyDictionary()
+_REGISTRIES: weakref.WeakKeyDictionary[Any, dict[tuple[str, str, str], str]] = weakref.WeakKeyDictionary()
 
 
 class AiFeatureError(ValueError):
@@ -101,7 +103,8 @@ class AlarmInput:
 
 @dataclass(frozen=True)
 class RegisteredPrompt:
-    """A prompt file the feature ships; CI registers it in the prompt registry (synth never does)."""
+    """A prompt file the feature ships; CI registers it in the prompt registry (synth never does), and
+    the deploy publishes its content into the gateway's prompt view when the view lacks it."""
 
     name: str
     model: str
@@ -109,6 +112,8 @@ class RegisteredPrompt:
     source: str  # relative to the working directory of the synth when possible
     eval_suite: str  # likewise, for people and metadata
     eval_suite_path: Path | None = None  # absolute, for code that reads the suite
+    view_entry: Mapping[str, Any] | None = dataclass_field(default=None, compare=False)
+    """This content as the gateway's prompt view stores a version (what the deploy publishes)."""
 
     def to_metadata(self, team: str, feature: str) -> dict[str, str]:
         return {
@@ -135,13 +140,15 @@ class AiFeature(Construct):
 
     * the feature's gateway API key, issued by a custom resource at deploy time: its hash and limits go
       to the gateway's keys table, the plaintext to a Secrets Manager secret
-      (``ai-factory/<team>/<feature>/api-key``, JSON ``{"api_key", "key_id"}``) encrypted with the team's
+      (``<prefix>/<team>/<feature>/api-key``, JSON ``{"api_key", "key_id"}``) encrypted with the team's
       KMS key. Removing the feature revokes the key; the record stays for the audit trail. Changing the
       settings updates the record and keeps the key; bumping ``key_generation`` issues a new key and
       revokes the old one (rotation);
     * when ``callers`` are given, an IAM role they may assume that can read exactly that secret;
     * a Bedrock application inference profile per Bedrock model its routes reach (``inference_profiles``),
       which the gateway invokes for this feature, so Cost Explorer splits the Bedrock bill by feature;
+    * when it has prompts and its gateway is in the same app, their publication into the gateway's
+      prompt view on every deploy (``PromptPublication``; the canary waits for it);
     * the tags ``Team``, ``Feature``, ``Owner`` and ``Clearance`` on every taggable resource (the
       gateway's ledger attributes each request's cost to the key's team and feature as well).
 
@@ -257,7 +264,8 @@ class AiFeature(Construct):
         self.secret = secretsmanager.Secret(
             self,
             "ApiKeySecret",
-            secret_name=f"{SECRET_NAME_PREFIX}/{team}/{feature}/api-key",
+            # Secret names are account-wide: the factory's name prefix keeps two factories apart.
+            secret_name=f"{name_prefix(self)}/{team}/{feature}/api-key",
             description=f"AI Factory gateway API key of {team}/{feature} (written by CloudFormation)",
             encryption_key=self.encryption_key,
         )
@@ -312,6 +320,20 @@ class AiFeature(Construct):
         )
         self.key_id: str = self.api_key.ref
         """The gateway key ID (not secret): appears in usage records and ``ai-factory keys list``."""
+
+        # The feature's prompts in the gateway's prompt view on every deploy (its canary depends on it).
+        # Against an imported gateway the view is in the platform's account: its CI publishes it.
+        self.prompt_publication: PromptPublication | None = None
+        if isinstance(gateway, LlmGateway) and self.prompts:
+            self.prompt_publication = PromptPublication(
+                self,
+                "Prompts",
+                gateway=gateway,
+                team=team,
+                feature=feature,
+                prompts=[{"name": p.name, **(p.view_entry or {})} for p in self.prompts],
+                key=self.encryption_key,
+            )
 
         self.caller_role: iam.Role | None = None
         if callers:
@@ -516,6 +538,13 @@ class AiFeature(Construct):
             iam.PolicyStatement(
                 sid="WriteFeatureSecret",
                 actions=["secretsmanager:PutSecretValue"],
+                resources=[self.secret.secret_arn],
+            ),
+            # A rolled-back rotation restores the previous key from the secret's AWSPREVIOUS version
+            # (docs/security.md): the key this function wrote itself, in this one secret.
+            iam.PolicyStatement(
+                sid="ReadFeatureSecretForRollback",
+                actions=["secretsmanager:GetSecretValue"],
                 resources=[self.secret.secret_arn],
             ),
             iam.PolicyStatement(
@@ -751,6 +780,13 @@ class AiFeature(Construct):
                     source=_display_path(spec.source),
                     eval_suite=_display_path(spec.eval_suite),
                     eval_suite_path=spec.eval_suite.resolve(),
+                    view_entry={
+                        "hash": spec.content_hash,
+                        "model": spec.model,
+                        "parameters": dict(spec.parameters),
+                        "messages": [dict(m) for m in spec.messages],
+                        "variables": list(spec.variables),
+                    },
                 )
             )
         return tuple(registered)
@@ -758,13 +794,15 @@ class AiFeature(Construct):
     def _claim_name(self) -> None:
         """Fail when another AiFeature in the same app already uses this team/feature.
 
-        Per stage: a pipeline deploys the same features once per stage (staging, production).
+        Per stage and per factory (name prefix): a pipeline deploys the same features once per stage
+        (staging, production), and two factories in one app each have their own gateway.
         """
         registry = _REGISTRIES.setdefault(cdk.Stage.of(self) or self.node.root, {})
-        other = registry.get((self.team, self.feature))
+        claim = (name_prefix(self), self.team, self.feature)
+        other = registry.get(claim)
         if other is not None:
             raise self._fail("feature", f"{self.team}/{self.feature} is already defined at {other}")
-        registry[(self.team, self.feature)] = self.node.path
+        registry[claim] = self.node.path
 
 
 def new_secrets_key(scope: Construct, construct_id: str, description: str = "") -> kms.Key:

@@ -300,6 +300,10 @@ class FeatureCanary(Construct):
         )
         for feature in self.watched:
             feature.grant_read_api_key(self.function)
+            # The suite renders the feature's prompts: no run before they are in the gateway's view.
+            publication = getattr(feature, "prompt_publication", None)
+            if publication is not None:
+                self.node.add_dependency(publication)
 
         self.scheduler_role = iam.Role(
             self,

@@ -15,7 +15,7 @@ used anyway:
 * **detection**: an EventBridge rule on the CloudTrail management events of Bedrock model invocations
   (``InvokeModel``, ``InvokeModelWithResponseStream``, ``Converse``, ``ConverseStream``) by any other
   principal, which keeps the matched events in an encrypted log group and raises the
-  ``AIFactory-Critical-Platform-DirectModelAccess`` alarm; a second rule and a Warning alarm for calls
+  ``<prefix>-Critical-Platform-DirectModelAccess`` alarm; a second rule and a Warning alarm for calls
   by break-glass roles. Both alarms link the ``direct-model-access`` runbook.
 
 What is denied, and why (the Service Authorization Reference names the IAM actions):
@@ -64,7 +64,7 @@ from constructs import Construct, IConstruct
 
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.observability.facade import Observability
-from ai_factory.constructs.observability.settings import ALARM_PREFIX, ALARM_RUNBOOKS, Severity
+from ai_factory.constructs.observability.settings import ALARM_RUNBOOKS, Severity
 from ai_factory.constructs.rag_feature import RagFeature
 from ai_factory.platform.log_retention import finite_retention
 from ai_factory.platform.nag import acknowledge
@@ -411,7 +411,7 @@ class GatewayEnforcement(Construct):
         alarm = cloudwatch.Alarm(
             self,
             f"{severity.value}{name}",
-            alarm_name=f"{ALARM_PREFIX}-{severity.value}-Platform-{name}",
+            alarm_name=f"{observability.name_prefix}-{severity.value}-Platform-{name}",
             alarm_description=f"{description}. Runbook: {observability.runbook_url(ALARM_RUNBOOKS[name])}",
             metric=cloudwatch.Metric(
                 namespace="AWS/Events",

@@ -47,6 +47,8 @@ from aws_cdk import aws_lakeformation as lf
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from ai_factory.platform.name_prefix import name_prefix as factory_name_prefix
+from ai_factory.platform.name_prefix import snake
 from ai_factory.platform.secure_defaults import access_log_bucket, encrypted_bucket, send_access_logs
 from aif_gateway.contract import CLEARANCE_LEVELS
 
@@ -72,6 +74,9 @@ class DatasetReader(Protocol):
     def check_clearance(self, dataset: GovernedDataset) -> None: ...
 
 
+# The lake's LF-tags by role. Their keys in Lake Formation start with the factory's name prefix
+# (``DataLake.tag_key``): LF-tag keys are account-wide, and ``classification`` or ``domain`` are likely
+# to exist already in an account's own tag ontology.
 TAG_CLASSIFICATION = "classification"
 TAG_PII = "pii"
 TAG_DOMAIN = "domain"
@@ -121,6 +126,9 @@ class DataLake(Construct):
         synthesizer's (``DefaultStackSynthesizer``: the bootstrap ``cdk-...-cfn-exec-role``). It must be
         an admin, or CloudFormation cannot create LF-tags, associations and grants.
     :param database_prefix: Glue database name prefix; the database of domain ``d`` is ``prefix + d``.
+        Default: the factory's name prefix with underscores, e.g. ``ai_factory_``.
+    :param name_prefix: start of the LF-tag keys (``<prefix>-classification``, ...) and the default
+        database prefix. Default: the factory's (``ai_factory.platform.name_prefix``).
     :param access_log_expiry_days: days S3 access logs are kept.
     """
 
@@ -132,12 +140,16 @@ class DataLake(Construct):
         domains: Sequence[str] = DEFAULT_DOMAINS,
         admin_arns: Sequence[str] = (),
         cdk_execution_role_arn: str | None = None,
-        database_prefix: str = "ai_factory_",
+        database_prefix: str | None = None,
         access_log_expiry_days: int = 365,
+        name_prefix: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self._label = f"DataLake {self.node.path}"
         self.domains: tuple[str, ...] = self._validate_domains(domains)
+        self.name_prefix: str = factory_name_prefix(self, name_prefix)
+        if database_prefix is None:
+            database_prefix = f"{snake(self.name_prefix)}_"
         if not IDENTIFIER.match(database_prefix + self.domains[0]):
             raise GovernanceError(f"{self._label}: database_prefix: {database_prefix!r} is not valid")
         stack = cdk.Stack.of(self)
@@ -163,13 +175,18 @@ class DataLake(Construct):
 
         # ----------------------------------------------------------------------------------- LF-tags
         self.tags: dict[str, lf.CfnTag] = {}
+        """The LF-tags by role (``TAG_CLASSIFICATION``, ...); their keys are ``tag_key(role)``."""
         for key, values in (
             (TAG_CLASSIFICATION, CLASSIFICATIONS),
             (TAG_PII, PII_VALUES),
             (TAG_DOMAIN, self.domains),
         ):
             tag = lf.CfnTag(
-                self, f"Tag-{key}", catalog_id=self.catalog_id, tag_key=key, tag_values=list(values)
+                self,
+                f"Tag-{key}",
+                catalog_id=self.catalog_id,
+                tag_key=self.tag_key(key),
+                tag_values=list(values),
             )
             tag.node.add_dependency(self.settings)  # created by an admin
             self.tags[key] = tag
@@ -212,6 +229,10 @@ class DataLake(Construct):
             self._database(domain, database_prefix + domain)
 
     # ------------------------------------------------------------------------------------------ API
+
+    def tag_key(self, role: str) -> str:
+        """The LF-tag key in Lake Formation of the tag ``role``: ``TAG_DOMAIN`` -> ``ai-factory-domain``."""
+        return f"{self.name_prefix}-{role}"
 
     def database_name(self, domain: str) -> str:
         """The Glue database name of ``domain``."""
@@ -310,7 +331,7 @@ class DataLake(Construct):
             ),
             lf_tags=[
                 lf.CfnTagAssociation.LFTagPairProperty(
-                    catalog_id=self.catalog_id, tag_key=TAG_DOMAIN, tag_values=[domain]
+                    catalog_id=self.catalog_id, tag_key=self.tag_key(TAG_DOMAIN), tag_values=[domain]
                 )
             ],
         )
@@ -430,7 +451,7 @@ class GovernedDataset(Construct):
             ),
             lf_tags=[
                 lf.CfnTagAssociation.LFTagPairProperty(
-                    catalog_id=foundation.catalog_id, tag_key=k, tag_values=[v]
+                    catalog_id=foundation.catalog_id, tag_key=foundation.tag_key(k), tag_values=[v]
                 )
                 for k, v in self.lf_tags.items()
             ],
@@ -452,7 +473,7 @@ class GovernedDataset(Construct):
 
     @property
     def lf_tags(self) -> dict[str, str]:
-        """The LF-tags on the table."""
+        """The LF-tags on the table by role (their keys in Lake Formation: ``foundation.tag_key(role)``)."""
         return {TAG_CLASSIFICATION: self.classification, TAG_PII: self.pii_tag, TAG_DOMAIN: self.domain}
 
     @property
@@ -500,10 +521,11 @@ class GovernedDataset(Construct):
                     resource_type="TABLE",
                     expression=[
                         lf.CfnPrincipalPermissions.LFTagProperty(
-                            tag_key=TAG_CLASSIFICATION, tag_values=[self.classification]
+                            tag_key=self.foundation.tag_key(TAG_CLASSIFICATION),
+                            tag_values=[self.classification],
                         ),
                         lf.CfnPrincipalPermissions.LFTagProperty(
-                            tag_key=TAG_DOMAIN, tag_values=[self.domain]
+                            tag_key=self.foundation.tag_key(TAG_DOMAIN), tag_values=[self.domain]
                         ),
                     ],
                 )

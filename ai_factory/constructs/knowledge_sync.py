@@ -41,6 +41,7 @@ from constructs import Construct
 
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
+from ai_factory.platform.name_prefix import bounded, name_prefix
 from ai_factory.platform.secure_defaults import logs_kms_key
 
 
@@ -101,7 +102,8 @@ class KnowledgeBaseSync(Construct):
         super().__init__(scope, construct_id)
         self.dataset_name = dataset_name
         self.knowledge_base_name = f"{rag.feature.team}.{rag.name}"
-        self.function_name = f"aif-kb-sync-{rag.feature.team}-{rag.name}"[:64]
+        # Function and rule names are account-wide: they start with the factory's name prefix.
+        self.function_name = bounded(f"{name_prefix(self)}-kb-sync-{rag.feature.team}-{rag.name}", 64)
         self.key: kms.Key = logs_kms_key(self, "Key", f"AI Factory knowledge base sync {rag.name}")
         self.log_group = function_log_group(self, "Logs", key=self.key, retention=log_retention)
         self.failure_queue = sqs.Queue(
@@ -171,7 +173,7 @@ class KnowledgeBaseSync(Construct):
             max_event_age=Duration.hours(6),
         )
         self._lineage = (lineage_bucket_nag_ref, job_prefix)
-        rule_name = self.function_name  # aif-kb-sync-<team>-<name>, at most 64 characters
+        rule_name = self.function_name  # <prefix>-kb-sync-<team>-<name>, at most 64 characters
         rule_arn = cdk.Stack.of(self).format_arn(service="events", resource="rule", resource_name=rule_name)
         self.rule = events.Rule(
             self,

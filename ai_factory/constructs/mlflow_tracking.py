@@ -28,6 +28,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from ai_factory.platform.name_prefix import name_prefix
 from ai_factory.platform.secure_defaults import access_log_bucket, encrypted_bucket, send_access_logs
 
 # SageMaker's rules for these props.
@@ -56,7 +57,8 @@ class MlflowTracking(Construct):
     server's role (trusted by ``sagemaker.amazonaws.com``) may use only that bucket and key, plus the
     SageMaker model-registry calls automatic model registration makes.
 
-    :param tracking_server_name: the server's name (1-256 letters, digits, '-'). Default ``"ai-factory"``.
+    :param tracking_server_name: the server's name (1-256 letters, digits, '-'), unique in the account.
+        Default: the factory's name prefix (``ai-factory``; ``ai_factory.platform.name_prefix``).
     :param tracking_server_size: ``"Small"`` (default, up to 25 users), ``"Medium"`` or ``"Large"``.
     :param mlflow_version: the MLflow version to run. Default: SageMaker's current default. Changing
         it replaces the server (a new, empty server; export and import runs first).
@@ -71,7 +73,7 @@ class MlflowTracking(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        tracking_server_name: str = "ai-factory",
+        tracking_server_name: str | None = None,
         tracking_server_size: str = "Small",
         mlflow_version: str | None = None,
         automatic_model_registration: bool = True,
@@ -79,6 +81,8 @@ class MlflowTracking(Construct):
         access_log_retention: int = 365,
     ) -> None:
         super().__init__(scope, construct_id)
+        if tracking_server_name is None:
+            tracking_server_name = name_prefix(self)
         self._validate(
             tracking_server_name, tracking_server_size, weekly_maintenance_window_start, access_log_retention
         )

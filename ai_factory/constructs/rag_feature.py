@@ -37,6 +37,7 @@ from constructs import Construct
 
 from ai_factory.catalog.model_catalog import CatalogModel, ModelCatalog
 from ai_factory.constructs.ai_feature import NAME_PATTERN, AiFeature
+from ai_factory.platform.name_prefix import bounded, name_prefix
 from aif_gateway.contract import CLEARANCE_LEVELS, DOCUMENT_PREFIX, cleared_for
 
 RECORD_SCHEMA = 1  # aif_gateway.retrieval.RECORD_SCHEMA: the registration's JSON layout
@@ -192,7 +193,7 @@ class RagFeature(Construct):
         self.knowledge_base = bedrock.CfnKnowledgeBase(
             self,
             "KnowledgeBase",
-            name=f"aif-{feature.team}-{self.name}",
+            name=bounded(f"{name_prefix(self)}-{feature.team}-{self.name}", 100),  # unique in the account
             description=(
                 f"AI Factory {feature.team}/{feature.feature}: dataset {dataset.name} "
                 f"({self.classification}), queried through the gateway"

@@ -5,6 +5,13 @@
 * Update: change team, feature, allowed models, budget and rate limit on the existing record; the key
   itself (and the secret) stay as they are. A changed ``KeyGeneration`` (or a different table or secret)
   issues a new key instead: the new physical ID makes CloudFormation delete, i.e. revoke, the old one.
+  The new key's record names the key it replaced (``replaces_key_id``) and each record its generation.
+* Rollback: when a later resource fails, CloudFormation sends an Update of the new key with the old
+  properties. If the new key replaced a key that is still valid and was issued for exactly those
+  properties, that key comes back (its plaintext from the secret's ``AWSPREVIOUS`` version) and the
+  new one is revoked, instead of a third key being issued while the first stays valid and unowned. When
+  the previous plaintext cannot be read back (the secret was written since, or the provisioner may only
+  write it: team accounts), a fresh key is issued and both other keys are revoked.
 * Delete: revoke the key (set ``revoked_at``). The record is never deleted: it is part of the audit trail.
 
 Idempotency: the key ID is derived from the stack, the logical resource and the CloudFormation request,
@@ -71,6 +78,9 @@ _KEY_LOOKUP_ATTEMPTS = 3
 _PROFILE_ARN = re.compile(
     r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:\d{12}:application-inference-profile/[a-z0-9]+$"
 )
+# Extra attributes of a provisioned key's item (the gateway ignores them): what rollback needs to know.
+_GENERATION_ATTRIBUTE = "key_generation"
+_REPLACES_ATTRIBUTE = "replaces_key_id"
 
 
 class ProvisioningError(Exception):
@@ -151,7 +161,7 @@ class KeyProvisioner:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    def create(self, event: Mapping[str, Any]) -> str:
+    def create(self, event: Mapping[str, Any], *, replaces: str | None = None) -> str:
         props = event["ResourceProperties"]
         table = self._table(props)
         settings = _settings(props)
@@ -172,10 +182,12 @@ class KeyProvisioner:
             SecretId=_required(props, Props.SECRET_ARN),
             SecretString=json.dumps({"api_key": plaintext, "key_id": key_id}),
         )
+        item: dict[str, Any] = dict(key_to_item(record))
+        item[_GENERATION_ATTRIBUTE] = {"S": str(props.get(Props.KEY_GENERATION, ""))}
+        if replaces:
+            item[_REPLACES_ATTRIBUTE] = {"S": replaces}
         self.dynamodb.put_item(
-            TableName=table,
-            Item=key_to_item(record),
-            ConditionExpression="attribute_not_exists(key_hash)",
+            TableName=table, Item=item, ConditionExpression="attribute_not_exists(key_hash)"
         )
         if self.registry is not None:
             self.registry.record_key(record.team, record.feature, key_id)
@@ -185,7 +197,9 @@ class KeyProvisioner:
     def update(self, event: Mapping[str, Any]) -> str:
         props, old = event["ResourceProperties"], event.get("OldResourceProperties") or {}
         if any(str(props.get(k, "")) != str(old.get(k, "")) for k in _REPLACING_PROPERTIES):
-            return self.create(event)
+            current = str(event.get("PhysicalResourceId", ""))
+            restored = self._roll_back(event, current)
+            return restored if restored is not None else self.create(event, replaces=current)
         key_id = str(event.get("PhysicalResourceId", ""))
         table = self._table(props)
         settings = _settings(props)
@@ -239,9 +253,79 @@ class KeyProvisioner:
             # A Create that failed before writing the record (its physical ID is not a key ID).
             logger.info("no key %s in %s: nothing to revoke", key_id, table)
             return
+        self._revoke(table, record)
+
+    # --- rollback of a rotation -------------------------------------------------------------------
+
+    def _roll_back(self, event: Mapping[str, Any], current_id: str) -> str | None:
+        """The key this replacing Update restores when it is CloudFormation rolling back a rotation,
+        else ``None`` (a rotation: the caller issues a new key).
+
+        A rollback is recognised by the current key's record: it replaced a key that is still valid,
+        whose generation is the one now asked for, in the same table. That key is restored and the
+        current one, issued by the failed update, revoked. If the previous plaintext cannot be read from
+        the secret, a new key is issued and the replaced key revoked too, so after the rollback exactly
+        one key is valid.
+        """
+        props = event["ResourceProperties"]
+        table = self._table(props)
+        current = self._find_item(table, current_id, attempts=_KEY_LOOKUP_ATTEMPTS)
+        replaced_id = _attribute(current, _REPLACES_ATTRIBUTE)
+        if current is None or not replaced_id:
+            return None
+        replaced = self._find_item(table, replaced_id, attempts=1)
+        if replaced is None or _attribute(replaced, _GENERATION_ATTRIBUTE) != str(
+            props.get(Props.KEY_GENERATION, "")
+        ):
+            return None
+        previous = key_from_item(replaced)
+        now = self.now()
+        if previous.revoked_at is not None and previous.revoked_at <= now:
+            return None  # a completed rotation revoked it: going back to its generation is a new key
+        settings = _settings(props)
+        secrets_client = self._claim(event, settings)
+        secret_arn = _required(props, Props.SECRET_ARN)
+        if self._restore_secret(secrets_client, secret_arn, replaced_id):
+            self._revoke(table, key_from_item(current))
+            if self.registry is not None:
+                self.registry.record_key(settings["team"], settings["feature"], replaced_id)
+            logger.info("rollback: restored key %s, revoked %s", replaced_id, current_id)
+            return replaced_id
+        # The previous plaintext is gone: one fresh key, and neither of the others stays valid.
+        fresh = self.create(event, replaces=current_id)
+        self._revoke(table, key_from_item(current))
+        self._revoke(table, previous)
+        logger.info(
+            "rollback: previous key %s unreadable; issued %s, revoked it and %s",
+            replaced_id,
+            fresh,
+            current_id,
+        )
+        return fresh
+
+    def _restore_secret(self, secrets_client: Any, secret_arn: str, key_id: str) -> bool:
+        """Make the secret's current value the one that holds ``key_id`` (already current, or its
+        ``AWSPREVIOUS`` version written again); False when neither holds it or it cannot be read."""
+        for stage in ("AWSCURRENT", "AWSPREVIOUS"):
+            try:
+                value = secrets_client.get_secret_value(SecretId=secret_arn, VersionStage=stage)[
+                    "SecretString"
+                ]
+                held = json.loads(value).get("key_id")
+            except (secrets_client.exceptions.ClientError, ValueError, AttributeError) as exc:
+                logger.info("cannot read %s of %s: %s", stage, secret_arn, exc)
+                return False
+            if held == key_id:
+                if stage == "AWSPREVIOUS":
+                    secrets_client.put_secret_value(SecretId=secret_arn, SecretString=value)
+                return True
+        return False
+
+    def _revoke(self, table: str, record: ApiKeyRecord) -> None:
+        """Set ``revoked_at`` now, unless the key was revoked already (that time is kept)."""
         now = self.now()
         if record.revoked_at is not None and record.revoked_at <= now:
-            logger.info("key %s was already revoked at %s", key_id, record.revoked_at.isoformat())
+            logger.info("key %s was already revoked at %s", record.key_id, record.revoked_at.isoformat())
             return
         self.dynamodb.update_item(
             TableName=table,
@@ -250,7 +334,7 @@ class KeyProvisioner:
             ConditionExpression="attribute_exists(key_hash)",
             ExpressionAttributeValues={":at": {"S": now.isoformat()}},
         )
-        logger.info("revoked key %s", key_id)
+        logger.info("revoked key %s", record.key_id)
 
     # --- helpers ----------------------------------------------------------------------------------
 
@@ -262,6 +346,11 @@ class KeyProvisioner:
     def _find(self, table: str, key_id: str, *, attempts: int) -> ApiKeyRecord | None:
         """The record with this key ID, via the ``by-key-id`` index (eventually consistent: a record
         written moments ago may need a short retry)."""
+        item = self._find_item(table, key_id, attempts=attempts)
+        return None if item is None else key_from_item(item)
+
+    def _find_item(self, table: str, key_id: str, *, attempts: int) -> dict[str, Any] | None:
+        """The raw item of ``_find`` (with the provisioner's own attributes)."""
         if not key_id:
             return None
         for attempt in range(attempts):
@@ -273,10 +362,16 @@ class KeyProvisioner:
             )
             items = resp.get("Items", [])
             if items:
-                return key_from_item(items[0])
+                return dict(items[0])
             if attempt + 1 < attempts:
                 self.sleep(1.0 * (attempt + 1))
         return None
+
+
+def _attribute(item: Mapping[str, Any] | None, name: str) -> str | None:
+    """A string attribute of a keys-table item (``None`` when absent: items from before it existed)."""
+    value = (item or {}).get(name)
+    return value.get("S") if isinstance(value, Mapping) else None
 
 
 def _required(props: Mapping[str, Any], name: str) -> str:

@@ -228,12 +228,12 @@ def test_each_rule_has_an_alarm_on_the_oncall_topic_linking_the_runbook(built: B
     assert len(alarms) == 2
     by_name = {a["AlarmName"]: a for a in alarms.values()}
     assert set(by_name) == {
-        "AIFactory-Critical-Platform-DirectModelAccess",
-        "AIFactory-Warning-Platform-BreakGlassModelAccess",
+        "ai-factory-Critical-Platform-DirectModelAccess",
+        "ai-factory-Warning-Platform-BreakGlassModelAccess",
     }
     for name, rule_name in (
-        ("AIFactory-Critical-Platform-DirectModelAccess", "DirectModelInvocation"),
-        ("AIFactory-Warning-Platform-BreakGlassModelAccess", "BreakGlassModelInvocation"),
+        ("ai-factory-Critical-Platform-DirectModelAccess", "DirectModelInvocation"),
+        ("ai-factory-Warning-Platform-BreakGlassModelAccess", "BreakGlassModelInvocation"),
     ):
         alarm = by_name[name]
         rule_id, _ = _rule(built, rule_name)

@@ -107,9 +107,10 @@ def test_lf_tags_and_their_values(built: Built) -> None:
         for r in resources(built.lake_template, "AWS::LakeFormation::Tag").values()
     }
     assert tags == {
-        "classification": ["public", "internal", "confidential", "restricted"],
-        "pii": ["yes", "no"],
-        "domain": ["support", "knowledge", "sales"],
+        # Prefixed: LF-tag keys are account-wide (docs/deploy.md, two factories in one account).
+        "ai-factory-classification": ["public", "internal", "confidential", "restricted"],
+        "ai-factory-pii": ["yes", "no"],
+        "ai-factory-domain": ["support", "knowledge", "sales"],
     }
 
 
@@ -217,7 +218,7 @@ def test_databases_carry_their_domain_tag(built: Built) -> None:
         "Database": {"CatalogId": "111122223333", "Name": "ai_factory_support"}
     }
     assert association["Properties"]["LFTags"] == [
-        {"CatalogId": "111122223333", "TagKey": "domain", "TagValues": ["support"]}
+        {"CatalogId": "111122223333", "TagKey": "ai-factory-domain", "TagValues": ["support"]}
     ]
     assert sorted(association["DependsOn"]) == sorted(
         [built.lake_id(lake.tags["domain"]), built.lake_id(lake.databases["support"])]
@@ -248,7 +249,11 @@ def test_table_tags_are_associated_after_the_tags_and_the_table_exist(built: Bui
         built.lake_id(dataset.tag_association)
     ]
     pairs = {p["TagKey"]: p["TagValues"] for p in association["Properties"]["LFTags"]}
-    assert pairs == {"classification": ["internal"], "pii": ["no"], "domain": ["support"]}
+    assert pairs == {
+        "ai-factory-classification": ["internal"],
+        "ai-factory-pii": ["no"],
+        "ai-factory-domain": ["support"],
+    }
     assert association["Properties"]["Resource"]["Table"]["Name"] == "tickets"
     expected = {built.lake_id(lake.tags[k]) for k in ("classification", "pii", "domain")}
     expected.add(built.lake_id(dataset.table))
@@ -271,8 +276,8 @@ def test_feature_is_granted_through_an_lf_tag_expression_to_its_caller_role(buil
                 "CatalogId": "111122223333",
                 "ResourceType": "TABLE",
                 "Expression": [
-                    {"TagKey": "classification", "TagValues": ["internal"]},
-                    {"TagKey": "domain", "TagValues": ["support"]},
+                    {"TagKey": "ai-factory-classification", "TagValues": ["internal"]},
+                    {"TagKey": "ai-factory-domain", "TagValues": ["support"]},
                 ],
             }
         },
@@ -390,7 +395,7 @@ def test_clearance_at_or_above_classification_is_granted(clearance: str) -> None
     Template.from_stack(team).has_resource_properties(
         "AWS::LakeFormation::PrincipalPermissions",
         {"Resource": {"LFTagPolicy": Match.object_like({"Expression": Match.array_with(
-            [{"TagKey": "classification", "TagValues": ["confidential"]}])})}},
+            [{"TagKey": "ai-factory-classification", "TagValues": ["confidential"]}])})}},
     )  # fmt: skip
 
 

@@ -119,18 +119,18 @@ def test_every_feature_has_all_its_alarms_named_by_severity(built: Built) -> Non
         extra = {a.name for a in feature.alarm_inputs} - set(PER_FEATURE_ALARMS)
         assert kinds == set(PER_FEATURE_ALARMS) | extra, feature.feature
         for name in mine:
-            assert re.fullmatch(rf"AIFactory-(Critical|Warning)-{re.escape(prefix)}\w+", name)
-    assert "AIFactory-Critical-Platform-FallbackStorm" in found
-    assert "AIFactory-Critical-Platform-GatewayErrors" in found
+            assert re.fullmatch(rf"ai-factory-(Critical|Warning)-{re.escape(prefix)}\w+", name)
+    assert "ai-factory-Critical-Platform-FallbackStorm" in found
+    assert "ai-factory-Critical-Platform-GatewayErrors" in found
 
 
 def test_alarm_thresholds_come_from_the_feature(built: Built) -> None:
     found = alarms(built.template)
     for feature in built.features:
-        latency = found[f"AIFactory-Warning-{feature.team}-{feature.feature}-Latency"]
+        latency = found[f"ai-factory-Warning-{feature.team}-{feature.feature}-Latency"]
         assert latency["Threshold"] == feature.alert_thresholds.p99_latency_ms
         assert latency["ExtendedStatistic"] == "p99"
-        canary = found[f"AIFactory-Critical-{feature.team}-{feature.feature}-CanaryPassRateDrop"]
+        canary = found[f"ai-factory-Critical-{feature.team}-{feature.feature}-CanaryPassRateDrop"]
         assert canary["MetricName"] == "CanaryPassRate"
         assert canary["ComparisonOperator"] == "LessThanThreshold"
         assert canary["Threshold"] == AlarmDefaults().canary_min_pass_rate
@@ -246,8 +246,8 @@ def test_invalid_oncall_email_names_the_field() -> None:
 
 def test_every_feature_has_a_dashboard_section(built: Built) -> None:
     bodies = dashboard_bodies(built.platform, built.template)
-    assert "AIFactory-Platform" in bodies
-    features_text = "".join(text for name, text in bodies.items() if name.startswith("AIFactory-Features-"))
+    assert "ai-factory-Platform" in bodies
+    features_text = "".join(text for name, text in bodies.items() if name.startswith("ai-factory-Features-"))
     for feature in built.features:
         label = f"{feature.team}/{feature.feature}"
         for title in (
@@ -263,7 +263,7 @@ def test_every_feature_has_a_dashboard_section(built: Built) -> None:
 
 
 def test_platform_dashboard_covers_the_whole_platform(built: Built) -> None:
-    body = dashboard_bodies(built.platform, built.template)["AIFactory-Platform"]
+    body = dashboard_bodies(built.platform, built.template)["ai-factory-Platform"]
     for metric in (
         "Requests",
         "Status5xx",

@@ -91,7 +91,7 @@ def built() -> Built:
 
 def test_knowledge_base_uses_s3_vectors_and_the_catalog_titan_model(built: Built) -> None:
     kb = built.only("AWS::Bedrock::KnowledgeBase")
-    assert kb["Name"] == "aif-support-tickets"
+    assert kb["Name"] == "ai-factory-support-tickets"
     config = kb["KnowledgeBaseConfiguration"]
     assert config["Type"] == "VECTOR"
     vector = config["VectorKnowledgeBaseConfiguration"]
@@ -362,7 +362,7 @@ def test_a_new_dataset_version_starts_ingestion_through_an_eventbridge_rule(buil
         "AWS::Lambda::Function",
         {
             "Handler": "aif_connector.knowledge_sync.lambda_handler",
-            "FunctionName": "aif-kb-sync-support-tickets",
+            "FunctionName": "ai-factory-kb-sync-support-tickets",
             "Environment": {
                 "Variables": Match.object_like(
                     {
@@ -411,7 +411,7 @@ def test_a_new_dataset_version_starts_ingestion_through_an_eventbridge_rule(buil
     assert built.rag.sync is not None
     assert (
         built.rag.sync.metric_errors().to_metric_config().metric_stat.dimensions[0].value
-        == "aif-kb-sync-support-tickets"
+        == "ai-factory-kb-sync-support-tickets"
     )  # type: ignore[union-attr]
 
 

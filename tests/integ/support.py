@@ -57,9 +57,13 @@ def handler(event, context):
 """
 
 
+INTEG_PREFIX = "aif-integ"
+"""The cases' name prefix: deployed into an account that runs a factory, they share none of its names."""
+
+
 def new_app() -> cdk.App:
     """The test app (no cdk-nag packs: the real app's synth checks the same stacks with them)."""
-    return cdk.App()
+    return cdk.App(context={"ai-factory:prefix": INTEG_PREFIX})
 
 
 def gateway_stack(app: cdk.App, stack_id: str) -> GatewayStack:

@@ -245,3 +245,122 @@ def test_create_without_token_and_concurrency_limits_gives_the_defaults(env: Env
     env.provisioner.handle(env.event("Create"))
     record = env.store.get_by_hash(hash_key(env.secret()["api_key"]))
     assert record is not None and (record.tokens_per_minute, record.max_concurrency) == (2_000_000, 32)
+
+
+def _valid_key_ids(env: Env) -> set[str]:
+    records = [env.store.get_by_hash(item["key_hash"]["S"]) for item in env.items()]
+    return {r.key_id for r in records if r is not None and r.state(env.now) == "active"}
+
+
+def _rotate(env: Env, from_id: str, generation: str, request_id: str) -> str:
+    previous = str(int(generation) - 1)
+    return str(
+        env.provisioner.handle(
+            env.event(
+                "Update",
+                request_id=request_id,
+                PhysicalResourceId=from_id,
+                ResourceProperties=env.props(KeyGeneration=generation),
+                OldResourceProperties=env.props(KeyGeneration=previous),
+            )
+        )["PhysicalResourceId"]
+    )
+
+
+def test_a_rolled_back_rotation_restores_the_previous_key_and_revokes_the_new_one(env: Env) -> None:
+    old_id = env.provisioner.handle(env.event("Create"))["PhysicalResourceId"]
+    old_secret = env.secret()
+    new_id = _rotate(env, old_id, "2", "req-2")  # the update that later fails elsewhere in the stack
+    env.now = T0 + timedelta(minutes=5)
+
+    # CloudFormation rolls back: an Update of the new physical resource with the old properties.
+    rolled_back = env.provisioner.handle(
+        env.event(
+            "Update",
+            request_id="req-3",
+            PhysicalResourceId=new_id,
+            ResourceProperties=env.props(KeyGeneration="1"),
+            OldResourceProperties=env.props(KeyGeneration="2"),
+        )
+    )
+
+    assert rolled_back["PhysicalResourceId"] == old_id
+    assert rolled_back["Data"] == {"KeyId": old_id}
+    assert env.secret() == old_secret, "the secret holds the previous key again"
+    assert len(env.items()) == 2, "no third key is issued"
+    assert _valid_key_ids(env) == {old_id}
+    # The rollback's cleanup then deletes the failed update's resource: nothing left to revoke.
+    env.now = T0 + timedelta(minutes=6)
+    env.provisioner.handle(
+        env.event(
+            "Delete",
+            request_id="req-4",
+            PhysicalResourceId=new_id,
+            ResourceProperties=env.props(KeyGeneration="2"),
+        )
+    )
+    assert _valid_key_ids(env) == {old_id}
+    assert env.secret() == old_secret
+
+
+def test_a_repeated_rollback_request_gives_the_same_answer(env: Env) -> None:
+    old_id = env.provisioner.handle(env.event("Create"))["PhysicalResourceId"]
+    new_id = _rotate(env, old_id, "2", "req-2")
+    rollback = env.event(
+        "Update",
+        request_id="req-3",
+        PhysicalResourceId=new_id,
+        ResourceProperties=env.props(KeyGeneration="1"),
+        OldResourceProperties=env.props(KeyGeneration="2"),
+    )
+    first = env.provisioner.handle(rollback)
+    secret = env.secret()
+
+    again = env.provisioner.handle(rollback)
+
+    assert again == first
+    assert env.secret() == secret
+    assert _valid_key_ids(env) == {old_id}
+
+
+def test_returning_to_an_earlier_generation_after_a_completed_rotation_issues_a_new_key(env: Env) -> None:
+    old_id = env.provisioner.handle(env.event("Create"))["PhysicalResourceId"]
+    new_id = _rotate(env, old_id, "2", "req-2")
+    env.now = T0 + timedelta(minutes=5)
+    env.provisioner.handle(env.event("Delete", request_id="req-3", PhysicalResourceId=old_id))
+
+    # A later deploy sets key_generation back to 1: the old key was revoked, so it is not restored.
+    back = env.provisioner.handle(
+        env.event(
+            "Update",
+            request_id="req-4",
+            PhysicalResourceId=new_id,
+            ResourceProperties=env.props(KeyGeneration="1"),
+            OldResourceProperties=env.props(KeyGeneration="2"),
+        )
+    )["PhysicalResourceId"]
+
+    assert back not in (old_id, new_id)
+    assert env.secret()["key_id"] == back
+
+
+def test_a_rollback_whose_previous_plaintext_is_gone_issues_one_key_and_revokes_both_others(env: Env) -> None:
+    old_id = env.provisioner.handle(env.event("Create"))["PhysicalResourceId"]
+    new_id = _rotate(env, old_id, "2", "req-2")
+    # Someone wrote the secret by hand in between: its previous version is no longer the old key.
+    env.sm.put_secret_value(SecretId=env.secret_arn, SecretString=json.dumps(env.secret()))
+    env.now = T0 + timedelta(minutes=5)
+
+    third = env.provisioner.handle(
+        env.event(
+            "Update",
+            request_id="req-3",
+            PhysicalResourceId=new_id,
+            ResourceProperties=env.props(KeyGeneration="1"),
+            OldResourceProperties=env.props(KeyGeneration="2"),
+        )
+    )["PhysicalResourceId"]
+
+    assert third not in (old_id, new_id)
+    assert env.secret()["key_id"] == third
+    assert _valid_key_ids(env) == {third}, "the key the stack no longer owns is revoked too"

@@ -24,6 +24,7 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from ai_factory.platform.nag import acknowledge
+from ai_factory.platform.name_prefix import prefixed_unique_name
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def build_rest_api(
     api = apigw.RestApi(
         scope,
         "Api",
+        rest_api_name=prefixed_unique_name(scope, max_length=128),  # the console's list shows the factory
         description="AI Factory LLM gateway (OpenAI-compatible)",
         endpoint_configuration=endpoint_configuration,
         policy=policy,

@@ -13,11 +13,12 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 
-import aws_cdk as cdk
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_bedrock as bedrock
 from aws_cdk import aws_iam as iam
 from constructs import Construct
+
+from ai_factory.platform.name_prefix import prefixed_unique_name
 
 # Content filter strengths (input, output). PROMPT_ATTACK only applies to input.
 DEFAULT_CONTENT_FILTERS: dict[str, tuple[str, str]] = {
@@ -81,7 +82,7 @@ def build_guardrail(
     guardrail = bedrock.CfnGuardrail(
         scope,
         "Guardrail",
-        name=cdk.Names.unique_resource_name(scope, max_length=50, separator="-"),
+        name=prefixed_unique_name(scope, max_length=50),  # unique in the account (docs/deploy.md)
         description="AI Factory gateway guardrail: harmful content, prompt attacks and PII",
         blocked_input_messaging=BLOCKED_INPUT_MESSAGE,
         blocked_outputs_messaging=BLOCKED_OUTPUT_MESSAGE,

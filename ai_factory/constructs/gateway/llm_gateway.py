@@ -62,6 +62,7 @@ from ai_factory.platform.nag import (
     acknowledge_synchronous_invocation,
     acknowledge_unreserved_concurrency,
 )
+from ai_factory.platform.name_prefix import name_prefix
 from ai_factory.platform.public_layers import layer_region, powertools_layer, web_adapter_layer
 from ai_factory.platform.secure_defaults import allow_cloudwatch_logs
 from aif_gateway import contract
@@ -229,7 +230,7 @@ class LlmGateway(Construct):
         self.prompt_view_uri: str = prompt_view.view_uri(self.prompts_bucket)
         """Where ``ai-factory prompts publish --to`` writes the registry's runtime view for the gateway."""
         self.knowledge_base_parameter_prefix: str = (
-            f"/ai-factory/{Stack.of(self).stack_name}/knowledge-bases/"
+            f"/{name_prefix(self)}/{Stack.of(self).stack_name}/knowledge-bases/"
         )
         """SSM path where ``RagFeature``s register knowledge bases for ``POST /v1/retrieve`` (docs/rag.md)."""
 

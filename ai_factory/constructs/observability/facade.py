@@ -11,7 +11,7 @@ In the style of cdk-monitoring-constructs: hand it the gateway and the features 
   SEARCH expressions, so it needs no change when features come and go;
 * a section per feature (its own ``dashboard_widgets()`` plus latency percentiles, tokens, budget burn,
   reliability, feedback, quality and the state of its alarms), ``features_per_dashboard`` per dashboard;
-* alarms named ``AIFactory-<Severity>-<team>-<feature>-<What>`` whose descriptions link their runbook,
+* alarms named ``<prefix>-<Severity>-<team>-<feature>-<What>`` (prefix: the factory's name prefix) whose descriptions link their runbook,
   each notifying the topic when it fires and when it recovers.
 
 Every metric is in the ``AIFactory`` namespace with the (Team, Feature) dimension set the gateway emits
@@ -43,7 +43,8 @@ from ai_factory.constructs.ai_feature import AiFeature
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.observability.feature_section import feature_alarms, feature_section
 from ai_factory.constructs.observability.platform_section import build_platform
-from ai_factory.constructs.observability.settings import ALARM_PREFIX, RUNBOOKS, AlarmDefaults, Severity
+from ai_factory.constructs.observability.settings import RUNBOOKS, AlarmDefaults, Severity
+from ai_factory.platform.name_prefix import name_prefix
 
 # dashboard counters per app (construct-tree root), so facades in several stacks never reuse a name.
 _DASHBOARD_COUNTERS: weakref.WeakKeyDictionary[Any, list[int]] = weakref.WeakKeyDictionary()
@@ -64,7 +65,8 @@ class Observability(Construct):
     :param runbook_base_url: where the ``docs/runbooks`` folder is published (e.g. the repository's
         URL ``.../blob/main/docs/runbooks``). Default: descriptions name the repository path.
     :param defaults: thresholds for the alarms that are not per-feature props.
-    :param dashboard_prefix: dashboard names start with it.
+    :param dashboard_prefix: dashboard names start with it. Default: the factory's name prefix, which also
+        starts every alarm name (``ai-factory-Critical-...``): both are unique in an account.
     """
 
     def __init__(
@@ -80,7 +82,7 @@ class Observability(Construct):
         oncall_subscriptions: Sequence[sns.ITopicSubscription] = (),
         runbook_base_url: str | None = None,
         defaults: AlarmDefaults | None = None,
-        dashboard_prefix: str = ALARM_PREFIX,
+        dashboard_prefix: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         if platform and gateway is None:
@@ -88,7 +90,8 @@ class Observability(Construct):
         self.gateway = gateway
         self.defaults = defaults or AlarmDefaults()
         self.runbook_base_url = runbook_base_url.rstrip("/") if runbook_base_url else None
-        self.dashboard_prefix = dashboard_prefix
+        self.name_prefix = name_prefix(self)
+        self.dashboard_prefix = dashboard_prefix or self.name_prefix
         self.key: kms.IKey | None = None
         if topic is None:
             self.key = self._topic_key()
@@ -156,12 +159,12 @@ class Observability(Construct):
         datapoints_to_alarm: int | None = None,
         scope_id: str | None = None,
     ) -> cloudwatch.Alarm:
-        """An alarm named ``AIFactory-<severity>-<name>`` that links its runbook and notifies the topic
+        """An alarm named ``<prefix>-<severity>-<name>`` that links its runbook and notifies the topic
         when it fires and when it recovers. Missing data never breaches (no traffic is not a fault)."""
         alarm = cloudwatch.Alarm(
             self,
             scope_id or f"{severity.value}{name.replace('-', '')}",
-            alarm_name=f"{ALARM_PREFIX}-{severity.value}-{name}",
+            alarm_name=f"{self.name_prefix}-{severity.value}-{name}",
             alarm_description=f"{description}. Runbook: {self.runbook_url(runbook)}",
             metric=metric,
             threshold=threshold,

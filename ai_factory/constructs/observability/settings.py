@@ -9,7 +9,6 @@ from typing import Protocol
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
-ALARM_PREFIX = "AIFactory"
 RUNBOOKS = (
     "provider-outage",
     "budget-exhausted",

@@ -11,7 +11,7 @@ In the style of cdk-monitoring-constructs: hand it the gateway and the features 
   SEARCH expressions, so it needs no change when features come and go;
 * a section per feature (its own ``dashboard_widgets()`` plus latency percentiles, tokens, budget burn,
   reliability, feedback, quality and the state of its alarms), ``features_per_dashboard`` per dashboard;
-* alarms named ``<prefix>-<Severity>-<team>-<feature>-<What>`` (prefix: the factory's name prefix) whose descriptions link their runbook,
+* alarms named ``<prefix>-<Severity>-<team>-<feature>-<What>`` whose descriptions link their runbook,
   each notifying the topic when it fires and when it recovers.
 
 Every metric is in the ``AIFactory`` namespace with the (Team, Feature) dimension set the gateway emits

@@ -1,6 +1,6 @@
 """The alarms and dashboard section ``Observability`` adds for each ``AiFeature``.
 
-Alarms are named ``<prefix>-<Severity>-<team>-<feature>-<What>`` (prefix: the factory's name prefix); the section shows the feature's own
+Alarms are named ``<prefix>-<Severity>-<team>-<feature>-<What>``; the section shows the feature's own
 widgets, latency percentiles, tokens, budget burn, reliability, feedback, quality and its alarms' state.
 """
 

@@ -69,6 +69,7 @@ from ai_factory.platform.nag import (
     acknowledge_synchronous_invocation,
     acknowledge_unreserved_concurrency,
 )
+from ai_factory.platform.name_prefix import prefixed_unique_name
 from ai_factory.platform.public_layers import layer_region, web_adapter_layer
 from ai_factory.platform.secure_defaults import (
     access_log_bucket,
@@ -635,6 +636,7 @@ class GovernedAssistant(Construct):
         api = apigw.RestApi(
             self,
             "Api",
+            rest_api_name=prefixed_unique_name(self, max_length=128),
             description=f"AI Factory assistant {self.feature.team}/{self.feature.feature}",
             endpoint_configuration=apigw.EndpointConfiguration(types=[apigw.EndpointType.REGIONAL]),
             cloud_watch_role=False,

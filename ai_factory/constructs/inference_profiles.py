@@ -27,6 +27,7 @@ from aws_cdk import aws_bedrock as bedrock
 from constructs import Construct
 
 from ai_factory.catalog.model_catalog import ModelCatalog
+from ai_factory.platform.name_prefix import name_prefix
 from aif_gateway.config import GatewayConfig
 
 GATEWAY_TAG_KEY = "ai-factory:gateway"
@@ -38,8 +39,11 @@ _DIGEST_LENGTH = 8
 _SEPARATORS = re.compile(r"[^0-9A-Za-z]+")
 
 
-def profile_name(team: str, feature: str, model: str, *, source_id: str, scope_path: str) -> str:
-    """The profile's name: readable ``<team>-<feature>-<model>``, cut to fit, plus a digest.
+def profile_name(
+    team: str, feature: str, model: str, *, source_id: str, scope_path: str, prefix: str = ""
+) -> str:
+    """The profile's name: readable ``<prefix>-<team>-<feature>-<model>`` (``prefix``: the factory's name
+    prefix, so two factories in one account stay apart), cut to fit, plus a digest.
 
     Bedrock allows 1-64 letters and digits, each optionally followed by one space, ``_`` or ``-``, and
     the name must be unique in the account and region. The digest of ``scope_path`` (the feature's
@@ -49,7 +53,7 @@ def profile_name(team: str, feature: str, model: str, *, source_id: str, scope_p
     create the new one before deleting the old one.
     """
     digest = hashlib.sha256(f"{scope_path}|{source_id}".encode()).hexdigest()[:_DIGEST_LENGTH]
-    readable = _SEPARATORS.sub("-", f"{team}-{feature}-{model}").strip("-")
+    readable = _SEPARATORS.sub("-", "-".join(p for p in (prefix, team, feature, model) if p)).strip("-")
     head = readable[: NAME_MAX_LENGTH - _DIGEST_LENGTH - 1].rstrip("-")
     return f"{head}-{digest}" if head else digest
 
@@ -113,7 +117,12 @@ class FeatureInferenceProfiles(Construct):
                 self,
                 _construct_id(name, invoke_id, models),
                 inference_profile_name=profile_name(
-                    team, feature, name, source_id=invoke_id, scope_path=self.node.path
+                    team,
+                    feature,
+                    name,
+                    source_id=invoke_id,
+                    scope_path=self.node.path,
+                    prefix=name_prefix(self),
                 ),
                 description=_description(team, feature, name),
                 model_source=bedrock.CfnApplicationInferenceProfile.InferenceProfileModelSourceProperty(

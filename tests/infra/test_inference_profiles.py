@@ -97,7 +97,7 @@ def test_profile_names_and_descriptions_fit_bedrocks_rules_and_are_unique(built:
         assert len(description) <= 200 and DESCRIPTION_PATTERN.match(description), description
         names.append(name)
     assert len(set(names)) == len(names)
-    assert any(n.startswith("support-ticket-summarizer-claude-haiku-4-5-") for n in names)
+    assert any(n.startswith("ai-factory-support-ticket-summarizer-claude-haiku-4-5-") for n in names)
 
 
 def test_profile_name_is_cut_to_64_and_changes_with_stage_and_source() -> None:

@@ -41,6 +41,8 @@ NOT_ACCOUNT_WIDE = {
     ("AWS::SNS::Topic", "DisplayName"),
     ("AWS::CloudWatch::Alarm", "MetricName"),
     ("AWS::Bedrock::DataSource", "Name"),
+    ("AWS::Cognito::UserPoolGroup", "GroupName"),
+    ("AWS::ApiGateway::Authorizer", "Name"),
 }
 INLINE = ("PolicyName",)  # inline policies belong to their role
 
@@ -66,7 +68,8 @@ def physical_names(template: dict[str, Any]) -> dict[str, set[str]]:
 
 
 def _stacks(factory: Factory, mlops: MlopsStack) -> list[cdk.Stack]:
-    return [factory.gateway, factory.governance, *factory.teams, factory.observability, mlops]
+    enforcement = [factory.enforcement] if factory.enforcement is not None else []
+    return [factory.gateway, factory.governance, *factory.teams, factory.observability, *enforcement, mlops]
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ai_factory.constructs.mlflow_tracking import MlflowTracking
     from ai_factory.constructs.observability.facade import Observability
     from ai_factory.constructs.observability.settings import AlarmDefaults, Severity
+    from ai_factory.constructs.q_business import QBusinessConnector, QBusinessError
     from ai_factory.constructs.rag_feature import RagFeature, RagFeatureError
     from ai_factory.constructs.sagemaker_endpoint import SageMakerEndpoint
     from ai_factory.platform.nag import apply_nag_packs
@@ -56,6 +57,8 @@ _EXPORTS = {
     "AlarmDefaults": "ai_factory.constructs.observability.settings",
     "Severity": "ai_factory.constructs.observability.settings",
     "RagFeature": "ai_factory.constructs.rag_feature",
+    "QBusinessConnector": "ai_factory.constructs.q_business",
+    "QBusinessError": "ai_factory.constructs.q_business",
     "RagFeatureError": "ai_factory.constructs.rag_feature",
     "FeatureCanary": "ai_factory.constructs.canary",
     "CanaryError": "ai_factory.constructs.canary",
@@ -97,6 +100,8 @@ __all__ = [
     "MlflowTracking",
     "ModelCatalog",
     "Observability",
+    "QBusinessConnector",
+    "QBusinessError",
     "RagFeature",
     "RagFeatureError",
     "SageMakerEndpoint",

@@ -81,10 +81,11 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
         print(f"{changed} access or data-flow changes from {args.diff} to {args.cdk_out}", file=out)
     unacked = [s for s in report.wildcards if any(r == NO_ACK for _, r in s.acknowledgements)]
     print(
-        f"{len(report.features)} features, {len(report.public_endpoints)} public endpoints, "
+        f"{len(report.features)} features, {len(report.public_endpoints)} public endpoints "
+        f"({len(report.unreviewed_public_endpoints)} without a recorded reason), "
         f"{len(report.wildcards)} IAM wildcards ({len(unacked)} unacknowledged)",
         file=out,
     )
-    if args.fail_on_findings and (report.public_endpoints or unacked):
+    if args.fail_on_findings and (report.unreviewed_public_endpoints or unacked):
         return 1
     return 0

@@ -13,7 +13,7 @@ from ai_factory.compliance.diff import ReportDiff
 from ai_factory.compliance.evidence import ARTIFACTS_BY_ID, OBLIGATIONS
 from ai_factory.compliance.model import NO_ACK, Report
 
-NO_PUBLIC = "Public (anonymous) endpoints: none."
+NO_PUBLIC = "Public (anonymous) endpoints without a recorded reason: none."
 
 
 @dataclass(frozen=True)
@@ -209,15 +209,22 @@ def report_document(report: Report) -> Document:
     )
 
     doc.h(2, "Public endpoints")
-    if report.public_endpoints:
+    unreviewed = report.unreviewed_public_endpoints
+    if unreviewed:
         doc.p(
-            f"Public (anonymous) endpoints: {len(report.public_endpoints)}. Each needs a reviewer's decision."
+            f"Public (anonymous) endpoints without a recorded reason: {len(unreviewed)}. Each needs a "
+            "reviewer's decision."
         )
     else:
         doc.p(NO_PUBLIC)
+    if report.public_endpoints and len(unreviewed) < len(report.public_endpoints):
+        doc.p(
+            "Public by design (the construct that made it recorded why; the reason is in the last column): "
+            f"{len(report.public_endpoints) - len(unreviewed)}."
+        )
     doc.table(
-        ("kind", "resource", "exposure", "authentication", "detail"),
-        [(e.kind, e.label, e.exposure, e.auth, e.detail) for e in report.endpoints],
+        ("kind", "resource", "exposure", "authentication", "detail", "public by design because"),
+        [(e.kind, e.label, e.exposure, e.auth, e.detail, e.public_by_design) for e in report.endpoints],
         "No endpoints reachable from outside the account's networks.",
     )
 

@@ -152,6 +152,9 @@ class Endpoint:
     exposure: str  # "public (anonymous)" | "internet (authenticated)" | "private"
     auth: str
     detail: str
+    # Why it is public by design, recorded on the resource by the construct that made it (template
+    # metadata ``aif_gateway.contract.PUBLIC_BY_DESIGN_METADATA``); "" when nobody said.
+    public_by_design: str = ""
 
     @property
     def is_public(self) -> bool:
@@ -206,6 +209,11 @@ class Report:
     @property
     def public_endpoints(self) -> list[Endpoint]:
         return [e for e in self.endpoints if e.is_public]
+
+    @property
+    def unreviewed_public_endpoints(self) -> list[Endpoint]:
+        """Public endpoints whose construct recorded no reason: each needs a reviewer's decision."""
+        return [e for e in self.public_endpoints if not e.public_by_design]
 
     def external_flows(self, processed_in: dict[str, str] | None = None) -> list[ExternalFlow]:
         """Which features may send which data classification to which external providers (OpenAI,
@@ -750,6 +758,7 @@ def _endpoints(assembly: CloudAssembly) -> list[Endpoint]:
                 Endpoint("S3 bucket", _owner_label(bucket), "public (anonymous)", "none", "; ".join(reasons))
             )
     for dist in assembly.resources("AWS::CloudFront::Distribution"):
+        reason = dist.metadata.get(contract.PUBLIC_BY_DESIGN_METADATA)
         endpoints.append(
             Endpoint(
                 "CloudFront distribution",
@@ -757,6 +766,7 @@ def _endpoints(assembly: CloudAssembly) -> list[Endpoint]:
                 "public (anonymous)",
                 "none at the edge",
                 "the origin decides what is served; review it",
+                public_by_design=reason if isinstance(reason, str) else "",
             )
         )
     for lb in assembly.resources("AWS::ElasticLoadBalancingV2::LoadBalancer"):

@@ -363,6 +363,15 @@ class GovernedAssistant(Construct):
             },
         )
         self._acknowledge_distribution(distribution, web_acl=web_acl_arn is not None)
+        # For `ai-factory report`: the anonymous part is the static page; every answer needs a sign-in.
+        cfn_distribution = distribution.node.default_child
+        assert isinstance(cfn_distribution, cdk.CfnResource)
+        cfn_distribution.add_metadata(
+            contract.PUBLIC_BY_DESIGN_METADATA,
+            "Serves the assistant's static page (no data) from a private bucket through origin access "
+            "control, HTTPS only, with security headers; /api/* goes to an API whose every method needs "
+            "a Cognito ID token, so nothing but the page is reachable without signing in.",
+        )
         return distribution
 
     def _publish_site(self) -> None:

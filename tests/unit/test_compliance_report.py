@@ -346,7 +346,11 @@ def test_real_app_report_says_no_public_endpoints(tmp_path: Path) -> None:
     text = (out / "compliance-report.md").read_text()
     assert NO_PUBLIC in text
     real = build_report(CloudAssembly.load(tmp_path / "cdk.out"))
-    assert real.public_endpoints == []
+    assert real.unreviewed_public_endpoints == []
+    # The employees' assistant page is the one public endpoint, with the reason its construct recorded.
+    (page,) = real.public_endpoints
+    assert page.kind == "CloudFront distribution" and "EmployeeAssistant" in page.label
+    assert "Cognito" in page.public_by_design and "needs a Cognito ID token" in text
     assert {f.name for f in real.features} >= {"support/ticket-summarizer", "knowledge/internal-qa"}
     assert all(NO_ACK not in dict(s.acknowledgements).values() for s in real.wildcards)
 

@@ -18,7 +18,10 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 HERE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(HERE))
+# Appended, not put first: in the platform repo's test run the platform's own ``app`` module must stay
+# the one ``import app`` finds (this app is loaded by path, under its own name).
+if str(HERE) not in sys.path:
+    sys.path.append(str(HERE))
 os.environ.setdefault("CDK_VALIDATION", "false")
 
 from claims_team.stack import ClaimsFeaturesStack  # noqa: E402

@@ -357,3 +357,10 @@ DOC_DATASET_VERSION = "aif_dataset_version"
 def classification_rank(classification: str) -> int:
     """The rank of ``classification`` in ``CLEARANCE_LEVELS`` (ValueError for an unknown one)."""
     return CLEARANCE_LEVELS.index(classification)
+
+
+# ------------------------------------------------------------------------ compliance report
+# Template metadata key on a resource that is reachable anonymously by design (a static sign-in page):
+# its value is the reviewer-grade reason. ``ai-factory report`` lists such endpoints with the reason and
+# ``--fail-on-findings`` fails only on public endpoints without one.
+PUBLIC_BY_DESIGN_METADATA = "aif:publicByDesign"

@@ -114,6 +114,14 @@ class KeyProvisioner:
     def _table(self, props: Mapping[str, Any]) -> str:
         return self.keys_table or _required(props, Props.KEYS_TABLE)
 
+    def _settings(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        settings = _settings(props)
+        if self.registry is not None:
+            # A team account's template cannot put its key into a usage plan the platform did not make
+            # for it (the shared provisioner's features use the gateway's shared plan).
+            settings["edge_usage_plan"] = False
+        return settings
+
     def _claim(self, event: Mapping[str, Any], settings: Mapping[str, Any]) -> Any:
         """Shared provisioner: claim the feature for the requesting account; the client that writes the
         secret (the team's writer role when the request names one, else this account's client)."""
@@ -150,7 +158,7 @@ class KeyProvisioner:
     def create(self, event: Mapping[str, Any]) -> str:
         props = event["ResourceProperties"]
         table = self._table(props)
-        settings = _settings(props)
+        settings = self._settings(props)
         secrets_client = self._claim(event, settings)
         key_id = derive_key_id(event)
         if self._find(table, key_id, attempts=1) is not None:
@@ -184,7 +192,7 @@ class KeyProvisioner:
             return self.create(event)
         key_id = str(event.get("PhysicalResourceId", ""))
         table = self._table(props)
-        settings = _settings(props)
+        settings = self._settings(props)
         self._claim(event, settings)
         record = self._find(table, key_id, attempts=_KEY_LOOKUP_ATTEMPTS)
         if record is None:
@@ -209,6 +217,8 @@ class KeyProvisioner:
         if settings["clearance"] is not None:
             expression += ", clearance = :clearance"
             values[":clearance"] = {"S": settings["clearance"]}
+        expression += ", edge_usage_plan = :edge"
+        values[":edge"] = {"BOOL": settings["edge_usage_plan"]}
         self.dynamodb.update_item(
             TableName=table,
             Key={"key_hash": {"S": record.key_hash}},
@@ -311,6 +321,7 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
         "clearance": clearance,
         "tokens_per_minute": tpm,
         "max_concurrency": concurrency,
+        "edge_usage_plan": str(props.get(Props.EDGE_USAGE_PLAN, "")).lower() == "true",
     }
 
 

@@ -9,6 +9,7 @@ this file, and the construct library imports it at synth time.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -228,6 +229,29 @@ LIMIT_CODES: dict[str, str] = {
 """The error code of each limit's 429 (``docs/gateway.md``, "What each 429 means"); the ``Throttled``
 metric counts them all."""
 
+EDGE_LIMIT_CODE = "edge_rate_limited"
+"""The code of an API Gateway 429 (the feature's usage plan or the stage ceiling): the edge, not the
+gateway Lambda, refused the request, so the ``x-aif-limit`` header is absent."""
+
+# ------------------------------------------------------------------------------------------ the edge
+
+SHARED_USAGE_IDENTIFIER = "aif-edge-shared-usage-plan"
+"""API Gateway API key (usage identifier) of the gateway's shared usage plan: keys whose feature has no
+usage plan of its own (``ai-factory keys create``, features deployed from team accounts)."""
+
+
+def usage_identifier(team: str, feature: str) -> str:
+    """The API Gateway API key value that ties ``team/feature`` to its own usage plan.
+
+    Not a secret: with the API key source ``AUTHORIZER`` API Gateway ignores any ``x-api-key`` a
+    client sends and uses only what the authorizer returns, so knowing the value grants nothing. Being
+    derived from the feature (not stored), the authorizer needs no extra read and the CDK app, the
+    authorizer and the docs agree by construction. 49 characters (API Gateway wants 20 to 128).
+    """
+    digest = hashlib.sha256(f"{team}/{feature}".encode()).hexdigest()[:40]
+    return f"aif-edge-{digest}"
+
+
 # ---------------------------------------------------------------------------------- custom resources
 
 FEATURE_KEY_RESOURCE_TYPE = "Custom::AiFactoryFeatureKey"
@@ -248,6 +272,9 @@ class FeatureKeyProperties:
     DESCRIPTION = "Description"
     KEY_GENERATION = "KeyGeneration"
     CLEARANCE = "Clearance"
+    EDGE_USAGE_PLAN = "EdgeUsagePlan"
+    """``"true"`` when the feature has its own API Gateway usage plan (``usage_identifier``); only a
+    feature's own provisioner honours it (the shared provisioner of team accounts ignores it)."""
     REPLACING = (KEY_GENERATION, KEYS_TABLE, SECRET_ARN)
     """A change of any of these issues a new key (and deletes the old one)."""
 

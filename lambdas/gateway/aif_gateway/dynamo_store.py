@@ -213,6 +213,8 @@ def key_to_item(record: ApiKeyRecord) -> dict[str, AttributeValueTypeDef]:
         item["revoked_at"] = _s(record.revoked_at.isoformat())
     if record.clearance is not None:
         item["clearance"] = _s(record.clearance)
+    if record.edge_usage_plan:
+        item["edge_usage_plan"] = {"BOOL": True}
     return item
 
 
@@ -234,6 +236,7 @@ def key_from_item(item: dict[str, Any]) -> ApiKeyRecord:
         # Items written before these limits existed get the defaults.
         tokens_per_minute=_to_int(item["tokens_per_minute"]) if "tokens_per_minute" in item else DEFAULT_TPM,
         max_concurrency=_to_int(item["max_concurrency"]) if "max_concurrency" in item else DEFAULT_CONC,
+        edge_usage_plan=bool(item.get("edge_usage_plan", {}).get("BOOL", False)),
     )
 
 

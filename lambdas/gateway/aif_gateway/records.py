@@ -69,6 +69,9 @@ class ApiKeyRecord:
     # count) and requests in flight at once, across every gateway instance (aif_gateway.quota).
     tokens_per_minute: int = DEFAULT_TOKENS_PER_MINUTE
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    # The feature has its own API Gateway usage plan (contract.usage_identifier); otherwise the edge
+    # authorizer puts the key in the gateway's shared plan.
+    edge_usage_plan: bool = False
 
     def state(self, now: datetime) -> str:
         """'active', 'revoked' or 'expired'."""

@@ -24,6 +24,7 @@ from aif_gateway.dynamo_store import DynamoKeyStore, create_tables, key_to_item
 from aif_gateway.records import ApiKeyRecord, generate_key
 
 TABLE = "aif-keys"
+NS = "3f2a9c1e0b7d"
 METHOD_ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/POST/v1/chat/completions"
 STAGE_WILDCARD = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*/*"
 
@@ -86,12 +87,12 @@ def test_valid_key_is_allowed_on_the_whole_stage_with_its_feature_usage_identifi
     client.put_item(TableName=TABLE, Item=key_to_item(record))
     calls.clear()
 
-    answer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()))
+    answer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS)
 
     assert answer["principalId"] == record.key_id
     statement = answer["policyDocument"]["Statement"][0]
     assert statement == {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": STAGE_WILDCARD}
-    assert answer["usageIdentifierKey"] == contract.usage_identifier("support", "ticket-summarizer")
+    assert answer["usageIdentifierKey"] == contract.usage_identifier(NS, "support", "ticket-summarizer")
     assert answer["context"] == {"team": "support", "feature": "ticket-summarizer", "keyId": record.key_id}
     assert calls == ["GetItem"]
 
@@ -101,10 +102,10 @@ def test_key_without_a_plan_of_its_own_is_metered_in_the_shared_plan(table: tupl
     plaintext, record = _record(edge_usage_plan=False)
     client.put_item(TableName=TABLE, Item=key_to_item(record))
 
-    answer = authorizer.decide(_event({"authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()))
+    answer = authorizer.decide(_event({"authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS)
 
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
-    assert answer["usageIdentifierKey"] == contract.SHARED_USAGE_IDENTIFIER
+    assert answer["usageIdentifierKey"] == contract.shared_usage_identifier(NS)
 
 
 def test_unknown_key_is_denied_with_one_get_item_and_no_scan(table: tuple[Any, list[str]]) -> None:
@@ -112,7 +113,7 @@ def test_unknown_key_is_denied_with_one_get_item_and_no_scan(table: tuple[Any, l
     calls.clear()
     plaintext, _ = _record()  # never written
 
-    answer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()))
+    answer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS)
 
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert "usageIdentifierKey" not in answer
@@ -131,7 +132,7 @@ def test_revoked_and_expired_keys_are_denied(table: tuple[Any, list[str]]) -> No
     auth = _authenticator(client, Clock())
 
     for plaintext, reason in ((revoked_plain, "revoked_api_key"), (expired_plain, "expired_api_key")):
-        answer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}), auth)
+        answer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}), auth, NS)
         assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
         assert answer["context"] == {"reason": reason}
 
@@ -148,15 +149,15 @@ def test_cache_answers_repeated_requests_and_a_revocation_is_seen_after_the_ttl(
     calls.clear()
 
     for _ in range(5):
-        assert authorizer.decide(event, auth)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+        assert authorizer.decide(event, auth, NS)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert calls == ["GetItem"]  # one read for five requests
 
     revoked = replace(record, revoked_at=datetime.now(UTC) - timedelta(seconds=1))
     client.put_item(TableName=TABLE, Item=key_to_item(revoked))
     clock.now += 10  # within the TTL: still the cached (allowed) record
-    assert authorizer.decide(event, auth)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert authorizer.decide(event, auth, NS)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     clock.now += 60  # beyond twice the TTL: read again, now denied
-    assert authorizer.decide(event, auth)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert authorizer.decide(event, auth, NS)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert [c for c in calls if c != "PutItem"] == ["GetItem", "GetItem"]
 
 
@@ -166,13 +167,13 @@ def test_no_credential_is_unauthorized_without_any_read(table: tuple[Any, list[s
     auth = _authenticator(client, Clock())
     for headers in (None, {}, {"Authorization": ""}, {"x-api-key": "aif-x"}):
         with pytest.raises(PermissionError, match="Unauthorized"):
-            authorizer.decide(_event(headers), auth)  # x-api-key counts only on the Messages routes
+            authorizer.decide(_event(headers), auth, NS)  # x-api-key counts only on the Messages routes
     assert calls == []
 
 
 def test_malformed_authorization_is_denied(table: tuple[Any, list[str]]) -> None:
     client, _ = table
-    answer = authorizer.decide(_event({"Authorization": "Basic abc"}), _authenticator(client, Clock()))
+    answer = authorizer.decide(_event({"Authorization": "Basic abc"}), _authenticator(client, Clock()), NS)
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert answer["context"] == {"reason": "invalid_authorization"}
 
@@ -186,12 +187,12 @@ def test_messages_routes_accept_x_api_key_first_like_the_gateway(
     client.put_item(TableName=TABLE, Item=key_to_item(record))
     auth = _authenticator(client, Clock())
 
-    answer = authorizer.decide(_event({"X-Api-Key": plaintext}, resource), auth)
+    answer = authorizer.decide(_event({"X-Api-Key": plaintext}, resource), auth, NS)
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     # Both headers: x-api-key wins on the Messages routes, as in the gateway (app.Gateway._authenticate).
     both = {"x-api-key": plaintext, "authorization": "Bearer aif-unknown"}
-    assert authorizer.decide(_event(both, resource), auth)["principalId"] == record.key_id
-    bearer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}, resource), auth)
+    assert authorizer.decide(_event(both, resource), auth, NS)["principalId"] == record.key_id
+    bearer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}, resource), auth, NS)
     assert bearer["principalId"] == record.key_id
 
 
@@ -205,6 +206,7 @@ def test_lambda_handler_reads_the_table_from_the_environment_and_raises_unauthor
     config.write_text(json.dumps({"routes": {}, "key_cache_ttl_s": 5}))
     monkeypatch.setenv(contract.KEYS_TABLE_ENV, TABLE)
     monkeypatch.setenv(contract.CONFIG_PATH_ENV, str(config))
+    monkeypatch.setenv(contract.EDGE_NAMESPACE_ENV, NS)
     monkeypatch.setattr(authorizer, "_authenticator", None)
 
     answer = authorizer.handler(_event({"Authorization": f"Bearer {plaintext}"}), None)
@@ -214,9 +216,15 @@ def test_lambda_handler_reads_the_table_from_the_environment_and_raises_unauthor
 
 
 def test_usage_identifier_is_stable_distinct_and_within_api_gateway_bounds() -> None:
-    ids = {contract.usage_identifier(t, f) for t in ("a", "support") for f in ("b", "ticket-summarizer")}
-    assert len(ids) == 4
-    for value in ids | {contract.SHARED_USAGE_IDENTIFIER}:
-        assert 20 <= len(value) <= 128
-    assert contract.usage_identifier("a", "b") == contract.usage_identifier("a", "b")
-    assert contract.usage_identifier("a-b", "c") != contract.usage_identifier("a", "b-c")
+    ids = {
+        contract.usage_identifier(ns, t, f)
+        for ns in (NS, "another-gw")
+        for t in ("a", "support")
+        for f in ("b", "ticket-summarizer")
+    }
+    ids |= {contract.shared_usage_identifier(NS), contract.shared_usage_identifier("another-gw")}
+    assert len(ids) == 10  # per gateway, per feature: API key values are unique per account and region
+    for value in ids:
+        assert 20 <= len(value) <= 128 and value.replace("-", "").isalnum()
+    assert contract.usage_identifier(NS, "a", "b") == contract.usage_identifier(NS, "a", "b")
+    assert contract.usage_identifier(NS, "a-b", "c") != contract.usage_identifier(NS, "a", "b-c")

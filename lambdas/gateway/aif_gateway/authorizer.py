@@ -8,7 +8,7 @@ counted against its feature's API Gateway usage plan through ``usageIdentifierKe
 * a valid key: ``Allow`` on every method of the stage (API Gateway may cache the answer for the key and
   reuse it on another route), with the key's team, feature and key ID as context, and its feature's
   usage identifier (``contract.usage_identifier``) or, for a key whose feature has no plan of its own,
-  the shared plan's (``contract.SHARED_USAGE_IDENTIFIER``);
+  the shared plan's (``contract.shared_usage_identifier``);
 * an unknown, revoked or expired key: ``Deny`` (API Gateway answers 403; a cached ``Deny`` spares the
   key table a flood of the same bad key);
 * no credential at all: ``Unauthorized`` (API Gateway answers 401).
@@ -59,7 +59,7 @@ def stage_wildcard(method_arn: str) -> str:
     return f"{prefix}:execute-api:{parts[0]}/{parts[1]}/*/*"
 
 
-def decide(event: Mapping[str, Any], authenticator: KeyAuthenticator) -> dict[str, Any]:
+def decide(event: Mapping[str, Any], authenticator: KeyAuthenticator, namespace: str) -> dict[str, Any]:
     """The authorizer's answer for ``event`` (a REQUEST authorizer event); raises ``PermissionError``
     with the message ``Unauthorized`` when the request carries no credential."""
     authorization = credential(event.get("headers"), str(event.get("resource", "")))
@@ -75,15 +75,15 @@ def decide(event: Mapping[str, Any], authenticator: KeyAuthenticator) -> dict[st
         "Allow",
         resource,
         {"team": record.team, "feature": record.feature, "keyId": record.key_id},
-        usage_key=usage_key(record),
+        usage_key=usage_key(record, namespace),
     )
 
 
-def usage_key(record: ApiKeyRecord) -> str:
+def usage_key(record: ApiKeyRecord, namespace: str) -> str:
     """The usage identifier API Gateway meters the key's requests under."""
     if record.edge_usage_plan:
-        return contract.usage_identifier(record.team, record.feature)
-    return contract.SHARED_USAGE_IDENTIFIER
+        return contract.usage_identifier(namespace, record.team, record.feature)
+    return contract.shared_usage_identifier(namespace)
 
 
 def _policy(
@@ -115,7 +115,7 @@ def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
     if _authenticator is None:
         _authenticator = build_authenticator()
     try:
-        return decide(event, _authenticator)
+        return decide(event, _authenticator, os.environ[contract.EDGE_NAMESPACE_ENV])
     except PermissionError:
         # The exact message "Unauthorized" is what makes API Gateway answer 401.
         raise Exception("Unauthorized") from None  # noqa: TRY002

@@ -235,21 +235,29 @@ gateway Lambda, refused the request, so the ``x-aif-limit`` header is absent."""
 
 # ------------------------------------------------------------------------------------------ the edge
 
-SHARED_USAGE_IDENTIFIER = "aif-edge-shared-usage-plan"
-"""API Gateway API key (usage identifier) of the gateway's shared usage plan: keys whose feature has no
-usage plan of its own (``ai-factory keys create``, features deployed from team accounts)."""
+EDGE_NAMESPACE_ENV = "AIF_EDGE_NAMESPACE"
+"""Set on the edge authorizer: the gateway's namespace for usage identifiers (``LlmGateway.edge_namespace``)."""
 
 
-def usage_identifier(team: str, feature: str) -> str:
-    """The API Gateway API key value that ties ``team/feature`` to its own usage plan.
+def usage_identifier(namespace: str, team: str, feature: str) -> str:
+    """The API Gateway API key value that ties ``team/feature`` to its own usage plan on one gateway.
 
     Not a secret: with the API key source ``AUTHORIZER`` API Gateway ignores any ``x-api-key`` a
-    client sends and uses only what the authorizer returns, so knowing the value grants nothing. Being
-    derived from the feature (not stored), the authorizer needs no extra read and the CDK app, the
-    authorizer and the docs agree by construction. 49 characters (API Gateway wants 20 to 128).
+    client sends and uses only what the authorizer returns, so knowing the value grants nothing. Derived
+    (not stored), so the authorizer needs no extra read and the CDK app and the authorizer agree by
+    construction. ``namespace`` keeps two gateways in one account and region (a pipeline's staging and
+    production stages) apart: API key values are unique per account and region. 49 characters (API
+    Gateway wants 20 to 128).
     """
-    digest = hashlib.sha256(f"{team}/{feature}".encode()).hexdigest()[:40]
+    digest = hashlib.sha256(f"{namespace}/{team}/{feature}".encode()).hexdigest()[:40]
     return f"aif-edge-{digest}"
+
+
+def shared_usage_identifier(namespace: str) -> str:
+    """The API key value of the gateway's shared usage plan: keys whose feature has no plan of its own
+    (``ai-factory keys create``, features deployed from team accounts)."""
+    digest = hashlib.sha256(f"{namespace}/*shared*".encode()).hexdigest()[:40]
+    return f"aif-edge-shared-{digest}"
 
 
 # ---------------------------------------------------------------------------------- custom resources

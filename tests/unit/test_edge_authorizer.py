@@ -49,9 +49,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, list[str]]]:
         client = boto3.client("dynamodb", region_name="eu-west-1")
         create_tables(client, keys_table=TABLE)
         calls: list[str] = []
-        client.meta.events.register(
-            "before-call.dynamodb.*", lambda model, **_: calls.append(model.name)
-        )
+        client.meta.events.register("before-call.dynamodb.*", lambda model, **_: calls.append(model.name))
         yield client, calls
 
 
@@ -87,7 +85,9 @@ def test_valid_key_is_allowed_on_the_whole_stage_with_its_feature_usage_identifi
     client.put_item(TableName=TABLE, Item=key_to_item(record))
     calls.clear()
 
-    answer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS)
+    answer = authorizer.decide(
+        _event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS
+    )
 
     assert answer["principalId"] == record.key_id
     statement = answer["policyDocument"]["Statement"][0]
@@ -102,7 +102,9 @@ def test_key_without_a_plan_of_its_own_is_metered_in_the_shared_plan(table: tupl
     plaintext, record = _record(edge_usage_plan=False)
     client.put_item(TableName=TABLE, Item=key_to_item(record))
 
-    answer = authorizer.decide(_event({"authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS)
+    answer = authorizer.decide(
+        _event({"authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS
+    )
 
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert answer["usageIdentifierKey"] == contract.shared_usage_identifier(NS)
@@ -113,7 +115,9 @@ def test_unknown_key_is_denied_with_one_get_item_and_no_scan(table: tuple[Any, l
     calls.clear()
     plaintext, _ = _record()  # never written
 
-    answer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS)
+    answer = authorizer.decide(
+        _event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS
+    )
 
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert "usageIdentifierKey" not in answer

@@ -239,6 +239,11 @@ EDGE_NAMESPACE_ENV = "AIF_EDGE_NAMESPACE"
 """Set on the edge authorizer: the gateway's namespace for usage identifiers (``LlmGateway.edge_namespace``)."""
 
 
+def edge_namespace(gateway_path: str) -> str:
+    """A gateway's namespace for usage identifiers, from its stack name and construct path."""
+    return hashlib.sha256(gateway_path.encode()).hexdigest()[:12]
+
+
 def usage_identifier(namespace: str, team: str, feature: str) -> str:
     """The API Gateway API key value that ties ``team/feature`` to its own usage plan on one gateway.
 

@@ -16,7 +16,8 @@ from ai_factory.constructs.gateway.edge import WAF_BODY_RULES_COUNTED, edge_rate
 from ai_factory.constructs.gateway.imported import GatewayAttributes
 from ai_factory.constructs.gateway.llm_gateway import DEFAULT_RESERVED_CONCURRENCY, LlmGateway
 from aif_gateway import contract
-from tests.infra.test_ai_feature import FEATURE_PROPS, build as build_feature
+from tests.infra.test_ai_feature import FEATURE_PROPS
+from tests.infra.test_ai_feature import build as build_feature
 
 Synthesized = Any  # tests/infra/conftest.py
 

@@ -215,7 +215,7 @@ def test_lambda_handler_reads_the_table_from_the_environment_and_raises_unauthor
 
     answer = authorizer.handler(_event({"Authorization": f"Bearer {plaintext}"}), None)
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer.handler(_event({}), None)
 
 

@@ -140,7 +140,7 @@ def add_feature_usage_plan(
     plan = apigw.UsagePlan(
         scope,
         "EdgeUsagePlan",
-        description=f"AI Factory feature {team}/{feature}: edge throttle from {rate_limit_rpm} requests/minute",
+        description=f"AI Factory feature {team}/{feature}: edge throttle from {rate_limit_rpm} requests/min",
         api_stages=[_api_stage(api)],
         throttle=apigw.ThrottleSettings(rate_limit=rate, burst_limit=burst),
         quota=quota,

@@ -27,13 +27,13 @@ from typing import Any, Literal
 
 import aws_cdk as cdk
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -587,7 +587,8 @@ class LlmGateway(Construct):
         if not _whole(waf_rate_limit_per_ip) or not 10 <= waf_rate_limit_per_ip <= 2_000_000_000:
             raise self._fail(
                 "waf_rate_limit_per_ip",
-                f"must be a whole number from 10 to 2,000,000,000 (AWS WAF's bounds), got {waf_rate_limit_per_ip!r}",
+                "must be a whole number from 10 to 2,000,000,000 (AWS WAF's bounds), "
+                f"got {waf_rate_limit_per_ip!r}",
             )
         if reserved_concurrency is not None and (
             not _whole(reserved_concurrency) or reserved_concurrency < 1

@@ -118,4 +118,4 @@ def handler(event: dict[str, Any], _context: Any) -> dict[str, Any]:
         return decide(event, _authenticator, os.environ[contract.EDGE_NAMESPACE_ENV])
     except PermissionError:
         # The exact message "Unauthorized" is what makes API Gateway answer 401.
-        raise Exception("Unauthorized") from None  # noqa: TRY002
+        raise Exception("Unauthorized") from None

@@ -236,7 +236,7 @@ gateway Lambda, refused the request, so the ``x-aif-limit`` header is absent."""
 # ------------------------------------------------------------------------------------------ the edge
 
 EDGE_NAMESPACE_ENV = "AIF_EDGE_NAMESPACE"
-"""Set on the edge authorizer: the gateway's namespace for usage identifiers (``LlmGateway.edge_namespace``)."""
+"""Set on the edge authorizer: the gateway's usage-identifier namespace (``LlmGateway.edge_namespace``)."""
 
 
 def edge_namespace(gateway_path: str) -> str:

@@ -111,7 +111,14 @@ def test_the_authorizer_function_reads_one_key_by_hash_and_nothing_else(default_
     actions = sorted(
         a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     )
-    assert actions == ["dynamodb:GetItem", "kms:Decrypt", "logs:CreateLogStream", "logs:PutLogEvents"]
+    assert actions == [
+        "dynamodb:GetItem",
+        "kms:Decrypt",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTelemetryRecords",
+        "xray:PutTraceSegments",
+    ]
     get_item = next(s for s in statements if s["Action"] == "dynamodb:GetItem")
     assert get_item["Resource"] == {"Fn::GetAtt": [_logical(syn, syn.gateway.keys_table), "Arn"]}
 

@@ -59,6 +59,7 @@ from ai_factory.platform.lambda_packaging import (
 )
 from ai_factory.platform.log_retention import RETENTION_DAYS, finite_retention, retention_in_days
 from ai_factory.platform.nag import (
+    XRAY_WILDCARD_REASON,
     acknowledge_outside_vpc,
     acknowledge_synchronous_invocation,
     acknowledge_unreserved_concurrency,
@@ -343,7 +344,6 @@ class LlmGateway(Construct):
             },
             timeout=Duration.seconds(10),
             memory_size=256,
-            tracing=False,
         )
         assert self.authorizer_function.role is not None
         for statement in usage_ledger.read_key_records_statements(self.ledger, self.key):
@@ -827,6 +827,10 @@ class LlmGateway(Construct):
             acknowledge_unreserved_concurrency(
                 self.function, bounded_by="the API stage's throttling and each feature's usage plan"
             )
+        assert self.authorizer_function.role is not None
+        cdk.Validations.of(self.authorizer_function.role.node.find_child("DefaultPolicy")).acknowledge(
+            cdk.Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason=XRAY_WILDCARD_REASON)
+        )
         acknowledge_synchronous_invocation(
             self.authorizer_function,
             caller="API Gateway (Lambda authorizer)",

@@ -316,3 +316,18 @@ def test_waf_props_are_validated(new_gateway: Callable[..., LlmGateway]) -> None
         new_gateway(enable_waf=True, web_acl_arn=arn)
     with pytest.raises(ValueError, match="waf_rate_limit_per_ip: must be a whole number from 10"):
         new_gateway(enable_waf=True, waf_rate_limit_per_ip=5)
+
+
+@pytest.mark.synth
+def test_the_waf_variant_has_no_unacknowledged_nag_findings(tmp_path: Any) -> None:
+    from ai_factory.catalog.model_catalog import ModelCatalog
+    from ai_factory.platform.nag import apply_nag_packs
+    from tests.infra.test_nag_packs import _printable, _synth
+
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "WafGateway", env=cdk.Environment(account="111122223333", region="us-east-1"))
+    LlmGateway(stack, "Gateway", catalog=ModelCatalog.load(), enable_waf=True, reserved_concurrency=None)
+    apply_nag_packs(app)
+    synth = _synth(app, tmp_path)
+    assert not synth.findings, _printable(synth.findings)
+    assert synth.error is None

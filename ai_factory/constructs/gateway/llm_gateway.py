@@ -76,7 +76,7 @@ DEFAULT_TIMEOUT = Duration.minutes(10)
 MIN_TIMEOUT_S = 30
 MAX_TIMEOUT_S = 900  # Lambda's maximum and API Gateway's longest stream (15 minutes)
 WEB_ADAPTER_PORT = 8080
-DEFAULT_RESERVED_CONCURRENCY = 100
+DEFAULT_RESERVED_CONCURRENCY = contract.DEFAULT_GATEWAY_RESERVED_CONCURRENCY
 """The gateway function's reserved concurrency: about ten streamed answers of ten seconds started per
 second, and a ceiling that leaves the rest of a default account (1,000) to its other functions. It needs
 an account quota of at least this + 10 unreserved (``ai-factory preflight`` checks it); ``None`` opts out."""

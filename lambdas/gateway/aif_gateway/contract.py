@@ -235,6 +235,10 @@ gateway Lambda, refused the request, so the ``x-aif-limit`` header is absent."""
 
 # ------------------------------------------------------------------------------------------ the edge
 
+DEFAULT_GATEWAY_RESERVED_CONCURRENCY = 100
+"""``LlmGateway``'s default reserved concurrency (``ai-factory preflight`` checks the account can give it)."""
+LAMBDA_MIN_UNRESERVED_CONCURRENCY = 10
+"""Lambda refuses a reservation that leaves fewer unreserved concurrent executions than this."""
 EDGE_NAMESPACE_ENV = "AIF_EDGE_NAMESPACE"
 """Set on the edge authorizer: the gateway's usage-identifier namespace (``LlmGateway.edge_namespace``)."""
 

@@ -245,3 +245,23 @@ def test_create_without_token_and_concurrency_limits_gives_the_defaults(env: Env
     env.provisioner.handle(env.event("Create"))
     record = env.store.get_by_hash(hash_key(env.secret()["api_key"]))
     assert record is not None and (record.tokens_per_minute, record.max_concurrency) == (2_000_000, 32)
+
+
+def test_the_edge_usage_plan_flag_reaches_the_record_and_follows_updates(env: Env) -> None:
+    create = env.event("Create", ResourceProperties=env.props(EdgeUsagePlan="true"))
+    key_id = env.provisioner.handle(create)["PhysicalResourceId"]
+    key_hash = hash_key(env.secret()["api_key"])
+    record = env.store.get_by_hash(key_hash)
+    assert record is not None and record.edge_usage_plan is True
+
+    env.provisioner.handle(
+        env.event(
+            "Update",
+            request_id="req-2",
+            PhysicalResourceId=key_id,
+            ResourceProperties=env.props(),  # the plan was removed: the shared plan meters the key
+            OldResourceProperties=env.props(EdgeUsagePlan="true"),
+        )
+    )
+    record = env.store.get_by_hash(key_hash)
+    assert record is not None and record.edge_usage_plan is False

@@ -134,6 +134,7 @@ def test_the_edge_refusals_have_the_sdk_error_shape(default_gateway: Synthesized
         "THROTTLED": ("429", contract.EDGE_LIMIT_CODE),
         "QUOTA_EXCEEDED": ("429", "edge_quota_exceeded"),
         "AUTHORIZER_FAILURE": ("503", "key_check_unavailable"),
+        "AUTHORIZER_CONFIGURATION_ERROR": ("503", "key_check_unavailable"),
         "INVALID_API_KEY": ("403", "no_usage_plan"),
     }
     assert set(responses) == set(expected)

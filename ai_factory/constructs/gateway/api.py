@@ -122,12 +122,13 @@ def build_rest_api(
         scope_permission_to_method=False,
     )
     add_gateway_responses(api)
-    edge = {
-        "openai": {"authorizer": authorizers.openai, "api_key_required": True},
-        "anthropic": {"authorizer": authorizers.anthropic, "api_key_required": True},
-    }
+    doors = {"openai": authorizers.openai, "anthropic": authorizers.anthropic}
     v1 = api.root.add_resource("v1")
-    methods = [v1.add_resource("{proxy+}").add_method("ANY", integration, **edge["openai"])]
+    methods = [
+        v1.add_resource("{proxy+}").add_method(
+            "ANY", integration, authorizer=authorizers.openai, api_key_required=True
+        )
+    ]
     resources: dict[str, apigw.IResource] = {"": v1}
     for route in STREAMING_ROUTES:
         parent = ""
@@ -137,7 +138,9 @@ def build_rest_api(
                 resources[path] = resources[parent].add_resource(part)
             parent = path
         door = "anthropic" if route in ANTHROPIC_ROUTES else "openai"
-        methods.append(resources[parent].add_method("POST", integration, **edge[door]))
+        methods.append(
+            resources[parent].add_method("POST", integration, authorizer=doors[door], api_key_required=True)
+        )
 
     if options.web_acl_arn is not None:
         wafv2.CfnWebACLAssociation(

@@ -217,6 +217,17 @@ def add_gateway_responses(api: apigw.RestApi) -> None:
                 "The gateway cannot check API keys right now. Retry after 5 s.",
             ),
         ),
+        # An authorizer that raised or timed out (e.g. the keys table throttled): the same answer.
+        "AuthorizerError": (
+            apigw.ResponseType.AUTHORIZER_CONFIGURATION_ERROR,
+            "503",
+            {"Retry-After": "'5'"},
+            (
+                "api_error",
+                "key_check_unavailable",
+                "The gateway cannot check API keys right now. Retry after 5 s.",
+            ),
+        ),
         "InvalidApiKey": (
             apigw.ResponseType.INVALID_API_KEY,
             "403",

@@ -14,8 +14,8 @@ Example::
     alarm = gateway.metric_errors().create_alarm(self, "GatewayErrors", threshold=5, evaluation_periods=1)
 
 Why this module is longer than ~400 lines: it is the facade that wires the parts (``guardrail``,
-``usage_ledger``, ``prompt_view``, ``api`` in this package), validates every prop with precise errors
-and owns the two functions' IAM; each part holds its own resources and acknowledgements.
+``usage_ledger``, ``prompt_view``, ``api``, ``edge`` in this package), validates every prop with precise
+errors and owns its functions' IAM; each part holds its own resources and acknowledgements.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from ai_factory.constructs.gateway.llm_gateway import DEFAULT_RESERVED_CONCURREN
 from aif_gateway import contract
 from tests.infra.test_ai_feature import FEATURE_PROPS
 from tests.infra.test_ai_feature import build as build_feature
+from tests.infra.test_llm_gateway import _methods
 
 Synthesized = Any  # tests/infra/conftest.py
 
@@ -30,24 +31,6 @@ def _only(template: Template, resource_type: str) -> dict[str, Any]:
 
 def _logical(syn: Synthesized, construct: Any) -> str:
     return str(syn.stack.get_logical_id(construct.node.default_child))
-
-
-def _methods(syn: Synthesized) -> dict[tuple[str, str], dict[str, Any]]:
-    resources = syn.template.find_resources("AWS::ApiGateway::Resource")
-    paths: dict[str, str] = {}
-
-    def path(logical_id: str) -> str:
-        if logical_id not in paths:
-            props = resources[logical_id]["Properties"]
-            parent = props["ParentId"]
-            prefix = path(parent["Ref"]) if "Ref" in parent else ""
-            paths[logical_id] = f"{prefix}/{props['PathPart']}"
-        return paths[logical_id]
-
-    return {
-        (m["Properties"]["HttpMethod"], path(m["Properties"]["ResourceId"]["Ref"])): m["Properties"]
-        for m in syn.template.find_resources("AWS::ApiGateway::Method").values()
-    }
 
 
 # ----------------------------------------------------------------------------------- authorizers

@@ -22,19 +22,12 @@ from aif_gateway import authorizer, contract
 from aif_gateway.access import KeyAuthenticator
 from aif_gateway.dynamo_store import DynamoKeyStore, create_tables, key_to_item
 from aif_gateway.records import ApiKeyRecord, generate_key
+from tests.conftest import FakeClock
 
 TABLE = "aif-keys"
 NS = "3f2a9c1e0b7d"
 METHOD_ARN = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/POST/v1/chat/completions"
 STAGE_WILDCARD = "arn:aws:execute-api:eu-west-1:123456789012:abc123/prod/*/*"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -73,7 +66,7 @@ def _event(headers: dict[str, str] | None, resource: str = "/v1/chat/completions
     return {"type": "REQUEST", "methodArn": METHOD_ARN, "resource": resource, "headers": headers}
 
 
-def _authenticator(client: Any, clock: Clock, ttl_s: float = 30.0) -> KeyAuthenticator:
+def _authenticator(client: Any, clock: FakeClock, ttl_s: float = 30.0) -> KeyAuthenticator:
     return KeyAuthenticator(DynamoKeyStore(TABLE, client), ttl_s, clock=clock)
 
 
@@ -86,7 +79,7 @@ def test_valid_key_is_allowed_on_the_whole_stage_with_its_feature_usage_identifi
     calls.clear()
 
     answer = authorizer.decide(
-        _event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS
+        _event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, FakeClock()), NS
     )
 
     assert answer["principalId"] == record.key_id
@@ -103,7 +96,7 @@ def test_key_without_a_plan_of_its_own_is_metered_in_the_shared_plan(table: tupl
     client.put_item(TableName=TABLE, Item=key_to_item(record))
 
     answer = authorizer.decide(
-        _event({"authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS
+        _event({"authorization": f"Bearer {plaintext}"}), _authenticator(client, FakeClock()), NS
     )
 
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"
@@ -116,7 +109,7 @@ def test_unknown_key_is_denied_with_one_get_item_and_no_scan(table: tuple[Any, l
     plaintext, _ = _record()  # never written
 
     answer = authorizer.decide(
-        _event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, Clock()), NS
+        _event({"Authorization": f"Bearer {plaintext}"}), _authenticator(client, FakeClock()), NS
     )
 
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
@@ -133,7 +126,7 @@ def test_revoked_and_expired_keys_are_denied(table: tuple[Any, list[str]]) -> No
     expired_plain, expired = _record(expires_at=past)
     for record in (revoked, expired):
         client.put_item(TableName=TABLE, Item=key_to_item(record))
-    auth = _authenticator(client, Clock())
+    auth = _authenticator(client, FakeClock())
 
     for plaintext, reason in ((revoked_plain, "revoked_api_key"), (expired_plain, "expired_api_key")):
         answer = authorizer.decide(_event({"Authorization": f"Bearer {plaintext}"}), auth, NS)
@@ -147,7 +140,7 @@ def test_cache_answers_repeated_requests_and_a_revocation_is_seen_after_the_ttl(
     client, calls = table
     plaintext, record = _record()
     client.put_item(TableName=TABLE, Item=key_to_item(record))
-    clock = Clock()
+    clock = FakeClock()
     auth = _authenticator(client, clock, ttl_s=30.0)
     event = _event({"Authorization": f"Bearer {plaintext}"})
     calls.clear()
@@ -158,9 +151,9 @@ def test_cache_answers_repeated_requests_and_a_revocation_is_seen_after_the_ttl(
 
     revoked = replace(record, revoked_at=datetime.now(UTC) - timedelta(seconds=1))
     client.put_item(TableName=TABLE, Item=key_to_item(revoked))
-    clock.now += 10  # within the TTL: still the cached (allowed) record
+    clock.advance(10)  # within the TTL: still the cached (allowed) record
     assert authorizer.decide(event, auth, NS)["policyDocument"]["Statement"][0]["Effect"] == "Allow"
-    clock.now += 60  # beyond twice the TTL: read again, now denied
+    clock.advance(60)  # beyond twice the TTL: read again, now denied
     assert authorizer.decide(event, auth, NS)["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert [c for c in calls if c != "PutItem"] == ["GetItem", "GetItem"]
 
@@ -168,7 +161,7 @@ def test_cache_answers_repeated_requests_and_a_revocation_is_seen_after_the_ttl(
 def test_no_credential_is_unauthorized_without_any_read(table: tuple[Any, list[str]]) -> None:
     client, calls = table
     calls.clear()
-    auth = _authenticator(client, Clock())
+    auth = _authenticator(client, FakeClock())
     for headers in (None, {}, {"Authorization": ""}, {"x-api-key": "aif-x"}):
         with pytest.raises(PermissionError, match="Unauthorized"):
             authorizer.decide(_event(headers), auth, NS)  # x-api-key counts only on the Messages routes
@@ -177,7 +170,9 @@ def test_no_credential_is_unauthorized_without_any_read(table: tuple[Any, list[s
 
 def test_malformed_authorization_is_denied(table: tuple[Any, list[str]]) -> None:
     client, _ = table
-    answer = authorizer.decide(_event({"Authorization": "Basic abc"}), _authenticator(client, Clock()), NS)
+    answer = authorizer.decide(
+        _event({"Authorization": "Basic abc"}), _authenticator(client, FakeClock()), NS
+    )
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert answer["context"] == {"reason": "invalid_authorization"}
 
@@ -189,7 +184,7 @@ def test_messages_routes_accept_x_api_key_first_like_the_gateway(
     client, _ = table
     plaintext, record = _record()
     client.put_item(TableName=TABLE, Item=key_to_item(record))
-    auth = _authenticator(client, Clock())
+    auth = _authenticator(client, FakeClock())
 
     answer = authorizer.decide(_event({"X-Api-Key": plaintext}, resource), auth, NS)
     assert answer["policyDocument"]["Statement"][0]["Effect"] == "Allow"

@@ -10,6 +10,8 @@ returns ``Finding``s: ``ok``, ``warn`` (deploys, but something will not work as 
   Marketplace agreement, region), and the Anthropic use-case form when a route uses an Anthropic model.
 * **Lake Formation**: the data-lake admins and whether new databases default to ``IAMAllowedPrincipals``.
 * **Service quotas**: Lambda concurrent executions, Bedrock tokens per minute per model.
+* **Gateway concurrency**: the account's unreserved Lambda concurrency (``GetAccountSettings``) can give
+  the gateway function its reserved concurrency and still keep the 10 Lambda requires.
 * **Powertools layer**: the pinned public layer version exists in the region, for the runtime and
   architecture the gateway uses, and carries the Powertools version the tests run against.
 * **CloudTrail**: a trail that is logging covers the region and records write management events, without
@@ -34,6 +36,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from ai_factory.catalog.model_catalog import CatalogModel, ModelCatalog
+from aif_gateway.contract import DEFAULT_GATEWAY_RESERVED_CONCURRENCY, LAMBDA_MIN_UNRESERVED_CONCURRENCY
 
 DEFAULT_QUALIFIER = "hnb659fds"
 DEFAULT_TOOLKIT_STACK = "CDKToolkit"
@@ -102,8 +105,10 @@ def run_preflight(
     qualifier: str = DEFAULT_QUALIFIER,
     toolkit_stack: str = DEFAULT_TOOLKIT_STACK,
     clients: ClientFactory | None = None,
+    gateway_reserved_concurrency: int | None = DEFAULT_GATEWAY_RESERVED_CONCURRENCY,
 ) -> Report:
-    """Every check for ``session``'s account and region. ``clients(service)`` overrides client creation."""
+    """Every check for ``session``'s account and region. ``clients(service)`` overrides client creation;
+    ``gateway_reserved_concurrency`` is the ``LlmGateway`` prop the app deploys with (``None``: none)."""
     region = session.region_name
     if not region:
         raise PreflightError("no region: pass --region or set AWS_REGION / a profile region")
@@ -125,7 +130,9 @@ def run_preflight(
     quotas = make("service-quotas")
     report.findings += check_lambda_concurrency(quotas)
     report.findings += check_bedrock_token_quotas(quotas, catalog, region)
-    report.findings += check_powertools_layer(make("lambda"), partition, region)
+    lambda_client = make("lambda")
+    report.findings += check_reserved_concurrency(lambda_client, gateway_reserved_concurrency)
+    report.findings += check_powertools_layer(lambda_client, partition, region)
     report.findings += check_cloudtrail(make("cloudtrail"), region)
     return report
 
@@ -377,6 +384,37 @@ def check_lambda_concurrency(quotas: Client) -> list[Finding]:
             )
         ]
     return [Finding("quota", subject, Status.OK, f"{value:,.0f}")]
+
+
+def check_reserved_concurrency(lambda_client: Client, reserved: int | None) -> list[Finding]:
+    """Can the account reserve ``reserved`` for the gateway function? Lambda refuses (and the deploy
+    fails) when a reservation would leave fewer than 10 unreserved concurrent executions."""
+    subject = "Gateway reserved concurrency"
+    if reserved is None:
+        return [Finding("quota", subject, Status.OK, "none reserved (LlmGateway reserved_concurrency=None)")]
+    try:
+        limits = lambda_client.get_account_settings()["AccountLimit"]
+    except ClientError as exc:
+        return [_unknown("quota", subject, exc)]
+    unreserved = int(limits.get("UnreservedConcurrentExecutions", 0))
+    left = unreserved - reserved
+    if left < LAMBDA_MIN_UNRESERVED_CONCURRENCY:
+        return [
+            Finding(
+                "quota",
+                subject,
+                Status.FAIL,
+                f"reserving {reserved} would leave {left} of {unreserved:,} unreserved concurrent "
+                f"executions; Lambda keeps at least {LAMBDA_MIN_UNRESERVED_CONCURRENCY}, so the gateway's "
+                "deploy fails",
+                f"request a concurrency quota of at least {reserved + LAMBDA_MIN_UNRESERVED_CONCURRENCY} "
+                "more than other functions reserve (Service Quotas > AWS Lambda > "
+                f"{LAMBDA_CONCURRENCY_QUOTA}), "
+                "or lower LlmGateway(reserved_concurrency=...) (None: unreserved) and pass the same "
+                "--gateway-reserved-concurrency here",
+            )
+        ]
+    return [Finding("quota", subject, Status.OK, f"{reserved} of {unreserved:,} unreserved, {left:,} left")]
 
 
 def _quota_value(quotas: Client, service: str, code: str) -> float:

@@ -1,6 +1,7 @@
 """``ai-factory preflight``: is this account and region ready for the factory's first deploy?
 
     ai-factory preflight [--region R] [--profile P] [--qualifier Q] [--catalog PATH] [--json]
+                         [--gateway-reserved-concurrency N|none]
 
 Read-only (``ai_factory.preflight`` lists every check and the API it calls), with the caller's
 credentials. Exit codes: 0 nothing blocks a deploy (warnings may remain), 1 something blocks it (a
@@ -14,6 +15,7 @@ import json
 from typing import Any, TextIO
 
 from ai_factory.cli.errors import CommandError, UsageError
+from aif_gateway.contract import DEFAULT_GATEWAY_RESERVED_CONCURRENCY
 
 _MARK = {"ok": "OK", "warn": "WARN", "fail": "FAIL", "unknown": "??"}
 
@@ -33,7 +35,26 @@ def add_parser(subparsers: Any) -> None:
     )
     preflight.add_argument("--catalog", help="model catalog YAML (default: the built-in catalog)")
     preflight.add_argument("--json", action="store_true", help="print the report as JSON")
+    preflight.add_argument(
+        "--gateway-reserved-concurrency",
+        type=_reserved,
+        default=DEFAULT_GATEWAY_RESERVED_CONCURRENCY,
+        help="the LlmGateway reserved_concurrency the app deploys with ('none': unreserved; default "
+        f"{DEFAULT_GATEWAY_RESERVED_CONCURRENCY})",
+    )
     preflight.set_defaults(run=cmd_preflight)
+
+
+def _reserved(value: str) -> int | None:
+    if value.strip().lower() == "none":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 or 'none', got {value!r}")
+    return number
 
 
 def cmd_preflight(args: argparse.Namespace, out: TextIO, session: Any = None) -> int:
@@ -51,7 +72,13 @@ def cmd_preflight(args: argparse.Namespace, out: TextIO, session: Any = None) ->
         raise UsageError(f"--profile: {exc}") from exc
     try:
         report = run_preflight(
-            session, catalog, qualifier=args.qualifier, toolkit_stack=args.toolkit_stack_name
+            session,
+            catalog,
+            qualifier=args.qualifier,
+            toolkit_stack=args.toolkit_stack_name,
+            gateway_reserved_concurrency=getattr(
+                args, "gateway_reserved_concurrency", DEFAULT_GATEWAY_RESERVED_CONCURRENCY
+            ),
         )
     except PreflightError as exc:
         raise CommandError(str(exc)) from exc

@@ -29,6 +29,9 @@ AUTHENTICATING_HANDLERS = {
     handler: "feature API key checked by the AI Factory gateway on every route"
     for handler in ("aif_gateway.handler.lambda_handler", "aif_gateway/run.sh")
 }
+# The gateway's edge authorizer (a Lambda REQUEST authorizer) in front of those handlers.
+EDGE_AUTHORIZER_HANDLER = "aif_gateway.authorizer.handler"
+EDGE_AUTH = "feature API key checked by the AI Factory edge authorizer and again by the gateway"
 NO_ACK = "no acknowledgement found"
 # Rules (any pack) about wildcard permissions: an acknowledgement of one of them without a finding
 # detail ("[Resource::...]") covers every wildcard of the policy it is on.
@@ -812,6 +815,11 @@ def _endpoints(assembly: CloudAssembly) -> list[Endpoint]:
 def _method_auth(assembly: CloudAssembly, method: Resource) -> str:
     p = method.properties
     kind = str(p.get("AuthorizationType", "NONE"))
+    if kind == "CUSTOM":
+        for authorizer in assembly.references(method.stack, p.get("AuthorizerId")):
+            for target in assembly.references(method.stack, authorizer.properties.get("AuthorizerUri")):
+                if str(target.properties.get("Handler", "")) == EDGE_AUTHORIZER_HANDLER:
+                    return EDGE_AUTH
     if kind != "NONE":
         return f"API Gateway {kind}"
     if p.get("ApiKeyRequired"):

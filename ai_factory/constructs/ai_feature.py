@@ -164,6 +164,10 @@ class AiFeature(Construct):
     :param tokens_per_minute: input + output tokens per minute across every gateway instance (a request
         reserves its input estimate + ``max_tokens``). Default 2,000,000.
     :param max_concurrency: requests of the feature in flight at once, across every instance. Default 32.
+    :param daily_request_quota: requests per UTC day the feature's API Gateway usage plan lets through
+        (answered 429 ``edge_quota_exceeded`` beyond it). Default: no quota. With an ``LlmGateway`` of the
+        same app the feature gets its own usage plan (edge throttle from ``rate_limit_rpm``); against an
+        imported gateway its key is in the gateway's shared plan (``docs/gateway.md``, "The edge").
     :param guardrail_policy: the gateway guardrail policy to apply; only ``"default"`` exists today.
     :param alert_thresholds: alarm thresholds (``alarm_inputs``). Default ``AlertThresholds()``.
     :param callers: IAM principals that may assume the feature's caller role. Default: none (no role;
@@ -204,6 +208,7 @@ class AiFeature(Construct):
         rate_limit_rpm: int,
         tokens_per_minute: int = DEFAULT_TOKENS_PER_MINUTE,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        daily_request_quota: int | None = None,
         prompts: Sequence[str | os.PathLike[str]] = (),
         guardrail_policy: str = "default",
         alert_thresholds: AlertThresholds | None = None,
@@ -243,6 +248,11 @@ class AiFeature(Construct):
         self.rate_limit_rpm = int(self._positive("rate_limit_rpm", rate_limit_rpm, integer=True))
         self.tokens_per_minute = int(self._positive("tokens_per_minute", tokens_per_minute, integer=True))
         self.max_concurrency = int(self._positive("max_concurrency", max_concurrency, integer=True))
+        self.daily_request_quota = (
+            None
+            if daily_request_quota is None
+            else int(self._positive("daily_request_quota", daily_request_quota, integer=True))
+        )
         self.alert_thresholds = self._validate_thresholds(alert_thresholds or AlertThresholds())
         self._extra_alarm_inputs: list[AlarmInput] = []
         self._positive("key_generation", key_generation, integer=True)
@@ -278,7 +288,17 @@ class AiFeature(Construct):
         self.inference_profiles: FeatureInferenceProfiles | None = None
         """The feature's Bedrock application inference profiles (gateway in this app, ``inference_profiles``
         on): the gateway invokes its Bedrock models through them, so the bill is split by feature."""
+        self.usage_plan = None
         if isinstance(gateway, LlmGateway):
+            # The feature's own edge throttle; its key record says so, and the authorizer then meters
+            # the feature's requests under this plan's API key (aif_gateway.authorizer).
+            self.usage_plan = gateway.add_feature_usage_plan(
+                self,
+                team=team,
+                feature=feature,
+                rate_limit_rpm=self.rate_limit_rpm,
+                daily_request_quota=self.daily_request_quota,
+            )
             self.provisioner_function = self._provisioner_function()
             self.inference_profiles = self._inference_profiles(gateway) if inference_profiles else None
             provider = secure_provider(
@@ -289,7 +309,10 @@ class AiFeature(Construct):
                 handler_noun="this feature's provisioner function",
             )
             service_token = provider.service_token
-            key_properties = {FeatureKeyProperties.KEYS_TABLE: gateway.keys_table_name}
+            key_properties = {
+                FeatureKeyProperties.KEYS_TABLE: gateway.keys_table_name,
+                FeatureKeyProperties.EDGE_USAGE_PLAN: "true",
+            }
             if self.inference_profiles is not None and self.inference_profiles.profiles:
                 key_properties[FeatureKeyProperties.INFERENCE_PROFILES] = self.inference_profiles.arns
         else:
@@ -318,6 +341,8 @@ class AiFeature(Construct):
                 FeatureKeyProperties.KEY_GENERATION: str(key_generation),
             },
         )
+        if self.usage_plan is not None:
+            self.api_key.node.add_dependency(self.usage_plan)  # the plan exists before the key says so
         self.key_id: str = self.api_key.ref
         """The gateway key ID (not secret): appears in usage records and ``ai-factory keys list``."""
 

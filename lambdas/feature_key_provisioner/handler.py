@@ -128,6 +128,14 @@ class KeyProvisioner:
     def _table(self, props: Mapping[str, Any]) -> str:
         return self.keys_table or _required(props, Props.KEYS_TABLE)
 
+    def _settings(self, props: Mapping[str, Any]) -> dict[str, Any]:
+        settings = _settings(props)
+        if self.registry is not None:
+            # A team account's template cannot put its key into a usage plan the platform did not make
+            # for it (the shared provisioner's features use the gateway's shared plan).
+            settings["edge_usage_plan"] = False
+        return settings
+
     def _claim(self, event: Mapping[str, Any], settings: Mapping[str, Any]) -> Any:
         """Shared provisioner: claim the feature for the requesting account; the client that writes the
         secret (the team's writer role when the request names one, else this account's client)."""
@@ -164,7 +172,7 @@ class KeyProvisioner:
     def create(self, event: Mapping[str, Any], *, replaces: str | None = None) -> str:
         props = event["ResourceProperties"]
         table = self._table(props)
-        settings = _settings(props)
+        settings = self._settings(props)
         secrets_client = self._claim(event, settings)
         key_id = derive_key_id(event)
         if self._find(table, key_id, attempts=1) is not None:
@@ -202,7 +210,7 @@ class KeyProvisioner:
             return restored if restored is not None else self.create(event, replaces=current)
         key_id = str(event.get("PhysicalResourceId", ""))
         table = self._table(props)
-        settings = _settings(props)
+        settings = self._settings(props)
         self._claim(event, settings)
         record = self._find(table, key_id, attempts=_KEY_LOOKUP_ATTEMPTS)
         if record is None:
@@ -228,6 +236,8 @@ class KeyProvisioner:
         if settings["clearance"] is not None:
             expression += ", clearance = :clearance"
             values[":clearance"] = {"S": settings["clearance"]}
+        expression += ", edge_usage_plan = :edge"
+        values[":edge"] = {"BOOL": settings["edge_usage_plan"]}
         self.dynamodb.update_item(
             TableName=table,
             Key={"key_hash": {"S": record.key_hash}},
@@ -412,6 +422,7 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
         "tokens_per_minute": tpm,
         "max_concurrency": concurrency,
         "inference_profiles": _inference_profiles(props),
+        "edge_usage_plan": str(props.get(Props.EDGE_USAGE_PLAN, "")).lower() == "true",
     }
 
 

@@ -237,7 +237,7 @@ def test_queues_are_kms_encrypted_ssl_only_with_dead_letter_queue(default_gatewa
 def test_log_groups_are_encrypted_with_retention(default_gateway: Synthesized) -> None:
     syn = default_gateway
     groups = syn.template.find_resources("AWS::Logs::LogGroup")
-    assert len(groups) == 4  # gateway, spill replay, API access, API execution
+    assert len(groups) == 5  # gateway, spill replay, edge authorizer, API access, API execution
     for group in groups.values():
         assert group["Properties"]["KmsKeyId"] == arn_of(syn, syn.gateway.key)
         assert group["Properties"]["RetentionInDays"] == 365
@@ -345,7 +345,9 @@ def test_every_route_streams_from_the_gateway_function(default_gateway: Synthesi
     function_id = syn.stack.get_logical_id(syn.gateway.function.node.default_child)
     for route, method in methods.items():
         integration = method["Integration"]
-        assert method["AuthorizationType"] == "NONE", route  # bearer keys are checked by the gateway
+        # Keys are checked at the edge (and again by the gateway): see tests/infra/test_gateway_edge.py.
+        assert method["AuthorizationType"] == "CUSTOM", route
+        assert method["ApiKeyRequired"] is True, route
         assert integration["Type"] == "AWS_PROXY", route
         assert integration["ResponseTransferMode"] == "STREAM", route
         # API Gateway calls InvokeWithResponseStream on the gateway function.
@@ -354,7 +356,13 @@ def test_every_route_streams_from_the_gateway_function(default_gateway: Synthesi
         assert integration["TimeoutInMillis"] == 600_000, route
     # One invoke permission for the whole API, not one per method.
     permissions = syn.template.find_resources(
-        "AWS::Lambda::Permission", {"Properties": {"Principal": "apigateway.amazonaws.com"}}
+        "AWS::Lambda::Permission",
+        {
+            "Properties": {
+                "Principal": "apigateway.amazonaws.com",
+                "FunctionName": {"Fn::GetAtt": [function_id, "Arn"]},
+            }
+        },
     )
     assert len(permissions) == 1
 

@@ -58,11 +58,16 @@ def build_app(extra_features: int = 0, per_stack: int = 40) -> Built:
         module = importlib.import_module(module_name)
         stack_id = team_stack_id(module.TEAM)
         module.build(TeamStack(app, stack_id, team=module.TEAM, gateway_stack=gateway, governance=governance))
+    # Generated features in team stacks of up to 25 (a feature adds about 12 resources to its team's
+    # stack, whose limit is 500).
+    load_teams = [
+        TeamStack(app, f"AiFactoryTeamLoad{n}", team=f"load{n}", gateway_stack=gateway)
+        for n in range(math.ceil(extra_features / 25))
+    ]
     if extra_features:
-        team = TeamStack(app, "AiFactoryTeamLoad", team="load", gateway_stack=gateway)
         for i in range(extra_features):
             AiFeature(
-                team,
+                load_teams[i // 25],
                 f"F{i}",
                 feature=f"f{i}",
                 owner="load@example.com",

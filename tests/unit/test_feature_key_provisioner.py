@@ -364,3 +364,23 @@ def test_a_rollback_whose_previous_plaintext_is_gone_issues_one_key_and_revokes_
     assert third not in (old_id, new_id)
     assert env.secret()["key_id"] == third
     assert _valid_key_ids(env) == {third}, "the key the stack no longer owns is revoked too"
+
+
+def test_the_edge_usage_plan_flag_reaches_the_record_and_follows_updates(env: Env) -> None:
+    create = env.event("Create", ResourceProperties=env.props(EdgeUsagePlan="true"))
+    key_id = env.provisioner.handle(create)["PhysicalResourceId"]
+    key_hash = hash_key(env.secret()["api_key"])
+    record = env.store.get_by_hash(key_hash)
+    assert record is not None and record.edge_usage_plan is True
+
+    env.provisioner.handle(
+        env.event(
+            "Update",
+            request_id="req-2",
+            PhysicalResourceId=key_id,
+            ResourceProperties=env.props(),  # the plan was removed: the shared plan meters the key
+            OldResourceProperties=env.props(EdgeUsagePlan="true"),
+        )
+    )
+    record = env.store.get_by_hash(key_hash)
+    assert record is not None and record.edge_usage_plan is False

@@ -37,6 +37,7 @@ from ai_factory.preflight import (
     check_lambda_concurrency,
     check_models,
     check_powertools_layer,
+    check_reserved_concurrency,
     match_token_quota,
     powertools_layer,
     run_preflight,
@@ -343,6 +344,48 @@ def test_lambda_concurrency_low_warns_and_default_is_used_when_never_changed() -
     assert (default.status, default.message) == (Status.OK, "1,000")
 
 
+def account_settings(unreserved: int) -> dict[str, Any]:
+    return {
+        "AccountLimit": {
+            "TotalCodeSize": 80530636800,
+            "CodeSizeUnzipped": 262144000,
+            "CodeSizeZipped": 52428800,
+            "ConcurrentExecutions": max(unreserved, 10),
+            "UnreservedConcurrentExecutions": unreserved,
+        },
+        "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": 0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("unreserved", "reserved", "status", "text"),
+    [
+        (1000, 100, Status.OK, "100 of 1,000 unreserved, 900 left"),
+        (110, 100, Status.OK, "100 of 110 unreserved, 10 left"),
+        (109, 100, Status.FAIL, "would leave 9 of 109"),
+        (10, 100, Status.FAIL, "would leave -90 of 10"),
+        (10, 1, Status.FAIL, "would leave 9 of 10"),
+    ],
+)
+def test_gateway_reserved_concurrency_must_leave_lambdas_minimum_unreserved(
+    unreserved: int, reserved: int, status: Status, text: str
+) -> None:
+    client, stub = stubbed("lambda")
+    stub.add_response("get_account_settings", account_settings(unreserved), {})
+    with stub:
+        (finding,) = check_reserved_concurrency(client, reserved)
+    assert finding.status is status and text in finding.message
+    if status is Status.FAIL:
+        assert "reserved_concurrency" in finding.fix and "--gateway-reserved-concurrency" in finding.fix
+
+
+def test_no_reservation_needs_no_account_settings() -> None:
+    client, stub = stubbed("lambda")
+    with stub:
+        (finding,) = check_reserved_concurrency(client, None)
+    assert finding.status is Status.OK
+
+
 def test_bedrock_token_quotas_match_each_model_and_zero_blocks() -> None:
     client, stub = stubbed("service-quotas")
     stub.add_response(
@@ -457,6 +500,7 @@ def _account(*, ready: bool) -> tuple[_Session, list[Stubber]]:
     live = [dict(q, Value=4e6) for q in BEDROCK_QUOTAS]
     quotas_stub.add_response("list_service_quotas", {"Quotas": live})
     lambda_client, lambda_stub = stubbed("lambda")
+    lambda_stub.add_response("get_account_settings", account_settings(1000 if ready else 10))
     lambda_stub.add_response(
         "get_layer_version_by_arn", layer_answer(f"Powertools version {TESTED_POWERTOOLS}")
     )
@@ -511,7 +555,8 @@ def test_blocked_account_exits_one_and_says_what_to_fix(aws: None) -> None:
     code, text = _run(*_account(ready=False))
     assert code == 1
     fails = [line for line in text.splitlines() if line.lstrip().startswith("FAIL")]
-    assert len(fails) == 3, text
+    assert len(fails) == 4, text
+    assert any("Gateway reserved concurrency" in line and "would leave -90 of 10" in line for line in fails)
     assert any("CDKToolkit" in line and "not bootstrapped" in line for line in fails)
     assert f"fix: run `cdk bootstrap aws://{ACCOUNT}/{REGION}`" in text
     assert any("claude-sonnet-4-5" in line and "Marketplace" in line for line in fails)
@@ -525,7 +570,7 @@ def test_json_report(aws: None) -> None:
     report = json.loads(text)
     assert code == 1 and report["ready"] is False
     assert report["account"] == ACCOUNT and report["region"] == REGION
-    assert report["counts"]["fail"] == 3
+    assert report["counts"]["fail"] == 4
     checks = {f["check"] for f in report["findings"]}
     assert checks == {
         "cdk-bootstrap",

@@ -262,3 +262,12 @@ def test_a_delete_from_another_account_revokes_nothing(platform: Platform) -> No
 
     record = platform.store.get_by_hash(hash_key(plaintext))
     assert record is not None and record.revoked_at is None
+
+
+def test_a_team_account_cannot_put_its_key_into_a_usage_plan_of_its_choosing(platform: Platform) -> None:
+    """The shared plan meters team-account features: the flag in a team's template is ignored."""
+    team = TeamAccount(TEAM_A)
+    key_id = platform.provisioner.handle(team.event(EdgeUsagePlan="true"))["PhysicalResourceId"]
+    record = platform.store.get_by_hash(hash_key(team.secret()["api_key"]))
+    assert record is not None and record.key_id == key_id
+    assert record.edge_usage_plan is False

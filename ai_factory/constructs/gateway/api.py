@@ -4,8 +4,9 @@ HTTP behind the Lambda Web Adapter); regional or private, throttled per stage, w
 execution logs without bodies and X-Ray tracing; optionally a WAF web ACL and the account's API Gateway
 logging role.
 
-Callers authenticate with the gateway's own bearer keys, checked by the Lambda (no authorizer); the
-acknowledgements below say why for each rule that expects otherwise.
+Every method has a Lambda authorizer of its front door and requires an API key, which the authorizer
+supplies (key source ``AUTHORIZER``): callers authenticate with the gateway's own keys at the edge, each
+feature is throttled by its usage plan, and the gateway function checks the key again (``edge``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from ai_factory.constructs.gateway.edge import ANTHROPIC_ROUTES, EdgeAuthorizers, add_gateway_responses
 from ai_factory.platform.nag import acknowledge
 from ai_factory.platform.name_prefix import prefixed_unique_name
 
@@ -55,8 +57,10 @@ def build_rest_api(
     function: lambda_.IFunction,
     options: ApiOptions,
     log_group: Callable[[str, str | None], logs.LogGroup],
+    authorizers: EdgeAuthorizers,
 ) -> tuple[apigw.RestApi, list[apigw.Method]]:
-    """``Api`` in ``scope`` with its log groups (made by ``log_group(id, name)``) and its methods."""
+    """``Api`` in ``scope`` with its log groups (made by ``log_group(id, name)``) and its methods, each
+    behind its front door's authorizer (``authorizers``)."""
     access_logs = log_group("AccessLogs", None)
     policy = None
     if options.endpoint_type == "private":
@@ -76,6 +80,8 @@ def build_rest_api(
         endpoint_configuration=endpoint_configuration,
         policy=policy,
         cloud_watch_role=False,
+        # Usage plans meter the usage identifier the authorizer returns; a client's x-api-key is ignored.
+        api_key_source_type=apigw.ApiKeySourceType.AUTHORIZER,
         deploy_options=apigw.StageOptions(
             stage_name=options.stage_name,
             throttling_rate_limit=options.throttling_rate_limit,
@@ -117,8 +123,14 @@ def build_rest_api(
         timeout=options.integration_timeout,
         scope_permission_to_method=False,
     )
+    add_gateway_responses(api)
+    doors = {"openai": authorizers.openai, "anthropic": authorizers.anthropic}
     v1 = api.root.add_resource("v1")
-    methods = [v1.add_resource("{proxy+}").add_method("ANY", integration)]
+    methods = [
+        v1.add_resource("{proxy+}").add_method(
+            "ANY", integration, authorizer=authorizers.openai, api_key_required=True
+        )
+    ]
     resources: dict[str, apigw.IResource] = {"": v1}
     for route in STREAMING_ROUTES:
         parent = ""
@@ -127,7 +139,10 @@ def build_rest_api(
             if path not in resources:
                 resources[path] = resources[parent].add_resource(part)
             parent = path
-        methods.append(resources[parent].add_method("POST", integration))
+        door = "anthropic" if route in ANTHROPIC_ROUTES else "openai"
+        methods.append(
+            resources[parent].add_method("POST", integration, authorizer=doors[door], api_key_required=True)
+        )
 
     if options.web_acl_arn is not None:
         wafv2.CfnWebACLAssociation(
@@ -168,14 +183,13 @@ def private_api_policy(vpc_endpoint: ec2.IVpcEndpoint) -> iam.PolicyDocument:
 def acknowledge_api_design(api: apigw.RestApi, methods: list[apigw.Method], *, web_acl: bool) -> None:
     """Authentication, request validation and WAF: deliberate choices, each with its reason."""
     auth_reason = (
-        "Callers authenticate with the gateway's own bearer API keys (only SHA-256 hashes are stored, in "
-        "the KMS-encrypted keys table), checked by the gateway Lambda on every request before any model "
-        "call, together with the key's allowed models, budget and rate limit. An API Gateway authorizer "
-        "would duplicate that lookup; Cognito does not fit machine-to-machine API keys."
+        "Every method has a Lambda REQUEST authorizer that checks the gateway's own API keys (only SHA-256 "
+        "hashes are stored, in the KMS-encrypted keys table; one GetItem by hash) before the request "
+        "reaches the gateway function, which checks the key again with its models, budget and limits. "
+        "Cognito user pools do not fit machine-to-machine API keys issued per feature."
     )
     for method in methods:
-        for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
-            cdk.Validations.of(method).acknowledge(cdk.Acknowledgment(id=rule, reason=auth_reason))
+        cdk.Validations.of(method).acknowledge(cdk.Acknowledgment(id="AwsSolutions-COG4", reason=auth_reason))
     cdk.Validations.of(api).acknowledge(
         cdk.Acknowledgment(
             id="AwsSolutions-APIG2",
@@ -189,10 +203,11 @@ def acknowledge_api_design(api: apigw.RestApi, methods: list[apigw.Method], *, w
     )
     if not web_acl:
         waf_reason = (
-            "AWS WAF is opt-in (prop web_acl_arn) because web ACLs are usually owned centrally "
-            "(Firewall Manager) and the common managed rule sets block the large JSON bodies LLM "
-            "requests carry. Without it every request still needs a valid bearer key and is "
-            "throttled per stage and per key before any model call."
+            "AWS WAF is opt-in (props enable_waf or web_acl_arn): a web ACL costs a monthly fee plus a "
+            "charge per million requests, is often owned centrally (Firewall Manager), and the common "
+            "managed rules block ordinary prompts (bodies over 8 KB, prompts quoting HTML, URLs or "
+            "paths). Without it every request still needs a valid key at the edge (Lambda authorizer) "
+            "and is throttled by its feature's usage plan and the stage-wide ceiling."
         )
         for rule in ("AwsSolutions-APIG3", "NIST.800.53.R5-APIGWAssociatedWithWAF"):
             cdk.Validations.of(api.deployment_stage).acknowledge(

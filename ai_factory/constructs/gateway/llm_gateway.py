@@ -14,8 +14,8 @@ Example::
     alarm = gateway.metric_errors().create_alarm(self, "GatewayErrors", threshold=5, evaluation_periods=1)
 
 Why this module is longer than ~400 lines: it is the facade that wires the parts (``guardrail``,
-``usage_ledger``, ``prompt_view``, ``api`` in this package), validates every prop with precise errors
-and owns the two functions' IAM; each part holds its own resources and acknowledgements.
+``usage_ledger``, ``prompt_view``, ``api``, ``edge`` in this package), validates every prop with precise
+errors and owns its functions' IAM; each part holds its own resources and acknowledgements.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import aws_cdk as cdk
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -38,6 +39,7 @@ from constructs import Construct
 
 from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.gateway import api as api_part
+from ai_factory.constructs.gateway import edge as edge_part
 from ai_factory.constructs.gateway import guardrail as guardrail_part
 from ai_factory.constructs.gateway import marketplace, prompt_view, usage_ledger
 from ai_factory.constructs.gateway import team_accounts as team_accounts_part
@@ -58,6 +60,7 @@ from ai_factory.platform.lambda_packaging import (
 )
 from ai_factory.platform.log_retention import RETENTION_DAYS, finite_retention, retention_in_days
 from ai_factory.platform.nag import (
+    XRAY_WILDCARD_REASON,
     acknowledge_outside_vpc,
     acknowledge_synchronous_invocation,
     acknowledge_unreserved_concurrency,
@@ -81,6 +84,11 @@ APPLICATION_PROFILE_ARNS = (
 APPLICATION_PROFILE_FINDING = (
     "arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:application-inference-profile/*"
 )
+DEFAULT_RESERVED_CONCURRENCY = contract.DEFAULT_GATEWAY_RESERVED_CONCURRENCY
+"""The gateway function's reserved concurrency: about ten streamed answers of ten seconds started per
+second, and a ceiling that leaves the rest of a default account (1,000) to its other functions. It needs
+an account quota of at least this + 10 unreserved (``ai-factory preflight`` checks it); ``None`` opts out."""
+AUTHORIZER_HANDLER = "aif_gateway.authorizer.handler"
 
 
 @dataclass(frozen=True)
@@ -109,8 +117,11 @@ class LlmGateway(Construct):
     registry's runtime view, which the Lambda may read (only ``prompts.json``) and
     ``grant_publish_prompts`` lets a release role write.
 
-    Callers authenticate with the gateway's own bearer keys (hashed in the keys table), which the
-    Lambda checks on every request; API Gateway itself has no authorizer.
+    The edge (``docs/gateway.md``, "The edge"): a Lambda authorizer per front door checks the gateway's
+    own keys (hashed in the keys table) before a request reaches the gateway function, which checks them
+    again; each feature's requests are throttled by its own API Gateway usage plan
+    (``add_feature_usage_plan``, which ``AiFeature`` calls), other keys by a shared plan, all under the
+    stage-wide ceiling; the gateway function has reserved concurrency; AWS WAF is optional.
 
     Prerequisite: API Gateway writes access and execution logs with the account's CloudWatch Logs role
     (one setting per account and region). Set ``configure_account_logging_role=True`` to have this
@@ -144,6 +155,19 @@ class LlmGateway(Construct):
     :param gateway_config_overrides: extra ``GatewayConfig`` fields (timeouts, cache TTLs ...).
     :param configure_account_logging_role: see the prerequisite above. Default False.
     :param web_acl_arn: a regional AWS WAFv2 web ACL to associate with the API stage. Default: none.
+    :param enable_waf: create a web ACL for the stage (per-IP rate rule, AWS's common and known-bad-inputs
+        rule sets, logged with the key headers redacted). Default False: WAF costs a monthly fee and a
+        per-request charge, and its body rules block ordinary prompts (``docs/gateway.md``).
+    :param waf_rate_limit_per_ip: requests per IP in five minutes before the web ACL blocks. Default 2000.
+    :param reserved_concurrency: the gateway function's reserved concurrency, so it can neither starve
+        the account's other functions nor be starved by them. Default ``DEFAULT_RESERVED_CONCURRENCY``;
+        ``None``: unreserved.
+    :param authorizer_cache_ttl: how long API Gateway reuses the OpenAI door's authorizer answer for a
+        key, i.e. how long a revoked key's requests still pass the edge (the gateway function refuses
+        them on its own within two key-cache TTLs). Default 60 s; 1 s to one hour.
+    :param shared_plan_rate_limit: requests per second of the shared usage plan (keys whose feature has
+        no plan of its own: CLI keys, team-account features). Default 10.
+    :param shared_plan_burst_limit: burst of the shared usage plan. Default 20.
 
     Teams in their own repositories and accounts: ``enable_team_accounts`` (shared key provisioner and
     feature registry), ``publish_parameters`` (SSM parameters), and in the team's app
@@ -177,6 +201,12 @@ class LlmGateway(Construct):
         gateway_config_overrides: Mapping[str, Any] | None = None,
         configure_account_logging_role: bool = False,
         web_acl_arn: str | None = None,
+        enable_waf: bool = False,
+        waf_rate_limit_per_ip: int = 2000,
+        reserved_concurrency: int | None = DEFAULT_RESERVED_CONCURRENCY,
+        authorizer_cache_ttl: Duration | None = None,
+        shared_plan_rate_limit: float = 10,
+        shared_plan_burst_limit: int = 20,
     ) -> None:
         super().__init__(scope, construct_id)
         timeout = timeout or DEFAULT_TIMEOUT
@@ -195,6 +225,21 @@ class LlmGateway(Construct):
             pii_actions=pii_actions,
             guardrail_scope=guardrail_scope,
         )
+        self._validate_edge(
+            web_acl_arn=web_acl_arn,
+            enable_waf=enable_waf,
+            waf_rate_limit_per_ip=waf_rate_limit_per_ip,
+            reserved_concurrency=reserved_concurrency,
+            shared_plan_rate_limit=shared_plan_rate_limit,
+            shared_plan_burst_limit=shared_plan_burst_limit,
+        )
+        cache_ttl = edge_part.validate_cache_ttl(
+            authorizer_cache_ttl or edge_part.DEFAULT_AUTHORIZER_CACHE_TTL, self._fail
+        )
+        self.reserved_concurrency = reserved_concurrency
+        """The gateway function's reserved concurrency (``None``: unreserved)."""
+        self.edge_namespace: str = contract.edge_namespace(f"{Stack.of(self).stack_name}/{self.node.path}")
+        """Keeps this gateway's usage identifiers apart from another gateway's in the same account."""
         self.timeouts = self._derive_timeouts(timeout)
         """The request's limits, all from ``timeout`` (API >= Lambda >= deadline + ledger margin)."""
         self.catalog = catalog
@@ -299,8 +344,34 @@ class LlmGateway(Construct):
             },
             timeout=self.timeouts.function,
             memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrency,
         )
         self._grant_gateway_runtime(self.function.role)
+
+        # The edge: the gateway's own key check as API Gateway's authorizer (aif_gateway.authorizer).
+        self.authorizer_function = self._function(
+            "AuthorizerFunction",
+            handler=AUTHORIZER_HANDLER,
+            description="AI Factory gateway: edge authorizer (API key -> feature usage plan)",
+            code=code,
+            layers=[],
+            environment={
+                contract.KEYS_TABLE_ENV: self.keys_table.table_name,
+                contract.EDGE_NAMESPACE_ENV: self.edge_namespace,
+            },
+            timeout=Duration.seconds(10),
+            memory_size=256,
+        )
+        assert self.authorizer_function.role is not None
+        for statement in usage_ledger.read_key_records_statements(self.ledger, self.key):
+            self.authorizer_function.role.add_to_principal_policy(statement)
+        self.authorizers = edge_part.build_authorizers(self, self.authorizer_function, cache_ttl)
+        self.web_acl = None
+        if enable_waf:
+            self.web_acl = edge_part.build_web_acl(
+                self, key=self.key, retention=self._retention, rate_limit_per_ip=waf_rate_limit_per_ip
+            )
+            web_acl_arn = self.web_acl.attr_arn
 
         self.spill_replay_function = self._function(
             "SpillReplayFunction",
@@ -336,6 +407,10 @@ class LlmGateway(Construct):
                 integration_timeout=self.timeouts.integration,
             ),
             self._log_group,
+            self.authorizers,
+        )
+        self.shared_usage_plan = edge_part.build_shared_usage_plan(
+            self, self.api, self.edge_namespace, shared_plan_rate_limit, shared_plan_burst_limit
         )
         self.url: str = self.api.url_for_path("/v1")
         """Base URL for OpenAI clients (``OpenAI(base_url=gateway.url)``): ``https://.../<stage>/v1``."""
@@ -347,6 +422,29 @@ class LlmGateway(Construct):
         self._acknowledge_design_findings(self._methods, web_acl=web_acl_arn is not None)
 
     # ----------------------------------------------------------------------------------------- public
+
+    def add_feature_usage_plan(
+        self,
+        scope: Construct,
+        *,
+        team: str,
+        feature: str,
+        rate_limit_rpm: int,
+        daily_request_quota: int | None = None,
+    ) -> apigw.UsagePlan:
+        """``team/feature``'s own usage plan on this gateway's stage, created in ``scope`` (``AiFeature``
+        calls it in the feature's stack): throttle from ``rate_limit_rpm`` (``edge.edge_rate``), an
+        optional daily request quota, and the feature's usage identifier as its API key. The feature's
+        key record must say it has a plan (``FeatureKeyProperties.EDGE_USAGE_PLAN``)."""
+        return edge_part.add_feature_usage_plan(
+            scope,
+            self.api,
+            self.edge_namespace,
+            team=team,
+            feature=feature,
+            rate_limit_rpm=rate_limit_rpm,
+            daily_request_quota=daily_request_quota,
+        )
 
     def grant_manage_keys(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` (an admin role, the CLI's role) create, list, rotate and revoke API keys.
@@ -489,6 +587,41 @@ class LlmGateway(Construct):
             ledger_margin_s=LEDGER_MARGIN_S,
         )
 
+    def _validate_edge(
+        self,
+        *,
+        web_acl_arn: str | None,
+        enable_waf: bool,
+        waf_rate_limit_per_ip: int,
+        reserved_concurrency: int | None,
+        shared_plan_rate_limit: float,
+        shared_plan_burst_limit: int,
+    ) -> None:
+        if enable_waf and web_acl_arn is not None:
+            raise self._fail(
+                "enable_waf", "creates a web ACL; pass either enable_waf or web_acl_arn, not both"
+            )
+        if not _whole(waf_rate_limit_per_ip) or not 10 <= waf_rate_limit_per_ip <= 2_000_000_000:
+            raise self._fail(
+                "waf_rate_limit_per_ip",
+                "must be a whole number from 10 to 2,000,000,000 (AWS WAF's bounds), "
+                f"got {waf_rate_limit_per_ip!r}",
+            )
+        if reserved_concurrency is not None and (
+            not _whole(reserved_concurrency) or reserved_concurrency < 1
+        ):
+            raise self._fail(
+                "reserved_concurrency", f"must be a whole number >= 1 or None, got {reserved_concurrency!r}"
+            )
+        if not _positive(shared_plan_rate_limit):
+            raise self._fail(
+                "shared_plan_rate_limit", f"must be a number > 0, got {shared_plan_rate_limit!r}"
+            )
+        if not _whole(shared_plan_burst_limit) or shared_plan_burst_limit < 1:
+            raise self._fail(
+                "shared_plan_burst_limit", f"must be a whole number >= 1, got {shared_plan_burst_limit!r}"
+            )
+
     def _validate(
         self,
         *,
@@ -568,6 +701,8 @@ class LlmGateway(Construct):
         environment: dict[str, str],
         timeout: Duration,
         memory_size: int,
+        tracing: bool = True,
+        reserved_concurrent_executions: int | None = None,
     ) -> lambda_.Function:
         # An explicit role (no AWS-managed AWSLambdaBasicExecutionRole) writing only to its own log group.
         role = iam.Role(
@@ -590,6 +725,8 @@ class LlmGateway(Construct):
             timeout=timeout,
             memory_size=memory_size,
             log_group=log_group,
+            tracing=tracing,
+            reserved_concurrent_executions=reserved_concurrent_executions,
         )
 
     def _grant_usage_write(self, role: iam.IRole | None) -> None:
@@ -745,8 +882,23 @@ class LlmGateway(Construct):
             failures="the caller gets an error response and the usage record goes to the ledger or the "
             "spill queue",
         )
+        if self.reserved_concurrency is None:
+            acknowledge_unreserved_concurrency(
+                self.function, bounded_by="the API stage's throttling and each feature's usage plan"
+            )
+        assert self.authorizer_function.role is not None
+        cdk.Validations.of(self.authorizer_function.role.node.find_child("DefaultPolicy")).acknowledge(
+            cdk.Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason=XRAY_WILDCARD_REASON)
+        )
+        acknowledge_synchronous_invocation(
+            self.authorizer_function,
+            caller="API Gateway (Lambda authorizer)",
+            failures="API Gateway answers 503 (the key_check_unavailable gateway response)",
+        )
         acknowledge_unreserved_concurrency(
-            self.function, bounded_by="the API stage's throttling and each key's rate limit"
+            self.authorizer_function,
+            bounded_by="the API stage's throttling and API Gateway's authorizer cache (one call per key "
+            "and TTL on the OpenAI door); each call is one cached key lookup",
         )
         acknowledge_synchronous_invocation(
             self.spill_replay_function,
@@ -758,9 +910,13 @@ class LlmGateway(Construct):
             self.spill_replay_function,
             bounded_by="the SQS event source (batches of ten) and the volume of spilled records",
         )
-        for function in (self.function, self.spill_replay_function):
+        for function in (self.function, self.spill_replay_function, self.authorizer_function):
             acknowledge_outside_vpc(function)
         usage_ledger.acknowledge_spill_path(self.ledger, self.spill_replay_function)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _positive(value: Any) -> bool:

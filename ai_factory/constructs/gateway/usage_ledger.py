@@ -100,6 +100,21 @@ def read_keys_statement(ledger: UsageLedger) -> iam.PolicyStatement:
     )
 
 
+def read_key_records_statements(ledger: UsageLedger, key: kms.IKey) -> list[iam.PolicyStatement]:
+    """The edge authorizer's access: one key record by hash (GetItem only), decrypted through DynamoDB."""
+    return [
+        iam.PolicyStatement(
+            sid="GetApiKeyByHash", actions=["dynamodb:GetItem"], resources=[ledger.keys_table.table_arn]
+        ),
+        iam.PolicyStatement(
+            sid="DecryptKeyRecords",
+            actions=["kms:Decrypt"],
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Aws.REGION}.amazonaws.com"}},
+        ),
+    ]
+
+
 def provision_keys_statements(ledger: UsageLedger, key: kms.IKey) -> list[iam.PolicyStatement]:
     """What a key provisioner needs: write key records, find them by ID, the key through DynamoDB only."""
     return [

@@ -9,6 +9,7 @@ this file, and the construct library imports it at synth time.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -228,6 +229,46 @@ LIMIT_CODES: dict[str, str] = {
 """The error code of each limit's 429 (``docs/gateway.md``, "What each 429 means"); the ``Throttled``
 metric counts them all."""
 
+EDGE_LIMIT_CODE = "edge_rate_limited"
+"""The code of an API Gateway 429 (the feature's usage plan or the stage ceiling): the edge, not the
+gateway Lambda, refused the request, so the ``x-aif-limit`` header is absent."""
+
+# ------------------------------------------------------------------------------------------ the edge
+
+DEFAULT_GATEWAY_RESERVED_CONCURRENCY = 100
+"""``LlmGateway``'s default reserved concurrency (``ai-factory preflight`` checks the account can give it)."""
+LAMBDA_MIN_UNRESERVED_CONCURRENCY = 10
+"""Lambda refuses a reservation that leaves fewer unreserved concurrent executions than this."""
+EDGE_NAMESPACE_ENV = "AIF_EDGE_NAMESPACE"
+"""Set on the edge authorizer: the gateway's usage-identifier namespace (``LlmGateway.edge_namespace``)."""
+
+
+def edge_namespace(gateway_path: str) -> str:
+    """A gateway's namespace for usage identifiers, from its stack name and construct path."""
+    return hashlib.sha256(gateway_path.encode()).hexdigest()[:12]
+
+
+def usage_identifier(namespace: str, team: str, feature: str) -> str:
+    """The API Gateway API key value that ties ``team/feature`` to its own usage plan on one gateway.
+
+    Not a secret: with the API key source ``AUTHORIZER`` API Gateway ignores any ``x-api-key`` a
+    client sends and uses only what the authorizer returns, so knowing the value grants nothing. Derived
+    (not stored), so the authorizer needs no extra read and the CDK app and the authorizer agree by
+    construction. ``namespace`` keeps two gateways in one account and region (a pipeline's staging and
+    production stages) apart: API key values are unique per account and region. 49 characters (API
+    Gateway wants 20 to 128).
+    """
+    digest = hashlib.sha256(f"{namespace}/{team}/{feature}".encode()).hexdigest()[:40]
+    return f"aif-edge-{digest}"
+
+
+def shared_usage_identifier(namespace: str) -> str:
+    """The API key value of the gateway's shared usage plan: keys whose feature has no plan of its own
+    (``ai-factory keys create``, features deployed from team accounts)."""
+    digest = hashlib.sha256(f"{namespace}/*shared*".encode()).hexdigest()[:40]
+    return f"aif-edge-shared-{digest}"
+
+
 # ---------------------------------------------------------------------------------- custom resources
 
 FEATURE_KEY_RESOURCE_TYPE = "Custom::AiFactoryFeatureKey"
@@ -251,6 +292,9 @@ class FeatureKeyProperties:
     INFERENCE_PROFILES = "InferenceProfiles"
     """``{catalog model ID: application inference profile ARN}``: the profiles the gateway invokes for
     the feature (optional; absent or empty: the catalog's model IDs)."""
+    EDGE_USAGE_PLAN = "EdgeUsagePlan"
+    """``"true"`` when the feature has its own API Gateway usage plan (``usage_identifier``); only a
+    feature's own provisioner honours it (the shared provisioner of team accounts ignores it)."""
     REPLACING = (KEY_GENERATION, KEYS_TABLE, SECRET_ARN)
     """A change of any of these issues a new key (and deletes the old one)."""
 

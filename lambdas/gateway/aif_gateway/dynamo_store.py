@@ -209,6 +209,8 @@ def key_to_item(record: ApiKeyRecord) -> dict[str, AttributeValueTypeDef]:
         item["clearance"] = _s(record.clearance)
     if record.inference_profiles:
         item["inference_profiles"] = {"M": {m: _s(arn) for m, arn in record.inference_profiles.items()}}
+    if record.edge_usage_plan:
+        item["edge_usage_plan"] = {"BOOL": True}
     return item
 
 
@@ -233,6 +235,7 @@ def key_from_item(item: dict[str, Any]) -> ApiKeyRecord:
         inference_profiles={
             m: v["S"] for m, v in item.get("inference_profiles", {}).get("M", {}).items() if "S" in v
         },
+        edge_usage_plan=bool(item.get("edge_usage_plan", {}).get("BOOL", False)),
     )
 
 

@@ -73,6 +73,9 @@ class ApiKeyRecord:
     # invokes a target through its profile, so AWS's bill carries the feature's cost-allocation tags
     # (ai_factory.constructs.inference_profiles). Empty: the catalog's model ID is invoked directly.
     inference_profiles: dict[str, str] = field(default_factory=dict, hash=False)
+    # The feature has its own API Gateway usage plan (contract.usage_identifier); otherwise the edge
+    # authorizer puts the key in the gateway's shared plan.
+    edge_usage_plan: bool = False
 
     def state(self, now: datetime) -> str:
         """'active', 'revoked' or 'expired'."""

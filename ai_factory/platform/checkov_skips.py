@@ -57,6 +57,9 @@ EQUIVALENTS: tuple[Equivalent, ...] = (
         "CKV_AWS_28", "AWS::DynamoDB::Table", ("NIST.800.53.R5-DynamoDBPITREnabled", "AwsSolutions-DDB3")
     ),
     Equivalent("CKV_AWS_158", "AWS::Logs::LogGroup", ("NIST.800.53.R5-CloudWatchLogGroupEncrypted",)),
+    Equivalent("CKV_AWS_68", "AWS::CloudFront::Distribution", ("AwsSolutions-CFR2",)),
+    Equivalent("CKV_AWS_86", "AWS::CloudFront::Distribution", ("AwsSolutions-CFR3",)),
+    Equivalent("CKV_AWS_174", "AWS::CloudFront::Distribution", ("AwsSolutions-CFR4",)),
     Equivalent("CKV_AWS_149", "AWS::SecretsManager::Secret", ("NIST.800.53.R5-SecretsManagerUsingKMSKey",)),
     Equivalent("CKV_AWS_26", "AWS::SNS::Topic", ("NIST.800.53.R5-SNSEncryptedKMS",)),
     Equivalent("CKV_AWS_7", "AWS::KMS::Key", ("AwsSolutions-KMS5",)),

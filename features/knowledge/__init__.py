@@ -9,7 +9,7 @@ TEAM = "knowledge"
 
 
 def build(team: TeamStack) -> None:
-    """The knowledge team's features."""
+    """The knowledge team's features: Q&A over the help-centre articles, and the employees' assistant."""
     qa = AiFeature(
         team,
         "InternalQa",
@@ -22,26 +22,18 @@ def build(team: TeamStack) -> None:
         rate_limit_rpm=300,
         alert_thresholds=AlertThresholds(p99_latency_ms=20000, error_rate_pct=2, budget_pct=90),
     )
-    if team.governance is not None:  # the app always passes it; some tests build the team alone
-        # The help-centre articles as a knowledge base: each curated version is written as documents (title,
-        # body, tags) with metadata sidecars and indexed; clients ask in one call (chat "retrieval":
-        # {"knowledge_base": "internal-qa"}) or two (POST /v1/retrieve). Its retrieval suite is
-        # evals/grounded-answers.yaml (documents/ is the same layout, for offline runs).
-        docs = RagFeature(
-            team,
-            "InternalQaDocs",
-            feature=qa,
-            dataset=team.governance.datasets["knowledge.articles"],
-            document_fields=["title", "body", "tags"],
-            chunk_max_tokens=300,
-            chunk_overlap_pct=20,
-        )
-        # The employees' assistant over those articles (docs/assistant.md): signed-in users get answers
-        # only from what their group's clearance covers; every answer is metered to internal-qa.
-        GovernedAssistant(
-            team,
-            "EmployeeAssistant",
-            feature=qa,
-            knowledge_bases=[docs],
-            clearance_groups={"employees": "internal", "knowledge-editors": "confidential"},
-        )
+    if team.governance is None:  # the app always passes it; some tests build the team alone
+        return
+    # Articles indexed as documents with metadata sidecars; asked in one call (chat "retrieval") or two
+    # (POST /v1/retrieve); its retrieval suite is evals/grounded-answers.yaml (docs/rag.md).
+    docs = RagFeature(
+        team,
+        "InternalQaDocs",
+        feature=qa,
+        dataset=team.governance.datasets["knowledge.articles"],
+        document_fields=["title", "body", "tags"],
+        chunk_max_tokens=300,
+        chunk_overlap_pct=20,
+    )
+    groups = {"employees": "internal", "knowledge-editors": "confidential"}  # docs/assistant.md
+    GovernedAssistant(team, "EmployeeAssistant", feature=qa, knowledge_bases=[docs], clearance_groups=groups)

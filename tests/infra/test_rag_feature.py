@@ -442,7 +442,7 @@ def test_the_sync_reads_the_curated_records_and_writes_only_the_document_prefix(
     template.has_resource_properties(
         "AWS::Lambda::Function",
         {
-            "FunctionName": "aif-kb-sync-support-tickets",
+            "FunctionName": "ai-factory-kb-sync-support-tickets",
             "Environment": {
                 "Variables": Match.object_like(
                     {

@@ -408,11 +408,11 @@ def _ops(calls: dict[str, int]) -> str:
 # with this version's (21 runs each, so both saw the same load), process CPU and wall medians in ms.
 XRAY_SDK_BASELINE = {
     "commit": "0c2aa28",
-    "measured": "2026-12-03, load average 7-9 on the 2 cores",
-    "xray_cpu_ms": 248,
-    "xray_wall_ms": 468,
-    "otel_cpu_ms": 197,
-    "otel_wall_ms": 389,
+    "measured": "2026-12-03 12:36 UTC, load average 2.4 on the 2 cores",
+    "xray_cpu_ms": 224,
+    "xray_wall_ms": 232,
+    "otel_cpu_ms": 173,
+    "otel_wall_ms": 182,
 }
 
 

@@ -295,3 +295,23 @@ def test_configure_xray_exports_through_the_endpoint_on_flush(
     finally:
         trace_export._provider = None
         _reset_provider()
+
+
+def test_the_http_server_calls_after_response_once_the_answer_is_written(harness: Harness) -> None:
+    """The deployed server (lambda_server) exports each request's spans this way, after the client has
+    its answer and before Lambda freezes the environment."""
+    import urllib.request
+
+    from aif_gateway.http_server import GatewayHTTPServer
+
+    called = threading.Event()
+    server = GatewayHTTPServer(harness.gateway, "127.0.0.1", 0, after_response=called.set)
+    server.start()
+    try:
+        with urllib.request.urlopen(f"{server.url}/v1/models", timeout=10) as response:  # 401: no key
+            raise AssertionError(f"expected 401, got {response.status}")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 401
+        assert called.wait(10)
+    finally:
+        server.shutdown()

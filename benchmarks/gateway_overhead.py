@@ -59,7 +59,7 @@ os.environ.update(
         "AWS_SESSION_TOKEN": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_REGION": "us-east-1",
-        "POWERTOOLS_TRACE_DISABLED": "true",
+        "AIF_TRACES_EXPORTER": "none",  # no span export: there is no X-Ray endpoint here
         "POWERTOOLS_SERVICE_NAME": "aif-gateway",
         "POWERTOOLS_METRICS_NAMESPACE": "AiFactory/Bench",
     }

@@ -306,6 +306,13 @@ class PipelineStack(cdk.Stack):
                 *mlflow_statements,
                 self._read_commit_statement(),
                 *self._publish_view_statements(settings.staging),
+                # `ai-factory eval` publishes GatePassRate per suite (docs/observability.md).
+                iam.PolicyStatement(
+                    sid="PublishGatePassRate",
+                    actions=["cloudwatch:PutMetricData"],
+                    resources=["*"],  # PutMetricData has no resource-level permissions
+                    conditions={"StringEquals": {"cloudwatch:namespace": contract.GATE_PASS_RATE.namespace}},
+                ),
             ],
         )
         self.pipeline.add_stage(staging, post=[eval_gate])
@@ -483,7 +490,9 @@ _WILDCARD_REASONS: tuple[tuple[str, re.Pattern[str], str], ...] = (
         re.compile(r"^\*$"),
         "CDK Pipelines: the self-mutation and asset roles call cloudformation:DescribeStacks and "
         "s3:ListAllMyBuckets-style discovery actions that support no resource-level permissions; "
-        "everything they change goes through the CDK bootstrap roles.",
+        "everything they change goes through the CDK bootstrap roles. The eval gate's "
+        "cloudwatch:PutMetricData (GatePassRate) has no resource-level permissions either; its "
+        "cloudwatch:namespace condition limits it to the factory's namespace.",
     ),
     (
         "Resource",

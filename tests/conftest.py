@@ -27,6 +27,9 @@ from aif_gateway.streaming import StreamingResponse
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# No test uses instance credentials: without this, every "are there AWS credentials?" check waits for the
+# EC2 metadata endpoint to time out.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_DEV", "false")
 
 # Property-based tests are deterministic in `make test` and CI: each test's examples derive from the

@@ -80,6 +80,15 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--no-mlflow", action="store_true", help="do not record the run in MLflow")
     p.add_argument("--progress", action="store_true", help="show progress even when stderr is not a TTY")
     p.add_argument("--region", help="AWS region for --target bedrock (default: the AWS SDK's)")
+    p.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="do not publish GatePassRate to CloudWatch (it is published whenever AWS credentials exist)",
+    )
+    p.add_argument("--team", help="the team GatePassRate is published for (default: features/<team>/...)")
+    p.add_argument(
+        "--feature", help="the feature GatePassRate is published for (default: the suite's prompt name)"
+    )
     p.add_argument("--base", help="with `changed`: the git ref to compare HEAD with (e.g. origin/main)")
     p.set_defaults(run=cmd_eval)
 
@@ -303,7 +312,29 @@ def _run_one(args: argparse.Namespace, suite: Any, folder: Path, out: TextIO) ->
         except Exception as exc:
             raise CommandError(f"the eval ran but could not be recorded in MLflow: {exc}") from exc
         print(f"  MLflow run {run_id} (experiment ai-factory/evals)", file=out)
+    if not args.no_metrics:
+        _publish_gate_metric(args, suite, verdict.pass_rate, out)
     return bool(verdict.passed)
+
+
+def _publish_gate_metric(args: argparse.Namespace, suite: Any, pass_rate: float, out: TextIO) -> None:
+    """``GatePassRate`` for the suite (Team, Feature, Suite), or a line saying why it was not sent."""
+    from ai_factory.evals.gate_metrics import PublishError, dimensions_for, publish_pass_rate
+
+    dims = dimensions_for(suite, team=args.team, feature=args.feature)
+    where = f"Team={dims.team}, Feature={dims.feature}, Suite={dims.suite}"
+    try:
+        sent = publish_pass_rate(dims, pass_rate, region=args.region)
+    except PublishError as exc:
+        raise CommandError(f"the eval ran but its metric was not published: {exc}") from exc
+    if sent:
+        print(f"  {contract.GATE_PASS_RATE.name} {pass_rate:.2f} published ({where})", file=out)
+    else:
+        print(
+            f"  {contract.GATE_PASS_RATE.name} not published: no AWS credentials found (a local run; "
+            "--no-metrics silences this)",
+            file=out,
+        )
 
 
 def cmd_changed(args: argparse.Namespace, out: TextIO) -> int:

@@ -22,6 +22,7 @@ from ai_factory.local.sqlite_store import (
     default_db_path,
     default_state_dir,
 )
+from aif_gateway import trace_export
 from aif_gateway.config import GatewayConfig
 from aif_gateway.http_server import GatewayHTTPServer, LengthRequired, ProxyHandler
 
@@ -167,7 +168,9 @@ def serve(
     allow_remote: bool = False,
     access_log: bool = False,
 ) -> None:
-    """Run the local gateway in the foreground until Ctrl-C."""
+    """Run the local gateway in the foreground until Ctrl-C. ``AIF_TRACES_EXPORTER=console`` prints each
+    request's spans (``aif_gateway.trace_export``); by default nothing is traced."""
+    trace_export.configure()
     server = LocalGatewayServer(
         host, port, state_dir, catalog_path, allow_remote=allow_remote, access_log=access_log
     )

@@ -1,8 +1,9 @@
 """Stage the gateway Lambda code as a plain directory asset (no Docker needed).
 
 The asset is the ``aif_gateway`` package plus its ``gateway_config.json`` (the runtime view of the model
-catalog). boto3 comes from the Lambda runtime and Powertools from AWS's public Lambda layer
-(``public_layers``), so nothing has to be pip-installed into the asset and synth works offline.
+catalog) and the pure-Python OpenTelemetry API and SDK, copied from the installed (pinned) distributions.
+boto3 comes from the Lambda runtime and Powertools from AWS's public Lambda layer (``public_layers``), so
+nothing has to be pip-installed into the asset and synth works offline.
 Executable files (``run.sh``, the gateway's start command under the Lambda Web Adapter) keep their
 execute bit in the staged folder, and so in the asset's zip.
 """
@@ -33,15 +34,23 @@ GATEWAY_HANDLER = "aif_gateway.handler.lambda_handler"
 GATEWAY_SERVER_HANDLER = "aif_gateway/run.sh"
 """The streaming entry: the start command the Lambda Web Adapter runs (the gateway's HTTP server)."""
 SPILL_REPLAY_HANDLER = "aif_gateway.spill_replay.handler"
+GATEWAY_VENDORED_DISTRIBUTIONS = (
+    "opentelemetry-api",
+    "opentelemetry-sdk",
+    "opentelemetry-semantic-conventions",
+)
+"""Pure-Python distributions the gateway asset ships (``aif_gateway.tracing`` and ``trace_export``)."""
 
 __all__ = [
     "DEFAULT_POWERTOOLS_LAYER_VERSION",
     "GATEWAY_HANDLER",
     "GATEWAY_SERVER_HANDLER",
+    "GATEWAY_VENDORED_DISTRIBUTIONS",
     "POWERTOOLS_LAYER_ACCOUNT",
     "POWERTOOLS_LAYER_NAME",
     "SPILL_REPLAY_HANDLER",
     "contract_files",
+    "distribution_files",
     "gateway_source_dir",
     "powertools_layer_arn",
     "stage_asset",
@@ -53,6 +62,7 @@ POWERTOOLS_LAYER_NAME = powertools_layer().name
 
 _EXCLUDED_DIRS = {"__pycache__"}
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+_INSTALLER_RECORDS = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
 
 
 def gateway_source_dir() -> Path:
@@ -75,17 +85,45 @@ def _source_files(source: Path) -> list[Path]:
     return files
 
 
+def distribution_files(names: Sequence[str] = GATEWAY_VENDORED_DISTRIBUTIONS) -> dict[str, Path]:
+    """Every file of the installed distributions ``names`` (their modules and ``.dist-info``, whose entry
+    points the OpenTelemetry API reads), by path relative to site-packages; compiled files left out.
+    They are pure Python and pinned in constraints.txt, so the build machine's copies serve Lambda's
+    Python and architecture unchanged."""
+    from importlib.metadata import distribution
+
+    files: dict[str, Path] = {}
+    for name in names:
+        dist = distribution(name)
+        for entry in dist.files or ():
+            path = Path(str(dist.locate_file(entry)))
+            relative = entry.as_posix()
+            if (
+                relative.startswith("..")
+                or "__pycache__" in relative
+                or relative.endswith(_EXCLUDED_SUFFIXES)
+            ):
+                continue  # console scripts outside site-packages, bytecode
+            if entry.name in _INSTALLER_RECORDS:
+                continue  # written by the installer, not the wheel: they would vary the asset's hash
+            if path.is_file():
+                files[relative] = path
+    return files
+
+
 def stage_asset(
     prefix: str,
     packages: Mapping[str, Path | Sequence[Path]],
     generated: Mapping[str, str] | None = None,
     out_root: Path | None = None,
+    vendored: Mapping[str, Path] | None = None,
 ) -> Path:
     """Stage a Lambda code directory in a content-addressed folder and return that folder.
 
     ``packages`` maps a folder name in the asset to its source: a directory (copied whole, without
     ``__pycache__`` and compiled files) or a list of files (copied flat into that folder).
     ``generated`` maps a relative path in the asset to text written there (e.g. a config file).
+    ``vendored`` maps a relative path in the asset to a file copied there (``distribution_files``).
     The folder, ``<out_root>/<prefix><hash>`` (default root: ``ai-factory-assets`` in the temp dir), is
     named by a hash of every path and byte, so the same inputs always give the same path (and CDK the
     same asset hash). Concurrent synths (pytest-xdist) never see a half-written folder: each builds in
@@ -97,6 +135,7 @@ def stage_asset(
             files += [(f"{package}/{f.relative_to(source).as_posix()}", f) for f in _source_files(source)]
         else:
             files += [(f"{package}/{f.name}", f) for f in source]
+    files += sorted((vendored or {}).items())
     texts = {name: text.encode("utf-8") for name, text in (generated or {}).items()}
 
     digest = hashlib.sha256()
@@ -137,12 +176,15 @@ def stage_gateway_asset(
     source_dir: Path | None = None,
     out_root: Path | None = None,
 ) -> Path:
-    """The ``aif_gateway`` package plus its ``gateway_config.json`` in a content-addressed folder."""
+    """The ``aif_gateway`` package, its ``gateway_config.json`` and the OpenTelemetry API and SDK (the
+    gateway's tracing; neither the runtime nor the Powertools layer ships them) in a content-addressed
+    folder."""
     return stage_asset(
         "",
         {"aif_gateway": source_dir or gateway_source_dir()},
         {f"aif_gateway/{CONFIG_FILE_NAME}": config.to_json()},
         out_root,
+        vendored=distribution_files(),
     )
 
 

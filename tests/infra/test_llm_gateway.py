@@ -97,6 +97,7 @@ def test_bedrock_permissions_are_exactly_the_catalog_allow_list(default_gateway:
 
 WILDCARD_RESOURCE_ACTIONS = (
     {"xray:PutTraceSegments", "xray:PutTelemetryRecords"},
+    {"xray:PutSpans", "xray:PutSpansForIndexing"},
     {"aws-marketplace:ViewSubscriptions"},
     {"aws-marketplace:Subscribe"},
 )
@@ -511,6 +512,41 @@ def test_gateway_function(default_gateway: Synthesized) -> None:
     assert env["AIF_GUARDRAIL_VERSION"] == {"Fn::GetAtt": [version_id, "Version"]}
     assert env["AIF_GUARDRAIL_SCOPE"] == "latest"  # the newest user turn and its tool results
     assert fn["LoggingConfig"]["LogGroup"] == ref(syn, syn.gateway.function.log_group)
+
+
+def test_gateway_exports_opentelemetry_spans_to_xray_with_least_privilege(
+    default_gateway: Synthesized,
+) -> None:
+    """The function exports its spans to X-Ray's OTLP endpoint (AIF_TRACES_EXPORTER=xray) with exactly the
+    two span-ingestion actions; the spill replay, which traces nothing, gets neither."""
+    syn = default_gateway
+    fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway/run.sh"})["Properties"]
+    assert fn["Environment"]["Variables"]["AIF_TRACES_EXPORTER"] == "xray"
+    by_sid = {s.get("Sid"): s for s in _role_statements(syn, syn.gateway.runtime_role)}
+    assert by_sid["ExportSpansToXRayOtlpEndpoint"] == {
+        "Sid": "ExportSpansToXRayOtlpEndpoint",
+        "Effect": "Allow",
+        "Action": ["xray:PutSpans", "xray:PutSpansForIndexing"],
+        "Resource": "*",
+    }
+    replay = _role_statements(syn, syn.gateway.spill_replay_function.role)
+    assert not any("xray:PutSpans" in json.dumps(s) for s in replay)
+    replay_fn = only(syn, "AWS::Lambda::Function", {"Handler": "aif_gateway.spill_replay.handler"})
+    assert "AIF_TRACES_EXPORTER" not in replay_fn["Properties"]["Environment"]["Variables"]
+
+
+def test_gateway_asset_ships_the_opentelemetry_api_and_sdk(tmp_path: Path) -> None:
+    """Neither the Lambda runtime nor the Powertools layer has OpenTelemetry: the asset carries the pinned,
+    pure-Python distributions, with the entry points the API loads its context from."""
+    staged = stage_gateway_asset(GatewayConfig(routes={}), out_root=tmp_path)
+    assert (staged / "opentelemetry" / "trace" / "__init__.py").is_file()
+    assert (staged / "opentelemetry" / "sdk" / "trace" / "export" / "__init__.py").is_file()
+    assert (staged / "opentelemetry" / "semconv" / "__init__.py").is_file()
+    entry_points = next(staged.glob("opentelemetry_api-*.dist-info/entry_points.txt")).read_text()
+    assert "contextvars_context" in entry_points
+    assert not list(staged.rglob("*.so")) and not list(staged.rglob("__pycache__"))
+    assert not (staged / "opentelemetry" / "proto").exists()  # only the three distributions
+    assert not list(staged.glob("*.dist-info/RECORD"))  # installer files would vary the asset hash
 
 
 def test_spill_replay_function_uses_partial_batch_responses(default_gateway: Synthesized) -> None:

@@ -261,10 +261,38 @@ def test_every_feature_has_a_dashboard_section(built: Built) -> None:
             f"{label}: latency p50 / p90 / p99",
             f"{label}: budget burn",
             f"{label}: human feedback",
-            f"{label}: canary and eval pass rate",
+            f"{label}: pass rates: eval gate (per suite), canary, online",
             f"{label}: alarms",
         ):
             assert title in features_text, title
+
+
+def test_the_three_pass_rates_sit_side_by_side_named_distinctly(built: Built) -> None:
+    """Each feature's quality widget: the eval gate's GatePassRate per suite (a SEARCH over the gate's
+    (Team, Feature, Suite) series of that feature), the canary's two rates, labelled as the canary's."""
+    bodies = {
+        name: body.replace("\\", "")
+        for name, body in dashboard_bodies(built.platform, built.template).items()
+    }
+    features_text = "".join(text for name, text in bodies.items() if name.startswith("AIFactory-Features-"))
+    for feature in built.features:
+        query = (
+            'SEARCH(\'{AIFactory,Team,Feature,Suite} MetricName="GatePassRate" '
+            f'Team="{feature.team}" Feature="{feature.feature}"\', \'Minimum\', 86400)'
+        )
+        assert query in features_text, query
+    assert '"label":"eval gate [${PROP(\'Dim.Suite\')}]"' in features_text
+    assert '"label":"canary cases"' in features_text
+    assert '"label":"canary assertions"' in features_text
+    assert '"label":"eval"' not in features_text  # the canary's EvalPassRate is not "eval" any more
+    platform = bodies["AIFactory-Platform"]
+    assert (
+        "Pass rates per feature (0..1): eval gate per suite, canary cases, canary assertions, online"
+        in platform
+    )
+    assert (
+        "SEARCH('{AIFactory,Team,Feature,Suite} MetricName=\"GatePassRate\"', 'Minimum', 86400)" in platform
+    )
 
 
 def test_platform_dashboard_covers_the_whole_platform(built: Built) -> None:
@@ -282,6 +310,7 @@ def test_platform_dashboard_covers_the_whole_platform(built: Built) -> None:
         "FeedbackScore",
         "CanaryPassRate",
         "EvalPassRate",
+        "GatePassRate",
         "LeadTimeDays",
     ):
         assert f'MetricName=\\\\\\"{metric}\\\\\\"' in body or f'MetricName=\\"{metric}\\"' in body, metric

@@ -125,6 +125,29 @@ def test_eval_gate_evaluates_changed_suites_against_staging(template: dict[str, 
     assert "AIF_GATEWAY_URL" in json.dumps(_resources(template, "AWS::CodePipeline::Pipeline"))
 
 
+def test_eval_gate_may_publish_gate_pass_rate_only_in_the_factory_namespace(template: dict[str, Any]) -> None:
+    project = _project(template, "EvalGate")
+    role = project["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+    statements = [
+        st
+        for policy in _resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    publish = [st for st in statements if "cloudwatch:PutMetricData" in json.dumps(st["Action"])]
+    assert publish == [
+        {
+            "Sid": "PublishGatePassRate",
+            "Action": "cloudwatch:PutMetricData",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": "AIFactory"}},
+            "Effect": "Allow",
+            "Resource": "*",
+        }
+    ]
+    everywhere = json.dumps(_resources(template, "AWS::IAM::Policy"))
+    assert everywhere.count("cloudwatch:PutMetricData") == 1  # no other step may publish metrics
+
+
 def test_builds_are_unprivileged_encrypted_and_logged(template: dict[str, Any]) -> None:
     projects = _resources(template, "AWS::CodeBuild::Project")
     assert len(projects) >= 5

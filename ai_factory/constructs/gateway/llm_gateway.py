@@ -341,12 +341,23 @@ class LlmGateway(Construct):
                 # (an unknown-path 404 in the audit log and metrics on every cold start).
                 "AWS_LWA_READINESS_CHECK_PROTOCOL": "tcp",
                 contract.FUNCTION_TIMEOUT_ENV: str(int(seconds)),
+                # OpenTelemetry spans (request, model attempts) to X-Ray's OTLP endpoint (trace_export).
+                contract.TRACES_EXPORTER_ENV: "xray",
             },
             timeout=self.timeouts.function,
             memory_size=memory_size,
             reserved_concurrent_executions=reserved_concurrency,
         )
         self._grant_gateway_runtime(self.function.role)
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ExportSpansToXRayOtlpEndpoint",
+                # PutSpans accepts the spans, PutSpansForIndexing makes them searchable (Transaction
+                # Search); neither supports resource-level permissions.
+                actions=["xray:PutSpans", "xray:PutSpansForIndexing"],
+                resources=["*"],
+            )
+        )
 
         # The edge: the gateway's own key check as API Gateway's authorizer (aif_gateway.authorizer).
         self.authorizer_function = self._function(
@@ -856,7 +867,9 @@ class LlmGateway(Construct):
                 cdk.Acknowledgment(
                     id="AwsSolutions-IAM5[Resource::*]",
                     reason=(
-                        "Only X-Ray's xray:PutTraceSegments and xray:PutTelemetryRecords and AWS "
+                        "Only X-Ray's xray:PutTraceSegments and xray:PutTelemetryRecords (Lambda's own "
+                        "segments), xray:PutSpans and xray:PutSpansForIndexing (the gateway's OpenTelemetry "
+                        "spans, gateway function only) and AWS "
                         "Marketplace's aws-marketplace:ViewSubscriptions and aws-marketplace:Subscribe use "
                         "Resource '*': these actions support no resource-level permissions (AWS requires "
                         "'*'); Subscribe is limited to the catalog models' product IDs by the "

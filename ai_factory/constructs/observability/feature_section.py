@@ -13,11 +13,12 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
 from ai_factory.constructs.ai_feature import AiFeature, AlarmInput
-from ai_factory.constructs.observability.queries import expression
+from ai_factory.constructs.observability.queries import expression, gate_search
 from ai_factory.constructs.observability.settings import (
     ALARM_RUNBOOKS,
     ONE_DAY,
     ONE_HOUR,
+    ONLINE_SCORE_METRICS,
     AlarmHost,
     Severity,
 )
@@ -213,13 +214,22 @@ def feature_section(
         left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
         width=8,
     )
+    where = f'Team="{feature.team}" Feature="{feature.feature}"'
     quality = cloudwatch.GraphWidget(
-        title=f"{label}: canary and eval pass rate",
+        title=f"{label}: pass rates: eval gate (per suite), canary, online",
         left=[
+            expression(gate_search("Minimum", ONE_DAY, where), "eval gate [${PROP('Dim.Suite')}]", ONE_DAY),
             feature.metric(
-                contract.CANARY_PASS_RATE.name, statistic="Average", period=ONE_HOUR, label="canary"
+                contract.CANARY_PASS_RATE.name, statistic="Average", period=ONE_HOUR, label="canary cases"
             ),
-            feature.metric(contract.EVAL_PASS_RATE.name, statistic="Average", period=ONE_HOUR, label="eval"),
+            # EvalPassRate is the canary's (the name predates the eval gate's GatePassRate).
+            feature.metric(
+                contract.EVAL_PASS_RATE.name, statistic="Average", period=ONE_HOUR, label="canary assertions"
+            ),
+            *(
+                feature.metric(name, statistic="Average", period=ONE_HOUR, label=f"online: {name}")
+                for name in ONLINE_SCORE_METRICS
+            ),
         ],
         left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
         left_annotations=[

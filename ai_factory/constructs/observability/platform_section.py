@@ -12,11 +12,12 @@ from constructs import Construct
 
 from ai_factory.constructs.ai_feature import AiFeature, find_features
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
-from ai_factory.constructs.observability.queries import expression, search, team_search
+from ai_factory.constructs.observability.queries import expression, gate_search, search, team_search
 from ai_factory.constructs.observability.settings import (
     FIVE_MINUTES,
     ONE_DAY,
     ONE_HOUR,
+    ONLINE_SCORE_METRICS,
     AlarmHost,
     Severity,
 )
@@ -194,10 +195,13 @@ def _platform_rows(
         width=12,
     )
     quality = cloudwatch.GraphWidget(
-        title="Canary and eval pass rate per feature (0..1)",
+        title="Pass rates per feature (0..1): eval gate per suite, canary cases, canary assertions, online",
         left=[
+            expression(gate_search("Minimum", ONE_DAY), "", ONE_DAY),
             per_feature(contract.CANARY_PASS_RATE.name, "Average", ONE_HOUR),
+            # EvalPassRate is the canary's assertion pass rate (the name predates GatePassRate).
             per_feature(contract.EVAL_PASS_RATE.name, "Average", ONE_HOUR),
+            *(per_feature(name, "Average", ONE_HOUR) for name in ONLINE_SCORE_METRICS),
         ],
         left_y_axis=cloudwatch.YAxisProps(min=0, max=1),
         width=12,

@@ -20,6 +20,15 @@ def search(metric_name: str, statistic: str, period: Duration, where: str = "") 
     return f"SEARCH('{query}', '{statistic}', {int(period.to_seconds())})"
 
 
+GATE_SCHEMA = f"{{{contract.METRICS_NAMESPACE},{','.join(contract.GATE_DIMENSIONS)}}}"
+
+
+def gate_search(statistic: str, period: Duration, where: str = "") -> str:
+    """A SEARCH over every (Team, Feature, Suite) series of the eval gate's ``GatePassRate``."""
+    query = f'{GATE_SCHEMA} MetricName="{contract.GATE_PASS_RATE.name}"' + (f" {where}" if where else "")
+    return f"SEARCH('{query}', '{statistic}', {int(period.to_seconds())})"
+
+
 def team_search(metric_name: str, team: str, period: Duration) -> str:
     """``SUM`` of one metric over every feature of ``team``."""
     return f"SUM({search(metric_name, 'Sum', period, 'Team=' + chr(34) + team + chr(34))})"

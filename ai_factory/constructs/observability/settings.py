@@ -37,6 +37,9 @@ ALARM_RUNBOOKS = {
 FIVE_MINUTES = Duration.minutes(5)
 ONE_HOUR = Duration.hours(1)
 ONE_DAY = Duration.days(1)
+# Online evaluation scores (0..1, per Team and Feature), shown on the dashboards beside the eval gate's and
+# the canary's pass rates: the online scorer's metric names from aif_gateway/contract.py.
+ONLINE_SCORE_METRICS: tuple[str, ...] = ()
 
 
 class Severity(Enum):

@@ -36,6 +36,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
+from . import tracing
 from .access import BackgroundRefresher, KeyAuthenticator, UsageGuard
 from .anthropic_messages import check_version, message_body, parse_messages_request
 from .anthropic_messages import error_body as anthropic_error
@@ -165,8 +166,18 @@ class Gateway:
 
     def handle(self, event: dict[str, Any], context: Any = None) -> dict[str, Any] | StreamingResponse:
         """The proxy response for one request; a ``StreamingResponse`` for a chat request with
-        ``stream: true`` (a server sends it piece by piece; ``.buffered()`` is its proxy form)."""
+        ``stream: true`` (a server sends it piece by piece; ``.buffered()`` is its proxy form).
+        Each request is one span (``tracing``), the model attempts its children."""
         call = _Call(event, self.now(), self.clock())
+        with tracing.request_span(
+            call.method, call.path, call.request_id, call.header("x-amzn-trace-id")
+        ) as span:
+            response = self._handle(call)
+            status = response.status if isinstance(response, StreamingResponse) else response["statusCode"]
+            tracing.set_status(span, int(status))
+            return response
+
+    def _handle(self, call: _Call) -> dict[str, Any] | StreamingResponse:
         streaming = False
         try:
             path = call.path.rstrip("/") or "/"
@@ -518,6 +529,7 @@ class Gateway:
             authorization = f"Bearer {api_key}"
         key = self.auth.authenticate(authorization, call.started)
         call.key = key
+        tracing.set_caller(key.team, key.feature)
         return key
 
     def _apply_prompt(self, call: _Call, request: ChatRequest) -> None:
@@ -604,7 +616,8 @@ class Gateway:
         if deadline is not None:
             latest_start = call.t_clock + deadline - attempt_s
         try:
-            return self.router.call(route, fn, latest_start, unfit, estimate_input)
+            attempts = tracing.traced_attempts(fn, operation, route.alias)
+            return self.router.call(route, attempts, latest_start, unfit, estimate_input)
         except RouteFailed as exc:
             # The models were called (and may have billed partial work): the attempt is recorded.
             record = self._base_record(call, key, status=exc.status, operation=operation)
@@ -725,6 +738,7 @@ class Gateway:
             log.exception("metrics emit failed")
 
     def _error(self, call: _Call, exc: GatewayError) -> dict[str, Any]:
+        tracing.set_error_type(exc.code or exc.type)
         if not isinstance(exc, RouteFailed):  # those were recorded with their attempts in _call_models
             record = self._base_record(call, call.key, exc.status)
             record.error_type = exc.code or exc.type

@@ -27,10 +27,12 @@ FEATURE = "Feature"
 MODEL = "Model"
 DATASET = "Dataset"
 KIND = "Kind"
+SUITE = "Suite"
 FEATURE_DIMENSIONS = (TEAM, FEATURE)
 MODEL_DIMENSIONS = (TEAM, FEATURE, MODEL)
 DATASET_DIMENSIONS = (DATASET,)
 PII_KIND_DIMENSIONS = (DATASET, KIND)
+GATE_DIMENSIONS = (TEAM, FEATURE, SUITE)
 
 # CloudWatch units (the strings of the EMF specification).
 COUNT = "Count"
@@ -84,7 +86,17 @@ FEEDBACK_SCORE = _feature("FeedbackScore", NO_UNIT, "user feedback score, 0..1 (
 FEEDBACK_COUNT = _feature("FeedbackCount", COUNT, "feedback records received")
 # Canary, one EMF record per scheduled run (aif_canary).
 CANARY_PASS_RATE = _feature("CanaryPassRate", NO_UNIT, "share of the canary's cases that passed, 0..1")
+# The canary's, despite the name (kept so existing alarms and queries go on working): dashboards label it
+# "canary assertions", and the eval gate's own figure is GatePassRate.
 EVAL_PASS_RATE = _feature("EvalPassRate", NO_UNIT, "share of the canary's assertions that passed, 0..1")
+# The eval gate (`ai-factory eval`, in CI and the pipeline), one value per suite run.
+GATE_PASS_RATE = Metric(
+    "GatePassRate",
+    NO_UNIT,
+    METRICS_NAMESPACE,
+    (GATE_DIMENSIONS,),
+    "share of an eval suite's cases that passed in the eval gate (ai-factory eval), 0..1",
+)
 CANARY_CASES = _feature("CanaryCases", COUNT, "cases the canary ran")
 CANARY_ERRORS = _feature("CanaryErrors", COUNT, "canary cases the gateway did not answer")
 CANARY_LATENCY_MS = _feature("CanaryLatencyMs", MILLISECONDS, "mean latency of the canary's cases")
@@ -131,6 +143,7 @@ METRICS: tuple[Metric, ...] = (
     FEEDBACK_COUNT,
     CANARY_PASS_RATE,
     EVAL_PASS_RATE,
+    GATE_PASS_RATE,
     CANARY_CASES,
     CANARY_ERRORS,
     CANARY_LATENCY_MS,
@@ -177,6 +190,10 @@ FUNCTION_TIMEOUT_ENV = "AIF_FUNCTION_TIMEOUT_S"
 ECHO_TOKEN_MS_ENV = "AIF_ECHO_TOKEN_MS"
 """Offline ``echo`` model: milliseconds between streamed words (local mode and benchmarks)."""
 # Lambda Web Adapter (set on the gateway function; the adapter's own names).
+TRACES_EXPORTER_ENV = "AIF_TRACES_EXPORTER"
+"""Where the gateway's OpenTelemetry spans go: ``xray`` (deployed), ``console`` or ``none`` (default)."""
+TRACES_ENDPOINT_ENV = "AIF_TRACES_ENDPOINT"
+"""Overrides the X-Ray OTLP endpoint URL (tests point it at a local server)."""
 LWA_PORT_ENV = "AWS_LWA_PORT"
 LWA_INVOKE_MODE_ENV = "AWS_LWA_INVOKE_MODE"
 LAMBDA_EXEC_WRAPPER_ENV = "AWS_LAMBDA_EXEC_WRAPPER"

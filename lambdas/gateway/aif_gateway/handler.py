@@ -5,7 +5,8 @@ Environment: AIF_KEYS_TABLE, AIF_USAGE_TABLE, AIF_SPILL_QUEUE_URL, AIF_GUARDRAIL
 AIF_GUARDRAIL_VERSION, AIF_CONFIG_PATH (default: gateway_config.json next to this file),
 AIF_PROMPT_VIEW_URI (the published prompt view, s3://bucket/prompts.json; unset: no prompts),
 AIF_FUNCTION_TIMEOUT_S (the function's timeout: the request deadline is this minus the ledger margin),
-POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE.
+POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE, AIF_TRACES_EXPORTER (``trace_export``: the
+construct sets ``xray``; the spans of each request are exported before the invocation returns).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 
-from . import contract
+from . import contract, trace_export
 from .app import Gateway
 from .config import CONFIG_FILE_NAME, GatewayConfig
 from .dynamo_quota import DynamoQuotaStore
@@ -29,7 +30,7 @@ from .streaming import StreamingResponse
 from .usage_writer import UsageWriter
 
 logger = Logger()
-tracer = Tracer()
+trace_export.configure()  # at init: the SDK and its exporter are ready before the first request
 
 
 def audit_log(record: UsageRecord) -> None:
@@ -65,12 +66,14 @@ _gateway: Gateway | None = None
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler(capture_response=False)  # responses may hold model output
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _gateway
     if _gateway is None:
         _gateway = build_gateway()
-    response = _gateway.handle(event, context)
-    # A buffered proxy integration gets a stream as one body; streaming deployments serve the same
-    # gateway over HTTP instead (``lambda_server``).
-    return response.buffered() if isinstance(response, StreamingResponse) else response
+    try:
+        response = _gateway.handle(event, context)
+        # A buffered proxy integration gets a stream as one body; streaming deployments serve the same
+        # gateway over HTTP instead (``lambda_server``).
+        return response.buffered() if isinstance(response, StreamingResponse) else response
+    finally:
+        trace_export.flush()  # Lambda freezes the environment once this returns

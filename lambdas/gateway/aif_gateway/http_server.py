@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -68,6 +69,7 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
     access_log: bool = False
     trust_lambda_context: bool = False
     stage: str = "local"
+    after_response: Callable[[], None] | None = None  # called once the response is written (or failed)
     _unread_body: bool = False
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -91,6 +93,9 @@ class GatewayRequestHandler(BaseHTTPRequestHandler):
             log.exception("gateway server failed on %s %s", self.command, self.path)
             self.close_connection = True
             self._write_error(InternalError("The server had an error while processing your request."))
+        finally:
+            if self.after_response is not None:
+                self.after_response()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _dispatch
 
@@ -282,6 +287,7 @@ class GatewayHTTPServer:
 
     ``trust_lambda_context``: take the request ID from the Lambda Web Adapter's request-context
     header; only behind the adapter, where clients cannot set that header themselves.
+    ``after_response``: called after each response is written (the Lambda server exports its spans).
     """
 
     def __init__(
@@ -294,6 +300,7 @@ class GatewayHTTPServer:
         access_log: bool = False,
         trust_lambda_context: bool = False,
         stage: str = "local",
+        after_response: Callable[[], None] | None = None,
     ) -> None:
         max_body = max_body_bytes or GatewayConfig(routes={}).max_body_bytes
         handler = type(
@@ -305,6 +312,7 @@ class GatewayHTTPServer:
                 "access_log": access_log,
                 "trust_lambda_context": trust_lambda_context,
                 "stage": stage,
+                "after_response": staticmethod(after_response) if after_response is not None else None,
             },
         )
         bare_host = host.strip("[]")

@@ -45,7 +45,8 @@ def listen_port(environ: dict[str, str] | None = None) -> int:
 
 def build_server(port: int | None = None) -> GatewayHTTPServer:
     """The gateway with its AWS stores, on loopback (only the adapter in the same sandbox calls it)."""
-    from .handler import build_gateway  # Powertools comes from its Lambda layer
+    from . import trace_export
+    from .handler import build_gateway  # Powertools comes from its Lambda layer; configures tracing
 
     gateway = build_gateway(write_behind=True)
     return GatewayHTTPServer(
@@ -55,6 +56,8 @@ def build_server(port: int | None = None) -> GatewayHTTPServer:
         max_body_bytes=gateway.config.max_body_bytes,
         trust_lambda_context=True,
         stage="lambda",
+        # The response is out; export its spans before Lambda freezes the environment.
+        after_response=trace_export.flush,
     )
 
 

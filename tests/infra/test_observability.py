@@ -274,7 +274,7 @@ def test_the_three_pass_rates_sit_side_by_side_named_distinctly(built: Built) ->
         name: body.replace("\\", "")
         for name, body in dashboard_bodies(built.platform, built.template).items()
     }
-    features_text = "".join(text for name, text in bodies.items() if name.startswith("AIFactory-Features-"))
+    features_text = "".join(text for name, text in bodies.items() if name.startswith("ai-factory-Features-"))
     for feature in built.features:
         query = (
             'SEARCH(\'{AIFactory,Team,Feature,Suite} MetricName="GatePassRate" '
@@ -285,7 +285,7 @@ def test_the_three_pass_rates_sit_side_by_side_named_distinctly(built: Built) ->
     assert '"label":"canary cases"' in features_text
     assert '"label":"canary assertions"' in features_text
     assert '"label":"eval"' not in features_text  # the canary's EvalPassRate is not "eval" any more
-    platform = bodies["AIFactory-Platform"]
+    platform = bodies["ai-factory-Platform"]
     assert (
         "Pass rates per feature (0..1): eval gate per suite, canary cases, canary assertions, online"
         in platform

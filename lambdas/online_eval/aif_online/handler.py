@@ -119,7 +119,14 @@ def load_suites(path: str | None = None) -> dict[str, Any]:
     return dict(json.loads(Path(file).read_text(encoding="utf-8"))["features"])
 
 
-def emf(exchange: Exchange, scores: ExchangeScores, judge: float | None, namespace: str) -> dict[str, Any]:
+def emf(
+    exchange: Exchange,
+    scores: ExchangeScores,
+    judge: float | None,
+    namespace: str,
+    *,
+    judge_tokens: int | None = None,
+) -> dict[str, Any]:
     """One CloudWatch Embedded Metric Format record for a scored exchange."""
     metrics: dict[c.Metric, float] = {
         c.ONLINE_SAMPLES_SCORED: 1,
@@ -133,6 +140,8 @@ def emf(exchange: Exchange, scores: ExchangeScores, judge: float | None, namespa
         metrics[c.ONLINE_ASSERTION_PASS_RATE] = round(scores.assertion_pass_rate, 5)
     if judge is not None:
         metrics[c.ONLINE_JUDGE_SCORE] = round(judge, 5)
+    if judge_tokens:
+        metrics[c.ONLINE_JUDGE_TOKENS] = judge_tokens
     return {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
@@ -172,9 +181,11 @@ def score(
         scores = score_exchange(exchange, free_traffic_assertions(suite.get("assertions", [])))
         judged: float | None = None
         rubric = suite.get("rubric")
+        tokens: int | None = None
         if judge is not None and rubric and exchange.output:
             try:
                 judged, _ = judge.score(rubric, exchange.input, exchange.output)
+                tokens = getattr(judge, "tokens", None)
             except Exception as exc:  # a judge outage must not lose the deterministic scores
                 print(
                     json.dumps(
@@ -185,6 +196,34 @@ def score(
                         }
                     )
                 )
-        print(json.dumps(emf(exchange, scores, judged, namespace)))
+        print(json.dumps(emf(exchange, scores, judged, namespace, judge_tokens=tokens)))
         scored += 1
     return {"scored": scored}
+
+
+JUDGE_SECRET_ENV = "AIF_JUDGE_SECRET"
+JUDGE_MODEL_ENV = "AIF_JUDGE_MODEL"
+_judge: Any = None
+
+
+def judge_from_env() -> Any:
+    """The gateway judge configured by the environment (cached per container), or None without one."""
+    global _judge
+    url, secret = os.environ.get(c.GATEWAY_URL_ENV), os.environ.get(JUDGE_SECRET_ENV)
+    if not (url and secret):
+        return None
+    if _judge is None:
+        import boto3
+
+        from aif_online.judge import OnlineJudge
+
+        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
+        _judge = OnlineJudge(
+            url, json.loads(value)["api_key"], model=os.environ.get(JUDGE_MODEL_ENV, "chat-smart")
+        )
+    return _judge
+
+
+def lambda_score(event: Mapping[str, Any], context: Any = None) -> dict[str, int]:
+    """Lambda entry point of the scorer: ``score`` with the judge from the environment."""
+    return score(event, context, judge=judge_from_env())

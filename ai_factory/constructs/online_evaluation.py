@@ -43,6 +43,8 @@ from aif_connector import pii as connector_pii
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -64,6 +66,7 @@ from ai_factory.platform.nag import (
     acknowledge_unreserved_concurrency,
 )
 from aif_gateway import contract
+from aif_online.drift import DRIFT_P_VALUE
 
 if TYPE_CHECKING:
     from ai_factory.constructs.ai_feature import AiFeature
@@ -74,6 +77,7 @@ TTL_ATTRIBUTE = "expires_at"
 MAX_RETENTION_DAYS = 365
 SAMPLER_HANDLER = "aif_online.handler.sample"
 SCORER_HANDLER = "aif_online.handler.lambda_score"
+DRIFT_HANDLER = "aif_online.drift_job.run"
 SUITES_FILE = "online_suites.json"
 FREE_TRAFFIC_TYPES = ("not-contains", "is-json", "json-schema")
 
@@ -349,9 +353,79 @@ class OnlineEvaluation(Construct):
                 )
             )
             self._alarms(feature)
+        self._drift_job(code, key, log_retention, judge)
         self.suites = suites
         """The free-traffic assertions and rubric staged into the asset, by ``team/feature``."""
         self._acknowledge()
+
+    def _drift_job(
+        self, code: lambda_.Code, key: kms.IKey, log_retention: logs.RetentionDays, judge: AiFeature | None
+    ) -> None:
+        drift_logs = function_log_group(self, "DriftLogs", key=key, retention=log_retention)
+        role = iam.Role(
+            self,
+            "DriftRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="AI Factory drift job: reads sample tables, embeds prompts through the gateway",
+        )
+        role.add_to_policy(write_own_logs_statement(drift_logs))
+        environment = {contract.METRICS_NAMESPACE_ENV: contract.METRICS_NAMESPACE}
+        if judge is not None:
+            environment[contract.GATEWAY_URL_ENV] = judge.gateway.url
+            environment["AIF_JUDGE_SECRET"] = judge.secret.secret_arn
+        self.drift_function = hardened_function(
+            self,
+            "Drift",
+            description="AI Factory drift job: input and output drift of sampled traffic, day vs baseline",
+            handler=DRIFT_HANDLER,
+            code=code,
+            role=role,
+            environment=environment,
+            timeout=Duration.minutes(10),
+            memory_size=1024,
+            log_group=drift_logs,
+            json_logs=False,
+            dead_letter_queue=self.dead_letter_queue,
+        )
+        if judge is not None:
+            judge.grant_read_api_key(self.drift_function)
+        for feature in self.sampled:
+            assert feature.sample_table is not None
+            feature.sample_table.grant(self.drift_function, "dynamodb:Scan")
+            feature.encryption_key.grant(self.drift_function, "kms:Decrypt")
+        entries = [
+            {"team": f.team, "feature": f.feature, "table": f.sample_table.table_name}  # type: ignore[union-attr]
+            for f in self.sampled
+        ]
+        self.drift_schedule = events.Rule(
+            self,
+            "DriftSchedule",
+            description="AI Factory online drift job, daily",
+            schedule=events.Schedule.rate(Duration.days(1)),
+            targets=[
+                targets.LambdaFunction(
+                    self.drift_function,
+                    event=events.RuleTargetInput.from_object({"features": entries}),
+                    dead_letter_queue=self.dead_letter_queue,
+                    retry_attempts=2,
+                )
+            ],
+        )
+        for feature in self.sampled:
+            from ai_factory.constructs.ai_feature import AlarmInput
+
+            feature.add_alarm_input(
+                AlarmInput(
+                    name="InputDrift",
+                    metric=feature.metric(
+                        contract.INPUT_DRIFT_P_VALUE.name, statistic="Minimum", period=Duration.days(1)
+                    ),
+                    threshold=DRIFT_P_VALUE,
+                    comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
+                    evaluation_periods=2,
+                    description=f"Prompts drifted from the baseline (p < {DRIFT_P_VALUE:g}) two days running",
+                )
+            )
 
     def _alarms(self, feature: AiFeature) -> None:
         from ai_factory.constructs.ai_feature import AlarmInput
@@ -403,7 +477,7 @@ class OnlineEvaluation(Construct):
             self.dead_letter_queue,
             {"AwsSolutions-SQS3": dlq_reason, "Serverless-SQSRedrivePolicy": dlq_reason},
         )
-        for function in (self.sampler, self.scorer):
+        for function in (self.sampler, self.scorer, self.drift_function):
             policy = function.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
             acknowledge(policy, {"AwsSolutions-IAM5[Resource::*]": XRAY_WILDCARD_REASON})
             acknowledge_outside_vpc(function)
@@ -437,6 +511,17 @@ class OnlineEvaluation(Construct):
             caller="its DynamoDB stream event source mappings",
             failures="a batch that still fails after two retries is sent to the dead-letter queue by the "
             "mapping's on-failure destination",
+        )
+        acknowledge_unreserved_concurrency(
+            self.drift_function, bounded_by="its daily schedule: one run a day"
+        )
+        drift_policy = self.drift_function.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
+        acknowledge(
+            drift_policy,
+            {
+                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": key_reason,
+                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": key_reason,
+            },
         )
         acknowledge_unreserved_concurrency(
             self.sampler, bounded_by="the invocation log subscription (one invocation per log batch)"

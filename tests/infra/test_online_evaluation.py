@@ -161,7 +161,20 @@ def test_free_traffic_assertions_come_from_the_suites(synth: dict[str, Any]) -> 
 
 def test_alarms_per_sampled_feature(synth: dict[str, Any]) -> None:
     names = {a.name for a in synth["sampled"].alarm_inputs}
-    assert {"OnlinePiiLeak", "OnlineQualityDrop", "OutputDrift"} <= names
+    assert {"OnlinePiiLeak", "OnlineQualityDrop", "OutputDrift", "InputDrift"} <= names
+
+
+def test_drift_job_runs_daily_and_may_only_read_the_sample_tables(synth: dict[str, Any]) -> None:
+    template: Template = synth["template"]
+    (rule,) = template.find_resources("AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 day)"
+    (target,) = rule["Properties"]["Targets"]
+    assert "ticket-summarizer" in json.dumps(target["Input"]) and "DeadLetterConfig" in target
+    statements = _statements(template, "OnlineEvaluationDriftRole")
+    actions = {
+        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:Scan"}
 
 
 def test_restricted_features_cannot_sample() -> None:

@@ -3,10 +3,17 @@ shift from a resample of the same traffic, and output drift reports the changes 
 
 from __future__ import annotations
 
+import json
 import random
+import time
+from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from aif_gateway import contract
+from aif_online import drift_job, handler
 from aif_online.drift import (
     DRIFT_P_VALUE,
     OutputStats,
@@ -74,3 +81,54 @@ def test_output_drift_reports_length_refusals_tools_guardrail_and_language() -> 
     assert drift.tool_call_rate_change == pytest.approx(0.2)
     assert drift.guardrail_rate_change == pytest.approx(0.1)
     assert (drift.main_language, drift.main_language_share_change) == ("en", pytest.approx(-0.4))
+
+
+def _items(topic: list[str], n: int, seed: int, at: float, answer: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "request_id": f"{seed}-{i}",
+            "team": "support",
+            "feature": "summarizer",
+            "input": p,
+            "output": answer,
+            "tool_calls": 0,
+            "guardrail_intervened": False,
+            "sampled_at": int(at) - i,
+        }
+        for i, p in enumerate(prompts(topic, n, seed))
+    ]
+
+
+@mock_aws
+@pytest.mark.parametrize(("current_topic", "drifted"), [(BILLING, False), (SHIPPING, True)])
+def test_drift_job_reads_the_sample_table_and_publishes_declared_metrics(
+    current_topic: list[str], drifted: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = boto3.client("dynamodb", region_name="eu-central-1")
+    client.create_table(
+        TableName="samples",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "request_id", "AttributeType": "S"}],
+    )
+    now = time.time()
+    answer = "The refund for the invoice is on its way and you will see it in the account."
+    rows = _items(BILLING, 60, 1, now - 3 * 86_400, answer) + _items(current_topic, 40, 2, now - 600, answer)
+    for row in rows:
+        client.put_item(TableName="samples", Item=handler._to_dynamo(row))
+    event = {"features": [{"team": "support", "feature": "summarizer", "table": "samples"}]}
+    assert drift_job.run(event, client=client) == {"published": 1}
+    record = json.loads(capsys.readouterr().out.strip())
+    published = {m["Name"] for m in record["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert published <= {m.name for m in contract.METRICS}
+    assert (record["InputDriftPValue"] < DRIFT_P_VALUE) is drifted
+    assert (record["baseline_size"], record["current_size"]) == (60, 40)
+    assert record["OutputLengthRatio"] == 1.0
+
+
+def test_drift_job_skips_windows_too_small_to_judge() -> None:
+    now = time.time()
+    few = _items(BILLING, 10, 1, now - 3 * 86_400, "a") + _items(BILLING, 40, 2, now, "a")
+    assert (
+        drift_job.drift_record("t", "f", few, now, lambda ts: [hashed_embedding(t) for t in ts], "NS") is None
+    )

@@ -105,6 +105,15 @@ ONLINE_TOOL_CALL_ANSWERS = _feature(
 ONLINE_GUARDRAIL_INTERVENTIONS = _feature(
     "OnlineGuardrailInterventions", COUNT, "sampled answers the guardrail intervened on (average: rate)"
 )
+# Drift, one EMF record per feature per run of the drift job (aif_online.drift_job).
+INPUT_DRIFT = _feature(
+    "InputDrift", NO_UNIT, "squared distance between the prompt-embedding means of the day and the baseline"
+)
+INPUT_DRIFT_P_VALUE = _feature("InputDriftPValue", NO_UNIT, "permutation p-value of InputDrift, 0..1")
+OUTPUT_LENGTH_RATIO = _feature("OutputLengthRatio", NO_UNIT, "mean answer length, day over baseline")
+LANGUAGE_SHARE_CHANGE = _feature(
+    "LanguageShareChange", NO_UNIT, "change of the share of answers in the baseline's main language"
+)
 # Delivery, published by `ai-factory lead-time --publish` (from the registry and deployment records).
 LEAD_TIME_DAYS = _feature(
     "LeadTimeDays",
@@ -160,6 +169,10 @@ METRICS: tuple[Metric, ...] = (
     ONLINE_REFUSALS,
     ONLINE_TOOL_CALL_ANSWERS,
     ONLINE_GUARDRAIL_INTERVENTIONS,
+    INPUT_DRIFT,
+    INPUT_DRIFT_P_VALUE,
+    OUTPUT_LENGTH_RATIO,
+    LANGUAGE_SHARE_CHANGE,
     LEAD_TIME_DAYS,
     RECORDS_IN,
     RECORDS_CURATED,

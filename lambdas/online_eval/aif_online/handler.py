@@ -113,6 +113,11 @@ def exchange_from_image(image: Mapping[str, Any]) -> Exchange:
     return Exchange(**{k: v for k, v in data.items() if k in fields and k != "extra"})
 
 
+def items_from_dynamo(items: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Plain dicts of DynamoDB items (strings, numbers, booleans)."""
+    return [_from_dynamo(item) for item in items]
+
+
 def load_suites(path: str | None = None) -> dict[str, Any]:
     """``team/feature`` -> ``{"assertions": [...], "rubric": str | None}`` from the asset."""
     file = path or str(Path(__file__).with_name(SUITES_FILE))

@@ -114,8 +114,9 @@ def exchange_from_log(record: Mapping[str, Any]) -> Exchange | None:
 
 
 def sample_item(exchange: Exchange, retention_days: int, now_epoch: int) -> dict[str, Any]:
-    """The sample-table item of ``exchange``: its fields plus ``expires_at`` (the table's TTL
-    attribute, epoch seconds) ``retention_days`` from ``now_epoch``."""
+    """The sample-table item of ``exchange``: its fields, ``sampled_at`` (``now_epoch``) and
+    ``expires_at`` (the table's TTL attribute, epoch seconds) ``retention_days`` later."""
     item = {k: v for k, v in asdict(exchange).items() if k != "extra"}
+    item["sampled_at"] = now_epoch
     item["expires_at"] = now_epoch + retention_days * SECONDS_PER_DAY
     return item

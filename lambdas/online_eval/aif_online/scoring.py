@@ -19,7 +19,14 @@ from ai_factory.evals.deterministic import check
 from ai_factory.evals.model import Assertion, CaseOutput
 from aif_online.sampling import Exchange
 
-__all__ = ["FREE_TRAFFIC_TYPES", "ExchangeScores", "free_traffic_assertions", "language", "score_exchange"]
+__all__ = [
+    "FREE_TRAFFIC_TYPES",
+    "ExchangeScores",
+    "free_traffic_assertions",
+    "language",
+    "refused",
+    "score_exchange",
+]
 
 FREE_TRAFFIC_TYPES = ("not-contains", "is-json", "json-schema")
 """Assertion types that apply to every answer of a feature, not only to one case's."""
@@ -77,6 +84,11 @@ def language(text: str) -> str:
     return best if hits[best] >= 3 else "und"
 
 
+def refused(text: str) -> bool:
+    """Whether ``text`` opens with a refusal."""
+    return bool(_REFUSAL.search(text[:200]))
+
+
 def _pii_values(text: str) -> set[tuple[str, str]]:
     from aif_connector.pii import detect  # the connector's detector, shipped in the asset
 
@@ -94,7 +106,7 @@ def score_exchange(exchange: Exchange, assertions: Iterable[Assertion]) -> Excha
         failures=tuple(f"{r.type}: {r.reason}" for r in results if not r.passed),
         pii_leaks=len(leaked),
         output_chars=len(exchange.output),
-        refused=bool(_REFUSAL.search(exchange.output[:200])),
+        refused=refused(exchange.output),
         language=language(exchange.output),
         tool_calls=exchange.tool_calls,
         guardrail_intervened=exchange.guardrail_intervened,

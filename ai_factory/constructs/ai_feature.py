@@ -45,7 +45,7 @@ from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.constructs.gateway.imported import ILlmGateway
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.governance import GovernedDataset
-from ai_factory.constructs.online_evaluation import NO_SAMPLING_CLEARANCES, OnlineSampling, sample_table
+from ai_factory.constructs.online_sampling import NO_SAMPLING_CLEARANCES, OnlineSampling, sample_table
 from ai_factory.platform.custom_resources import secure_provider
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import stage_provisioner_asset
@@ -252,7 +252,9 @@ class AiFeature(Construct):
         self.encryption_key: kms.IKey = (
             encryption_key or getattr(team_stack, "secrets_key", None) or new_secrets_key(self, "Key")
         )
-        self.sample_table = sample_table(self, self.online_sampling) if self.online_sampling else None
+        self.sample_table = (
+            sample_table(self, self.encryption_key, self.online_sampling) if self.online_sampling else None
+        )
         """The online-evaluation sample table (``online_sampling``), or None."""
         self.secret = secretsmanager.Secret(
             self,

@@ -246,3 +246,44 @@ def test_staged_asset_imports_on_its_own(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['t/f']"
+
+
+SUITE_YAML = """
+suite: summaries
+model: chat-fast
+messages: [{role: user, content: "Summarize: {{ ticket }}"}]
+defaults:
+  assert: [{type: not-contains, value: "sk-live"}]
+cases:
+  - id: refund
+    vars: {ticket: "refund please"}
+    assert:
+      - {type: icontains, value: refund}
+      - {type: llm-judge, value: "Summarizes faithfully", threshold: 0.5}
+  - id: delivery
+    vars: {ticket: "parcel late"}
+    assert: [{type: is-json}, {type: llm-judge, value: "Summarizes faithfully", threshold: 0.5}]
+"""
+
+
+def test_online_suite_keeps_assertions_every_case_carries_and_the_shared_rubric(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from ai_factory.constructs.online_evaluation import DEFAULT_RUBRIC, feature_online_suite
+
+    suite = tmp_path / "summaries.eval.yaml"
+    suite.write_text(SUITE_YAML, encoding="utf-8")
+    fake = SimpleNamespace(
+        prompts=[SimpleNamespace(eval_suite_path=suite)], online_sampling=OnlineSampling(rate=0.1)
+    )
+    # not-contains comes from defaults (every case); is-json only on one case; icontains is case-specific.
+    assert feature_online_suite(fake) == {  # type: ignore[arg-type]
+        "assertions": [{"type": "not-contains", "value": "sk-live"}],
+        "rubric": "Summarizes faithfully",
+    }
+    fake.online_sampling = OnlineSampling(rate=0.1, judge_rubric="Own rubric")
+    assert feature_online_suite(fake)["rubric"] == "Own rubric"  # type: ignore[arg-type]
+    fake.prompts = []
+    assert feature_online_suite(fake) == {"assertions": [], "rubric": "Own rubric"}  # type: ignore[arg-type]
+    fake.online_sampling = None
+    assert feature_online_suite(fake)["rubric"] == DEFAULT_RUBRIC  # type: ignore[arg-type]

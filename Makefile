@@ -59,7 +59,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/mypy ai_factory stacks features benchmarks lambdas/gateway/aif_gateway lambdas/canary/aif_canary lambdas/connector/aif_connector lambdas/feature_key_provisioner lambdas/invocation_logging_handler lambdas/assistant/aif_assistant lambdas/prompt_publisher tools app.py
+	$(BIN)/mypy ai_factory stacks features benchmarks lambdas/gateway/aif_gateway lambdas/canary/aif_canary lambdas/connector/aif_connector lambdas/feature_key_provisioner lambdas/invocation_logging_handler lambdas/assistant/aif_assistant lambdas/prompt_publisher lambdas/online_eval/aif_online tools app.py
 
 test: setup lint
 	CDK_VALIDATION=false $(BIN)/pytest -n 2 -q

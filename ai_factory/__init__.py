@@ -30,6 +30,11 @@ if TYPE_CHECKING:
     from ai_factory.constructs.mlflow_tracking import MlflowTracking
     from ai_factory.constructs.observability.facade import Observability
     from ai_factory.constructs.observability.settings import AlarmDefaults, Severity
+    from ai_factory.constructs.online_evaluation import (
+        OnlineEvaluation,
+        OnlineEvaluationError,
+        OnlineSampling,
+    )
     from ai_factory.constructs.q_business import QBusinessConnector, QBusinessError
     from ai_factory.constructs.rag_feature import RagFeature, RagFeatureError
     from ai_factory.constructs.sagemaker_endpoint import SageMakerEndpoint
@@ -54,6 +59,9 @@ _EXPORTS = {
     "GovernedAssistantError": "ai_factory.constructs.governed_assistant",
     "FederatedIdentityProvider": "ai_factory.constructs.governed_assistant",
     "Observability": "ai_factory.constructs.observability.facade",
+    "OnlineEvaluation": "ai_factory.constructs.online_evaluation",
+    "OnlineEvaluationError": "ai_factory.constructs.online_evaluation",
+    "OnlineSampling": "ai_factory.constructs.online_evaluation",
     "AlarmDefaults": "ai_factory.constructs.observability.settings",
     "Severity": "ai_factory.constructs.observability.settings",
     "RagFeature": "ai_factory.constructs.rag_feature",
@@ -100,6 +108,9 @@ __all__ = [
     "MlflowTracking",
     "ModelCatalog",
     "Observability",
+    "OnlineEvaluation",
+    "OnlineEvaluationError",
+    "OnlineSampling",
     "QBusinessConnector",
     "QBusinessError",
     "RagFeature",

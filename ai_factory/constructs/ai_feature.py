@@ -48,6 +48,7 @@ from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.governance import GovernedDataset
 from ai_factory.constructs.inference_profiles import FeatureInferenceProfiles, bedrock_targets
 from ai_factory.constructs.prompt_publication import PromptPublication
+from ai_factory.constructs.online_sampling import NO_SAMPLING_CLEARANCES, OnlineSampling, sample_table
 from ai_factory.platform.custom_resources import secure_provider
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import stage_provisioner_asset
@@ -193,6 +194,9 @@ class AiFeature(Construct):
         in this app: a profile must live in the gateway's account and region).
     :param canary_suite: a small eval suite (YAML, relative like ``prompts``) that ``FeatureCanary`` runs
         on a schedule for drift detection. Default: the first cases of the prompts' eval suites.
+    :param online_sampling: opt-in sampling of live requests and answers for online evaluation and drift
+        (``ai_factory.constructs.online_evaluation``): a sample table encrypted with ``encryption_key``
+        whose items expire after ``retention_days``. Refused for ``restricted`` clearance. Default: none.
     """
 
     def __init__(
@@ -223,6 +227,7 @@ class AiFeature(Construct):
         canary_suite: str | os.PathLike[str] | None = None,
         canary: bool = True,
         inference_profiles: bool = True,
+        online_sampling: OnlineSampling | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         team_stack = _enclosing_team_stack(self)
@@ -241,6 +246,7 @@ class AiFeature(Construct):
         self.feature = feature
         self.owner = self._non_empty("owner", owner)
         self.clearance = self._choice("clearance", clearance, CLEARANCE_LEVELS)
+        self.online_sampling = self._validate_sampling(online_sampling)
         self.guardrail_policy = self._choice("guardrail_policy", guardrail_policy, GUARDRAIL_POLICIES)
         self.models: tuple[str, ...] = self._validate_models(models, catalog)
         self._check_destinations(catalog)
@@ -271,6 +277,10 @@ class AiFeature(Construct):
         self.encryption_key: kms.IKey = (
             encryption_key or getattr(team_stack, "secrets_key", None) or new_secrets_key(self, "Key")
         )
+        self.sample_table = (
+            sample_table(self, self.encryption_key, self.online_sampling) if self.online_sampling else None
+        )
+        """The online-evaluation sample table (``online_sampling``), or None."""
         self.secret = secretsmanager.Secret(
             self,
             "ApiKeySecret",
@@ -685,6 +695,20 @@ class AiFeature(Construct):
         if not isinstance(value, str) or not value.strip():
             raise self._fail(field, f"must be a non-empty string, got {value!r}")
         return value
+
+    def _validate_sampling(self, sampling: OnlineSampling | None) -> OnlineSampling | None:
+        if sampling is None or not sampling.enabled:
+            return None
+        problems = sampling.problems()
+        if problems:
+            raise AiFeatureError(f"{self._label}: " + "; ".join(problems))
+        if self.clearance in NO_SAMPLING_CLEARANCES:
+            raise self._fail(
+                "online_sampling",
+                f"clearance {self.clearance!r} forbids keeping copies of requests and answers; "
+                "remove online_sampling or lower the clearance",
+            )
+        return sampling
 
     def _choice(self, field: str, value: Any, allowed: tuple[str, ...]) -> str:
         if value not in allowed:

@@ -39,6 +39,7 @@ def feature_alarms(host: AlarmHost, feature: AiFeature) -> list[cloudwatch.Alarm
         "ErrorRate": Severity.CRITICAL,
         "Latency": Severity.WARNING,
         "SpendPace": Severity.WARNING,
+        "OnlinePiiLeak": Severity.CRITICAL,  # personal data in answers is an incident, not a trend
     }
     alarms = []
     for given in feature.alarm_inputs:

@@ -18,6 +18,7 @@ RUNBOOKS = (
     "high-latency",
     "knowledge-base-sync",
     "direct-model-access",
+    "online-evaluation",
 )
 # Which runbook each alarm links (feature alarms by their AlarmInput name, then the facade's own).
 ALARM_RUNBOOKS = {
@@ -33,6 +34,10 @@ ALARM_RUNBOOKS = {
     "KnowledgeBaseSyncFailed": "knowledge-base-sync",
     "DirectModelAccess": "direct-model-access",
     "BreakGlassModelAccess": "direct-model-access",
+    "OnlinePiiLeak": "online-evaluation",
+    "OnlineQualityDrop": "online-evaluation",
+    "OutputDrift": "online-evaluation",
+    "InputDrift": "online-evaluation",
 }
 FIVE_MINUTES = Duration.minutes(5)
 ONE_HOUR = Duration.hours(1)

@@ -100,6 +100,33 @@ GATE_PASS_RATE = Metric(
 CANARY_CASES = _feature("CanaryCases", COUNT, "cases the canary ran")
 CANARY_ERRORS = _feature("CanaryErrors", COUNT, "canary cases the gateway did not answer")
 CANARY_LATENCY_MS = _feature("CanaryLatencyMs", MILLISECONDS, "mean latency of the canary's cases")
+# Online evaluation, one EMF record per sampled exchange (aif_online.scorer).
+ONLINE_SAMPLES_SCORED = _feature("OnlineSamplesScored", COUNT, "sampled production exchanges scored")
+ONLINE_ASSERTION_PASS_RATE = _feature(
+    "OnlineAssertionPassRate", NO_UNIT, "share of the free-traffic assertions a sampled answer passed, 0..1"
+)
+ONLINE_PII_LEAKS = _feature(
+    "OnlinePiiLeaks", COUNT, "PII values in a sampled answer that its question did not contain"
+)
+ONLINE_JUDGE_SCORE = _feature("OnlineJudgeScore", NO_UNIT, "judge model's score of a sampled answer, 0..1")
+ONLINE_JUDGE_TOKENS = _feature("OnlineJudgeTokens", COUNT, "tokens the judge used to score a sample")
+ONLINE_OUTPUT_CHARS = _feature("OnlineOutputChars", COUNT, "length of a sampled answer in characters")
+ONLINE_REFUSALS = _feature("OnlineRefusals", COUNT, "sampled answers that refuse (average: refusal rate)")
+ONLINE_TOOL_CALL_ANSWERS = _feature(
+    "OnlineToolCallAnswers", COUNT, "sampled answers that call a tool (average: tool-call rate)"
+)
+ONLINE_GUARDRAIL_INTERVENTIONS = _feature(
+    "OnlineGuardrailInterventions", COUNT, "sampled answers the guardrail intervened on (average: rate)"
+)
+# Drift, one EMF record per feature per run of the drift job (aif_online.drift_job).
+INPUT_DRIFT = _feature(
+    "InputDrift", NO_UNIT, "squared distance between the prompt-embedding means of the day and the baseline"
+)
+INPUT_DRIFT_P_VALUE = _feature("InputDriftPValue", NO_UNIT, "permutation p-value of InputDrift, 0..1")
+OUTPUT_LENGTH_RATIO = _feature("OutputLengthRatio", NO_UNIT, "mean answer length, day over baseline")
+LANGUAGE_SHARE_CHANGE = _feature(
+    "LanguageShareChange", NO_UNIT, "change of the share of answers in the baseline's main language"
+)
 # Delivery, published by `ai-factory lead-time --publish` (from the registry and deployment records).
 LEAD_TIME_DAYS = _feature(
     "LeadTimeDays",
@@ -147,6 +174,19 @@ METRICS: tuple[Metric, ...] = (
     CANARY_CASES,
     CANARY_ERRORS,
     CANARY_LATENCY_MS,
+    ONLINE_SAMPLES_SCORED,
+    ONLINE_ASSERTION_PASS_RATE,
+    ONLINE_PII_LEAKS,
+    ONLINE_JUDGE_SCORE,
+    ONLINE_JUDGE_TOKENS,
+    ONLINE_OUTPUT_CHARS,
+    ONLINE_REFUSALS,
+    ONLINE_TOOL_CALL_ANSWERS,
+    ONLINE_GUARDRAIL_INTERVENTIONS,
+    INPUT_DRIFT,
+    INPUT_DRIFT_P_VALUE,
+    OUTPUT_LENGTH_RATIO,
+    LANGUAGE_SHARE_CHANGE,
     LEAD_TIME_DAYS,
     RECORDS_IN,
     RECORDS_CURATED,

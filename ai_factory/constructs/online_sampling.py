@@ -1,0 +1,92 @@
+"""A feature's opt-in sampling of live traffic: the ``OnlineSampling`` props and the sample table.
+
+``AiFeature(online_sampling=OnlineSampling(...))`` validates the props (restricted clearance refused)
+and creates the table with ``sample_table``; ``OnlineEvaluation`` (``online_evaluation``) feeds and reads
+it. Kept apart from ``online_evaluation`` so ``AiFeature`` can use it without an import cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from ai_factory.platform.nag import acknowledge
+
+__all__ = ["MAX_RETENTION_DAYS", "NO_SAMPLING_CLEARANCES", "TTL_ATTRIBUTE", "OnlineSampling", "sample_table"]
+
+NO_SAMPLING_CLEARANCES = ("restricted",)
+"""Clearances whose traffic may not be sampled: restricted data is never copied off the request path."""
+TTL_ATTRIBUTE = "expires_at"
+MAX_RETENTION_DAYS = 365
+
+
+@dataclass(frozen=True)
+class OnlineSampling:
+    """A feature's sampling of live requests and answers (``AiFeature(online_sampling=...)``).
+
+    :param rate: share of requests sampled, 0..1 (0 keeps the table but samples nothing).
+    :param retention_days: days a sample is kept before DynamoDB's TTL deletes it, 1..365.
+    :param enabled: False: no table, no sampling (the prop can stay in code).
+    :param judge_rubric: what the judge checks every answer for. Default: the suites' ``llm-judge``
+        rubric when all cases share one, else a generic helpfulness and safety rubric.
+    :param min_judge_score: the ``OnlineQualityDrop`` alarm's threshold (average over 3 hours).
+    :param max_refusal_rate: the ``OutputDrift`` alarm's threshold (share of refusals over 3 hours).
+    """
+
+    rate: float
+    retention_days: int = 30
+    enabled: bool = True
+    judge_rubric: str | None = None
+    min_judge_score: float = 0.6
+    max_refusal_rate: float = 0.2
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, field by field (empty when valid)."""
+        out = []
+        if isinstance(self.rate, bool) or not isinstance(self.rate, int | float) or not 0 <= self.rate <= 1:
+            out.append(f"online_sampling.rate: must be a number from 0 to 1, got {self.rate!r}")
+        if (
+            isinstance(self.retention_days, bool)
+            or not isinstance(self.retention_days, int)
+            or not 1 <= self.retention_days <= MAX_RETENTION_DAYS
+        ):
+            out.append(
+                f"online_sampling.retention_days: must be a whole number from 1 to {MAX_RETENTION_DAYS}, "
+                f"got {self.retention_days!r}"
+            )
+        for name in ("min_judge_score", "max_refusal_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value <= 1:
+                out.append(f"online_sampling.{name}: must be a number from 0 to 1, got {value!r}")
+        return out
+
+
+def sample_table(feature: Construct, key: kms.IKey, sampling: OnlineSampling) -> dynamodb.Table:
+    """The feature's sample table (in ``feature``): the feature's KMS ``key``, TTL expiry, PITR, a
+    stream of new items."""
+    table = dynamodb.Table(
+        feature,
+        "OnlineSamples",
+        partition_key=dynamodb.Attribute(name="request_id", type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+        encryption_key=key,
+        time_to_live_attribute=TTL_ATTRIBUTE,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        stream=dynamodb.StreamViewType.NEW_IMAGE,
+        # Samples are a rolling window of expiring copies; nothing pins them across a feature's removal.
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    reason = (
+        f"The table holds copies of live traffic that must expire after {sampling.retention_days} days "
+        "(the feature's retention limit); a backup plan would keep them past it. Point-in-time recovery "
+        "covers accidental loss within the retention window."
+    )
+    acknowledge(table, {"NIST.800.53.R5-DynamoDBInBackupPlan": reason})
+    return table

@@ -1,0 +1,268 @@
+"""Online evaluation cost: what sampling adds to a request, and what scoring and drift cost per sample.
+
+* Request path: the gateway does not sample. Sampling reads Bedrock's model invocation logs, written by
+  Bedrock after it answered; the benchmark checks that importing and running the gateway's Lambda
+  handler loads no online-evaluation code and counts the AWS calls a request makes with and without a
+  sampled feature (none differ: the gateway has no sampling setting to read).
+* Sampler: CPU per invocation-log record (decode a gzip subscription batch, parse, hash decision, build
+  the item) with the DynamoDB put answered at once (its latency is DynamoDB's, off any request).
+* Scorer: CPU per sampled exchange (free-traffic assertions, PII leak check, output statistics) and
+  the judge's tokens per exchange through the real local gateway (offline judge model; tokens counted
+  by the gateway as it meters them).
+* Drift job: CPU of one feature's daily run (embedding + linear MMD + 199 permutations) by window size.
+
+    .venv/bin/python benchmarks/online_eval.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gzip
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SECTION = "online-eval"
+WORDS = [
+    "refund",
+    "invoice",
+    "order",
+    "parcel",
+    "delivery",
+    "account",
+    "password",
+    "reset",
+    "card",
+    "charge",
+    "late",
+    "broken",
+    "replace",
+    "cancel",
+    "subscription",
+    "address",
+    "email",
+    "phone",
+    "billing",
+    "warranty",
+    "support",
+]
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words))
+
+
+def _record(i: int, rng: random.Random, words: int) -> dict[Any, Any]:
+    return {
+        "schemaType": "ModelInvocationLog",
+        "timestamp": "2026-12-03T10:00:00Z",
+        "requestId": f"b-{i}",
+        "operation": "Converse",
+        "modelId": "anthropic.claude-haiku-4-5",
+        "input": {
+            "inputBodyJson": {"messages": [{"role": "user", "content": [{"text": _text(rng, words)}]}]}
+        },
+        "output": {
+            "outputBodyJson": {
+                "output": {
+                    "message": {
+                        "role": "assistant",
+                        "content": [{"text": _text(rng, words * 2) + " Contact support@example.com."}],
+                    }
+                },
+                "stopReason": "end_turn",
+            }
+        },
+        "requestMetadata": {"aif_team": "support", "aif_feature": "summarizer", "aif_request_id": f"req-{i}"},
+    }
+
+
+def request_path() -> dict[Any, Any]:
+    code = (
+        "import sys, aif_gateway.handler;print(sorted(m for m in sys.modules if m.startswith('aif_online')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return {"online_modules_loaded_by_gateway": json.loads(out.stdout.strip().replace("'", '"'))}
+
+
+def sampler(n: int = 5000, batch: int = 100, rate: float = 0.05) -> dict[Any, Any]:
+    from aif_online import handler
+    from aif_online.sampling import sample_item
+
+    rng = random.Random(1)
+    records = [_record(i, rng, 60) for i in range(n)]
+    events = []
+    for start in range(0, n, batch):
+        payload = {
+            "logEvents": [
+                {"id": str(i), "timestamp": 0, "message": json.dumps(r)}
+                for i, r in enumerate(records[start : start + batch])
+            ]
+        }
+        events.append(
+            {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()}}
+        )
+    settings = handler.sampling_settings(
+        json.dumps({"support/summarizer": {"rate": rate, "retention_days": 30, "table": "t"}})
+    )
+    started = time.process_time()
+    kept = 0
+    for event in events:
+        for exchange, feature in handler.select(handler.decode_subscription(event), settings):
+            handler._to_dynamo(sample_item(exchange, feature.retention_days, 0))
+            kept += 1
+    cpu = time.process_time() - started
+    return {"records": n, "kept": kept, "rate": rate, "cpu_us_per_record": cpu / n * 1e6}
+
+
+def scorer(n: int = 500) -> dict[Any, Any]:
+    from aif_online.sampling import exchange_from_log
+    from aif_online.scoring import free_traffic_assertions, score_exchange
+
+    rng = random.Random(2)
+    assertions = free_traffic_assertions(
+        [{"type": "not-contains", "value": "sk-"}, {"type": "not-contains", "value": "BEGIN PRIVATE KEY"}]
+    )
+    rows = {}
+    for words in (50, 200, 800):
+        exchanges = [e for i in range(n) if (e := exchange_from_log(_record(i, rng, words))) is not None]
+        times = []
+        for exchange in exchanges:
+            started = time.process_time()
+            score_exchange(exchange, assertions)
+            times.append(time.process_time() - started)
+        rows[words] = {
+            "answer_chars": len(exchanges[0].output),
+            "cpu_ms_median": statistics.median(times) * 1e3,
+        }
+    return rows
+
+
+def judge_tokens(n: int = 50) -> dict[Any, Any]:
+    from ai_factory.local.offline import create_local_key, offline_config, offline_gateway
+    from ai_factory.local.server import LocalGatewayServer
+    from aif_gateway.offline_model import CannedAnswer, OfflineRule, OfflineScript
+    from aif_online.judge import OnlineJudge
+
+    rng = random.Random(3)
+    script = OfflineScript((OfflineRule(CannedAnswer('{"score": 0.8, "reason": "answers the question"}')),))
+    rows = {}
+    with tempfile.TemporaryDirectory() as state:
+        key = create_local_key(
+            state,
+            team="platform",
+            feature="judge",
+            models=("chat-smart",),
+            monthly_budget_usd=100,
+            rate_limit_rpm=100_000,
+            description="bench",
+        )
+        gateway, _ = offline_gateway(state, offline_config(), script)
+        with LocalGatewayServer(port=0, state_dir=state, gateway=gateway) as server:
+            judge = OnlineJudge(f"{server.url}/v1", key, model="chat-smart")
+            for words in (50, 200, 800):
+                tokens = []
+                for _ in range(n):
+                    judge.score(
+                        "Answers the question; reveals no one else's data.",
+                        _text(rng, words),
+                        _text(rng, words * 2),
+                    )
+                    tokens.append(judge.tokens)
+                rows[words] = statistics.mean(tokens)
+    return rows
+
+
+def drift() -> dict[Any, Any]:
+    from aif_online.drift import hashed_embedding, input_drift
+
+    rng = random.Random(4)
+    rows = {}
+    for size in (100, 250, 500):
+        started = time.process_time()
+        a = [hashed_embedding(_text(rng, 40)) for _ in range(size)]
+        b = [hashed_embedding(_text(rng, 40)) for _ in range(size)]
+        embedded = time.process_time()
+        input_drift(a, b)
+        rows[size] = {"embed_s": embedded - started, "test_s": time.process_time() - embedded}
+    return rows
+
+
+def markdown(result: dict[str, Any], command: str) -> list[str]:
+    s, rp = result["sampler"], result["request_path"]
+    lines = [
+        "## Online evaluation: sampler, scorer, judge tokens, drift job",
+        "",
+        f"Command: `{command}`. CPU time (`time.process_time`) in one process on this machine.",
+        "",
+        "**Request path: nothing added.** The gateway has no sampling code or setting; the sampler reads "
+        "Bedrock's model invocation logs, which Bedrock writes after answering. Online-evaluation modules "
+        "loaded by importing the gateway's Lambda handler: "
+        f"{rp['online_modules_loaded_by_gateway'] or 'none'}; AWS calls added to a request's path: 0 (the "
+        "gateway code is the same with sampling on or off).",
+        "",
+        f"**Sampler** (off the request path): {s['cpu_us_per_record']:.0f} µs CPU per invocation-log record "
+        f"({s['records']} records of 60-word questions in gzip batches of 100, rate {s['rate']}: "
+        f"{s['kept']} kept; the DynamoDB put per kept record is not included).",
+        "",
+        "| answer words (question ÷ 2) | scorer CPU per sample (median) | judge tokens per sample (mean) |",
+        "| --- | --- | --- |",
+    ]
+    for words, row in result["scorer"].items():
+        tokens = result["judge_tokens"][words]
+        lines.append(
+            f"| {words * 2} ({row['answer_chars']} chars) | {row['cpu_ms_median']:.2f} ms | {tokens:.0f} |"
+        )
+    lines += [
+        "",
+        "Scorer CPU: two `not-contains` assertions, the connector's PII detector on question and answer, "
+        "language and refusal checks. Judge tokens: input (system prompt, rubric, question, answer) plus "
+        "output, as the gateway meters them (the offline model counts about four characters a token); "
+        "multiply by the judge route's price per token for the cost, and by the sampled requests per day.",
+        "",
+        "| window size (each) | embed both windows | linear MMD + 199 permutations |",
+        "| --- | --- | --- |",
+    ]
+    for size, row in result["drift"].items():
+        lines.append(f"| {size} | {row['embed_s']:.2f} s | {row['test_s']:.2f} s |")
+    lines += [
+        "",
+        "Drift job: one run per feature per day (offline hashed embedder here; in AWS the embeddings come "
+        "from the gateway's embeddings route and cost its tokens).",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+    result = {
+        "request_path": request_path(),
+        "sampler": sampler(),
+        "scorer": scorer(),
+        "judge_tokens": judge_tokens(),
+        "drift": drift(),
+    }
+    command = " ".join([".venv/bin/python", "benchmarks/online_eval.py", *(argv or sys.argv[1:])])
+    text = "\n".join(markdown(result, command))
+    print(text)
+    if not args.no_doc:
+        sys.path.insert(0, str(HERE))
+        import doc_sections
+
+        doc_sections.write_section(SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

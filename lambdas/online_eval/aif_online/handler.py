@@ -1,0 +1,234 @@
+"""Lambda entry points of online evaluation.
+
+``sample``: a CloudWatch Logs subscription on the Bedrock model invocation log group delivers batches of
+log records; each record attributed to a feature with sampling on (``AIF_ONLINE_SAMPLING``, JSON
+``{"team/feature": {"rate", "retention_days", "table"}}``) and whose request id falls in the sample is
+written to the feature's sample table (encrypted with the feature's key, expiring through its TTL).
+
+``score``: the sample table's stream delivers new items; each is scored (``scoring``; the judge through
+the gateway when ``AIF_GATEWAY_URL`` and ``AIF_JUDGE_SECRET`` are set) and published as one EMF record
+of the ``Online*`` metrics with the feature's dimensions. The free-traffic assertions and the judge
+rubric come from ``online_suites.json`` beside this file (written at synth time).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from aif_gateway import contract as c
+from aif_online.sampling import Exchange, SamplingSettings, exchange_from_log, is_sampled, sample_item
+from aif_online.scoring import ExchangeScores, free_traffic_assertions, score_exchange
+
+SAMPLING_ENV = "AIF_ONLINE_SAMPLING"
+SUITES_FILE = "online_suites.json"
+_dynamodb: Any = None
+
+
+def sampling_settings(raw: str | None = None) -> dict[str, SamplingSettings]:
+    """``team/feature`` -> settings, from ``AIF_ONLINE_SAMPLING``."""
+    data = json.loads(raw if raw is not None else os.environ.get(SAMPLING_ENV, "{}"))
+    return {
+        key: SamplingSettings(float(v["rate"]), int(v["retention_days"]), str(v["table"]))
+        for key, v in data.items()
+    }
+
+
+def decode_subscription(event: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The invocation-log records of a CloudWatch Logs subscription event (gzip + base64 JSON)."""
+    payload = json.loads(gzip.decompress(base64.b64decode(event["awslogs"]["data"])))
+    records = []
+    for log_event in payload.get("logEvents", []):
+        try:
+            record = json.loads(log_event["message"])
+        except (ValueError, KeyError):
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def select(
+    records: list[dict[str, Any]], settings: Mapping[str, SamplingSettings]
+) -> list[tuple[Exchange, SamplingSettings]]:
+    """The sampled exchanges among ``records`` with their feature's settings."""
+    chosen = []
+    for record in records:
+        exchange = exchange_from_log(record)
+        if exchange is None:
+            continue
+        feature = settings.get(f"{exchange.team}/{exchange.feature}")
+        if feature is not None and is_sampled(exchange.request_id, feature.rate):
+            chosen.append((exchange, feature))
+    return chosen
+
+
+def sample(event: Mapping[str, Any], context: Any = None, *, client: Any = None) -> dict[str, int]:
+    """Subscription handler: writes the sampled exchanges of the batch to their features' tables."""
+    global _dynamodb
+    if client is None:
+        if _dynamodb is None:
+            import boto3
+
+            _dynamodb = boto3.client("dynamodb")
+        client = _dynamodb
+    chosen = select(decode_subscription(event), sampling_settings())
+    now = int(time.time())
+    for exchange, feature in chosen:
+        item = sample_item(exchange, feature.retention_days, now)
+        client.put_item(TableName=feature.table, Item=_to_dynamo(item))
+    return {"sampled": len(chosen)}
+
+
+def _to_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        if isinstance(value, bool):
+            out[key] = {"BOOL": value}
+        elif isinstance(value, int | float):
+            out[key] = {"N": str(value)}
+        else:
+            out[key] = {"S": str(value)}
+    return out
+
+
+def _from_dynamo(image: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, typed in image.items():
+        (kind, value), *_ = typed.items()
+        out[key] = value if kind != "N" else (int(value) if value.lstrip("-").isdigit() else float(value))
+    return out
+
+
+def exchange_from_image(image: Mapping[str, Any]) -> Exchange:
+    """The exchange stored in a stream record's ``NewImage``."""
+    data = _from_dynamo(image)
+    fields = Exchange.__dataclass_fields__
+    return Exchange(**{k: v for k, v in data.items() if k in fields and k != "extra"})
+
+
+def items_from_dynamo(items: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Plain dicts of DynamoDB items (strings, numbers, booleans)."""
+    return [_from_dynamo(item) for item in items]
+
+
+def load_suites(path: str | None = None) -> dict[str, Any]:
+    """``team/feature`` -> ``{"assertions": [...], "rubric": str | None}`` from the asset."""
+    file = path or str(Path(__file__).with_name(SUITES_FILE))
+    return dict(json.loads(Path(file).read_text(encoding="utf-8"))["features"])
+
+
+def emf(
+    exchange: Exchange,
+    scores: ExchangeScores,
+    judge: float | None,
+    namespace: str,
+    *,
+    judge_tokens: int | None = None,
+) -> dict[str, Any]:
+    """One CloudWatch Embedded Metric Format record for a scored exchange."""
+    metrics: dict[c.Metric, float] = {
+        c.ONLINE_SAMPLES_SCORED: 1,
+        c.ONLINE_PII_LEAKS: scores.pii_leaks,
+        c.ONLINE_OUTPUT_CHARS: scores.output_chars,
+        c.ONLINE_REFUSALS: int(scores.refused),
+        c.ONLINE_TOOL_CALL_ANSWERS: int(scores.tool_calls > 0),
+        c.ONLINE_GUARDRAIL_INTERVENTIONS: int(scores.guardrail_intervened),
+    }
+    if scores.assertion_pass_rate is not None:
+        metrics[c.ONLINE_ASSERTION_PASS_RATE] = round(scores.assertion_pass_rate, 5)
+    if judge is not None:
+        metrics[c.ONLINE_JUDGE_SCORE] = round(judge, 5)
+    if judge_tokens:
+        metrics[c.ONLINE_JUDGE_TOKENS] = judge_tokens
+    return {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [list(c.FEATURE_DIMENSIONS)],
+                    "Metrics": [{"Name": m.name, "Unit": m.unit} for m in metrics],
+                }
+            ],
+        },
+        c.TEAM: exchange.team,
+        c.FEATURE: exchange.feature,
+        **{m.name: v for m, v in metrics.items()},
+        "request_id": exchange.request_id,
+        "language": scores.language,
+        "failures": list(scores.failures),
+    }
+
+
+def score(
+    event: Mapping[str, Any],
+    context: Any = None,
+    *,
+    judge: Any = None,
+    suites: Mapping[str, Any] | None = None,
+) -> dict[str, int]:
+    """Stream handler: scores each inserted sample and prints its EMF record."""
+    suites = suites if suites is not None else load_suites()
+    namespace = os.environ.get(c.METRICS_NAMESPACE_ENV, c.METRICS_NAMESPACE)
+    scored = 0
+    for record in event.get("Records", []):
+        if record.get("eventName") != "INSERT":
+            continue
+        exchange = exchange_from_image(record["dynamodb"]["NewImage"])
+        suite = suites.get(f"{exchange.team}/{exchange.feature}", {})
+        scores = score_exchange(exchange, free_traffic_assertions(suite.get("assertions", [])))
+        judged: float | None = None
+        rubric = suite.get("rubric")
+        tokens: int | None = None
+        if judge is not None and rubric and exchange.output:
+            try:
+                judged, _ = judge.score(rubric, exchange.input, exchange.output)
+                tokens = getattr(judge, "tokens", None)
+            except Exception as exc:  # a judge outage must not lose the deterministic scores
+                print(
+                    json.dumps(
+                        {
+                            "level": "WARNING",
+                            "message": f"judge failed: {exc}",
+                            "request_id": exchange.request_id,
+                        }
+                    )
+                )
+        print(json.dumps(emf(exchange, scores, judged, namespace, judge_tokens=tokens)))
+        scored += 1
+    return {"scored": scored}
+
+
+JUDGE_SECRET_ENV = "AIF_JUDGE_SECRET"
+JUDGE_MODEL_ENV = "AIF_JUDGE_MODEL"
+_judge: Any = None
+
+
+def judge_from_env() -> Any:
+    """The gateway judge configured by the environment (cached per container), or None without one."""
+    global _judge
+    url, secret = os.environ.get(c.GATEWAY_URL_ENV), os.environ.get(JUDGE_SECRET_ENV)
+    if not (url and secret):
+        return None
+    if _judge is None:
+        import boto3
+
+        from aif_online.judge import OnlineJudge
+
+        value = boto3.client("secretsmanager").get_secret_value(SecretId=secret)["SecretString"]
+        _judge = OnlineJudge(
+            url, json.loads(value)["api_key"], model=os.environ.get(JUDGE_MODEL_ENV, "chat-smart")
+        )
+    return _judge
+
+
+def lambda_score(event: Mapping[str, Any], context: Any = None) -> dict[str, int]:
+    """Lambda entry point of the scorer: ``score`` with the judge from the environment."""
+    return score(event, context, judge=judge_from_env())

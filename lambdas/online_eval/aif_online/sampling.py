@@ -1,0 +1,122 @@
+"""Which exchanges are sampled, and what a sample holds.
+
+The sampler is fed by Bedrock model invocation logs (a CloudWatch Logs subscription), never by the
+gateway's request path: Bedrock writes those logs itself after answering, so sampling costs the request
+nothing. The gateway sends ``requestMetadata`` with every Converse call (as ``aif_request_id``, ``aif_team``,
+``aif_feature``), which is how a log record is attributed to a feature.
+
+The decision is a deterministic function of the request id (its SHA-256 as a number in [0, 1) compared
+with the rate): replaying the same logs samples the same requests, and a request is sampled whole or not
+at all whichever records mention it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Exchange", "SamplingSettings", "exchange_from_log", "is_sampled", "sample_item"]
+
+SECONDS_PER_DAY = 86_400
+_SCALE = float(1 << 64)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """One feature's sampling: the share of requests kept, how long, and where."""
+
+    rate: float
+    retention_days: int
+    table: str
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"rate must be in 0..1, got {self.rate!r}")
+        if self.retention_days < 1:
+            raise ValueError(f"retention_days must be at least 1, got {self.retention_days!r}")
+
+
+def is_sampled(request_id: str, rate: float) -> bool:
+    """Whether the request with ``request_id`` belongs to the sample at ``rate`` (deterministic)."""
+    if rate <= 0.0:
+        return False
+    if rate >= 1.0:
+        return True
+    digest = hashlib.sha256(request_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / _SCALE < rate
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One sampled request and answer, as the scorer and the drift job read them."""
+
+    request_id: str
+    team: str
+    feature: str
+    model: str
+    timestamp: str
+    input: str
+    output: str
+    stop_reason: str = ""
+    tool_calls: int = 0
+    guardrail_intervened: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _texts(content: Any) -> list[str]:
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        return []
+    return [str(block["text"]) for block in content if isinstance(block, dict) and "text" in block]
+
+
+def _tool_uses(content: Any) -> int:
+    if not isinstance(content, list):
+        return 0
+    return sum(1 for block in content if isinstance(block, dict) and "toolUse" in block)
+
+
+def exchange_from_log(record: Mapping[str, Any]) -> Exchange | None:
+    """The exchange in one Bedrock invocation-log record (Converse / ConverseStream), or ``None`` when
+    the record carries no gateway attribution (another application's call) or no text."""
+    metadata = record.get("requestMetadata")
+    if not isinstance(metadata, Mapping):
+        return None
+    team, feature = metadata.get("aif_team"), metadata.get("aif_feature")
+    request_id = metadata.get("aif_request_id") or record.get("requestId")
+    if not (isinstance(team, str) and isinstance(feature, str) and isinstance(request_id, str)):
+        return None
+    body_in = (record.get("input") or {}).get("inputBodyJson") or {}
+    body_out = (record.get("output") or {}).get("outputBodyJson") or {}
+    # The last user turn is the question; the system prompt is the feature's own, not traffic.
+    question = ""
+    for message in reversed(body_in.get("messages") or []):
+        if isinstance(message, Mapping) and message.get("role") == "user":
+            question = "\n".join(_texts(message.get("content")))
+            break
+    answer_content = ((body_out.get("output") or {}).get("message") or {}).get("content")
+    stop_reason = str(body_out.get("stopReason") or "")
+    return Exchange(
+        request_id=request_id,
+        team=team,
+        feature=feature,
+        model=str(record.get("modelId") or ""),
+        timestamp=str(record.get("timestamp") or ""),
+        input=question,
+        output="\n".join(_texts(answer_content)),
+        stop_reason=stop_reason,
+        tool_calls=_tool_uses(answer_content),
+        guardrail_intervened=stop_reason == "guardrail_intervened",
+    )
+
+
+def sample_item(exchange: Exchange, retention_days: int, now_epoch: int) -> dict[str, Any]:
+    """The sample-table item of ``exchange``: its fields, ``sampled_at`` (``now_epoch``) and
+    ``expires_at`` (the table's TTL attribute, epoch seconds) ``retention_days`` later."""
+    item = {k: v for k, v in asdict(exchange).items() if k != "extra"}
+    item["sampled_at"] = now_epoch
+    item["expires_at"] = now_epoch + retention_days * SECONDS_PER_DAY
+    return item

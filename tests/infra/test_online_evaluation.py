@@ -1,0 +1,289 @@
+"""Online evaluation infrastructure: sampling props refused where they must be, the sample table
+(feature key, TTL, PITR, stream), the sampler's subscription and least-privilege roles, the scorer's
+stream sources, and the per-feature alarms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_logs as logs
+from aws_cdk.assertions import Match, Template
+
+from ai_factory.constructs.ai_feature import AiFeature, AiFeatureError
+from ai_factory.constructs.online_evaluation import (
+    OnlineEvaluation,
+    OnlineEvaluationError,
+    OnlineSampling,
+    find_sampled_features,
+)
+from stacks.gateway_stack import GatewayStack
+from stacks.team_stack import TeamStack
+
+ENV = cdk.Environment(account="111122223333", region="us-east-1")
+ROOT = Path(__file__).resolve().parents[2]
+LOG_GROUP_ARN = "arn:aws:logs:us-east-1:111122223333:log-group:/aws/bedrock/invocation-logs"
+
+
+def feature(team: TeamStack, name: str, **props: Any) -> AiFeature:
+    props.setdefault("clearance", "internal")
+    return AiFeature(
+        team,
+        name.title().replace("-", ""),
+        feature=name,
+        owner="o@example.com",
+        models=["chat-fast"],
+        monthly_budget_usd=10,
+        rate_limit_rpm=10,
+        **props,
+    )
+
+
+def team_stack(app: cdk.App | None = None) -> TeamStack:
+    app = app or cdk.App()
+    gateway = GatewayStack(app, "Gw", env=ENV)
+    return TeamStack(app, "TeamSupport", team="support", gateway_stack=gateway, env=ENV)
+
+
+@pytest.fixture(scope="module")
+def synth() -> dict[str, Any]:
+    team = team_stack()
+    sampled = feature(
+        team,
+        "ticket-summarizer",
+        prompts=[ROOT / "features/support/prompts/summarize-ticket.yaml"],
+        online_sampling=OnlineSampling(rate=0.05, retention_days=30),
+    )
+    feature(team, "not-sampled")
+    feature(team, "switched-off", online_sampling=OnlineSampling(rate=0.5, enabled=False))
+    judge = feature(team, "online-judge")
+    log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
+    online = OnlineEvaluation(
+        team,
+        "OnlineEvaluation",
+        features=find_sampled_features(team),
+        invocation_log_group=log_group,
+        judge=judge,
+    )
+    return {"template": Template.from_stack(team), "online": online, "sampled": sampled}
+
+
+def test_only_enabled_features_get_a_sample_table(synth: dict[str, Any]) -> None:
+    synth["template"].resource_count_is("AWS::DynamoDB::Table", 1)
+    assert [f.feature for f in synth["online"].sampled] == ["ticket-summarizer"]
+
+
+def test_sample_table_uses_the_feature_key_expires_and_streams(synth: dict[str, Any]) -> None:
+    template: Template = synth["template"]
+    key_id = synth["sampled"].node.scope.resolve(synth["sampled"].encryption_key.key_arn)
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "SSESpecification": {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_id},
+            "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "StreamSpecification": {"StreamViewType": "NEW_IMAGE"},
+        },
+    )
+
+
+def test_sampler_reads_invocation_logs_and_knows_rate_retention_and_table(synth: dict[str, Any]) -> None:
+    template: Template = synth["template"]
+    template.has_resource_properties(
+        "AWS::Logs::SubscriptionFilter",
+        {
+            "LogGroupName": "/aws/bedrock/invocation-logs",
+            "FilterPattern": '{ $.requestMetadata.aif_feature = "*" }',
+        },
+    )
+    functions = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "aif_online.handler.sample"}}
+    )
+    (sampler,) = functions.values()
+    raw = sampler["Properties"]["Environment"]["Variables"]["AIF_ONLINE_SAMPLING"]
+    text = json.dumps(raw)
+    assert '\\"rate\\":0.05' in text and '\\"retention_days\\":30' in text
+    assert "support/ticket-summarizer" in text and "not-sampled" not in text
+
+
+def _statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:
+    policies = template.find_resources("AWS::IAM::Policy")
+    out = []
+    for logical, policy in policies.items():
+        if logical.startswith(role_prefix):
+            out += policy["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def test_sampler_may_only_put_items_into_sample_tables(synth: dict[str, Any]) -> None:
+    statements = _statements(synth["template"], "OnlineEvaluationSamplerRole")
+    actions = {
+        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert "dynamodb:PutItem" in actions
+    assert not {a for a in actions if a.startswith("dynamodb:") and a != "dynamodb:PutItem"}
+    assert not any(a.endswith("*") and a.startswith("dynamodb") for a in actions)
+    # Encryption with the feature's key only: no decrypt for the sampler.
+    assert "kms:Decrypt" not in actions
+
+
+def test_scorer_reads_streams_inserts_only_and_has_a_dead_letter_queue(synth: dict[str, Any]) -> None:
+    template: Template = synth["template"]
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "StartingPosition": "LATEST",
+            "BisectBatchOnFunctionError": True,
+            "MaximumRetryAttempts": 2,
+            "FilterCriteria": {
+                "Filters": [{"Pattern": json.dumps({"eventName": ["INSERT"]}, separators=(",", ":"))}]
+            },
+            "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "aif_online.handler.lambda_score",
+            "Environment": {"Variables": Match.object_like({"AIF_JUDGE_MODEL": "chat-fast"})},
+        },
+    )
+
+
+def test_free_traffic_assertions_come_from_the_suites(synth: dict[str, Any]) -> None:
+    suite = synth["online"].suites["support/ticket-summarizer"]
+    assert all(a["type"] in ("not-contains", "is-json", "json-schema") for a in suite["assertions"])
+    assert suite["rubric"]
+
+
+def test_alarms_per_sampled_feature(synth: dict[str, Any]) -> None:
+    names = {a.name for a in synth["sampled"].alarm_inputs}
+    assert {"OnlinePiiLeak", "OnlineQualityDrop", "OutputDrift", "InputDrift"} <= names
+
+
+def test_drift_job_runs_daily_and_may_only_read_the_sample_tables(synth: dict[str, Any]) -> None:
+    template: Template = synth["template"]
+    (rule,) = template.find_resources("AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 day)"
+    (target,) = rule["Properties"]["Targets"]
+    assert "ticket-summarizer" in json.dumps(target["Input"]) and "DeadLetterConfig" in target
+    statements = _statements(template, "OnlineEvaluationDriftRole")
+    actions = {
+        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert {a for a in actions if a.startswith("dynamodb:")} == {"dynamodb:Scan"}
+
+
+def test_restricted_features_cannot_sample() -> None:
+    team = team_stack()
+    with pytest.raises(
+        AiFeatureError, match=r"support/secret: online_sampling: clearance 'restricted' forbids"
+    ):
+        feature(team, "secret", clearance="restricted", online_sampling=OnlineSampling(rate=0.1))
+
+
+@pytest.mark.parametrize(
+    ("sampling", "message"),
+    [
+        (OnlineSampling(rate=1.5), r"online_sampling\.rate: must be a number from 0 to 1"),
+        (
+            OnlineSampling(rate=0.1, retention_days=0),
+            r"online_sampling\.retention_days: must be a whole number",
+        ),
+        (OnlineSampling(rate=0.1, retention_days=400), r"from 1 to 365"),
+    ],
+)
+def test_bad_sampling_props_name_the_field(sampling: OnlineSampling, message: str) -> None:
+    with pytest.raises(AiFeatureError, match=message):
+        feature(team_stack(), "bad", online_sampling=sampling)
+
+
+def test_online_evaluation_needs_a_sampled_feature() -> None:
+    team = team_stack()
+    plain = feature(team, "plain")
+    log_group = logs.LogGroup.from_log_group_arn(team, "Logs", LOG_GROUP_ARN)
+    with pytest.raises(OnlineEvaluationError, match="none has online_sampling enabled"):
+        OnlineEvaluation(team, "Online", features=[plain], invocation_log_group=log_group)
+
+
+def test_cdk_nag_packs_pass_with_online_evaluation() -> None:
+    from ai_factory.platform.nag import apply_nag_packs
+
+    app = cdk.App()
+    apply_nag_packs(app)
+    team = team_stack(app)
+    feature(team, "sampled", online_sampling=OnlineSampling(rate=0.1))
+    judge = feature(team, "judge")
+    log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
+    OnlineEvaluation(
+        team,
+        "OnlineEvaluation",
+        features=find_sampled_features(team),
+        invocation_log_group=log_group,
+        judge=judge,
+    )
+    app.synth()  # raises ValidationFailed on any unacknowledged finding of the three packs
+
+
+def test_staged_asset_imports_on_its_own(tmp_path: Path) -> None:
+    """The asset carries everything the handlers import (standard library plus boto3 at run time)."""
+    import subprocess
+    import sys
+
+    from ai_factory.constructs.online_evaluation import stage_online_asset
+
+    asset = stage_online_asset({"t/f": {"assertions": [], "rubric": "r"}}, out_root=tmp_path)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "import aif_online.handler as h, aif_online.judge, aif_online.drift;"
+        "print(sorted(h.load_suites()))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(asset)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['t/f']"
+
+
+SUITE_YAML = """
+suite: summaries
+model: chat-fast
+messages: [{role: user, content: "Summarize: {{ ticket }}"}]
+defaults:
+  assert: [{type: not-contains, value: "sk-live"}]
+cases:
+  - id: refund
+    vars: {ticket: "refund please"}
+    assert:
+      - {type: icontains, value: refund}
+      - {type: llm-judge, value: "Summarizes faithfully", threshold: 0.5}
+  - id: delivery
+    vars: {ticket: "parcel late"}
+    assert: [{type: is-json}, {type: llm-judge, value: "Summarizes faithfully", threshold: 0.5}]
+"""
+
+
+def test_online_suite_keeps_assertions_every_case_carries_and_the_shared_rubric(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from ai_factory.constructs.online_evaluation import DEFAULT_RUBRIC, feature_online_suite
+
+    suite = tmp_path / "summaries.eval.yaml"
+    suite.write_text(SUITE_YAML, encoding="utf-8")
+    fake = SimpleNamespace(
+        prompts=[SimpleNamespace(eval_suite_path=suite)], online_sampling=OnlineSampling(rate=0.1)
+    )
+    # not-contains comes from defaults (every case); is-json only on one case; icontains is case-specific.
+    assert feature_online_suite(fake) == {  # type: ignore[arg-type]
+        "assertions": [{"type": "not-contains", "value": "sk-live"}],
+        "rubric": "Summarizes faithfully",
+    }
+    fake.online_sampling = OnlineSampling(rate=0.1, judge_rubric="Own rubric")
+    assert feature_online_suite(fake)["rubric"] == "Own rubric"  # type: ignore[arg-type]
+    fake.prompts = []
+    assert feature_online_suite(fake) == {"assertions": [], "rubric": "Own rubric"}  # type: ignore[arg-type]
+    fake.online_sampling = None
+    assert feature_online_suite(fake)["rubric"] == DEFAULT_RUBRIC  # type: ignore[arg-type]

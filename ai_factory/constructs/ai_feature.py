@@ -47,8 +47,8 @@ from ai_factory.constructs.gateway.imported import ILlmGateway
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.governance import GovernedDataset
 from ai_factory.constructs.inference_profiles import FeatureInferenceProfiles, bedrock_targets
-from ai_factory.constructs.prompt_publication import PromptPublication
 from ai_factory.constructs.online_sampling import NO_SAMPLING_CLEARANCES, OnlineSampling, sample_table
+from ai_factory.constructs.prompt_publication import PromptPublication
 from ai_factory.platform.custom_resources import secure_provider
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import stage_provisioner_asset

@@ -129,7 +129,14 @@ def stage_online_asset(suites: dict[str, Any], out_root: Path | None = None) -> 
             "aif_gateway": contract_files(),
             "ai_factory/evals": [
                 evals_dir / n
-                for n in ("__init__.py", "model.py", "deterministic.py", "assertions.py", "gateway_http.py")
+                for n in (
+                    "__init__.py",
+                    "model.py",
+                    "deterministic.py",
+                    "assertions.py",
+                    "retrieval_checks.py",
+                    "gateway_http.py",
+                )
             ],
             "aif_connector": [connector_dir / "pii.py", connector_dir / "names.py"],
         },

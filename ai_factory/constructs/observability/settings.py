@@ -9,6 +9,8 @@ from typing import Protocol
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
+from aif_gateway import contract
+
 RUNBOOKS = (
     "provider-outage",
     "budget-exhausted",
@@ -44,7 +46,10 @@ ONE_HOUR = Duration.hours(1)
 ONE_DAY = Duration.days(1)
 # Online evaluation scores (0..1, per Team and Feature), shown on the dashboards beside the eval gate's and
 # the canary's pass rates: the online scorer's metric names from aif_gateway/contract.py.
-ONLINE_SCORE_METRICS: tuple[str, ...] = ()
+ONLINE_SCORE_METRICS: tuple[str, ...] = (
+    contract.ONLINE_ASSERTION_PASS_RATE.name,
+    contract.ONLINE_JUDGE_SCORE.name,
+)
 
 
 class Severity(Enum):

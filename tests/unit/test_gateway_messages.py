@@ -743,3 +743,87 @@ def test_streams_report_the_stop_sequence_and_keep_one_tool_call_without_paralle
     assert [e["delta"]["partial_json"] for k, e in events if k == "content_block_delta"] == [
         '{"city": "Oslo"}'
     ]
+
+
+def test_an_image_returned_by_a_tool_reaches_the_model_after_the_results(harness: Harness) -> None:
+    """Claude Code's Read on a screenshot answers with an image block inside the tool_result. Converse
+    takes images in the user turn, so the image follows the tool results there and the result says so."""
+    use_catalog_caps(harness)
+    key = harness.add_key()
+    expect(
+        harness,
+        messages=[
+            {"role": "user", "content": [{"text": "What does the screenshot show?"}]},
+            {
+                "role": "assistant",
+                "content": [{"toolUse": {"toolUseId": "tu_1", "name": "weather", "input": {"city": "x"}}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "toolResult": {
+                            "toolUseId": "tu_1",
+                            "content": [{"text": "screenshot.png\n[1 image from this tool result follows]"}],
+                        }
+                    },
+                    {"image": {"format": "png", "source": {"bytes": base64.b64decode(PNG)}}},
+                ],
+            },
+        ],
+        toolConfig={"tools": ANY},
+    )
+    body = {
+        "model": "chat-solo",
+        "max_tokens": 512,
+        "tools": [WEATHER],
+        "messages": [
+            {"role": "user", "content": "What does the screenshot show?"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "tu_1", "name": "weather", "input": {"city": "x"}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "tu_1",
+                        "content": [
+                            {"type": "text", "text": "screenshot.png"},
+                            {
+                                "type": "image",
+                                "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                            },
+                        ],
+                    }
+                ],
+            },
+        ],
+    }
+    status, _, answer = post(harness, body, key)
+    harness.stubber.assert_no_pending_responses()
+    assert status == 200, answer
+
+
+def test_a_document_in_a_tool_result_is_refused_naming_the_block(harness: Harness) -> None:
+    key = harness.add_key()
+    body = msg(
+        [
+            {
+                "type": "tool_result",
+                "tool_use_id": "tu_1",
+                "content": [{"type": "document", "source": {"type": "text", "data": "x"}}],
+            }
+        ]
+    )
+    body["messages"].insert(
+        0,
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "tu_1", "name": "weather", "input": {}}],
+        },
+    )
+    body["messages"].insert(0, {"role": "user", "content": "hi"})
+    status, _, answer = post(harness, body, key)
+    assert status == 400 and "content[0].content[0].type" in answer["error"]["message"], answer

@@ -62,8 +62,9 @@ REFUSED_FIELDS = {
 # Content block types, by role; anything else is refused with a 400 naming the block.
 USER_BLOCKS = ("text", "image", "tool_result")
 ASSISTANT_BLOCKS = ("text", "tool_use", "thinking", "redacted_thinking")
-# Blocks of a tool_result's content: text, and tool search's references to deferred tools.
-TOOL_RESULT_BLOCKS = ("text", "tool_reference")
+# Blocks of a tool_result's content: text, images (a file the tool read), and tool search's references
+# to deferred tools.
+TOOL_RESULT_BLOCKS = ("text", "image", "tool_reference")
 TOOL_CHOICES = ("auto", "any", "tool", "none")
 THINKING_TYPES = ("enabled", "adaptive", "disabled")
 MIN_THINKING_BUDGET = 1024
@@ -261,6 +262,7 @@ def _user_message(
     """Tool results become tool messages (first, as Converse wants them); the rest one user message."""
     results: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
+    tool_images: list[dict[str, Any]] = []  # images returned by tools: after the results, in the user turn
     for j, block in enumerate(content):
         p = f"{path}.content[{j}]"
         kind = _block_type(block, p, USER_BLOCKS, "user")
@@ -276,19 +278,30 @@ def _user_message(
                     "assistant message.",
                     param=f"{p}.tool_use_id",
                 )
-            text = _tool_result_text(block.get("content"), p, referenced)
+            images: list[dict[str, Any]] = []
+            text = _tool_result_text(block.get("content"), p, referenced, images)
+            if images:
+                # Converse takes images in the user turn, not inside a tool result: they follow the
+                # results there, and the result says so (the model reads them as the tool's output).
+                count = f"{len(images)} image{'s' if len(images) > 1 else ''}"
+                text = (
+                    f"{text}\n[{count} from this tool result follow{'' if len(images) > 1 else 's'}]".lstrip()
+                )
+                tool_images += images
             if block.get("is_error") is True:
                 text = f"Error: {text}" if text.strip() else "Error"
             result: dict[str, Any] = {"role": "tool", "tool_call_id": use_id, "content": text}
             if _cache_control(block, p):  # Claude Code marks the newest turn, a tool result in a loop
                 result["cache_control"] = {"type": "ephemeral"}
             results.append(result)
+    parts = tool_images + parts
     return results + ([{"role": "user", "content": parts}] if parts else [])
 
 
-def _tool_result_text(content: Any, path: str, referenced: set[str]) -> str:
+def _tool_result_text(content: Any, path: str, referenced: set[str], images: list[dict[str, Any]]) -> str:
     """A tool result as the text the model is sent; a ``tool_reference`` block (tool search loaded a
-    deferred tool) becomes a line naming the tool, which is then offered (``referenced``)."""
+    deferred tool) becomes a line naming the tool, which is then offered (``referenced``); ``image``
+    blocks are appended to ``images``."""
     if content is None:
         return ""
     if isinstance(content, str):
@@ -302,11 +315,13 @@ def _tool_result_text(content: Any, path: str, referenced: set[str]) -> str:
         p = f"{path}.content[{k}]"
         if not isinstance(block, dict) or block.get("type") not in TOOL_RESULT_BLOCKS:
             raise InvalidRequest(
-                f"'{p}.type' must be text or tool_reference: the gateway sends tool results to the model "
-                "as text.",
+                f"'{p}.type' must be text, image or tool_reference: the gateway sends tool results to "
+                "the model as text and images.",
                 param=f"{p}.type",
             )
-        if block["type"] == "tool_reference":
+        if block["type"] == "image":
+            images.append(_image_part(block, p))
+        elif block["type"] == "tool_reference":
             name = _require_str(block, "tool_name", f"{p}.tool_name")
             referenced.add(name)
             texts.append(f"Tool {name} is now available.")

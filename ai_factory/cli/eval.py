@@ -254,16 +254,22 @@ def _target(args: argparse.Namespace, suite: Any, registry: Any) -> tuple[Any, A
 
 
 def _scorer(target: Any, prompt: Any) -> tuple[Any, list[Any]]:
-    """Assertions judge and embed through the target's gateway (Bedrock: no judge, no embeddings).
+    """Assertions judge and embed through the target's gateway (Bedrock: no judge, no embeddings); the
+    local target's offline model cannot judge, so it grades with the offline judge (groundedness only).
     Returns the scorer and the clients to close after the run."""
     from ai_factory.evals import assertions
+    from ai_factory.evals.offline_judge import OfflineJudge
     from ai_factory.evals.runner import default_scorer
-    from ai_factory.evals.targets import input_text
+    from ai_factory.evals.targets import LocalTarget, input_text
 
     base_url = getattr(target, "base_url", None)
     if base_url is None:
         return default_scorer(input_text=input_text(prompt)), []
-    judge = assertions.GatewayJudge(base_url, target.api_key)
+    judge: Any = (
+        OfflineJudge()
+        if isinstance(target, LocalTarget)
+        else assertions.GatewayJudge(base_url, target.api_key)
+    )
     embedder = assertions.GatewayEmbedder(base_url, target.api_key)
     return default_scorer(judge=judge, embedder=embedder, input_text=input_text(prompt)), [judge, embedder]
 

@@ -20,6 +20,11 @@ Per dataset it creates
   only, ``qbusiness:BatchPutDocument``/``BatchDeleteDocument`` on exactly this index, and the principal
   store actions the S3 connector calls, on this application and index only.
 
+For an existing application, a custom resource (``aif_connector.q_business_index``) adds the three
+attribute fields to its index when they are missing — the index's whole field list plus the missing ones,
+never dropping a field; nothing on delete, since the index is not the factory's — with a handler allowed
+``qbusiness:GetIndex``/``UpdateIndex`` on exactly that index. A created index declares the fields itself.
+
 A Q Business application answers every signed-in user from everything its index holds (the connector
 ingests no per-document ACLs), so the application as a whole has a clearance (``cleared_for``): synth
 fails for a dataset classified above it, naming the dataset and both levels. Datasets that still hold
@@ -34,19 +39,30 @@ Example (an existing application, cleared for internal data)::
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import aws_cdk as cdk
-from aws_cdk import Aws, RemovalPolicy, Stack, Token
+from aif_connector import q_business_index as index_fields_runtime
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_qbusiness as qbusiness
 from constructs import Construct
 
+from ai_factory.constructs.data_connector import connector_source_dir
 from ai_factory.constructs.governance import GovernedDataset
 from ai_factory.constructs.rag_feature import _nag_arn_ref
+from ai_factory.platform.custom_resources import secure_provider
+from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
+from ai_factory.platform.lambda_packaging import contract_files, stage_asset
+from ai_factory.platform.nag import acknowledge_custom_resource_handler
+from ai_factory.platform.secure_defaults import logs_kms_key
 from aif_gateway.contract import CLEARANCE_LEVELS, cleared_for
 
 ATTRIBUTE_CLASSIFICATION = "aif_classification"
@@ -54,6 +70,9 @@ ATTRIBUTE_DOMAIN = "aif_domain"
 ATTRIBUTE_DATASET = "aif_dataset"
 DOCUMENT_ATTRIBUTES = (ATTRIBUTE_CLASSIFICATION, ATTRIBUTE_DOMAIN, ATTRIBUTE_DATASET)
 """Index fields every document from a factory data source carries (STRING, searchable)."""
+INDEX_FIELDS = tuple({"name": n, "type": "STRING", "search": "ENABLED"} for n in DOCUMENT_ATTRIBUTES)
+"""Their ``DocumentAttributeConfiguration``s: what a created index declares and an existing one gets."""
+INDEX_FIELDS_RESOURCE_TYPE = index_fields_runtime.RESOURCE_TYPE
 
 DEFAULT_SYNC_SCHEDULE = "cron(0 3 * * ? *)"
 """Daily at 03:00 UTC, after the nightly connector runs."""
@@ -84,9 +103,9 @@ class QBusinessConnector(Construct):
     :param datasets: the ``GovernedDataset`` objects to index (each at most ``cleared_for``).
     :param application_id: an existing application's ID. Give it with ``index_id``, or neither to create
         an application (accounts that are not yet Q Business customers cannot).
-    :param index_id: the existing application's index ID. That index must already have the string fields
-        ``aif_classification``, ``aif_domain`` and ``aif_dataset`` (``docs/q-business.md`` shows the
-        ``update-index`` call): Q Business sets a document attribute only for an existing index field.
+    :param index_id: the existing application's index ID. Q Business sets a document attribute only for
+        an existing index field, so a custom resource adds the string fields ``aif_classification``,
+        ``aif_domain`` and ``aif_dataset`` to that index when they are missing (``index_fields``).
     :param identity_center_instance_arn: when creating an application: the IAM Identity Center instance
         its users sign in through (required then).
     :param display_name: name of the created application, index and retriever, and prefix of the data
@@ -136,6 +155,8 @@ class QBusinessConnector(Construct):
         self.index: qbusiness.CfnIndex | None = None
         self.retriever: qbusiness.CfnRetriever | None = None
         self.key: kms.Key | None = None
+        self.index_fields: cdk.CustomResource | None = None
+        self.index_fields_role: iam.Role | None = None
         if application_id is None and index_id is None:
             self.application_id, self.index_id = self._create_application(
                 display_name, identity_center_instance_arn, index_capacity_units
@@ -156,6 +177,8 @@ class QBusinessConnector(Construct):
             resource="application",
             resource_name=f"{self.application_id}/index/{self.index_id}",
         )
+        if self.index is None:  # an existing index: add the attribute fields it lacks
+            self.index_fields = self._ensure_index_fields()
 
         self.data_sources: dict[str, qbusiness.CfnDataSource] = {}
         self.roles: dict[str, iam.Role] = {}
@@ -231,10 +254,7 @@ class QBusinessConnector(Construct):
                 units=capacity_units
             ),
             document_attribute_configurations=[
-                qbusiness.CfnIndex.DocumentAttributeConfigurationProperty(
-                    name=n, type="STRING", search="ENABLED"
-                )
-                for n in DOCUMENT_ATTRIBUTES
+                qbusiness.CfnIndex.DocumentAttributeConfigurationProperty(**field) for field in INDEX_FIELDS
             ],
         )
         self.retriever = qbusiness.CfnRetriever(
@@ -250,6 +270,69 @@ class QBusinessConnector(Construct):
             ),
         )
         return self.application.attr_application_id, self.index.attr_index_id
+
+    def _ensure_index_fields(self) -> cdk.CustomResource:
+        """The custom resource that adds the missing attribute fields to the existing index, and its
+        handler: ``qbusiness:GetIndex``/``UpdateIndex`` on exactly this index, logs encrypted and kept."""
+        scope = Construct(self, "IndexFields")
+        key = logs_kms_key(
+            scope, "LogsKey", "AI Factory: logs of the Q Business index-fields custom resource"
+        )
+        log_group = function_log_group(scope, "HandlerLogs", key=key, retention=logs.RetentionDays.ONE_YEAR)
+        role = iam.Role(
+            scope,
+            "HandlerRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="AI Factory: adds the aif_* document attribute fields to the Q Business index",
+            inline_policies={
+                "AddIndexFields": iam.PolicyDocument(
+                    statements=[
+                        write_own_logs_statement(log_group),
+                        iam.PolicyStatement(
+                            sid="ReadAndUpdateThisIndex",
+                            actions=["qbusiness:GetIndex", "qbusiness:UpdateIndex"],
+                            resources=[self.index_arn],
+                        ),
+                    ]
+                )
+            },
+        )
+        code = stage_index_fields_asset()
+        handler = hardened_function(
+            scope,
+            "Handler",
+            description="AI Factory: aif_* fields on an existing Q Business index (custom resource)",
+            handler=index_fields_runtime.HANDLER,
+            code=lambda_.Code.from_asset(str(code)),
+            role=role,
+            # It may wait for a busy index (index_fields_runtime.WAIT_S) before and after the update.
+            timeout=Duration.seconds(840),
+            memory_size=256,
+            log_group=log_group,
+            tracing=False,  # a deployment-time handler; its log lines say enough
+        )
+        acknowledge_custom_resource_handler(
+            handler, what="adds the missing aif_* attribute fields to an existing Q Business index"
+        )
+        provider = secure_provider(
+            scope,
+            handler,
+            key=key,
+            role_description="AI Factory: custom-resource framework of the Q Business index fields",
+            handler_noun="the index-fields handler",
+        )
+        self.index_fields_role = role
+        return cdk.CustomResource(
+            scope,
+            "Resource",
+            service_token=provider.service_token,
+            resource_type=INDEX_FIELDS_RESOURCE_TYPE,
+            properties={
+                index_fields_runtime.APPLICATION_ID: self.application_id,
+                index_fields_runtime.INDEX_ID: self.index_id,
+                index_fields_runtime.FIELDS: json.dumps(list(INDEX_FIELDS)),
+            },
+        )
 
     def _connect(self, dataset: GovernedDataset, display_name: str) -> None:
         name = dataset.qualified_name
@@ -290,6 +373,8 @@ class QBusinessConnector(Construct):
         source.node.add_dependency(role)
         if self.retriever is not None:
             source.node.add_dependency(self.retriever)
+        if self.index_fields is not None:  # the fields before the first sync sets the attributes
+            source.node.add_dependency(self.index_fields)
         self.data_sources[name] = source
         self.roles[name] = role
 
@@ -395,3 +480,13 @@ class QBusinessConnector(Construct):
 
     def _fail(self, field: str, why: str) -> QBusinessError:
         return QBusinessError(f"{self._label}: {field}: {why}")
+
+
+def stage_index_fields_asset(out_root: Path | None = None) -> Path:
+    """The index-fields handler's asset: the ``aif_connector`` package (its entry point
+    ``aif_connector.q_business_index.on_event``) and the runtime contract, in a content-addressed folder."""
+    return stage_asset(
+        "qbusiness-index-fields-",
+        {"aif_connector": connector_source_dir(), "aif_gateway": contract_files()},
+        out_root=out_root,
+    )

@@ -3,7 +3,9 @@
 ``evaluate`` never raises: a failed call, a broken judge, an embedder error or any surprise becomes a
 failed ``AssertionResult`` whose reason says what happened. Model-graded checks go through two small
 protocols, ``Judge`` and ``Embedder``; ``GatewayJudge`` and ``GatewayEmbedder`` implement them against
-the gateway's OpenAI-compatible API through ``gateway_http`` (the core has no openai dependency).
+the gateway's OpenAI-compatible API through ``gateway_http`` (the core has no openai dependency). A judge
+that also implements ``GroundednessJudge`` scores ``groundedness`` from the passages themselves instead of
+the rubric prompt (``offline_judge.OfflineJudge``, what the local target grades with).
 
 The deterministic assertions (text, JSON, JSON Schema, latency, cost) live in ``deterministic``, which
 needs only the standard library: the canary Lambda ships it and checks with the same code.
@@ -17,7 +19,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .deterministic import (
     DETERMINISTIC_CHECKS,
@@ -33,8 +35,10 @@ __all__ = [
     "EvalServiceError",
     "GatewayEmbedder",
     "GatewayJudge",
+    "GroundednessJudge",
     "Judge",
     "JudgeAnswerError",
+    "JudgeUnavailableError",
     "cosine_similarity",
     "evaluate",
     "parse_judge_answer",
@@ -50,12 +54,24 @@ class JudgeAnswerError(EvalServiceError):
     """The judge answered, but not with a usable {"score": 0..1, "reason": "..."}."""
 
 
+class JudgeUnavailableError(EvalServiceError):
+    """This judge cannot grade this kind of rubric (the offline judge and ``llm-judge``); no score."""
+
+
 class Judge(Protocol):
     """Grades an output against a rubric: ``(score in 0..1, reason)``. May raise; evaluate catches."""
 
     def score(
         self, rubric: str, input_text: str, output_text: str, *, model: str | None = None
     ) -> tuple[float, str]: ...
+
+
+@runtime_checkable
+class GroundednessJudge(Protocol):
+    """A judge with a groundedness check of its own: ``(score in 0..1, reason)`` of ``answer`` against the
+    passages' texts (in their numbered order) for ``question``. May raise; evaluate catches."""
+
+    def groundedness(self, sources: Sequence[str], question: str, answer: str) -> tuple[float, str]: ...
 
 
 class Embedder(Protocol):
@@ -137,10 +153,16 @@ def _llm_judge(
     text_in = input_text if input_text is not None else _vars_text(case)
     try:
         score, why = judge.score(str(a.value), text_in, out.text, model=a.model)
+    except JudgeUnavailableError as exc:
+        return _result(a, False, None, str(exc))
     except JudgeAnswerError as exc:
         return _result(a, False, None, f"judge answer not parseable: {exc}")
     except Exception as exc:
         return _result(a, False, None, f"judge call failed: {exc}")
+    return _judged(a, score, why, threshold)
+
+
+def _judged(a: Assertion, score: Any, why: str, threshold: float) -> AssertionResult:
     if not _is_unit(score):
         return _result(a, False, None, f"judge answer not parseable: score {score!r} is not in 0..1")
     score = float(score)
@@ -158,10 +180,18 @@ def _groundedness(
     embedder: Embedder | None,
     input_text: str | None,
 ) -> AssertionResult:
-    """The ``llm-judge`` check with the fixed groundedness rubric; the judge sees the passages."""
+    """The ``llm-judge`` check with the fixed groundedness rubric; the judge sees the passages. A
+    ``GroundednessJudge`` gets the passages' texts instead of the rubric prompt."""
     if not out.citations:
         return _result(a, False, 0.0, "no passages were retrieved: nothing to be grounded in")
     question = input_text if input_text is not None else _vars_text(case)
+    if isinstance(judge, GroundednessJudge):
+        passages = [str(c.get("text", "")) for c in out.citations]
+        try:
+            score, why = judge.groundedness(passages, question, out.text)
+        except Exception as exc:
+            return _result(a, False, None, f"judge call failed: {exc}")
+        return _judged(a, score, why, a.threshold if a.threshold is not None else 0.0)
     grounded = Assertion("groundedness", GROUNDEDNESS_RUBRIC, a.threshold, a.hard_fail, model=a.model)
     text_in = f"Sources:\n{sources_text(out)}\n\nQuestion:\n{question}"
     return _llm_judge(grounded, out, case, judge, embedder, text_in)

@@ -82,6 +82,46 @@ def test_every_example_suite_passes_offline(tmp_path: Path) -> None:
     assert (tmp_path / "grounded-answers" / "verdict.json").is_file()
 
 
+RAG_SUITE = """\
+suite: rag-offline
+model: chat-smart
+messages: [{{role: user, content: "{{{{question}}}}"}}]
+retrieval: {{knowledge_base: internal-qa, top_k: 2, documents: {documents}}}
+cases:
+  - id: invented
+    vars: {{question: "How many weeks of parental leave are there?"}}
+    relevant: [parental-leave]
+    offline_answer: "Up to 16 weeks of paid parental leave [1]. Employees also get a company car."
+    assert: [{{type: groundedness, threshold: 0.8}}]
+  - id: polite
+    vars: {{question: "How long is parental leave?"}}
+    relevant: [parental-leave]
+    offline_answer: "Up to 16 weeks of paid parental leave [1]."
+    assert: [{{type: llm-judge, value: "The answer is polite.", threshold: 0.5}}]
+"""
+
+
+def test_groundedness_runs_offline_with_the_offline_judge(tmp_path: Path) -> None:
+    # The shipped RAG suite's groundedness assertions are scored offline, from the retrieved passages.
+    suite = "features/knowledge/evals/grounded-answers.yaml"
+    code, out, err = cli("eval", suite, "--out", str(tmp_path / "ok"), "--no-mlflow", cwd=REPO)
+    assert code == 0, out + err
+    runs = [json.loads(line) for line in (tmp_path / "ok" / "runs.jsonl").read_text().splitlines()[1:]]
+    grounded = [r for run in runs for r in run["results"] if r["type"] == "groundedness"]
+    assert len(grounded) == len(runs) == 5
+    assert all(r["passed"] and "claims supported by the sources" in r["reason"] for r in grounded)
+    # An invented claim fails it; a generic rubric is refused with the reason, never scored.
+    rag = tmp_path / "rag.yaml"
+    rag.write_text(RAG_SUITE.format(documents=REPO / "features/knowledge/documents"))
+    code, out, err = cli("eval", str(rag), "--out", str(tmp_path / "bad"), "--no-mlflow", cwd=REPO)
+    assert code == 1 and "rag-offline: FAILED: 0/2 cases passed" in out, out + err
+    runs = [json.loads(line) for line in (tmp_path / "bad" / "runs.jsonl").read_text().splitlines()[1:]]
+    reasons = {run["case_id"]: run["results"][0]["reason"] for run in runs}
+    assert "1/2 claims supported" in reasons["invented"]
+    assert "'Employees also get a company car' (Employees, company, car)" in reasons["invented"]
+    assert reasons["polite"].startswith("the offline judge scores only groundedness")
+
+
 def test_gateway_target_over_http(
     tmp_path: Path, local_gateway: Any, make_key: Any, monkeypatch: Any
 ) -> None:

@@ -1,10 +1,12 @@
 """QBusinessConnector: Q Business data sources over exactly the curated prefix of governed datasets, the
 classification attributes they set, their least-privilege roles, the refusals, the created application,
-and cdk-nag."""
+the custom resource that adds the attribute fields to an existing index (and its IAM), and cdk-nag."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,10 @@ from ai_factory.constructs.governance import GovernedDataset
 from ai_factory.constructs.q_business import (
     DEFAULT_SYNC_SCHEDULE,
     DOCUMENT_ATTRIBUTES,
+    INDEX_FIELDS_RESOURCE_TYPE,
     QBusinessConnector,
     QBusinessError,
+    stage_index_fields_asset,
 )
 from ai_factory.platform.nag import apply_nag_packs
 from stacks.governance_stack import GovernanceStack
@@ -56,6 +60,11 @@ class Built:
         [(_, resource)] = self.template.find_resources(kind).items()
         return dict(resource["Properties"])
 
+    def resource(self, construct: Any) -> dict[str, Any]:
+        """The template entry of ``construct`` (its default child when it is an L2)."""
+        node = construct.node.default_child or construct
+        return dict(self.template.to_json()["Resources"][self.stack.get_logical_id(node)])
+
     def export_of(self, construct: Any, attribute: str) -> str:
         """The export name CDK gives ``construct``'s ``attribute`` when this stack imports it."""
         logical = self.governance.get_logical_id(construct.node.default_child)
@@ -66,6 +75,10 @@ class Built:
             ):
                 return str(output["Export"]["Name"])
         raise AssertionError(f"no export of {logical}.{attribute}")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def _outputs(stack: cdk.Stack) -> dict[str, Any]:
@@ -124,7 +137,7 @@ def test_every_document_carries_the_dataset_s_classification_domain_and_name(exi
 
 
 def test_role_reads_only_the_prefix_decrypts_through_s3_and_ingests_into_this_index(existing: Built) -> None:
-    role = existing.only("AWS::IAM::Role")
+    role = existing.resource(existing.connector.roles["support.tickets"])["Properties"]
     [trust] = role["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "qbusiness.amazonaws.com"}
     assert trust["Condition"] == {
@@ -161,12 +174,8 @@ def test_role_reads_only_the_prefix_decrypts_through_s3_and_ingests_into_this_in
     text = json.dumps(policy)
     assert '"*"' not in text and ":*" not in text.replace("s3:prefix", "")
     source = existing.only("AWS::QBusiness::DataSource")
-    assert source["RoleArn"] == {
-        "Fn::GetAtt": [
-            existing.stack.get_logical_id(existing.connector.roles["support.tickets"].node.default_child),
-            "Arn",
-        ]
-    }  # type: ignore[arg-type]
+    role_node: Any = existing.connector.roles["support.tickets"].node.default_child
+    assert source["RoleArn"] == {"Fn::GetAtt": [existing.stack.get_logical_id(role_node), "Arn"]}
 
 
 def test_one_data_source_and_role_per_dataset_and_on_demand_sync() -> None:
@@ -307,6 +316,94 @@ def test_a_created_application_has_kms_identity_center_no_uploads_and_the_attrib
     [(_, resource)] = built.template.find_resources("AWS::QBusiness::DataSource").items()
     retriever_id = built.stack.get_logical_id(connector.retriever)  # type: ignore[arg-type]
     assert retriever_id in resource["DependsOn"]
+
+
+# ----------------------------------------------------------------- an existing index: its attribute fields
+
+
+def test_an_existing_index_gets_the_attribute_fields_from_a_custom_resource(existing: Built) -> None:
+    fields = existing.connector.index_fields
+    assert fields is not None
+    resource = existing.resource(fields)
+    assert resource["Type"] == INDEX_FIELDS_RESOURCE_TYPE
+    props = resource["Properties"]
+    assert (props["ApplicationId"], props["IndexId"]) == (APP_ID, INDEX_ID)
+    assert json.loads(props["Fields"]) == [
+        {"name": name, "type": "STRING", "search": "ENABLED"} for name in DOCUMENT_ATTRIBUTES
+    ]
+    # Every data source waits for the fields: its attributes are set only for fields the index has.
+    logical = existing.stack.get_logical_id(fields.node.default_child)  # type: ignore[arg-type]
+    for source in existing.connector.data_sources.values():
+        assert logical in existing.resource(source).get("DependsOn", [])
+
+
+def test_the_index_fields_handler_may_read_and_update_only_this_index(existing: Built) -> None:
+    role = existing.connector.index_fields_role
+    assert role is not None
+    [policy] = existing.resource(role)["Properties"]["Policies"]
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    assert set(statements) == {"WriteOwnLogGroup", "ReadAndUpdateThisIndex"}
+    index = statements["ReadAndUpdateThisIndex"]
+    assert index["Action"] == ["qbusiness:GetIndex", "qbusiness:UpdateIndex"]
+    assert index["Resource"] == INDEX_ARN and index["Effect"] == "Allow"
+    assert statements["WriteOwnLogGroup"]["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    # No other policy is attached to it, and nothing grants a wildcard resource.
+    assert "ManagedPolicyArns" not in existing.resource(role)["Properties"]
+    attached = [
+        p
+        for p in existing.template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": existing.stack.get_logical_id(role.node.default_child)} in p["Properties"]["Roles"]  # type: ignore[arg-type]
+    ]
+    assert attached == []
+    # No IAM statement in the stack has a wildcard resource (KMS key policies' "*" is the key itself).
+    documents = [
+        policy["PolicyDocument"]
+        for role_resource in existing.template.find_resources("AWS::IAM::Role").values()
+        for policy in role_resource["Properties"].get("Policies", [])
+    ] + [
+        p["Properties"]["PolicyDocument"]
+        for p in existing.template.find_resources("AWS::IAM::Policy").values()
+    ]
+    resources = [r for d in documents for st in d["Statement"] for r in _as_list(st["Resource"])]
+    assert resources and "*" not in resources
+
+
+def test_the_index_fields_handler_is_a_logged_encrypted_deployment_time_function(existing: Built) -> None:
+    functions = existing.template.find_resources(
+        "AWS::Lambda::Function",
+        {"Properties": {"Handler": "aif_connector.q_business_index.on_event"}},
+    )
+    [(_, function)] = functions.items()
+    props = function["Properties"]
+    assert props["Timeout"] == 840 and props["Runtime"].startswith("python3.")
+    [log_group] = [
+        g["Properties"]
+        for name, g in existing.template.find_resources("AWS::Logs::LogGroup").items()
+        if name == props["LoggingConfig"]["LogGroup"]["Ref"]
+    ]
+    assert log_group["RetentionInDays"] == 365 and "KmsKeyId" in log_group
+    # Nothing happens on delete: the custom resource has no removal behaviour of its own to configure,
+    # and the handler leaves the index alone (tests/unit/test_q_business_index_fields.py).
+
+
+def test_the_staged_handler_imports_without_site_packages(tmp_path: Path) -> None:
+    asset = stage_index_fields_asset(out_root=tmp_path)
+    assert {p.name for p in asset.iterdir()} == {"aif_connector", "aif_gateway"}
+    code = (
+        "import sys, aif_connector.q_business_index as h; assert 'ai_factory' not in sys.modules; "
+        "print(h.on_event.__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code], cwd=asset, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "on_event"
+
+
+def test_a_created_index_declares_the_fields_itself() -> None:
+    built = build(identity_center_instance_arn=IDC_ARN)
+    assert built.connector.index_fields is None
+    assert built.template.find_resources(INDEX_FIELDS_RESOURCE_TYPE) == {}
 
 
 # ---------------------------------------------------------------------------------------- cdk-nag

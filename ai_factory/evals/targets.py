@@ -387,14 +387,10 @@ class LocalTarget(GatewayTarget):
             except PromptVariablesError as exc:
                 return CaseOutput("", 0.0, error=f"vars do not fit the prompt: {exc}")
             answer = CannedAnswer.parse(case.offline_answer)
-            if suite.retrieval is not None:
-                # The gateway puts the sources into the conversation, so the model never sees the case's
-                # exact messages: the rule matches the case's question in the newest user turn instead.
-                question = next(m for m in reversed(messages) if m.get("role") == "user")
-                rule = OfflineRule(answer, contains=_plain_text(question.get("content")))
-            else:
-                rule = OfflineRule(answer, messages_sha256=conversation_sha256(messages))
-            self.model.learn([rule])
+            # Exactly this case's conversation; for a retrieval suite the offline model matches it with the
+            # gateway's instruction and sources taken out again, so two cases whose questions contain one
+            # another never get each other's answers.
+            self.model.learn([OfflineRule(answer, messages_sha256=conversation_sha256(messages))])
         return super().run(suite, case)
 
     def register_knowledge_base(self, name: str, documents: Path) -> None:
@@ -409,12 +405,6 @@ class LocalTarget(GatewayTarget):
         self.server.shutdown()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _plain_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "\n".join(str(p.get("text", "")) for p in content or [] if isinstance(p, dict))
 
 
 # --- Bedrock directly -----------------------------------------------------------------------------

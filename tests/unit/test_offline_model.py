@@ -273,3 +273,42 @@ def test_the_registered_echo_model_keeps_the_paced_stream(monkeypatch: pytest.Mo
     monkeypatch.setenv("AIF_ECHO_TOKEN_MS", "5")
     echo = default_providers()["echo"]
     assert isinstance(echo, OfflineModel) and echo.token_s == pytest.approx(0.005)
+
+
+NESTED_QUESTIONS_SUITE = """\
+suite: nested-questions
+model: chat-smart
+messages: [{{role: user, content: "{{{{question}}}}"}}]
+retrieval: {{knowledge_base: internal-qa, top_k: 1, documents: {documents}}}
+cases:
+  - id: short
+    vars: {{question: "How long is parental leave?"}}
+    offline_answer: "The short answer [1]."
+    assert: [{{type: contains, value: short}}]
+  - id: long
+    vars: {{question: "Tell me: how long is parental leave?"}}
+    offline_answer: "The long answer [1]."
+    assert: [{{type: contains, value: long}}]
+"""
+
+
+def test_retrieval_cases_whose_questions_contain_one_another_keep_their_own_answers(tmp_path: Path) -> None:
+    # The gateway adds sources to a retrieval case's conversation, so the offline model cannot see the
+    # case's exact messages; it once matched the question as text, and a case whose question contains an
+    # earlier-learned case's question got that case's answer (which one depended on the order cases ran).
+    repo = Path(__file__).resolve().parents[2]
+    path = tmp_path / "suite.yaml"
+    path.write_text(NESTED_QUESTIONS_SUITE.format(documents=repo / "features/knowledge/documents"))
+    suite = load_suite(path)
+    short, long = suite.cases
+    target = LocalTarget(state_dir=tmp_path / "state")
+    try:
+        answers = [target.run(suite, case).text for case in (long, short, long, short)]
+    finally:
+        target.close()
+    assert answers == [
+        "The long answer [1].",
+        "The short answer [1].",
+        "The long answer [1].",
+        "The short answer [1].",
+    ]

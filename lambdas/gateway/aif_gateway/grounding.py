@@ -148,6 +148,31 @@ def ground(
     return out, Grounding(source, query, check)
 
 
+def ungrounded(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The conversation ``ground`` was given, from the one it made; None when ``messages`` is not grounded.
+
+    The offline model matches a case's canned answer on the exact conversation the case sent, so it needs
+    the conversation without what the gateway added (the instruction and the sources part)."""
+    if not messages or messages[0].get("role") != "system" or messages[0].get("content") != INSTRUCTION:
+        return None
+    out = [dict(m) for m in messages[1:]]
+    last = _last_user(out)
+    parts = last.get("content") if last is not None else None
+    if not isinstance(parts, list) or not parts or not isinstance(parts[0], dict):
+        return None
+    if not str(parts[0].get("text", "")).startswith(SOURCES_HEADER):
+        return None
+    assert last is not None
+    rest = parts[1:]
+    if len(rest) == 1 and rest[0].get("type") == "text":
+        last["content"] = rest[0].get("text", "")  # ground made a part of the plain text
+    elif rest:
+        last["content"] = rest
+    else:
+        out.remove(last)  # ground added a user turn of its own (the query without a user turn)
+    return out
+
+
 def cited_indexes(text: str, count: int) -> list[int]:
     """The source numbers ``[n]`` an answer cites, in order of first use, within 1..count."""
     seen: dict[int, None] = {}

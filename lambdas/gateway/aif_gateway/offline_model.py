@@ -5,7 +5,8 @@ Registered as the ``echo`` provider (``provider_registry.default_providers``), s
 - **Canned answers** (an ``OfflineScript``): the first rule that matches the request answers it. A rule
   matches on text the last user message contains (``when: {contains: ...}``, for hand-written prompt
   fixtures) or on the exact conversation (``messages_sha256``, what ``ai-factory eval --target local``
-  builds from a case's ``offline_answer``). An answer is text, a JSON value, or a tool call.
+  builds from a case's ``offline_answer``; a grounded conversation also matches with the gateway's
+  instruction and sources taken out). An answer is text, a JSON value, or a tool call.
 - **JSON mode**: with ``response_format`` ``json_schema`` and no canned answer, the reply is a
   deterministic object built from the schema (required and optional properties, enums, consts,
   bounds, string formats, ``$ref`` into ``$defs``), with strings taken from the user's words, so the
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import ModelTarget
+from .grounding import ungrounded
 from .openai_schema import ChatRequest
 from .provider_types import CallContext, ChatResult, TokenUsage
 from .providers import EchoProvider, count_tokens
@@ -91,7 +93,7 @@ class OfflineRule:
     messages_sha256: str | None = None  # exactly this conversation (``conversation_sha256``)
 
     def matches(self, messages: Sequence[Mapping[str, Any]]) -> bool:
-        if self.messages_sha256 is not None and self.messages_sha256 != conversation_sha256(messages):
+        if self.messages_sha256 is not None and self.messages_sha256 not in _fingerprints(messages):
             return False
         return self.contains is None or self.contains.casefold() in _last_user_text(messages).casefold()
 
@@ -137,6 +139,14 @@ class OfflineScript:
             answer = CannedAnswer.parse(item["answer"], f"{where}: answer")
             rules.append(OfflineRule(answer, contains=None if contains is None else str(contains)))
         return cls(tuple(rules))
+
+
+def _fingerprints(messages: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The conversation's fingerprint, and for a grounded one also the fingerprint of the conversation
+    the client sent (before the gateway added the instruction and the sources)."""
+    original = ungrounded([dict(m) for m in messages])
+    own = conversation_sha256(messages)
+    return (own,) if original is None else (own, conversation_sha256(original))
 
 
 def conversation_sha256(messages: Sequence[Mapping[str, Any]]) -> str:

@@ -185,7 +185,9 @@ class FeatureRegistry:
         self.dynamodb.update_item(
             TableName=self.table,
             Key={"feature_id": {"S": self.feature_id(team, feature)}},
-            UpdateExpression="SET usage_plan_id = :plan, edge_rate_limit_rpm = :rpm, inference_profiles = :profiles",
+            UpdateExpression=(
+                "SET usage_plan_id = :plan, edge_rate_limit_rpm = :rpm, inference_profiles = :profiles"
+            ),
             ConditionExpression="attribute_exists(feature_id)",
             ExpressionAttributeValues={
                 ":plan": {"S": usage_plan_id},

@@ -25,6 +25,7 @@ account, and the names here derive from that ``team/feature``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -248,10 +249,9 @@ class TeamEdge:
                 usagePlanId=plan["id"],
                 patchOperations=self._plan_patch(plan, description, rate, burst, quota),
             )
-        try:
+        # ConflictException: the key is in the plan already.
+        with contextlib.suppress(self.apigateway.exceptions.ConflictException):
             self.apigateway.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
-        except self.apigateway.exceptions.ConflictException:
-            pass  # already in the plan
         return str(plan["id"]), str(key["id"])
 
     def _plan_patch(

@@ -301,7 +301,7 @@ def test_a_daily_quota_is_set_and_removed_with_the_feature_setting(platform: Pla
     plan = platform.plan("support", "summarizer")
     assert plan is not None and "quota" not in plan
 
-    with pytest.raises(ProvisioningError, match="DailyRequestQuota must be a whole number >= 1, got '0.5'"):
+    with pytest.raises(ProvisioningError, match=r"DailyRequestQuota must be a whole number >= 1, got '0\.5'"):
         platform.provisioner.handle(team.event(request_id="req-3", DailyRequestQuota="0.5"))
 
 

@@ -8,6 +8,7 @@ did not expect fails it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -429,3 +430,42 @@ def test_a_profile_an_interrupted_attempt_created_is_found_by_its_name(platform:
     platform.provisioner.handle(team.event())
 
     assert platform.record(team).inference_profiles == {HAIKU: profile_arn(42)}
+
+
+def test_a_feature_against_an_imported_gateway_in_the_platform_account_gets_them_too(
+    platform: Platform,
+) -> None:
+    """``from_gateway_attributes`` in the gateway's own account goes through the same provisioner."""
+    same_account = TeamAccount(PLATFORM, team="ops", feature="digest")
+    haiku = platform.bedrock.expect_create("ops", "digest", HAIKU)
+
+    platform.provisioner.handle(same_account.event())
+
+    plan = platform.plan("ops", "digest")
+    assert plan is not None and plan["throttle"] == {"rateLimit": 2, "burstLimit": 20}
+    record = platform.record(same_account)
+    assert record.edge_usage_plan is True and record.inference_profiles == {HAIKU: haiku}
+
+
+def test_the_settings_come_from_the_environment_and_the_routes_file(tmp_path: Any) -> None:
+    from aif_gateway.contract import TeamEdgeEnv
+
+    routes = tmp_path / "routes.json"
+    routes.write_text(json.dumps({"chat-fast": [[HAIKU, "claude-haiku-4-5", "inference-profile"]]}))
+    env = {
+        TeamEdgeEnv.REST_API_ID: "a1b2c3",
+        TeamEdgeEnv.STAGE: "prod",
+        TeamEdgeEnv.NAMESPACE: NAMESPACE,
+        TeamEdgeEnv.MAX_RATE_LIMIT_RPM: "600",
+        TeamEdgeEnv.GATEWAY_TAG: GATEWAY_TAG,
+        TeamEdgeEnv.PARTITION: "aws",
+        TeamEdgeEnv.ACCOUNT: PLATFORM,
+        "AWS_REGION": REGION,
+    }
+    settings = TeamEdgeSettings.from_environment(env, routes)
+    assert settings is not None and settings.max_rate_limit_rpm == 600
+    edge = TeamEdge(None, None, settings)
+    assert edge.targets(["chat-fast", "unknown"]) == {HAIKU: ("claude-haiku-4-5", source(HAIKU))}
+    assert TeamEdgeSettings.from_environment({}, routes) is None  # a feature's own provisioner
+    name = edge.profile_name("support", "a" * 80, "claude-haiku-4-5", source(HAIKU))
+    assert len(name) == 64 and name.startswith("support-aaa")

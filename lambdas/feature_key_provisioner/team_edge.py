@@ -49,6 +49,7 @@ PROFILE_NAME_MAX_LENGTH = 64  # Bedrock: 1-64 characters, ([0-9a-zA-Z][ _-]?)+
 _DIGEST_LENGTH = 8
 _SEPARATORS = re.compile(r"[^0-9A-Za-z]+")
 SOURCE_KINDS = ("foundation-model", "inference-profile")
+_PAGE_SIZE = 500  # API Gateway's largest page
 
 
 class EdgeConflict(Exception):
@@ -275,7 +276,9 @@ class TeamEdge:
         return ops
 
     def _find_key(self, identifier: str) -> dict[str, Any] | None:
-        pages = self.apigateway.get_paginator("get_api_keys").paginate(nameQuery=identifier)
+        pages = self.apigateway.get_paginator("get_api_keys").paginate(
+            nameQuery=identifier, PaginationConfig={"PageSize": _PAGE_SIZE}
+        )
         for page in pages:
             for item in page.get("items", []):
                 if item.get("name") == identifier:
@@ -283,7 +286,12 @@ class TeamEdge:
         return None
 
     def _find_plan(self, identifier: str) -> dict[str, Any] | None:
-        for page in self.apigateway.get_paginator("get_usage_plans").paginate():
+        # Every plan of the region is listed (API Gateway filters plans only by key): 500 per page, so
+        # the default quota of 300 plans is one call.
+        pages = self.apigateway.get_paginator("get_usage_plans").paginate(
+            PaginationConfig={"PageSize": _PAGE_SIZE}
+        )
+        for page in pages:
             for item in page.get("items", []):
                 if item.get("name") == identifier:
                     return dict(item)

@@ -377,9 +377,15 @@ class KeyProvisioner:
         secrets_client = self._claim(event, settings)
         secret_arn = _required(props, Props.SECRET_ARN)
         if self._restore_secret(secrets_client, secret_arn, replaced_id):
+            # The edge and profiles go back to the restored properties, and so does the restored record.
+            settings = self._settings(props)
+            edge = self._apply_edge(event, settings)
+            if edge is not None:
+                self._write_edge_fields(table, previous.key_hash, settings)
             self._revoke(table, key_from_item(current))
             if self.registry is not None:
                 self.registry.record_key(settings["team"], settings["feature"], replaced_id)
+            self._drop_stale_profiles(edge)
             logger.info("rollback: restored key %s, revoked %s", replaced_id, current_id)
             return replaced_id
         # The previous plaintext is gone: one fresh key, and neither of the others stays valid.
@@ -411,6 +417,19 @@ class KeyProvisioner:
                     secrets_client.put_secret_value(SecretId=secret_arn, SecretString=value)
                 return True
         return False
+
+    def _write_edge_fields(self, table: str, key_hash: str, settings: Mapping[str, Any]) -> None:
+        """The usage-plan flag and the profiles of ``settings`` on an existing key record."""
+        self.dynamodb.update_item(
+            TableName=table,
+            Key={"key_hash": {"S": key_hash}},
+            UpdateExpression="SET edge_usage_plan = :edge, inference_profiles = :profiles",
+            ConditionExpression="attribute_exists(key_hash)",
+            ExpressionAttributeValues={
+                ":edge": {"BOOL": settings["edge_usage_plan"]},
+                ":profiles": {"M": {m: {"S": arn} for m, arn in settings["inference_profiles"].items()}},
+            },
+        )
 
     def _revoke(self, table: str, record: ApiKeyRecord) -> None:
         """Set ``revoked_at`` now, unless the key was revoked already (that time is kept)."""

@@ -469,3 +469,30 @@ def test_the_settings_come_from_the_environment_and_the_routes_file(tmp_path: An
     assert TeamEdgeSettings.from_environment({}, routes) is None  # a feature's own provisioner
     name = edge.profile_name("support", "a" * 80, "claude-haiku-4-5", source(HAIKU))
     assert len(name) == 64 and name.startswith("support-aaa")
+
+
+def test_a_rolled_back_rotation_puts_the_edge_and_profiles_back_with_the_key(platform: Platform) -> None:
+    """A deploy bumps key_generation and drops a model, then fails: CloudFormation rolls back."""
+    team = TeamAccount(TEAM_A)
+    haiku = platform.bedrock.expect_create("support", "summarizer", HAIKU)
+    first = team.event()
+    old_key = platform.provisioner.handle(first)["PhysicalResourceId"]
+    old_plaintext = team.secret()["api_key"]
+    titan = platform.bedrock.expect_create("support", "summarizer", TITAN)
+    platform.bedrock.expect_delete(haiku)
+    rotate = update(
+        team, old_key, first["ResourceProperties"], "req-2", KeyGeneration="2", AllowedModels=["embed"]
+    )
+    new_key = platform.provisioner.handle(rotate)["PhysicalResourceId"]
+    # The rollback: an update of the new key back to the first properties.
+    again = platform.bedrock.expect_create("support", "summarizer", HAIKU)
+    platform.bedrock.expect_delete(titan)
+    rollback = update(team, new_key, rotate["ResourceProperties"], "req-3", **first["ResourceProperties"])
+
+    assert platform.provisioner.handle(rollback)["PhysicalResourceId"] == old_key
+
+    restored = platform.store.get_by_hash(hash_key(old_plaintext))
+    assert restored is not None and restored.revoked_at is None
+    assert restored.edge_usage_plan is True and restored.inference_profiles == {HAIKU: again}
+    entry = platform.registry.get("support/summarizer")
+    assert entry is not None and entry["key_id"] == old_key and entry["inference_profiles"] == {HAIKU: again}

@@ -30,7 +30,9 @@ class GatewayStack(FactoryStack):
 
     Team accounts: the context ``ai-factory:teamAccounts`` (account IDs) and, optionally,
     ``ai-factory:organizationId`` let stacks in those accounts provision feature keys through the shared
-    provisioner (``LlmGateway.enable_team_accounts``). The gateway's SSM parameters, which team apps read
+    provisioner (``LlmGateway.enable_team_accounts``), which also gives each such feature its own usage plan
+    (throttle capped at ``ai-factory:teamFeatureMaxRateLimitRpm`` requests per minute, default 600) and
+    its own inference profiles. The gateway's SSM parameters, which team apps read
     with ``LlmGateway.from_lookup``, are always published (``docs/product-teams.md``).
     """
 
@@ -63,8 +65,17 @@ class GatewayStack(FactoryStack):
         )
         team_accounts = context_list(self, "ai-factory:teamAccounts")
         if team_accounts:
+            cap = self.node.try_get_context("ai-factory:teamFeatureMaxRateLimitRpm")
             self.gateway.enable_team_accounts(
-                accounts=team_accounts, organization_id=self.node.try_get_context("ai-factory:organizationId")
+                accounts=team_accounts,
+                organization_id=self.node.try_get_context("ai-factory:organizationId"),
+                # The -c flag arrives as a string, a cdk.json value as a number; anything else is refused
+                # by enable_team_accounts with the field named.
+                **(
+                    {"max_feature_rate_limit_rpm": int(cap) if str(cap).isdigit() else cap}
+                    if cap is not None
+                    else {}
+                ),
             )
         # A factory's gateway publishes under its name prefix (the contract's path for the default
         # prefix); any other gateway stack in the account (an integration test) under its own stack

@@ -166,9 +166,10 @@ class AiFeature(Construct):
         reserves its input estimate + ``max_tokens``). Default 2,000,000.
     :param max_concurrency: requests of the feature in flight at once, across every instance. Default 32.
     :param daily_request_quota: requests per UTC day the feature's API Gateway usage plan lets through
-        (answered 429 ``edge_quota_exceeded`` beyond it). Default: no quota. With an ``LlmGateway`` of the
-        same app the feature gets its own usage plan (edge throttle from ``rate_limit_rpm``); against an
-        imported gateway its key is in the gateway's shared plan (``docs/gateway.md``, "The edge").
+        (answered 429 ``edge_quota_exceeded`` beyond it). Default: no quota. Every feature gets its own
+        usage plan (edge throttle from ``rate_limit_rpm``): with an ``LlmGateway`` of the same app in its
+        own stack; against an imported gateway from the platform's shared provisioner, which caps the
+        throttle at the platform's ``max_feature_rate_limit_rpm`` (``docs/gateway.md``, "The edge").
     :param guardrail_policy: the gateway guardrail policy to apply; only ``"default"`` exists today.
     :param alert_thresholds: alarm thresholds (``alarm_inputs``). Default ``AlertThresholds()``.
     :param callers: IAM principals that may assume the feature's caller role. Default: none (no role;
@@ -190,8 +191,9 @@ class AiFeature(Construct):
         the ``production`` alias, billed to its budget (``ai_factory.constructs.canary``). False: no canary.
     :param inference_profiles: give the feature a Bedrock application inference profile per Bedrock
         model its routes reach, tagged ``Team``/``Feature``/``Owner``, and have the gateway invoke
-        through them, so AWS's bill splits Bedrock cost by feature (default True; only with a gateway
-        in this app: a profile must live in the gateway's account and region).
+        through them, so AWS's bill splits Bedrock cost by feature (default True). A profile must live
+        in the gateway's account and region: against an imported gateway the platform's shared
+        provisioner makes them there, whatever this flag says.
     :param canary_suite: a small eval suite (YAML, relative like ``prompts``) that ``FeatureCanary`` runs
         on a schedule for drift detection. Default: the first cases of the prompts' eval suites.
     :param online_sampling: opt-in sampling of live requests and answers for online evaluation and drift
@@ -664,11 +666,15 @@ class AiFeature(Construct):
                 )
             },
         )
-        return token, {
+        properties: dict[str, Any] = {
             TeamFeatureKeyProperties.WRITER_ROLE_ARN: self.key_writer_role.role_arn,
             TeamFeatureKeyProperties.OWNER: self.owner,
             TeamFeatureKeyProperties.CLEARANCE: self.clearance,
         }
+        if self.daily_request_quota is not None:
+            # The platform's provisioner makes the feature's usage plan, with this quota.
+            properties[FeatureKeyProperties.DAILY_REQUEST_QUOTA] = str(self.daily_request_quota)
+        return token, properties
 
     def _acknowledge_design_findings(self) -> None:
         """cdk-nag findings that are deliberate, acknowledged on the construct they concern."""

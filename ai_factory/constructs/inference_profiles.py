@@ -28,9 +28,10 @@ from constructs import Construct
 
 from ai_factory.catalog.model_catalog import ModelCatalog
 from ai_factory.platform.name_prefix import name_prefix
+from aif_gateway import contract
 from aif_gateway.config import GatewayConfig
 
-GATEWAY_TAG_KEY = "ai-factory:gateway"
+GATEWAY_TAG_KEY = contract.PROFILE_GATEWAY_TAG_KEY
 """Tag on every profile naming the gateway that may invoke it (its role's policy matches on it)."""
 COST_TAG_KEYS = ("Team", "Feature", "Owner")
 """The cost-allocation tags; activate them in the Billing console (docs/feedback-and-usage.md)."""

@@ -208,8 +208,9 @@ _PROVISIONER_DIR = Path(feature_key_provisioner.__file__).resolve().parent
 _GATEWAY_MODULES = ("__init__.py", "contract.py", "records.py", "dynamo_store.py")
 
 
-def stage_provisioner_asset(out_root: Path | None = None) -> Path:
-    """A content-addressed folder with ``feature_key_provisioner/`` and the gateway modules it imports."""
+def stage_provisioner_asset(out_root: Path | None = None, generated: Mapping[str, str] | None = None) -> Path:
+    """A content-addressed folder with ``feature_key_provisioner/`` and the gateway modules it imports,
+    plus ``generated`` files (the shared provisioner's routes file)."""
     gateway_dir = Path(aif_gateway.__file__).resolve().parent
     return stage_asset(
         "provisioner-",
@@ -217,5 +218,6 @@ def stage_provisioner_asset(out_root: Path | None = None) -> Path:
             "feature_key_provisioner": sorted(_PROVISIONER_DIR.glob("*.py")),
             "aif_gateway": [gateway_dir / name for name in _GATEWAY_MODULES],
         },
+        generated,
         out_root=out_root,
     )

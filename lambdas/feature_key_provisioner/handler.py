@@ -25,7 +25,11 @@ Resource properties (CloudFormation passes scalars as strings): ``KeysTable``, `
 The platform's shared provisioner (``LlmGateway.enable_team_accounts``) runs the same code with its keys
 table and feature registry from the environment: it serves stacks in teams' own accounts, claims each
 feature in the registry and writes the key into the team's secret through the team's writer role
-(``team_accounts``).
+(``team_accounts``). With the gateway's API and Bedrock at hand (``team_edge``), it also gives each such
+feature its own usage plan (throttle capped by the platform's maximum) and an application inference
+profile per Bedrock model, records them in the registry and in the key record (``edge_usage_plan``,
+``inference_profiles``), and deletes them with the feature. A Delete of a key that is no longer the
+feature's current one (the old key after a rotation) revokes that key only: the feature stays active.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from .team_accounts import (
     requesting_account,
     writer_secrets_client,
 )
+from .team_edge import EdgeConflict, FeatureEdge, TeamEdge, TeamEdgeSettings
 
 logger = logging.getLogger(__name__)
 logger.setLevel(logging.INFO)
@@ -102,8 +107,8 @@ class KeyProvisioner:
     """Carries out custom-resource events against a DynamoDB client and a Secrets Manager client.
 
     The platform's shared provisioner also passes ``keys_table`` (its own table: a ``KeysTable``
-    property is ignored), ``registry`` and ``writer_client`` (a Secrets Manager client acting as a
-    team's writer role).
+    property is ignored), ``registry``, ``writer_client`` (a Secrets Manager client acting as a
+    team's writer role) and ``edge`` (usage plans and inference profiles of the features it serves).
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class KeyProvisioner:
         keys_table: str | None = None,
         registry: FeatureRegistry | None = None,
         writer_client: Callable[[str], Any] | None = None,
+        edge: TeamEdge | None = None,
     ) -> None:
         self.dynamodb = dynamodb
         self.secretsmanager = secretsmanager
@@ -124,6 +130,7 @@ class KeyProvisioner:
         self.keys_table = keys_table
         self.registry = registry
         self.writer_client = writer_client
+        self.edge = edge if registry is not None else None
 
     def _table(self, props: Mapping[str, Any]) -> str:
         return self.keys_table or _required(props, Props.KEYS_TABLE)
@@ -131,10 +138,55 @@ class KeyProvisioner:
     def _settings(self, props: Mapping[str, Any]) -> dict[str, Any]:
         settings = _settings(props)
         if self.registry is not None:
-            # A team account's template cannot put its key into a usage plan the platform did not make
-            # for it (the shared provisioner's features use the gateway's shared plan).
+            # A team account's template cannot put its key into a usage plan of its choosing: the plan
+            # (and the profiles) are the ones the shared provisioner makes for it (_apply_edge), else none.
             settings["edge_usage_plan"] = False
+            settings["inference_profiles"] = {}
         return settings
+
+    def _apply_edge(self, event: Mapping[str, Any], settings: dict[str, Any]) -> FeatureEdge | None:
+        """Shared provisioner: the feature's own usage plan and inference profiles, recorded in the
+        registry and (through ``settings``) in its key record. After ``_claim``: the name is the
+        requester's."""
+        if self.edge is None or self.registry is None:
+            return None
+        props = event["ResourceProperties"]
+        team, feature = settings["team"], settings["feature"]
+        entry = self.registry.get(self.registry.feature_id(team, feature)) or {}
+        try:
+            edge = self.edge.apply(
+                team=team,
+                feature=feature,
+                owner=str(props.get(TeamFeatureKeyProperties.OWNER, "")) or "unknown",
+                rate_limit_rpm=settings["rate_limit_rpm"],
+                daily_request_quota=_daily_quota(props),
+                allowed_models=settings["allowed_models"],
+                current_profiles=dict(entry.get("inference_profiles") or {}),
+            )
+        except EdgeConflict as exc:
+            raise ProvisioningError(str(exc)) from None
+        self.registry.record_edge(
+            team,
+            feature,
+            usage_plan_id=edge.usage_plan_id,
+            edge_rate_limit_rpm=edge.rate_limit_rpm,
+            profiles=edge.profiles,
+        )
+        settings["edge_usage_plan"] = True
+        settings["inference_profiles"] = dict(edge.profiles)
+        return edge
+
+    def _drop_stale_profiles(self, edge: FeatureEdge | None) -> None:
+        """Profiles of models the feature no longer reaches, once its key record stops naming them."""
+        if edge is not None and self.edge is not None and edge.stale_profiles:
+            self.edge.delete_profiles(edge.stale_profiles)
+
+    def _remove_edge(self, team: str, feature: str) -> None:
+        if self.edge is None or self.registry is None:
+            return
+        entry = self.registry.get(self.registry.feature_id(team, feature)) or {}
+        self.edge.remove(team=team, feature=feature, profiles=dict(entry.get("inference_profiles") or {}))
+        self.registry.clear_edge(team, feature)
 
     def _claim(self, event: Mapping[str, Any], settings: Mapping[str, Any]) -> Any:
         """Shared provisioner: claim the feature for the requesting account; the client that writes the
@@ -174,6 +226,7 @@ class KeyProvisioner:
         table = self._table(props)
         settings = self._settings(props)
         secrets_client = self._claim(event, settings)
+        edge = self._apply_edge(event, settings)
         key_id = derive_key_id(event)
         if self._find(table, key_id, attempts=1) is not None:
             logger.info("key %s already provisioned by an earlier attempt of this request", key_id)
@@ -199,6 +252,7 @@ class KeyProvisioner:
         )
         if self.registry is not None:
             self.registry.record_key(record.team, record.feature, key_id)
+        self._drop_stale_profiles(edge)
         logger.info("issued key %s for %s/%s", key_id, record.team, record.feature)
         return key_id
 
@@ -212,6 +266,7 @@ class KeyProvisioner:
         table = self._table(props)
         settings = self._settings(props)
         self._claim(event, settings)
+        edge = self._apply_edge(event, settings)
         record = self._find(table, key_id, attempts=_KEY_LOOKUP_ATTEMPTS)
         if record is None:
             raise ProvisioningError(
@@ -246,24 +301,50 @@ class KeyProvisioner:
             ExpressionAttributeNames={"#team": "team", "#feature": "feature"},
             ExpressionAttributeValues=values,
         )
+        self._drop_stale_profiles(edge)
+        self._release_old_name(event, settings)
         logger.info("updated key %s for %s/%s", key_id, settings["team"], settings["feature"])
         return key_id
+
+    def _release_old_name(self, event: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+        """A renamed feature (``Team``/``Feature`` changed in place): the old name's plan and profiles go
+        when the old name is the requester's."""
+        if self.edge is None or self.registry is None:
+            return
+        old = event.get("OldResourceProperties") or {}
+        old_team, old_feature = old.get(Props.TEAM), old.get(Props.FEATURE)
+        if (
+            not old_team
+            or not old_feature
+            or (old_team, old_feature) == (settings["team"], settings["feature"])
+        ):
+            return
+        entry = self.registry.get(self.registry.feature_id(str(old_team), str(old_feature)))
+        if entry is not None and entry.get("account_id") == requesting_account(event):
+            self._remove_edge(str(old_team), str(old_feature))
 
     def delete(self, props: Mapping[str, Any], key_id: str, event: Mapping[str, Any] | None = None) -> None:
         table = self._table(props)
         record = self._find(table, key_id, attempts=_KEY_LOOKUP_ATTEMPTS)
+        retiring: str | None = None
         if record is not None and self.registry is not None and event is not None:
             account = requesting_account(event)
-            if self._owner_account(record) not in (None, account):
+            entry = self.registry.get(self.registry.feature_id(record.team, record.feature))
+            if entry is not None and entry.get("account_id") != account:
                 # Only the owning account's stack may revoke a feature's key.
                 logger.info("key %s belongs to another account: not revoked for %s", key_id, account)
                 return
-            self.registry.retire(record.team, record.feature, account, self.now())
+            # The old key of a rotation is deleted after the new one is in place: the feature lives on.
+            if entry is not None and entry.get("key_id") in (None, key_id):
+                retiring = account
         if record is None:
             # A Create that failed before writing the record (its physical ID is not a key ID).
             logger.info("no key %s in %s: nothing to revoke", key_id, table)
             return
         self._revoke(table, record)
+        if retiring is not None and self.registry is not None:
+            self._remove_edge(record.team, record.feature)
+            self.registry.retire(record.team, record.feature, retiring, self.now())
 
     # --- rollback of a rotation -------------------------------------------------------------------
 
@@ -296,9 +377,15 @@ class KeyProvisioner:
         secrets_client = self._claim(event, settings)
         secret_arn = _required(props, Props.SECRET_ARN)
         if self._restore_secret(secrets_client, secret_arn, replaced_id):
+            # The edge and profiles go back to the restored properties, and so does the restored record.
+            settings = self._settings(props)
+            edge = self._apply_edge(event, settings)
+            if edge is not None:
+                self._write_edge_fields(table, previous.key_hash, settings)
             self._revoke(table, key_from_item(current))
             if self.registry is not None:
                 self.registry.record_key(settings["team"], settings["feature"], replaced_id)
+            self._drop_stale_profiles(edge)
             logger.info("rollback: restored key %s, revoked %s", replaced_id, current_id)
             return replaced_id
         # The previous plaintext is gone: one fresh key, and neither of the others stays valid.
@@ -331,6 +418,19 @@ class KeyProvisioner:
                 return True
         return False
 
+    def _write_edge_fields(self, table: str, key_hash: str, settings: Mapping[str, Any]) -> None:
+        """The usage-plan flag and the profiles of ``settings`` on an existing key record."""
+        self.dynamodb.update_item(
+            TableName=table,
+            Key={"key_hash": {"S": key_hash}},
+            UpdateExpression="SET edge_usage_plan = :edge, inference_profiles = :profiles",
+            ConditionExpression="attribute_exists(key_hash)",
+            ExpressionAttributeValues={
+                ":edge": {"BOOL": settings["edge_usage_plan"]},
+                ":profiles": {"M": {m: {"S": arn} for m, arn in settings["inference_profiles"].items()}},
+            },
+        )
+
     def _revoke(self, table: str, record: ApiKeyRecord) -> None:
         """Set ``revoked_at`` now, unless the key was revoked already (that time is kept)."""
         now = self.now()
@@ -347,11 +447,6 @@ class KeyProvisioner:
         logger.info("revoked key %s", record.key_id)
 
     # --- helpers ----------------------------------------------------------------------------------
-
-    def _owner_account(self, record: ApiKeyRecord) -> str | None:
-        assert self.registry is not None
-        entry = self.registry.get(self.registry.feature_id(record.team, record.feature))
-        return None if entry is None else str(entry.get("account_id"))
 
     def _find(self, table: str, key_id: str, *, attempts: int) -> ApiKeyRecord | None:
         """The record with this key ID, via the ``by-key-id`` index (eventually consistent: a record
@@ -389,6 +484,22 @@ def _required(props: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise ProvisioningError(f"resource property {name} is required")
     return value
+
+
+def _daily_quota(props: Mapping[str, Any]) -> int | None:
+    """``DailyRequestQuota``: a whole number of requests per UTC day, or ``None`` (no quota)."""
+    raw = props.get(Props.DAILY_REQUEST_QUOTA)
+    if raw in (None, ""):
+        return None
+    try:
+        value = float(str(raw))
+    except ValueError:
+        value = 0.0
+    if value < 1 or not value.is_integer():
+        raise ProvisioningError(
+            f"resource property {Props.DAILY_REQUEST_QUOTA} must be a whole number >= 1, got {raw!r}"
+        )
+    return int(value)
 
 
 def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -457,12 +568,23 @@ def on_event(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     registry_table = os.environ.get(FEATURE_REGISTRY_TABLE_ENV)
     registry = FeatureRegistry(dynamodb, registry_table) if registry_table else None
     sts = boto3.client("sts", region_name=region) if registry is not None else None
+    edge_settings = TeamEdgeSettings.from_environment(os.environ) if registry is not None else None
+    edge = (
+        TeamEdge(
+            boto3.client("apigateway", region_name=region),
+            boto3.client("bedrock", region_name=region),
+            edge_settings,
+        )
+        if edge_settings is not None
+        else None
+    )
     provisioner = KeyProvisioner(
         dynamodb,
         boto3.client("secretsmanager", region_name=region),
         keys_table=os.environ.get(KEYS_TABLE_ENV) or None,
         registry=registry,
         writer_client=(lambda role_arn: writer_secrets_client(sts, role_arn, region)) if sts else None,
+        edge=edge,
     )
     logger.info(
         "%s %s/%s from %s",

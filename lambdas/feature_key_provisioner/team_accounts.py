@@ -171,6 +171,41 @@ class FeatureRegistry:
             ExpressionAttributeValues={":key": {"S": key_id}},
         )
 
+    def record_edge(
+        self,
+        team: str,
+        feature: str,
+        *,
+        usage_plan_id: str,
+        edge_rate_limit_rpm: int,
+        profiles: Mapping[str, str],
+    ) -> None:
+        """The feature's usage plan, the rate its throttle follows (capped) and its inference profiles
+        (``{model ID: profile ARN}``: what the next update starts from and a delete removes)."""
+        self.dynamodb.update_item(
+            TableName=self.table,
+            Key={"feature_id": {"S": self.feature_id(team, feature)}},
+            UpdateExpression=(
+                "SET usage_plan_id = :plan, edge_rate_limit_rpm = :rpm, inference_profiles = :profiles"
+            ),
+            ConditionExpression="attribute_exists(feature_id)",
+            ExpressionAttributeValues={
+                ":plan": {"S": usage_plan_id},
+                ":rpm": {"N": str(edge_rate_limit_rpm)},
+                ":profiles": {"M": {m: {"S": arn} for m, arn in profiles.items()}},
+            },
+        )
+
+    def clear_edge(self, team: str, feature: str) -> None:
+        """Forget the feature's plan and profiles (deleted with the feature)."""
+        with contextlib.suppress(self.dynamodb.exceptions.ConditionalCheckFailedException):
+            self.dynamodb.update_item(
+                TableName=self.table,
+                Key={"feature_id": {"S": self.feature_id(team, feature)}},
+                UpdateExpression="REMOVE usage_plan_id, edge_rate_limit_rpm, inference_profiles",
+                ConditionExpression="attribute_exists(feature_id)",
+            )
+
     def retire(self, team: str, feature: str, account: str, now: datetime) -> None:
         """Mark a deleted feature ``retired``; the name stays with its account (and the audit trail)."""
         # Not registered, or another account's: nothing of the requester's to retire.
@@ -210,11 +245,13 @@ class FeatureRegistry:
 
 
 def _plain(value: Mapping[str, Any]) -> Any:
-    """A DynamoDB attribute value as plain Python (S, N, L of S)."""
+    """A DynamoDB attribute value as plain Python (S, N, L and M of those)."""
     if "S" in value:
         return value["S"]
     if "N" in value:
         return float(value["N"])
     if "L" in value:
         return [_plain(v) for v in value["L"]]
+    if "M" in value:
+        return {k: _plain(v) for k, v in value["M"].items()}
     return None

@@ -214,3 +214,187 @@ def test_the_platform_app_with_team_accounts_passes_the_nag_packs(tmp_path: Path
         r["Type"] == "AWS::Lambda::Permission" and r["Properties"].get("PrincipalOrgID") == ORG
         for r in template["Resources"].values()
     )
+
+
+def _provisioner(synthesized: Synthesized) -> dict[str, Any]:
+    functions = synthesized.template.find_resources(
+        "AWS::Lambda::Function",
+        {
+            "Properties": {
+                "Environment": {"Variables": {contract.FEATURE_REGISTRY_TABLE_ENV: Match.any_value()}}
+            }
+        },
+    )
+    (function,) = functions.values()
+    return dict(function["Properties"])
+
+
+def _provisioner_statements(synthesized: Synthesized) -> dict[str, dict[str, Any]]:
+    policies = synthesized.template.find_resources(
+        "AWS::IAM::Policy",
+        {
+            "Properties": {
+                "PolicyDocument": {
+                    "Statement": Match.array_with([Match.object_like({"Sid": "AssumeTeamKeyWriterRoles"})])
+                }
+            }
+        },
+    )
+    (policy,) = policies.values()
+    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"] if "Sid" in s}
+
+
+def test_the_provisioner_knows_the_api_stage_namespace_cap_and_profile_tag(synthesized: Synthesized) -> None:
+    env = _provisioner(synthesized)["Environment"]["Variables"]
+    gateway = synthesized.gateway
+    edge = contract.TeamEdgeEnv
+    assert env[edge.REST_API_ID] == synthesized.resolve(gateway.api.rest_api_id)
+    assert env[edge.STAGE] == synthesized.resolve(gateway.api.deployment_stage.stage_name)
+    assert env[edge.NAMESPACE] == gateway.edge_namespace
+    assert env[edge.MAX_RATE_LIMIT_RPM] == "600"
+    assert env[edge.GATEWAY_TAG] == gateway.inference_profile_tag
+
+
+def test_every_create_change_and_delete_of_plans_keys_and_profiles_needs_the_gateway_tag(
+    synthesized: Synthesized,
+) -> None:
+    statements = _provisioner_statements(synthesized)
+    tag = synthesized.gateway.inference_profile_tag
+    request = {"StringEquals": {"aws:RequestTag/ai-factory:gateway": tag}}
+    resource = {"StringEquals": {"aws:ResourceTag/ai-factory:gateway": tag}}
+    expected = {
+        "CreateTaggedUsagePlansAndKeys": (["apigateway:POST"], request),
+        "TagNewUsagePlansAndKeys": (["apigateway:PUT"], request),
+        "ChangeTaggedUsagePlansAndKeys": (
+            ["apigateway:PATCH", "apigateway:DELETE", "apigateway:POST"],
+            resource,
+        ),
+        "CreateTaggedInferenceProfiles": (["bedrock:CreateInferenceProfile", "bedrock:TagResource"], request),
+        "ManageTaggedInferenceProfiles": (
+            ["bedrock:GetInferenceProfile", "bedrock:DeleteInferenceProfile"],
+            resource,
+        ),
+    }
+    for sid, (actions, condition) in expected.items():
+        statement = statements[sid]
+        assert sorted(_list(statement["Action"])) == sorted(actions), sid
+        assert statement["Condition"] == condition, sid
+    # A wildcard on API Gateway or Bedrock without a condition: only the list call, which has no
+    # resource type to name.
+    unconditioned = {
+        sid: s
+        for sid, s in statements.items()
+        if "Condition" not in s
+        and any(str(a).split(":")[0] in ("apigateway", "bedrock") for a in _list(s["Action"]))
+        and any("*" in json.dumps(synthesized.resolve(r)) for r in _list(s["Resource"]))
+    }
+    assert sorted(unconditioned) == ["FindInferenceProfilesByName"]
+    assert unconditioned["FindInferenceProfilesByName"]["Action"] == "bedrock:ListInferenceProfiles"
+    # Reads of plans and keys: the two collections, by exact ARN.
+    find = [json.dumps(synthesized.resolve(r)) for r in statements["FindUsagePlansAndKeys"]["Resource"]]
+    assert len(find) == 2 and all("*" not in r for r in find)
+    # What a profile may copy: the catalog's models and system profiles, never a model wildcard.
+    sources = [
+        json.dumps(synthesized.resolve(r)) for r in statements["CreateTaggedInferenceProfiles"]["Resource"]
+    ]
+    wildcards = [r for r in sources if "*" in r]
+    assert len(wildcards) == 1 and "application-inference-profile/*" in wildcards[0]
+    assert any("inference-profile/us.anthropic.claude-haiku-4-5" in r for r in sources)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_gateway_may_invoke_the_profiles_the_provisioner_tags(synthesized: Synthesized) -> None:
+    """The gateway role's invoke permission and the provisioner's tag name the same value."""
+    env = _provisioner(synthesized)["Environment"]["Variables"]
+    synthesized.template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Sid": "InvokeFeatureInferenceProfiles",
+                                "Condition": {
+                                    "StringEquals": {
+                                        "aws:ResourceTag/ai-factory:gateway": env[
+                                            contract.TeamEdgeEnv.GATEWAY_TAG
+                                        ]
+                                    }
+                                },
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
+def test_the_provisioner_asset_ships_the_routes_the_gateway_calls(synthesized: Synthesized) -> None:
+    from ai_factory.constructs.inference_profiles import bedrock_targets
+
+    asset = _provisioner(synthesized)["Code"]
+    assert asset  # a staged directory asset: read the routes file from the cloud assembly
+    outdir = Path(cdk.Stage.of(synthesized.stack).outdir)  # type: ignore[union-attr]
+    files = list(outdir.glob(f"asset.*/feature_key_provisioner/{contract.TEAM_EDGE_ROUTES_FILE}"))
+    assert len(files) == 1
+    routes = json.loads(files[0].read_text())
+    config = synthesized.gateway.config
+    assert routes["chat-fast"] == [
+        [invoke_id, name, "inference-profile"]
+        for invoke_id, name in bedrock_targets(config, ["chat-fast"]).items()
+    ]
+    assert routes["embed"] == [["amazon.titan-embed-text-v2:0", "titan-embed-v2", "foundation-model"]]
+
+
+@pytest.mark.parametrize("cap", [0, 1.5, True, 600_001, "600"])
+def test_a_bad_rate_cap_is_refused_with_the_field(cap: Any) -> None:
+    stack = cdk.Stack(cdk.App(), "TestGateway", env=ENV)
+    gateway = LlmGateway(stack, "Gateway", catalog=ModelCatalog.load())
+    with pytest.raises(
+        ValueError, match="max_feature_rate_limit_rpm: must be a whole number of requests per minute"
+    ):
+        gateway.enable_team_accounts(accounts=[TEAM_A], max_feature_rate_limit_rpm=cap)
+
+
+def test_a_team_account_feature_asks_the_platform_for_its_daily_quota() -> None:
+    from aws_cdk.assertions import Template
+
+    from ai_factory.constructs.ai_feature import AiFeature
+    from ai_factory.constructs.gateway.imported import GatewayAttributes
+
+    stack = cdk.Stack(cdk.App(), "Team", env=ENV)
+    gateway = LlmGateway.from_gateway_attributes(
+        stack,
+        "Gateway",
+        attributes=GatewayAttributes(
+            url="https://x.execute-api.us-east-1.amazonaws.com/prod/v1",
+            key_provisioning_service_token="arn:aws:lambda:us-east-1:111111111111:function:p",
+            key_provisioner_role_arn="arn:aws:iam::111111111111:role/p",
+        ),
+    )
+    AiFeature(
+        stack,
+        "Feature",
+        team="claims",
+        gateway=gateway,
+        feature="triage",
+        owner="a@example.com",
+        clearance="internal",
+        models=["chat-fast"],
+        monthly_budget_usd=10,
+        rate_limit_rpm=10,
+        daily_request_quota=5000,
+    )
+    Template.from_stack(stack).has_resource_properties(
+        contract.FEATURE_KEY_RESOURCE_TYPE,
+        {
+            contract.FeatureKeyProperties.DAILY_REQUEST_QUOTA: "5000",
+            contract.FeatureKeyProperties.RATE_LIMIT_RPM: "10",
+            contract.TeamFeatureKeyProperties.OWNER: "a@example.com",
+        },
+    )

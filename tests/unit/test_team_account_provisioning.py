@@ -271,3 +271,21 @@ def test_a_team_account_cannot_put_its_key_into_a_usage_plan_of_its_choosing(pla
     record = platform.store.get_by_hash(hash_key(team.secret()["api_key"]))
     assert record is not None and record.key_id == key_id
     assert record.edge_usage_plan is False
+
+
+def test_a_rotation_leaves_the_feature_active(platform: Platform) -> None:
+    """CloudFormation deletes the replaced key after a rotation: the feature is not retired by it."""
+    team = TeamAccount(TEAM_A)
+    first = team.event()
+    old_key = platform.provisioner.handle(first)["PhysicalResourceId"]
+    rotate = team.event("Update", request_id="req-2", KeyGeneration="2")
+    rotate["PhysicalResourceId"] = old_key
+    rotate["OldResourceProperties"] = first["ResourceProperties"]
+    new_key = platform.provisioner.handle(rotate)["PhysicalResourceId"]
+    delete = team.event("Delete", request_id="req-3")
+    delete["PhysicalResourceId"] = old_key
+
+    platform.provisioner.handle(delete)
+
+    entry = platform.registry.get("support/summarizer")
+    assert entry is not None and entry["status"] == "active" and entry["key_id"] == new_key

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -40,7 +39,7 @@ DEFAULT_AUTHORIZER_CACHE_TTL = Duration.seconds(60)
 MAX_AUTHORIZER_CACHE_TTL_S = 3600  # API Gateway's maximum
 ANTHROPIC_ROUTES = ("messages", "messages/count_tokens")
 """Generation routes of the Anthropic front door (the others, and ``{proxy+}``, are the OpenAI door's)."""
-BURST_WINDOW_S = 10
+BURST_WINDOW_S = contract.EDGE_BURST_WINDOW_S
 """A feature's edge burst: ten seconds of its rate, at least 10 requests and at most its whole minute."""
 WAF_BODY_RULES_COUNTED = (
     "SizeRestrictions_BODY",
@@ -82,16 +81,8 @@ def build_authorizers(scope: Construct, function: lambda_.IFunction, cache_ttl: 
 
 
 def edge_rate(rate_limit_rpm: int) -> tuple[float, int]:
-    """(requests per second, burst) of a feature's usage plan for ``rate_limit_rpm``.
-
-    The edge is a flood stop, not the exact limit (the gateway counts the minute exactly): the rate is
-    the feature's requests per minute spread over the minute, the burst ``BURST_WINDOW_S`` seconds of it
-    (at least 10, at most the minute), so a client that sends its minute's requests together is not
-    refused at the edge for a limit it keeps.
-    """
-    rate = rate_limit_rpm / 60
-    burst = min(rate_limit_rpm, max(10, math.ceil(rate * BURST_WINDOW_S)))
-    return round(rate, 4), max(1, burst)
+    """(requests per second, burst) of a feature's usage plan (``contract.edge_throttle``)."""
+    return contract.edge_throttle(rate_limit_rpm)
 
 
 def _api_stage(api: apigw.RestApi) -> apigw.UsagePlanPerApiStage:

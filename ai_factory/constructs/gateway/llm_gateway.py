@@ -541,16 +541,27 @@ class LlmGateway(Construct):
         return ImportedLlmGateway(scope, construct_id, attributes=attributes)
 
     def enable_team_accounts(
-        self, *, accounts: list[str] | tuple[str, ...], organization_id: str | None = None
+        self,
+        *,
+        accounts: list[str] | tuple[str, ...],
+        organization_id: str | None = None,
+        max_feature_rate_limit_rpm: int = team_accounts_part.DEFAULT_MAX_FEATURE_RATE_LIMIT_RPM,
     ) -> team_accounts_part.TeamAccountAccess:
         """Serve features deployed from the listed team accounts: a shared key provisioner those accounts'
         CloudFormation may invoke (each also limited to ``organization_id`` when given) and the feature
-        registry (``ai_factory.constructs.gateway.team_accounts``). Call once."""
+        registry (``ai_factory.constructs.gateway.team_accounts``). Call once.
+
+        Each such feature gets, from the provisioner, a usage plan of its own on this gateway's stage and
+        an application inference profile per Bedrock model (``docs/gateway.md``, "The edge").
+        ``max_feature_rate_limit_rpm`` caps the plan's throttle: a feature asking for more requests per
+        minute is throttled at this rate at the edge. Default 600 (10 per second)."""
         if self.team_accounts is not None:
             raise self._fail("enable_team_accounts", "was already called on this gateway")
-        checked = team_accounts_part.validate(f"LlmGateway '{self.node.path}'", accounts, organization_id)
+        label = f"LlmGateway '{self.node.path}'"
+        checked = team_accounts_part.validate(label, accounts, organization_id)
+        cap = team_accounts_part.validate_rate_cap(label, max_feature_rate_limit_rpm)
         self.team_accounts = team_accounts_part.build_team_account_access(
-            self, self, checked, organization_id
+            self, self, checked, organization_id, cap
         )
         return self.team_accounts
 

@@ -10,6 +10,7 @@ this file, and the construct library imports it at synth time.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -319,6 +320,24 @@ def usage_identifier(namespace: str, team: str, feature: str) -> str:
     return f"aif-edge-{digest}"
 
 
+EDGE_BURST_WINDOW_S = 10
+"""A feature's edge burst: ten seconds of its rate, at least 10 requests and at most its whole minute."""
+
+
+def edge_throttle(rate_limit_rpm: int) -> tuple[float, int]:
+    """(requests per second, burst) of a feature's usage plan for ``rate_limit_rpm``.
+
+    The edge is a flood stop, not the exact limit (the gateway counts the minute exactly): the rate is
+    the feature's requests per minute spread over the minute, the burst ``EDGE_BURST_WINDOW_S`` seconds
+    of it (at least 10, at most the minute), so a client that sends its minute's requests together is
+    not refused at the edge for a limit it keeps. One formula for the features' plans in CDK and the
+    plans the shared provisioner makes for team-account features.
+    """
+    rate = rate_limit_rpm / 60
+    burst = min(rate_limit_rpm, max(10, math.ceil(rate * EDGE_BURST_WINDOW_S)))
+    return round(rate, 4), max(1, burst)
+
+
 def shared_usage_identifier(namespace: str) -> str:
     """The API key value of the gateway's shared usage plan: keys whose feature has no plan of its own
     (``ai-factory keys create``, features deployed from team accounts)."""
@@ -351,7 +370,11 @@ class FeatureKeyProperties:
     the feature (optional; absent or empty: the catalog's model IDs)."""
     EDGE_USAGE_PLAN = "EdgeUsagePlan"
     """``"true"`` when the feature has its own API Gateway usage plan (``usage_identifier``); only a
-    feature's own provisioner honours it (the shared provisioner of team accounts ignores it)."""
+    feature's own provisioner honours it (the shared provisioner of team accounts ignores it and makes
+    the feature's plan itself)."""
+    DAILY_REQUEST_QUOTA = "DailyRequestQuota"
+    """Requests per UTC day of the feature's usage plan (optional); read by the shared provisioner, which
+    makes team-account features' plans (``TeamEdgeEnv``)."""
     REPLACING = (KEY_GENERATION, KEYS_TABLE, SECRET_ARN)
     """A change of any of these issues a new key (and deletes the old one)."""
 
@@ -418,6 +441,29 @@ class GatewayParameters:
 
 FEATURE_REGISTRY_TABLE_ENV = "AIF_FEATURE_REGISTRY_TABLE"
 """The platform provisioner's registry of features (team, owner, account, clearance, limits)."""
+
+
+class TeamEdgeEnv:
+    """Environment of the shared provisioner for the edge and the inference profiles it makes for each
+    team-account feature in the platform account (``LlmGateway.enable_team_accounts``)."""
+
+    REST_API_ID = "AIF_EDGE_REST_API_ID"
+    STAGE = "AIF_EDGE_STAGE"
+    NAMESPACE = "AIF_EDGE_NAMESPACE"
+    """The gateway's usage-identifier namespace (``LlmGateway.edge_namespace``)."""
+    MAX_RATE_LIMIT_RPM = "AIF_EDGE_MAX_RATE_LIMIT_RPM"
+    """The platform's cap on a team-account feature's edge throttle, in requests per minute."""
+    GATEWAY_TAG = "AIF_PROFILE_GATEWAY_TAG"
+    """The ``ai-factory:gateway`` tag value the gateway's role may invoke profiles with."""
+    PARTITION = "AIF_PROFILE_PARTITION"
+    ACCOUNT = "AIF_PROFILE_ACCOUNT"
+
+
+TEAM_EDGE_ROUTES_FILE = "team_edge_routes.json"
+"""In the shared provisioner's asset: ``{route alias: [[model ID the gateway calls, catalog name, kind]]}``
+(``kind``: ``foundation-model`` or ``inference-profile``, what an application inference profile copies)."""
+PROFILE_GATEWAY_TAG_KEY = "ai-factory:gateway"
+"""Tag on every application inference profile naming the gateway whose role may invoke it."""
 
 
 class TeamFeatureKeyProperties:

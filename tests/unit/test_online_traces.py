@@ -267,3 +267,46 @@ def test_tracer_from_env_needs_the_tracking_uri(monkeypatch: pytest.MonkeyPatch)
     tracer = handler.tracer_from_env({"t/f": {"clearance": "public", "trace_text": True}})
     assert tracer.experiment == "my-evals" and tracer.client.region == "eu-central-1"
     assert tracer.features == {"t/f": {"clearance": "public", "trace_text": True}}
+
+
+class _DownTracer:
+    """A recorder whose server never answers (status 0), counting its attempts."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def record(self, *args: Any) -> str:
+        self.calls += 1
+        raise MlflowRestError("GetExperimentByName", 0, "ConnectTimeoutError: timed out")
+
+
+def batch(n: int) -> dict[str, Any]:
+    records = [stream_event(exchange(request_id=f"req-{i}"))["Records"][0] for i in range(n)]
+    return {"Records": records}
+
+
+def test_an_unreachable_server_is_tried_once_per_batch_and_every_sample_keeps_its_scores(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tracer = _DownTracer()
+    assert handler.score(batch(4), suites={}, tracer=tracer) == {"scored": 4}
+    assert tracer.calls == 1  # not 4 timeouts in a row: the batch must finish before the function times out
+    out = capsys.readouterr().out
+    records = emf_records(out)
+    assert len(records) == 4 and {r["OnlineTraceFailures"] for r in records} == {1}
+    assert out.count("MLflow trace skipped: the tracking server did not answer") == 3
+
+
+def test_near_the_function_timeout_samples_are_scored_but_not_traced(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 20_000
+
+    tracer = _DownTracer()
+    handler.score(batch(2), Context(), suites={}, tracer=tracer)
+    assert tracer.calls == 0
+    records = emf_records(capsys.readouterr().out)
+    assert [r["OnlineTraceFailures"] for r in records] == [1, 1]
+    assert all(r["OnlineSamplesScored"] == 1 for r in records)

@@ -173,6 +173,16 @@ def emf(
     }
 
 
+TRACE_RESERVE_MS = 60_000
+"""Time a sample's trace may take at most (five calls of at most 10 s) plus a margin: with less left in
+the invocation, the rest of the batch is not traced."""
+
+
+def _remaining_ms(context: Any) -> int:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return int(remaining()) if callable(remaining) else TRACE_RESERVE_MS * 10
+
+
 def _warn(message: str, request_id: str) -> None:
     print(json.dumps({"level": "WARNING", "message": message, "request_id": request_id}))
 
@@ -190,6 +200,10 @@ def score(
     suites = suites if suites is not None else load_suites()
     namespace = os.environ.get(c.METRICS_NAMESPACE_ENV, c.METRICS_NAMESPACE)
     scored = 0
+    # Tracing must never cost the batch (a timed-out batch is retried, then dead-lettered, scores and
+    # all): after a call got no answer, or near the function's timeout, the rest of the batch is not
+    # traced (each such sample counts as a trace failure).
+    skip_traces: str | None = None
     for record in event.get("Records", []):
         if record.get("eventName") != "INSERT":
             continue
@@ -218,12 +232,20 @@ def score(
                 )
         trace_failed: bool | None = None
         if tracer is not None:
-            try:
-                tracer.record(exchange, scores, steps, call)
-                trace_failed = False
-            except Exception as exc:  # the trace is a copy for people; the scores go out regardless
-                _warn(f"MLflow trace not recorded: {exc}", exchange.request_id)
+            if skip_traces is None and _remaining_ms(context) < TRACE_RESERVE_MS:
+                skip_traces = f"less than {TRACE_RESERVE_MS // 1000} s of the invocation left"
+            if skip_traces is not None:
+                _warn(f"MLflow trace skipped: {skip_traces}", exchange.request_id)
                 trace_failed = True
+            else:
+                try:
+                    tracer.record(exchange, scores, steps, call)
+                    trace_failed = False
+                except Exception as exc:  # the trace is a copy for people; the scores go out regardless
+                    _warn(f"MLflow trace not recorded: {exc}", exchange.request_id)
+                    trace_failed = True
+                    if getattr(exc, "status", None) == 0:  # no answer at all: do not wait on it again
+                        skip_traces = "the tracking server did not answer earlier in this batch"
         print(
             json.dumps(
                 emf(exchange, scores, judged, namespace, judge_tokens=tokens, trace_failed=trace_failed)

@@ -25,7 +25,8 @@ not be copied out of the request path at all, so synth fails with a message nami
   scoring step and the judge call, the scores as feedback assessments. The question and answer text are
   on the trace only for clearances that may sample and ``OnlineSampling.trace_text`` (default on). The
   scorer's role may call exactly the MLflow actions that needs, on that server only. A failed trace is
-  logged and counted (``OnlineTraceFailures``); the scores are published regardless.
+  logged and counted (``OnlineTraceFailures``); the scores are published regardless. The daily drift
+  job deletes traces past their feature's ``retention_days``, so a trace lives no longer than its sample.
 * per-feature alarms (via ``AiFeature.add_alarm_input``, created by the observability stack):
   ``OnlinePiiLeak`` (any leak in an hour, runbook ``online-pii-leak``), ``OnlineQualityDrop`` (judge
   score below ``OnlineSampling.min_judge_score`` for 3 hours) and ``OutputDrift`` (refusal rate above
@@ -91,6 +92,12 @@ TRACE_ACTIONS = (
     "sagemaker-mlflow:GetExperimentByName",
     "sagemaker-mlflow:CreateExperiment",
     "sagemaker-mlflow:StartTrace",
+)
+# What the daily drift job calls to delete traces past their feature's retention.
+EXPIRY_ACTIONS = (
+    "sagemaker-mlflow:GetExperimentByName",
+    "sagemaker-mlflow:SearchTraces",
+    "sagemaker-mlflow:DeleteTraces",
 )
 
 
@@ -336,13 +343,19 @@ class OnlineEvaluation(Construct):
                 )
             )
             self._alarms(feature)
-        self._drift_job(code, key, log_retention, judge)
+        self._drift_job(code, key, log_retention, judge, tracking_server_arn, trace_experiment)
         self.suites = suites
         """The free-traffic assertions and rubric staged into the asset, by ``team/feature``."""
         self._acknowledge()
 
     def _drift_job(
-        self, code: lambda_.Code, key: kms.IKey, log_retention: logs.RetentionDays, judge: AiFeature | None
+        self,
+        code: lambda_.Code,
+        key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        judge: AiFeature | None,
+        tracking_server_arn: str | None,
+        trace_experiment: str,
     ) -> None:
         drift_logs = function_log_group(self, "DriftLogs", key=key, retention=log_retention)
         role = iam.Role(
@@ -356,6 +369,14 @@ class OnlineEvaluation(Construct):
         if judge is not None:
             environment[contract.GATEWAY_URL_ENV] = judge.gateway.url
             environment["AIF_JUDGE_SECRET"] = judge.secret.secret_arn
+        if tracking_server_arn is not None:  # traces expire with their samples
+            environment[contract.MLFLOW_TRACKING_URI_ENV] = tracking_server_arn
+            environment[contract.MLFLOW_EXPERIMENT_ENV] = trace_experiment
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ExpireOnlineTraces", actions=list(EXPIRY_ACTIONS), resources=[tracking_server_arn]
+                )
+            )
         self.drift_function = hardened_function(
             self,
             "Drift",
@@ -377,7 +398,12 @@ class OnlineEvaluation(Construct):
             feature.sample_table.grant(self.drift_function, "dynamodb:Scan")
             feature.encryption_key.grant(self.drift_function, "kms:Decrypt")
         entries = [
-            {"team": f.team, "feature": f.feature, "table": f.sample_table.table_name}  # type: ignore[union-attr]
+            {
+                "team": f.team,
+                "feature": f.feature,
+                "table": f.sample_table.table_name,  # type: ignore[union-attr]
+                "retention_days": f.online_sampling.retention_days,  # type: ignore[union-attr]
+            }
             for f in self.sampled
         ]
         self.drift_schedule = events.Rule(

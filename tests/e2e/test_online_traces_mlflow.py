@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,17 @@ def judge() -> Iterator[OnlineJudge]:
             yield OnlineJudge(f"{server.url}/v1", key, model="chat-smart")
 
 
-def log_record(request_id: str, feature: str, question: str, answer: str) -> dict[str, Any]:
-    """A Bedrock model invocation log record of a Converse call the gateway made."""
+def _iso(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def log_record(
+    request_id: str, feature: str, question: str, answer: str, *, age_days: float = 0.05
+) -> dict[str, Any]:
+    """A Bedrock model invocation log record of a Converse call the gateway made ``age_days`` ago."""
     return {
         "schemaType": "ModelInvocationLog",
-        "timestamp": "2026-12-03T10:00:00Z",
+        "timestamp": _iso(time.time() - age_days * 86_400),
         "requestId": "bedrock-" + request_id,
         "operation": "Converse",
         "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
@@ -302,3 +309,35 @@ def test_a_retried_batch_rewrites_the_same_trace(scored: dict[str, Any], mlflow_
         locations=[scored["experiment"]], filter_string="tags.`aif.request_id` = 'req-visible'"
     )
     assert len(traces) == 1
+
+
+def test_the_drift_job_expires_traces_with_their_samples(scored: dict[str, Any], mlflow_server: str) -> None:
+    from aif_online import drift_job
+
+    client = MlflowRest(ARN, endpoint=mlflow_server, credentials=Credentials("AKID", "secret"), timeout_s=60)
+    tracer = TraceRecorder(client, EXPERIMENT, SUITES)
+    old = [
+        log_record("req-old", "summarizer", "q", "a", age_days=40),
+        log_record("req-old-other", "private-notes", "q", "a", age_days=40),
+        log_record("req-recent", "summarizer", "q", "a", age_days=29),
+    ]
+    handler.score(stream_batch(old), suites=SUITES, tracer=tracer)
+
+    class NoSamples:
+        def scan(self, **kwargs: Any) -> dict[str, Any]:
+            return {"Items": []}
+
+    event = {"features": [{"team": "support", "feature": "summarizer", "table": "t", "retention_days": 30}]}
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        drift_job.run(event, client=NoSamples(), embed=lambda texts: [], mlflow=client)
+    assert "expired 1 MLflow trace(s) past 30 days" in out.getvalue()
+    left = {
+        t.info.tags["aif.request_id"]
+        for t in scored["client"].search_traces(locations=[scored["experiment"]], max_results=100)
+    }
+    # Only the summarizer's trace past its retention is gone: not the recent one, not another feature's.
+    assert "req-old" not in left and {"req-recent", "req-old-other", "req-visible"} <= left

@@ -350,9 +350,30 @@ def test_scorer_records_traces_with_exactly_the_mlflow_actions_on_the_one_server
     # Nothing else of MLflow or its artifact store: spans and scores go through the REST API.
     actions = json.dumps(_statements(template, "OnlineEvaluationScorerRole"))
     assert "sagemaker-mlflow:*" not in actions and "s3:" not in actions
-    # The other functions get nothing of it.
+    # The sampler gets nothing of it; the drift job may only find and delete traces (their expiry).
     assert "sagemaker-mlflow" not in json.dumps(_statements(template, "OnlineEvaluationSamplerRole"))
-    assert "sagemaker-mlflow" not in json.dumps(_statements(template, "OnlineEvaluationDriftRole"))
+    expiry = [
+        s for s in _statements(template, "OnlineEvaluationDriftRole") if s.get("Sid") == "ExpireOnlineTraces"
+    ]
+    assert expiry == [
+        {
+            "Sid": "ExpireOnlineTraces",
+            "Effect": "Allow",
+            "Action": [
+                "sagemaker-mlflow:GetExperimentByName",
+                "sagemaker-mlflow:SearchTraces",
+                "sagemaker-mlflow:DeleteTraces",
+            ],
+            "Resource": SERVER_ARN,
+        }
+    ]
+    drift = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "aif_online.drift_job.run"}}
+    )
+    (function,) = drift.values()
+    assert function["Properties"]["Environment"]["Variables"]["AIF_MLFLOW_TRACKING_URI"] == SERVER_ARN
+    (rule,) = template.find_resources("AWS::Events::Rule").values()
+    assert '"retention_days":30' in json.dumps(rule["Properties"]["Targets"][0]["Input"]).replace("\\", "")
 
 
 def test_without_a_tracking_server_the_scorer_records_no_traces() -> None:

@@ -14,7 +14,8 @@ cold start) for three HTTP calls. botocore is in the Lambda runtime and signs re
 Calls (MLflow 3.17's REST API): ``GET /api/2.0/mlflow/experiments/get-by-name`` and ``POST .../create``
 (the experiment, once per container), ``POST /v1/traces`` (OTLP/JSON spans, header
 ``x-mlflow-experiment-id``: the ingestion path MLflow's own client uses on servers from 3.4) and
-``POST /api/3.0/mlflow/traces/{trace_id}/assessments`` (one feedback per score).
+``POST /api/3.0/mlflow/traces/{trace_id}/assessments`` (one feedback per score); for the drift job's
+expiry, ``POST /api/3.0/mlflow/traces/search`` and ``POST /api/2.0/mlflow/traces/delete-traces``.
 """
 
 from __future__ import annotations
@@ -82,14 +83,19 @@ class MlflowRest:
 
     # ------------------------------------------------------------------------------------- calls
 
-    def experiment_id(self, name: str, tags: dict[str, str] | None = None) -> str:
-        """The id of experiment ``name``, created (with ``tags``) when missing; cached per client."""
+    def experiment_id(
+        self, name: str, tags: dict[str, str] | None = None, *, create: bool = True
+    ) -> str | None:
+        """The id of experiment ``name``, created (with ``tags``) when missing and ``create``, else
+        None; cached per client."""
         if name in self._experiments:
             return self._experiments[name]
         call = "GetExperimentByName"
         status, data = self._call(
             "GET", f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={quote(name, safe='')}", call
         )
+        if status == 404 and not create:
+            return None
         if status == 404:
             status, data = self._call(
                 "POST",
@@ -123,6 +129,40 @@ class MlflowRest:
         if status != 200:
             raise self._error("CreateAssessment", status, data)
         return str(data.get("assessment", {}).get("assessment_id", ""))
+
+    def search_trace_ids(self, experiment_id: str, filter_string: str, max_results: int = 100) -> list[str]:
+        """Ids of the experiment's traces matching ``filter_string`` (MLflow's trace search syntax)."""
+        body: dict[str, Any] = {
+            "locations": [
+                {"type": "MLFLOW_EXPERIMENT", "mlflow_experiment": {"experiment_id": experiment_id}}
+            ],
+            "filter": filter_string,
+            "max_results": max_results,
+        }
+        ids: list[str] = []
+        while True:
+            status, data = self._call("POST", "/api/3.0/mlflow/traces/search", "SearchTraces", body)
+            if status != 200:
+                raise self._error("SearchTraces", status, data)
+            ids += [str(t["trace_id"]) for t in data.get("traces", []) if t.get("trace_id")]
+            if not data.get("next_page_token"):
+                return ids
+            body["page_token"] = data["next_page_token"]
+
+    def delete_traces(self, experiment_id: str, trace_ids: list[str]) -> int:
+        """Delete these traces (with their spans and assessments); returns how many were deleted."""
+        deleted = 0
+        for start in range(0, len(trace_ids), 100):
+            status, data = self._call(
+                "POST",
+                "/api/2.0/mlflow/traces/delete-traces",
+                "DeleteTraces",
+                {"experiment_id": experiment_id, "request_ids": trace_ids[start : start + 100]},
+            )
+            if status != 200:
+                raise self._error("DeleteTraces", status, data)
+            deleted += int(data.get("traces_deleted") or 0)
+        return deleted
 
     def close(self) -> None:
         if self._http is not None:

@@ -14,9 +14,11 @@ writes the same trace again instead of a second one):
 
 Text policy: sampling already requires a clearance that allows keeping copies of traffic (``restricted``
 features cannot sample at all); the scorer checks it again here, explicitly and failing closed, because
-a trace outlives the sample table's TTL: an unknown or missing clearance, a clearance outside
-``TEXT_CLEARANCES`` or the feature's ``trace_text=False`` keep every text off the trace (question,
-answer, judge input and reason, assertion failure messages), leaving counts, verdicts and model names.
+the trace leaves the feature's own encrypted table for the MLflow server and its readers: an unknown or
+missing clearance, a clearance outside ``TEXT_CLEARANCES`` or the feature's ``trace_text=False`` keep
+every text off the trace (question, answer, judge input and reason, assertion failure messages),
+leaving counts, verdicts and model names. ``expire_traces`` (run daily by the drift job) deletes a
+feature's traces past its ``retention_days``, so no trace outlives its sample.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from aif_online.mlflow_rest import MlflowRest
 from aif_online.sampling import Exchange
 from aif_online.scoring import ExchangeScores, ScoringStep
 
-__all__ = ["TEXT_CLEARANCES", "JudgeCall", "TraceRecorder", "build_assessments", "build_spans", "text_policy"]
+__all__ = [
+    "TEXT_CLEARANCES",
+    "JudgeCall",
+    "TraceRecorder",
+    "build_assessments",
+    "build_spans",
+    "expire_traces",
+    "text_policy",
+]
 
 TEXT_CLEARANCES = ("public", "internal", "confidential")
 """Clearances whose sampled text may be kept on a trace (the ones that may sample at all)."""
@@ -315,8 +325,26 @@ class TraceRecorder:
         clearance, trace_text = feature.get("clearance"), feature.get("trace_text")
         allowed, _ = text_policy(clearance, trace_text)
         experiment_id = self.client.experiment_id(self.experiment, {"aif.kind": "evals"})
+        assert experiment_id is not None  # created when missing
         spans = build_spans(exchange, scores, steps, judge, clearance=clearance, trace_text=trace_text)
         self.client.log_spans(experiment_id, spans)
         for assessment in build_assessments(exchange, scores, judge, allowed=allowed):
             self.client.create_assessment(assessment)
         return "tr-" + trace_id_of(exchange.request_id)
+
+
+def expire_traces(
+    client: MlflowRest, experiment: str, team: str, feature: str, retention_days: int, now_s: float
+) -> int:
+    """Delete the feature's online-sample traces whose request is older than ``retention_days``, so a
+    trace lives no longer than its sample (the drift job calls this daily); returns how many."""
+    experiment_id = client.experiment_id(experiment, create=False)
+    if experiment_id is None:
+        return 0
+    cutoff_ms = int((now_s - retention_days * 86_400) * 1000)
+    ids = client.search_trace_ids(
+        experiment_id,
+        f"trace.timestamp_ms < {cutoff_ms} AND tags.`aif.source` = 'online-sample' "
+        f"AND tags.`aif.team` = '{team}' AND tags.`aif.feature` = '{feature}'",
+    )
+    return client.delete_traces(experiment_id, ids) if ids else 0

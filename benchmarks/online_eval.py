@@ -9,6 +9,10 @@
 * Scorer: CPU per sampled exchange (free-traffic assertions, PII leak check, output statistics) and
   the judge's tokens per exchange through the real local gateway (offline judge model; tokens counted
   by the gateway as it meters them).
+* Traces in MLflow: CPU the scorer adds per sampled exchange to record it as an MLflow trace (build the
+  OTLP spans and assessments; SigV4-sign and send the five REST calls), against a real local
+  ``mlflow server`` (SQLite) in another process, so only the scorer's side is counted; wall time per
+  sample too (the local server's, not SageMaker's).
 * Drift job: CPU of one feature's daily run (embedding + linear MMD + 199 permutations) by window size.
 
     .venv/bin/python benchmarks/online_eval.py
@@ -20,6 +24,7 @@ import argparse
 import base64
 import gzip
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -182,6 +187,91 @@ def judge_tokens(n: int = 50) -> dict[Any, Any]:
     return rows
 
 
+def traces(n: int = 60) -> dict[Any, Any]:
+    import signal
+    import socket
+    import urllib.request
+
+    from botocore.credentials import Credentials
+
+    from aif_online.mlflow_rest import MlflowRest
+    from aif_online.mlflow_trace import JudgeCall, TraceRecorder, build_assessments, build_spans
+    from aif_online.sampling import exchange_from_log
+    from aif_online.scoring import ScoringStep, free_traffic_assertions, score_exchange
+
+    rng = random.Random(5)
+    assertions = free_traffic_assertions([{"type": "not-contains", "value": "sk-"}])
+    features = {"support/summarizer": {"clearance": "internal", "trace_text": True}}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    root = Path(tempfile.mkdtemp(prefix="bench-mlflow-"))
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{root / 'db'}",
+            "--default-artifact-root", str(root / "art"), "--host", "127.0.0.1", "--port", str(port),
+            "--workers", "1",
+        ],
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("mlflow server did not start") from None
+                time.sleep(0.5)
+        arn = "arn:aws:sagemaker:us-east-1:111122223333:mlflow-tracking-server/bench"
+        client = MlflowRest(arn, endpoint=url, credentials=Credentials("AKID", "secret"), timeout_s=60)
+        recorder = TraceRecorder(client, "ai-factory/evals", features)
+        rows = {}
+        for words in (50, 200, 800):
+            samples = []
+            for i in range(n):
+                record = _record(10_000 * words + i, rng, words)
+                exchange = exchange_from_log(record)
+                assert exchange is not None
+                steps: list[ScoringStep] = []
+                scores = score_exchange(exchange, assertions, steps)
+                judge = JudgeCall("chat-smart", 0, 1_000_000, 0.8, "answers the question", 300)
+                samples.append((exchange, scores, steps, judge))
+            recorder.record(*samples[0])  # warm: experiment lookup, connection
+            build, total, wall = [], [], []
+            for exchange, scores, steps, judge in samples[1:]:
+                started = time.process_time()
+                build_spans(exchange, scores, steps, judge, clearance="internal", trace_text=True)
+                build_assessments(exchange, scores, judge, allowed=True)
+                build.append(time.process_time() - started)
+                started, wall_started = time.process_time(), time.perf_counter()
+                recorder.record(exchange, scores, steps, judge)
+                total.append(time.process_time() - started)
+                wall.append(time.perf_counter() - wall_started)
+            rows[words] = {
+                "build_ms": statistics.median(build) * 1e3,
+                "record_cpu_ms": statistics.median(total) * 1e3,
+                "record_wall_ms": statistics.median(wall) * 1e3,
+                # One OTLP post and one call per assessment (the experiment id is cached).
+                "calls": 1
+                + len(build_assessments(samples[0][0], samples[0][1], samples[0][3], allowed=True)),
+            }
+        client.close()
+        return {"samples": n - 1, "rows": rows}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a busy machine: the server's workers may ignore TERM for long
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
 def drift() -> dict[Any, Any]:
     from aif_online.drift import hashed_embedding, input_drift
 
@@ -200,9 +290,10 @@ def drift() -> dict[Any, Any]:
 def markdown(result: dict[str, Any], command: str) -> list[str]:
     s, rp = result["sampler"], result["request_path"]
     lines = [
-        "## Online evaluation: sampler, scorer, judge tokens, drift job",
+        "## Online evaluation: sampler, scorer, MLflow traces, judge tokens, drift job",
         "",
-        f"Command: `{command}`. CPU time (`time.process_time`) in one process on this machine.",
+        f"Command: `{command}`. CPU time (`time.process_time`) in one process on this machine "
+        f"(1-minute load average {result['load']:.1f} at start; the machine is shared).",
         "",
         "**Request path: nothing added.** The gateway has no sampling code or setting; the sampler reads "
         "Bedrock's model invocation logs, which Bedrock writes after answering. Online-evaluation modules "
@@ -229,6 +320,25 @@ def markdown(result: dict[str, Any], command: str) -> list[str]:
         "output, as the gateway meters them (the offline model counts about four characters a token); "
         "multiply by the judge route's price per token for the cost, and by the sampled requests per day.",
         "",
+        f"**Traces in MLflow** (scorer with `tracking_server_arn`): per sampled exchange, median of "
+        f"{result['traces']['samples']} samples, a real local `mlflow server` (SQLite, one worker) in "
+        "another process; requests SigV4-signed as for SageMaker.",
+        "",
+        "| answer words | build spans + assessments (CPU) | record: build, sign, send (scorer CPU) | "
+        "record wall time (local server) | HTTP calls |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for words, row in result["traces"]["rows"].items():
+        lines.append(
+            f"| {words * 2} | {row['build_ms']:.2f} ms | {row['record_cpu_ms']:.2f} ms | "
+            f"{row['record_wall_ms']:.0f} ms | {row['calls']} |"
+        )
+    lines += [
+        "",
+        "The scorer CPU column is what tracing adds to a sample's scoring in the Lambda (its wall time "
+        "against SageMaker is the server's and the network's); the experiment is looked up once per "
+        "container, not per sample.",
+        "",
         "| window size (each) | embed both windows | linear MMD + 199 permutations |",
         "| --- | --- | --- |",
     ]
@@ -247,10 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-doc", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     result = {
+        "load": os.getloadavg()[0],
         "request_path": request_path(),
         "sampler": sampler(),
         "scorer": scorer(),
         "judge_tokens": judge_tokens(),
+        "traces": traces(),
         "drift": drift(),
     }
     command = " ".join([".venv/bin/python", "benchmarks/online_eval.py", *(argv or sys.argv[1:])])

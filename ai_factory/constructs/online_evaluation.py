@@ -19,6 +19,14 @@ not be copied out of the request path at all, so synth fails with a message nami
   feature is given, a judge model called through the gateway with that feature's key (so judge cost is
   metered like any traffic); it publishes the ``Online*`` metrics. Failed batches go to a dead-letter
   queue after two retries.
+* optionally, **traces in MLflow**: with ``tracking_server_arn`` (the factory's SageMaker managed MLflow,
+  ``MlflowTracking.tracking_server_arn``) the scorer records each scored sample as an MLflow trace in
+  the eval runs' experiment (``ai-factory/evals``): the request with its GenAI attributes, a span per
+  scoring step and the judge call, the scores as feedback assessments. The question and answer text are
+  on the trace only for clearances that may sample and ``OnlineSampling.trace_text`` (default on). The
+  scorer's role may call exactly the MLflow actions that needs, on that server only. A failed trace is
+  logged and counted (``OnlineTraceFailures``); the scores are published regardless. The daily drift
+  job deletes traces past their feature's ``retention_days``, so a trace lives no longer than its sample.
 * per-feature alarms (via ``AiFeature.add_alarm_input``, created by the observability stack):
   ``OnlinePiiLeak`` (any leak in an hour, runbook ``online-pii-leak``), ``OnlineQualityDrop`` (judge
   score below ``OnlineSampling.min_judge_score`` for 3 hours) and ``OutputDrift`` (refusal rate above
@@ -33,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +74,7 @@ from ai_factory.platform.nag import (
     acknowledge_synchronous_invocation,
     acknowledge_unreserved_concurrency,
 )
+from ai_factory.prompts.registry import EVAL_EXPERIMENT
 from aif_gateway import contract
 from aif_online.drift import DRIFT_P_VALUE
 
@@ -73,6 +83,22 @@ SCORER_HANDLER = "aif_online.handler.lambda_score"
 DRIFT_HANDLER = "aif_online.drift_job.run"
 SUITES_FILE = "online_suites.json"
 FREE_TRAFFIC_TYPES = ("not-contains", "is-json", "json-schema")
+TRACKING_SERVER_ARN_RE = re.compile(
+    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:mlflow-tracking-server/[A-Za-z0-9](-*[A-Za-z0-9]){0,255}$"
+)
+# What recording a trace calls on the tracking server (aif_online.mlflow_rest), as IAM actions of the
+# sagemaker-mlflow service: find or create the experiment, then write the trace (spans and assessments).
+TRACE_ACTIONS = (
+    "sagemaker-mlflow:GetExperimentByName",
+    "sagemaker-mlflow:CreateExperiment",
+    "sagemaker-mlflow:StartTrace",
+)
+# What the daily drift job calls to delete traces past their feature's retention.
+EXPIRY_ACTIONS = (
+    "sagemaker-mlflow:GetExperimentByName",
+    "sagemaker-mlflow:SearchTraces",
+    "sagemaker-mlflow:DeleteTraces",
+)
 
 
 class OnlineEvaluationError(ValueError):
@@ -114,7 +140,13 @@ def feature_online_suite(feature: AiFeature) -> dict[str, Any]:
     rubric = (sampling.judge_rubric if sampling else None) or (
         next(iter(rubrics)) if len(rubrics) == 1 else DEFAULT_RUBRIC
     )
-    return {"assertions": assertions, "rubric": rubric}
+    # What the scorer's trace recorder checks before putting text on an MLflow trace (mlflow_trace).
+    return {
+        "assertions": assertions,
+        "rubric": rubric,
+        "clearance": feature.clearance,
+        "trace_text": bool(sampling.trace_text) if sampling else False,
+    }
 
 
 def stage_online_asset(suites: dict[str, Any], out_root: Path | None = None) -> Path:
@@ -161,6 +193,11 @@ class OnlineEvaluation(Construct):
     :param encryption_key: KMS key of the functions' logs and the dead-letter queue. Default: the first
         sampled feature's key.
     :param log_retention: log retention. Default: one year.
+    :param tracking_server_arn: the SageMaker managed MLflow tracking server to record each scored sample
+        on as a trace (``MlflowTracking.tracking_server_arn``; a token from another stack is fine). None:
+        no traces.
+    :param trace_experiment: the MLflow experiment of the traces. Default: the eval runs' experiment
+        (``ai-factory/evals``), so live samples and eval runs sit side by side.
     """
 
     def __init__(
@@ -173,12 +210,26 @@ class OnlineEvaluation(Construct):
         judge: AiFeature | None = None,
         encryption_key: kms.IKey | None = None,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_YEAR,
+        tracking_server_arn: str | None = None,
+        trace_experiment: str = EVAL_EXPERIMENT,
     ) -> None:
         super().__init__(scope, construct_id)
         label = f"OnlineEvaluation {self.node.path}"
         self.sampled = [f for f in features if f.sample_table is not None]
         if not self.sampled:
             raise OnlineEvaluationError(f"{label}: features: none has online_sampling enabled")
+        if (
+            tracking_server_arn is not None
+            and not cdk.Token.is_unresolved(tracking_server_arn)
+            and not TRACKING_SERVER_ARN_RE.match(tracking_server_arn)
+        ):
+            raise OnlineEvaluationError(
+                f"{label}: tracking_server_arn: must be a SageMaker mlflow-tracking-server ARN "
+                "(arn:aws:sagemaker:<region>:<account>:mlflow-tracking-server/<name>), "
+                f"got {tracking_server_arn!r}"
+            )
+        if not isinstance(trace_experiment, str) or not trace_experiment.strip():
+            raise OnlineEvaluationError(f"{label}: trace_experiment: must be a non-empty experiment name")
         key = encryption_key or self.sampled[0].encryption_key
         suites = {f"{f.team}/{f.feature}": feature_online_suite(f) for f in self.sampled}
         code = lambda_.Code.from_asset(str(stage_online_asset(suites)))
@@ -249,6 +300,16 @@ class OnlineEvaluation(Construct):
             environment[contract.GATEWAY_URL_ENV] = judge.gateway.url
             environment["AIF_JUDGE_SECRET"] = judge.secret.secret_arn
             environment["AIF_JUDGE_MODEL"] = judge.models[0]
+        if tracking_server_arn is not None:
+            environment[contract.MLFLOW_TRACKING_URI_ENV] = tracking_server_arn
+            environment[contract.MLFLOW_EXPERIMENT_ENV] = trace_experiment
+            scorer_role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="RecordOnlineTraces", actions=list(TRACE_ACTIONS), resources=[tracking_server_arn]
+                )
+            )
+        self.tracking_server_arn = tracking_server_arn
+        """The MLflow tracking server the scorer records traces on (None: no traces)."""
         self.scorer = hardened_function(
             self,
             "Scorer",
@@ -282,13 +343,19 @@ class OnlineEvaluation(Construct):
                 )
             )
             self._alarms(feature)
-        self._drift_job(code, key, log_retention, judge)
+        self._drift_job(code, key, log_retention, judge, tracking_server_arn, trace_experiment)
         self.suites = suites
         """The free-traffic assertions and rubric staged into the asset, by ``team/feature``."""
         self._acknowledge()
 
     def _drift_job(
-        self, code: lambda_.Code, key: kms.IKey, log_retention: logs.RetentionDays, judge: AiFeature | None
+        self,
+        code: lambda_.Code,
+        key: kms.IKey,
+        log_retention: logs.RetentionDays,
+        judge: AiFeature | None,
+        tracking_server_arn: str | None,
+        trace_experiment: str,
     ) -> None:
         drift_logs = function_log_group(self, "DriftLogs", key=key, retention=log_retention)
         role = iam.Role(
@@ -302,6 +369,14 @@ class OnlineEvaluation(Construct):
         if judge is not None:
             environment[contract.GATEWAY_URL_ENV] = judge.gateway.url
             environment["AIF_JUDGE_SECRET"] = judge.secret.secret_arn
+        if tracking_server_arn is not None:  # traces expire with their samples
+            environment[contract.MLFLOW_TRACKING_URI_ENV] = tracking_server_arn
+            environment[contract.MLFLOW_EXPERIMENT_ENV] = trace_experiment
+            role.add_to_policy(
+                iam.PolicyStatement(
+                    sid="ExpireOnlineTraces", actions=list(EXPIRY_ACTIONS), resources=[tracking_server_arn]
+                )
+            )
         self.drift_function = hardened_function(
             self,
             "Drift",
@@ -323,7 +398,12 @@ class OnlineEvaluation(Construct):
             feature.sample_table.grant(self.drift_function, "dynamodb:Scan")
             feature.encryption_key.grant(self.drift_function, "kms:Decrypt")
         entries = [
-            {"team": f.team, "feature": f.feature, "table": f.sample_table.table_name}  # type: ignore[union-attr]
+            {
+                "team": f.team,
+                "feature": f.feature,
+                "table": f.sample_table.table_name,  # type: ignore[union-attr]
+                "retention_days": f.online_sampling.retention_days,  # type: ignore[union-attr]
+            }
             for f in self.sampled
         ]
         self.drift_schedule = events.Rule(

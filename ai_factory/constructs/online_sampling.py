@@ -35,6 +35,10 @@ class OnlineSampling:
         rubric when all cases share one, else a generic helpfulness and safety rubric.
     :param min_judge_score: the ``OnlineQualityDrop`` alarm's threshold (average over 3 hours).
     :param max_refusal_rate: the ``OutputDrift`` alarm's threshold (share of refusals over 3 hours).
+    :param trace_text: when the scorer records samples as MLflow traces (``OnlineEvaluation(
+        tracking_server_arn=...)``), put the question and answer text on them. Default True (the
+        clearance already allows keeping copies); False keeps only counts, scores and model names, e.g.
+        when the MLflow server's readers should not see the feature's traffic.
     """
 
     rate: float
@@ -43,6 +47,7 @@ class OnlineSampling:
     judge_rubric: str | None = None
     min_judge_score: float = 0.6
     max_refusal_rate: float = 0.2
+    trace_text: bool = True
 
     def problems(self) -> list[str]:
         """What is wrong with these settings, field by field (empty when valid)."""
@@ -62,6 +67,8 @@ class OnlineSampling:
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value <= 1:
                 out.append(f"online_sampling.{name}: must be a number from 0 to 1, got {value!r}")
+        if not isinstance(self.trace_text, bool):
+            out.append(f"online_sampling.trace_text: must be True or False, got {self.trace_text!r}")
         return out
 
 

@@ -224,6 +224,7 @@ def test_cdk_nag_packs_pass_with_online_evaluation() -> None:
         features=find_sampled_features(team),
         invocation_log_group=log_group,
         judge=judge,
+        tracking_server_arn="arn:aws:sagemaker:us-east-1:111122223333:mlflow-tracking-server/ai-factory",
     )
     app.synth()  # raises ValidationFailed on any unacknowledged finding of the three packs
 
@@ -239,6 +240,7 @@ def test_staged_asset_imports_on_its_own(tmp_path: Path) -> None:
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "import aif_online.handler as h, aif_online.judge, aif_online.drift;"
+        "import aif_online.mlflow_trace, aif_online.mlflow_rest;"
         "print(sorted(h.load_suites()))"
     )
     result = subprocess.run(
@@ -274,16 +276,145 @@ def test_online_suite_keeps_assertions_every_case_carries_and_the_shared_rubric(
     suite = tmp_path / "summaries.eval.yaml"
     suite.write_text(SUITE_YAML, encoding="utf-8")
     fake = SimpleNamespace(
-        prompts=[SimpleNamespace(eval_suite_path=suite)], online_sampling=OnlineSampling(rate=0.1)
+        prompts=[SimpleNamespace(eval_suite_path=suite)],
+        online_sampling=OnlineSampling(rate=0.1),
+        clearance="internal",
     )
     # not-contains comes from defaults (every case); is-json only on one case; icontains is case-specific.
     assert feature_online_suite(fake) == {  # type: ignore[arg-type]
         "assertions": [{"type": "not-contains", "value": "sk-live"}],
         "rubric": "Summarizes faithfully",
+        "clearance": "internal",
+        "trace_text": True,
     }
-    fake.online_sampling = OnlineSampling(rate=0.1, judge_rubric="Own rubric")
+    fake.online_sampling = OnlineSampling(rate=0.1, judge_rubric="Own rubric", trace_text=False)
     assert feature_online_suite(fake)["rubric"] == "Own rubric"  # type: ignore[arg-type]
     fake.prompts = []
-    assert feature_online_suite(fake) == {"assertions": [], "rubric": "Own rubric"}  # type: ignore[arg-type]
+    assert feature_online_suite(fake) == {  # type: ignore[arg-type]
+        "assertions": [],
+        "rubric": "Own rubric",
+        "clearance": "internal",
+        "trace_text": False,
+    }
     fake.online_sampling = None
     assert feature_online_suite(fake)["rubric"] == DEFAULT_RUBRIC  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- traces in MLflow
+
+SERVER_ARN = "arn:aws:sagemaker:us-east-1:111122223333:mlflow-tracking-server/ai-factory"
+
+
+def _online_with_tracking(team: TeamStack, **props: Any) -> OnlineEvaluation:
+    feature(team, "sampled", online_sampling=OnlineSampling(rate=0.1))
+    log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
+    return OnlineEvaluation(
+        team,
+        "OnlineEvaluation",
+        features=find_sampled_features(team),
+        invocation_log_group=log_group,
+        **props,
+    )
+
+
+def test_scorer_records_traces_with_exactly_the_mlflow_actions_on_the_one_server() -> None:
+    team = team_stack()
+    _online_with_tracking(team, tracking_server_arn=SERVER_ARN)
+    template = Template.from_stack(team)
+    template.has_resource_properties(
+        "AWS::Lambda::Function",
+        {
+            "Handler": "aif_online.handler.lambda_score",
+            "Environment": {
+                "Variables": Match.object_like(
+                    {"AIF_MLFLOW_TRACKING_URI": SERVER_ARN, "AIF_MLFLOW_EXPERIMENT": "ai-factory/evals"}
+                )
+            },
+        },
+    )
+    mlflow = [
+        s for s in _statements(template, "OnlineEvaluationScorerRole") if s.get("Sid") == "RecordOnlineTraces"
+    ]
+    assert mlflow == [
+        {
+            "Sid": "RecordOnlineTraces",
+            "Effect": "Allow",
+            "Action": [
+                "sagemaker-mlflow:GetExperimentByName",
+                "sagemaker-mlflow:CreateExperiment",
+                "sagemaker-mlflow:StartTrace",
+            ],
+            "Resource": SERVER_ARN,
+        }
+    ]
+    # Nothing else of MLflow or its artifact store: spans and scores go through the REST API.
+    actions = json.dumps(_statements(template, "OnlineEvaluationScorerRole"))
+    assert "sagemaker-mlflow:*" not in actions and "s3:" not in actions
+    # The sampler gets nothing of it; the drift job may only find and delete traces (their expiry).
+    assert "sagemaker-mlflow" not in json.dumps(_statements(template, "OnlineEvaluationSamplerRole"))
+    expiry = [
+        s for s in _statements(template, "OnlineEvaluationDriftRole") if s.get("Sid") == "ExpireOnlineTraces"
+    ]
+    assert expiry == [
+        {
+            "Sid": "ExpireOnlineTraces",
+            "Effect": "Allow",
+            "Action": [
+                "sagemaker-mlflow:GetExperimentByName",
+                "sagemaker-mlflow:SearchTraces",
+                "sagemaker-mlflow:DeleteTraces",
+            ],
+            "Resource": SERVER_ARN,
+        }
+    ]
+    drift = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "aif_online.drift_job.run"}}
+    )
+    (function,) = drift.values()
+    assert function["Properties"]["Environment"]["Variables"]["AIF_MLFLOW_TRACKING_URI"] == SERVER_ARN
+    (rule,) = template.find_resources("AWS::Events::Rule").values()
+    assert '"retention_days":30' in json.dumps(rule["Properties"]["Targets"][0]["Input"]).replace("\\", "")
+
+
+def test_without_a_tracking_server_the_scorer_records_no_traces() -> None:
+    team = team_stack()
+    _online_with_tracking(team)
+    template = Template.from_stack(team)
+    (scorer,) = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "aif_online.handler.lambda_score"}}
+    ).values()
+    assert "AIF_MLFLOW_TRACKING_URI" not in scorer["Properties"]["Environment"]["Variables"]
+    assert "sagemaker-mlflow" not in json.dumps(_statements(template, "OnlineEvaluationScorerRole"))
+
+
+def test_tracking_server_from_the_mlops_stack_is_a_cross_stack_reference() -> None:
+    from stacks.mlops_stack import MlopsStack
+
+    app = cdk.App()
+    mlops = MlopsStack(app, "Mlops", env=ENV)
+    team = team_stack(app)
+    online = _online_with_tracking(team, tracking_server_arn=mlops.tracking.tracking_server_arn)
+    assert online.tracking_server_arn is not None
+    template = Template.from_stack(team)
+    (statement,) = [
+        s for s in _statements(template, "OnlineEvaluationScorerRole") if s.get("Sid") == "RecordOnlineTraces"
+    ]
+    assert "Fn::ImportValue" in statement["Resource"]
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        ({"tracking_server_arn": "arn:aws:sagemaker:us-east-1:111122223333:model/x"}, "tracking_server_arn"),
+        ({"tracking_server_arn": "http://127.0.0.1:5000"}, "mlflow-tracking-server ARN"),
+        ({"tracking_server_arn": SERVER_ARN, "trace_experiment": " "}, "trace_experiment"),
+    ],
+)
+def test_bad_tracking_props_name_the_field(props: dict[str, Any], message: str) -> None:
+    with pytest.raises(OnlineEvaluationError, match=message):
+        _online_with_tracking(team_stack(), **props)
+
+
+def test_trace_text_must_be_a_boolean() -> None:
+    with pytest.raises(AiFeatureError, match=r"online_sampling\.trace_text: must be True or False"):
+        feature(team_stack(), "bad", online_sampling=OnlineSampling(rate=0.1, trace_text="yes"))  # type: ignore[arg-type]

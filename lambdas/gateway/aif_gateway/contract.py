@@ -119,6 +119,9 @@ ONLINE_TOOL_CALL_ANSWERS = _feature(
 ONLINE_GUARDRAIL_INTERVENTIONS = _feature(
     "OnlineGuardrailInterventions", COUNT, "sampled answers the guardrail intervened on (average: rate)"
 )
+ONLINE_TRACE_FAILURES = _feature(
+    "OnlineTraceFailures", COUNT, "sampled exchanges whose MLflow trace was not recorded whole (scores kept)"
+)
 # Drift, one EMF record per feature per run of the drift job (aif_online.drift_job).
 INPUT_DRIFT = _feature(
     "InputDrift", NO_UNIT, "squared distance between the prompt-embedding means of the day and the baseline"
@@ -184,6 +187,7 @@ METRICS: tuple[Metric, ...] = (
     ONLINE_REFUSALS,
     ONLINE_TOOL_CALL_ANSWERS,
     ONLINE_GUARDRAIL_INTERVENTIONS,
+    ONLINE_TRACE_FAILURES,
     INPUT_DRIFT,
     INPUT_DRIFT_P_VALUE,
     OUTPUT_LENGTH_RATIO,
@@ -242,6 +246,14 @@ LAMBDA_EXEC_WRAPPER_ENV = "AWS_LAMBDA_EXEC_WRAPPER"
 GATEWAY_URL_ENV = "AIF_GATEWAY_URL"
 API_KEY_ENV = "AIF_API_KEY"
 METRICS_NAMESPACE_ENV = "AIF_METRICS_NAMESPACE"
+# Online scorer: sampled exchanges as MLflow traces.
+MLFLOW_TRACKING_URI_ENV = "AIF_MLFLOW_TRACKING_URI"
+"""Where the online scorer records traces: a SageMaker MLflow tracking-server ARN (SigV4-signed) or an
+``http(s)://`` URL of a plain MLflow server (local runs, tests). Unset: no traces."""
+MLFLOW_ENDPOINT_ENV = "AIF_MLFLOW_ENDPOINT"
+"""Overrides the HTTPS endpoint an ARN resolves to (requests are still signed; tests use a local server)."""
+MLFLOW_EXPERIMENT_ENV = "AIF_MLFLOW_EXPERIMENT"
+"""The MLflow experiment the traces go to: the eval runs' (``ai-factory/evals``), so they sit side by side."""
 # Data connector.
 RAW_BUCKET_ENV = "AIF_RAW_BUCKET"
 CURATED_BUCKET_ENV = "AIF_CURATED_BUCKET"

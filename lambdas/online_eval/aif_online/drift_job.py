@@ -1,7 +1,10 @@
 """The daily drift job: for each sampled feature, compares the last day's samples with the baseline
 window (the days before it, up to the table's retention) and publishes the drift metrics.
 
-Event: ``{"features": [{"team", "feature", "table"}, ...]}`` (the schedule's constant input).
+Event: ``{"features": [{"team", "feature", "table", "retention_days"}, ...]}`` (the schedule's constant
+input). With ``AIF_MLFLOW_TRACKING_URI`` set, the job also deletes each feature's online-sample MLflow
+traces older than its retention (``mlflow_trace.expire_traces``), so a trace lives no longer than its
+sample; a failure there is logged and leaves the drift metrics alone.
 Prompts are embedded through the gateway's ``/v1/embeddings`` route when ``AIF_GATEWAY_URL`` and
 ``AIF_JUDGE_SECRET`` are set (``AIF_EMBED_MODEL``, default ``embed``), else with ``hashed_embedding``.
 A window with fewer than ``MIN_WINDOW`` samples publishes nothing for input drift: too few to judge.
@@ -111,7 +114,12 @@ def _embedder() -> Embed:
 
 
 def run(
-    event: Mapping[str, Any], context: Any = None, *, client: Any = None, embed: Embed | None = None
+    event: Mapping[str, Any],
+    context: Any = None,
+    *,
+    client: Any = None,
+    embed: Embed | None = None,
+    mlflow: Any = None,
 ) -> dict[str, int]:
     """Lambda entry point: one EMF record per feature with enough samples in both windows."""
     if client is None:
@@ -121,6 +129,7 @@ def run(
     embed = embed or _embedder()
     namespace = os.environ.get(c.METRICS_NAMESPACE_ENV, c.METRICS_NAMESPACE)
     published = 0
+    traces = _trace_client() if mlflow is None else mlflow
     for entry in event.get("features", []):
         record = drift_record(
             entry["team"], entry["feature"], _scan(client, entry["table"]), time.time(), embed, namespace
@@ -128,4 +137,29 @@ def run(
         if record is not None:
             print(json.dumps(record))
             published += 1
+        if traces is not None and entry.get("retention_days"):
+            _expire(traces, entry)
     return {"published": published}
+
+
+def _trace_client() -> Any:
+    uri = os.environ.get(c.MLFLOW_TRACKING_URI_ENV)
+    if not uri:
+        return None
+    from aif_online.mlflow_rest import MlflowRest
+
+    return MlflowRest(uri, endpoint=os.environ.get(c.MLFLOW_ENDPOINT_ENV) or None)
+
+
+def _expire(traces: Any, entry: Mapping[str, Any]) -> None:
+    from aif_online.handler import DEFAULT_EXPERIMENT
+    from aif_online.mlflow_trace import expire_traces
+
+    team, feature = entry["team"], entry["feature"]
+    experiment = os.environ.get(c.MLFLOW_EXPERIMENT_ENV) or DEFAULT_EXPERIMENT
+    try:
+        deleted = expire_traces(traces, experiment, team, feature, int(entry["retention_days"]), time.time())
+        message, level = f"expired {deleted} MLflow trace(s) past {entry['retention_days']} days", "INFO"
+    except Exception as exc:  # the traces wait for tomorrow's run; the drift metrics are out already
+        message, level = f"MLflow traces not expired: {exc}", "WARNING"
+    print(json.dumps({"level": level, "message": message, c.TEAM: team, c.FEATURE: feature}))

@@ -8,7 +8,10 @@ written to the feature's sample table (encrypted with the feature's key, expirin
 ``score``: the sample table's stream delivers new items; each is scored (``scoring``; the judge through
 the gateway when ``AIF_GATEWAY_URL`` and ``AIF_JUDGE_SECRET`` are set) and published as one EMF record
 of the ``Online*`` metrics with the feature's dimensions. The free-traffic assertions and the judge
-rubric come from ``online_suites.json`` beside this file (written at synth time).
+rubric come from ``online_suites.json`` beside this file (written at synth time). With
+``AIF_MLFLOW_TRACKING_URI`` set, each scored sample is also recorded as an MLflow trace in the eval runs'
+experiment (``mlflow_trace``); a trace that fails is logged and counted (``OnlineTraceFailures``), and the
+sample's scores are published all the same.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 
 from aif_gateway import contract as c
 from aif_online.sampling import Exchange, SamplingSettings, exchange_from_log, is_sampled, sample_item
-from aif_online.scoring import ExchangeScores, free_traffic_assertions, score_exchange
+from aif_online.scoring import ExchangeScores, ScoringStep, free_traffic_assertions, score_exchange
 
 SAMPLING_ENV = "AIF_ONLINE_SAMPLING"
 SUITES_FILE = "online_suites.json"
@@ -131,6 +134,7 @@ def emf(
     namespace: str,
     *,
     judge_tokens: int | None = None,
+    trace_failed: bool | None = None,
 ) -> dict[str, Any]:
     """One CloudWatch Embedded Metric Format record for a scored exchange."""
     metrics: dict[c.Metric, float] = {
@@ -147,6 +151,8 @@ def emf(
         metrics[c.ONLINE_JUDGE_SCORE] = round(judge, 5)
     if judge_tokens:
         metrics[c.ONLINE_JUDGE_TOKENS] = judge_tokens
+    if trace_failed is not None:  # only when tracing is on: 0 or 1 per sample
+        metrics[c.ONLINE_TRACE_FAILURES] = int(trace_failed)
     return {
         "_aws": {
             "Timestamp": int(time.time() * 1000),
@@ -167,41 +173,84 @@ def emf(
     }
 
 
+TRACE_RESERVE_MS = 60_000
+"""Time a sample's trace may take at most (five calls of at most 10 s) plus a margin: with less left in
+the invocation, the rest of the batch is not traced."""
+
+
+def _remaining_ms(context: Any) -> int:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return int(remaining()) if callable(remaining) else TRACE_RESERVE_MS * 10
+
+
+def _warn(message: str, request_id: str) -> None:
+    print(json.dumps({"level": "WARNING", "message": message, "request_id": request_id}))
+
+
 def score(
     event: Mapping[str, Any],
     context: Any = None,
     *,
     judge: Any = None,
     suites: Mapping[str, Any] | None = None,
+    tracer: Any = None,
 ) -> dict[str, int]:
-    """Stream handler: scores each inserted sample and prints its EMF record."""
+    """Stream handler: scores each inserted sample, records its trace (``tracer``, a
+    ``mlflow_trace.TraceRecorder``) and prints its EMF record."""
     suites = suites if suites is not None else load_suites()
     namespace = os.environ.get(c.METRICS_NAMESPACE_ENV, c.METRICS_NAMESPACE)
     scored = 0
+    # Tracing must never cost the batch (a timed-out batch is retried, then dead-lettered, scores and
+    # all): after a call got no answer, or near the function's timeout, the rest of the batch is not
+    # traced (each such sample counts as a trace failure).
+    skip_traces: str | None = None
     for record in event.get("Records", []):
         if record.get("eventName") != "INSERT":
             continue
         exchange = exchange_from_image(record["dynamodb"]["NewImage"])
         suite = suites.get(f"{exchange.team}/{exchange.feature}", {})
-        scores = score_exchange(exchange, free_traffic_assertions(suite.get("assertions", [])))
+        steps: list[ScoringStep] = []
+        scores = score_exchange(exchange, free_traffic_assertions(suite.get("assertions", [])), steps)
         judged: float | None = None
         rubric = suite.get("rubric")
         tokens: int | None = None
+        call = None
         if judge is not None and rubric and exchange.output:
+            from aif_online.mlflow_trace import JudgeCall
+
+            started = time.time_ns()
             try:
-                judged, _ = judge.score(rubric, exchange.input, exchange.output)
+                judged, reason = judge.score(rubric, exchange.input, exchange.output)
                 tokens = getattr(judge, "tokens", None)
-            except Exception as exc:  # a judge outage must not lose the deterministic scores
-                print(
-                    json.dumps(
-                        {
-                            "level": "WARNING",
-                            "message": f"judge failed: {exc}",
-                            "request_id": exchange.request_id,
-                        }
-                    )
+                call = JudgeCall(
+                    str(getattr(judge, "model", "")), started, time.time_ns(), judged, reason, tokens
                 )
-        print(json.dumps(emf(exchange, scores, judged, namespace, judge_tokens=tokens)))
+            except Exception as exc:  # a judge outage must not lose the deterministic scores
+                _warn(f"judge failed: {exc}", exchange.request_id)
+                call = JudgeCall(
+                    str(getattr(judge, "model", "")), started, time.time_ns(), error=type(exc).__name__
+                )
+        trace_failed: bool | None = None
+        if tracer is not None:
+            if skip_traces is None and _remaining_ms(context) < TRACE_RESERVE_MS:
+                skip_traces = f"less than {TRACE_RESERVE_MS // 1000} s of the invocation left"
+            if skip_traces is not None:
+                _warn(f"MLflow trace skipped: {skip_traces}", exchange.request_id)
+                trace_failed = True
+            else:
+                try:
+                    tracer.record(exchange, scores, steps, call)
+                    trace_failed = False
+                except Exception as exc:  # the trace is a copy for people; the scores go out regardless
+                    _warn(f"MLflow trace not recorded: {exc}", exchange.request_id)
+                    trace_failed = True
+                    if getattr(exc, "status", None) == 0:  # no answer at all: do not wait on it again
+                        skip_traces = "the tracking server did not answer earlier in this batch"
+        print(
+            json.dumps(
+                emf(exchange, scores, judged, namespace, judge_tokens=tokens, trace_failed=trace_failed)
+            )
+        )
         scored += 1
     return {"scored": scored}
 
@@ -229,6 +278,35 @@ def judge_from_env() -> Any:
     return _judge
 
 
+_tracer: Any = None
+
+
+def tracer_from_env(suites: Mapping[str, Any] | None = None) -> Any:
+    """The MLflow trace recorder the environment configures (cached per container), or None without
+    ``AIF_MLFLOW_TRACKING_URI``."""
+    global _tracer
+    uri = os.environ.get(c.MLFLOW_TRACKING_URI_ENV)
+    if not uri:
+        return None
+    if _tracer is None:
+        from aif_online.mlflow_rest import MlflowRest
+        from aif_online.mlflow_trace import TraceRecorder
+
+        features = suites if suites is not None else load_suites()
+        _tracer = TraceRecorder(
+            MlflowRest(uri, endpoint=os.environ.get(c.MLFLOW_ENDPOINT_ENV) or None),
+            os.environ.get(c.MLFLOW_EXPERIMENT_ENV) or DEFAULT_EXPERIMENT,
+            {key: dict(value) for key, value in features.items()},
+        )
+    return _tracer
+
+
+DEFAULT_EXPERIMENT = "ai-factory/evals"
+"""The eval runs' experiment (``ai_factory.prompts.registry.EVAL_EXPERIMENT``; the construct sets
+``AIF_MLFLOW_EXPERIMENT`` from it)."""
+
+
 def lambda_score(event: Mapping[str, Any], context: Any = None) -> dict[str, int]:
-    """Lambda entry point of the scorer: ``score`` with the judge from the environment."""
-    return score(event, context, judge=judge_from_env())
+    """Lambda entry point of the scorer: ``score`` with the judge and the trace recorder from the
+    environment."""
+    return score(event, context, judge=judge_from_env(), tracer=tracer_from_env())

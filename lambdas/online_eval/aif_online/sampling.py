@@ -62,6 +62,9 @@ class Exchange:
     stop_reason: str = ""
     tool_calls: int = 0
     guardrail_intervened: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,6 +80,10 @@ def _tool_uses(content: Any) -> int:
     if not isinstance(content, list):
         return 0
     return sum(1 for block in content if isinstance(block, dict) and "toolUse" in block)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def exchange_from_log(record: Mapping[str, Any]) -> Exchange | None:
@@ -99,6 +106,10 @@ def exchange_from_log(record: Mapping[str, Any]) -> Exchange | None:
             break
     answer_content = ((body_out.get("output") or {}).get("message") or {}).get("content")
     stop_reason = str(body_out.get("stopReason") or "")
+    # Converse's own usage and latency; the log's token counts when the body has none.
+    usage, metrics = body_out.get("usage"), body_out.get("metrics")
+    usage = usage if isinstance(usage, Mapping) else {}
+    metrics = metrics if isinstance(metrics, Mapping) else {}
     return Exchange(
         request_id=request_id,
         team=team,
@@ -110,6 +121,11 @@ def exchange_from_log(record: Mapping[str, Any]) -> Exchange | None:
         stop_reason=stop_reason,
         tool_calls=_tool_uses(answer_content),
         guardrail_intervened=stop_reason == "guardrail_intervened",
+        input_tokens=_count(usage.get("inputTokens"))
+        or _count((record.get("input") or {}).get("inputTokenCount")),
+        output_tokens=_count(usage.get("outputTokens"))
+        or _count((record.get("output") or {}).get("outputTokenCount")),
+        latency_ms=_count(metrics.get("latencyMs")),
     )
 
 

@@ -11,8 +11,9 @@ contain: an answer may repeat the user's own e-mail address, it must not produce
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ai_factory.evals.deterministic import check
@@ -22,6 +23,7 @@ from aif_online.sampling import Exchange
 __all__ = [
     "FREE_TRAFFIC_TYPES",
     "ExchangeScores",
+    "ScoringStep",
     "free_traffic_assertions",
     "language",
     "refused",
@@ -67,6 +69,18 @@ class ExchangeScores:
         return self.assertions_passed / self.assertions_run if self.assertions_run else None
 
 
+@dataclass(frozen=True)
+class ScoringStep:
+    """One step of scoring an exchange, timed (epoch nanoseconds): what a trace shows as a child span.
+    ``outputs`` holds counts and verdicts only; ``detail`` what may quote the exchange's text."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    outputs: dict[str, Any]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 def free_traffic_assertions(raw: Iterable[Mapping[str, Any]]) -> list[Assertion]:
     """The ``{"type", "value"}`` entries whose type applies to free traffic, as harness assertions."""
     return [
@@ -95,19 +109,49 @@ def _pii_values(text: str) -> set[tuple[str, str]]:
     return {(f.kind, f.text.strip().lower()) for f in detect(text)}
 
 
-def score_exchange(exchange: Exchange, assertions: Iterable[Assertion]) -> ExchangeScores:
-    """Scores of ``exchange`` against ``assertions`` (already filtered to free-traffic types)."""
+def score_exchange(
+    exchange: Exchange, assertions: Iterable[Assertion], steps: list[ScoringStep] | None = None
+) -> ExchangeScores:
+    """Scores of ``exchange`` against ``assertions`` (already filtered to free-traffic types); each
+    step's timing and outcome is appended to ``steps`` when given (the MLflow trace's child spans)."""
     out = CaseOutput(text=exchange.output, latency_ms=0.0)  # latency is the gateway metrics' job
+    started = time.time_ns()
     results = [check(a, out) for a in assertions]
-    leaked = _pii_values(exchange.output) - _pii_values(exchange.input) if exchange.output else set()
+    failures = tuple(f"{r.type}: {r.reason}" for r in results if not r.passed)
+    checked = time.time_ns()
+    found = _pii_values(exchange.output) - _pii_values(exchange.input) if exchange.output else set()
+    leaked = len(found)
+    detected = time.time_ns()
+    is_refusal, lang = refused(exchange.output), language(exchange.output)
+    if steps is not None:
+        passed = sum(1 for r in results if r.passed)
+        steps += [
+            ScoringStep(
+                "free-traffic assertions",
+                started,
+                checked,
+                {"run": len(results), "passed": passed, "failed": [r.type for r in results if not r.passed]},
+                {"failures": list(failures)},
+            ),
+            # The kinds only: the values are personal data.
+            ScoringStep(
+                "pii leakage", checked, detected, {"leaks": leaked, "kinds": sorted({k for k, _ in found})}
+            ),
+            ScoringStep(
+                "output statistics",
+                detected,
+                time.time_ns(),
+                {"refused": is_refusal, "language": lang, "output_chars": len(exchange.output)},
+            ),
+        ]
     return ExchangeScores(
         assertions_run=len(results),
         assertions_passed=sum(1 for r in results if r.passed),
-        failures=tuple(f"{r.type}: {r.reason}" for r in results if not r.passed),
-        pii_leaks=len(leaked),
+        failures=failures,
+        pii_leaks=leaked,
         output_chars=len(exchange.output),
-        refused=refused(exchange.output),
-        language=language(exchange.output),
+        refused=is_refusal,
+        language=lang,
         tool_calls=exchange.tool_calls,
         guardrail_intervened=exchange.guardrail_intervened,
     )

@@ -253,10 +253,18 @@ class OnlineEvaluation(Construct):
             json_logs=False,
             dead_letter_queue=self.dead_letter_queue,
         )
+        # Lambda sends failed asynchronous events to the queue with the function's role: it needs the key.
+        self.dead_letter_queue.grant_send_messages(self.sampler)
         for feature in self.sampled:
             table = feature.sample_table
             assert table is not None
             table.grant(self.sampler, "dynamodb:PutItem")
+            # DynamoDB uses a table's customer-managed key with the caller's permissions.
+            _grant_key_via_dynamodb(
+                self.sampler,
+                feature.encryption_key,
+                ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+            )
         self.subscription = logs.SubscriptionFilter(
             self,
             "InvocationLogSubscription",
@@ -349,10 +357,13 @@ class OnlineEvaluation(Construct):
         )
         if judge is not None:
             judge.grant_read_api_key(self.drift_function)
+        self.dead_letter_queue.grant_send_messages(self.drift_function)
         for feature in self.sampled:
             assert feature.sample_table is not None
             feature.sample_table.grant(self.drift_function, "dynamodb:Scan")
-            feature.encryption_key.grant(self.drift_function, "kms:Decrypt")
+            _grant_key_via_dynamodb(
+                self.drift_function, feature.encryption_key, ["kms:Decrypt", "kms:DescribeKey"]
+            )
         entries = [
             {"team": f.team, "feature": f.feature, "table": f.sample_table.table_name}  # type: ignore[union-attr]
             for f in self.sampled
@@ -398,8 +409,8 @@ class OnlineEvaluation(Construct):
 
     def _acknowledge(self) -> None:
         dlq_reason = (
-            "This queue is itself the dead-letter queue of the sampler's and the scorer's failed batches, "
-            "the end of the chain; it needs no DLQ of its own."
+            "This queue is itself the dead-letter queue of the sampler's, the scorer's and the drift job's "
+            "failed events, the end of the chain; it needs no DLQ of its own."
         )
         acknowledge(
             self.dead_letter_queue,
@@ -410,23 +421,25 @@ class OnlineEvaluation(Construct):
             acknowledge(policy, {"AwsSolutions-IAM5[Resource::*]": XRAY_WILDCARD_REASON})
             acknowledge_outside_vpc(function)
         sampler_policy = self.sampler.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
-        key_reason = (
-            "CDK's DynamoDB write grant on a table encrypted with the feature's customer-managed key: "
-            "DynamoDB needs the GenerateDataKey and ReEncrypt families to write items under that key (and "
-            "SQS for the dead-letter queue's key). The statements name only those keys, no other resource."
+        queue_reason = (
+            "CDK's send grant on the dead-letter queue, encrypted with this construct's customer-managed "
+            "key: SQS needs the GenerateDataKey and ReEncrypt families to encrypt messages; the statement "
+            "names only that key."
+        )
+        table_reason = (
+            "Writing items into the sample tables, encrypted with each feature's customer-managed key: "
+            "DynamoDB calls KMS with the caller's permissions (GenerateDataKey and ReEncrypt families, as "
+            "CDK's write grant). The statements name only those keys and hold only through DynamoDB "
+            f"(kms:ViaService); and {queue_reason[0].lower()}{queue_reason[1:]}"
         )
         acknowledge(
             sampler_policy,
             {
-                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": key_reason,
-                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": key_reason,
+                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": table_reason,
+                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": table_reason,
             },
         )
         scorer_policy = self.scorer.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
-        queue_reason = (
-            "CDK's send grant on the dead-letter queue, encrypted with a customer-managed key: SQS needs the "
-            "GenerateDataKey and ReEncrypt families to encrypt messages; the statement names only that key."
-        )
         acknowledge(
             scorer_policy,
             {
@@ -447,8 +460,8 @@ class OnlineEvaluation(Construct):
         acknowledge(
             drift_policy,
             {
-                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": key_reason,
-                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": key_reason,
+                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": queue_reason,
+                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": queue_reason,
             },
         )
         acknowledge_unreserved_concurrency(
@@ -457,6 +470,18 @@ class OnlineEvaluation(Construct):
         acknowledge_unreserved_concurrency(
             self.scorer, bounded_by="the sample tables' stream shards (one batch per shard at a time)"
         )
+
+
+def _grant_key_via_dynamodb(function: lambda_.IFunction, key: kms.IKey, actions: list[str]) -> None:
+    """``actions`` on a sample table's key, only in calls DynamoDB makes for ``function``: the same key
+    encrypts the feature's API-key secret, which the online functions must not be able to decrypt."""
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=actions,
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{cdk.Aws.REGION}.amazonaws.com"}},
+        )
+    )
 
 
 def _log_group_identity(log_group: logs.ILogGroup) -> str:

@@ -126,8 +126,49 @@ def test_sampler_may_only_put_items_into_sample_tables(synth: dict[str, Any]) ->
     assert "dynamodb:PutItem" in actions
     assert not {a for a in actions if a.startswith("dynamodb:") and a != "dynamodb:PutItem"}
     assert not any(a.endswith("*") and a.startswith("dynamodb") for a in actions)
-    # Encryption with the feature's key only: no decrypt for the sampler.
-    assert "kms:Decrypt" not in actions
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    action = statement["Action"]
+    return {action} if isinstance(action, str) else set(action)
+
+
+def _key_statements(template: Template, role_prefix: str, key_arn: Any) -> list[dict[str, Any]]:
+    return [s for s in _statements(template, role_prefix) if s["Resource"] == key_arn]
+
+
+def test_table_writers_and_readers_use_the_feature_key_only_through_dynamodb(synth: dict[str, Any]) -> None:
+    """DynamoDB calls KMS with the caller's permissions for a table under a customer-managed key: the
+    sampler cannot put an item without them. They hold only through DynamoDB (not, say, to decrypt the
+    feature's API-key secret, which the same key encrypts)."""
+    template: Template = synth["template"]
+    key_arn = synth["sampled"].node.scope.resolve(synth["sampled"].encryption_key.key_arn)
+    via = {
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Join": ["", ["dynamodb.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+        }
+    }
+    (writer,) = _key_statements(template, "OnlineEvaluationSamplerRole", key_arn)
+    assert {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"} <= _actions(writer)
+    assert writer["Condition"] == via
+    # (The judge feature's key is the same team key: the drift job reads the judge's secret through
+    # Secrets Manager, a statement of its own.)
+    statements = _key_statements(template, "OnlineEvaluationDriftRole", key_arn)
+    (reader,) = [s for s in statements if "dynamodb." in json.dumps(s.get("Condition"))]
+    assert _actions(reader) == {"kms:Decrypt", "kms:DescribeKey"} and reader["Condition"] == via
+    assert all("Condition" in s for s in statements), "no use of the feature key outside a service"
+
+
+@pytest.mark.parametrize("role", ["OnlineEvaluationSamplerRole", "OnlineEvaluationDriftRole"])
+def test_asynchronous_functions_can_write_their_encrypted_dead_letter_queue(
+    synth: dict[str, Any], role: str
+) -> None:
+    """Lambda sends a failed asynchronous event to the dead-letter queue with the function's role: without
+    the queue key the event is lost instead of kept."""
+    template: Template = synth["template"]
+    key_arn = synth["online"].node.scope.resolve(synth["online"].encryption_key.key_arn)
+    actions = set().union(*(_actions(s) for s in _key_statements(template, role, key_arn)))
+    assert {"kms:GenerateDataKey*", "kms:Decrypt"} <= actions
 
 
 def test_scorer_reads_streams_inserts_only_and_has_a_dead_letter_queue(synth: dict[str, Any]) -> None:

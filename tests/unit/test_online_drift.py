@@ -186,7 +186,8 @@ def test_drift_record_publishes_every_output_drift_signal_as_a_declared_metric()
 
 def test_drift_record_of_an_unchanged_day_is_all_zero_changes() -> None:
     now = time.time()
-    rows = _window(60, now - 3 * 86_400, 1, tools=6, blocked=3) + _window(40, now - 600, 2, tools=4, blocked=2)
+    baseline = _window(60, now - 3 * 86_400, 1, tools=6, blocked=3)
+    rows = baseline + _window(40, now - 600, 2, tools=4, blocked=2)
     record = drift_job.drift_record("t", "f", rows, now, _embed, "NS")
     assert record is not None
     assert record["OutputLengthRatio"] == 1.0

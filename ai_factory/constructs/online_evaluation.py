@@ -63,6 +63,7 @@ from constructs import Construct
 
 import aif_online
 from ai_factory.constructs.ai_feature import AiFeature
+from ai_factory.constructs.observability.facade import Observability
 from ai_factory.constructs.online_alarms import drift_alarm_inputs, scorer_alarm_inputs
 from ai_factory.constructs.online_sampling import NO_SAMPLING_CLEARANCES, OnlineSampling, sample_table
 from ai_factory.evals import deterministic as evals_deterministic
@@ -196,6 +197,12 @@ class OnlineEvaluation(Construct):
         self.sampled = [f for f in features if f.sample_table is not None]
         if not self.sampled:
             raise OnlineEvaluationError(f"{label}: features: none has online_sampling enabled")
+        monitored = _already_monitored(self, self.sampled)
+        if monitored:
+            raise OnlineEvaluationError(
+                f"{label}: features: {monitored}; create OnlineEvaluation before the Observability that "
+                "monitors its features, or their online alarms are never created"
+            )
         other = _other_subscriber(self, invocation_log_group)
         if other is not None:
             raise OnlineEvaluationError(
@@ -482,6 +489,18 @@ def _grant_key_via_dynamodb(function: lambda_.IFunction, key: kms.IKey, actions:
             conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{cdk.Aws.REGION}.amazonaws.com"}},
         )
     )
+
+
+def _already_monitored(me: Construct, features: Sequence[AiFeature]) -> str:
+    """``"<team>/<feature> is already monitored by <path>"`` for the first of ``features`` an
+    ``Observability`` in the app has already built alarms for, else ``""``."""
+    keys = {(f.team, f.feature) for f in features}
+    for construct in me.node.root.node.find_all():
+        if isinstance(construct, Observability):
+            for team, feature in construct.feature_alarms:
+                if (team, feature) in keys:
+                    return f"{team}/{feature} is already monitored by {construct.node.path}"
+    return ""
 
 
 def _log_group_identity(log_group: logs.ILogGroup) -> str:

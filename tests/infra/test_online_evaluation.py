@@ -516,3 +516,17 @@ def test_drift_dead_letters_may_use_the_key_for_that_rule_only(synth: dict[str, 
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
     assert name in json.dumps(statement["Condition"]["ArnEquals"]["aws:SourceArn"])
+
+
+def test_online_evaluation_after_the_monitoring_of_its_features_fails_at_synth() -> None:
+    """Its alarms are alarm inputs the Observability reads when it monitors a feature: created later,
+    they would silently never exist."""
+    from ai_factory.constructs.observability.facade import Observability
+
+    app = cdk.App()
+    team = team_stack(app)
+    sampled = feature(team, "late", online_sampling=OnlineSampling(rate=0.1))
+    Observability(team, "Observability", features=[sampled], platform=False)
+    log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
+    with pytest.raises(OnlineEvaluationError, match=r"support/late is already monitored by .*Observability"):
+        OnlineEvaluation(team, "OnlineEvaluation", features=[sampled], invocation_log_group=log_group)

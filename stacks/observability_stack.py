@@ -3,9 +3,8 @@ Bedrock model invocation logging, and the online evaluation of the features that
 
 ``add_observability(app, gateway_stack)`` finds every ``AiFeature`` in the app (so a new feature gets
 its monitoring with no extra code) and puts them ``features_per_stack`` at a time into stacks that
-share the platform stack's topic: each feature adds 7 alarms (15 with online sampling, 16
-with a judge), so no stack nears
-CloudFormation's 500-resource limit as teams are added.
+share the platform stack's topic: each feature adds 7 alarms (15 with online sampling, 16 with a
+judge), so no stack nears CloudFormation's 500-resource limit as teams are added.
 
 Online evaluation lives in the platform stack, next to the invocation log group its sampler subscribes
 to: one ``OnlineEvaluation`` for every sampled feature of the factory, because CloudWatch Logs allows

@@ -493,13 +493,13 @@ def _grant_key_via_dynamodb(function: lambda_.IFunction, key: kms.IKey, actions:
 
 def _already_monitored(me: Construct, features: Sequence[AiFeature]) -> str:
     """``"<team>/<feature> is already monitored by <path>"`` for the first of ``features`` an
-    ``Observability`` in the app has already built alarms for, else ``""``."""
-    keys = {(f.team, f.feature) for f in features}
+    ``Observability`` in the app has already built alarms for, else ``""``. By identity, not by name: a
+    pipeline app holds several factories (stages) whose features share their names."""
     for construct in me.node.root.node.find_all():
         if isinstance(construct, Observability):
-            for team, feature in construct.feature_alarms:
-                if (team, feature) in keys:
-                    return f"{team}/{feature} is already monitored by {construct.node.path}"
+            for feature in features:
+                if any(feature is monitored for monitored in construct.features):
+                    return f"{feature.team}/{feature.feature} is already monitored by {construct.node.path}"
     return ""
 
 

@@ -6,7 +6,8 @@ expiring through the ``expires_at`` TTL attribute after ``retention_days``, poin
 a stream of new items). Features whose clearance is ``restricted`` cannot sample: restricted data may
 not be copied out of the request path at all, so synth fails with a message naming the feature.
 
-``OnlineEvaluation`` (one per stack that holds sampled features, usually the team stack) wires:
+``OnlineEvaluation`` (**one per invocation log group**, so in practice one per factory: the app puts it in
+the observability stack, next to the log group, for every sampled feature; see "One per log group") wires:
 
 * the **sampler**: a Lambda subscribed to the Bedrock model invocation log group (a subscription filter
   on records that carry the gateway's ``aif_feature`` request metadata). Bedrock writes those logs after
@@ -27,15 +28,24 @@ not be copied out of the request path at all, so synth fails with a message nami
   scorer's role may call exactly the MLflow actions that needs, on that server only. A failed trace is
   logged and counted (``OnlineTraceFailures``); the scores are published regardless. The daily drift
   job deletes traces past their feature's ``retention_days``, so a trace lives no longer than its sample.
-* per-feature alarms (via ``AiFeature.add_alarm_input``, created by the observability stack):
-  ``OnlinePiiLeak`` (any leak in an hour, runbook ``online-pii-leak``), ``OnlineQualityDrop`` (judge
-  score below ``OnlineSampling.min_judge_score`` for 3 hours) and ``OutputDrift`` (refusal rate above
-  ``OnlineSampling.max_refusal_rate`` for 3 hours), runbook ``quality-drift``.
+* the **drift job**: a daily Lambda that compares each feature's last day of samples with the days before
+  and publishes input drift and every output-drift signal (``aif_online.drift_job``).
+* per-feature alarms (via ``AiFeature.add_alarm_input``, created by the observability stack; names,
+  thresholds and runbooks in ``online_alarms``): ``OnlinePiiLeak``, ``OnlineQualityDrop`` (with a judge),
+  ``OutputRefusalRate``, ``InputDrift``, ``OutputLengthDrop``, ``OutputLengthGrowth``,
+  ``OutputLanguageShift``, ``OutputToolCallShift``, ``OutputGuardrailShift``. Create it before the
+  ``Observability`` that monitors the features, or the alarms are not there when it reads them.
+
+**One per log group.** CloudWatch Logs allows two subscription filters per log group (a third fails the
+deployment). The factory takes one and leaves the other for the account's own consumers (a SIEM, say), so a
+second ``OnlineEvaluation`` on the same log group in the same app is refused at synth: give the one
+``OnlineEvaluation`` every sampled feature instead (``find_sampled_features(app)``). A filter that something
+outside this app put on the log group is invisible to synth; ``docs/evaluation.md`` says how to check.
 
 Example::
 
-    OnlineEvaluation(team_stack, "OnlineEvaluation", features=find_features(team_stack),
-                     invocation_log_group=platform.invocation_logging.log_group, judge=judge_feature)
+    OnlineEvaluation(observability_stack, "OnlineEvaluation", features=find_sampled_features(app),
+                     invocation_log_group=invocation_logging.log_group, judge=judge_feature)
 """
 
 from __future__ import annotations
@@ -49,7 +59,6 @@ from typing import Any
 import aws_cdk as cdk
 from aif_connector import pii as connector_pii
 from aws_cdk import Duration
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -62,7 +71,9 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 import aif_online
-from ai_factory.constructs.ai_feature import AiFeature, AlarmInput
+from ai_factory.constructs.ai_feature import AiFeature
+from ai_factory.constructs.observability.facade import Observability
+from ai_factory.constructs.online_alarms import drift_alarm_inputs, scorer_alarm_inputs
 from ai_factory.constructs.online_sampling import NO_SAMPLING_CLEARANCES, OnlineSampling, sample_table
 from ai_factory.evals import deterministic as evals_deterministic
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
@@ -74,6 +85,8 @@ from ai_factory.platform.nag import (
     acknowledge_synchronous_invocation,
     acknowledge_unreserved_concurrency,
 )
+from ai_factory.platform.name_prefix import prefixed_unique_name
+from ai_factory.platform.secure_defaults import logs_kms_key
 from ai_factory.prompts.registry import EVAL_EXPERIMENT
 from aif_gateway import contract
 from aif_online.drift import DRIFT_P_VALUE
@@ -190,14 +203,19 @@ class OnlineEvaluation(Construct):
     :param invocation_log_group: the Bedrock model invocation log group (``BedrockInvocationLogging``).
     :param judge: a feature whose gateway key the judge uses (its first model is the judge). None: no
         judge scores, only the deterministic ones.
-    :param encryption_key: KMS key of the functions' logs and the dead-letter queue. Default: the first
-        sampled feature's key.
+    :param encryption_key: KMS key of the functions' logs and the dead-letter queue (which holds failed
+        batches of invocation-log records: prompts and answers). Default: a new key (rotation on) in this
+        construct's stack, which CloudWatch Logs and, for the drift schedule's dead letters, EventBridge
+        may use. A key you pass must allow the same (statements are added to a ``kms.Key``, not to an
+        imported key).
     :param log_retention: log retention. Default: one year.
     :param tracking_server_arn: the SageMaker managed MLflow tracking server to record each scored sample
         on as a trace (``MlflowTracking.tracking_server_arn``; a token from another stack is fine). None:
         no traces.
     :param trace_experiment: the MLflow experiment of the traces. Default: the eval runs' experiment
         (``ai-factory/evals``), so live samples and eval runs sit side by side.
+    :raises OnlineEvaluationError: no feature samples, or another ``OnlineEvaluation`` in the app already
+        subscribes to ``invocation_log_group``.
     """
 
     def __init__(
@@ -230,7 +248,26 @@ class OnlineEvaluation(Construct):
             )
         if not isinstance(trace_experiment, str) or not trace_experiment.strip():
             raise OnlineEvaluationError(f"{label}: trace_experiment: must be a non-empty experiment name")
-        key = encryption_key or self.sampled[0].encryption_key
+        monitored = _already_monitored(self, self.sampled)
+        if monitored:
+            raise OnlineEvaluationError(
+                f"{label}: features: {monitored}; create OnlineEvaluation before the Observability that "
+                "monitors its features, or their online alarms are never created"
+            )
+        other = _other_subscriber(self, invocation_log_group)
+        if other is not None:
+            raise OnlineEvaluationError(
+                f"{label}: invocation_log_group: OnlineEvaluation {other.node.path} already subscribes to "
+                "this log group. CloudWatch Logs allows 2 subscription filters per log group and the factory "
+                "uses one; give that OnlineEvaluation all sampled features (find_sampled_features(app))"
+            )
+        self.invocation_log_group = invocation_log_group
+        """The log group the sampler subscribes to (at most one ``OnlineEvaluation`` per log group)."""
+        key = encryption_key or logs_kms_key(
+            self, "Key", "AI Factory online evaluation: its functions' logs and its dead-letter queue"
+        )
+        self.encryption_key: kms.IKey = key
+        """Encrypts the functions' logs and the dead-letter queue."""
         suites = {f"{f.team}/{f.feature}": feature_online_suite(f) for f in self.sampled}
         code = lambda_.Code.from_asset(str(stage_online_asset(suites)))
         stack = cdk.Stack.of(self)
@@ -274,10 +311,18 @@ class OnlineEvaluation(Construct):
             json_logs=False,
             dead_letter_queue=self.dead_letter_queue,
         )
+        # Lambda sends failed asynchronous events to the queue with the function's role: it needs the key.
+        self.dead_letter_queue.grant_send_messages(self.sampler)
         for feature in self.sampled:
             table = feature.sample_table
             assert table is not None
             table.grant(self.sampler, "dynamodb:PutItem")
+            # DynamoDB uses a table's customer-managed key with the caller's permissions.
+            _grant_key_via_dynamodb(
+                self.sampler,
+                feature.encryption_key,
+                ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
+            )
         self.subscription = logs.SubscriptionFilter(
             self,
             "InvocationLogSubscription",
@@ -342,7 +387,8 @@ class OnlineEvaluation(Construct):
                     ],
                 )
             )
-            self._alarms(feature)
+            for alarm in scorer_alarm_inputs(feature, judged=judge is not None):
+                feature.add_alarm_input(alarm)
         self._drift_job(code, key, log_retention, judge, tracking_server_arn, trace_experiment)
         self.suites = suites
         """The free-traffic assertions and rubric staged into the asset, by ``team/feature``."""
@@ -393,10 +439,13 @@ class OnlineEvaluation(Construct):
         )
         if judge is not None:
             judge.grant_read_api_key(self.drift_function)
+        self.dead_letter_queue.grant_send_messages(self.drift_function)
         for feature in self.sampled:
             assert feature.sample_table is not None
             feature.sample_table.grant(self.drift_function, "dynamodb:Scan")
-            feature.encryption_key.grant(self.drift_function, "kms:Decrypt")
+            _grant_key_via_dynamodb(
+                self.drift_function, feature.encryption_key, ["kms:Decrypt", "kms:DescribeKey"]
+            )
         entries = [
             {
                 "team": f.team,
@@ -406,9 +455,13 @@ class OnlineEvaluation(Construct):
             }
             for f in self.sampled
         ]
+        # A fixed name: the key policy below names the rule's ARN, and a reference to the rule would be a
+        # dependency cycle (rule -> function -> role policy -> log group -> key).
+        rule_name = prefixed_unique_name(self, 64)
         self.drift_schedule = events.Rule(
             self,
             "DriftSchedule",
+            rule_name=rule_name,
             description="AI Factory online drift job, daily",
             schedule=events.Schedule.rate(Duration.days(1)),
             targets=[
@@ -420,63 +473,31 @@ class OnlineEvaluation(Construct):
                 )
             ],
         )
+        # EventBridge puts the events it could not deliver into the encrypted dead-letter queue: it needs
+        # the key, for this rule only.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowEventBridgeDeadLetters",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions={
+                    "ArnEquals": {
+                        "aws:SourceArn": cdk.Stack.of(self).format_arn(
+                            service="events", resource="rule", resource_name=rule_name
+                        )
+                    }
+                },
+            )
+        )
         for feature in self.sampled:
-            feature.add_alarm_input(
-                AlarmInput(
-                    name="InputDrift",
-                    metric=feature.metric(
-                        contract.INPUT_DRIFT_P_VALUE.name, statistic="Minimum", period=Duration.days(1)
-                    ),
-                    threshold=DRIFT_P_VALUE,
-                    comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-                    evaluation_periods=2,
-                    description=f"Prompts drifted from the baseline (p < {DRIFT_P_VALUE:g}) two days running",
-                )
-            )
-
-    def _alarms(self, feature: AiFeature) -> None:
-        sampling = feature.online_sampling
-        assert sampling is not None
-        three_hours = Duration.hours(3)
-        feature.add_alarm_input(
-            AlarmInput(
-                name="OnlinePiiLeak",
-                metric=feature.metric(
-                    contract.ONLINE_PII_LEAKS.name, statistic="Sum", period=Duration.hours(1)
-                ),
-                threshold=0,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                description="A sampled answer contained personal data its question did not",
-            )
-        )
-        feature.add_alarm_input(
-            AlarmInput(
-                name="OnlineQualityDrop",
-                metric=feature.metric(
-                    contract.ONLINE_JUDGE_SCORE.name, statistic="Average", period=three_hours
-                ),
-                threshold=sampling.min_judge_score,
-                comparison_operator=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-                evaluation_periods=1,
-                description=f"Mean judge score of sampled answers below {sampling.min_judge_score:g} for 3 h",
-            )
-        )
-        feature.add_alarm_input(
-            AlarmInput(
-                name="OutputDrift",
-                metric=feature.metric(contract.ONLINE_REFUSALS.name, statistic="Average", period=three_hours),
-                threshold=sampling.max_refusal_rate,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                description=f"Refusal rate of sampled answers above {sampling.max_refusal_rate:g} for 3 h",
-            )
-        )
+            for alarm in drift_alarm_inputs(feature, p_value=DRIFT_P_VALUE):
+                feature.add_alarm_input(alarm)
 
     def _acknowledge(self) -> None:
         dlq_reason = (
-            "This queue is itself the dead-letter queue of the sampler's and the scorer's failed batches, "
-            "the end of the chain; it needs no DLQ of its own."
+            "This queue is itself the dead-letter queue of the sampler's, the scorer's and the drift job's "
+            "failed events, the end of the chain; it needs no DLQ of its own."
         )
         acknowledge(
             self.dead_letter_queue,
@@ -487,23 +508,25 @@ class OnlineEvaluation(Construct):
             acknowledge(policy, {"AwsSolutions-IAM5[Resource::*]": XRAY_WILDCARD_REASON})
             acknowledge_outside_vpc(function)
         sampler_policy = self.sampler.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
-        key_reason = (
-            "CDK's DynamoDB write grant on a table encrypted with the feature's customer-managed key: "
-            "DynamoDB needs the GenerateDataKey and ReEncrypt families to write items under that key (and "
-            "SQS for the dead-letter queue's key). The statements name only those keys, no other resource."
+        queue_reason = (
+            "CDK's send grant on the dead-letter queue, encrypted with this construct's customer-managed "
+            "key: SQS needs the GenerateDataKey and ReEncrypt families to encrypt messages; the statement "
+            "names only that key."
+        )
+        table_reason = (
+            "Writing items into the sample tables, encrypted with each feature's customer-managed key: "
+            "DynamoDB calls KMS with the caller's permissions (GenerateDataKey and ReEncrypt families, as "
+            "CDK's write grant). The statements name only those keys and hold only through DynamoDB "
+            f"(kms:ViaService); and {queue_reason[0].lower()}{queue_reason[1:]}"
         )
         acknowledge(
             sampler_policy,
             {
-                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": key_reason,
-                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": key_reason,
+                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": table_reason,
+                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": table_reason,
             },
         )
         scorer_policy = self.scorer.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
-        queue_reason = (
-            "CDK's send grant on the dead-letter queue, encrypted with a customer-managed key: SQS needs the "
-            "GenerateDataKey and ReEncrypt families to encrypt messages; the statement names only that key."
-        )
         acknowledge(
             scorer_policy,
             {
@@ -524,8 +547,8 @@ class OnlineEvaluation(Construct):
         acknowledge(
             drift_policy,
             {
-                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": key_reason,
-                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": key_reason,
+                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": queue_reason,
+                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": queue_reason,
             },
         )
         acknowledge_unreserved_concurrency(
@@ -534,6 +557,52 @@ class OnlineEvaluation(Construct):
         acknowledge_unreserved_concurrency(
             self.scorer, bounded_by="the sample tables' stream shards (one batch per shard at a time)"
         )
+
+
+def _grant_key_via_dynamodb(function: lambda_.IFunction, key: kms.IKey, actions: list[str]) -> None:
+    """``actions`` on a sample table's key, only in calls DynamoDB makes for ``function``: the same key
+    encrypts the feature's API-key secret, which the online functions must not be able to decrypt."""
+    function.add_to_role_policy(
+        iam.PolicyStatement(
+            actions=actions,
+            resources=[key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{cdk.Aws.REGION}.amazonaws.com"}},
+        )
+    )
+
+
+def _already_monitored(me: Construct, features: Sequence[AiFeature]) -> str:
+    """``"<team>/<feature> is already monitored by <path>"`` for the first of ``features`` an
+    ``Observability`` in the app has already built alarms for, else ``""``. By identity, not by name: a
+    pipeline app holds several factories (stages) whose features share their names."""
+    for construct in me.node.root.node.find_all():
+        if isinstance(construct, Observability):
+            for feature in features:
+                if any(feature is monitored for monitored in construct.features):
+                    return f"{feature.team}/{feature.feature} is already monitored by {construct.node.path}"
+    return ""
+
+
+def _log_group_identity(log_group: logs.ILogGroup) -> str:
+    """The same string for the same log group within an app: a log group defined in the app by its
+    construct path; an imported one by its ARN (equal for equal ARNs, or the same token)."""
+    if log_group.node.default_child is not None:
+        return log_group.node.path
+    return log_group.log_group_arn
+
+
+def _other_subscriber(me: OnlineEvaluation, log_group: logs.ILogGroup) -> OnlineEvaluation | None:
+    """Another ``OnlineEvaluation`` in the app that subscribes to ``log_group``, if any."""
+    identity = _log_group_identity(log_group)
+    for construct in me.node.root.node.find_all():
+        if (
+            isinstance(construct, OnlineEvaluation)
+            and construct is not me
+            and hasattr(construct, "invocation_log_group")
+            and _log_group_identity(construct.invocation_log_group) == identity
+        ):
+            return construct
+    return None
 
 
 def find_sampled_features(scope: Construct) -> list[AiFeature]:

@@ -107,3 +107,55 @@ def test_gateway_options_pass_the_nag_packs(tmp_path: Path, variant: str) -> Non
     LlmGateway(stack, "Gateway", catalog=ModelCatalog.load(), **props)  # type: ignore[arg-type]
     apply_nag_packs(app)
     app.synth()
+
+
+@pytest.mark.synth
+def test_the_shipped_sampled_feature_has_its_table_sampler_and_drift_alarms(real_app: RealApp) -> None:
+    """features/support samples ticket-summarizer: its table is in the team stack, the one online
+    evaluation (subscribed to the invocation log group in the same stack) and the alarms in observability."""
+    from aws_cdk.assertions import Template
+
+    from ai_factory.constructs.online_alarms import DRIFT_ALARM_NAMES, SCORER_ALARM_NAMES
+
+    def template(name: str) -> Template:
+        return Template.from_json(json.loads((real_app.outdir / f"{name}.template.json").read_text()))
+
+    team = template("AiFactoryTeamSupport")
+    team.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [{"AttributeName": "request_id", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+            "StreamSpecification": {"StreamViewType": "NEW_IMAGE"},
+        },
+    )
+    assert not template("AiFactoryTeamKnowledge").find_resources(
+        "AWS::DynamoDB::Table", {"Properties": {"TimeToLiveSpecification": {"AttributeName": "expires_at"}}}
+    ), "internal-qa does not sample"
+
+    observability = template("AiFactoryObservability")
+    observability.resource_count_is("AWS::Logs::SubscriptionFilter", 1)
+    (subscription,) = observability.find_resources("AWS::Logs::SubscriptionFilter").values()
+    assert subscription["Properties"]["LogGroupName"]["Ref"].startswith("InvocationLogging")
+    (sampler,) = observability.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "aif_online.handler.sample"}}
+    ).values()
+    settings = json.dumps(sampler["Properties"]["Environment"]["Variables"]["AIF_ONLINE_SAMPLING"])
+    assert "support/ticket-summarizer" in settings and '\\"rate\\":0.02' in settings
+    assert "internal-qa" not in settings
+    # The scorer reads the team stack's table stream through an import (CloudFormation deploys the team
+    # stack first: the manifest's dependency).
+    (mapping,) = observability.find_resources("AWS::Lambda::EventSourceMapping").values()
+    assert "Fn::ImportValue" in mapping["Properties"]["EventSourceArn"]
+    manifest = json.loads((real_app.outdir / "manifest.json").read_text())
+    assert "AiFactoryTeamSupport" in manifest["artifacts"]["AiFactoryObservability"]["dependencies"]
+
+    names = {
+        a["Properties"]["AlarmName"] for a in observability.find_resources("AWS::CloudWatch::Alarm").values()
+    }
+    prefix = "ai-factory-Warning-support-ticket-summarizer-"
+    expected = (set(SCORER_ALARM_NAMES) | set(DRIFT_ALARM_NAMES)) - {"OnlinePiiLeak", "OnlineQualityDrop"}
+    assert {prefix + n for n in expected} <= names
+    assert "ai-factory-Critical-support-ticket-summarizer-OnlinePiiLeak" in names
+    assert not any(n.endswith("-OnlineQualityDrop") for n in names), "the shipped app has no judge"
+    assert not any("internal-qa-Output" in n for n in names)

@@ -126,8 +126,49 @@ def test_sampler_may_only_put_items_into_sample_tables(synth: dict[str, Any]) ->
     assert "dynamodb:PutItem" in actions
     assert not {a for a in actions if a.startswith("dynamodb:") and a != "dynamodb:PutItem"}
     assert not any(a.endswith("*") and a.startswith("dynamodb") for a in actions)
-    # Encryption with the feature's key only: no decrypt for the sampler.
-    assert "kms:Decrypt" not in actions
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    action = statement["Action"]
+    return {action} if isinstance(action, str) else set(action)
+
+
+def _key_statements(template: Template, role_prefix: str, key_arn: Any) -> list[dict[str, Any]]:
+    return [s for s in _statements(template, role_prefix) if s["Resource"] == key_arn]
+
+
+def test_table_writers_and_readers_use_the_feature_key_only_through_dynamodb(synth: dict[str, Any]) -> None:
+    """DynamoDB calls KMS with the caller's permissions for a table under a customer-managed key: the
+    sampler cannot put an item without them. They hold only through DynamoDB (not, say, to decrypt the
+    feature's API-key secret, which the same key encrypts)."""
+    template: Template = synth["template"]
+    key_arn = synth["sampled"].node.scope.resolve(synth["sampled"].encryption_key.key_arn)
+    via = {
+        "StringEquals": {
+            "kms:ViaService": {"Fn::Join": ["", ["dynamodb.", {"Ref": "AWS::Region"}, ".amazonaws.com"]]}
+        }
+    }
+    (writer,) = _key_statements(template, "OnlineEvaluationSamplerRole", key_arn)
+    assert {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"} <= _actions(writer)
+    assert writer["Condition"] == via
+    # (The judge feature's key is the same team key: the drift job reads the judge's secret through
+    # Secrets Manager, a statement of its own.)
+    statements = _key_statements(template, "OnlineEvaluationDriftRole", key_arn)
+    (reader,) = [s for s in statements if "dynamodb." in json.dumps(s.get("Condition"))]
+    assert _actions(reader) == {"kms:Decrypt", "kms:DescribeKey"} and reader["Condition"] == via
+    assert all("Condition" in s for s in statements), "no use of the feature key outside a service"
+
+
+@pytest.mark.parametrize("role", ["OnlineEvaluationSamplerRole", "OnlineEvaluationDriftRole"])
+def test_asynchronous_functions_can_write_their_encrypted_dead_letter_queue(
+    synth: dict[str, Any], role: str
+) -> None:
+    """Lambda sends a failed asynchronous event to the dead-letter queue with the function's role: without
+    the queue key the event is lost instead of kept."""
+    template: Template = synth["template"]
+    key_arn = synth["online"].node.scope.resolve(synth["online"].encryption_key.key_arn)
+    actions = set().union(*(_actions(s) for s in _key_statements(template, role, key_arn)))
+    assert {"kms:GenerateDataKey*", "kms:Decrypt"} <= actions
 
 
 def test_scorer_reads_streams_inserts_only_and_has_a_dead_letter_queue(synth: dict[str, Any]) -> None:
@@ -159,9 +200,35 @@ def test_free_traffic_assertions_come_from_the_suites(synth: dict[str, Any]) -> 
     assert suite["rubric"]
 
 
+ONLINE_ALARMS = {
+    "OnlinePiiLeak",
+    "OnlineQualityDrop",
+    "OutputRefusalRate",
+    "InputDrift",
+    "OutputLengthDrop",
+    "OutputLengthGrowth",
+    "OutputLanguageShift",
+    "OutputToolCallShift",
+    "OutputGuardrailShift",
+}
+
+
 def test_alarms_per_sampled_feature(synth: dict[str, Any]) -> None:
-    names = {a.name for a in synth["sampled"].alarm_inputs}
-    assert {"OnlinePiiLeak", "OnlineQualityDrop", "OutputDrift", "InputDrift"} <= names
+    names = [a.name for a in synth["sampled"].alarm_inputs]
+    assert set(names) >= ONLINE_ALARMS and len(names) == len(set(names))
+
+
+def test_every_online_alarm_has_its_own_runbook_entry() -> None:
+    """An alarm name missing from ALARM_RUNBOOKS would silently link the provider-outage runbook."""
+    from ai_factory.constructs.observability.settings import ALARM_RUNBOOKS
+    from ai_factory.constructs.online_alarms import DRIFT_ALARM_NAMES, SCORER_ALARM_NAMES
+
+    assert set(SCORER_ALARM_NAMES) | set(DRIFT_ALARM_NAMES) == ONLINE_ALARMS
+    for name in ONLINE_ALARMS:
+        runbook = ALARM_RUNBOOKS[name]
+        page = (ROOT / "docs" / "runbooks" / f"{runbook}.md").read_text(encoding="utf-8")
+        assert f"{name}`" in page, f"docs/runbooks/{runbook}.md does not describe {name}"
+    assert {ALARM_RUNBOOKS[n] for n in ONLINE_ALARMS if n.startswith("Output")} == {"output-drift"}
 
 
 def test_drift_job_runs_daily_and_may_only_read_the_sample_tables(synth: dict[str, Any]) -> None:
@@ -402,6 +469,108 @@ def test_tracking_server_from_the_mlops_stack_is_a_cross_stack_reference() -> No
     assert "Fn::ImportValue" in statement["Resource"]
 
 
+# --- the alarms as the observability stack creates them ---------------------------------------------
+
+RUNBOOK_BASE = "https://example.com/docs/runbooks"
+CUSTOM = OnlineSampling(
+    rate=0.1,
+    max_refusal_rate=0.3,
+    min_length_ratio=0.6,
+    max_length_ratio=1.8,
+    max_language_share_drop=0.25,
+    max_tool_call_rate_change=0.15,
+    max_guardrail_rate_change=0.05,
+)
+
+
+@pytest.fixture(scope="module")
+def alarms() -> Template:
+    """A sampled feature with custom thresholds, no judge, monitored by an Observability facade."""
+    from ai_factory.constructs.observability.facade import Observability
+
+    app = cdk.App()
+    team = team_stack(app)
+    sampled = feature(team, "ticket-summarizer", online_sampling=CUSTOM)
+    log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
+    OnlineEvaluation(team, "OnlineEvaluation", features=[sampled], invocation_log_group=log_group)
+    Observability(team, "Observability", features=[sampled], platform=False, runbook_base_url=RUNBOOK_BASE)
+    return Template.from_stack(team)
+
+
+def _alarm(template: Template, name: str) -> dict[str, Any]:
+    found = template.find_resources(
+        "AWS::CloudWatch::Alarm",
+        {"Properties": {"AlarmName": f"ai-factory-Warning-support-ticket-summarizer-{name}"}},
+    )
+    assert len(found) == 1, f"{name}: {list(found)}"
+    return next(iter(found.values()))["Properties"]
+
+
+DAY = 86_400
+
+
+@pytest.mark.parametrize(
+    ("name", "metric", "threshold", "comparison", "period", "periods", "says"),
+    [
+        ("OutputRefusalRate", "OnlineRefusals", 0.3, "GreaterThanThreshold", 3 * 3600, 1, "more than 30%"),
+        ("OutputLengthDrop", "OutputLengthRatio", 0.6, "LessThanThreshold", DAY, 1, "shorter than 0.6 x"),
+        ("OutputLengthGrowth", "OutputLengthRatio", 1.8, "GreaterThanThreshold", DAY, 1, "longer than 1.8 x"),
+        ("OutputLanguageShift", "LanguageShareChange", -0.25, "LessThanThreshold", DAY, 1, "fell by more"),
+        ("InputDrift", "InputDriftPValue", 0.01, "LessThanThreshold", DAY, 2, "two days running"),
+    ],
+)
+def test_drift_alarm_watches_its_metric_at_the_feature_threshold(
+    alarms: Template,
+    name: str,
+    metric: str,
+    threshold: float,
+    comparison: str,
+    period: int,
+    periods: int,
+    says: str,
+) -> None:
+    props = _alarm(alarms, name)
+    assert props["MetricName"] == metric and props["Namespace"] == "AIFactory"
+    dimensions = {d["Name"]: d["Value"] for d in props["Dimensions"]}
+    assert dimensions == {"Team": "support", "Feature": "ticket-summarizer"}
+    assert (props["Threshold"], props["ComparisonOperator"]) == (threshold, comparison)
+    assert (props["Period"], props["EvaluationPeriods"]) == (period, periods)
+    assert props["TreatMissingData"] == "notBreaching"
+    description = props["AlarmDescription"]
+    assert description.startswith("support/ticket-summarizer: ") and says in description
+    runbook = "output-drift" if name.startswith("Output") else "online-evaluation"
+    assert description.endswith(f"Runbook: {RUNBOOK_BASE}/{runbook}.md")
+    assert props["AlarmActions"] and props["OKActions"]
+
+
+@pytest.mark.parametrize(
+    ("name", "metric", "threshold"),
+    [
+        ("OutputToolCallShift", "ToolCallRateChange", 0.15),
+        ("OutputGuardrailShift", "GuardrailRateChange", 0.05),
+    ],
+)
+def test_rate_shift_alarms_fire_on_a_change_either_way(
+    alarms: Template, name: str, metric: str, threshold: float
+) -> None:
+    props = _alarm(alarms, name)
+    assert (props["Threshold"], props["ComparisonOperator"]) == (threshold, "GreaterThanThreshold")
+    expression, source = sorted(props["Metrics"], key=lambda m: "Expression" not in m)
+    assert expression["Expression"] == "ABS(change)" and expression["ReturnData"] is True
+    assert source["Id"] == "change" and source["ReturnData"] is False
+    stat = source["MetricStat"]
+    assert stat["Metric"]["MetricName"] == metric and stat["Period"] == DAY
+    assert "up or down" in props["AlarmDescription"]
+    assert props["AlarmDescription"].endswith(f"Runbook: {RUNBOOK_BASE}/output-drift.md")
+
+
+def test_without_a_judge_there_is_no_judge_score_alarm(alarms: Template) -> None:
+    names = [a["Properties"]["AlarmName"] for a in alarms.find_resources("AWS::CloudWatch::Alarm").values()]
+    assert not [n for n in names if n.endswith("-OnlineQualityDrop")]
+    assert len(names) == len(set(names))
+    assert {n.rsplit("-", 1)[1] for n in names} >= ONLINE_ALARMS - {"OnlineQualityDrop"}
+
+
 @pytest.mark.parametrize(
     ("props", "message"),
     [
@@ -418,3 +587,77 @@ def test_bad_tracking_props_name_the_field(props: dict[str, Any], message: str) 
 def test_trace_text_must_be_a_boolean() -> None:
     with pytest.raises(AiFeatureError, match=r"online_sampling\.trace_text: must be True or False"):
         feature(team_stack(), "bad", online_sampling=OnlineSampling(rate=0.1, trace_text="yes"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("props", "message"),
+    [
+        ({"min_length_ratio": 1.0}, r"online_sampling\.min_length_ratio: must be above 0 and below 1"),
+        ({"max_length_ratio": 0.9}, r"online_sampling\.max_length_ratio: must be a number above 1"),
+        ({"max_length_ratio": float("inf")}, r"max_length_ratio"),
+        (
+            {"max_language_share_drop": 0},
+            r"online_sampling\.max_language_share_drop: must be a share above 0",
+        ),
+        ({"max_tool_call_rate_change": 1.5}, r"online_sampling\.max_tool_call_rate_change"),
+        ({"max_guardrail_rate_change": True}, r"online_sampling\.max_guardrail_rate_change"),
+    ],
+)
+def test_bad_drift_thresholds_name_the_field(props: dict[str, Any], message: str) -> None:
+    with pytest.raises(AiFeatureError, match=message):
+        feature(team_stack(), "bad", online_sampling=OnlineSampling(rate=0.1, **props))
+
+
+# --- one OnlineEvaluation per invocation log group ----------------------------------------------------
+
+
+def test_a_second_online_evaluation_on_the_same_log_group_fails_at_synth() -> None:
+    from ai_factory.constructs.invocation_logging import BedrockInvocationLogging
+
+    app = cdk.App()
+    team = team_stack(app)
+    first = feature(team, "first", online_sampling=OnlineSampling(rate=0.1))
+    second = feature(team, "second", online_sampling=OnlineSampling(rate=0.1))
+    platform = cdk.Stack(app, "Platform", env=ENV)
+    owned = BedrockInvocationLogging(platform, "InvocationLogging").log_group
+    OnlineEvaluation(platform, "Online", features=[first], invocation_log_group=owned)
+    with pytest.raises(OnlineEvaluationError, match=r"OnlineEvaluation Platform/Online already subscribes"):
+        OnlineEvaluation(team, "Online", features=[second], invocation_log_group=owned)
+    # The same log group imported twice by ARN is still the same log group.
+    imported = logs.LogGroup.from_log_group_arn(team, "A", LOG_GROUP_ARN)
+    OnlineEvaluation(team, "Imported", features=[second], invocation_log_group=imported)
+    again = logs.LogGroup.from_log_group_arn(team, "B", LOG_GROUP_ARN)
+    with pytest.raises(OnlineEvaluationError, match=r"2 subscription filters per log group"):
+        OnlineEvaluation(team, "Again", features=[second], invocation_log_group=again)
+
+
+def test_drift_dead_letters_may_use_the_key_for_that_rule_only(synth: dict[str, Any]) -> None:
+    template: Template = synth["template"]
+    (rule,) = template.find_resources("AWS::Events::Rule").values()
+    name = rule["Properties"]["Name"]
+    assert name.startswith("ai-factory-") and len(name) <= 64
+    keys = template.find_resources("AWS::KMS::Key")
+    statements = [
+        st
+        for key in keys.values()
+        for st in key["Properties"]["KeyPolicy"]["Statement"]
+        if st.get("Sid") == "AllowEventBridgeDeadLetters"
+    ]
+    (statement,) = statements
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert name in json.dumps(statement["Condition"]["ArnEquals"]["aws:SourceArn"])
+
+
+def test_online_evaluation_after_the_monitoring_of_its_features_fails_at_synth() -> None:
+    """Its alarms are alarm inputs the Observability reads when it monitors a feature: created later,
+    they would silently never exist."""
+    from ai_factory.constructs.observability.facade import Observability
+
+    app = cdk.App()
+    team = team_stack(app)
+    sampled = feature(team, "late", online_sampling=OnlineSampling(rate=0.1))
+    Observability(team, "Observability", features=[sampled], platform=False)
+    log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
+    with pytest.raises(OnlineEvaluationError, match=r"support/late is already monitored by .*Observability"):
+        OnlineEvaluation(team, "OnlineEvaluation", features=[sampled], invocation_log_group=log_group)

@@ -132,3 +132,77 @@ def test_drift_job_skips_windows_too_small_to_judge() -> None:
     assert (
         drift_job.drift_record("t", "f", few, now, lambda ts: [hashed_embedding(t) for t in ts], "NS") is None
     )
+
+
+def _embed(texts: Any) -> list[list[float]]:
+    return [hashed_embedding(t) for t in texts]
+
+
+def _window(n: int, at: float, seed: int, **answer: Any) -> list[dict[str, Any]]:
+    """``n`` samples ending at ``at``: the first ``answer["refusals"]`` refuse, the first
+    ``answer["tools"]`` call a tool, the first ``answer["blocked"]`` met the guardrail, the first
+    ``answer["german"]`` answer in German; the rest answer ``answer["text"]`` in English."""
+    english = answer.get("text", "The refund for the invoice is on its way and you will see it soon.")
+    german = "Die Erstattung für die Rechnung ist unterwegs und Sie werden sie bald auf dem Konto sehen."
+    refusal = "I'm sorry, but I can't help with that request."
+    rows = _items(BILLING, n, seed, at, english)
+    for i, row in enumerate(rows):
+        if i < answer.get("refusals", 0):
+            row["output"] = refusal
+        elif i < answer.get("refusals", 0) + answer.get("german", 0):
+            row["output"] = german
+        row["tool_calls"] = 1 if i < answer.get("tools", 0) else 0
+        row["guardrail_intervened"] = i < answer.get("blocked", 0)
+    return rows
+
+
+def test_drift_record_publishes_every_output_drift_signal_as_a_declared_metric() -> None:
+    now = time.time()
+    baseline = _window(100, now - 3 * 86_400, 1, refusals=5, tools=10, blocked=2)
+    current = _window(50, now - 600, 2, refusals=10, tools=20, blocked=6, german=15)
+    record = drift_job.drift_record("support", "summarizer", baseline + current, now, _embed, "NS")
+    assert record is not None
+    declared = {m.name: m for m in contract.METRICS}
+    published = record["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    names = {m["Name"] for m in published}
+    expected = {
+        contract.OUTPUT_LENGTH_RATIO.name,
+        contract.LANGUAGE_SHARE_CHANGE.name,
+        contract.REFUSAL_RATE_CHANGE.name,
+        contract.TOOL_CALL_RATE_CHANGE.name,
+        contract.GUARDRAIL_RATE_CHANGE.name,
+    }
+    assert expected <= names <= set(declared)
+    assert all(m["Unit"] == declared[m["Name"]].unit for m in published)
+    # Baseline: 5 % refusals, 10 % tool calls, 2 % guardrail, 95 % English (a short refusal has too few
+    # stop words to tell its language); day: 20 %, 40 %, 12 %, 30 % German, so 50 % English.
+    assert record["RefusalRateChange"] == pytest.approx(0.15)
+    assert record["ToolCallRateChange"] == pytest.approx(0.30)
+    assert record["GuardrailRateChange"] == pytest.approx(0.10)
+    assert record["LanguageShareChange"] == pytest.approx(-0.45)
+    assert record["main_language"] == "en"
+    assert record["Team"] == "support" and record["Feature"] == "summarizer"
+
+
+def test_drift_record_of_an_unchanged_day_is_all_zero_changes() -> None:
+    now = time.time()
+    baseline = _window(60, now - 3 * 86_400, 1, tools=6, blocked=3)
+    rows = baseline + _window(40, now - 600, 2, tools=4, blocked=2)
+    record = drift_job.drift_record("t", "f", rows, now, _embed, "NS")
+    assert record is not None
+    assert record["OutputLengthRatio"] == 1.0
+    for name in ("RefusalRateChange", "ToolCallRateChange", "GuardrailRateChange", "LanguageShareChange"):
+        assert record[name] == pytest.approx(0.0), name
+
+
+def test_length_ratio_of_an_empty_baseline_is_left_out_not_infinity() -> None:
+    """Only tool calls in the baseline (no text): the ratio has no value; publishing Infinity would make
+    the whole EMF line invalid JSON and lose every other drift metric of the day."""
+    now = time.time()
+    rows = _window(40, now - 3 * 86_400, 1, text="") + _window(40, now - 600, 2)
+    record = drift_job.drift_record("t", "f", rows, now, _embed, "NS")
+    assert record is not None
+    line = json.dumps(record, allow_nan=False)  # raises on Infinity/NaN
+    names = {m["Name"] for m in json.loads(line)["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert "OutputLengthRatio" not in names and "OutputLengthRatio" not in record
+    assert {"LanguageShareChange", "RefusalRateChange", "InputDriftPValue"} <= names

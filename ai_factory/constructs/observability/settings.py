@@ -21,6 +21,7 @@ RUNBOOKS = (
     "knowledge-base-sync",
     "direct-model-access",
     "online-evaluation",
+    "output-drift",
 )
 # Which runbook each alarm links (feature alarms by their AlarmInput name, then the facade's own).
 ALARM_RUNBOOKS = {
@@ -38,8 +39,15 @@ ALARM_RUNBOOKS = {
     "BreakGlassModelAccess": "direct-model-access",
     "OnlinePiiLeak": "online-evaluation",
     "OnlineQualityDrop": "online-evaluation",
-    "OutputDrift": "online-evaluation",
     "InputDrift": "online-evaluation",
+    # Output drift (ai_factory.constructs.online_alarms): the scorer's refusal rate and the drift job's
+    # day-against-baseline changes.
+    "OutputRefusalRate": "output-drift",
+    "OutputLengthDrop": "output-drift",
+    "OutputLengthGrowth": "output-drift",
+    "OutputLanguageShift": "output-drift",
+    "OutputToolCallShift": "output-drift",
+    "OutputGuardrailShift": "output-drift",
 }
 FIVE_MINUTES = Duration.minutes(5)
 ONE_HOUR = Duration.hours(1)

@@ -131,6 +131,15 @@ OUTPUT_LENGTH_RATIO = _feature("OutputLengthRatio", NO_UNIT, "mean answer length
 LANGUAGE_SHARE_CHANGE = _feature(
     "LanguageShareChange", NO_UNIT, "change of the share of answers in the baseline's main language"
 )
+REFUSAL_RATE_CHANGE = _feature(
+    "RefusalRateChange", NO_UNIT, "share of answers that refuse, day minus baseline (-1..1)"
+)
+TOOL_CALL_RATE_CHANGE = _feature(
+    "ToolCallRateChange", NO_UNIT, "share of answers that call a tool, day minus baseline (-1..1)"
+)
+GUARDRAIL_RATE_CHANGE = _feature(
+    "GuardrailRateChange", NO_UNIT, "share of answers the guardrail intervened on, day minus baseline (-1..1)"
+)
 # Delivery, published by `ai-factory lead-time --publish` (from the registry and deployment records).
 LEAD_TIME_DAYS = _feature(
     "LeadTimeDays",
@@ -192,6 +201,9 @@ METRICS: tuple[Metric, ...] = (
     INPUT_DRIFT_P_VALUE,
     OUTPUT_LENGTH_RATIO,
     LANGUAGE_SHARE_CHANGE,
+    REFUSAL_RATE_CHANGE,
+    TOOL_CALL_RATE_CHANGE,
+    GUARDRAIL_RATE_CHANGE,
     LEAD_TIME_DAYS,
     RECORDS_IN,
     RECORDS_CURATED,

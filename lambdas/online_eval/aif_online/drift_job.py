@@ -7,12 +7,16 @@ traces older than its retention (``mlflow_trace.expire_traces``), so a trace liv
 sample; a failure there is logged and leaves the drift metrics alone.
 Prompts are embedded through the gateway's ``/v1/embeddings`` route when ``AIF_GATEWAY_URL`` and
 ``AIF_JUDGE_SECRET`` are set (``AIF_EMBED_MODEL``, default ``embed``), else with ``hashed_embedding``.
-A window with fewer than ``MIN_WINDOW`` samples publishes nothing for input drift: too few to judge.
+A window with fewer than ``MIN_WINDOW`` samples publishes nothing: too few to judge. Otherwise one EMF
+record per feature carries input drift (``InputDrift``, ``InputDriftPValue``) and every output-drift signal
+(``OutputLengthRatio``, ``LanguageShareChange``, ``RefusalRateChange``, ``ToolCallRateChange``,
+``GuardrailRateChange``), the metrics the feature's drift alarms watch.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +68,13 @@ def drift_record(
         c.INPUT_DRIFT_P_VALUE: round(drift_in.p_value, 4),
         c.OUTPUT_LENGTH_RATIO: round(drift_out.length_ratio, 4),
         c.LANGUAGE_SHARE_CHANGE: round(drift_out.main_language_share_change, 4),
+        c.REFUSAL_RATE_CHANGE: round(drift_out.refusal_rate_change, 4),
+        c.TOOL_CALL_RATE_CHANGE: round(drift_out.tool_call_rate_change, 4),
+        c.GUARDRAIL_RATE_CHANGE: round(drift_out.guardrail_rate_change, 4),
     }
+    # A baseline of empty answers (tool calls only) has no length ratio. Infinity is not JSON: the line
+    # would be rejected whole and the day's other drift metrics lost with it.
+    metrics = {m: v for m, v in metrics.items() if math.isfinite(v)}
     return {
         "_aws": {
             "Timestamp": int(now * 1000),
@@ -81,9 +91,7 @@ def drift_record(
         **{m.name: v for m, v in metrics.items()},
         "baseline_size": len(baseline),
         "current_size": len(current),
-        "refusal_rate_change": round(drift_out.refusal_rate_change, 4),
-        "tool_call_rate_change": round(drift_out.tool_call_rate_change, 4),
-        "guardrail_rate_change": round(drift_out.guardrail_rate_change, 4),
+        "main_language": drift_out.main_language,
     }
 
 

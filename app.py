@@ -19,18 +19,21 @@ def build_app(team_modules: Sequence[str] = TEAM_MODULES, **app_props: object) -
     """The app with all stacks and the nag packs registered (not yet synthesized).
 
     ``team_modules``: the product teams' packages (each with ``TEAM`` and ``build(team_stack)``); one
-    stack per team; then the observability stack(s), which monitor every feature they find; then MLOps
-    and, when the context names a repository, the delivery pipeline.
+    stack per team; then the observability stack(s), which monitor every feature they find (MLOps, whose
+    MLflow holds the online samples' traces, comes first) and, when the context names a repository, the
+    delivery pipeline.
     """
     app = cdk.App(**app_props)  # type: ignore[arg-type]
     env = cdk.Environment(
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
         region=os.environ.get("CDK_DEFAULT_REGION", "us-east-1"),
     )
-    # Gateway, governance, one stack per team (with its canary), observability: the same in every
-    # pipeline stage (stacks/factory.py).
-    build_factory(app, team_modules=team_modules, env=env)
     mlops = MlopsStack(app, "AiFactoryMlops", env=env, description="AI Factory: SageMaker managed MLflow")
+    # Gateway, governance, one stack per team (with its canary), observability: the same in every
+    # pipeline stage (stacks/factory.py). Sampled requests become MLflow traces beside the eval runs.
+    build_factory(
+        app, team_modules=team_modules, env=env, tracking_server_arn=mlops.tracking.tracking_server_arn
+    )
     # The delivery pipeline only when the context names a repository (docs/delivery.md), so a fresh
     # clone synthesizes without one.
     pipeline_settings = PipelineSettings.from_context(app)

@@ -54,6 +54,7 @@ def build_factory(
     label: str | None = None,
     invocation_logging: bool | None = None,
     name_prefix: str | None = None,
+    tracking_server_arn: str | None = None,
 ) -> Factory:
     """Add the factory's stacks to ``scope`` (the app or a stage) and return them.
 
@@ -65,6 +66,8 @@ def build_factory(
         ``ai-factory:invocationLogging`` (default true).
     :param name_prefix: the factory's name prefix. Default: the context ``ai-factory:prefix``, else
         ``ai-factory``. In a stage, the stage's name is appended to it.
+    :param tracking_server_arn: the MLflow tracking server where the online scorer records sampled
+        requests as traces beside the eval runs (the MLOps stack's). Default: no traces.
     """
     base = validate_prefix(name_prefix, "name_prefix") if name_prefix is not None else name_prefix_of(scope)
     names = base
@@ -114,6 +117,7 @@ def build_factory(
         description=f"{prefix}: dashboards, alarms, on-call topic, invocation logging",
         stack_id=f"{ids}Observability",
         name_prefix=names,
+        online_tracking_server_arn=tracking_server_arn,
     )
     # Last: it exempts the teams' knowledge-base roles and alarms to the observability stack's topic.
     enforcement = None

@@ -51,6 +51,9 @@ class ObservabilityStack(FactoryStack):
         invocation log group: with invocation logging off here, synth warns and nothing is sampled.
     :param online_judge: the feature whose gateway key the online judge uses (``OnlineEvaluation``'s
         ``judge``). Default: no judge (deterministic scores, PII and drift only; no judge cost).
+    :param online_tracking_server_arn: the MLflow tracking server the online scorer records each scored
+        sample on as a trace, beside the eval runs (``OnlineEvaluation``'s ``tracking_server_arn``; the
+        app passes the MLOps stack's). Default: no traces.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class ObservabilityStack(FactoryStack):
         oncall_emails: Sequence[str] | None = None,
         sampled_features: Sequence[AiFeature] = (),
         online_judge: AiFeature | None = None,
+        online_tracking_server_arn: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("description", "AI Factory: dashboards, alarms, on-call topic, invocation logging")
@@ -99,6 +103,7 @@ class ObservabilityStack(FactoryStack):
                 features=sampled_features,
                 invocation_log_group=self.invocation_logging.log_group,
                 judge=online_judge,
+                tracking_server_arn=online_tracking_server_arn,
             )
         self.observability = Observability(
             self,

@@ -149,6 +149,15 @@ def test_the_shipped_sampled_feature_has_its_table_sampler_and_drift_alarms(real
     assert "Fn::ImportValue" in mapping["Properties"]["EventSourceArn"]
     manifest = json.loads((real_app.outdir / "manifest.json").read_text())
     assert "AiFactoryTeamSupport" in manifest["artifacts"]["AiFactoryObservability"]["dependencies"]
+    # Each scored sample becomes an MLflow trace on the MLOps stack's tracking server, beside the eval runs.
+    (scorer,) = observability.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "aif_online.handler.lambda_score"}}
+    ).values()
+    variables = scorer["Properties"]["Environment"]["Variables"]
+    assert "Fn::ImportValue" in variables["AIF_MLFLOW_TRACKING_URI"]
+    assert "AiFactoryMlops" in json.dumps(variables["AIF_MLFLOW_TRACKING_URI"])
+    assert variables["AIF_MLFLOW_EXPERIMENT"] == "ai-factory/evals"
+    assert "AiFactoryMlops" in manifest["artifacts"]["AiFactoryObservability"]["dependencies"]
 
     names = {
         a["Properties"]["AlarmName"] for a in observability.find_resources("AWS::CloudWatch::Alarm").values()

@@ -8,6 +8,7 @@ case, the characters that match ASCII letters case-insensitively, digits and sep
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 from pathlib import Path
@@ -22,8 +23,12 @@ from hypothesis import strategies as st
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-import connector_throughput  # noqa: E402
+_ENV = dict(os.environ)
+import connector_throughput  # noqa: E402  (sets fake AWS credentials on import: restored below)
 import pii_detectors  # noqa: E402
+
+os.environ.clear()
+os.environ.update(_ENV)
 
 Spans = list[tuple[str, int, int, str, float]]
 

@@ -336,11 +336,14 @@ _VERSION_WORDS = ("version", "ver", "v", "release", "build", "firmware", "fw", "
 
 # Every IPv6 address ``ipaddress`` accepts holds "::" or eight groups, so a hex digit on each side of a
 # colon somewhere: texts with neither (JSON's '": "' has no hex digit before the colon) skip IPv6.
-_IPV6_HINT = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f]")
+# (Written to start with the colon: the engine then jumps from colon to colon.)
+_IPV6_HINT = re.compile(r":(?<=[0-9A-Fa-f]:)[0-9A-Fa-f]")
+# Likewise an IPv4 address has a digit on each side of a dot.
+_IPV4_HINT = re.compile(r"\.(?<=[0-9]\.)[0-9]")
 
 
 def _ips(text: str) -> Iterator[_Raw]:
-    if "." in text:
+    if "." in text and _IPV4_HINT.search(text) is not None:
         for m in _IPV4_RE.finditer(text):
             before = _context(text, m.start(), 12).rstrip()
             if before.endswith(_VERSION_WORDS) or before.endswith(("v", "v.")):
@@ -445,7 +448,7 @@ class _NameContext:
 
     ``heads``: for a case-insensitive pattern, which the engine cannot skip through quickly, the
     lower-case literals that every match starts with; matches are then tried only where one of them
-    occurs in the lower-cased text (:func:`_caseless`). ``needs``: characters every match contains.
+    occurs in the lower-cased text (:func:`_caseless`). ``needs``: every match contains one of these.
     """
 
     pattern: re.Pattern[str]
@@ -475,6 +478,7 @@ _NAME_CONTEXTS: tuple[_NameContext, ...] = (
             rf"{_cue_words('Dear', 'Hi', 'Hello')}[ ]+(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?[ ]+)?({_NAME})"
         ),
         0.5,
+        needs=("Dear", "Hi", "Hello"),
     ),
     _NameContext(
         re.compile(
@@ -507,6 +511,13 @@ def _caseless(text: str) -> str:
     if not text.isascii() and any(ch in text for ch in _CASELESS_ODD):
         text = text.translate(_CASELESS_TABLE)
     return text.lower()
+
+
+def _contains_any(text: str, needles: tuple[str, ...]) -> bool:
+    for needle in needles:  # noqa: SIM110 (a plain loop: no generator object per call)
+        if needle in text:
+            return True
+    return False
 
 
 def _occurrences(haystack: str, needles: Iterable[str]) -> list[int]:
@@ -620,7 +631,7 @@ def _names(text: str) -> Iterator[_Raw]:
     folded: str | None = None
     for context in _NAME_CONTEXTS:
         confidence = context.confidence
-        if context.needs and not any(ch in text for ch in context.needs):
+        if context.needs and not _contains_any(text, context.needs):
             continue
         if context.heads:
             folded = _caseless(text) if folded is None else folded
@@ -693,10 +704,19 @@ def _start(f: Finding) -> int:
     return f.start
 
 
-# Kinds whose every pattern needs an ASCII digit: a text without one skips them (IPv6 need not have
-# one, "::abc"; _ips checks for IPv4's dots itself).
+# Kinds a text cannot hold, from what every finding of theirs contains, checked once per text (each
+# detector scans the whole text, so on short values the scans are most of the cost):
+# an ASCII digit (IPv6 need not have one, "::abc"; _ips checks IPv4's dots itself);
 _NEEDS_DIGIT = frozenset({PHONE, CREDIT_CARD, IBAN, US_SSN, UK_NINO, DE_TAX_ID, FR_NIR, ES_DNI})
 _DIGIT = re.compile(r"[0-9]")
+# three digits in a row (SSN, tax ID and NIR patterns start so; a card is 13-19 digits in a row or
+# in groups of at least 3; a DNI has 7 or 8);
+_NEEDS_3_DIGITS = frozenset({CREDIT_CARD, US_SSN, DE_TAX_ID, FR_NIR, ES_DNI})
+_3_DIGITS = re.compile(r"[0-9]{3}")
+# seven digits in a row.
+_NEEDS_7_DIGITS = frozenset({ES_DNI})
+_7_DIGITS = re.compile(r"[0-9]{7}")
+_NOTHING: frozenset[str] = frozenset()
 _ALL_IN_ORDER = tuple(sorted(ALL_KINDS))
 
 
@@ -712,12 +732,19 @@ def detect(text: str, *, kinds: Iterable[str] | None = None) -> list[Finding]:
         order = tuple(sorted(wanted))
     if not text:
         return []
+    if _DIGIT.search(text) is None:
+        impossible = _NEEDS_DIGIT
+    elif _3_DIGITS.search(text) is None:
+        impossible = _NEEDS_3_DIGITS
+    elif _7_DIGITS.search(text) is None:
+        impossible = _NEEDS_7_DIGITS
+    else:
+        impossible = _NOTHING
     # Detectors run in kind order and findings keep that order: resolve() breaks exact ties by it.
-    digits = _DIGIT.search(text) is not None
     raw = [
         Finding(kind, start, end, text[start:end], confidence)
         for wanted_kind in order
-        if digits or wanted_kind not in _NEEDS_DIGIT
+        if wanted_kind not in impossible
         for kind, start, end, confidence in DETECTORS[wanted_kind](text)
     ]
     if not raw:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -101,6 +102,8 @@ _PIECES = [
 @example("Kind regards, kind regards,\nMaria Garcia")
 @example("Dear Dear Mr. Smith")
 @example("::abc and ab:cd:ef, 1:2:3:4:5:6:7:8")
+@example("xkind regards, Bob Lee; XMr. Smith; cardholder: Ann Lee, attention=Bo Li")
+@example("call 06 12 34 56 78 or 12 34 56 78 90, DNI 1234567Z, no 3 digits: 1.2.3.4 12-34")
 def test_same_findings_on_generated_text(text: str) -> None:
     _assert_same(text)
 
@@ -115,3 +118,18 @@ def test_same_findings_on_random_long_texts() -> None:
 @pytest.mark.parametrize("text", ["", "x", "1", "@", ":", "::", "\u0130", "Dear", "Name:"])
 def test_same_findings_on_tiny_texts(text: str) -> None:
     _assert_same(text)
+
+
+def test_caseless_folding_matches_the_regex_engine() -> None:
+    """The cue-word pre-filter looks for lower-case literals in ``_caseless(text)``: it must keep the
+    length (offsets are shared) and turn every character that a case-insensitive pattern matches to an
+    ASCII letter into that letter, or it would skip a position the pattern matches."""
+    everything = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    folded = pii._caseless(everything)
+    assert len(folded) == len(everything)
+    matched = [m.start() for m in re.finditer("(?i)[a-z]", everything)]
+    assert len(matched) > 52  # the ASCII letters and the few others (Kelvin sign, long s, dotted I ...)
+    for i in matched:
+        assert "a" <= folded[i] <= "z" and re.fullmatch("(?i)" + folded[i], everything[i]), hex(
+            ord(everything[i])
+        )

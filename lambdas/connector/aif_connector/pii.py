@@ -169,10 +169,25 @@ _EMAIL_RE = re.compile(
 )
 
 
+_LOCAL_PART = re.compile(r"[A-Za-z0-9._%+-]*")
+
+
+def _email_starts(text: str) -> list[int]:
+    """Where an address can start: for each "@", the start of the run of local-part characters just
+    before it (the look-behind rules out any other start; a local part is at most 64 characters)."""
+    starts = []
+    at = text.find("@")
+    while at != -1:
+        before = text[max(0, at - 64) : at][::-1]
+        starts.append(at - _LOCAL_PART.match(before).end())  # type: ignore[union-attr]  # * always matches
+        at = text.find("@", at + 1)
+    return starts
+
+
 def _emails(text: str) -> Iterator[_Raw]:
     if "@" not in text:
         return
-    for m in _EMAIL_RE.finditer(text):
+    for m in _finditer_from(_EMAIL_RE, text, _email_starts(text)):
         local, _, domain = m.group().partition("@")
         if ".." in local or local.endswith(".") or any(p.endswith("-") for p in domain.split(".")):
             continue
@@ -713,9 +728,12 @@ _DIGIT = re.compile(r"[0-9]")
 # in groups of at least 3; a DNI has 7 or 8);
 _NEEDS_3_DIGITS = frozenset({CREDIT_CARD, US_SSN, DE_TAX_ID, FR_NIR, ES_DNI})
 _3_DIGITS = re.compile(r"[0-9]{3}")
-# seven digits in a row.
+# seven digits in a row;
 _NEEDS_7_DIGITS = frozenset({ES_DNI})
 _7_DIGITS = re.compile(r"[0-9]{7}")
+# nine digits, one space or hyphen at most between two (an SSN has 9, a tax ID 11, a card 13-19).
+_NEEDS_9_DIGITS = frozenset({CREDIT_CARD, US_SSN, DE_TAX_ID})
+_9_DIGITS = re.compile(r"[0-9](?:[ -]?[0-9]){8}")
 _NOTHING: frozenset[str] = frozenset()
 _ALL_IN_ORDER = tuple(sorted(ALL_KINDS))
 
@@ -736,10 +754,10 @@ def detect(text: str, *, kinds: Iterable[str] | None = None) -> list[Finding]:
         impossible = _NEEDS_DIGIT
     elif _3_DIGITS.search(text) is None:
         impossible = _NEEDS_3_DIGITS
-    elif _7_DIGITS.search(text) is None:
-        impossible = _NEEDS_7_DIGITS
     else:
-        impossible = _NOTHING
+        impossible = _NOTHING if _7_DIGITS.search(text) else _NEEDS_7_DIGITS
+        if _9_DIGITS.search(text) is None:
+            impossible = impossible | _NEEDS_9_DIGITS
     # Detectors run in kind order and findings keep that order: resolve() breaks exact ties by it.
     raw = [
         Finding(kind, start, end, text[start:end], confidence)

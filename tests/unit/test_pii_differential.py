@@ -104,6 +104,7 @@ _PIECES = [
 @example("::abc and ab:cd:ef, 1:2:3:4:5:6:7:8")
 @example("x" * 63 + "@example.com " + "y" * 64 + "@example.com " + "z" * 65 + "@example.com")
 @example("_ab@x.com é.cd@x.com ef..g@x.com h@@x.com i@j@k.com -l@m.com n.@o.com p@q-.com")
+@example("NIR 1 84 02 2A 123 456 78, 184022B12345678 and 2 84 02 2A 123 456 17")
 @example("xkind regards, Bob Lee; XMr. Smith; cardholder: Ann Lee, attention=Bo Li")
 @example("call 06 12 34 56 78 or 12 34 56 78 90, DNI 1234567Z, no 3 digits: 1.2.3.4 12-34")
 def test_same_findings_on_generated_text(text: str) -> None:

@@ -734,6 +734,9 @@ _7_DIGITS = re.compile(r"[0-9]{7}")
 # nine digits, one space or hyphen at most between two (an SSN has 9, a tax ID 11, a card 13-19).
 _NEEDS_9_DIGITS = frozenset({CREDIT_CARD, US_SSN, DE_TAX_ID})
 _9_DIGITS = re.compile(r"[0-9](?:[ -]?[0-9]){8}")
+# eight digits, one space at most between two (a NIR ends in "123 456 78" or "12345678").
+_NEEDS_8_SPACED_DIGITS = frozenset({FR_NIR})
+_8_SPACED_DIGITS = re.compile(r"[0-9](?: ?[0-9]){7}")
 _NOTHING: frozenset[str] = frozenset()
 _ALL_IN_ORDER = tuple(sorted(ALL_KINDS))
 
@@ -758,6 +761,8 @@ def detect(text: str, *, kinds: Iterable[str] | None = None) -> list[Finding]:
         impossible = _NOTHING if _7_DIGITS.search(text) else _NEEDS_7_DIGITS
         if _9_DIGITS.search(text) is None:
             impossible = impossible | _NEEDS_9_DIGITS
+        if _8_SPACED_DIGITS.search(text) is None:
+            impossible = impossible | _NEEDS_8_SPACED_DIGITS
     # Detectors run in kind order and findings keep that order: resolve() breaks exact ties by it.
     raw = [
         Finding(kind, start, end, text[start:end], confidence)

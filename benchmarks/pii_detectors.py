@@ -176,31 +176,57 @@ def corpus(n: int, seed: int = 5) -> list[str]:
     return out
 
 
+# The detector as it was before the rewrite for speed (issue #17), frozen as the differential test's oracle.
+REFERENCE = REPO / "tests" / "unit" / "pii_reference.py"
+
+
+def _reference_detect() -> Any:
+    """``detect`` of the frozen pre-rewrite detector, or None when the file is gone."""
+    if not REFERENCE.exists():
+        return None
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pii_reference", REFERENCE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pii_reference"] = module
+    spec.loader.exec_module(module)
+    return module.detect
+
+
 def throughput(records: Sequence[str], *, repeats: int = 3) -> dict[str, Any]:
-    """detect + mask (hash) over ``records`` ``repeats`` times after one warm-up pass; best pass kept."""
+    """detect + mask (hash) over ``records`` ``repeats`` times after one warm-up pass; best pass kept.
+
+    When the frozen pre-rewrite detector is there, each pass of ours is followed by one of it on the
+    same records (findings masked the same way), so both see the same load: ``before`` is its figures."""
     from aif_connector.masking import MaskingPolicy, mask
     from aif_connector.pii import detect
 
     policy = MaskingPolicy("hash", hmac_key=hashlib.sha256(b"benchmark").digest())
     size = sum(len(r.encode("utf-8")) for r in records)
+    reference = _reference_detect()
 
-    def one_pass() -> tuple[float, float, int]:
+    def one_pass(detector: Any = detect) -> tuple[float, float, int]:
         found = 0
         start, cpu_start = time.perf_counter(), time.thread_time()
         for record in records:
-            findings = detect(record)
+            findings = detector(record)
             found += len(findings)
             mask(record, findings, policy)
         return time.perf_counter() - start, time.thread_time() - cpu_start, found
 
     load_before = os.getloadavg()[0]
     one_pass()
-    times, cpu_times = [], []
+    times, cpu_times, before_times, before_cpu = [], [], [], []
     found = 0
     for _ in range(repeats):
         seconds, cpu_seconds, found = one_pass()
         times.append(seconds)
         cpu_times.append(cpu_seconds)
+        if reference is not None:
+            seconds, cpu_seconds, _ = one_pass(reference)
+            before_times.append(seconds)
+            before_cpu.append(cpu_seconds)
     detect_only = time.perf_counter()
     for record in records:
         detect(record)
@@ -219,6 +245,12 @@ def throughput(records: Sequence[str], *, repeats: int = 3) -> dict[str, Any]:
         "cpu_mb_per_s": round(size / min(cpu_times) / 1e6, 2),
         "load_before": round(load_before, 2),
         "load_after": round(os.getloadavg()[0], 2),
+        "before": {
+            "mb_per_s": round(size / min(before_times) / 1e6, 2),
+            "cpu_mb_per_s": round(size / min(before_cpu) / 1e6, 2),
+        }
+        if before_times
+        else None,
     }
 
 
@@ -452,6 +484,15 @@ def markdown(r: dict[str, Any], command: str) -> Iterator[str]:
         f"{r['nproc']} cores shared with other work: above about {r['nproc']} the wall-clock figure "
         "drops with the load, the CPU-time one much less."
     )
+    b = t.get("before")
+    if b:
+        yield ""
+        yield (
+            "Before the rewrite for speed (issue #17; the frozen copy in `tests/unit/pii_reference.py`, "
+            "which finds exactly the same spans, timed in alternate passes with ours in this run): "
+            f"{b['mb_per_s']} MB/s wall clock, {b['cpu_mb_per_s']} MB/s by CPU time; ours is "
+            f"{t['cpu_mb_per_s'] / b['cpu_mb_per_s']:.1f}x by CPU time."
+        )
     p = r.get("presidio")
     if not p:
         kept = r.get("presidio_kept")

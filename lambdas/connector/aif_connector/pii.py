@@ -737,7 +737,15 @@ _9_DIGITS = re.compile(r"[0-9](?:[ -]?[0-9]){8}")
 # eight digits, one space at most between two (a NIR ends in "123 456 78" or "12345678").
 _NEEDS_8_SPACED_DIGITS = frozenset({FR_NIR})
 _8_SPACED_DIGITS = re.compile(r"[0-9](?: ?[0-9]){7}")
-_NOTHING: frozenset[str] = frozenset()
+# two capitals, then a digit, a space between them at most (IBAN "DE89", NINO "AB 12").
+_NEEDS_CAPS_DIGIT = frozenset({IBAN, UK_NINO})
+_CAPS_DIGIT = re.compile(r"[A-Z]{2} ?[0-9]")
+_GATES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
+    (_7_DIGITS, _NEEDS_7_DIGITS),
+    (_9_DIGITS, _NEEDS_9_DIGITS),
+    (_8_SPACED_DIGITS, _NEEDS_8_SPACED_DIGITS),
+    (_CAPS_DIGIT, _NEEDS_CAPS_DIGIT),
+)
 _ALL_IN_ORDER = tuple(sorted(ALL_KINDS))
 
 
@@ -753,16 +761,16 @@ def detect(text: str, *, kinds: Iterable[str] | None = None) -> list[Finding]:
         order = tuple(sorted(wanted))
     if not text:
         return []
+    impossible: frozenset[str] | set[str]
     if _DIGIT.search(text) is None:
         impossible = _NEEDS_DIGIT
     elif _3_DIGITS.search(text) is None:
-        impossible = _NEEDS_3_DIGITS
+        impossible = _NEEDS_3_DIGITS if _CAPS_DIGIT.search(text) else _NEEDS_3_DIGITS | _NEEDS_CAPS_DIGIT
     else:
-        impossible = _NOTHING if _7_DIGITS.search(text) else _NEEDS_7_DIGITS
-        if _9_DIGITS.search(text) is None:
-            impossible = impossible | _NEEDS_9_DIGITS
-        if _8_SPACED_DIGITS.search(text) is None:
-            impossible = impossible | _NEEDS_8_SPACED_DIGITS
+        impossible = set()
+        for pattern, needing in _GATES:
+            if pattern.search(text) is None:
+                impossible |= needing
     # Detectors run in kind order and findings keep that order: resolve() breaks exact ties by it.
     raw = [
         Finding(kind, start, end, text[start:end], confidence)

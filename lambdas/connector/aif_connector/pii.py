@@ -349,8 +349,9 @@ _VERSION_WORDS = ("version", "ver", "v", "release", "build", "firmware", "fw", "
                   "chapter", "section", "figure", "table", "clause", "§")  # fmt: skip
 
 
-# Every IPv6 address ``ipaddress`` accepts holds "::" or eight groups, so a hex digit on each side of a
-# colon somewhere: texts with neither (JSON's '": "' has no hex digit before the colon) skip IPv6.
+# Every IPv6 address ``ipaddress`` accepts holds "::" or all its groups (eight, or six and an IPv4
+# address), so a hex digit on each side of a colon somewhere: texts with neither (JSON's '": "' has no
+# hex digit before its colon) skip IPv6.
 # (Written to start with the colon: the engine then jumps from colon to colon.)
 _IPV6_HINT = re.compile(r":(?<=[0-9A-Fa-f]:)[0-9A-Fa-f]")
 # Likewise an IPv4 address has a digit on each side of a dot.

@@ -254,7 +254,7 @@ def make_aws() -> tuple[Any, Any]:
     return s3, glue
 
 
-def make_connector(s3: Any, glue: Any, masking: str) -> Connector:
+def make_connector(s3: Any, glue: Any, masking: str, detector: Any = None) -> Connector:
     policies = {"hash": MaskingPolicy("hash", hmac_key=HMAC_KEY), "redact": MaskingPolicy("redact")}
     spec = DatasetSpec(**{**SPEC.__dict__, "masking": masking})
     settings = ConnectorSettings(
@@ -277,6 +277,7 @@ def make_connector(s3: Any, glue: Any, masking: str) -> Connector:
         policy_descriptions={m: p.describe() for m, p in policies.items()},
         metrics_out=io.StringIO(),
         clock=lambda: datetime(2026, 11, 3, 12, 0, tzinfo=UTC),
+        detector=detector,
     )
 
 
@@ -368,6 +369,14 @@ def detect_mask_only(conn: Connector, body: bytes, key: str) -> dict[str, Any]:
     }
 
 
+def _reference_detect() -> Any:
+    """``detect`` of the frozen pre-rewrite PII detector (``tests/unit/pii_reference.py``), if there."""
+    sys.path.insert(0, str(HERE))
+    from pii_detectors import _reference_detect as load
+
+    return load()
+
+
 def traced_peak(conn: Connector, s3: Any, body: bytes) -> int:
     """Peak Python allocations (bytes) during one ``process()``, above what was allocated before it."""
     key = f"incoming/tickets-traced-{next(_RUNS):04d}.jsonl"
@@ -415,6 +424,12 @@ def run(n_records: int, repeats: int) -> dict[str, Any]:
         out["detect_mask_only"] = min(
             (detect_mask_only(hashing, jsonl, "x.jsonl") for _ in range(repeats)), key=lambda d: d["seconds"]
         )
+        before = _reference_detect()
+        if before is not None:  # the same, with the detector as it was before the rewrite for speed
+            conn = make_connector(s3, glue, "hash", detector=before)
+            out["detect_mask_only_before"] = min(
+                (detect_mask_only(conn, jsonl, "x.jsonl") for _ in range(repeats)), key=lambda d: d["seconds"]
+            )
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         out["rss_before_mb"] = round(rss_start_kb / 1024, 1)
         out["load_after"] = os.getloadavg()[0]
@@ -476,6 +491,12 @@ def markdown(r: dict[str, Any], command: str) -> Iterator[str]:
         f"| reference: detect + mask only (JSON lines, hash; no parsing, output or AWS) | {d['mb_per_s']} | "
         f"{d['records_per_s']} | | | {d['seconds']} | {d['cpu_mb_per_s']} |"
     )
+    b = r.get("detect_mask_only_before")
+    if b:
+        yield (
+            "| the same with the PII detector as it was before the rewrite for speed (issue #17; same "
+            f"findings) | {b['mb_per_s']} | {b['records_per_s']} | | | {b['seconds']} | {b['cpu_mb_per_s']} |"
+        )
     yield ""
     yield (
         "The CSV file holds the same records in fewer bytes, so compare it by records/s. "

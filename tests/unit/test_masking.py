@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,6 +45,18 @@ def test_hash_is_keyed_deterministic_and_normalised() -> None:
     )
     assert pseudonym("EMAIL", "ann@example.com", KEY) != pseudonym("EMAIL", "ann@example.com", b"j" * 32)
     assert pseudonym("EMAIL", "x", KEY) != pseudonym("PERSON_NAME", "x", KEY)  # kind is part of the message
+
+
+def test_pseudonym_is_the_documented_hmac() -> None:
+    """Pinned: data masked earlier must still join with data masked now (HMAC-SHA256 of kind NUL value)."""
+    for kind, value, normalised in [
+        ("EMAIL", " Ann@Example.COM", "ann@example.com"),
+        ("CREDIT_CARD", "4111-1111 1111.1111", "4111111111111111"),
+        ("PHONE", "+44 (20) 7946-0958", "+442079460958"),
+        ("PERSON_NAME", "Ann  Lee", "Ann Lee"),
+    ]:
+        expected = hmac.new(KEY, f"{kind}\x00{normalised}".encode(), hashlib.sha256).hexdigest()[:20]
+        assert pseudonym(kind, value, KEY) == f"[{kind}:{expected}]"
 
 
 def test_mask_rejects_findings_that_do_not_describe_the_value() -> None:

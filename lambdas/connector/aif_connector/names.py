@@ -96,12 +96,15 @@ _NOT_SURNAMES = _words(
 _PARTICLES = r"(?:van|von|de|der|den|ter|ten|da|das|do|dos|del|della|di|du|le|la|bin|ibn|al|ní|ni|nic|mac|ó)"
 _UPPER = "A-ZÀ-ÖØ-ÞĀ-ŽŁŚŻŹĆŃ"
 _LOWER = "a-zß-öø-ÿā-žłśżźćńı"
-_CAP_WORD = (
-    rf"[{_UPPER}](?:[{_LOWER}]+(?:['\u2019-][{_UPPER}{_LOWER}][{_LOWER}]+)?|['\u2019][{_UPPER}][{_LOWER}]+)"
-)
-# Given name, then up to two particles and one or two capitalised surname words.
+# A capitalised word: a capital, then the rest (kept apart for the candidate pattern below).
+_CAP_REST = rf"(?:[{_LOWER}]+(?:['\u2019-][{_UPPER}{_LOWER}][{_LOWER}]+)?|['\u2019][{_UPPER}][{_LOWER}]+)"
+_CAP_WORD = rf"[{_UPPER}]{_CAP_REST}"
+# Given name, then up to two particles and one or two capitalised surname words. The pattern starts
+# with the capital letter and checks the character before it after that (``(?<!X.)`` one character
+# in is ``(?<!X)`` at the start): a pattern whose first item is a character class lets the regex
+# engine skip ahead to the next capital in C, where a leading look-behind is tried at every position.
 _CANDIDATE = re.compile(
-    rf"(?<![{_UPPER}{_LOWER}\w])({_CAP_WORD})"
+    rf"([{_UPPER}](?<![{_UPPER}{_LOWER}\w].){_CAP_REST})"
     rf"((?:[ ]{_PARTICLES})*(?:[ ]{_CAP_WORD}){{1,2}})"
     rf"(?![{_UPPER}{_LOWER}\w])"
 )

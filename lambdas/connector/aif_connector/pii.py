@@ -145,6 +145,13 @@ def us_ssn_ok(digits: str) -> bool:
 # ------------------------------------------------------------------------------------------ detectors
 # Each detector yields (kind, start, end, confidence) for one kind. Candidate patterns are anchored by
 # look-behinds so a long run of letters or digits is scanned once, never from each of its positions.
+#
+# Speed (issue #17): a pattern whose first item is a character class or a literal lets Python's regex
+# engine skip in C to the next character that can start a match; a pattern that starts with a
+# look-behind, ``\b`` or a case-insensitive group is instead tried at every position of the text. So
+# the look-behind comes one character in: ``[0-9](?<!X.)`` is ``(?<!X)[0-9]`` (at the start of the
+# text the two-character look-behind cannot match, so the negative one holds, as the original does).
+# Case-insensitive cue words are looked up as literals in the lower-cased text first (see _names).
 
 _Raw = tuple[str, int, int, float]
 _NOT_WORD_BEFORE = r"(?<![\w@.+-])"
@@ -162,10 +169,25 @@ _EMAIL_RE = re.compile(
 )
 
 
+_LOCAL_PART = re.compile(r"[A-Za-z0-9._%+-]*")
+
+
+def _email_starts(text: str) -> list[int]:
+    """Where an address can start: for each "@", the start of the run of local-part characters just
+    before it (the look-behind rules out any other start; a local part is at most 64 characters)."""
+    starts = []
+    at = text.find("@")
+    while at != -1:
+        before = text[max(0, at - 64) : at][::-1]
+        starts.append(at - _LOCAL_PART.match(before).end())  # type: ignore[union-attr]  # * always matches
+        at = text.find("@", at + 1)
+    return starts
+
+
 def _emails(text: str) -> Iterator[_Raw]:
     if "@" not in text:
         return
-    for m in _EMAIL_RE.finditer(text):
+    for m in _finditer_from(_EMAIL_RE, text, _email_starts(text)):
         local, _, domain = m.group().partition("@")
         if ".." in local or local.endswith(".") or any(p.endswith("-") for p in domain.split(".")):
             continue
@@ -174,16 +196,18 @@ def _emails(text: str) -> Iterator[_Raw]:
 
 # A phone candidate: + and country code, or a national trunk/area layout; separators are a space,
 # dot, hyphen or parentheses. The checks below decide.
+# (Each alternative's first character is matched by the leading class; ``(?<=c)`` then says which
+# alternative that character starts, in the original order, so the match is the same.)
 _PHONE_RE = re.compile(
-    r"(?<![\w+.-])(?:"
-    r"\+[1-9][0-9]{0,3}(?:[ .-]?\(?[0-9]{1,5}\)?){2,6}"  # E.164 / international
-    r"|00[1-9][0-9]{0,3}(?:[ .-][0-9]{1,8}){2,6}"  # international with 00 prefix, separated
-    r"|\([0-9]{2,5}\)[ ]?[0-9]{3,4}[ .-]?[0-9]{3,4}"  # (020) 7946 0958, (555) 123-4567
-    r"|[0-9]{3}[.-][0-9]{3}[.-][0-9]{4}"  # 555-123-4567, 555.123.4567
-    r"|[2-9][0-9]{2} [2-9][0-9]{2} [0-9]{4}"  # 415 555 2671
-    r"|0[1-9][0-9]{0,4}(?:[ /-][0-9]{2,8}){1,4}"  # 020 7946 0958, 030 12345678, 06 12 34 56 78
-    r"|0[1-9](?:\.[0-9]{2}){4}"  # 06.12.34.56.78
-    r"|[0-9]{10,11}"  # bare digits: only with a phone word before them
+    r"[+(0-9](?<![\w+.-].)(?:"
+    r"(?<=\+)[1-9][0-9]{0,3}(?:[ .-]?\(?[0-9]{1,5}\)?){2,6}"  # E.164 / international
+    r"|(?<=0)0[1-9][0-9]{0,3}(?:[ .-][0-9]{1,8}){2,6}"  # international with 00 prefix, separated
+    r"|(?<=\()[0-9]{2,5}\)[ ]?[0-9]{3,4}[ .-]?[0-9]{3,4}"  # (020) 7946 0958, (555) 123-4567
+    r"|(?<=[0-9])[0-9]{2}[.-][0-9]{3}[.-][0-9]{4}"  # 555-123-4567, 555.123.4567
+    r"|(?<=[2-9])[0-9]{2} [2-9][0-9]{2} [0-9]{4}"  # 415 555 2671
+    r"|(?<=0)[1-9][0-9]{0,4}(?:[ /-][0-9]{2,8}){1,4}"  # 020 7946 0958, 030 12345678, 06 12 34 56 78
+    r"|(?<=0)[1-9](?:\.[0-9]{2}){4}"  # 06.12.34.56.78
+    r"|(?<=[0-9])[0-9]{9,10}"  # bare digits: only with a phone word before them
     r")(?![\w-]|[.,][0-9])"
 )
 _PHONE_WORDS = ("phone", "tel", "mobile", "mob", "cell", "call", "fax", "whatsapp", "sms", "téléphone",
@@ -241,7 +265,7 @@ def _phone_confidence(s: str, phone_word: bool) -> float | None:
     return round(min(1.0, confidence + 0.1), 2) if phone_word else confidence
 
 
-_CARD_RE = re.compile(r"(?<![\w.-])[0-9](?:[ -]?[0-9]){12,18}(?![\w-]|[.,][0-9])")
+_CARD_RE = re.compile(r"[0-9](?<![\w.-].)(?:[ -]?[0-9]){12,18}(?![\w-]|[.,][0-9])")
 _CARD_PREFIX = re.compile(
     r"^(?:4|5[1-5]|2(?:22[1-9]|2[3-9][0-9]|[3-6][0-9]{2}|7[01][0-9]|720)|3[47]|3(?:0[0-5]|[68])"
     r"|6(?:011|5|4[4-9]|2)|35(?:2[89]|[3-8][0-9])|5[06-9]|6[0-9])"
@@ -290,7 +314,7 @@ def _card_confidence(s: str) -> float:
     return 0.95 if not s.isdigit() or len(s) == 16 else 0.85
 
 
-_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})[0-9]{2}(?=[ ]?[A-Z0-9])")
+_IBAN_START = re.compile(r"([A-Z](?<![A-Za-z0-9].)[A-Z])[0-9]{2}(?=[ ]?[A-Z0-9])")
 
 
 def _ibans(text: str) -> Iterator[_Raw]:
@@ -316,15 +340,26 @@ def _ibans(text: str) -> Iterator[_Raw]:
             yield IBAN, m.start(), pos, 0.98
 
 
-_IPV4_RE = re.compile(r"(?<![\w.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])")
-_IPV6_RE = re.compile(r"(?<![\w:.])[0-9A-Fa-f:]{2,39}(?![\w:])")
+_IPV4_RE = re.compile(r"[0-9](?<![\w.].)[0-9]{0,2}(?:\.[0-9]{1,3}){3}(?![\w]|\.[0-9])")
+# A run of hex digits and colons, whole (the look-behind and look-ahead reject a part of a longer run),
+# holding at least two colons (fewer is never an address: such runs are not even matched).
+_IPV6_RE = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?![\w:])")
 _IPV6_V4_RE = re.compile(r"(?<![\w:.])[0-9A-Fa-f:]{2,30}:[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![\w.])")
 _VERSION_WORDS = ("version", "ver", "v", "release", "build", "firmware", "fw", "os", "app", "pkg", "==",
                   "chapter", "section", "figure", "table", "clause", "§")  # fmt: skip
 
 
+# Every IPv6 address ``ipaddress`` accepts holds "::" or all its groups (eight, or six and an IPv4
+# address), so a hex digit on each side of a colon somewhere: texts with neither (JSON's '": "' has no
+# hex digit before its colon) skip IPv6.
+# (Written to start with the colon: the engine then jumps from colon to colon.)
+_IPV6_HINT = re.compile(r":(?<=[0-9A-Fa-f]:)[0-9A-Fa-f]")
+# Likewise an IPv4 address has a digit on each side of a dot.
+_IPV4_HINT = re.compile(r"\.(?<=[0-9]\.)[0-9]")
+
+
 def _ips(text: str) -> Iterator[_Raw]:
-    if "." in text:
+    if "." in text and _IPV4_HINT.search(text) is not None:
         for m in _IPV4_RE.finditer(text):
             before = _context(text, m.start(), 12).rstrip()
             if before.endswith(_VERSION_WORDS) or before.endswith(("v", "v.")):
@@ -334,7 +369,7 @@ def _ips(text: str) -> Iterator[_Raw]:
             except ValueError:
                 continue
             yield IP_ADDRESS, m.start(), m.end(), 0.85
-    if text.count(":") >= 2:
+    if text.count(":") >= 2 and ("::" in text or _IPV6_HINT.search(text) is not None):
         for pattern in (_IPV6_V4_RE, _IPV6_RE):
             for m in pattern.finditer(text):
                 s = m.group()
@@ -347,7 +382,7 @@ def _ips(text: str) -> Iterator[_Raw]:
                 yield IP_ADDRESS, m.start(), m.end(), 0.9
 
 
-_SSN_RE = re.compile(r"(?<![\w-])([0-9]{3})([- ]?)([0-9]{2})\2([0-9]{4})(?![\w-]|[.,][0-9])")
+_SSN_RE = re.compile(r"([0-9](?<![\w-].)[0-9]{2})([- ]?)([0-9]{2})\2([0-9]{4})(?![\w-]|[.,][0-9])")
 _SSN_WORDS = ("ssn", "social security", "ss#", "ss #", "soc sec", "taxpayer")
 
 
@@ -363,7 +398,7 @@ def _us_ssns(text: str) -> Iterator[_Raw]:
 
 
 _NINO_RE = re.compile(
-    r"(?<![\w])([A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z])( ?)([0-9]{2})\2([0-9]{2})\2([0-9]{2})\2?([A-D])(?![\w])"
+    r"([A-CEGHJ-PR-TW-Z](?<!\w.)[A-CEGHJ-NPR-TW-Z])( ?)([0-9]{2})\2([0-9]{2})\2([0-9]{2})\2?([A-D])(?![\w])"
 )
 _NINO_BAD_PREFIX = frozenset({"BG", "GB", "NK", "KN", "TN", "NT", "ZZ"})
 
@@ -374,7 +409,7 @@ def _uk_ninos(text: str) -> Iterator[_Raw]:
             yield UK_NINO, m.start(), m.end(), 0.9
 
 
-_DE_TAX_RE = re.compile(r"(?<![\w.,/-])[1-9][0-9](?: ?[0-9]{3}){3}(?![\w/-]|[.,][0-9])")
+_DE_TAX_RE = re.compile(r"[1-9](?<![\w.,/-].)[0-9](?: ?[0-9]{3}){3}(?![\w/-]|[.,][0-9])")
 _DE_TAX_WORDS = ("steuer", "idnr", "id-nr", "identifikationsnummer", "tin", "tax id", "tax-id")
 
 
@@ -389,7 +424,7 @@ def _de_tax_ids(text: str) -> Iterator[_Raw]:
 
 
 _NIR_RE = re.compile(
-    r"(?<![\w.-])[1-478]( ?)[0-9]{2}\1(?:0[1-9]|1[0-2]|[2-9][0-9])\1(?:[0-9]{2}|2[AB])\1?[0-9]{3}\1"
+    r"[1-478](?<![\w.-].)( ?)[0-9]{2}\1(?:0[1-9]|1[0-2]|[2-9][0-9])\1(?:[0-9]{2}|2[AB])\1?[0-9]{3}\1"
     r"[0-9]{3}\1[0-9]{2}(?![\w-]|[.,][0-9])"
 )
 
@@ -400,7 +435,7 @@ def _fr_nirs(text: str) -> Iterator[_Raw]:
             yield FR_NIR, m.start(), m.end(), 0.95
 
 
-_DNI_RE = re.compile(r"(?<![\w-])(?:[0-9]{8}|[XYZ][0-9]{7})-?[A-Z](?![\w-])")
+_DNI_RE = re.compile(r"[0-9XYZ](?<![\w-].)[0-9]{7}-?[A-Z](?![\w-])")  # 8 digits, or X/Y/Z and 7
 
 
 def _es_dnis(text: str) -> Iterator[_Raw]:
@@ -416,25 +451,116 @@ _NAME_WORD = (
     rf"|[{_APOSTROPHES}][A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ]+)"
 )
 _NAME = rf"{_NAME_WORD}(?:[ ](?:[A-Z]\.[ ])?{_NAME_WORD}){{0,3}}"
-_NAME_CONTEXTS: tuple[tuple[re.Pattern[str], float], ...] = (
-    (
+
+
+def _cue_words(*words: str) -> str:
+    """``\\b(?:w1|w2|...)`` for capitalised cue words, written so that each starts with its letter."""
+    return "(?:" + "|".join(rf"{w[0]}(?<!\w.){w[1:]}" for w in words) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class _NameContext:
+    """A cue-word pattern (group 1: the name) and its confidence.
+
+    ``heads``: for a case-insensitive pattern, which the engine cannot skip through quickly, the
+    lower-case literals that every match starts with; matches are then tried only where one of them
+    occurs in the lower-cased text (:func:`_caseless`). ``needs``: every match contains one of these.
+    """
+
+    pattern: re.Pattern[str]
+    confidence: float
+    heads: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+
+
+# What each alternative of the case-insensitive cue words starts with ("card" for "cardholder" and
+# "card holder", "att" for "attn" and "attention", ...).
+_LABEL_HEADS = ("full", "first", "last", "surname", "name", "customer", "contact", "patient", "employee",
+                "account", "card", "recipient", "att")  # fmt: skip
+_SIGN_OFF_HEADS = ("signed", "regards", "sincerely", "best", "cheers", "thank", "yours", "kind regards")
+_NAME_CONTEXTS: tuple[_NameContext, ...] = (
+    _NameContext(
         re.compile(
             r"(?i:\b(?:full[ _]?name|first[ _]?name|last[ _]?name|surname|name|customer|contact|patient"
             r"|employee|account holder|cardholder|card holder|recipient|attn|attention))"
             rf"[\"']?[ \t]*[:=][ \t]*[\"']?({_NAME})"
         ),
         0.6,
+        heads=_LABEL_HEADS,
+        needs=(":", "="),
     ),
-    (re.compile(rf"\b(?:Dear|Hi|Hello)[ ]+(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?[ ]+)?({_NAME})"), 0.5),
-    (re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Herr|Frau|Mme|Mlle|Sr|Sra)\.?[ ]+({_NAME})"), 0.55),
-    (
+    _NameContext(
+        re.compile(
+            rf"{_cue_words('Dear', 'Hi', 'Hello')}[ ]+(?:(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?[ ]+)?({_NAME})"
+        ),
+        0.5,
+        needs=("Dear", "Hi", "Hello"),
+    ),
+    _NameContext(
+        re.compile(
+            _cue_words(
+                "Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Herr", "Frau", "Mme", "Mlle", "Sr", "Sra"
+            )
+            + rf"\.?[ ]+({_NAME})"
+        ),
+        0.55,
+    ),
+    _NameContext(
         re.compile(
             r"\b(?i:signed|regards|sincerely|best|cheers|thanks|thank you|yours truly|kind regards)"
             rf",?[ \t]*(?:\r?\n[ \t]*)?(?:by[ ]+)?({_NAME})"
         ),
         0.45,
+        heads=_SIGN_OFF_HEADS,
     ),
 )
+
+# Under re.IGNORECASE an ASCII letter also matches these three characters, which str.lower() leaves
+# alone (U+0130 is also the only character whose lower case is two characters long).
+_CASELESS_ODD = {"\u0130": "i", "\u0131": "i", "\u017f": "s"}
+_CASELESS_TABLE = str.maketrans(_CASELESS_ODD)
+
+
+def _caseless(text: str) -> str:
+    """``text`` lower-cased, same length, with every character that a case-insensitive pattern matches
+    to an ASCII letter turned into that letter."""
+    if not text.isascii() and any(ch in text for ch in _CASELESS_ODD):
+        text = text.translate(_CASELESS_TABLE)
+    return text.lower()
+
+
+def _contains_any(text: str, needles: tuple[str, ...]) -> bool:
+    for needle in needles:  # noqa: SIM110 (a plain loop: no generator object per call)
+        if needle in text:
+            return True
+    return False
+
+
+def _occurrences(haystack: str, needles: Iterable[str]) -> list[int]:
+    """Every position where one of ``needles`` starts in ``haystack``, sorted."""
+    out = []
+    for needle in needles:
+        i = haystack.find(needle)
+        while i != -1:
+            out.append(i)
+            i = haystack.find(needle, i + 1)
+    out.sort()
+    return out
+
+
+def _finditer_from(pattern: re.Pattern[str], text: str, starts: Iterable[int]) -> Iterator[re.Match[str]]:
+    """``pattern.finditer(text)``, given (sorted) every position where a match can start.
+
+    finditer's match is the leftmost position from where the last match ended at which the pattern
+    matches; when no other position can match, trying only ``starts`` finds the same ones (the
+    patterns here never match the empty string)."""
+    pos = 0
+    for start in starts:
+        if start >= pos and (m := pattern.match(text, start)) is not None:
+            yield m
+            pos = m.end()
+
+
 _NOT_NAMES = frozenset(
     {
         "Customer",
@@ -518,8 +644,17 @@ _LOWER_LETTER = re.compile(r"[a-zß-öø-ÿ]")
 
 def _names(text: str) -> Iterator[_Raw]:
     found: dict[str, float] = {}
-    for pattern, confidence in _NAME_CONTEXTS:
-        for m in pattern.finditer(text):
+    folded: str | None = None
+    for context in _NAME_CONTEXTS:
+        confidence = context.confidence
+        if context.needs and not _contains_any(text, context.needs):
+            continue
+        if context.heads:
+            folded = _caseless(text) if folded is None else folded
+            matches = _finditer_from(context.pattern, text, _occurrences(folded, context.heads))
+        else:
+            matches = context.pattern.finditer(text)
+        for m in matches:
             words = m.group(1).split(" ")
             while words and words[-1] in _NOT_NAMES:
                 words.pop()
@@ -567,27 +702,85 @@ DETECTORS: dict[str, Callable[[str], Iterator[_Raw]]] = {
 
 def resolve(findings: Iterable[Finding]) -> list[Finding]:
     """Non-overlapping findings sorted by start: on overlap the more confident, then the longer, wins."""
-    ranked = sorted(findings, key=lambda f: (-f.confidence, -(f.end - f.start), f.start))
+    ranked = sorted(findings, key=_rank)
+    if len(ranked) < 2:  # the common case: nothing to choose between
+        return [f for f in ranked if f.end > f.start]
     taken: list[Finding] = []
     for f in ranked:
         if f.end > f.start and all(f.end <= t.start or f.start >= t.end for t in taken):
             taken.append(f)
-    return sorted(taken, key=lambda f: f.start)
+    return sorted(taken, key=_start)
+
+
+def _rank(f: Finding) -> tuple[float, int, int]:
+    return -f.confidence, f.start - f.end, f.start
+
+
+def _start(f: Finding) -> int:
+    return f.start
+
+
+# Kinds a text cannot hold, from what every finding of theirs contains, checked once per text (each
+# detector scans the whole text, so on short values the scans are most of the cost):
+# an ASCII digit (IPv6 need not have one, "::abc"; _ips checks IPv4's dots itself);
+_NEEDS_DIGIT = frozenset({PHONE, CREDIT_CARD, IBAN, US_SSN, UK_NINO, DE_TAX_ID, FR_NIR, ES_DNI})
+_DIGIT = re.compile(r"[0-9]")
+# three digits in a row (SSN, tax ID and NIR patterns start so; a card is 13-19 digits in a row or
+# in groups of at least 3; a DNI has 7 or 8);
+_NEEDS_3_DIGITS = frozenset({CREDIT_CARD, US_SSN, DE_TAX_ID, FR_NIR, ES_DNI})
+_3_DIGITS = re.compile(r"[0-9]{3}")
+# seven digits in a row;
+_NEEDS_7_DIGITS = frozenset({ES_DNI})
+_7_DIGITS = re.compile(r"[0-9]{7}")
+# nine digits, one space or hyphen at most between two (an SSN has 9, a tax ID 11, a card 13-19).
+_NEEDS_9_DIGITS = frozenset({CREDIT_CARD, US_SSN, DE_TAX_ID})
+_9_DIGITS = re.compile(r"[0-9](?:[ -]?[0-9]){8}")
+# eight digits, one space at most between two (a NIR ends in "123 456 78" or "12345678").
+_NEEDS_8_SPACED_DIGITS = frozenset({FR_NIR})
+_8_SPACED_DIGITS = re.compile(r"[0-9](?: ?[0-9]){7}")
+# two capitals, then a digit, a space between them at most (IBAN "DE89", NINO "AB 12").
+_NEEDS_CAPS_DIGIT = frozenset({IBAN, UK_NINO})
+_CAPS_DIGIT = re.compile(r"[A-Z]{2} ?[0-9]")
+_GATES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
+    (_7_DIGITS, _NEEDS_7_DIGITS),
+    (_9_DIGITS, _NEEDS_9_DIGITS),
+    (_8_SPACED_DIGITS, _NEEDS_8_SPACED_DIGITS),
+    (_CAPS_DIGIT, _NEEDS_CAPS_DIGIT),
+)
+_ALL_IN_ORDER = tuple(sorted(ALL_KINDS))
 
 
 def detect(text: str, *, kinds: Iterable[str] | None = None) -> list[Finding]:
     """Every PII span of ``text`` of the given ``kinds`` (all by default), non-overlapping, by start."""
-    wanted = ALL_KINDS if kinds is None else frozenset(kinds)
-    unknown = wanted - ALL_KINDS
-    if unknown:
-        raise ValueError(f"unknown PII kinds: {sorted(unknown)}")
+    if kinds is None:
+        order = _ALL_IN_ORDER
+    else:
+        wanted = frozenset(kinds)
+        unknown = wanted - ALL_KINDS
+        if unknown:
+            raise ValueError(f"unknown PII kinds: {sorted(unknown)}")
+        order = tuple(sorted(wanted))
     if not text:
         return []
+    impossible: frozenset[str] | set[str]
+    if _DIGIT.search(text) is None:
+        impossible = _NEEDS_DIGIT
+    elif _3_DIGITS.search(text) is None:
+        impossible = _NEEDS_3_DIGITS if _CAPS_DIGIT.search(text) else _NEEDS_3_DIGITS | _NEEDS_CAPS_DIGIT
+    else:
+        impossible = set()
+        for pattern, needing in _GATES:
+            if pattern.search(text) is None:
+                impossible |= needing
+    # Detectors run in kind order and findings keep that order: resolve() breaks exact ties by it.
     raw = [
         Finding(kind, start, end, text[start:end], confidence)
-        for wanted_kind in sorted(wanted)
+        for wanted_kind in order
+        if wanted_kind not in impossible
         for kind, start, end, confidence in DETECTORS[wanted_kind](text)
     ]
+    if not raw:
+        return raw
     found = resolve(raw)
     # A value detected once is masked wherever else it occurs in the text, even where its context
     # alone would not have been enough (glued to other characters, say).

@@ -281,3 +281,36 @@ def test_free_text_names(text: str, names: list[str]) -> None:
     from aif_connector.names import free_text_names
 
     assert [text[s:e] for s, e, _ in free_text_names(text)] == names
+
+
+def test_comprehend_mode_scores_the_union_the_connector_masks() -> None:
+    # Two free-text records: our detector misses "Ingrid" (not in its given-name list), Comprehend finds
+    # it; Comprehend also answers a name where there is none (a false positive the union keeps).
+    records = [
+        {"id": "a", "text": "Ingrid Olsen called about the refund.", "tags": ["freetext"], "spans": []},
+        {"id": "b", "text": "Shipment Delayed again, see ticket.", "tags": ["freetext"], "spans": []},
+    ]
+    records[0]["spans"] = [{"kind": "PERSON_NAME", "start": 0, "end": 12}]
+    client = boto3.client("comprehend", region_name="us-east-1")
+    stubber = Stubber(client)
+    joined = records[0]["text"] + "\n\n" + records[1]["text"]
+    offset = len(records[0]["text"]) + 2
+    stubber.add_response(
+        "detect_pii_entities",
+        {
+            "Entities": [
+                {"Score": 0.99, "Type": "NAME", "BeginOffset": 0, "EndOffset": 12},
+                {"Score": 0.7, "Type": "NAME", "BeginOffset": offset, "EndOffset": offset + 8},
+            ]
+        },
+        {"Text": joined, "LanguageCode": "en"},
+    )
+    with stubber:
+        result = pii_detectors.comprehend_scores(records, [[], []], client)
+    stubber.assert_no_pending_responses()
+    person = result["union"]["PERSON_NAME"]
+    assert (person["tp"], person["fp"], person["fn"]) == (1, 1, 0)
+    assert result["comprehend_names"]["precision"] == 0.5 and result["freetext_names"]["recall"] == 1.0
+    lines = "\n".join(pii_detectors._comprehend_lines(result))
+    assert "| person names, union | 50.0% | 100.0% |" in lines
+    assert "not measured" in "\n".join(pii_detectors._comprehend_lines(None))

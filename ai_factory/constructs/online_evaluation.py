@@ -262,6 +262,8 @@ class OnlineEvaluation(Construct):
                 "uses one; give that OnlineEvaluation all sampled features (find_sampled_features(app))"
             )
         self.invocation_log_group = invocation_log_group
+        for feature in self.sampled:
+            _warn_unlogged_targets(self, feature)
         """The log group the sampler subscribes to (at most one ``OnlineEvaluation`` per log group)."""
         key = encryption_key or logs_kms_key(
             self, "Key", "AI Factory online evaluation: its functions' logs and its dead-letter queue"
@@ -620,3 +622,27 @@ __all__ = [
     "sample_table",
     "stage_online_asset",
 ]
+
+
+def _warn_unlogged_targets(scope: Construct, feature: AiFeature) -> None:
+    """Warn at synth when a sampled feature's routes reach targets whose answers Bedrock's invocation log
+    never holds (external providers, SageMaker endpoints): the sampler cannot see that traffic."""
+    config = getattr(feature.gateway, "config", None)  # an imported gateway's routes are not known here
+    if config is None:
+        return
+    unlogged = sorted(
+        {
+            f"{alias} -> {target.name} ({target.provider})"
+            for alias in feature.models
+            if alias in config.routes
+            for target in config.routes[alias].targets
+            if target.provider != "bedrock"
+        }
+    )
+    if unlogged:
+        cdk.Annotations.of(scope).add_warning_v2(
+            "ai-factory:online-sampling-unlogged-targets",
+            f"{feature.team}/{feature.feature} samples online, but answers from "
+            + ", ".join(unlogged)
+            + " are not in Bedrock's invocation log, so they are never sampled, scored or counted in drift",
+        )

@@ -11,7 +11,7 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_logs as logs
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Annotations, Match, Template
 
 from ai_factory.constructs.ai_feature import AiFeature, AiFeatureError
 from ai_factory.constructs.online_evaluation import (
@@ -30,12 +30,12 @@ LOG_GROUP_ARN = "arn:aws:logs:us-east-1:111122223333:log-group:/aws/bedrock/invo
 
 def feature(team: TeamStack, name: str, **props: Any) -> AiFeature:
     props.setdefault("clearance", "internal")
+    props.setdefault("models", ["chat-fast"])
     return AiFeature(
         team,
         name.title().replace("-", ""),
         feature=name,
         owner="o@example.com",
-        models=["chat-fast"],
         monthly_budget_usd=10,
         rate_limit_rpm=10,
         **props,
@@ -661,3 +661,27 @@ def test_online_evaluation_after_the_monitoring_of_its_features_fails_at_synth()
     log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
     with pytest.raises(OnlineEvaluationError, match=r"support/late is already monitored by .*Observability"):
         OnlineEvaluation(team, "OnlineEvaluation", features=[sampled], invocation_log_group=log_group)
+
+
+def test_sampling_a_route_with_targets_outside_bedrock_warns_at_synth() -> None:
+    # The sampler reads Bedrock's invocation log: an external provider's answers never reach it.
+    team = team_stack()
+    mixed = feature(
+        team,
+        "mixed",
+        clearance="public",
+        models=["chat-fast", "chat-claude-any"],
+        online_sampling=OnlineSampling(rate=0.1),
+    )
+    log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
+    OnlineEvaluation(team, "OnlineEvaluation", features=[mixed], invocation_log_group=log_group)
+    warnings = [
+        str(w.entry.data)
+        for w in Annotations.from_stack(team).find_warning("*", Match.any_value())
+        if "online-sampling-unlogged-targets" in str(w.entry.data)
+    ]
+    assert len(warnings) == 1, warnings
+    assert "support/mixed samples online" in warnings[0]
+    assert "chat-claude-any -> claude-sonnet-4-5-anthropic (anthropic)" in warnings[0]
+    assert "chat-claude-any -> gpt-4o (openai)" in warnings[0]
+    assert "chat-fast" not in warnings[0]

@@ -21,6 +21,7 @@ RUNBOOKS = (
     "knowledge-base-sync",
     "direct-model-access",
     "online-evaluation",
+    "usage-recovery",
 )
 # Which runbook each alarm links (feature alarms by their AlarmInput name, then the facade's own).
 ALARM_RUNBOOKS = {

@@ -10,7 +10,8 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,6 +41,13 @@ class KilledWriter(UsageWriter):
         pass
 
 
+class DeadExecutor(Executor):
+    """Background work (the gate settlement's flush) that never runs: the environment died first."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return Future()
+
+
 class World:
     """The AWS side (moto) and a gateway that logs its audit lines to the log group as Lambda would."""
 
@@ -57,7 +65,7 @@ class World:
         self.key = put_key(self.keys, allowed_models=("echo",), team="support", feature="writer")
         self.recovery = UsageRecovery(self.logs, LOG_GROUP, DynamoLedger(USAGE), SpillQueue(self.queue_url))
 
-    def gateway(self, writer: UsageWriter) -> Gateway:
+    def gateway(self, writer: UsageWriter, executor: Executor | None = None) -> Gateway:
         return Gateway(
             make_config(),
             self.keys,
@@ -65,7 +73,7 @@ class World:
             spill=SpillQueue(self.queue_url),
             audit_log=self.audit_line,
             now=lambda: NOW,
-            refresh_executor=InlineExecutor(),
+            refresh_executor=executor or InlineExecutor(),
             quota=self.quota,
             usage_writer=writer,
         )
@@ -166,6 +174,24 @@ def test_records_a_killed_writer_held_reach_the_ledger_exactly_once_and_sums_con
     world.replay()
     assert sorted(i.request_id for i in world.ledger_items()) == ids
     assert world.gate() == gate
+
+
+def test_when_the_settlement_died_too_the_gate_keeps_the_reservation(world: World) -> None:
+    """The limit of what the recovery restores: the ledger gets the record, but the gate, which never
+    learnt the real cost, keeps the worst case it reserved (the budget over-counts, never under)."""
+    gateway = world.gateway(KilledWriter(), executor=DeadExecutor())
+    response = world.chat(gateway)
+    assert response["statusCode"] == 200
+    reserved = world.gate()
+    del gateway
+
+    assert world.recover().redelivered == 1
+    world.replay()
+    [item] = world.ledger_items()
+    gate = world.gate()
+    assert gate == reserved  # neither the recovery nor the replay touches the gate
+    assert gate.committed_usd >= item.cost_usd > 0 and gate.in_flight == 1
+    assert gate.spent_usd == 0 and gate.settled_requests == 0  # what docs/gateway.md says is not restored
 
 
 def test_a_record_the_writer_wrote_is_not_redelivered_or_counted_twice(world: World) -> None:

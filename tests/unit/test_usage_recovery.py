@@ -304,3 +304,19 @@ def test_recorded_looks_up_more_records_than_one_batch_holds(world: World) -> No
         world.ledger.record(record)
     assert world.ledger.recorded(records) == written  # three BatchGetItem calls of at most 100 keys
     assert world.ledger.recorded([]) == set()
+
+
+def test_the_deployed_audit_sink_is_told_which_records_go_to_the_ledger() -> None:
+    """``handler.audit_log`` takes the ``ledger`` flag; a one-argument sink (``list.append``) still works."""
+    from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
+
+    deployed = Gateway(make_config(), MemoryKeyStore(), MemoryLedger(), audit_log=handler.audit_log)
+    assert deployed._audit_takes_ledger
+    seen: list[UsageRecord] = []
+    plain = Gateway(make_config(), MemoryKeyStore(), MemoryLedger(), audit_log=seen.append)
+    assert not plain._audit_takes_ledger
+    record = UsageRecord(
+        request_id="r1", timestamp=NOW, team="t", feature="f", key_id="k", route="echo", status=200
+    )
+    plain._audit(record, ledger=True)
+    assert seen == [record]

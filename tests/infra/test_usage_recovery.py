@@ -30,6 +30,20 @@ def test_recovery_runs_every_five_minutes_with_retries_and_a_dead_letter_queue(
     assert target["Arn"] == arn_of(syn, recovery.function)
     assert target["DeadLetterConfig"] == {"Arn": arn_of(syn, recovery.dead_letter_queue)}
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    # EventBridge may use the gateway key for this rule's dead letters only.
+    assert rule["Name"] == f"ai-factory-usage-recovery-{syn.gateway.edge_namespace}"
+    key_policy = syn.template.to_json()["Resources"][
+        syn.stack.get_logical_id(syn.gateway.key.node.default_child)
+    ]
+    [grant] = [
+        s
+        for s in key_policy["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Principal") == {"Service": "events.amazonaws.com"}
+    ]
+    assert sorted(as_list(grant["Action"])) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert syn.resolve(grant["Condition"]["ArnEquals"]["aws:SourceArn"]) == syn.resolve(
+        syn.stack.format_arn(service="events", resource="rule", resource_name=rule["Name"])
+    )
     # A failed run (EventBridge invokes asynchronously) is retried twice, then kept with its event.
     config = only(syn, "AWS::Lambda::EventInvokeConfig", {"FunctionName": ref(syn, recovery.function)})
     assert config["Properties"]["MaximumRetryAttempts"] == 2

@@ -424,7 +424,15 @@ class LlmGateway(Construct):
         for statement in recovery_part.statements(self.ledger, self.key, self.function.log_group):
             recovery_function.role.add_to_principal_policy(statement)
         self.usage_recovery = recovery_part.UsageRecovery(
-            recovery_function, recovery_part.schedule(self, recovery_function, recovery_dlq), recovery_dlq
+            recovery_function,
+            recovery_part.schedule(
+                self,
+                recovery_function,
+                recovery_dlq,
+                self.key,
+                f"{name_prefix(self)}-usage-recovery-{self.edge_namespace}",
+            ),
+            recovery_dlq,
         )
         """The scheduled usage recovery: its function, schedule and dead-letter queue."""
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -159,11 +159,28 @@ def statements(
     ]
 
 
-def schedule(scope: Construct, function: lambda_.IFunction, dlq: sqs.IQueue) -> events.Rule:
-    """Every ``SCHEDULE_S`` seconds; an event EventBridge cannot deliver goes to the same DLQ."""
+def schedule(
+    scope: Construct, function: lambda_.IFunction, dlq: sqs.IQueue, key: kms.IKey, rule_name: str
+) -> events.Rule:
+    """Every ``SCHEDULE_S`` seconds; an event EventBridge cannot deliver goes to the same DLQ.
+
+    The DLQ is encrypted with ``key``, so EventBridge may use the key for this rule only. ``rule_name``
+    is fixed (unique per gateway) because the key policy names the rule's ARN: a reference to the rule
+    would be a dependency cycle (key -> rule -> function -> log group -> key)."""
+    rule_arn = Stack.of(scope).format_arn(service="events", resource="rule", resource_name=rule_name)
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid="AllowEventBridgeUsageRecoveryDeadLetters",
+            principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey"],
+            resources=["*"],  # in a key policy, "*" is this key
+            conditions={"ArnEquals": {"aws:SourceArn": rule_arn}},
+        )
+    )
     return events.Rule(
         scope,
         "UsageRecoverySchedule",
+        rule_name=rule_name,
         description="AI Factory gateway: usage recovery every 5 minutes (audit lines -> ledger)",
         schedule=events.Schedule.rate(Duration.seconds(SCHEDULE_S)),
         targets=[

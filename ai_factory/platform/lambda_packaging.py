@@ -34,6 +34,7 @@ GATEWAY_HANDLER = "aif_gateway.handler.lambda_handler"
 GATEWAY_SERVER_HANDLER = "aif_gateway/run.sh"
 """The streaming entry: the start command the Lambda Web Adapter runs (the gateway's HTTP server)."""
 SPILL_REPLAY_HANDLER = "aif_gateway.spill_replay.handler"
+USAGE_RECOVERY_HANDLER = "aif_gateway.usage_recovery.handler"
 GATEWAY_VENDORED_DISTRIBUTIONS = (
     "opentelemetry-api",
     "opentelemetry-sdk",
@@ -49,6 +50,7 @@ __all__ = [
     "POWERTOOLS_LAYER_ACCOUNT",
     "POWERTOOLS_LAYER_NAME",
     "SPILL_REPLAY_HANDLER",
+    "USAGE_RECOVERY_HANDLER",
     "contract_files",
     "distribution_files",
     "gateway_source_dir",

@@ -218,7 +218,7 @@ def test_queues_are_kms_encrypted_ssl_only_with_dead_letter_queue(default_gatewa
     syn = default_gateway
     key_arn = arn_of(syn, syn.gateway.key)
     queues = syn.template.find_resources("AWS::SQS::Queue")
-    assert len(queues) == 2
+    assert len(queues) == 3  # spill queue, its dead-letter queue, the usage recovery's dead-letter queue
     for queue in queues.values():
         assert queue["Properties"]["KmsMasterKeyId"] == key_arn
     spill = queues[syn.stack.get_logical_id(syn.gateway.spill_queue.node.default_child)]
@@ -227,7 +227,7 @@ def test_queues_are_kms_encrypted_ssl_only_with_dead_letter_queue(default_gatewa
         "maxReceiveCount": 5,
     }
     policies = syn.template.find_resources("AWS::SQS::QueuePolicy")
-    assert len(policies) == 2
+    assert len(policies) == 3
     for policy in policies.values():
         assert any(
             s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -238,7 +238,8 @@ def test_queues_are_kms_encrypted_ssl_only_with_dead_letter_queue(default_gatewa
 def test_log_groups_are_encrypted_with_retention(default_gateway: Synthesized) -> None:
     syn = default_gateway
     groups = syn.template.find_resources("AWS::Logs::LogGroup")
-    assert len(groups) == 5  # gateway, spill replay, edge authorizer, API access, API execution
+    # gateway, spill replay, usage recovery, edge authorizer, API access, API execution
+    assert len(groups) == 6
     for group in groups.values():
         assert group["Properties"]["KmsKeyId"] == arn_of(syn, syn.gateway.key)
         assert group["Properties"]["RetentionInDays"] == 365

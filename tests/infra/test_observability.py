@@ -127,6 +127,7 @@ def test_every_feature_has_all_its_alarms_named_by_severity(built: Built) -> Non
             assert re.fullmatch(rf"ai-factory-(Critical|Warning)-{re.escape(prefix)}\w+", name)
     assert "ai-factory-Critical-Platform-FallbackStorm" in found
     assert "ai-factory-Critical-Platform-GatewayErrors" in found
+    assert "ai-factory-Warning-Platform-UsageRecovery" in found
 
 
 def test_alarm_thresholds_come_from_the_feature(built: Built) -> None:
@@ -147,7 +148,7 @@ def test_every_alarm_notifies_the_topic_and_links_its_runbook(built: Built) -> N
     assert len(topics) == 1
     topic_id = next(iter(topics))
     found = alarms(built.template)
-    assert len(found) == sum(_alarm_count(f) for f in built.features) + 2
+    assert len(found) == sum(_alarm_count(f) for f in built.features) + 3  # + the platform's three
     for name, props in found.items():
         assert props["AlarmActions"] == [{"Ref": topic_id}], name
         assert props["OKActions"] == [{"Ref": topic_id}], name
@@ -356,7 +357,7 @@ def test_many_features_split_across_small_stacks() -> None:
             d["Properties"]["DashboardName"]
             for d in template.find_resources("AWS::CloudWatch::Dashboard").values()
         }
-    assert total == sum(_alarm_count(f) for f in b.features) + 2
+    assert total == sum(_alarm_count(f) for f in b.features) + 3
     # The platform dashboard plus one per 10 features of each stack, all names unique.
     assert len(dashboard_names) == 1 + sum(math.ceil(share / 10) for share in shares)
 

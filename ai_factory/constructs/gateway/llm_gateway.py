@@ -43,6 +43,7 @@ from ai_factory.constructs.gateway import edge as edge_part
 from ai_factory.constructs.gateway import guardrail as guardrail_part
 from ai_factory.constructs.gateway import marketplace, prompt_view, usage_ledger
 from ai_factory.constructs.gateway import team_accounts as team_accounts_part
+from ai_factory.constructs.gateway import usage_recovery as recovery_part
 from ai_factory.constructs.gateway.guardrail import DEFAULT_CONTENT_FILTERS, DEFAULT_PII_ACTIONS
 from ai_factory.constructs.gateway.imported import GatewayAttributes, ImportedLlmGateway, lookup_attributes
 from ai_factory.constructs.inference_profiles import GATEWAY_TAG_KEY
@@ -56,6 +57,7 @@ from ai_factory.platform.lambda_packaging import (
     DEFAULT_POWERTOOLS_LAYER_VERSION,
     GATEWAY_SERVER_HANDLER,
     SPILL_REPLAY_HANDLER,
+    USAGE_RECOVERY_HANDLER,
     stage_gateway_asset,
 )
 from ai_factory.platform.log_retention import RETENTION_DAYS, finite_retention, retention_in_days
@@ -404,6 +406,36 @@ class LlmGateway(Construct):
             event_sources.SqsEventSource(self.spill_queue, batch_size=10, report_batch_item_failures=True)
         )
 
+        # Records an environment took with it (no SIGTERM: a crash, a reset after a timeout) are
+        # re-delivered from their audit lines into the spill queue's replay (recovery_part).
+        recovery_dlq = recovery_part.dead_letter_queue(self, self.key)
+        recovery_function = self._function(
+            "UsageRecoveryFunction",
+            handler=USAGE_RECOVERY_HANDLER,
+            description="AI Factory gateway: re-delivers audited usage records the ledger lacks",
+            code=code,
+            layers=[],
+            environment=recovery_part.environment(self.ledger, self.function.log_group),
+            timeout=recovery_part.TIMEOUT,
+            memory_size=256,
+            **recovery_part.failure_handling(recovery_dlq),
+        )
+        assert recovery_function.role is not None
+        for statement in recovery_part.statements(self.ledger, self.key, self.function.log_group):
+            recovery_function.role.add_to_principal_policy(statement)
+        self.usage_recovery = recovery_part.UsageRecovery(
+            recovery_function,
+            recovery_part.schedule(
+                self,
+                recovery_function,
+                recovery_dlq,
+                self.key,
+                f"{name_prefix(self)}-usage-recovery-{self.edge_namespace}",
+            ),
+            recovery_dlq,
+        )
+        """The scheduled usage recovery: its function, schedule and dead-letter queue."""
+
         self.api, self._methods = api_part.build_rest_api(
             self,
             self.function,
@@ -496,6 +528,11 @@ class LlmGateway(Construct):
         runtime (``RagFeature`` lets it retrieve from its knowledge base)."""
         assert self.function.role is not None
         return self.function.role
+
+    def metric_usage_recovery_failures(self, period: Duration | None = None) -> cloudwatch.IMetric:
+        """Failed usage-recovery runs + runs and spilled records waiting in dead-letter queues: above 0
+        means some usage record is not reaching the ledger on its own (docs/runbooks/usage-recovery.md)."""
+        return recovery_part.failures_metric(self.usage_recovery, self.ledger, period)
 
     def metric_requests(self, **props: Any) -> cloudwatch.Metric:
         """API Gateway ``Count`` of the gateway stage: every request (sum over 5 minutes)."""
@@ -725,6 +762,7 @@ class LlmGateway(Construct):
         memory_size: int,
         tracing: bool = True,
         reserved_concurrent_executions: int | None = None,
+        **props: Any,
     ) -> lambda_.Function:
         # An explicit role (no AWS-managed AWSLambdaBasicExecutionRole) writing only to its own log group.
         role = iam.Role(
@@ -749,6 +787,7 @@ class LlmGateway(Construct):
             log_group=log_group,
             tracing=tracing,
             reserved_concurrent_executions=reserved_concurrent_executions,
+            **props,
         )
 
     def _grant_usage_write(self, role: iam.IRole | None) -> None:
@@ -934,7 +973,21 @@ class LlmGateway(Construct):
             self.spill_replay_function,
             bounded_by="the SQS event source (batches of ten) and the volume of spilled records",
         )
-        for function in (self.function, self.spill_replay_function, self.authorizer_function):
+        recovery_part.acknowledge_design(self.usage_recovery)
+        assert self.usage_recovery.function.role is not None
+        cdk.Validations.of(self.usage_recovery.function.role.node.find_child("DefaultPolicy")).acknowledge(
+            cdk.Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason=XRAY_WILDCARD_REASON)
+        )
+        acknowledge_unreserved_concurrency(
+            self.usage_recovery.function,
+            bounded_by="its schedule (one run every 5 minutes, plus at most two retries of a failed run)",
+        )
+        for function in (
+            self.function,
+            self.spill_replay_function,
+            self.authorizer_function,
+            self.usage_recovery.function,
+        ):
             acknowledge_outside_vpc(function)
         usage_ledger.acknowledge_spill_path(self.ledger, self.spill_replay_function)
 

@@ -71,6 +71,20 @@ def build_platform(scope: Construct, host: AlarmHost, gateway: LlmGateway) -> cl
             evaluation_periods=3,
             scope_id="PlatformGatewayErrors",
         ),
+        host.add_alarm(
+            "Platform-UsageRecovery",
+            Severity.WARNING,
+            gateway.metric_usage_recovery_failures(),
+            0,
+            above,
+            description=(
+                "A usage-recovery run failed, or a run or a spilled usage record waits in a dead-letter "
+                "queue: some usage records are not reaching the ledger on their own (they are still whole "
+                "in the gateway's audit lines)"
+            ),
+            runbook="usage-recovery",
+            scope_id="PlatformUsageRecovery",
+        ),
     ]
     dashboard = cloudwatch.Dashboard(
         scope,

@@ -22,6 +22,7 @@ RUNBOOKS = (
     "direct-model-access",
     "online-evaluation",
     "output-drift",
+    "usage-recovery",
 )
 # Which runbook each alarm links (feature alarms by their AlarmInput name, then the facade's own).
 ALARM_RUNBOOKS = {

@@ -25,6 +25,7 @@ ledger write that fails is spilled to a queue, and as a last resort logged in fu
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import logging
 import math
@@ -117,7 +118,7 @@ class Gateway:
         providers: dict[str, Provider] | None = None,
         spill: Spill | None = None,
         metrics: MetricsSink | None = None,
-        audit_log: Callable[[UsageRecord], None] | None = None,
+        audit_log: Callable[..., None] | None = None,
         now: Callable[[], datetime] = utc_now,
         clock: Callable[[], float] = time.monotonic,
         prompts: PromptViewSource | None = None,
@@ -686,7 +687,7 @@ class Gateway:
 
     def _persist(self, record: UsageRecord) -> None:
         """The audit line now; the ledger write now, or after the response with a usage writer."""
-        self._audit(record)
+        self._audit(record, ledger=True)
         if self.usage_writer is not None:
             self.usage_writer.submit(record)
         else:
@@ -721,13 +722,27 @@ class Gateway:
         # Last resort: the full record in the log, where an operator can replay it from.
         log.critical("UNPERSISTED_USAGE_RECORD %s", json.dumps(record.to_dict(), sort_keys=True))
 
-    def _audit(self, record: UsageRecord) -> None:
+    @property
+    def audit_log(self) -> Callable[..., None] | None:
+        """The audit sink: called with each record, and ``ledger=True`` for those the ledger gets too
+        when it accepts that keyword (``handler.audit_log``; the usage recovery reads the flag)."""
+        return self._audit_log
+
+    @audit_log.setter
+    def audit_log(self, sink: Callable[..., None] | None) -> None:
+        self._audit_log = sink
+        self._audit_takes_ledger = sink is not None and _accepts_keyword(sink, "ledger")
+
+    def _audit(self, record: UsageRecord, ledger: bool = False) -> None:
         """The audit line. A failing sink must not fail the request or skip the ledger write, and the
         record must still reach the log: in full, at CRITICAL, where an operator can recover it."""
-        if self.audit_log is None:
+        if self._audit_log is None:
             return
         try:
-            self.audit_log(record)
+            if self._audit_takes_ledger:
+                self._audit_log(record, ledger=ledger)
+            else:
+                self._audit_log(record)
         except Exception:
             log.critical("UNAUDITED_RECORD %s", json.dumps(record.to_dict(), sort_keys=True), exc_info=True)
 
@@ -747,6 +762,15 @@ class Gateway:
         headers = {**JSON_HEADERS, "x-request-id": call.request_id, **exc.headers}
         body = json.dumps(anthropic_error(exc, call.request_id)) if call.api == "anthropic" else exc.to_json()
         return {"statusCode": exc.status, "headers": headers, "body": body, "isBase64Encoded": False}
+
+
+def _accepts_keyword(fn: Callable[..., None], name: str) -> bool:
+    """Whether ``fn`` takes the keyword ``name`` (sinks like ``list.append`` take one positional)."""
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 class _Call:

@@ -277,8 +277,24 @@ HMAC_SECRET_ARN_ENV = "AIF_HMAC_SECRET_ARN"
 TOKEN_VAULT_TABLE_ENV = "AIF_TOKEN_VAULT_TABLE"
 TOKEN_KEY_ARN_ENV = "AIF_TOKEN_KEY_ARN"
 # Powertools (set on the gateway functions).
+# Usage recovery (``aif_gateway.usage_recovery``): re-delivers audited records the ledger never got.
+GATEWAY_LOG_GROUP_ENV = "AIF_GATEWAY_LOG_GROUP"
+"""The gateway function's log group, whose ``audit`` lines the usage recovery reads."""
+RECOVERY_LAG_S_ENV = "AIF_RECOVERY_LAG_S"
+"""How old an audit line must be before the recovery checks it (the write-behind's head start)."""
+RECOVERY_WINDOW_S_ENV = "AIF_RECOVERY_WINDOW_S"
+"""Seconds of audit lines each recovery run checks (twice its schedule: one missed run is covered)."""
 POWERTOOLS_SERVICE_NAME_ENV = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_METRICS_NAMESPACE_ENV = "POWERTOOLS_METRICS_NAMESPACE"
+
+# ------------------------------------------------------------------------------------- audit lines
+
+AUDIT_MESSAGE = "audit"
+"""The ``message`` of the gateway's audit line (one per request; the audit trail's filter tests it)."""
+AUDIT_LEDGER_FIELD = "ledger"
+"""Top-level boolean of an audit line: true when the request's record goes to the usage ledger (it
+reached a model, or a metered tool); false for requests refused before any model call, which write none.
+The usage recovery re-delivers only lines where it is true."""
 
 # ------------------------------------------------------------------------------------- table indexes
 

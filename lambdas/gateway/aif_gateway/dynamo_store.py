@@ -105,6 +105,7 @@ def create_tables(
 # DynamoDB numbers cannot be closer to zero than this; smaller magnitudes are stored as 0.
 _DDB_MIN_MAGNITUDE = Decimal("1E-130")
 _BATCH_GET_ATTEMPTS = 5
+_BATCH_GET_LIMIT = 100  # keys per BatchGetItem call (DynamoDB's maximum)
 _USAGE_FIELDS = {f.name for f in fields(UsageRecord)}
 _USAGE_FLOAT_FIELDS = {"cost_usd", "latency_ms"}
 
@@ -434,9 +435,26 @@ class DynamoLedger:
             requests_this_minute=_to_int(gate.get("minute_requests")) if same_minute else 0,
         )
 
-    def _batch_get(self, keys: list[dict[str, AttributeValueTypeDef]]) -> dict[str, dict[str, Any]]:
+    def recorded(self, usages: list[UsageRecord]) -> set[str]:
+        """The request ids among ``usages`` whose audit record is in the table (the usage recovery's
+        check): BatchGetItem by each record's key, 100 keys a call, only the keys read back.
+        Strongly consistent, so a record written a moment ago counts as written. Raises StoreError."""
+        by_sk = {ledger_key(u)["sk"]["S"]: u for u in usages}
+        found: set[str] = set()
+        keys = [ledger_key(u) for u in by_sk.values()]
+        for start in range(0, len(keys), _BATCH_GET_LIMIT):
+            items = self._batch_get(keys[start : start + _BATCH_GET_LIMIT], projection="pk, sk")
+            found.update(by_sk[sk].request_id for sk in items if sk in by_sk)
+        return found
+
+    def _batch_get(
+        self, keys: list[dict[str, AttributeValueTypeDef]], projection: str | None = None
+    ) -> dict[str, dict[str, Any]]:
         """Items by sort key; retries UnprocessedKeys (throttled partitions) with a short backoff."""
-        request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+        read: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+        if projection is not None:
+            read["ProjectionExpression"] = projection
+        request: dict[str, Any] = {self.table_name: read}
         found: dict[str, dict[str, Any]] = {}
         try:
             for attempt in range(_BATCH_GET_ATTEMPTS):

@@ -33,9 +33,14 @@ logger = Logger()
 trace_export.configure()  # at init: the SDK and its exporter are ready before the first request
 
 
-def audit_log(record: UsageRecord) -> None:
-    """One structured line per request: the audit trail's source (no prompt or completion text)."""
-    logger.info("audit", extra={"audit": record.to_dict()})
+def audit_log(record: UsageRecord, ledger: bool = False) -> None:
+    """One structured line per request: the audit trail's source (no prompt or completion text).
+
+    ``ledger``: the record also goes to the usage ledger (``contract.AUDIT_LEDGER_FIELD``), so the
+    usage recovery can re-deliver it if the environment dies before its write-behind lands."""
+    logger.info(
+        contract.AUDIT_MESSAGE, extra={"audit": record.to_dict(), contract.AUDIT_LEDGER_FIELD: ledger}
+    )
 
 
 def build_gateway(write_behind: bool = False) -> Gateway:

@@ -45,8 +45,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import aif_connector.q_business_index as index_fields_runtime
 import aws_cdk as cdk
-from aif_connector import q_business_index as index_fields_runtime
 from aws_cdk import Aws, Duration, RemovalPolicy, Stack, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms

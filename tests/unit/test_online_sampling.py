@@ -17,6 +17,10 @@ from aif_online import handler
 from aif_online.sampling import SECONDS_PER_DAY, SamplingSettings, exchange_from_log, is_sampled, sample_item
 from aif_online.scoring import free_traffic_assertions, language, score_exchange
 
+# Two stages of one pipeline (or two factories) in one account share its Bedrock invocation logging.
+PRODUCTION = contract.edge_namespace("Prod-Gateway/Prod/Gateway/Gateway")
+STAGING = contract.edge_namespace("Staging-Gateway/Staging/Gateway/Gateway")
+
 
 def log_record(
     request_id: str,
@@ -27,8 +31,10 @@ def log_record(
     feature: str = "summarizer",
     stop: str = "end_turn",
     tool: bool = False,
+    gateway: str | None = PRODUCTION,
 ) -> dict[str, Any]:
-    """A Bedrock model invocation log record of a Converse call made by the gateway."""
+    """A Bedrock model invocation log record of a Converse call made by the gateway ``gateway`` (its
+    ``LlmGateway.edge_namespace``; None: a gateway that did not send one)."""
     content: list[dict[str, Any]] = [{"text": answer}]
     if tool:
         content.append({"toolUse": {"toolUseId": "t1", "name": "lookup", "input": {}}})
@@ -52,7 +58,12 @@ def log_record(
                 "stopReason": stop,
             },
         },
-        "requestMetadata": {"aif_team": team, "aif_feature": feature, "aif_request_id": request_id},
+        "requestMetadata": {
+            "aif_team": team,
+            "aif_feature": feature,
+            "aif_request_id": request_id,
+            **({"aif_gateway": gateway} if gateway is not None else {}),
+        },
     }
 
 
@@ -79,15 +90,20 @@ def test_rate_bounds() -> None:
     assert not any(is_sampled(f"r{i}", 0.0) for i in range(1000))
     assert all(is_sampled(f"r{i}", 1.0) for i in range(1000))
     with pytest.raises(ValueError, match=r"rate must be in 0\.\.1"):
-        SamplingSettings(1.5, 7, "t")
+        SamplingSettings(1.5, 7, "t", PRODUCTION)
     with pytest.raises(ValueError, match="retention_days"):
-        SamplingSettings(0.1, 0, "t")
+        SamplingSettings(0.1, 0, "t", PRODUCTION)
+    with pytest.raises(ValueError, match="gateway is required"):
+        SamplingSettings(0.1, 7, "t", "")
 
 
 def test_exchange_from_log_reads_attribution_text_and_tools() -> None:
     exchange = exchange_from_log(log_record("r1", "Summarize my ticket", "Here it is.", tool=True))
     assert exchange is not None
     assert (exchange.team, exchange.feature, exchange.request_id) == ("support", "summarizer", "r1")
+    assert exchange.gateway == PRODUCTION
+    unsigned = exchange_from_log(log_record("r0", "q", "a", gateway=None))
+    assert unsigned is not None and unsigned.gateway == ""
     assert (exchange.input, exchange.output, exchange.tool_calls) == ("Summarize my ticket", "Here it is.", 1)
     guarded = exchange_from_log(log_record("r2", "q", "blocked", stop="guardrail_intervened"))
     assert guarded is not None and guarded.guardrail_intervened
@@ -117,7 +133,16 @@ def test_sampler_writes_only_sampled_requests_of_features_with_sampling(
     )
     monkeypatch.setenv(
         handler.SAMPLING_ENV,
-        json.dumps({"support/summarizer": {"rate": 0.25, "retention_days": 14, "table": "samples"}}),
+        json.dumps(
+            {
+                "support/summarizer": {
+                    "rate": 0.25,
+                    "retention_days": 14,
+                    "table": "samples",
+                    "gateway": PRODUCTION,
+                }
+            }
+        ),
     )
     records = [log_record(f"req-{i}", f"question {i}", f"answer {i}") for i in range(400)]
     records += [log_record(f"other-{i}", "q", "a", feature="not-sampled") for i in range(50)]
@@ -128,6 +153,62 @@ def test_sampler_writes_only_sampled_requests_of_features_with_sampling(
     assert {i["request_id"]["S"] for i in items} == expected
     assert 60 < len(expected) < 140
     assert all(int(i["expires_at"]["N"]) > 0 for i in items)
+
+
+@mock_aws
+def test_staging_traffic_never_lands_in_productions_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #18: staging's gateway logs to the same invocation log group with the same team/feature;
+    production's sampler keeps only its own gateway's records (and none without a gateway)."""
+    client = boto3.client("dynamodb", region_name="eu-central-1")
+    client.create_table(
+        TableName="prod-samples",
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "request_id", "AttributeType": "S"}],
+    )
+    monkeypatch.setenv(
+        handler.SAMPLING_ENV,
+        json.dumps(
+            {
+                "support/summarizer": {
+                    "rate": 1.0,
+                    "retention_days": 7,
+                    "table": "prod-samples",
+                    "gateway": PRODUCTION,
+                }
+            }
+        ),
+    )
+    records = [
+        log_record("prod-1", "production question", "a"),
+        log_record("staging-1", "staging question", "a", gateway=STAGING),
+        log_record("unsigned-1", "question of a gateway without identity", "a", gateway=None),
+        log_record("prod-2", "production question", "a"),
+    ]
+    assert handler.sample(subscription_event(records), client=client) == {"sampled": 2}
+    items = client.scan(TableName="prod-samples")["Items"]
+    assert sorted(i["request_id"]["S"] for i in items) == ["prod-1", "prod-2"]
+    assert {i["gateway"]["S"] for i in items} == {PRODUCTION}
+
+
+def test_sampling_settings_name_their_gateway() -> None:
+    settings = handler.sampling_settings(
+        json.dumps(
+            {"support/summarizer": {"rate": 0.1, "retention_days": 7, "table": "t", "gateway": STAGING}}
+        )
+    )
+    assert settings["support/summarizer"].gateway == STAGING
+    # Without one the sampler would have to take any gateway's traffic: refused, naming the feature.
+    with pytest.raises(ValueError, match=r"support/summarizer: gateway: .*required"):
+        handler.sampling_settings(
+            json.dumps({"support/summarizer": {"rate": 0.1, "retention_days": 7, "table": "t"}})
+        )
+    with pytest.raises(ValueError, match=r"support/summarizer: gateway: .*required"):
+        handler.sampling_settings(
+            json.dumps(
+                {"support/summarizer": {"rate": 0.1, "retention_days": 7, "table": "t", "gateway": ""}}
+            )
+        )
 
 
 def test_free_traffic_assertions_keep_only_answer_wide_types() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -338,12 +339,32 @@ DEFAULT_GATEWAY_RESERVED_CONCURRENCY = 100
 LAMBDA_MIN_UNRESERVED_CONCURRENCY = 10
 """Lambda refuses a reservation that leaves fewer unreserved concurrent executions than this."""
 EDGE_NAMESPACE_ENV = "AIF_EDGE_NAMESPACE"
-"""Set on the edge authorizer: the gateway's usage-identifier namespace (``LlmGateway.edge_namespace``)."""
+"""Set on the edge authorizer and the gateway function: the gateway's namespace
+(``LlmGateway.edge_namespace``), for usage identifiers and as the gateway's identity in Bedrock's
+request metadata (``REQUEST_METADATA_GATEWAY``)."""
+EDGE_NAMESPACE_RE = re.compile(r"[0-9a-f]{12}")
+"""What ``edge_namespace`` returns (``fullmatch``)."""
 
 
 def edge_namespace(gateway_path: str) -> str:
     """A gateway's namespace for usage identifiers, from its stack name and construct path."""
     return hashlib.sha256(gateway_path.encode()).hexdigest()[:12]
+
+
+# The requestMetadata the gateway sends with every Bedrock Converse/ConverseStream call. Bedrock writes
+# it into the model invocation log (one log group per account and region), where the online sampler
+# attributes each record to a gateway and a feature.
+REQUEST_METADATA_TEAM = "aif_team"
+REQUEST_METADATA_FEATURE = "aif_feature"
+REQUEST_METADATA_REQUEST_ID = "aif_request_id"
+REQUEST_METADATA_GATEWAY = "aif_gateway"
+"""The calling gateway's ``edge_namespace``: two gateways in one account and region (a pipeline's staging
+and production, two factories) share the invocation log and may serve features of the same names."""
+REQUEST_METADATA_MAX_PAIRS = 16
+REQUEST_METADATA_RE = re.compile(r"[a-zA-Z0-9\s:_@$#=/+,\-.]{0,256}")
+"""Bedrock's constraint on a requestMetadata value (keys: the same, 1 to 256 characters), from the
+bedrock-runtime API model (``RequestMetadataValueString``; use ``fullmatch``); at most
+``REQUEST_METADATA_MAX_PAIRS`` pairs."""
 
 
 def usage_identifier(namespace: str, team: str, feature: str) -> str:

@@ -48,7 +48,27 @@ __all__ = ["CLIENT_FAULT_CODES", "RETRYABLE_CODES", "BedrockProvider", "EchoProv
 
 
 class BedrockProvider:
-    def __init__(self, timeout_s: float = 60.0, client_factory: Any = None) -> None:
+    """Bedrock Converse, ConverseStream, CountTokens and Titan embeddings.
+
+    :param gateway_namespace: this gateway's identity in the requestMetadata of every call
+        (``LlmGateway.edge_namespace``). Default: ``AIF_EDGE_NAMESPACE`` from the environment (set on the
+        deployed gateway function); unset or empty (``ai-factory serve``), calls carry none.
+    :raises ValueError: the namespace is not a value Bedrock accepts as requestMetadata.
+    """
+
+    def __init__(
+        self, timeout_s: float = 60.0, client_factory: Any = None, gateway_namespace: str | None = None
+    ) -> None:
+        if gateway_namespace is None:
+            gateway_namespace = os.environ.get(contract.EDGE_NAMESPACE_ENV) or None
+        # Checked here, once: Bedrock would refuse every call with a ValidationException.
+        if gateway_namespace is not None and not contract.REQUEST_METADATA_RE.fullmatch(gateway_namespace):
+            raise ValueError(
+                f"{contract.EDGE_NAMESPACE_ENV}: {gateway_namespace!r} is not a Bedrock requestMetadata "
+                "value (at most 256 of letters, digits, whitespace and :_@$#=/+,-.); expected the gateway's "
+                "edge_namespace"
+            )
+        self.gateway_namespace = gateway_namespace
         # No SDK retries: the route's fallback chain is the retry, and retrying here would only stack
         # latency before the next target gets its turn. One client per (region, read timeout): a chat
         # call reads with its route's total generation time, a stream with its first-token timeout,
@@ -68,7 +88,7 @@ class BedrockProvider:
 
     def chat(self, target: ModelTarget, request: ChatRequest, ctx: CallContext) -> ChatResult:
         kwargs = to_converse(
-            request, invoke_id(target, ctx), ctx.guardrail, _metadata(ctx), target.capabilities
+            request, invoke_id(target, ctx), ctx.guardrail, self._metadata(ctx), target.capabilities
         )
         # Converse answers in one piece: the read timeout is the whole generation's limit.
         client = self.client(target.region, ctx.timeouts.total_s if ctx.timeouts else None)
@@ -81,7 +101,7 @@ class BedrockProvider:
         first-token timeout until the first event, then its idle timeout."""
         timeouts = ctx.timeouts or RouteTimeouts()
         kwargs = to_converse(
-            request, invoke_id(target, ctx), ctx.guardrail, _metadata(ctx), target.capabilities
+            request, invoke_id(target, ctx), ctx.guardrail, self._metadata(ctx), target.capabilities
         )
         client = self.client(target.region, timeouts.first_token_s)
         response = self._call(lambda: client.converse_stream(**kwargs))
@@ -107,6 +127,18 @@ class BedrockProvider:
         # Titan is checked on the catalog's ID above; the call goes through the feature's profile.
         through = replace(target, model_id=invoke_id(target, ctx))
         return self.embedder.embed(self.client(target.region), through, request, self._call)
+
+    def _metadata(self, ctx: CallContext) -> dict[str, str]:
+        """Shows up in Bedrock's model invocation logs, tying each call to a team, feature, gateway request
+        and gateway (the online sampler keeps only its features' own gateway's records)."""
+        metadata = {
+            contract.REQUEST_METADATA_TEAM: ctx.team,
+            contract.REQUEST_METADATA_FEATURE: ctx.feature,
+            contract.REQUEST_METADATA_REQUEST_ID: ctx.request_id,
+        }
+        if self.gateway_namespace:
+            metadata[contract.REQUEST_METADATA_GATEWAY] = self.gateway_namespace
+        return metadata
 
     @staticmethod
     def _call(fn: Any) -> Any:
@@ -139,11 +171,6 @@ def invoke_id(target: ModelTarget, ctx: CallContext) -> str:
     if target.region is None:
         return ctx.inference_profiles.get(target.model_id, target.model_id)
     return target.model_id
-
-
-def _metadata(ctx: CallContext) -> dict[str, str]:
-    # Shows up in Bedrock's model invocation logs, tying each call to a team, feature and gateway request.
-    return {"aif_team": ctx.team, "aif_feature": ctx.feature, "aif_request_id": ctx.request_id}
 
 
 _WORD = re.compile(r"\S+")

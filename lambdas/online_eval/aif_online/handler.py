@@ -2,8 +2,10 @@
 
 ``sample``: a CloudWatch Logs subscription on the Bedrock model invocation log group delivers batches of
 log records; each record attributed to a feature with sampling on (``AIF_ONLINE_SAMPLING``, JSON
-``{"team/feature": {"rate", "retention_days", "table"}}``) and whose request id falls in the sample is
-written to the feature's sample table (encrypted with the feature's key, expiring through its TTL).
+``{"team/feature": {"rate", "retention_days", "table", "gateway"}}``), made by that feature's gateway
+(``gateway``, its ``edge_namespace``: the log group is shared by every gateway in the account and region)
+and whose request id falls in the sample is written to the feature's sample table (encrypted with the
+feature's key, expiring through its TTL).
 
 ``score``: the sample table's stream delivers new items; each is scored (``scoring``; the judge through
 the gateway when ``AIF_GATEWAY_URL`` and ``AIF_JUDGE_SECRET`` are set) and published as one EMF record
@@ -26,7 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from aif_gateway import contract as c
-from aif_online.sampling import Exchange, SamplingSettings, exchange_from_log, is_sampled, sample_item
+from aif_online.sampling import (
+    Exchange,
+    SamplingSettings,
+    belongs_to,
+    exchange_from_log,
+    is_sampled,
+    sample_item,
+)
 from aif_online.scoring import ExchangeScores, ScoringStep, free_traffic_assertions, score_exchange
 
 SAMPLING_ENV = "AIF_ONLINE_SAMPLING"
@@ -35,12 +44,21 @@ _dynamodb: Any = None
 
 
 def sampling_settings(raw: str | None = None) -> dict[str, SamplingSettings]:
-    """``team/feature`` -> settings, from ``AIF_ONLINE_SAMPLING``."""
+    """``team/feature`` -> settings, from ``AIF_ONLINE_SAMPLING``.
+
+    :raises ValueError: a feature's settings are invalid (the message names the feature and the field).
+    """
     data = json.loads(raw if raw is not None else os.environ.get(SAMPLING_ENV, "{}"))
-    return {
-        key: SamplingSettings(float(v["rate"]), int(v["retention_days"]), str(v["table"]))
-        for key, v in data.items()
-    }
+    settings = {}
+    for key, v in data.items():
+        gateway = v.get("gateway")
+        if not isinstance(gateway, str) or not gateway:
+            raise ValueError(
+                f"{SAMPLING_ENV}: {key}: gateway: the edge_namespace of the feature's gateway is required, "
+                f"got {gateway!r} (without it any gateway's traffic would be sampled)"
+            )
+        settings[key] = SamplingSettings(float(v["rate"]), int(v["retention_days"]), str(v["table"]), gateway)
+    return settings
 
 
 def decode_subscription(event: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -60,14 +78,19 @@ def decode_subscription(event: Mapping[str, Any]) -> list[dict[str, Any]]:
 def select(
     records: list[dict[str, Any]], settings: Mapping[str, SamplingSettings]
 ) -> list[tuple[Exchange, SamplingSettings]]:
-    """The sampled exchanges among ``records`` with their feature's settings."""
+    """The sampled exchanges among ``records`` with their feature's settings: only records of the
+    feature's own gateway (another gateway's feature of the same name is another feature)."""
     chosen = []
     for record in records:
         exchange = exchange_from_log(record)
         if exchange is None:
             continue
         feature = settings.get(f"{exchange.team}/{exchange.feature}")
-        if feature is not None and is_sampled(exchange.request_id, feature.rate):
+        if (
+            feature is not None
+            and belongs_to(exchange, feature)
+            and is_sampled(exchange.request_id, feature.rate)
+        ):
             chosen.append((exchange, feature))
     return chosen
 

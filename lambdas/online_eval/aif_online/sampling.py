@@ -3,7 +3,10 @@
 The sampler is fed by Bedrock model invocation logs (a CloudWatch Logs subscription), never by the
 gateway's request path: Bedrock writes those logs itself after answering, so sampling costs the request
 nothing. The gateway sends ``requestMetadata`` with every Converse call (as ``aif_request_id``, ``aif_team``,
-``aif_feature``), which is how a log record is attributed to a feature.
+``aif_feature`` and ``aif_gateway``, its ``LlmGateway.edge_namespace``), which is how a log record is
+attributed to a feature. The log group is one per account and region, shared by every gateway there (a
+pipeline's staging and production, two factories), whose features may have the same names: a feature's
+settings name its gateway, and only records of that gateway are its traffic (``belongs_to``).
 
 The decision is a deterministic function of the request id (its SHA-256 as a number in [0, 1) compared
 with the rate): replaying the same logs samples the same requests, and a request is sampled whole or not
@@ -17,7 +20,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Exchange", "SamplingSettings", "exchange_from_log", "is_sampled", "sample_item"]
+from aif_gateway import contract as c
+
+__all__ = ["Exchange", "SamplingSettings", "belongs_to", "exchange_from_log", "is_sampled", "sample_item"]
 
 SECONDS_PER_DAY = 86_400
 _SCALE = float(1 << 64)
@@ -25,13 +30,18 @@ _SCALE = float(1 << 64)
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """One feature's sampling: the share of requests kept, how long, and where."""
+    """One feature's sampling: the share of requests kept, how long, where, and the gateway whose
+    traffic it is (``LlmGateway.edge_namespace``; another gateway's feature of the same name is not
+    this feature)."""
 
     rate: float
     retention_days: int
     table: str
+    gateway: str
 
     def __post_init__(self) -> None:
+        if not self.gateway:
+            raise ValueError("gateway is required: without it any gateway's traffic would be sampled")
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"rate must be in 0..1, got {self.rate!r}")
         if self.retention_days < 1:
@@ -65,6 +75,8 @@ class Exchange:
     input_tokens: int = 0
     output_tokens: int = 0
     latency_ms: int = 0
+    gateway: str = ""
+    """The gateway that made the call (its ``edge_namespace``); empty when the record names none."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,8 +104,9 @@ def exchange_from_log(record: Mapping[str, Any]) -> Exchange | None:
     metadata = record.get("requestMetadata")
     if not isinstance(metadata, Mapping):
         return None
-    team, feature = metadata.get("aif_team"), metadata.get("aif_feature")
-    request_id = metadata.get("aif_request_id") or record.get("requestId")
+    team, feature = metadata.get(c.REQUEST_METADATA_TEAM), metadata.get(c.REQUEST_METADATA_FEATURE)
+    request_id = metadata.get(c.REQUEST_METADATA_REQUEST_ID) or record.get("requestId")
+    gateway = metadata.get(c.REQUEST_METADATA_GATEWAY)
     if not (isinstance(team, str) and isinstance(feature, str) and isinstance(request_id, str)):
         return None
     body_in = (record.get("input") or {}).get("inputBodyJson") or {}
@@ -126,7 +139,14 @@ def exchange_from_log(record: Mapping[str, Any]) -> Exchange | None:
         output_tokens=_count(usage.get("outputTokens"))
         or _count((record.get("output") or {}).get("outputTokenCount")),
         latency_ms=_count(metrics.get("latencyMs")),
+        gateway=gateway if isinstance(gateway, str) else "",
     )
+
+
+def belongs_to(exchange: Exchange, settings: SamplingSettings) -> bool:
+    """Whether ``exchange`` is traffic of the feature ``settings`` describe: made by its gateway. A record
+    without a gateway (a gateway older than this check, ``ai-factory serve``) is no feature's traffic."""
+    return bool(exchange.gateway) and exchange.gateway == settings.gateway
 
 
 def sample_item(exchange: Exchange, retention_days: int, now_epoch: int) -> dict[str, Any]:

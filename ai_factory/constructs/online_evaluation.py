@@ -10,10 +10,11 @@ not be copied out of the request path at all, so synth fails with a message nami
 the observability stack, next to the log group, for every sampled feature; see "One per log group") wires:
 
 * the **sampler**: a Lambda subscribed to the Bedrock model invocation log group (a subscription filter
-  on records that carry the gateway's ``aif_feature`` request metadata). Bedrock writes those logs after
-  it answered, so sampling adds nothing to a request's synchronous path. The sampler keeps each request
-  whose id hashes below the feature's rate and writes it to the feature's table; its role may put items
-  into exactly those tables (and use their keys through DynamoDB only).
+  on records whose ``aif_gateway`` request metadata names a sampled feature's gateway). Bedrock writes
+  those logs after it answered, so sampling adds nothing to a request's synchronous path. The sampler
+  keeps each request of a sampled feature, made by that feature's own gateway, whose id hashes below the
+  feature's rate, and writes it to the feature's table; its role may put items into exactly those tables
+  (and use their keys through DynamoDB only).
 * the **scorer**: a Lambda on each sample table's stream. It checks each sample with the free-traffic
   assertions of the feature's eval suites (``not-contains``, ``is-json``, ``json-schema``), the data
   connector's PII detector (personal data in the answer the question did not contain) and, when a judge
@@ -35,6 +36,17 @@ the observability stack, next to the log group, for every sampled feature; see "
   ``OutputRefusalRate``, ``InputDrift``, ``OutputLengthDrop``, ``OutputLengthGrowth``,
   ``OutputLanguageShift``, ``OutputToolCallShift``, ``OutputGuardrailShift``. Create it before the
   ``Observability`` that monitors the features, or the alarms are not there when it reads them.
+
+**Whose traffic.** The invocation log group is one per account and region, shared by every gateway
+there: a pipeline's staging and production stages, or two factories, whose features may have the same
+team and feature names. The gateway names itself in each call's request metadata (``aif_gateway``: its
+``LlmGateway.edge_namespace``); the subscription filter passes only the sampled features' gateways'
+records (every gateway's record when the pattern would exceed CloudWatch Logs' 1,024 characters: more
+than 19 gateways) and the sampler keeps a record for a feature only when it comes from that feature's
+gateway; a record without a gateway (a gateway from before this check, ``ai-factory serve``) is no
+feature's traffic. A feature whose gateway's namespace is unknown (imported without
+``GatewayAttributes.edge_namespace``) is refused at synth, and so are two sampled features of the same
+``team/feature`` (the sampler's and scorer's settings are keyed by it).
 
 **One per log group.** CloudWatch Logs allows two subscription filters per log group (a third fails the
 deployment). The factory takes one and leaves the other for the account's own consumers (a SIEM, say), so a
@@ -112,6 +124,22 @@ EXPIRY_ACTIONS = (
     "sagemaker-mlflow:SearchTraces",
     "sagemaker-mlflow:DeleteTraces",
 )
+
+
+FILTER_PATTERN_MAX_CHARS = 1024
+"""CloudWatch Logs' limit on a subscription filter pattern."""
+GATEWAY_FIELD = f"$.requestMetadata.{contract.REQUEST_METADATA_GATEWAY}"
+
+
+def sampler_filter_pattern(namespaces: Sequence[str]) -> str:
+    """The sampler's subscription filter: invocation-log records of the gateways ``namespaces`` (their
+    ``edge_namespace``). Beyond ``FILTER_PATTERN_MAX_CHARS`` (more than 19 gateways), every gateway's
+    records: the sampler checks each record's gateway against its feature's anyway."""
+    patterns = [logs.FilterPattern.string_value(GATEWAY_FIELD, "=", ns) for ns in sorted(set(namespaces))]
+    pattern = logs.FilterPattern.any(*patterns).log_pattern_string
+    if len(pattern) > FILTER_PATTERN_MAX_CHARS:
+        return logs.FilterPattern.exists(GATEWAY_FIELD).log_pattern_string
+    return pattern
 
 
 class OnlineEvaluationError(ValueError):
@@ -248,6 +276,7 @@ class OnlineEvaluation(Construct):
             )
         if not isinstance(trace_experiment, str) or not trace_experiment.strip():
             raise OnlineEvaluationError(f"{label}: trace_experiment: must be a non-empty experiment name")
+        namespaces = _gateway_namespaces(label, self.sampled)
         monitored = _already_monitored(self, self.sampled)
         if monitored:
             raise OnlineEvaluationError(
@@ -296,9 +325,12 @@ class OnlineEvaluation(Construct):
                 "rate": f.online_sampling.rate,  # type: ignore[union-attr]
                 "retention_days": f.online_sampling.retention_days,  # type: ignore[union-attr]
                 "table": f.sample_table.table_name,  # type: ignore[union-attr]
+                "gateway": namespace,
             }
-            for f in self.sampled
+            for f, namespace in zip(self.sampled, namespaces, strict=True)
         }
+        self.sampler_settings: dict[str, dict[str, Any]] = settings
+        """The sampler's settings by ``team/feature``: rate, retention, table and the feature's gateway."""
         self.sampler = hardened_function(
             self,
             "Sampler",
@@ -325,12 +357,14 @@ class OnlineEvaluation(Construct):
                 feature.encryption_key,
                 ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
             )
+        self.subscription_filter_pattern = sampler_filter_pattern(namespaces)
+        """Which invocation-log records invoke the sampler: the sampled features' gateways'."""
         self.subscription = logs.SubscriptionFilter(
             self,
             "InvocationLogSubscription",
             log_group=invocation_log_group,
             destination=destinations.LambdaDestination(self.sampler),
-            filter_pattern=logs.FilterPattern.exists("$.requestMetadata.aif_feature"),
+            filter_pattern=logs.FilterPattern.literal(self.subscription_filter_pattern),
         )
 
         # --- scorer ------------------------------------------------------------------------------
@@ -573,6 +607,37 @@ def _grant_key_via_dynamodb(function: lambda_.IFunction, key: kms.IKey, actions:
     )
 
 
+def _gateway_namespaces(label: str, features: Sequence[AiFeature]) -> list[str]:
+    """Each feature's gateway's ``edge_namespace``, the identity its Bedrock calls carry.
+
+    :raises OnlineEvaluationError: a gateway has none (an imported gateway without it: sampling it would
+        mean taking any gateway's features of that name), or two features share a ``team/feature``.
+    """
+    namespaces: list[str] = []
+    seen: dict[str, AiFeature] = {}
+    for feature in features:
+        name = f"{feature.team}/{feature.feature}"
+        gateway = feature.gateway
+        namespace = getattr(gateway, "edge_namespace", None)
+        if not isinstance(namespace, str) or not namespace:
+            path = gateway.node.path if isinstance(gateway, Construct) else repr(gateway)
+            raise OnlineEvaluationError(
+                f"{label}: features: {name}: its gateway {path} has no edge_namespace, so its Bedrock "
+                "invocation-log records cannot be told from another gateway's feature of the same name; "
+                "import the gateway with GatewayAttributes(edge_namespace=<the gateway's "
+                "LlmGateway.edge_namespace>) or do not sample the feature"
+            )
+        other = seen.get(name)
+        if other is not None:
+            raise OnlineEvaluationError(
+                f"{label}: features: {name} is sampled twice ({other.node.path} and {feature.node.path}); "
+                "one OnlineEvaluation samples one feature of a name: give each stage or factory its own"
+            )
+        seen[name] = feature
+        namespaces.append(namespace)
+    return namespaces
+
+
 def _already_monitored(me: Construct, features: Sequence[AiFeature]) -> str:
     """``"<team>/<feature> is already monitored by <path>"`` for the first of ``features`` an
     ``Observability`` in the app has already built alarms for, else ``""``. By identity, not by name: a
@@ -613,6 +678,7 @@ def find_sampled_features(scope: Construct) -> list[AiFeature]:
 
 
 __all__ = [
+    "FILTER_PATTERN_MAX_CHARS",
     "NO_SAMPLING_CLEARANCES",
     "OnlineEvaluation",
     "OnlineEvaluationError",
@@ -620,6 +686,7 @@ __all__ = [
     "feature_online_suite",
     "find_sampled_features",
     "sample_table",
+    "sampler_filter_pattern",
     "stage_online_asset",
 ]
 

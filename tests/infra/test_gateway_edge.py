@@ -74,6 +74,20 @@ def test_each_front_door_has_its_authorizer_and_every_method_requires_the_author
     assert _only(syn.template, "AWS::ApiGateway::RestApi")["ApiKeySourceType"] == "AUTHORIZER"
 
 
+def test_the_gateway_function_knows_its_namespace_for_bedrocks_request_metadata(
+    default_gateway: Synthesized,
+) -> None:
+    """The gateway names itself in every Bedrock call's requestMetadata (``aif_gateway``), which the
+    online sampler matches against its features' gateway (issue #18); the spill replay calls no model."""
+    syn = default_gateway
+    functions = syn.template.find_resources("AWS::Lambda::Function")
+    env = functions[_logical(syn, syn.gateway.function)]["Properties"]["Environment"]["Variables"]
+    assert env[contract.EDGE_NAMESPACE_ENV] == syn.gateway.edge_namespace
+    assert contract.EDGE_NAMESPACE_RE.fullmatch(syn.gateway.edge_namespace)
+    replay = functions[_logical(syn, syn.gateway.spill_replay_function)]["Properties"]
+    assert contract.EDGE_NAMESPACE_ENV not in replay["Environment"]["Variables"]
+
+
 def test_the_authorizer_function_reads_one_key_by_hash_and_nothing_else(default_gateway: Synthesized) -> None:
     syn = default_gateway
     function = syn.template.find_resources("AWS::Lambda::Function")[

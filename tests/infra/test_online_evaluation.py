@@ -28,6 +28,11 @@ ROOT = Path(__file__).resolve().parents[2]
 LOG_GROUP_ARN = "arn:aws:logs:us-east-1:111122223333:log-group:/aws/bedrock/invocation-logs"
 
 
+def only_gateway(namespace: str) -> str:
+    """The sampler's subscription filter pattern for features of one gateway."""
+    return '{ $.requestMetadata.aif_gateway = "' + namespace + '" }'
+
+
 def feature(team: TeamStack, name: str, **props: Any) -> AiFeature:
     props.setdefault("clearance", "internal")
     props.setdefault("models", ["chat-fast"])
@@ -96,7 +101,7 @@ def test_sampler_reads_invocation_logs_and_knows_rate_retention_and_table(synth:
         "AWS::Logs::SubscriptionFilter",
         {
             "LogGroupName": "/aws/bedrock/invocation-logs",
-            "FilterPattern": '{ $.requestMetadata.aif_feature = "*" }',
+            "FilterPattern": only_gateway(synth["sampled"].gateway.edge_namespace),
         },
     )
     functions = template.find_resources(
@@ -107,6 +112,9 @@ def test_sampler_reads_invocation_logs_and_knows_rate_retention_and_table(synth:
     text = json.dumps(raw)
     assert '\\"rate\\":0.05' in text and '\\"retention_days\\":30' in text
     assert "support/ticket-summarizer" in text and "not-sampled" not in text
+    assert synth["online"].sampler_settings["support/ticket-summarizer"]["gateway"] == (
+        synth["sampled"].gateway.edge_namespace
+    )
 
 
 def _statements(template: Template, role_prefix: str) -> list[dict[str, Any]]:
@@ -685,3 +693,140 @@ def test_sampling_a_route_with_targets_outside_bedrock_warns_at_synth() -> None:
     assert "chat-claude-any -> claude-sonnet-4-5-anthropic (anthropic)" in warnings[0]
     assert "chat-claude-any -> gpt-4o (openai)" in warnings[0]
     assert "chat-fast" not in warnings[0]
+
+
+# --- whose traffic: a feature's own gateway's only (issue #18) --------------------------------------
+
+
+def _stage(app: cdk.App, stage: str) -> TeamStack:
+    """One pipeline stage's gateway and team stack, in the same account and region as the other's."""
+    scope = cdk.Stage(app, stage)
+    gateway = GatewayStack(scope, "Gw", env=ENV)
+    return TeamStack(scope, "TeamSupport", team="support", gateway_stack=gateway, env=ENV)
+
+
+def _sampler(template: Template) -> tuple[dict[str, Any], str]:
+    (sampler,) = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"Handler": "aif_online.handler.sample"}}
+    ).values()
+    (subscription,) = template.find_resources("AWS::Logs::SubscriptionFilter").values()
+    raw = sampler["Properties"]["Environment"]["Variables"]["AIF_ONLINE_SAMPLING"]
+    return json.loads(raw) if isinstance(raw, str) else raw, subscription["Properties"]["FilterPattern"]
+
+
+def test_productions_sampler_takes_only_productions_gateway() -> None:
+    """Staging and production share the account's invocation log group and have features of the same
+    names: production's sampler is subscribed to, and configured for, production's gateway only."""
+    app = cdk.App()
+    production, staging = _stage(app, "Prod"), _stage(app, "Staging")
+    prod_feature = feature(production, "ticket-summarizer", online_sampling=OnlineSampling(rate=0.1))
+    staging_feature = feature(staging, "ticket-summarizer", online_sampling=OnlineSampling(rate=0.1))
+    prod_ns, staging_ns = prod_feature.gateway.edge_namespace, staging_feature.gateway.edge_namespace
+    assert prod_ns != staging_ns
+    log_group = logs.LogGroup.from_log_group_arn(production, "InvocationLogs", LOG_GROUP_ARN)
+    online = OnlineEvaluation(
+        production, "OnlineEvaluation", features=[prod_feature], invocation_log_group=log_group
+    )
+    assert online.sampler_settings["support/ticket-summarizer"]["gateway"] == prod_ns
+    _, pattern = _sampler(Template.from_stack(production))
+    assert pattern == only_gateway(prod_ns)
+    assert staging_ns not in pattern
+
+
+def test_features_of_several_gateways_share_one_filter() -> None:
+    app = cdk.App()
+    production, staging = _stage(app, "Prod"), _stage(app, "Staging")
+    first = feature(production, "first", online_sampling=OnlineSampling(rate=0.1))
+    second = feature(staging, "second", online_sampling=OnlineSampling(rate=0.1))
+    platform = cdk.Stack(app, "Platform", env=ENV)
+    log_group = logs.LogGroup.from_log_group_arn(platform, "InvocationLogs", LOG_GROUP_ARN)
+    online = OnlineEvaluation(platform, "Online", features=[first, second], invocation_log_group=log_group)
+    namespaces = sorted([first.gateway.edge_namespace, second.gateway.edge_namespace])
+    terms = [f'($.requestMetadata.aif_gateway = "{ns}")' for ns in namespaces]
+    assert online.subscription_filter_pattern == "{ " + " || ".join(terms) + " }"
+    assert {v["gateway"] for v in online.sampler_settings.values()} == set(namespaces)
+
+
+def test_the_same_feature_name_on_two_gateways_in_one_online_evaluation_fails_at_synth() -> None:
+    """The sampler's and scorer's settings are keyed by team/feature: two features of one name would
+    share them (one's traffic in the other's table)."""
+    app = cdk.App()
+    production, staging = _stage(app, "Prod"), _stage(app, "Staging")
+    first = feature(production, "same", online_sampling=OnlineSampling(rate=0.1))
+    second = feature(staging, "same", online_sampling=OnlineSampling(rate=0.1))
+    platform = cdk.Stack(app, "Platform", env=ENV)
+    log_group = logs.LogGroup.from_log_group_arn(platform, "InvocationLogs", LOG_GROUP_ARN)
+    with pytest.raises(
+        OnlineEvaluationError, match=r"features: support/same is sampled twice .*Staging/TeamSupport"
+    ):
+        OnlineEvaluation(platform, "Online", features=[first, second], invocation_log_group=log_group)
+
+
+def test_a_filter_over_cloudwatchs_limit_falls_back_to_any_gateway_record() -> None:
+    """19 gateways fit CloudWatch Logs' 1,024 characters; beyond, the filter passes every gateway's
+    records and the sampler's own check (settings) keeps each feature to its gateway."""
+    from ai_factory.constructs.online_evaluation import FILTER_PATTERN_MAX_CHARS, sampler_filter_pattern
+    from aif_gateway import contract
+
+    namespaces = [contract.edge_namespace(f"Stage{i}/Gateway") for i in range(40)]
+    fits = sampler_filter_pattern(namespaces[:19])
+    assert len(fits) <= FILTER_PATTERN_MAX_CHARS == 1024
+    assert all(f'"{ns}"' in fits for ns in namespaces[:19])
+    for many in (namespaces[:20], namespaces):
+        assert sampler_filter_pattern(many) == '{ $.requestMetadata.aif_gateway = "*" }'
+    assert sampler_filter_pattern(namespaces[:1] * 3) == only_gateway(namespaces[0])
+
+
+def _imported_feature(stack: cdk.Stack, edge_namespace: str | None) -> AiFeature:
+    from ai_factory.constructs.gateway.imported import GatewayAttributes
+    from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+
+    gateway = LlmGateway.from_gateway_attributes(
+        stack,
+        "Gateway",
+        attributes=GatewayAttributes(
+            url="https://x.execute-api.us-east-1.amazonaws.com/prod/v1",
+            key_provisioning_service_token="arn:aws:lambda:us-east-1:111122223333:function:p",
+            key_provisioner_role_arn="arn:aws:iam::111122223333:role/p",
+            edge_namespace=edge_namespace,
+        ),
+    )
+    return AiFeature(
+        stack,
+        "Feature",
+        team="claims",
+        gateway=gateway,
+        feature="triage",
+        owner="a@example.com",
+        clearance="internal",
+        models=["chat-fast"],
+        monthly_budget_usd=10,
+        rate_limit_rpm=10,
+        online_sampling=OnlineSampling(rate=0.1),
+    )
+
+
+def test_an_imported_gateway_must_name_its_namespace_to_be_sampled() -> None:
+    """Without the gateway's namespace the sampler could not tell its traffic from another gateway's
+    features of the same name: refused at synth rather than sampling anyone's traffic."""
+    stack = cdk.Stack(cdk.App(), "Team", env=ENV)
+    unnamed = _imported_feature(stack, None)
+    log_group = logs.LogGroup.from_log_group_arn(stack, "InvocationLogs", LOG_GROUP_ARN)
+    with pytest.raises(
+        OnlineEvaluationError,
+        match=r"features: claims/triage: its gateway Team/Gateway has no edge_namespace",
+    ):
+        OnlineEvaluation(stack, "Online", features=[unnamed], invocation_log_group=log_group)
+
+    stack = cdk.Stack(cdk.App(), "Team", env=ENV)
+    named = _imported_feature(stack, "0123456789ab")
+    log_group = logs.LogGroup.from_log_group_arn(stack, "InvocationLogs", LOG_GROUP_ARN)
+    online = OnlineEvaluation(stack, "Online", features=[named], invocation_log_group=log_group)
+    assert online.sampler_settings["claims/triage"]["gateway"] == "0123456789ab"
+
+
+@pytest.mark.parametrize("value", ["Prod-Gateway", "0123456789AB", "0123456789a", cdk.Fn.import_value("Ns")])
+def test_an_imported_gateways_namespace_is_checked(value: str) -> None:
+    stack = cdk.Stack(cdk.App(), "Team", env=ENV)
+    with pytest.raises(ValueError, match=r"edge_namespace: must be the gateway's LlmGateway.edge_namespace"):
+        _imported_feature(stack, value)

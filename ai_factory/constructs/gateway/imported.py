@@ -77,6 +77,10 @@ class GatewayAttributes:
     :param catalog: the approved-model catalog. Default: the one packaged with this library version.
     :param runtime_role_arn: the gateway function's role, for knowledge bases in the gateway's account.
     :param knowledge_base_parameter_prefix: where knowledge bases register (same account only).
+    :param edge_namespace: the gateway's ``LlmGateway.edge_namespace`` (12 hexadecimal digits; the
+        gateway function's ``AIF_EDGE_NAMESPACE``), its identity in Bedrock's invocation logs. Needed
+        only to sample the features of this gateway (``OnlineEvaluation``), which refuses a feature whose
+        gateway has none. Not read by ``from_lookup``.
     """
 
     url: str
@@ -87,6 +91,7 @@ class GatewayAttributes:
     catalog: ModelCatalog | None = None
     runtime_role_arn: str | None = None
     knowledge_base_parameter_prefix: str | None = None
+    edge_namespace: str | None = None
 
 
 class ImportedLlmGateway(Construct):
@@ -110,6 +115,17 @@ class ImportedLlmGateway(Construct):
             value = getattr(attributes, field)
             if _checkable(value) and not value.startswith("arn:"):
                 raise ValueError(f"{label}: {field}: must be an ARN, got {value!r}")
+        namespace = attributes.edge_namespace
+        if namespace is not None and (
+            not isinstance(namespace, str)
+            or Token.is_unresolved(namespace)
+            or not contract.EDGE_NAMESPACE_RE.fullmatch(namespace)
+        ):
+            # Concrete: the sampler's subscription filter and settings are built from it at synth.
+            raise ValueError(
+                f"{label}: edge_namespace: must be the gateway's LlmGateway.edge_namespace as a concrete "
+                f"value (12 lowercase hexadecimal digits), got {namespace!r}"
+            )
         self.attributes = attributes
         self._catalog = attributes.catalog or ModelCatalog.load()
         self._runtime_role = (
@@ -149,6 +165,11 @@ class ImportedLlmGateway(Construct):
     @property
     def knowledge_base_parameter_prefix(self) -> str | None:
         return self.attributes.knowledge_base_parameter_prefix
+
+    @property
+    def edge_namespace(self) -> str | None:
+        """The gateway's identity in Bedrock's invocation logs, when the attributes give it."""
+        return self.attributes.edge_namespace
 
 
 PENDING_LOOKUP = "dummy-value-for-"

@@ -241,7 +241,8 @@ class LlmGateway(Construct):
         self.reserved_concurrency = reserved_concurrency
         """The gateway function's reserved concurrency (``None``: unreserved)."""
         self.edge_namespace: str = contract.edge_namespace(f"{Stack.of(self).stack_name}/{self.node.path}")
-        """Keeps this gateway's usage identifiers apart from another gateway's in the same account."""
+        """Keeps this gateway's usage identifiers, and its Bedrock invocation-log records (requestMetadata
+        ``aif_gateway``), apart from another gateway's in the same account and region."""
         self.timeouts = self._derive_timeouts(timeout)
         """The request's limits, all from ``timeout`` (API >= Lambda >= deadline + ledger margin)."""
         self.catalog = catalog
@@ -343,6 +344,10 @@ class LlmGateway(Construct):
                 # (an unknown-path 404 in the audit log and metrics on every cold start).
                 "AWS_LWA_READINESS_CHECK_PROTOCOL": "tcp",
                 contract.FUNCTION_TIMEOUT_ENV: str(int(seconds)),
+                # The gateway's identity in every Bedrock call's requestMetadata: the online sampler
+                # keeps only its features' own gateway's invocation-log records (the log group is shared
+                # by every gateway in the account and region).
+                contract.EDGE_NAMESPACE_ENV: self.edge_namespace,
                 # OpenTelemetry spans (request, model attempts) to X-Ray's OTLP endpoint (trace_export).
                 contract.TRACES_EXPORTER_ENV: "xray",
             },

@@ -4,8 +4,10 @@
   Bedrock after it answered; the benchmark checks that importing and running the gateway's Lambda
   handler loads no online-evaluation code and counts the AWS calls a request makes with and without a
   sampled feature (none differ: the gateway has no sampling setting to read).
-* Sampler: CPU per invocation-log record (decode a gzip subscription batch, parse, hash decision, build
-  the item) with the DynamoDB put answered at once (its latency is DynamoDB's, off any request).
+* Sampler: CPU per invocation-log record (decode a gzip subscription batch, parse, gateway check, hash
+  decision, build the item) with the DynamoDB put answered at once (its latency is DynamoDB's, off any
+  request). A quarter of the records come from another gateway's feature of the same name (a staging
+  stage sharing the account's invocation log group): none of them may be kept.
 * Scorer: CPU per sampled exchange (free-traffic assertions, PII leak check, output statistics) and
   the judge's tokens per exchange through the real local gateway (offline judge model; tokens counted
   by the gateway as it meters them).
@@ -66,7 +68,11 @@ def _text(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(words))
 
 
-def _record(i: int, rng: random.Random, words: int) -> dict[Any, Any]:
+GATEWAY = "0123456789ab"  # the sampled feature's gateway (LlmGateway.edge_namespace)
+OTHER_GATEWAY = "ba9876543210"  # another stage's gateway in the same account and region
+
+
+def _record(i: int, rng: random.Random, words: int, gateway: str = GATEWAY) -> dict[Any, Any]:
     return {
         "schemaType": "ModelInvocationLog",
         "timestamp": "2026-12-03T10:00:00Z",
@@ -87,7 +93,12 @@ def _record(i: int, rng: random.Random, words: int) -> dict[Any, Any]:
                 "stopReason": "end_turn",
             }
         },
-        "requestMetadata": {"aif_team": "support", "aif_feature": "summarizer", "aif_request_id": f"req-{i}"},
+        "requestMetadata": {
+            "aif_team": "support",
+            "aif_feature": "summarizer",
+            "aif_request_id": f"req-{i}",
+            "aif_gateway": gateway,
+        },
     }
 
 
@@ -104,7 +115,7 @@ def sampler(n: int = 5000, batch: int = 100, rate: float = 0.05) -> dict[Any, An
     from aif_online.sampling import sample_item
 
     rng = random.Random(1)
-    records = [_record(i, rng, 60) for i in range(n)]
+    records = [_record(i, rng, 60, OTHER_GATEWAY if i % 4 == 3 else GATEWAY) for i in range(n)]
     events = []
     for start in range(0, n, batch):
         payload = {
@@ -117,16 +128,26 @@ def sampler(n: int = 5000, batch: int = 100, rate: float = 0.05) -> dict[Any, An
             {"awslogs": {"data": base64.b64encode(gzip.compress(json.dumps(payload).encode())).decode()}}
         )
     settings = handler.sampling_settings(
-        json.dumps({"support/summarizer": {"rate": rate, "retention_days": 30, "table": "t"}})
+        json.dumps(
+            {"support/summarizer": {"rate": rate, "retention_days": 30, "table": "t", "gateway": GATEWAY}}
+        )
     )
     started = time.process_time()
-    kept = 0
+    kept: list[Any] = []
     for event in events:
         for exchange, feature in handler.select(handler.decode_subscription(event), settings):
             handler._to_dynamo(sample_item(exchange, feature.retention_days, 0))
-            kept += 1
+            kept.append(exchange)
     cpu = time.process_time() - started
-    return {"records": n, "kept": kept, "rate": rate, "cpu_us_per_record": cpu / n * 1e6}
+    foreign = sum(1 for r in records if r["requestMetadata"]["aif_gateway"] != GATEWAY)
+    return {
+        "records": n,
+        "foreign_records": foreign,
+        "kept": len(kept),
+        "foreign_kept": sum(1 for e in kept if e.gateway != GATEWAY),
+        "rate": rate,
+        "cpu_us_per_record": cpu / n * 1e6,
+    }
 
 
 def scorer(n: int = 500) -> dict[Any, Any]:
@@ -302,8 +323,11 @@ def markdown(result: dict[str, Any], command: str) -> list[str]:
         "gateway code is the same with sampling on or off).",
         "",
         f"**Sampler** (off the request path): {s['cpu_us_per_record']:.0f} µs CPU per invocation-log record "
-        f"({s['records']} records of 60-word questions in gzip batches of 100, rate {s['rate']}: "
-        f"{s['kept']} kept; the DynamoDB put per kept record is not included).",
+        f"({s['records']} records of 60-word questions in gzip batches of 100, rate {s['rate']}; "
+        f"{s['foreign_records']} of them from another gateway's feature of the same name, as a staging "
+        f"stage's in the shared log group: {s['kept']} kept, {s['foreign_kept']} of them foreign; the "
+        "DynamoDB put per kept record is not included). Deployed, the subscription filter keeps other "
+        "gateways' records from invoking the sampler at all.",
         "",
         "| answer words (question ÷ 2) | scorer CPU per sample (median) | judge tokens per sample (mean) |",
         "| --- | --- | --- |",

@@ -109,6 +109,11 @@ def test_gateway_options_pass_the_nag_packs(tmp_path: Path, variant: str) -> Non
     app.synth()
 
 
+def manifest_dependencies(real_app: RealApp, stack: str) -> list[str]:
+    manifest = json.loads((real_app.outdir / "manifest.json").read_text())
+    return list(manifest["artifacts"][stack].get("dependencies", []))
+
+
 @pytest.mark.synth
 def test_the_shipped_sampled_feature_has_its_table_sampler_and_drift_alarms(real_app: RealApp) -> None:
     """features/support samples ticket-summarizer: its table is in the team stack, the one online
@@ -143,6 +148,22 @@ def test_the_shipped_sampled_feature_has_its_table_sampler_and_drift_alarms(real
     settings = json.dumps(sampler["Properties"]["Environment"]["Variables"]["AIF_ONLINE_SAMPLING"])
     assert "support/ticket-summarizer" in settings and '\\"rate\\":0.02' in settings
     assert "internal-qa" not in settings
+    # Only the shipped gateway's records (issue #18: another stage's gateway shares the log group): the
+    # namespace the gateway function sends as aif_gateway is the sampler's and the filter's. The gateway
+    # stack deploys first, so the gateway sends it before the sampler asks for it.
+    gateway = template("AiFactoryGateway")
+    namespaces = {
+        f["Properties"]["Environment"]["Variables"]["AIF_EDGE_NAMESPACE"]
+        for f in gateway.find_resources(
+            "AWS::Lambda::Function", {"Properties": {"Handler": "aif_gateway/run.sh"}}
+        ).values()
+    }
+    (namespace,) = namespaces
+    assert f'\\"gateway\\":\\"{namespace}\\"' in settings
+    assert subscription["Properties"]["FilterPattern"] == (
+        '{ $.requestMetadata.aif_gateway = "' + namespace + '" }'
+    )
+    assert "AiFactoryGateway" in manifest_dependencies(real_app, "AiFactoryObservability")
     # The scorer reads the team stack's table stream through an import (CloudFormation deploys the team
     # stack first: the manifest's dependency).
     (mapping,) = observability.find_resources("AWS::Lambda::EventSourceMapping").values()

@@ -494,7 +494,7 @@ def markdown(r: dict[str, Any], command: str) -> Iterator[str]:
     b = r.get("detect_mask_only_before")
     if b:
         yield (
-            "| the same with the PII detector as it was before the rewrite for speed (issue #17; same "
+            "| the same with the PII detector as it was before the rewrite for speed (same "
             f"findings) | {b['mb_per_s']} | {b['records_per_s']} | | | {b['seconds']} | {b['cpu_mb_per_s']} |"
         )
     yield ""

@@ -183,7 +183,7 @@ def corpus(n: int, seed: int = 5) -> list[str]:
     return out
 
 
-# The detector as it was before the rewrite for speed (issue #17), frozen as the differential test's oracle.
+# The detector as it was before the rewrite for speed, frozen as the differential test's oracle.
 REFERENCE = REPO / "tests" / "unit" / "pii_reference.py"
 
 
@@ -529,7 +529,7 @@ def markdown(r: dict[str, Any], command: str) -> Iterator[str]:
     if b:
         yield ""
         yield (
-            "Before the rewrite for speed (issue #17; the frozen copy in `tests/unit/pii_reference.py`, "
+            "Before the rewrite for speed (the frozen copy in `tests/unit/pii_reference.py`, "
             "which finds exactly the same spans, timed in alternate passes with ours in this run): "
             f"{b['mb_per_s']} MB/s wall clock, {b['cpu_mb_per_s']} MB/s by CPU time; ours is "
             f"{t['cpu_mb_per_s'] / b['cpu_mb_per_s']:.1f}x by CPU time."

@@ -47,7 +47,7 @@ TAG_OWNER = "aif.owner"
 TAG_DESCRIPTION = "aif.description"
 TAG_SOURCE = "aif.source"
 
-# Run tags shared with the eval harness (issue 4) and written on deployment records.
+# Run tags shared with the eval harness and written on deployment records.
 TAG_PROMPT_NAME = "aif.prompt_name"
 TAG_PROMPT_VERSION = "aif.prompt_version"
 TAG_EVAL_PASSED = "aif.eval_passed"

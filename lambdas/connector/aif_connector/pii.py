@@ -146,7 +146,7 @@ def us_ssn_ok(digits: str) -> bool:
 # Each detector yields (kind, start, end, confidence) for one kind. Candidate patterns are anchored by
 # look-behinds so a long run of letters or digits is scanned once, never from each of its positions.
 #
-# Speed (issue #17): a pattern whose first item is a character class or a literal lets Python's regex
+# Speed: a pattern whose first item is a character class or a literal lets Python's regex
 # engine skip in C to the next character that can start a match; a pattern that starts with a
 # look-behind, ``\b`` or a case-insensitive group is instead tried at every position of the text. So
 # the look-behind comes one character in: ``[0-9](?<!X.)`` is ``(?<!X)[0-9]`` (at the start of the

@@ -312,14 +312,12 @@ class OnlineEvaluation(Construct):
         )
 
         # --- sampler -----------------------------------------------------------------------------
-        sampler_logs = function_log_group(self, "SamplerLogs", key=key, retention=log_retention)
-        sampler_role = iam.Role(
-            self,
-            "SamplerRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="AI Factory online sampler: writes sampled invocation-log records to feature tables",
+        sampler_logs, sampler_role = self._logs_and_role(
+            "Sampler",
+            "AI Factory online sampler: writes sampled invocation-log records to feature tables",
+            key,
+            log_retention,
         )
-        sampler_role.add_to_policy(write_own_logs_statement(sampler_logs))
         settings = {
             f"{f.team}/{f.feature}": {
                 "rate": f.online_sampling.rate,  # type: ignore[union-attr]
@@ -368,22 +366,16 @@ class OnlineEvaluation(Construct):
         )
 
         # --- scorer ------------------------------------------------------------------------------
-        scorer_logs = function_log_group(self, "ScorerLogs", key=key, retention=log_retention)
-        scorer_role = iam.Role(
-            self,
-            "ScorerRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="AI Factory online scorer: reads sample streams, calls the judge through the gateway",
+        scorer_logs, scorer_role = self._logs_and_role(
+            "Scorer",
+            "AI Factory online scorer: reads sample streams, calls the judge through the gateway",
+            key,
+            log_retention,
         )
-        scorer_role.add_to_policy(write_own_logs_statement(scorer_logs))
-        environment = {contract.METRICS_NAMESPACE_ENV: contract.METRICS_NAMESPACE}
+        environment = _environment(judge, tracking_server_arn, trace_experiment)
         if judge is not None:
-            environment[contract.GATEWAY_URL_ENV] = judge.gateway.url
-            environment["AIF_JUDGE_SECRET"] = judge.secret.secret_arn
             environment["AIF_JUDGE_MODEL"] = judge.models[0]
         if tracking_server_arn is not None:
-            environment[contract.MLFLOW_TRACKING_URI_ENV] = tracking_server_arn
-            environment[contract.MLFLOW_EXPERIMENT_ENV] = trace_experiment
             scorer_role.add_to_policy(
                 iam.PolicyStatement(
                     sid="RecordOnlineTraces", actions=list(TRACE_ACTIONS), resources=[tracking_server_arn]
@@ -430,6 +422,21 @@ class OnlineEvaluation(Construct):
         """The free-traffic assertions and rubric staged into the asset, by ``team/feature``."""
         self._acknowledge()
 
+    def _logs_and_role(
+        self, name: str, description: str, key: kms.IKey, retention: logs.RetentionDays
+    ) -> tuple[logs.LogGroup, iam.Role]:
+        """A function's own encrypted log group (``<name>Logs``) and its role (``<name>Role``), which may
+        write exactly that log group."""
+        log_group = function_log_group(self, f"{name}Logs", key=key, retention=retention)
+        role = iam.Role(
+            self,
+            f"{name}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=description,
+        )
+        role.add_to_policy(write_own_logs_statement(log_group))
+        return log_group, role
+
     def _drift_job(
         self,
         code: lambda_.Code,
@@ -439,21 +446,14 @@ class OnlineEvaluation(Construct):
         tracking_server_arn: str | None,
         trace_experiment: str,
     ) -> None:
-        drift_logs = function_log_group(self, "DriftLogs", key=key, retention=log_retention)
-        role = iam.Role(
-            self,
-            "DriftRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="AI Factory drift job: reads sample tables, embeds prompts through the gateway",
+        drift_logs, role = self._logs_and_role(
+            "Drift",
+            "AI Factory drift job: reads sample tables, embeds prompts through the gateway",
+            key,
+            log_retention,
         )
-        role.add_to_policy(write_own_logs_statement(drift_logs))
-        environment = {contract.METRICS_NAMESPACE_ENV: contract.METRICS_NAMESPACE}
-        if judge is not None:
-            environment[contract.GATEWAY_URL_ENV] = judge.gateway.url
-            environment["AIF_JUDGE_SECRET"] = judge.secret.secret_arn
+        environment = _environment(judge, tracking_server_arn, trace_experiment)
         if tracking_server_arn is not None:  # traces expire with their samples
-            environment[contract.MLFLOW_TRACKING_URI_ENV] = tracking_server_arn
-            environment[contract.MLFLOW_EXPERIMENT_ENV] = trace_experiment
             role.add_to_policy(
                 iam.PolicyStatement(
                     sid="ExpireOnlineTraces", actions=list(EXPIRY_ACTIONS), resources=[tracking_server_arn]
@@ -713,3 +713,18 @@ def _warn_unlogged_targets(scope: Construct, feature: AiFeature) -> None:
             + ", ".join(unlogged)
             + " are not in Bedrock's invocation log, so they are never sampled, scored or counted in drift",
         )
+
+
+def _environment(
+    judge: AiFeature | None, tracking_server_arn: str | None, trace_experiment: str
+) -> dict[str, str]:
+    """What the scorer and the drift job both read: the metrics namespace, the judge's gateway and key
+    (the drift job embeds prompts through it), and the MLflow server and experiment of the traces."""
+    environment = {contract.METRICS_NAMESPACE_ENV: contract.METRICS_NAMESPACE}
+    if judge is not None:
+        environment[contract.GATEWAY_URL_ENV] = judge.gateway.url
+        environment["AIF_JUDGE_SECRET"] = judge.secret.secret_arn
+    if tracking_server_arn is not None:
+        environment[contract.MLFLOW_TRACKING_URI_ENV] = tracking_server_arn
+        environment[contract.MLFLOW_EXPERIMENT_ENV] = trace_experiment
+    return environment

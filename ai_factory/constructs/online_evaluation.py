@@ -89,7 +89,7 @@ from ai_factory.constructs.online_alarms import drift_alarm_inputs, scorer_alarm
 from ai_factory.constructs.online_sampling import NO_SAMPLING_CLEARANCES, OnlineSampling, sample_table
 from ai_factory.evals import deterministic as evals_deterministic
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
-from ai_factory.platform.lambda_packaging import contract_files, stage_asset
+from ai_factory.platform.lambda_packaging import contract_files, gateway_source_dir, stage_asset
 from ai_factory.platform.nag import (
     XRAY_WILDCARD_REASON,
     acknowledge,
@@ -199,7 +199,8 @@ def stage_online_asset(suites: dict[str, Any], out_root: Path | None = None) -> 
         "online-",
         {
             "aif_online": Path(aif_online.__file__).parent,
-            "aif_gateway": contract_files(),
+            # The contract, and the gateway's OTLP/JSON attribute encoding for the MLflow traces.
+            "aif_gateway": [*contract_files(), gateway_source_dir() / "trace_export.py"],
             "ai_factory/evals": [
                 evals_dir / n
                 for n in (

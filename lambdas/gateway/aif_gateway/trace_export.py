@@ -193,10 +193,11 @@ def _span(span: ReadableSpan) -> dict[str, Any]:
 
 
 def _attributes(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": key, "value": _value(value)} for key, value in attributes.items()]
+    return [{"key": key, "value": otlp_value(value)} for key, value in attributes.items()]
 
 
-def _value(value: Any) -> dict[str, Any]:
+def otlp_value(value: Any) -> dict[str, Any]:
+    """One attribute value in OTLP/JSON's ``AnyValue`` form (the online scorer's MLflow traces use it too)."""
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):
@@ -204,5 +205,5 @@ def _value(value: Any) -> dict[str, Any]:
     if isinstance(value, float):
         return {"doubleValue": value}
     if isinstance(value, (list, tuple)):
-        return {"arrayValue": {"values": [_value(v) for v in value]}}
+        return {"arrayValue": {"values": [otlp_value(v) for v in value]}}
     return {"stringValue": str(value)}

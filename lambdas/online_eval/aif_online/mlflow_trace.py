@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aif_gateway.trace_export import otlp_value
 from aif_online.mlflow_rest import MlflowRest
 from aif_online.sampling import Exchange
 from aif_online.scoring import ExchangeScores, ScoringStep
@@ -83,20 +84,8 @@ def _span_id(trace_id: str, name: str) -> str:
     return hashlib.sha256(f"{trace_id}/{name}".encode()).hexdigest()[:16]
 
 
-def _value(value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"boolValue": value}
-    if isinstance(value, int):
-        return {"intValue": str(value)}
-    if isinstance(value, float):
-        return {"doubleValue": value}
-    if isinstance(value, list | tuple):
-        return {"arrayValue": {"values": [_value(v) for v in value]}}
-    return {"stringValue": str(value)}
-
-
 def _attributes(values: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "value": _value(v)} for k, v in values.items() if v is not None]
+    return [{"key": k, "value": otlp_value(v)} for k, v in values.items() if v is not None]
 
 
 def _request_start_ns(exchange: Exchange, fallback_ns: int) -> int:

@@ -49,12 +49,11 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
-from ai_factory.platform.secure_defaults import logs_kms_key
+from ai_factory.platform.secure_defaults import encrypted_queue, logs_kms_key
 from aif_gateway import contract
 
 if TYPE_CHECKING:
@@ -201,13 +200,10 @@ class DataConnector(Construct):
             self, "Key", f"AI Factory data connector {dataset.qualified_name}"
         )
         self.log_group = function_log_group(self, "Logs", key=self.key, retention=log_retention)
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = encrypted_queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+            key=self.key,
         )
         self.hmac_secret: secretsmanager.ISecret | None = None
         if {"hash", "tokenize"} & set(self.modes):

@@ -36,13 +36,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
 from ai_factory.platform.name_prefix import bounded, name_prefix
-from ai_factory.platform.secure_defaults import logs_kms_key
+from ai_factory.platform.secure_defaults import encrypted_queue, logs_kms_key
 
 
 class SyncedKnowledgeBase(Protocol):
@@ -106,13 +105,10 @@ class KnowledgeBaseSync(Construct):
         self.function_name = bounded(f"{name_prefix(self)}-kb-sync-{rag.feature.team}-{rag.name}", 64)
         self.key: kms.Key = logs_kms_key(self, "Key", f"AI Factory knowledge base sync {rag.name}")
         self.log_group = function_log_group(self, "Logs", key=self.key, retention=log_retention)
-        self.failure_queue = sqs.Queue(
+        self.failure_queue = encrypted_queue(
             self,
             "FailureQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+            key=self.key,
         )
         self.role = iam.Role(
             self,

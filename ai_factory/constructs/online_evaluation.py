@@ -79,7 +79,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as destinations
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 import aif_online
@@ -98,7 +97,7 @@ from ai_factory.platform.nag import (
     acknowledge_unreserved_concurrency,
 )
 from ai_factory.platform.name_prefix import prefixed_unique_name
-from ai_factory.platform.secure_defaults import logs_kms_key
+from ai_factory.platform.secure_defaults import encrypted_queue, logs_kms_key
 from ai_factory.prompts.registry import EVAL_EXPERIMENT
 from aif_gateway import contract
 from aif_online.drift import DRIFT_P_VALUE
@@ -303,13 +302,10 @@ class OnlineEvaluation(Construct):
         suites = {f"{f.team}/{f.feature}": feature_online_suite(f) for f in self.sampled}
         code = lambda_.Code.from_asset(str(stage_online_asset(suites)))
         stack = cdk.Stack.of(self)
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = encrypted_queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+            key=key,
         )
 
         # --- sampler -----------------------------------------------------------------------------

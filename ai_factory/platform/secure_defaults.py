@@ -6,6 +6,8 @@ retained on stack deletion), so the policies stay the same wherever they are use
 * ``logs_kms_key`` / ``allow_cloudwatch_logs``: a key CloudWatch Logs may use, for this account's and
   region's log groups only;
 * ``encrypted_bucket``: an SSE-KMS bucket (bucket key on, TLS only, no public access, no ACLs);
+* ``encrypted_queue``: an SQS queue encrypted with a customer-managed key, TLS only, messages kept 14
+  days (the factory's dead-letter, spill and failure queues);
 * ``access_log_bucket`` / ``send_access_logs``: the destination of S3 server access logs, and a bucket
   delivering to it.
 
@@ -20,12 +22,14 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 CLOUDWATCH_LOGS_SID = "AllowCloudWatchLogsInThisAccount"
@@ -97,6 +101,20 @@ def encrypted_bucket(
         versioned=versioned,
         lifecycle_rules=list(lifecycle_rules) if lifecycle_rules is not None else None,
         removal_policy=RemovalPolicy.RETAIN,
+    )
+
+
+def encrypted_queue(scope: Construct, construct_id: str, *, key: kms.IKey, **props: Any) -> sqs.Queue:
+    """An SQS queue encrypted with ``key``, TLS only, messages kept 14 days; ``props`` add to that
+    (a visibility timeout, a dead-letter queue)."""
+    return sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.KMS,
+        encryption_master_key=key,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+        **props,
     )
 
 

@@ -19,6 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ai_factory.platform.nag import acknowledge
+from ai_factory.platform.secure_defaults import encrypted_queue
 from aif_gateway.contract import KEY_ID_INDEX, REQUEST_ID_INDEX
 
 BACKUP_REASON = (
@@ -69,21 +70,15 @@ def build_usage_ledger(scope: Construct, key: kms.IKey, *, replay_timeout: Durat
         partition_key=dynamodb.Attribute(name="request_id", type=dynamodb.AttributeType.STRING),
         projection_type=dynamodb.ProjectionType.KEYS_ONLY,
     )
-    dead_letter_queue = sqs.Queue(
+    dead_letter_queue = encrypted_queue(
         scope,
         "SpillDeadLetterQueue",
-        encryption=sqs.QueueEncryption.KMS,
-        encryption_master_key=key,
-        enforce_ssl=True,
-        retention_period=Duration.days(14),
+        key=key,
     )
-    spill_queue = sqs.Queue(
+    spill_queue = encrypted_queue(
         scope,
         "SpillQueue",
-        encryption=sqs.QueueEncryption.KMS,
-        encryption_master_key=key,
-        enforce_ssl=True,
-        retention_period=Duration.days(14),
+        key=key,
         # Lambda's guidance: at least six times the consumer's timeout.
         visibility_timeout=Duration.seconds(replay_timeout.to_seconds() * 6),
         dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=dead_letter_queue),

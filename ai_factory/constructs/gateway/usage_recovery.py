@@ -30,6 +30,7 @@ from constructs import Construct
 
 from ai_factory.constructs.gateway.usage_ledger import UsageLedger
 from ai_factory.platform.nag import acknowledge
+from ai_factory.platform.secure_defaults import encrypted_queue
 from aif_gateway import contract
 from aif_gateway.usage_recovery import DEFAULT_LAG_S, DEFAULT_WINDOW_S, SCHEDULE_S
 
@@ -50,13 +51,10 @@ class UsageRecovery:
 
 def dead_letter_queue(scope: Construct, key: kms.IKey) -> sqs.Queue:
     """Failed recovery runs (their scheduled events, which say their window), kept 14 days for a re-run."""
-    queue = sqs.Queue(
+    queue = encrypted_queue(
         scope,
         "UsageRecoveryDeadLetterQueue",
-        encryption=sqs.QueueEncryption.KMS,
-        encryption_master_key=key,
-        enforce_ssl=True,
-        retention_period=Duration.days(14),
+        key=key,
     )
     acknowledge(
         queue.node.default_child or queue,

@@ -1,9 +1,11 @@
 """Online evaluation cost: what sampling adds to a request, and what scoring and drift cost per sample.
 
-* Request path: the gateway does not sample. Sampling reads Bedrock's model invocation logs, written by
-  Bedrock after it answered; the benchmark checks that importing and running the gateway's Lambda
-  handler loads no online-evaluation code and counts the AWS calls a request makes with and without a
-  sampled feature (none differ: the gateway has no sampling setting to read).
+* Request path: Bedrock traffic is sampled from Bedrock's model invocation logs, written by Bedrock after
+  it answered; the benchmark checks that importing the gateway's Lambda handler loads no
+  online-evaluation code. Answers of other targets the gateway samples itself, after the response: the
+  benchmark times ``Gateway.handle`` (echo target, in-memory stores) with the feature's sampling off and
+  with every request sampled into a queue that takes ``SEND_MS`` per message, as a slow SQS would: what
+  the request pays is building the sample and handing it over, not the send.
 * Sampler: CPU per invocation-log record (decode a gzip subscription batch, parse, gateway check, hash
   decision, build the item) with the DynamoDB put answered at once (its latency is DynamoDB's, off any
   request). A quarter of the records come from another gateway's feature of the same name (a staging
@@ -32,7 +34,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +112,63 @@ def request_path() -> dict[Any, Any]:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     return {"online_modules_loaded_by_gateway": json.loads(out.stdout.strip().replace("'", '"'))}
+
+
+SEND_MS = 5.0
+
+
+def gateway_sampling(requests: int = 2000, warmup: int = 200) -> dict[str, Any]:
+    """Per-request time and request-thread CPU of ``Gateway.handle`` with gateway sampling off and on."""
+    sys.path.insert(0, str(HERE))
+    from dataclasses import replace
+
+    from gateway_overhead import TimedEcho, _loop, echo_config, new_key
+
+    from aif_gateway.app import Gateway
+    from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
+    from aif_gateway.online_samples import SampleWriter
+    from aif_gateway.records import hash_key
+
+    class SlowQueue:
+        def __init__(self) -> None:
+            self.sent = 0
+            self.on_request_thread = 0
+
+        def send(self, sample: Mapping[str, Any]) -> None:
+            time.sleep(SEND_MS / 1000)
+            self.sent += 1
+            self.on_request_thread += threading.current_thread() is threading.main_thread()
+
+    rows: dict[str, Any] = {}
+    for label, rate in (("off", 0.0), ("every request", 1.0)):
+        keys, provider, queue = MemoryKeyStore(), TimedEcho(), SlowQueue()
+        key = new_key(keys)
+        record = keys.get_by_hash(hash_key(key))
+        assert record is not None
+        keys.put(replace(record, sampling_rate=rate, clearance="internal"))
+        # A backlog as deep as the run: here requests come back to back, in Lambda a model call
+        # separates them, so the writer keeps up; the default bound (256) would make requests send
+        # inline once it is full (backpressure), which is not what is measured here.
+        writer = SampleWriter(queue, max_pending=requests + warmup)
+        gateway = Gateway(
+            echo_config(),
+            keys,
+            MemoryLedger(),
+            providers={"echo": provider},
+            samples=writer,
+            namespace="0123456789ab",
+        )
+        result = _loop(gateway.handle, key, provider, requests, warmup)
+        gateway.drain(None)
+        rows[label] = {
+            "p50_ms": result["total"]["p50_ms"],
+            "p99_ms": result["total"]["p99_ms"],
+            "cpu_p50_ms": result["request_thread_cpu"]["p50_ms"],
+            "sent": queue.sent,
+            "sent_on_request_thread": queue.on_request_thread,
+            "requests": result["requests"] + warmup,
+        }
+    return rows
 
 
 def sampler(n: int = 5000, batch: int = 100, rate: float = 0.05) -> dict[Any, Any]:
@@ -316,11 +377,21 @@ def markdown(result: dict[str, Any], command: str) -> list[str]:
         f"Command: `{command}`. CPU time (`time.process_time`) in one process on this machine "
         f"(1-minute load average {result['load']:.1f} at start; the machine is shared).",
         "",
-        "**Request path: nothing added.** The gateway has no sampling code or setting; the sampler reads "
-        "Bedrock's model invocation logs, which Bedrock writes after answering. Online-evaluation modules "
-        "loaded by importing the gateway's Lambda handler: "
-        f"{rp['online_modules_loaded_by_gateway'] or 'none'}; AWS calls added to a request's path: 0 (the "
-        "gateway code is the same with sampling on or off).",
+        "**Request path.** Bedrock traffic: nothing added; the sampler reads Bedrock's model invocation "
+        "logs, which Bedrock writes after answering. Online-evaluation modules loaded by importing the "
+        f"gateway's Lambda handler: {rp['online_modules_loaded_by_gateway'] or 'none'}. Targets outside "
+        "Bedrock: the gateway builds the sample and hands it to its writer thread, which sends it to the "
+        f"sample queue after the response. `Gateway.handle`, echo target, in-memory stores, a queue taking "
+        f"{SEND_MS:.0f} ms per message (a slow SQS); sends made on the request's thread: "
+        f"{sum(r['sent_on_request_thread'] for r in result['gateway_sampling'].values())}.",
+        "",
+        "| feature's gateway sampling | request p50 | request p99 | request-thread CPU p50 | samples sent |",
+        "| --- | --- | --- | --- | --- |",
+        *(
+            f"| {label} | {row['p50_ms']:.3f} ms | {row['p99_ms']:.3f} ms | {row['cpu_p50_ms']:.3f} ms | "
+            f"{row['sent']} of {row['requests']} |"
+            for label, row in result["gateway_sampling"].items()
+        ),
         "",
         f"**Sampler** (off the request path): {s['cpu_us_per_record']:.0f} µs CPU per invocation-log record "
         f"({s['records']} records of 60-word questions in gzip batches of 100, rate {s['rate']}; "
@@ -383,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "load": os.getloadavg()[0],
         "request_path": request_path(),
+        "gateway_sampling": gateway_sampling(),
         "sampler": sampler(),
         "scorer": scorer(),
         "judge_tokens": judge_tokens(),

@@ -420,6 +420,15 @@ class AiFeature(Construct):
             raise self._fail("callers", "the feature has no caller role to grant to: give it callers")
         return self.caller_role
 
+    def sample_through_gateway(self, rate: float) -> None:
+        """Have the gateway itself send this feature's sampled exchanges with targets whose answers
+        Bedrock's invocation log does not hold (external providers, SageMaker endpoints): ``rate`` goes
+        into the key record (``GatewaySamplingRate``). ``OnlineEvaluation`` calls it for the features
+        it samples; the gateway's sample queue must have a consumer before this is worth doing."""
+        resource = self.api_key.node.default_child
+        assert isinstance(resource, cdk.CfnResource)
+        resource.add_property_override(FeatureKeyProperties.GATEWAY_SAMPLING_RATE, str(rate))
+
     def grant_read_api_key(self, grantee: iam.IGrantable) -> iam.Grant:
         """Let ``grantee`` read the feature's API key: ``secretsmanager:GetSecretValue`` on the secret
         and ``kms:Decrypt`` on its key through Secrets Manager only."""

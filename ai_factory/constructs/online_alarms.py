@@ -23,22 +23,39 @@ Drift-job alarms (one data point a day per feature, the day's samples against th
   ``max_guardrail_rate_change``, either way (a rise: more blocked answers; a drop: a guardrail that no
   longer applies).
 
+Plumbing:
+
+* ``OnlineSamplesStuck``: a message waits in a dead-letter queue the feature's samples pass through (the
+  ``OnlineEvaluation``'s: failed log batches, stream batches and drift runs; the gateway's sample queue's:
+  samples of targets outside Bedrock the sampler could not write). Nothing there is retried by itself.
+
 Missing data never breaches (the observability facade's rule): a day with too few samples is silent.
-Runbooks: ``online-evaluation`` for the first four, ``output-drift`` for the output ones
-(``ALARM_RUNBOOKS``).
+Runbooks: ``online-evaluation`` for the first four and ``OnlineSamplesStuck``, ``output-drift`` for the
+output ones (``ALARM_RUNBOOKS``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_sqs as sqs
 
 from ai_factory.constructs.ai_feature import AiFeature, AlarmInput
 from aif_gateway import contract
 
-__all__ = ["DRIFT_ALARM_NAMES", "SCORER_ALARM_NAMES", "drift_alarm_inputs", "scorer_alarm_inputs"]
+__all__ = [
+    "DRIFT_ALARM_NAMES",
+    "PLUMBING_ALARM_NAMES",
+    "SCORER_ALARM_NAMES",
+    "drift_alarm_inputs",
+    "scorer_alarm_inputs",
+    "stuck_samples_alarm_input",
+]
 
 SCORER_ALARM_NAMES = ("OnlinePiiLeak", "OnlineQualityDrop", "OutputRefusalRate")
+PLUMBING_ALARM_NAMES = ("OnlineSamplesStuck",)
 DRIFT_ALARM_NAMES = (
     "InputDrift",
     "OutputLengthDrop",
@@ -91,6 +108,31 @@ def scorer_alarm_inputs(feature: AiFeature, *, judged: bool) -> list[AlarmInput]
             ),
         )
     return alarms
+
+
+def stuck_samples_alarm_input(feature: AiFeature, dead_letter_queues: Sequence[sqs.IQueue]) -> AlarmInput:
+    """``OnlineSamplesStuck``: any message in ``dead_letter_queues`` (the highest count over 5 minutes)."""
+    label = f"{feature.team}/{feature.feature}"
+    metrics = {
+        f"q{i}": queue.metric_approximate_number_of_messages_visible(
+            statistic="Maximum", period=Duration.minutes(5)
+        )
+        for i, queue in enumerate(dead_letter_queues)
+    }
+    return AlarmInput(
+        "OnlineSamplesStuck",
+        cloudwatch.MathExpression(
+            expression=" + ".join(metrics),
+            using_metrics=metrics,
+            label=f"{label} online-evaluation dead letters",
+            period=Duration.minutes(5),
+        ),
+        0,
+        _ABOVE,
+        1,
+        f"{label}: online-evaluation work waits in a dead-letter queue (samples, log batches or drift "
+        "runs that failed); it is not retried by itself",
+    )
 
 
 def drift_alarm_inputs(feature: AiFeature, *, p_value: float) -> list[AlarmInput]:

@@ -79,12 +79,19 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_logs_destinations as destinations
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 import aif_online
 from ai_factory.constructs.ai_feature import AiFeature
+from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+from ai_factory.constructs.gateway.online_samples import SAMPLER_TIMEOUT, acknowledge_consumer_mapping
 from ai_factory.constructs.observability.facade import Observability
-from ai_factory.constructs.online_alarms import drift_alarm_inputs, scorer_alarm_inputs
+from ai_factory.constructs.online_alarms import (
+    drift_alarm_inputs,
+    scorer_alarm_inputs,
+    stuck_samples_alarm_input,
+)
 from ai_factory.constructs.online_sampling import NO_SAMPLING_CLEARANCES, OnlineSampling, sample_table
 from ai_factory.evals import deterministic as evals_deterministic
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
@@ -291,8 +298,6 @@ class OnlineEvaluation(Construct):
                 "uses one; give that OnlineEvaluation all sampled features (find_sampled_features(app))"
             )
         self.invocation_log_group = invocation_log_group
-        for feature in self.sampled:
-            _warn_unlogged_targets(self, feature)
         """The log group the sampler subscribes to (at most one ``OnlineEvaluation`` per log group)."""
         key = encryption_key or logs_kms_key(
             self, "Key", "AI Factory online evaluation: its functions' logs and its dead-letter queue"
@@ -334,7 +339,7 @@ class OnlineEvaluation(Construct):
             code=code,
             role=sampler_role,
             environment={"AIF_ONLINE_SAMPLING": stack.to_json_string(settings)},
-            timeout=Duration.minutes(1),
+            timeout=SAMPLER_TIMEOUT,
             memory_size=256,
             log_group=sampler_logs,
             json_logs=False,
@@ -352,6 +357,9 @@ class OnlineEvaluation(Construct):
                 feature.encryption_key,
                 ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
             )
+        self.gateway_sample_queues = self._consume_gateway_samples()
+        """The sample queues of the gateways whose sampled features reach targets outside Bedrock's
+        invocation log (the gateway sends those exchanges itself); the sampler consumes each."""
         self.subscription_filter_pattern = sampler_filter_pattern(namespaces)
         """Which invocation-log records invoke the sampler: the sampled features' gateways'."""
         self.subscription = logs.SubscriptionFilter(
@@ -414,10 +422,50 @@ class OnlineEvaluation(Construct):
             )
             for alarm in scorer_alarm_inputs(feature, judged=judge is not None):
                 feature.add_alarm_input(alarm)
+            feature.add_alarm_input(
+                stuck_samples_alarm_input(
+                    feature, [self.dead_letter_queue, *self._gateway_dead_letter_queues.get(id(feature), [])]
+                )
+            )
         self._drift_job(code, key, log_retention, judge, tracking_server_arn, trace_experiment)
         self.suites = suites
         """The free-traffic assertions and rubric staged into the asset, by ``team/feature``."""
         self._acknowledge()
+
+    def _consume_gateway_samples(self) -> list[sqs.IQueue]:
+        """For each sampled feature whose routes reach targets outside Bedrock's invocation log: its
+        gateway's sample queue (one per gateway) as an event source of the sampler, and the feature's
+        rate in its key record, so the gateway sends those exchanges. A gateway imported from another
+        app cannot be given a queue here; synth warns (``ai-factory:online-sampling-unlogged-targets``)."""
+        queues: dict[int, sqs.IQueue] = {}
+        self._gateway_dead_letter_queues: dict[int, list[sqs.IQueue]] = {}
+        for feature in self.sampled:
+            unlogged = _unlogged_targets(feature)
+            if not unlogged:
+                continue
+            gateway = feature.gateway
+            if not isinstance(gateway, LlmGateway):
+                _warn_unlogged_targets(self, feature, unlogged)
+                continue
+            if id(gateway) not in queues:
+                samples = gateway.enable_online_samples(self)
+                self.sampler.add_event_source(
+                    sources.SqsEventSource(
+                        samples.queue,
+                        batch_size=10,
+                        max_batching_window=Duration.seconds(5),
+                        report_batch_item_failures=True,
+                    )
+                )
+                queues[id(gateway)] = samples.queue
+            feature.sample_through_gateway(feature.online_sampling.rate)  # type: ignore[union-attr]
+            self._gateway_dead_letter_queues[id(feature)] = [
+                gateway.enable_online_samples(self).dead_letter_queue
+            ]
+        for mapping in self.sampler.node.find_all():  # the sampler's only mappings: sample queues
+            if isinstance(mapping, lambda_.CfnEventSourceMapping):
+                acknowledge_consumer_mapping(mapping)
+        return list(queues.values())
 
     def _logs_and_role(
         self, name: str, description: str, key: kms.IKey, retention: logs.RetentionDays
@@ -688,28 +736,33 @@ __all__ = [
 ]
 
 
-def _warn_unlogged_targets(scope: Construct, feature: AiFeature) -> None:
-    """Warn at synth when a sampled feature's routes reach targets whose answers Bedrock's invocation log
-    never holds (external providers, SageMaker endpoints): the sampler cannot see that traffic."""
-    config = getattr(feature.gateway, "config", None)  # an imported gateway's routes are not known here
-    if config is None:
-        return
-    unlogged = sorted(
+def _unlogged_targets(feature: AiFeature) -> list[str]:
+    """``"<route> -> <target> (<provider>)"`` for each target of the feature's routes whose answers
+    Bedrock's invocation log never holds (external providers, SageMaker endpoints). An imported gateway's
+    routes are its catalog's (the providers of a route's targets do not depend on the region)."""
+    config = getattr(feature.gateway, "config", None) or feature.gateway.catalog.gateway_config()
+    return sorted(
         {
             f"{alias} -> {target.name} ({target.provider})"
             for alias in feature.models
             if alias in config.routes
             for target in config.routes[alias].targets
-            if target.provider != "bedrock"
+            if target.provider not in contract.LOGGED_BY_BEDROCK
         }
     )
-    if unlogged:
-        cdk.Annotations.of(scope).add_warning_v2(
-            "ai-factory:online-sampling-unlogged-targets",
-            f"{feature.team}/{feature.feature} samples online, but answers from "
-            + ", ".join(unlogged)
-            + " are not in Bedrock's invocation log, so they are never sampled, scored or counted in drift",
-        )
+
+
+def _warn_unlogged_targets(scope: Construct, feature: AiFeature, unlogged: list[str]) -> None:
+    """Warn at synth that a sampled feature of an imported gateway reaches targets whose answers only
+    that gateway's own app can sample (its sample queue is made there)."""
+    cdk.Annotations.of(scope).add_warning_v2(
+        "ai-factory:online-sampling-unlogged-targets",
+        f"{feature.team}/{feature.feature} samples online, but answers from "
+        + ", ".join(unlogged)
+        + " are not in Bedrock's invocation log, and its gateway is imported from another app, whose "
+        "sample queue only an OnlineEvaluation in that app can consume: they are never sampled, scored "
+        "or counted in drift",
+    )
 
 
 def _environment(

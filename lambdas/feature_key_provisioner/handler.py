@@ -142,6 +142,8 @@ class KeyProvisioner:
             # (and the profiles) are the ones the shared provisioner makes for it (_apply_edge), else none.
             settings["edge_usage_plan"] = False
             settings["inference_profiles"] = {}
+            # Nor make the platform's gateway copy its traffic: samples are the platform app's choice.
+            settings["sampling_rate"] = 0.0
         return settings
 
     def _apply_edge(self, event: Mapping[str, Any], settings: dict[str, Any]) -> FeatureEdge | None:
@@ -282,11 +284,13 @@ class KeyProvisioner:
             ":tpm": {"N": str(settings["tokens_per_minute"])},
             ":conc": {"N": str(settings["max_concurrency"])},
             ":profiles": {"M": {m: {"S": arn} for m, arn in settings["inference_profiles"].items()}},
+            ":sampling": {"N": _number(settings["sampling_rate"])},
         }
         expression = (
             "SET #team = :team, #feature = :feature, allowed_models = :models, "
             "monthly_budget_usd = :budget, rate_limit_rpm = :rpm, description = :description, "
-            "tokens_per_minute = :tpm, max_concurrency = :conc, inference_profiles = :profiles"
+            "tokens_per_minute = :tpm, max_concurrency = :conc, inference_profiles = :profiles, "
+            "sampling_rate = :sampling"
         )
         if settings["clearance"] is not None:
             expression += ", clearance = :clearance"
@@ -534,7 +538,24 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
         "max_concurrency": concurrency,
         "inference_profiles": _inference_profiles(props),
         "edge_usage_plan": str(props.get(Props.EDGE_USAGE_PLAN, "")).lower() == "true",
+        "sampling_rate": _sampling_rate(props),
     }
+
+
+def _sampling_rate(props: Mapping[str, Any]) -> float:
+    """``GatewaySamplingRate``: a share from 0 to 1 (optional; absent: the gateway sends no samples)."""
+    raw = props.get(Props.GATEWAY_SAMPLING_RATE)
+    if raw in (None, ""):
+        return 0.0
+    try:
+        value = float(str(raw))
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ProvisioningError(
+            f"resource property {Props.GATEWAY_SAMPLING_RATE} must be a number from 0 to 1, got {raw!r}"
+        )
+    return value
 
 
 def _inference_profiles(props: Mapping[str, Any]) -> dict[str, str]:

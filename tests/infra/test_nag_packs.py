@@ -147,3 +147,31 @@ def test_each_pack_reports_an_insecure_resource(tmp_path: Path) -> None:
     assert {"NIST.800.53.R5-LambdaDLQ", "NIST.800.53.R5-S3DefaultEncryptionKMS"} <= by_pack["NIST.800.53.R5"]
     assert {"Serverless-LambdaDLQ", "Serverless-SQSRedrivePolicy"} <= by_pack["Serverless"]
     assert "Serverless-LambdaTracing" not in by_pack["Serverless"]  # acknowledged on the function
+
+
+@pytest.mark.synth
+def test_a_gateways_sample_queue_and_its_consumer_have_no_unacknowledged_findings(tmp_path: Path) -> None:
+    """The shipped features sample Bedrock routes only, so the real app has no sample queue: this app
+    samples a feature whose routes reach external providers (the queue, its key, the gateway's send and
+    the sampler's receive permissions)."""
+    from aws_cdk import aws_logs as logs
+
+    from ai_factory.constructs.online_evaluation import OnlineEvaluation, OnlineSampling
+    from tests.infra.test_online_evaluation import LOG_GROUP_ARN, feature, team_stack
+
+    app = cdk.App(outdir=str(tmp_path))
+    apply_nag_packs(app)
+    team = team_stack(app)
+    mixed = feature(
+        team,
+        "mixed",
+        clearance="public",
+        models=["chat-fast", "chat-claude-any"],
+        online_sampling=OnlineSampling(rate=0.1),
+    )
+    log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
+    online = OnlineEvaluation(team, "OnlineEvaluation", features=[mixed], invocation_log_group=log_group)
+    assert online.gateway_sample_queues
+    synth = _synth(app, tmp_path)
+    assert not synth.findings, _printable(synth.findings)
+    assert synth.error is None, synth.error

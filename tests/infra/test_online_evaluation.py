@@ -218,6 +218,7 @@ ONLINE_ALARMS = {
     "OutputLanguageShift",
     "OutputToolCallShift",
     "OutputGuardrailShift",
+    "OnlineSamplesStuck",
 }
 
 
@@ -229,9 +230,13 @@ def test_alarms_per_sampled_feature(synth: dict[str, Any]) -> None:
 def test_every_online_alarm_has_its_own_runbook_entry() -> None:
     """An alarm name missing from ALARM_RUNBOOKS would silently link the provider-outage runbook."""
     from ai_factory.constructs.observability.settings import ALARM_RUNBOOKS
-    from ai_factory.constructs.online_alarms import DRIFT_ALARM_NAMES, SCORER_ALARM_NAMES
+    from ai_factory.constructs.online_alarms import (
+        DRIFT_ALARM_NAMES,
+        PLUMBING_ALARM_NAMES,
+        SCORER_ALARM_NAMES,
+    )
 
-    assert set(SCORER_ALARM_NAMES) | set(DRIFT_ALARM_NAMES) == ONLINE_ALARMS
+    assert set(SCORER_ALARM_NAMES) | set(DRIFT_ALARM_NAMES) | set(PLUMBING_ALARM_NAMES) == ONLINE_ALARMS
     for name in ONLINE_ALARMS:
         runbook = ALARM_RUNBOOKS[name]
         page = (ROOT / "docs" / "runbooks" / f"{runbook}.md").read_text(encoding="utf-8")
@@ -505,16 +510,62 @@ def alarms() -> Template:
     return Template.from_stack(team)
 
 
-def _alarm(template: Template, name: str) -> dict[str, Any]:
+def _alarm(template: Template, name: str, feature: str = "ticket-summarizer") -> dict[str, Any]:
     found = template.find_resources(
         "AWS::CloudWatch::Alarm",
-        {"Properties": {"AlarmName": f"ai-factory-Warning-support-ticket-summarizer-{name}"}},
+        {"Properties": {"AlarmName": f"ai-factory-Warning-support-{feature}-{name}"}},
     )
     assert len(found) == 1, f"{name}: {list(found)}"
     return next(iter(found.values()))["Properties"]
 
 
 DAY = 86_400
+
+
+def _dead_letter_queues_watched(props: dict[str, Any]) -> list[Any]:
+    """The queues an ``OnlineSamplesStuck`` alarm's expression sums (their QueueName dimensions)."""
+    (expression,) = [m for m in props["Metrics"] if "Expression" in m]
+    queues = [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
+    assert expression["Expression"] == " + ".join(m["Id"] for m in props["Metrics"] if "MetricStat" in m)
+    assert all(q["MetricName"] == "ApproximateNumberOfMessagesVisible" for q in queues)
+    assert all(m["MetricStat"]["Stat"] == "Maximum" for m in props["Metrics"] if "MetricStat" in m)
+    return [q["Dimensions"][0]["Value"] for q in queues]
+
+
+def test_dead_letters_of_a_features_online_evaluation_alarm(alarms: Template) -> None:
+    """Failed log batches, stream batches and drift runs wait in the OnlineEvaluation's dead-letter
+    queue; nothing retries them, so a person is told."""
+    props = _alarm(alarms, "OnlineSamplesStuck")
+    assert _dead_letter_queues_watched(props) == [
+        {
+            "Fn::GetAtt": [
+                _logical_id(alarms, "AWS::SQS::Queue", "OnlineEvaluationDeadLetterQueue"),
+                "QueueName",
+            ]
+        }
+    ]
+    assert (props["Threshold"], props["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert props["AlarmDescription"].endswith(f"Runbook: {RUNBOOK_BASE}/online-evaluation.md")
+
+
+def test_a_feature_sampled_through_its_gateway_also_watches_the_sample_dead_letters() -> None:
+    from ai_factory.constructs.observability.facade import Observability
+
+    _app, team, online = _mixed_setup()
+    Observability(
+        team, "Observability", features=online.sampled, platform=False, runbook_base_url=RUNBOOK_BASE
+    )
+    template = Template.from_stack(team)
+    watched = _dead_letter_queues_watched(_alarm(template, "OnlineSamplesStuck", feature="mixed"))
+    assert len(watched) == 2 and "GatewayOnlineSamplesDeadLetterQueue" in json.dumps(watched[1])
+    assert (
+        len(_dead_letter_queues_watched(_alarm(template, "OnlineSamplesStuck", feature="bedrock-only"))) == 1
+    )
+
+
+def _logical_id(template: Template, resource_type: str, prefix: str) -> str:
+    (found,) = [k for k in template.find_resources(resource_type) if k.startswith(prefix)]
+    return found
 
 
 @pytest.mark.parametrize(
@@ -671,9 +722,10 @@ def test_online_evaluation_after_the_monitoring_of_its_features_fails_at_synth()
         OnlineEvaluation(team, "OnlineEvaluation", features=[sampled], invocation_log_group=log_group)
 
 
-def test_sampling_a_route_with_targets_outside_bedrock_warns_at_synth() -> None:
-    # The sampler reads Bedrock's invocation log: an external provider's answers never reach it.
-    team = team_stack()
+def _mixed_setup() -> tuple[cdk.App, TeamStack, OnlineEvaluation]:
+    """A sampled feature whose routes reach Bedrock and external providers, and one Bedrock-only."""
+    app = cdk.App()
+    team = team_stack(app)
     mixed = feature(
         team,
         "mixed",
@@ -681,17 +733,143 @@ def test_sampling_a_route_with_targets_outside_bedrock_warns_at_synth() -> None:
         models=["chat-fast", "chat-claude-any"],
         online_sampling=OnlineSampling(rate=0.1),
     )
+    bedrock_only = feature(team, "bedrock-only", online_sampling=OnlineSampling(rate=0.2))
     log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
-    OnlineEvaluation(team, "OnlineEvaluation", features=[mixed], invocation_log_group=log_group)
-    warnings = [
-        str(w.entry.data)
+    online = OnlineEvaluation(
+        team, "OnlineEvaluation", features=[mixed, bedrock_only], invocation_log_group=log_group
+    )
+    return app, team, online
+
+
+def _gateway_stack(app: cdk.App) -> cdk.Stack:
+    stack = app.node.find_child("Gw")
+    assert isinstance(stack, cdk.Stack)
+    return stack
+
+
+def test_targets_outside_bedrock_are_sampled_through_the_gateways_queue() -> None:
+    """Answers of external providers never reach Bedrock's invocation log: the gateway sends those
+    samples to a queue of its own, which the sampler consumes, and only for the features that need it."""
+    app, team, online = _mixed_setup()
+    assert not [
+        w
         for w in Annotations.from_stack(team).find_warning("*", Match.any_value())
         if "online-sampling-unlogged-targets" in str(w.entry.data)
     ]
+    gateway = Template.from_stack(_gateway_stack(app))
+    team_template = Template.from_stack(team)
+    # The queue: its own rotating key, a dead-letter queue after 5 receives, TLS only.
+    (key_id,) = [
+        k
+        for k, v in gateway.find_resources("AWS::KMS::Key").items()
+        if "online-evaluation samples" in v["Properties"]["Description"]
+    ]
+    gateway.has_resource_properties(
+        "AWS::KMS::Key",
+        {"Description": Match.string_like_regexp("online-evaluation"), "EnableKeyRotation": True},
+    )
+    queues = gateway.find_resources(
+        "AWS::SQS::Queue", {"Properties": {"KmsMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]}}}
+    )
+    (queue_id,) = [k for k, v in queues.items() if "RedrivePolicy" in v["Properties"]]
+    assert queues[queue_id]["Properties"]["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert len(queues) == 2  # the queue and its dead-letter queue, nothing else on this key
+    # The gateway function is told the URL and may send there.
+    (function,) = [
+        f
+        for f in gateway.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "aif_gateway/run.sh"
+    ]
+    assert function["Properties"]["Environment"]["Variables"]["AIF_SAMPLE_QUEUE_URL"] == {"Ref": queue_id}
+    statements = {
+        st.get("Sid"): st
+        for policy in gateway.find_resources("AWS::IAM::Policy").values()
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]
+        if queue_id in json.dumps(st["Resource"]) or key_id in json.dumps(st["Resource"])
+    }
+    assert set(statements) == {"SendOnlineSamples", "EncryptOnlineSamples"}
+    assert statements["SendOnlineSamples"]["Action"] == "sqs:SendMessage"
+    assert statements["EncryptOnlineSamples"]["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"]
+    assert "sqs." in json.dumps(
+        statements["EncryptOnlineSamples"]["Condition"]["StringEquals"]["kms:ViaService"]
+    )
+    # The sampler consumes it (partial batch failures), decrypting with that key only.
+    (mapping,) = team_template.find_resources(
+        "AWS::Lambda::EventSourceMapping",
+        {"Properties": {"FunctionResponseTypes": ["ReportBatchItemFailures"]}},
+    ).values()
+    assert "Fn::ImportValue" in mapping["Properties"]["EventSourceArn"]
+    assert len(online.gateway_sample_queues) == 1
+    imported = [
+        st
+        for st in _statements(team_template, "OnlineEvaluationSamplerRole")
+        if "Fn::ImportValue" in json.dumps(st)
+    ]
+    assert sorted(json.dumps(st["Action"]) for st in imported) == [
+        '"kms:Decrypt"',
+        '["sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage", '
+        '"sqs:GetQueueAttributes"]',
+    ]
+    queue_statement, key_statement = sorted(imported, key=lambda st: json.dumps(st["Action"]), reverse=True)
+    assert queue_statement["Resource"] == mapping["Properties"]["EventSourceArn"]
+    assert f"FnGetAtt{key_id}Arn" in key_statement["Resource"]["Fn::ImportValue"]
+    # The rate reaches the key record of the feature that needs it, not of the Bedrock-only one.
+    keys = {
+        v["Properties"]["Feature"]: v["Properties"]
+        for v in team_template.find_resources("Custom::AiFactoryFeatureKey").values()
+    }
+    assert keys["mixed"]["GatewaySamplingRate"] == "0.1"
+    assert "GatewaySamplingRate" not in keys["bedrock-only"]
+
+
+def test_a_gateway_without_sampled_external_targets_has_no_sample_queue() -> None:
+    app = cdk.App()
+    team = team_stack(app)
+    sampled = feature(team, "bedrock-only", online_sampling=OnlineSampling(rate=0.2))
+    log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
+    online = OnlineEvaluation(team, "OnlineEvaluation", features=[sampled], invocation_log_group=log_group)
+    assert online.gateway_sample_queues == []
+    gateway = Template.from_stack(_gateway_stack(app))
+    for function in gateway.find_resources("AWS::Lambda::Function").values():
+        assert "AIF_SAMPLE_QUEUE_URL" not in json.dumps(function["Properties"].get("Environment", {}))
+    Template.from_stack(team).resource_count_is("AWS::Lambda::EventSourceMapping", 1)  # the scorer's
+
+
+def test_a_second_consumer_of_a_gateways_sample_queue_is_refused() -> None:
+    """SQS gives each message to one reader: a second sampler would see part of the samples."""
+    app = cdk.App()
+    team = team_stack(app)
+    one = feature(
+        team, "one", clearance="public", models=["chat-claude-any"], online_sampling=OnlineSampling(rate=0.1)
+    )
+    two = feature(
+        team, "two", clearance="public", models=["chat-claude-any"], online_sampling=OnlineSampling(rate=0.1)
+    )
+    first = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
+    OnlineEvaluation(team, "OnlineEvaluation", features=[one], invocation_log_group=first)
+    other = logs.LogGroup.from_log_group_arn(
+        team, "OtherLogs", LOG_GROUP_ARN.replace("us-east-1", "eu-west-1")
+    )
+    with pytest.raises(ValueError, match=r"enable_online_samples: .*OnlineEvaluation already consumes"):
+        OnlineEvaluation(team, "Second", features=[two], invocation_log_group=other)
+
+
+def test_an_imported_gateways_external_targets_warn_at_synth() -> None:
+    """Only the gateway's own app can give it a sample queue: a team app importing the gateway is told
+    which of its routes' answers are not sampled."""
+    stack = cdk.Stack(cdk.App(), "Team", env=ENV)
+    imported = _imported_feature(stack, "0123456789ab", models=["chat-fast", "chat-claude-any"])
+    log_group = logs.LogGroup.from_log_group_arn(stack, "InvocationLogs", LOG_GROUP_ARN)
+    OnlineEvaluation(stack, "Online", features=[imported], invocation_log_group=log_group)
+    warnings = [
+        str(w.entry.data)
+        for w in Annotations.from_stack(stack).find_warning("*", Match.any_value())
+        if "online-sampling-unlogged-targets" in str(w.entry.data)
+    ]
     assert len(warnings) == 1, warnings
-    assert "support/mixed samples online" in warnings[0]
-    assert "chat-claude-any -> claude-sonnet-4-5-anthropic (anthropic)" in warnings[0]
+    assert "claims/triage samples online" in warnings[0]
     assert "chat-claude-any -> gpt-4o (openai)" in warnings[0]
+    assert "imported from another app" in warnings[0]
     assert "chat-fast" not in warnings[0]
 
 
@@ -777,7 +955,9 @@ def test_a_filter_over_cloudwatchs_limit_falls_back_to_any_gateway_record() -> N
     assert sampler_filter_pattern(namespaces[:1] * 3) == only_gateway(namespaces[0])
 
 
-def _imported_feature(stack: cdk.Stack, edge_namespace: str | None) -> AiFeature:
+def _imported_feature(
+    stack: cdk.Stack, edge_namespace: str | None, models: list[str] | None = None
+) -> AiFeature:
     from ai_factory.constructs.gateway.imported import GatewayAttributes
     from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 
@@ -798,8 +978,8 @@ def _imported_feature(stack: cdk.Stack, edge_namespace: str | None) -> AiFeature
         gateway=gateway,
         feature="triage",
         owner="a@example.com",
-        clearance="internal",
-        models=["chat-fast"],
+        clearance="public" if models else "internal",
+        models=models or ["chat-fast"],
         monthly_budget_usd=10,
         rate_limit_rpm=10,
         online_sampling=OnlineSampling(rate=0.1),

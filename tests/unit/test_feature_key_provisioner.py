@@ -384,3 +384,33 @@ def test_the_edge_usage_plan_flag_reaches_the_record_and_follows_updates(env: En
     )
     record = env.store.get_by_hash(key_hash)
     assert record is not None and record.edge_usage_plan is False
+
+
+def test_the_gateway_sampling_rate_reaches_the_record_and_follows_updates(env: Env) -> None:
+    """``OnlineEvaluation`` sets it on features whose routes reach targets outside Bedrock's log; the
+    gateway reads it from the key record (``online_samples``)."""
+    create = env.event("Create", ResourceProperties=env.props(GatewaySamplingRate="0.05"))
+    key_id = env.provisioner.handle(create)["PhysicalResourceId"]
+    key_hash = hash_key(env.secret()["api_key"])
+    record = env.store.get_by_hash(key_hash)
+    assert record is not None and record.sampling_rate == 0.05
+
+    env.provisioner.handle(
+        env.event(
+            "Update",
+            request_id="req-2",
+            PhysicalResourceId=key_id,
+            ResourceProperties=env.props(),  # sampling removed: the gateway stops sending samples
+            OldResourceProperties=env.props(GatewaySamplingRate="0.05"),
+        )
+    )
+    record = env.store.get_by_hash(key_hash)
+    assert record is not None and record.sampling_rate == 0.0
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "often", "nan"])
+def test_an_invalid_gateway_sampling_rate_fails_before_anything_is_written(env: Env, value: str) -> None:
+    event = env.event("Create", ResourceProperties=env.props(GatewaySamplingRate=value))
+    with pytest.raises(ProvisioningError, match=r"GatewaySamplingRate must be a number from 0 to 1"):
+        env.provisioner.handle(event)
+    assert env.items() == []

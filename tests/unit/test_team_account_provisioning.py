@@ -273,6 +273,14 @@ def test_a_team_account_cannot_put_its_key_into_a_usage_plan_of_its_choosing(pla
     assert record.edge_usage_plan is False
 
 
+def test_a_team_account_cannot_make_the_platforms_gateway_copy_its_traffic(platform: Platform) -> None:
+    """Which exchanges the gateway sends to its sample queue is the platform app's choice."""
+    team = TeamAccount(TEAM_A)
+    platform.provisioner.handle(team.event(GatewaySamplingRate="1"))
+    record = platform.store.get_by_hash(hash_key(team.secret()["api_key"]))
+    assert record is not None and record.sampling_rate == 0.0
+
+
 def test_a_rotation_leaves_the_feature_active(platform: Platform) -> None:
     """CloudFormation deletes the replaced key after a rotation: the feature is not retired by it."""
     team = TeamAccount(TEAM_A)

@@ -42,6 +42,7 @@ from ai_factory.constructs.gateway import api as api_part
 from ai_factory.constructs.gateway import edge as edge_part
 from ai_factory.constructs.gateway import guardrail as guardrail_part
 from ai_factory.constructs.gateway import marketplace, prompt_view, usage_ledger
+from ai_factory.constructs.gateway import online_samples as online_samples_part
 from ai_factory.constructs.gateway import team_accounts as team_accounts_part
 from ai_factory.constructs.gateway import usage_recovery as recovery_part
 from ai_factory.constructs.gateway.guardrail import DEFAULT_CONTENT_FILTERS, DEFAULT_PII_ACTIONS
@@ -178,6 +179,9 @@ class LlmGateway(Construct):
 
     team_accounts: team_accounts_part.TeamAccountAccess | None = None
     """The shared key provisioner and feature registry, once ``enable_team_accounts`` built them."""
+    online_samples: online_samples_part.GatewaySampleQueue | None = None
+    """The online-evaluation sample queue, once an ``OnlineEvaluation`` asked for it
+    (``enable_online_samples``)."""
 
     def __init__(
         self,
@@ -606,6 +610,21 @@ class LlmGateway(Construct):
             self, self, checked, organization_id, cap
         )
         return self.team_accounts
+
+    def enable_online_samples(self, consumer: Construct) -> online_samples_part.GatewaySampleQueue:
+        """The queue to which this gateway sends the sampled exchanges of targets outside Bedrock's
+        invocation log (``ai_factory.constructs.gateway.online_samples``), made on the first call.
+        ``consumer`` (an ``OnlineEvaluation``) is the one construct that reads it: SQS hands each message
+        to one reader, so a second consumer would see only part of the samples and is refused."""
+        if self.online_samples is None:
+            self.online_samples = online_samples_part.build_sample_queue(self, self.function, consumer)
+        elif self.online_samples.consumer is not consumer:
+            raise self._fail(
+                "enable_online_samples",
+                f"{self.online_samples.consumer.node.path} already consumes this gateway's sample queue; "
+                "one OnlineEvaluation samples a gateway's features (find_sampled_features(app))",
+            )
+        return self.online_samples
 
     def publish_parameters(self, prefix: str = contract.GATEWAY_PARAMETER_PREFIX) -> list[str]:
         """Publish what ``LlmGateway.from_lookup`` reads as SSM parameters under ``prefix`` (call after

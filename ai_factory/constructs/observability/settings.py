@@ -41,6 +41,7 @@ ALARM_RUNBOOKS = {
     "OnlinePiiLeak": "online-evaluation",
     "OnlineQualityDrop": "online-evaluation",
     "InputDrift": "online-evaluation",
+    "OnlineSamplesStuck": "online-evaluation",
     # Output drift (ai_factory.constructs.online_alarms): the scorer's refusal rate and the drift job's
     # day-against-baseline changes.
     "OutputRefusalRate": "output-drift",

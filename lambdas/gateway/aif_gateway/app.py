@@ -61,6 +61,7 @@ from .grounding import CitingChunkEncoder, citations, ground, parse_chat_retriev
 from .guardrail_metering import guardrail_cost
 from .memory_store import MemoryQuotaStore
 from .metering import CountingMetricsSink, MetricsSink, cost_usd
+from .online_samples import SampleWriter, exchange_sample, samples_request
 from .openai_responses import output_items, parse_responses_request, response_body
 from .openai_schema import (
     ChatRequest,
@@ -126,6 +127,8 @@ class Gateway:
         retrieval: RetrievalService | None = None,
         quota: QuotaStore | None = None,
         usage_writer: UsageWriter | None = None,
+        samples: SampleWriter | None = None,
+        namespace: str = "",
     ) -> None:
         self.config = config
         # The registry's runtime view (cached; re-read at most every ttl). None: no prompts published.
@@ -148,6 +151,10 @@ class Gateway:
         self.usage_writer = usage_writer
         if usage_writer is not None:
             usage_writer.bind(self.persist)
+        # Online samples of answers Bedrock's invocation log never holds (``online_samples``), sent after
+        # the response; they carry the gateway's identity (``LlmGateway.edge_namespace``).
+        self.samples = samples
+        self.namespace = namespace
         self.router = Router(config.breaker_failure_threshold, config.breaker_cooldown_s, clock)
         self.feedback = FeedbackService(ledger, self.metrics)
         # Knowledge bases a RagFeature registered (SSM in AWS); none unless configured.
@@ -329,6 +336,19 @@ class Gateway:
         if result.guardrail_units:
             _add_guardrail_cost(record, result.guardrail_units, self.config.guardrail_prices)
         self._finish(record, outcome, call)
+        if self._sampled(key, outcome.target, call):
+            self._send_sample(
+                call,
+                key,
+                outcome.target,
+                request,
+                record,
+                result.text,
+                result.finish_reason,
+                result.stop_sequence,
+                len(result.tool_calls),
+                result.guardrail_intervened,
+            )
         body = api.body(outcome.target.name, result, record)
         return _response(200, body, call.request_id, _served_headers(outcome, record))
 
@@ -357,6 +377,7 @@ class Gateway:
             lambda: estimate_tokens(request),
         )
         first_token_ms = call.elapsed_ms()
+        sampled = self._sampled(key, outcome.target, call)
         deadline = self.clock() + timeouts.total_s
         if self.config.request_deadline_s is not None:
             deadline = min(deadline, call.t_clock + self.config.request_deadline_s)
@@ -383,6 +404,19 @@ class Gateway:
                 if end.retryable and self.router.breaker(outcome.target).record_failure():
                     outcome.breaker_opened.append(outcome.target.name)
             self._finish(record, outcome, call)
+            if sampled and end.error_code is None:  # an unfinished answer is not a sample of the feature
+                self._send_sample(
+                    call,
+                    key,
+                    outcome.target,
+                    request,
+                    record,
+                    end.text,
+                    end.finish_reason or "stop",
+                    end.stop_sequence,
+                    end.tool_calls,
+                    end.guardrail_intervened,
+                )
 
         def on_close() -> None:
             """The client left before the relay started: the model call was opened (and billed for its
@@ -398,6 +432,7 @@ class Gateway:
             clock=self.clock,
             input_estimate=lambda: estimate_tokens(request),
             on_end=on_end,
+            collect_text=sampled,
         )
         headers = {
             **SSE_HEADERS,
@@ -685,6 +720,46 @@ class Gateway:
         self.guard.add(record.team, record.feature, record.timestamp, record.cost_usd)
         self._emit(record, fell_back=outcome.fell_back, breaker_opened=len(outcome.breaker_opened))
 
+    def _sampled(self, key: ApiKeyRecord, target: ModelTarget, call: _Call) -> bool:
+        """Whether this exchange is an online sample the gateway sends itself (``online_samples``)."""
+        return self.samples is not None and samples_request(key, target.provider, call.request_id)
+
+    def _send_sample(
+        self,
+        call: _Call,
+        key: ApiKeyRecord,
+        target: ModelTarget,
+        request: ChatRequest,
+        record: UsageRecord,
+        text: str,
+        finish_reason: str,
+        stop_sequence: str | None,
+        tool_calls: int,
+        guardrail_intervened: bool,
+    ) -> None:
+        """Hand the finished exchange to the sample writer (sent after the response). Never raises."""
+        assert self.samples is not None
+        try:
+            sample = exchange_sample(
+                request_id=call.request_id,
+                key=key,
+                model_id=target.model_id,
+                started=call.started,
+                messages=request.messages,
+                output=text,
+                finish_reason=finish_reason,
+                stop_sequence=stop_sequence,
+                tool_calls=tool_calls,
+                guardrail_intervened=guardrail_intervened,
+                input_tokens=record.input_tokens,
+                output_tokens=record.output_tokens,
+                latency_ms=record.latency_ms,
+                gateway=self.namespace,
+            )
+            self.samples.submit(sample)
+        except Exception:  # a sample must never fail the request it copies
+            log.exception("online sample of request %s not sent", call.request_id)
+
     def _persist(self, record: UsageRecord) -> None:
         """The audit line now; the ledger write now, or after the response with a usage writer."""
         self._audit(record, ledger=True)
@@ -697,7 +772,11 @@ class Gateway:
         """Write what is still pending (usage records, gate settlements), waiting at most ``timeout_s``.
         For shutdown (the deployed server on SIGTERM) and tests; returns the records left (logged in
         full)."""
+        started = time.monotonic()
         left = self.usage_writer.drain(timeout_s) if self.usage_writer is not None else 0
+        if self.samples is not None:  # after the usage records, in what time is left
+            remaining = None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started))
+            self.samples.drain(remaining)
         try:
             self.gate.flush()
         except Exception:  # the reservations stay counted in full: the budget errs on the safe side

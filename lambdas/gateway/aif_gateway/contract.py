@@ -234,6 +234,9 @@ def status_metric(status: int) -> Metric:
 KEYS_TABLE_ENV = "AIF_KEYS_TABLE"
 USAGE_TABLE_ENV = "AIF_USAGE_TABLE"
 SPILL_QUEUE_URL_ENV = "AIF_SPILL_QUEUE_URL"
+SAMPLE_QUEUE_URL_ENV = "AIF_SAMPLE_QUEUE_URL"
+"""The gateway's online-evaluation sample queue (``online_samples``); set only when an
+``OnlineEvaluation`` consumes it."""
 GUARDRAIL_ID_ENV = "AIF_GUARDRAIL_ID"
 GUARDRAIL_VERSION_ENV = "AIF_GUARDRAIL_VERSION"
 GUARDRAIL_SCOPE_ENV = "AIF_GUARDRAIL_SCOPE"
@@ -351,6 +354,26 @@ def edge_namespace(gateway_path: str) -> str:
     return hashlib.sha256(gateway_path.encode()).hexdigest()[:12]
 
 
+# ------------------------------------------------------------------------------ online sampling
+
+LOGGED_BY_BEDROCK = frozenset({"bedrock"})
+"""Providers whose answers Bedrock's model invocation log holds: the online sampler reads those there;
+the gateway sends the samples of every other target itself (``online_samples``)."""
+_SAMPLE_SCALE = float(1 << 64)
+
+
+def is_sampled(request_id: str, rate: float) -> bool:
+    """Whether the request with ``request_id`` belongs to the online sample at ``rate``: its SHA-256 as
+    a number in [0, 1) below the rate. The one decision the gateway and the sampler both make, so a
+    request is sampled whole or not at all, and replays sample the same requests."""
+    if rate <= 0.0:
+        return False
+    if rate >= 1.0:
+        return True
+    digest = hashlib.sha256(request_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / _SAMPLE_SCALE < rate
+
+
 # The requestMetadata the gateway sends with every Bedrock Converse/ConverseStream call. Bedrock writes
 # it into the model invocation log (one log group per account and region), where the online sampler
 # attributes each record to a gateway and a feature.
@@ -433,6 +456,10 @@ class FeatureKeyProperties:
     """``"true"`` when the feature has its own API Gateway usage plan (``usage_identifier``); only a
     feature's own provisioner honours it (the shared provisioner of team accounts ignores it and makes
     the feature's plan itself)."""
+    GATEWAY_SAMPLING_RATE = "GatewaySamplingRate"
+    """Share of requests, 0..1, whose exchanges with targets outside Bedrock's invocation log the gateway
+    sends to its sample queue (``online_samples``); set by ``OnlineEvaluation`` (optional; absent: 0).
+    Only a feature's own provisioner honours it."""
     DAILY_REQUEST_QUOTA = "DailyRequestQuota"
     """Requests per UTC day of the feature's usage plan (optional); read by the shared provisioner, which
     makes team-account features' plans (``TeamEdgeEnv``)."""

@@ -212,6 +212,8 @@ def key_to_item(record: ApiKeyRecord) -> dict[str, AttributeValueTypeDef]:
         item["inference_profiles"] = {"M": {m: _s(arn) for m, arn in record.inference_profiles.items()}}
     if record.edge_usage_plan:
         item["edge_usage_plan"] = {"BOOL": True}
+    if record.sampling_rate:
+        item["sampling_rate"] = _n(record.sampling_rate)
     return item
 
 
@@ -237,6 +239,7 @@ def key_from_item(item: dict[str, Any]) -> ApiKeyRecord:
             m: v["S"] for m, v in item.get("inference_profiles", {}).get("M", {}).items() if "S" in v
         },
         edge_usage_plan=bool(item.get("edge_usage_plan", {}).get("BOOL", False)),
+        sampling_rate=_to_float(item.get("sampling_rate")),
     )
 
 

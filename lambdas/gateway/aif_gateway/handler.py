@@ -5,6 +5,8 @@ Environment: AIF_KEYS_TABLE, AIF_USAGE_TABLE, AIF_SPILL_QUEUE_URL, AIF_GUARDRAIL
 AIF_GUARDRAIL_VERSION, AIF_CONFIG_PATH (default: gateway_config.json next to this file),
 AIF_PROMPT_VIEW_URI (the published prompt view, s3://bucket/prompts.json; unset: no prompts),
 AIF_FUNCTION_TIMEOUT_S (the function's timeout: the request deadline is this minus the ledger margin),
+AIF_SAMPLE_QUEUE_URL (the online-evaluation sample queue, ``online_samples``; unset: the gateway sends no
+samples), AIF_EDGE_NAMESPACE (the gateway's identity on its samples and Bedrock calls),
 POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE, AIF_TRACES_EXPORTER (``trace_export``: the
 construct sets ``xray``; the spans of each request are exported before the invocation returns).
 """
@@ -23,11 +25,12 @@ from .config import CONFIG_FILE_NAME, GatewayConfig
 from .dynamo_quota import DynamoQuotaStore
 from .dynamo_store import DynamoKeyStore, DynamoLedger, make_client
 from .metering import EmfMetricsSink
+from .online_samples import SampleQueue, SampleWriter
 from .prompt_view import PromptViewSource
 from .records import UsageRecord
 from .spill import SpillQueue
 from .streaming import StreamingResponse
-from .usage_writer import UsageWriter
+from .usage_writer import DEFAULT_MAX_PENDING, UsageWriter
 
 logger = Logger()
 trace_export.configure()  # at init: the SDK and its exporter are ready before the first request
@@ -51,6 +54,7 @@ def build_gateway(write_behind: bool = False) -> Gateway:
     config_path = os.environ.get(contract.CONFIG_PATH_ENV) or str(Path(__file__).with_name(CONFIG_FILE_NAME))
     config = GatewayConfig.load(config_path).with_guardrail_from_env().with_deadline_from_env()
     spill_url = os.environ.get(contract.SPILL_QUEUE_URL_ENV)
+    sample_url = os.environ.get(contract.SAMPLE_QUEUE_URL_ENV)
     dynamodb = make_client()  # one client for both stores: creating a client costs tens of ms
     return Gateway(
         config,
@@ -64,6 +68,11 @@ def build_gateway(write_behind: bool = False) -> Gateway:
         # Read on the first prompt request, then at most once a minute: no S3 call at cold start.
         prompts=PromptViewSource(os.environ.get(contract.PROMPT_VIEW_URI_ENV) or None),
         usage_writer=UsageWriter() if write_behind else None,
+        # Samples go after the response too, or (buffered: nothing drains) each request sends its own.
+        samples=SampleWriter(SampleQueue(sample_url), max_pending=DEFAULT_MAX_PENDING if write_behind else 0)
+        if sample_url
+        else None,
+        namespace=os.environ.get(contract.EDGE_NAMESPACE_ENV, ""),
     )
 
 

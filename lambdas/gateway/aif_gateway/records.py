@@ -76,6 +76,9 @@ class ApiKeyRecord:
     # The feature has its own API Gateway usage plan (contract.usage_identifier); otherwise the edge
     # authorizer puts the key in the gateway's shared plan.
     edge_usage_plan: bool = False
+    # Share of requests (0..1) whose exchanges the gateway sends to its online-evaluation sample queue
+    # when the target's answers are not in Bedrock's invocation log (``online_samples``). 0: none.
+    sampling_rate: float = 0.0
 
     def state(self, now: datetime) -> str:
         """'active', 'revoked' or 'expired'."""

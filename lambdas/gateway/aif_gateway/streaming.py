@@ -126,6 +126,11 @@ class StreamEnd:
     error_kind: str | None = None  # the provider's error name, e.g. ThrottlingException
     retryable: bool = False
     guardrail_units: dict[str, int] = field(default_factory=dict)
+    stop_sequence: str | None = None
+    # The answer's text and how many tool calls it made: kept only when the relay was asked to
+    # (``collect_text``: the request is an online sample), else empty and 0.
+    text: str = ""
+    tool_calls: int = 0
 
 
 @dataclass
@@ -178,8 +183,10 @@ def relay(
     clock: Callable[[], float],
     input_estimate: Callable[[], int],
     on_end: Callable[[StreamEnd], None],
+    collect_text: bool = False,
 ) -> Iterator[bytes]:
-    """The SSE bytes of one streamed answer (a generator: closing it stops the model call)."""
+    """The SSE bytes of one streamed answer (a generator: closing it stops the model call).
+    ``collect_text``: keep the answer's text for ``StreamEnd.text`` (an online sample)."""
     stream = opened.stream
     events: Iterator[StreamEvent] = (
         itertools.chain((opened.first,), stream) if opened.first is not None else iter(stream)
@@ -190,6 +197,8 @@ def relay(
     intervened = False
     guardrail_units: dict[str, int] = {}
     produced_chars = 0
+    pieces: list[str] = []
+    tool_indices: set[int] = set()
     error: tuple[str, str, str | None, bool] | None = None  # code, message, provider kind, retryable
     disconnected = False
     try:
@@ -197,6 +206,8 @@ def relay(
         for event in events:
             if isinstance(event, TextDelta):
                 produced_chars += len(event.text)
+                if collect_text:
+                    pieces.append(event.text)
                 yield encoder.content(event.text)
             elif isinstance(event, ReasoningDelta):
                 produced_chars += len(event.text)
@@ -205,6 +216,7 @@ def relay(
                     yield piece
             elif isinstance(event, ToolCallDelta):
                 produced_chars += len(event.arguments) + len(event.name or "")
+                tool_indices.add(event.index)
                 yield encoder.tool_call(event.index, event.arguments, event.id, event.name)
             elif isinstance(event, StreamStop):
                 finish, intervened = event.finish_reason, event.guardrail_intervened
@@ -245,6 +257,9 @@ def relay(
             error_kind=error[2] if error else None,
             retryable=error[3] if error else False,
             guardrail_units=guardrail_units,
+            stop_sequence=stop_sequence,
+            text="".join(pieces),
+            tool_calls=len(tool_indices),
         )
         try:
             on_end(end)

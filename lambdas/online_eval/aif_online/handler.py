@@ -1,7 +1,9 @@
 """Lambda entry points of online evaluation.
 
 ``sample``: a CloudWatch Logs subscription on the Bedrock model invocation log group delivers batches of
-log records; each record attributed to a feature with sampling on (``AIF_ONLINE_SAMPLING``, JSON
+log records, and the gateways' sample queues deliver the exchanges the gateways sent themselves
+(targets outside Bedrock's log: ``aif_gateway.online_samples``); each record attributed to a feature
+with sampling on (``AIF_ONLINE_SAMPLING``, JSON
 ``{"team/feature": {"rate", "retention_days", "table", "gateway"}}``), made by that feature's gateway
 (``gateway``, its ``edge_namespace``: the log group is shared by every gateway in the account and region)
 and whose request id falls in the sample is written to the feature's sample table (encrypted with the
@@ -33,6 +35,7 @@ from aif_online.sampling import (
     SamplingSettings,
     belongs_to,
     exchange_from_log,
+    exchange_from_message,
     is_sampled,
     sample_item,
 )
@@ -95,8 +98,12 @@ def select(
     return chosen
 
 
-def sample(event: Mapping[str, Any], context: Any = None, *, client: Any = None) -> dict[str, int]:
-    """Subscription handler: writes the sampled exchanges of the batch to their features' tables."""
+def sample(event: Mapping[str, Any], context: Any = None, *, client: Any = None) -> dict[str, Any]:
+    """Writes the sampled exchanges of a batch to their features' tables: a subscription batch of the
+    invocation log (returns ``{"sampled": n}``; a failure fails the batch, which Lambda retries and then
+    sends to the dead-letter queue), or an SQS batch of a gateway's sample queue (returns the SQS partial
+    batch response: a message that failed is received again, then moved to the queue's dead-letter
+    queue)."""
     global _dynamodb
     if client is None:
         if _dynamodb is None:
@@ -104,12 +111,59 @@ def sample(event: Mapping[str, Any], context: Any = None, *, client: Any = None)
 
             _dynamodb = boto3.client("dynamodb")
         client = _dynamodb
-    chosen = select(decode_subscription(event), sampling_settings())
+    settings = sampling_settings()
     now = int(time.time())
+    if "Records" in event:
+        return _sample_messages(event["Records"], settings, client, now)
+    chosen = select(decode_subscription(event), settings)
     for exchange, feature in chosen:
-        item = sample_item(exchange, feature.retention_days, now)
-        client.put_item(TableName=feature.table, Item=_to_dynamo(item))
+        _put_sample(client, exchange, feature, now)
     return {"sampled": len(chosen)}
+
+
+def _put_sample(client: Any, exchange: Exchange, feature: SamplingSettings, now: int) -> None:
+    item = sample_item(exchange, feature.retention_days, now)
+    client.put_item(TableName=feature.table, Item=_to_dynamo(item))
+
+
+def _sample_messages(
+    records: list[Mapping[str, Any]], settings: Mapping[str, SamplingSettings], client: Any, now: int
+) -> dict[str, Any]:
+    """The exchanges a gateway sent (one SQS message each). A message that is not a sample is reported
+    as failed, so after the queue's receive limit it waits in the dead-letter queue for a person (it is
+    logged by message id and the reason only: no text); one of a feature not sampled here (its sampling
+    removed, another stage's) or outside its rate is dropped."""
+    failures = []
+    sampled = 0
+    for record in records:
+        message_id = record.get("messageId", "")
+        try:
+            exchange = exchange_from_message(json.loads(record["body"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            _log("ERROR", "not a sample message", messageId=message_id, reason=str(exc)[:300])
+            failures.append({"itemIdentifier": message_id})
+            continue
+        feature = settings.get(f"{exchange.team}/{exchange.feature}")
+        if (
+            feature is None
+            or not belongs_to(exchange, feature)
+            or not is_sampled(exchange.request_id, feature.rate)
+        ):
+            continue
+        try:
+            _put_sample(client, exchange, feature, now)
+            sampled += 1
+        except Exception as exc:  # retried by SQS: the message stays until a write succeeds
+            _log(
+                "ERROR",
+                "writing a sample failed",
+                messageId=message_id,
+                table=feature.table,
+                reason=type(exc).__name__,
+            )
+            failures.append({"itemIdentifier": message_id})
+    _log("INFO", "gateway samples", received=len(records), sampled=sampled, failed=len(failures))
+    return {"batchItemFailures": failures}
 
 
 def _to_dynamo(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,7 +261,12 @@ def _remaining_ms(context: Any) -> int:
 
 
 def _warn(message: str, request_id: str) -> None:
-    print(json.dumps({"level": "WARNING", "message": message, "request_id": request_id}))
+    _log("WARNING", message, request_id=request_id)
+
+
+def _log(level: str, message: str, **fields: Any) -> None:
+    """One JSON log line (the functions log as plain JSON, not through Powertools)."""
+    print(json.dumps({"level": level, "message": message, **fields}))
 
 
 def score(

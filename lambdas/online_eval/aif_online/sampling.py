@@ -2,30 +2,41 @@
 
 The sampler is fed by Bedrock model invocation logs (a CloudWatch Logs subscription), never by the
 gateway's request path: Bedrock writes those logs itself after answering, so sampling costs the request
-nothing. The gateway sends ``requestMetadata`` with every Converse call (as ``aif_request_id``, ``aif_team``,
+nothing. Answers of other targets (external providers, SageMaker endpoints) are not in those logs; the
+gateway sends those exchanges itself, after the response, to its sample queue
+(``aif_gateway.online_samples``), as messages with ``Exchange``'s fields (``exchange_from_message``).
+
+The gateway sends ``requestMetadata`` with every Converse call (as ``aif_request_id``, ``aif_team``,
 ``aif_feature`` and ``aif_gateway``, its ``LlmGateway.edge_namespace``), which is how a log record is
 attributed to a feature. The log group is one per account and region, shared by every gateway there (a
 pipeline's staging and production, two factories), whose features may have the same names: a feature's
 settings name its gateway, and only records of that gateway are its traffic (``belongs_to``).
 
-The decision is a deterministic function of the request id (its SHA-256 as a number in [0, 1) compared
-with the rate): replaying the same logs samples the same requests, and a request is sampled whole or not
-at all whichever records mention it.
+The decision is a deterministic function of the request id (``contract.is_sampled``, shared with the gateway):
+replaying the same logs samples the same requests, and a request is sampled whole or not at all
+whichever records mention it.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from aif_gateway import contract as c
+from aif_gateway.contract import is_sampled
 
-__all__ = ["Exchange", "SamplingSettings", "belongs_to", "exchange_from_log", "is_sampled", "sample_item"]
+__all__ = [
+    "Exchange",
+    "SamplingSettings",
+    "belongs_to",
+    "exchange_from_log",
+    "exchange_from_message",
+    "is_sampled",
+    "sample_item",
+]
 
 SECONDS_PER_DAY = 86_400
-_SCALE = float(1 << 64)
 
 
 @dataclass(frozen=True)
@@ -46,16 +57,6 @@ class SamplingSettings:
             raise ValueError(f"rate must be in 0..1, got {self.rate!r}")
         if self.retention_days < 1:
             raise ValueError(f"retention_days must be at least 1, got {self.retention_days!r}")
-
-
-def is_sampled(request_id: str, rate: float) -> bool:
-    """Whether the request with ``request_id`` belongs to the sample at ``rate`` (deterministic)."""
-    if rate <= 0.0:
-        return False
-    if rate >= 1.0:
-        return True
-    digest = hashlib.sha256(request_id.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / _SCALE < rate
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,50 @@ def exchange_from_log(record: Mapping[str, Any]) -> Exchange | None:
         latency_ms=_count(metrics.get("latencyMs")),
         gateway=gateway if isinstance(gateway, str) else "",
     )
+
+
+_TEXT_FIELDS = (
+    "request_id",
+    "team",
+    "feature",
+    "model",
+    "timestamp",
+    "input",
+    "output",
+    "stop_reason",
+    "gateway",
+)
+_COUNT_FIELDS = ("tool_calls", "input_tokens", "output_tokens", "latency_ms")
+
+
+def exchange_from_message(message: Mapping[str, Any]) -> Exchange:
+    """The exchange in one gateway sample message (``aif_gateway.online_samples.exchange_sample``).
+
+    :raises ValueError: a field is missing or of the wrong type (the message names which).
+    """
+    if not isinstance(message, Mapping):
+        raise ValueError(f"sample message: must be a JSON object, got {type(message).__name__}")
+    unknown = sorted(set(message) - {f.name for f in fields(Exchange)} - {"extra"})
+    if unknown:
+        raise ValueError(f"sample message: unknown fields {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for name in _TEXT_FIELDS:
+        value = message.get(name)
+        if not isinstance(value, str):
+            raise ValueError(f"sample message: {name}: must be a string, got {type(value).__name__}")
+        values[name] = value
+    for name in _COUNT_FIELDS:
+        value = message.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"sample message: {name}: must be a whole number >= 0, got {value!r}")
+        values[name] = value
+    intervened = message.get("guardrail_intervened")
+    if not isinstance(intervened, bool):
+        raise ValueError(f"sample message: guardrail_intervened: must be true or false, got {intervened!r}")
+    for name in ("request_id", "team", "feature", "gateway"):
+        if not values[name]:
+            raise ValueError(f"sample message: {name}: must not be empty")
+    return Exchange(guardrail_intervened=intervened, **values)
 
 
 def belongs_to(exchange: Exchange, settings: SamplingSettings) -> bool:

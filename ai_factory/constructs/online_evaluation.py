@@ -670,7 +670,9 @@ def _gateway_namespaces(label: str, features: Sequence[AiFeature]) -> list[str]:
                 f"{label}: features: {name}: its gateway {path} has no edge_namespace, so its Bedrock "
                 "invocation-log records cannot be told from another gateway's feature of the same name; "
                 "import the gateway with GatewayAttributes(edge_namespace=<the gateway's "
-                "LlmGateway.edge_namespace>) or do not sample the feature"
+                "LlmGateway.edge_namespace>); with LlmGateway.from_lookup, redeploy the platform's gateway "
+                "stack so it publishes the edge-namespace parameter, then remove the cached edge-namespace "
+                "entry from cdk.context.json; or do not sample the feature"
             )
         other = seen.get(name)
         if other is not None:

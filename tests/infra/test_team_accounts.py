@@ -121,6 +121,11 @@ def test_the_gateway_publishes_what_from_lookup_reads(synthesized: Synthesized) 
     names = sorted(p["Properties"]["Name"] for p in params.values())
     assert names == sorted(f"{contract.GATEWAY_PARAMETER_PREFIX}/{n}" for n in contract.GatewayParameters.ALL)
     assert {p["Properties"]["Tier"] for p in params.values()} == {"Advanced"}
+    by_name = {p["Properties"]["Name"]: p["Properties"]["Value"] for p in params.values()}
+    edge = f"{contract.GATEWAY_PARAMETER_PREFIX}/{contract.GatewayParameters.EDGE_NAMESPACE}"
+    # A concrete value (the online sampler's filter is built from it at the team's synth).
+    assert by_name[edge] == synthesized.gateway.edge_namespace
+    assert contract.EDGE_NAMESPACE_RE.fullmatch(by_name[edge])
 
 
 @pytest.mark.parametrize(

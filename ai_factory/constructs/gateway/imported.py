@@ -7,6 +7,8 @@ A gateway deployed by the platform is referenced, not rebuilt, in the aws-cdk-li
 * ``LlmGateway.from_lookup(scope, id)`` reads the SSM parameters the gateway stack publishes under
   ``aif_gateway.contract.GATEWAY_PARAMETER_PREFIX`` (names in ``GatewayParameters``) at synth time; the
   CDK caches the values in the app's ``cdk.context.json``, so later synths (and CI) need no AWS access.
+  The edge namespace is optional there: a platform deployed before it was published lacks it, and the
+  gateway then has none (``OnlineEvaluation`` refuses to sample its features and says what to do).
 
 ``AiFeature``, ``RagFeature`` and ``FeatureCanary`` take either kind of gateway. With an imported gateway
 an ``AiFeature`` asks the platform's shared provisioner for its key (the gateway stack must have called
@@ -18,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from aws_cdk import Token
+from aws_cdk import ContextProvider, Token
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
@@ -80,7 +82,7 @@ class GatewayAttributes:
     :param edge_namespace: the gateway's ``LlmGateway.edge_namespace`` (12 hexadecimal digits; the
         gateway function's ``AIF_EDGE_NAMESPACE``), its identity in Bedrock's invocation logs. Needed
         only to sample the features of this gateway (``OnlineEvaluation``), which refuses a feature whose
-        gateway has none. Not read by ``from_lookup``.
+        gateway has none. ``from_lookup`` reads it from the ``edge-namespace`` parameter.
     """
 
     url: str
@@ -116,11 +118,14 @@ class ImportedLlmGateway(Construct):
             if _checkable(value) and not value.startswith("arn:"):
                 raise ValueError(f"{label}: {field}: must be an ARN, got {value!r}")
         namespace = attributes.edge_namespace
-        if namespace is not None and (
-            not isinstance(namespace, str)
-            or Token.is_unresolved(namespace)
-            or not contract.EDGE_NAMESPACE_RE.fullmatch(namespace)
-        ):
+        # A lookup's placeholder (first synth) is left unchecked, like the other values.
+        pending = isinstance(namespace, str) and namespace.startswith(PENDING_LOOKUP)
+        concrete = (
+            isinstance(namespace, str)
+            and not Token.is_unresolved(namespace)
+            and contract.EDGE_NAMESPACE_RE.fullmatch(namespace) is not None
+        )
+        if namespace is not None and not pending and not concrete:
             # Concrete: the sampler's subscription filter and settings are built from it at synth.
             raise ValueError(
                 f"{label}: edge_namespace: must be the gateway's LlmGateway.edge_namespace as a concrete "
@@ -168,12 +173,17 @@ class ImportedLlmGateway(Construct):
 
     @property
     def edge_namespace(self) -> str | None:
-        """The gateway's identity in Bedrock's invocation logs, when the attributes give it."""
+        """The gateway's identity in Bedrock's invocation logs, when the attributes give it (during the
+        CDK's first synth of a ``from_lookup``, its ``dummy-value-for-...`` placeholder)."""
         return self.attributes.edge_namespace
 
 
 PENDING_LOOKUP = "dummy-value-for-"
 """How the CDK marks a lookup it has not resolved yet (the CLI resolves it and synthesizes again)."""
+
+NOT_PUBLISHED = "not-published"
+"""What the CDK CLI caches for the ``edge-namespace`` lookup when the platform has no such parameter (a
+gateway deployed before it was published): the lookup's default, which means "no namespace"."""
 
 
 def _checkable(value: str) -> bool:
@@ -206,4 +216,24 @@ def lookup_attributes(
         metrics_namespace=value(GatewayParameters.METRICS_NAMESPACE),
         kms_key_arn=value(GatewayParameters.KMS_KEY_ARN),
         catalog=catalog,
+        edge_namespace=_lookup_edge_namespace(
+            scope, parameter_name(GatewayParameters.EDGE_NAMESPACE, parameter_prefix)
+        ),
     )
+
+
+def _lookup_edge_namespace(scope: Construct, name: str) -> str | None:
+    """The ``edge-namespace`` parameter, ``None`` when the platform has not published it.
+
+    With a default, a missing parameter is cached as that default instead of failing the synth. The CDK
+    also returns the default while the lookup is pending, so the cache itself tells the two apart.
+    """
+    value = ssm.StringParameter.value_from_lookup(scope, name, NOT_PUBLISHED)
+    # The key value_from_lookup caches under ("ssm": the schema's SSM_PARAMETER_PROVIDER, which this
+    # get_key's Python binding takes as text).
+    key = ContextProvider.get_key(scope, provider="ssm", props={"parameterName": name}).key
+    if not isinstance(scope.node.try_get_context(key), str):
+        # Not looked up yet, or the lookup failed (then the CDK reports the error on ``scope``): a
+        # placeholder, like the other values, so the first synth completes and the CLI can look it up.
+        return f"{PENDING_LOOKUP}{name}"
+    return None if value == NOT_PUBLISHED else value

@@ -408,6 +408,7 @@ def publish_parameters(
         names.FEATURE_REGISTRY_TABLE_NAME: (
             gateway.team_accounts.registry_table.table_name if gateway.team_accounts else None
         ),
+        names.EDGE_NAMESPACE: gateway.edge_namespace,
     }
     scope = Construct(parent, "Parameters")
     published = []

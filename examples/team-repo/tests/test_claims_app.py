@@ -70,6 +70,10 @@ def test_the_app_synthesizes_from_cached_lookups_with_the_nag_packs_clean(tmp_pa
         if entry["type"] in ("aws:cdk:warning", "aws:cdk:error")
     ]
     assert warnings == []
+    # The platform gateway's edge namespace, so the team could sample its features online.
+    stack = app.node.find_child("ClaimsFeatures")
+    assert isinstance(stack, ClaimsFeaturesStack)
+    assert stack.gateway.edge_namespace == "96d988c2401a"
     template = assembly.get_stack_by_name("ClaimsFeatures").template
     token = next(r for r in template["Resources"].values() if r["Type"] == "Custom::AiFactoryFeatureKey")
     assert token["Properties"]["ServiceToken"].startswith("arn:aws:lambda:us-east-1:111111111111:function:")

@@ -516,6 +516,8 @@ class GatewayParameters:
     KMS_KEY_ARN = "kms-key-arn"
     KEYS_TABLE_NAME = "keys-table-name"
     FEATURE_REGISTRY_TABLE_NAME = "feature-registry-table-name"
+    EDGE_NAMESPACE = "edge-namespace"
+    """The gateway's ``edge_namespace``: which Bedrock invocation-log records are its features' traffic."""
     ALL = (
         API_URL,
         KEY_PROVISIONING_SERVICE_TOKEN,
@@ -524,6 +526,7 @@ class GatewayParameters:
         KMS_KEY_ARN,
         KEYS_TABLE_NAME,
         FEATURE_REGISTRY_TABLE_NAME,
+        EDGE_NAMESPACE,
     )
 
 

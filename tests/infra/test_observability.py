@@ -102,6 +102,18 @@ def dashboard_bodies(stack: cdk.Stack, template: Template) -> dict[str, str]:
     return out
 
 
+def widgets(template: Template) -> dict[str, list[dict[str, Any]]]:
+    """Dashboard name -> its widgets, from the DashboardBody JSON (tokens such as the region become
+    ``TOKEN``)."""
+    out = {}
+    for resource in template.find_resources("AWS::CloudWatch::Dashboard").values():
+        body = resource["Properties"]["DashboardBody"]
+        if isinstance(body, dict):
+            body = "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
+        out[resource["Properties"]["DashboardName"]] = json.loads(body)["widgets"]
+    return out
+
+
 def test_the_app_finds_every_feature_of_every_team(built: Built) -> None:
     names = {(f.team, f.feature) for f in built.features}
     assert len(names) >= 2

@@ -7,10 +7,12 @@ In the style of cdk-monitoring-constructs: hand it the gateway and the features 
   nobody is paged: synth warns);
 * a platform dashboard (traffic and status classes, latency p50/p90/p99, throttles and budget refusals,
   fallbacks and circuit-breaker opens, guardrail interventions, tokens and cost per team and per feature,
-  budget burn, feedback score, canary and eval pass rate, an audit-log query) built from CloudWatch
-  SEARCH expressions, so it needs no change when features come and go;
+  budget burn, feedback score, canary and eval pass rate, input drift of the sampled features, an
+  audit-log query) built from CloudWatch SEARCH expressions, so it needs no change when features come
+  and go;
 * a section per feature (its own ``dashboard_widgets()`` plus latency percentiles, tokens, budget burn,
-  reliability, feedback, quality and the state of its alarms), ``features_per_dashboard`` per dashboard;
+  reliability, feedback, quality, the daily drift of a feature whose drift ``OnlineEvaluation`` watches,
+  and the state of its alarms), ``features_per_dashboard`` per dashboard;
 * alarms named ``<prefix>-<Severity>-<team>-<feature>-<What>`` whose descriptions link their runbook,
   each notifying the topic when it fires and when it recovers.
 

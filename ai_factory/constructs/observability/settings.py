@@ -82,7 +82,7 @@ class AlarmDefaults:
         consecutive hours).
     :param fallback_storm_count: fallbacks per 5 minutes across the whole platform (3 periods in a row).
     :param gateway_5xx_pct: share of the API's requests answered 5xx, platform-wide, over 5 minutes.
-    :param features_per_dashboard: feature sections per dashboard (11 widgets each).
+    :param features_per_dashboard: feature sections per dashboard (11 widgets each, 14 with drift).
     """
 
     guardrail_intervention_pct: float = 10

@@ -14,12 +14,13 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk.assertions import Match, Template
 
 from ai_factory.constructs.ai_feature import AiFeature, find_features
 from ai_factory.constructs.invocation_logging import RESOURCE_TYPE, BedrockInvocationLogging
 from ai_factory.constructs.observability.facade import Observability
-from ai_factory.constructs.observability.settings import RUNBOOKS, AlarmDefaults
+from ai_factory.constructs.observability.settings import MAX_DASHBOARD_WIDGETS, RUNBOOKS, AlarmDefaults
 from features import TEAM_MODULES
 from stacks.gateway_stack import GatewayStack
 from stacks.governance_stack import GovernanceStack
@@ -99,6 +100,18 @@ def dashboard_bodies(stack: cdk.Stack, template: Template) -> dict[str, str]:
         body = resource["Properties"]["DashboardBody"]
         text = body if isinstance(body, str) else json.dumps(body)
         out[resource["Properties"]["DashboardName"]] = text
+    return out
+
+
+def widgets(template: Template) -> dict[str, list[dict[str, Any]]]:
+    """Dashboard name -> its widgets, from the DashboardBody JSON (tokens such as the region become
+    ``TOKEN``)."""
+    out = {}
+    for resource in template.find_resources("AWS::CloudWatch::Dashboard").values():
+        body = resource["Properties"]["DashboardBody"]
+        if isinstance(body, dict):
+            body = "".join(p if isinstance(p, str) else "TOKEN" for p in body["Fn::Join"][1])
+        out[resource["Properties"]["DashboardName"]] = json.loads(body)["widgets"]
     return out
 
 
@@ -360,6 +373,67 @@ def test_many_features_split_across_small_stacks() -> None:
     assert total == sum(_alarm_count(f) for f in b.features) + 3
     # The platform dashboard plus one per 10 features of each stack, all names unique.
     assert len(dashboard_names) == 1 + sum(math.ceil(share / 10) for share in shares)
+
+
+def test_dashboards_stay_within_cloudwatchs_limits(built: Built) -> None:
+    """At most 500 widgets a dashboard, and at most 100 metrics and expressions a graph (the per-team
+    lines are capped for that), on every dashboard of the app."""
+    for name, found in widgets(built.template).items():
+        assert len(found) <= MAX_DASHBOARD_WIDGETS, name
+        for widget in found:
+            assert len(widget["properties"].get("metrics", [])) <= 100, (name, widget["properties"]["title"])
+
+
+class _WideFeature(AiFeature):
+    """A feature with many widgets of its own (``own_widgets``)."""
+
+    own_widgets = 150
+
+    def dashboard_widgets(self) -> list[cloudwatch.IWidget]:
+        return [
+            cloudwatch.TextWidget(markdown=f"{self.feature} {i}", width=1, height=1)
+            for i in range(self.own_widgets)
+        ]
+
+
+def _wide_team() -> TeamStack:
+    app = cdk.App()
+    gateway = GatewayStack(app, "Gw", env=ENV)
+    return TeamStack(app, "TeamWide", team="wide", gateway_stack=gateway, env=ENV)
+
+
+def _wide(team: TeamStack, name: str) -> _WideFeature:
+    return _WideFeature(
+        team,
+        name,
+        feature=name,
+        owner="o@example.com",
+        clearance="internal",
+        models=["chat-fast"],
+        monthly_budget_usd=10,
+        rate_limit_rpm=10,
+    )
+
+
+def test_a_dashboard_never_holds_more_widgets_than_cloudwatch_allows() -> None:
+    """Sections of 158 widgets: three fit in a dashboard (474), the fourth starts the next one, though
+    ``features_per_dashboard`` (10) would allow more."""
+    team = _wide_team()
+    obs = Observability(
+        team, "Observability", features=[_wide(team, f"f{i}") for i in range(4)], platform=False
+    )
+    found = widgets(Template.from_stack(team))
+    assert len(obs.feature_dashboards) == 2
+    assert sorted(len(ws) for ws in found.values()) == [158, 3 * 158]
+    assert all(len(ws) <= MAX_DASHBOARD_WIDGETS for ws in found.values())
+
+
+def test_a_section_larger_than_a_dashboard_is_refused_naming_the_feature() -> None:
+    team = _wide_team()
+    huge = _wide(team, "huge")
+    huge.own_widgets = MAX_DASHBOARD_WIDGETS
+    with pytest.raises(ValueError, match=r"wide/huge: its dashboard section has 508 widgets, more than"):
+        Observability(team, "Observability", features=[huge], platform=False)
 
 
 def test_monitoring_a_feature_twice_is_refused(built: Built) -> None:

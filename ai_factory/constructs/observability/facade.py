@@ -7,10 +7,13 @@ In the style of cdk-monitoring-constructs: hand it the gateway and the features 
   nobody is paged: synth warns);
 * a platform dashboard (traffic and status classes, latency p50/p90/p99, throttles and budget refusals,
   fallbacks and circuit-breaker opens, guardrail interventions, tokens and cost per team and per feature,
-  budget burn, feedback score, canary and eval pass rate, an audit-log query) built from CloudWatch
-  SEARCH expressions, so it needs no change when features come and go;
+  budget burn, feedback score, canary and eval pass rate, input drift of the sampled features, an
+  audit-log query) built from CloudWatch SEARCH expressions, so it needs no change when features come
+  and go;
 * a section per feature (its own ``dashboard_widgets()`` plus latency percentiles, tokens, budget burn,
-  reliability, feedback, quality and the state of its alarms), ``features_per_dashboard`` per dashboard;
+  reliability, feedback, quality, the daily drift of a feature whose drift ``OnlineEvaluation`` watches,
+  and the state of its alarms), ``features_per_dashboard`` per dashboard, fewer when the sections would
+  exceed CloudWatch's 500 widgets per dashboard;
 * alarms named ``<prefix>-<Severity>-<team>-<feature>-<What>`` whose descriptions link their runbook,
   each notifying the topic when it fires and when it recovers.
 
@@ -43,7 +46,12 @@ from ai_factory.constructs.ai_feature import AiFeature
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
 from ai_factory.constructs.observability.feature_section import feature_alarms, feature_section
 from ai_factory.constructs.observability.platform_section import build_platform
-from ai_factory.constructs.observability.settings import RUNBOOKS, AlarmDefaults, Severity
+from ai_factory.constructs.observability.settings import (
+    MAX_DASHBOARD_WIDGETS,
+    RUNBOOKS,
+    AlarmDefaults,
+    Severity,
+)
 from ai_factory.platform.name_prefix import name_prefix
 
 # dashboard counters per app (construct-tree root), so facades in several stacks never reuse a name.
@@ -130,6 +138,7 @@ class Observability(Construct):
         self.feature_dashboards: list[cloudwatch.Dashboard] = []
         self.platform_dashboard: cloudwatch.Dashboard | None = None
         self._sections_in_current = 0
+        self._widgets_in_current = 0
         if platform and gateway is not None:
             self.platform_dashboard = build_platform(self, self, gateway)
         for feature in features:
@@ -191,15 +200,31 @@ class Observability(Construct):
         if key in self.feature_alarms:
             raise ValueError(f"Observability: {feature.team}/{feature.feature} is already monitored")
         alarms = feature_alarms(self, feature)
+        rows = feature_section(self, feature, alarms)
+        widgets = sum(len(row) for row in rows)
+        if widgets > MAX_DASHBOARD_WIDGETS:
+            raise ValueError(
+                f"Observability: {feature.team}/{feature.feature}: its dashboard section has {widgets} "
+                f"widgets, more than a CloudWatch dashboard holds ({MAX_DASHBOARD_WIDGETS}); return fewer "
+                "from dashboard_widgets()"
+            )
         self.feature_alarms[key] = alarms
         self.features.append(feature)
-        if not self.feature_dashboards or self._sections_in_current >= self.defaults.features_per_dashboard:
+        if (
+            not self.feature_dashboards
+            or self._sections_in_current >= self.defaults.features_per_dashboard
+            # Sections differ in size (drift widgets, the feature's own widgets): a full dashboard
+            # would fail at deploy, so the next section starts a new one.
+            or self._widgets_in_current + widgets > MAX_DASHBOARD_WIDGETS
+        ):
             self._new_feature_dashboard()
             self._sections_in_current = 0
+            self._widgets_in_current = 0
         dashboard = self.feature_dashboards[-1]
-        for row in feature_section(self, feature, alarms):
+        for row in rows:
             dashboard.add_widgets(*row)
         self._sections_in_current += 1
+        self._widgets_in_current += widgets
         return alarms
 
     # -------------------------------------------------------------------------------------- building

@@ -13,6 +13,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
 from ai_factory.constructs.ai_feature import AiFeature, AlarmInput
+from ai_factory.constructs.observability.drift_section import feature_drift_widgets
 from ai_factory.constructs.observability.queries import expression, gate_search
 from ai_factory.constructs.observability.settings import (
     ALARM_RUNBOOKS,
@@ -140,7 +141,8 @@ def feature_section(
     host: AlarmHost, feature: AiFeature, alarms: Sequence[cloudwatch.Alarm]
 ) -> list[list[Any]]:
     """The feature's dashboard rows: header, its own widgets, latency, tokens, budget burn, reliability,
-    feedback, quality and the state of its alarms."""
+    feedback, quality, drift (only when the drift job watches the feature) and the state of its
+    alarms."""
     label = f"{feature.team}/{feature.feature}"
     budget = feature.monthly_budget_usd
     header = cloudwatch.TextWidget(
@@ -239,10 +241,12 @@ def feature_section(
         width=8,
     )
     status = cloudwatch.AlarmStatusWidget(title=f"{label}: alarms", alarms=list(alarms), width=24, height=3)
+    drift = feature_drift_widgets(feature)
     return [
         [header],
         feature.dashboard_widgets(),
         [latency, tokens, burn],
         [reliability, feedback, quality],
+        *([drift] if drift else []),
         [status],
     ]

@@ -12,6 +12,7 @@ from constructs import Construct
 
 from ai_factory.constructs.ai_feature import AiFeature, find_features
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
+from ai_factory.constructs.observability.drift_section import platform_drift_widget
 from ai_factory.constructs.observability.queries import expression, gate_search, search, team_search
 from ai_factory.constructs.observability.settings import (
     FIVE_MINUTES,
@@ -241,6 +242,7 @@ def _platform_rows(
         height=6,
     )
     status = cloudwatch.AlarmStatusWidget(title="Platform alarms", alarms=list(alarms), width=24, height=2)
+    drift = platform_drift_widget(features)
     return [
         [header],
         [status],
@@ -250,5 +252,6 @@ def _platform_rows(
         [tokens_team, tokens_feature],
         [burn, feedback],
         [quality, lead_time],
+        *([[drift]] if drift else []),
         [audit],
     ]

@@ -51,6 +51,8 @@ ALARM_RUNBOOKS = {
     "OutputToolCallShift": "output-drift",
     "OutputGuardrailShift": "output-drift",
 }
+MAX_DASHBOARD_WIDGETS = 500
+"""CloudWatch's limit of widgets in one dashboard body (PutDashboard refuses more)."""
 FIVE_MINUTES = Duration.minutes(5)
 ONE_HOUR = Duration.hours(1)
 ONE_DAY = Duration.days(1)
@@ -83,7 +85,8 @@ class AlarmDefaults:
         consecutive hours).
     :param fallback_storm_count: fallbacks per 5 minutes across the whole platform (3 periods in a row).
     :param gateway_5xx_pct: share of the API's requests answered 5xx, platform-wide, over 5 minutes.
-    :param features_per_dashboard: feature sections per dashboard (11 widgets each).
+    :param features_per_dashboard: feature sections per dashboard (11 widgets each, 14 with drift; a
+        dashboard takes fewer when the next section would pass ``MAX_DASHBOARD_WIDGETS``).
     """
 
     guardrail_intervention_pct: float = 10

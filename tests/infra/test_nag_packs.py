@@ -154,23 +154,11 @@ def test_a_gateways_sample_queue_and_its_consumer_have_no_unacknowledged_finding
     """The shipped features sample Bedrock routes only, so the real app has no sample queue: this app
     samples a feature whose routes reach external providers (the queue, its key, the gateway's send and
     the sampler's receive permissions)."""
-    from aws_cdk import aws_logs as logs
-
-    from ai_factory.constructs.online_evaluation import OnlineEvaluation, OnlineSampling
-    from tests.infra.test_online_evaluation import LOG_GROUP_ARN, feature, team_stack
+    from tests.infra.test_online_evaluation import mixed_setup
 
     app = cdk.App(outdir=str(tmp_path))
     apply_nag_packs(app)
-    team = team_stack(app)
-    mixed = feature(
-        team,
-        "mixed",
-        clearance="public",
-        models=["chat-fast", "chat-claude-any"],
-        online_sampling=OnlineSampling(rate=0.1),
-    )
-    log_group = logs.LogGroup.from_log_group_arn(team, "InvocationLogs", LOG_GROUP_ARN)
-    online = OnlineEvaluation(team, "OnlineEvaluation", features=[mixed], invocation_log_group=log_group)
+    _, _, online = mixed_setup(app)
     assert online.gateway_sample_queues
     synth = _synth(app, tmp_path)
     assert not synth.findings, _printable(synth.findings)

@@ -551,7 +551,7 @@ def test_dead_letters_of_a_features_online_evaluation_alarm(alarms: Template) ->
 def test_a_feature_sampled_through_its_gateway_also_watches_the_sample_dead_letters() -> None:
     from ai_factory.constructs.observability.facade import Observability
 
-    _app, team, online = _mixed_setup()
+    _app, team, online = mixed_setup()
     Observability(
         team, "Observability", features=online.sampled, platform=False, runbook_base_url=RUNBOOK_BASE
     )
@@ -722,9 +722,9 @@ def test_online_evaluation_after_the_monitoring_of_its_features_fails_at_synth()
         OnlineEvaluation(team, "OnlineEvaluation", features=[sampled], invocation_log_group=log_group)
 
 
-def _mixed_setup() -> tuple[cdk.App, TeamStack, OnlineEvaluation]:
+def mixed_setup(app: cdk.App | None = None) -> tuple[cdk.App, TeamStack, OnlineEvaluation]:
     """A sampled feature whose routes reach Bedrock and external providers, and one Bedrock-only."""
-    app = cdk.App()
+    app = app or cdk.App()
     team = team_stack(app)
     mixed = feature(
         team,
@@ -750,7 +750,7 @@ def _gateway_stack(app: cdk.App) -> cdk.Stack:
 def test_targets_outside_bedrock_are_sampled_through_the_gateways_queue() -> None:
     """Answers of external providers never reach Bedrock's invocation log: the gateway sends those
     samples to a queue of its own, which the sampler consumes, and only for the features that need it."""
-    app, team, online = _mixed_setup()
+    app, team, online = mixed_setup()
     assert not [
         w
         for w in Annotations.from_stack(team).find_warning("*", Match.any_value())

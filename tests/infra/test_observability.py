@@ -275,10 +275,27 @@ def test_every_feature_has_a_dashboard_section(built: Built) -> None:
             f"{label}: latency p50 / p90 / p99",
             f"{label}: budget burn",
             f"{label}: human feedback",
-            f"{label}: pass rates: eval gate (per suite), canary, online",
+            f"{label}: pass rates: eval gate (per suite), canary"
+            + (", online" if feature.sample_table is not None else ""),
             f"{label}: alarms",
         ):
             assert title in features_text, title
+
+
+def test_online_scores_are_graphed_only_for_sampled_features(built: Built) -> None:
+    """An unsampled feature has no online scores: no always-empty lines on its pass-rate graph."""
+    graphs = [
+        w
+        for name, found in widgets(built.template).items()
+        if name.startswith("ai-factory-Features-")
+        for w in found
+        if "pass rates" in w.get("properties", {}).get("title", "")
+    ]
+    by_feature = {w["properties"]["title"].split(":")[0]: json.dumps(w) for w in graphs}
+    sampled = {f"{f.team}/{f.feature}" for f in built.features if f.sample_table is not None}
+    assert sampled and set(by_feature) - sampled
+    for label, widget in by_feature.items():
+        assert ("OnlineAssertionPassRate" in widget) == (label in sampled), label
 
 
 def test_the_three_pass_rates_sit_side_by_side_named_distinctly(built: Built) -> None:

@@ -218,8 +218,9 @@ def feature_section(
         width=8,
     )
     where = f'Team="{feature.team}" Feature="{feature.feature}"'
+    sampled = feature.sample_table is not None  # online scores exist only for sampled features
     quality = cloudwatch.GraphWidget(
-        title=f"{label}: pass rates: eval gate (per suite), canary, online",
+        title=f"{label}: pass rates: eval gate (per suite), canary" + (", online" if sampled else ""),
         left=[
             expression(gate_search("Minimum", ONE_DAY, where), "eval gate [${PROP('Dim.Suite')}]", ONE_DAY),
             feature.metric(
@@ -231,7 +232,7 @@ def feature_section(
             ),
             *(
                 feature.metric(name, statistic="Average", period=ONE_HOUR, label=f"online: {name}")
-                for name in ONLINE_SCORE_METRICS
+                for name in (ONLINE_SCORE_METRICS if sampled else ())
             ),
         ],
         left_y_axis=cloudwatch.YAxisProps(min=0, max=1),

@@ -585,10 +585,11 @@ class OnlineEvaluation(Construct):
             {"AwsSolutions-SQS3": dlq_reason, "Serverless-SQSRedrivePolicy": dlq_reason},
         )
         for function in (self.sampler, self.scorer, self.drift_function):
-            policy = function.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
-            acknowledge(policy, {"AwsSolutions-IAM5[Resource::*]": XRAY_WILDCARD_REASON})
+            # On the role, not its DefaultPolicy: with many sampled features CDK moves statements into
+            # OverflowPolicy<n> managed policies under the role (IAM's inline-policy size limit).
+            acknowledge(_role(function), {"AwsSolutions-IAM5[Resource::*]": XRAY_WILDCARD_REASON})
             acknowledge_outside_vpc(function)
-        sampler_policy = self.sampler.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
+        sampler_policy = _role(self.sampler)
         queue_reason = (
             "CDK's send grant on the dead-letter queue, encrypted with this construct's customer-managed "
             "key: SQS needs the GenerateDataKey and ReEncrypt families to encrypt messages; the statement "
@@ -598,7 +599,7 @@ class OnlineEvaluation(Construct):
             "Writing items into the sample tables, encrypted with each feature's customer-managed key: "
             "DynamoDB calls KMS with the caller's permissions (GenerateDataKey and ReEncrypt families, as "
             "CDK's write grant). The statements name only those keys and hold only through DynamoDB "
-            f"(kms:ViaService); and {queue_reason[0].lower()}{queue_reason[1:]}"
+            f"(kms:ViaService); and {queue_reason}"
         )
         acknowledge(
             sampler_policy,
@@ -607,7 +608,7 @@ class OnlineEvaluation(Construct):
                 "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": table_reason,
             },
         )
-        scorer_policy = self.scorer.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
+        scorer_policy = _role(self.scorer)
         acknowledge(
             scorer_policy,
             {
@@ -624,7 +625,7 @@ class OnlineEvaluation(Construct):
         acknowledge_unreserved_concurrency(
             self.drift_function, bounded_by="its daily schedule: one run a day"
         )
-        drift_policy = self.drift_function.role.node.find_child("DefaultPolicy")  # type: ignore[union-attr]
+        drift_policy = _role(self.drift_function)
         acknowledge(
             drift_policy,
             {
@@ -638,6 +639,12 @@ class OnlineEvaluation(Construct):
         acknowledge_unreserved_concurrency(
             self.scorer, bounded_by="the sample tables' stream shards (one batch per shard at a time)"
         )
+
+
+def _role(function: lambda_.IFunction) -> iam.IRole:
+    role = function.role
+    assert role is not None, "hardened_function always has a role"
+    return role
 
 
 def _grant_key_via_dynamodb(function: lambda_.IFunction, key: kms.IKey, actions: list[str]) -> None:

@@ -163,3 +163,39 @@ def test_a_gateways_sample_queue_and_its_consumer_have_no_unacknowledged_finding
     synth = _synth(app, tmp_path)
     assert not synth.findings, _printable(synth.findings)
     assert synth.error is None, synth.error
+
+
+@pytest.mark.synth
+def test_many_sampled_features_split_the_online_roles_policies_and_stay_acknowledged(tmp_path: Path) -> None:
+    """Past about 20 sampled features the sampler's statements (a table and a key each) exceed IAM's
+    inline-policy size and CDK moves them into OverflowPolicy<n> managed policies under the role: the
+    acknowledgements must cover those too, or the synth fails."""
+    from aws_cdk import aws_logs as logs
+
+    from ai_factory.constructs.online_evaluation import OnlineEvaluation, OnlineSampling
+    from stacks.gateway_stack import GatewayStack
+    from stacks.team_stack import TeamStack
+    from tests.infra.test_online_evaluation import ENV, LOG_GROUP_ARN, feature
+
+    app = cdk.App(outdir=str(tmp_path))
+    apply_nag_packs(app)
+    gateway = GatewayStack(app, "Gw", env=ENV)
+    features = []
+    for t in range(6):
+        team = TeamStack(app, f"Team{t}", team=f"team{t}", gateway_stack=gateway, env=ENV)
+        for i in range(5):
+            models = ["chat-fast", "chat-claude-any"] if i % 2 else ["chat-fast"]
+            sampling = OnlineSampling(rate=0.1)
+            features.append(
+                feature(team, f"f{i}", clearance="public", models=models, online_sampling=sampling)
+            )
+    observability = cdk.Stack(app, "Obs", env=ENV)
+    log_group = logs.LogGroup.from_log_group_arn(observability, "InvocationLogs", LOG_GROUP_ARN)
+    OnlineEvaluation(observability, "OnlineEvaluation", features=features, invocation_log_group=log_group)
+    synth = _synth(app, tmp_path)
+    assert not synth.findings, _printable(synth.findings)
+    assert synth.error is None, synth.error
+    template = json.loads((tmp_path / "Obs.template.json").read_text())
+    assert any("OverflowPolicy" in logical_id for logical_id in template["Resources"]), (
+        "no split: test too small"
+    )

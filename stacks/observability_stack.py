@@ -3,24 +3,23 @@ Bedrock model invocation logging, and the online evaluation of the features that
 
 ``add_observability(app, gateway_stack)`` finds every ``AiFeature`` in the app (so a new feature gets
 its monitoring with no extra code) and fills stacks that share the platform stack's topic with them, in
-order, by what each costs: its alarms (7 without online sampling, 15 with it, 16 with a judge, more if
+order, by what each costs: its alarms (7 without online sampling, 16 with it, 17 with a judge, more if
 its constructs add alarm inputs; the facade counts them, ``Observability.feature_resources``) and a
 dashboard per section that starts one. A stack takes features until the next would pass
 ``RESOURCE_BUDGET`` (450, a margin under CloudFormation's 500) or ``features_per_stack`` (40) are in
 it; the platform stack starts with its own resources counted (about 20, about 110 with online
-evaluation). So 40 features without sampling still share a stack (about 300 resources), while sampled ones
-go about 21 to the platform stack and 27 to an overflow stack. A feature that could not fit even an
-empty stack is refused at synth, naming it.
+evaluation). So 40 features without sampling still share a stack (about 300 resources), while sampled
+ones go about 21 to the platform stack and 27 to an overflow stack. A feature that could not fit even
+an empty stack is refused at synth, naming it.
 
 Placement follows the order of the features (team stacks, then features in each): adding, removing or
 resizing a feature (e.g. turning on its sampling) can move the features after it to the neighbouring
 stack. CloudFormation then deletes a moved feature's alarms and dashboard section in the old stack and
-creates them in the new one (a moment without them, alarm history restarts). Alarm and dashboard names
-stay the same:
-each overflow stack deploys after the one before it, so a move to a later stack frees the names before
-they are taken again; a move to an earlier stack (after a feature before it was removed) creates names
-the later stack still holds, which CloudFormation refuses: deploy the later stack first
-(``cdk deploy <it> --exclusively``), then the rest (docs/observability.md, "Scale").
+creates them in the new one (a moment without them, alarm history restarts). Names stay the same: each
+overflow stack deploys after the one before it, so a move to a later stack frees its alarm names before
+they are taken again; a stack that gains names a later stack still holds (a move back after a feature
+before it was removed) must wait for that stack: deploy the later stacks first (docs/observability.md,
+"Scale").
 
 Online evaluation lives in the platform stack, next to the invocation log group its sampler subscribes
 to: one ``OnlineEvaluation`` for every sampled feature of the factory, because CloudWatch Logs allows

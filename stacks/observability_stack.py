@@ -47,7 +47,8 @@ from stacks.gateway_stack import GatewayStack
 
 PLATFORM_STACK_ID = "AiFactoryObservability"
 FEATURES_PER_STACK = 40
-"""At most this many features per observability stack (the resource budget usually binds first)."""
+"""At most this many features per observability stack: the bound for features without online sampling
+(40 stay well under the budget); sampled ones reach ``RESOURCE_BUDGET`` first."""
 MAX_STACK_RESOURCES = 500
 """CloudFormation's limit on resources in one stack (CDK refuses to synthesize more)."""
 RESOURCE_BUDGET = 450

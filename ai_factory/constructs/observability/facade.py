@@ -207,7 +207,8 @@ class Observability(Construct):
     @property
     def resources(self) -> int:
         """The CloudFormation resources of this facade's alarms and dashboards so far."""
-        return len(self.alarms) + len(self.feature_dashboards) + (self.platform_dashboard is not None)
+        platform = 1 if self.platform_dashboard is not None else 0
+        return len(self.alarms) + len(self.feature_dashboards) + platform
 
     def monitor_feature(self, feature: AiFeature) -> list[cloudwatch.Alarm]:
         """The feature's alarms, and its section on the current feature dashboard."""

@@ -57,7 +57,7 @@ _SUITE = (
 )
 
 
-def _child(features: int, workdir: str, sampled: bool = False) -> dict[str, Any]:
+def _child(features: int, workdir: str, sampled: bool = False, nag: bool = True) -> dict[str, Any]:
     """Build and synthesize the generated app (runs in its own process)."""
     started = time.perf_counter()
     import aws_cdk as cdk
@@ -96,7 +96,8 @@ def _child(features: int, workdir: str, sampled: bool = False) -> dict[str, Any]
             online_sampling=OnlineSampling(rate=0.05) if sampled else None,
         )
     add_observability(app, gateway, stack_id=OBSERVABILITY)
-    apply_nag_packs(app)
+    if nag:
+        apply_nag_packs(app)
     constructed = time.perf_counter()
     assembly = app.synth()
     synthesized = time.perf_counter()
@@ -110,7 +111,7 @@ def _child(features: int, workdir: str, sampled: bool = False) -> dict[str, Any]
     }
 
 
-def measure(features: int, sampled: bool = False) -> dict[str, Any]:
+def measure(features: int, sampled: bool = False, nag: bool = True) -> dict[str, Any]:
     """Run one size in a fresh process and return its timings and resource counts."""
     with tempfile.TemporaryDirectory(prefix="synth-scale-") as workdir:
         env = {**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1"}
@@ -118,7 +119,8 @@ def measure(features: int, sampled: bool = False) -> dict[str, Any]:
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, __file__, "--child", str(features), workdir]
-            + (["--sampled"] if sampled else []),
+            + (["--sampled"] if sampled else [])
+            + ([] if nag else ["--no-nag"]),
             cwd=REPO,
             env=env,
             capture_output=True,
@@ -185,8 +187,9 @@ def markdown(summary: dict[str, Any], command: str) -> str:
             if sampled
             else ""
         )
-        + ", the observability stacks of `add_observability`, cdk-nag packs registered and CDK's template "
-        "validation on, as in `make synth`. Each size runs in a fresh process; wall time includes starting "
+        + ", the observability stacks of `add_observability`, "
+        + ("cdk-nag packs registered and " if summary.get("nag", True) else "**without the cdk-nag packs**, ")
+        + "CDK's template validation on, as in `make synth`. Each size runs in a fresh process; wall time includes starting "
         f"Python and the jsii runtime. Fastest of {summary['repeat']} runs per size (all samples in the "
         "last column). "
         f"Load average (1/5/15 min) before: {' '.join(map(str, summary['load_before']))}, after: "
@@ -221,16 +224,20 @@ def markdown(summary: dict[str, Any], command: str) -> str:
     return "\n".join(lines)
 
 
-def run(sizes: list[int] | tuple[int, ...] = SIZES, repeat: int = 3, sampled: bool = False) -> dict[str, Any]:
+def run(
+    sizes: list[int] | tuple[int, ...] = SIZES, repeat: int = 3, sampled: bool = False, nag: bool = True
+) -> dict[str, Any]:
     """Every size ``repeat`` times (after one discarded warm-up run); the summary ``markdown`` renders.
-    ``sampled``: every feature has ``online_sampling``."""
+    ``sampled``: every feature has ``online_sampling``; ``nag``: register the cdk-nag packs."""
     # A discarded first run: the first synth on a machine unpacks the jsii package cache and stages
     # the Lambda assets, which would otherwise be billed to the smallest size.
-    measure(1)
+    measure(1, sampled, nag)
     load_before = os.getloadavg()
     runs = []
     for size in sizes:
-        samples = sorted((measure(size, sampled) for _ in range(max(1, repeat))), key=lambda r: r["wall_s"])
+        samples = sorted(
+            (measure(size, sampled, nag) for _ in range(max(1, repeat))), key=lambda r: r["wall_s"]
+        )
         # The fastest run: on a shared machine, contention only ever adds time.
         best = samples[0]
         best["wall_samples_s"] = [round(r["wall_s"], 2) for r in samples]
@@ -245,6 +252,7 @@ def run(sizes: list[int] | tuple[int, ...] = SIZES, repeat: int = 3, sampled: bo
     summary["load_after"] = [round(x, 2) for x in os.getloadavg()]
     summary["repeat"] = max(1, repeat)
     summary["sampled"] = sampled
+    summary["nag"] = nag
     return summary
 
 
@@ -254,13 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per size; the fastest is reported")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--sampled", action="store_true", help="every feature has online_sampling")
+    parser.add_argument("--no-nag", action="store_true", help="do not register the cdk-nag packs")
     parser.add_argument("--child", nargs=2, metavar=("FEATURES", "WORKDIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         sys.path.insert(0, str(REPO))
-        print(json.dumps(_child(int(args.child[0]), args.child[1], args.sampled)))
+        print(json.dumps(_child(int(args.child[0]), args.child[1], args.sampled, not args.no_nag)))
         return 0
-    summary = run(args.sizes, args.repeat, args.sampled)
+    summary = run(args.sizes, args.repeat, args.sampled, not args.no_nag)
     print(json.dumps(summary, indent=2))
     if not args.no_doc:
         command = (
@@ -268,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             + ("" if list(args.sizes) == list(SIZES) else " --sizes " + " ".join(map(str, args.sizes)))
             + ("" if args.repeat == 3 else f" --repeat {args.repeat}")
             + (" --sampled" if args.sampled else "")
+            + (" --no-nag" if args.no_nag else "")
         )
         doc_sections.write_section(SAMPLED_SECTION if args.sampled else SECTION, markdown(summary, command))
     if not summary["within_limit"]:

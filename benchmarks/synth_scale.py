@@ -189,9 +189,9 @@ def markdown(summary: dict[str, Any], command: str) -> str:
         )
         + ", the observability stacks of `add_observability`, "
         + ("cdk-nag packs registered and " if summary.get("nag", True) else "**without the cdk-nag packs**, ")
-        + "CDK's template validation on, as in `make synth`. Each size runs in a fresh process; wall time includes starting "
-        f"Python and the jsii runtime. Fastest of {summary['repeat']} runs per size (all samples in the "
-        "last column). "
+        + "CDK's template validation on, as in `make synth`. Each size runs in a fresh process; wall time "
+        f"includes starting Python and the jsii runtime. Fastest of {summary['repeat']} runs per size (all "
+        "samples in the last column). "
         f"Load average (1/5/15 min) before: {' '.join(map(str, summary['load_before']))}, after: "
         f"{' '.join(map(str, summary['load_after']))} (other work on the machine shows here and in the "
         "spread of the samples).",

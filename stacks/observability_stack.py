@@ -44,6 +44,7 @@ from ai_factory.constructs.online_evaluation import OnlineEvaluation
 from stacks.base import FactoryStack
 from stacks.context import context_flag
 from stacks.gateway_stack import GatewayStack
+from stacks.resource_count import cfn_resources, synth_resources
 
 PLATFORM_STACK_ID = "AiFactoryObservability"
 FEATURES_PER_STACK = 40
@@ -52,10 +53,8 @@ FEATURES_PER_STACK = 40
 MAX_STACK_RESOURCES = 500
 """CloudFormation's limit on resources in one stack (CDK refuses to synthesize more)."""
 RESOURCE_BUDGET = 450
-"""Features fill an observability stack up to this many resources: a margin under the limit for
-resources CDK or a later change adds where this count does not see them."""
-# CDK's AWS::CDK::Metadata, added at synth (unless version reporting is off).
-_SYNTH_RESOURCES = 1
+"""Features fill an observability stack up to this many resources (counted with what synth adds,
+``stacks.resource_count``): a margin under the limit for what that count may miss."""
 
 
 class ObservabilityStack(FactoryStack):
@@ -242,27 +241,23 @@ def add_observability(
 
 class _Filling:
     """An observability stack being filled with features, and its resource count so far: what it held
-    before the first feature, counted once, plus what its facade added since."""
+    before the first feature, counted once (with what synth adds: the metadata resource and the
+    managed policies the online evaluation's roles split off), plus what its facade added since."""
 
     def __init__(self, stack: cdk.Stack, observability: Observability, *, number: int = 1) -> None:
         self.stack = stack
         self.observability = observability
         self.number = number
-        self._before = _cfn_resources(stack) - observability.resources
+        self._before = cfn_resources(stack) + synth_resources(stack) - observability.resources
 
     @property
     def resources(self) -> int:
-        return self._before + self.observability.resources + _SYNTH_RESOURCES
+        return self._before + self.observability.resources
 
     def takes(self, feature: AiFeature, features_per_stack: int, budget: int) -> bool:
         if len(self.observability.features) >= features_per_stack:
             return False
         return self.resources + self.observability.feature_resources(feature) <= budget
-
-
-def _cfn_resources(stack: cdk.Stack) -> int:
-    """The CloudFormation resources defined in ``stack`` so far."""
-    return sum(1 for c in stack.node.find_all() if cdk.CfnResource.is_cfn_resource(c))
 
 
 def _concrete(value: str) -> str | None:

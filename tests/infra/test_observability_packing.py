@@ -6,6 +6,7 @@ refused at synth naming it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import aws_cdk as cdk
@@ -96,11 +97,16 @@ def test_every_observability_stack_stays_under_cloudformations_limit(sampled_app
 
 def test_a_stack_takes_features_until_the_next_would_pass_the_budget(sampled_app: Packed) -> None:
     """Greedy in order: a new stack starts only when the next feature's alarms and a possible dashboard
-    would take the current one past the budget, so no stack is left half empty."""
-    for current, following in zip(sampled_app.stacks, sampled_app.stacks[1:], strict=False):
+    would take the current one past the budget, so no stack is left half empty. (Checked on the
+    overflow stacks, whose count is exact; the platform stack's count includes an upper estimate of the
+    policies its roles split off at synth, ``test_resource_count.py``.)"""
+    stacks = sampled_app.stacks
+    assert stacks[0].observability.features, "the platform stack takes features too"
+    for current, following in pairwise(stacks[1:]):
         held = len(sampled_app.templates[current.stack_name]["Resources"])
         first_next = following.observability.features[0]
-        assert held + current.observability.feature_resources(first_next) + 1 > RESOURCE_BUDGET
+        # + 1: CDK's metadata resource, counted though a plain test app leaves it out
+        assert held + 1 + current.observability.feature_resources(first_next) > RESOURCE_BUDGET
         assert len(current.observability.features) < FEATURES_PER_STACK
 
 
@@ -129,7 +135,7 @@ def test_every_feature_is_monitored_exactly_once_with_all_its_alarms(sampled_app
 
 def test_overflow_stacks_deploy_one_after_the_other(sampled_app: Packed) -> None:
     """A feature that moves to a later stack leaves the old one first (alarm names stay the same)."""
-    for earlier, later in zip(sampled_app.stacks, sampled_app.stacks[1:], strict=False):
+    for earlier, later in pairwise(sampled_app.stacks):
         assert earlier in later.dependencies
 
 

@@ -7,10 +7,11 @@ order, by what each costs: its alarms (7 without online sampling, 16 with it, 17
 its constructs add alarm inputs; the facade counts them, ``Observability.feature_resources``) and a
 dashboard per section that starts one. A stack takes features until the next would pass
 ``RESOURCE_BUDGET`` (450, a margin under CloudFormation's 500) or ``features_per_stack`` (40) are in
-it; the platform stack starts with its own resources counted (about 20, about 110 with online
-evaluation). So 40 features without sampling still share a stack (about 300 resources), while sampled
-ones go about 21 to the platform stack and 27 to an overflow stack. A feature that could not fit even
-an empty stack is refused at synth, naming it.
+it. A stack's count starts with what it holds before its first feature, synth's additions included
+(``stacks.resource_count``): about 20 in the platform stack, about 110 with online evaluation and more
+with every sampled feature. So 40 features without sampling still share a stack (about 300
+resources), while sampled ones go about 20 to the platform stack and 27 to each overflow stack. A
+feature that could not fit even an empty stack is refused at synth, naming it.
 
 Placement follows the order of the features (team stacks, then features in each): adding, removing or
 resizing a feature (e.g. turning on its sampling) can move the features after it to the neighbouring

@@ -258,9 +258,11 @@ def _target_rows(piece: str, r: dict[str, Any]) -> list[str]:
     elif piece == "scale":
         largest = max(r["runs"], key=lambda x: x["features"])
         rows.append(
-            f"| synth scale: every stack <= {synth_scale.MAX_RESOURCES_PER_STACK} resources at 100 features "
-            f"over 10 teams | {r['largest_max_stack_resources']} in the largest stack at {r['largest']} "
-            f"features, wall {largest['wall_s']:.1f} s; +{r['marginal_wall_s_per_feature']:.3f} s and "
+            f"| synth scale: every team and gateway stack <= {synth_scale.MAX_RESOURCES_PER_STACK} resources "
+            "and every observability stack within its budget at 100 features over 10 teams | "
+            f"{r['largest_max_stack_resources']} in the largest team or gateway stack, observability "
+            f"{' + '.join(map(str, r['largest_observability_resources']))}, at {r['largest']} features, "
+            f"wall {largest['wall_s']:.1f} s; +{r['marginal_wall_s_per_feature']:.3f} s and "
             f"+{r['marginal_resources_per_feature']:.1f} resources per feature | {ok(r['within_limit'])} |"
         )
     elif piece == "stream":

@@ -44,7 +44,11 @@ from constructs import Construct
 
 from ai_factory.constructs.ai_feature import AiFeature
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
-from ai_factory.constructs.observability.feature_section import feature_alarms, feature_section
+from ai_factory.constructs.observability.feature_section import (
+    feature_alarm_count,
+    feature_alarms,
+    feature_section,
+)
 from ai_factory.constructs.observability.platform_section import build_platform
 from ai_factory.constructs.observability.settings import (
     MAX_DASHBOARD_WIDGETS,
@@ -193,6 +197,18 @@ class Observability(Construct):
         if not self.runbook_base_url:
             return "`docs/runbooks/` in the AI Factory repository"
         return " · ".join(f"[{r}]({self.runbook_url(r)})" for r in RUNBOOKS)
+
+    def feature_resources(self, feature: AiFeature) -> int:
+        """The most CloudFormation resources ``monitor_feature(feature)`` would add: its alarms (one per
+        ``feature.alarm_inputs`` plus the fixed ones) and a dashboard, should its section start one. Ask
+        after the constructs that add alarm inputs (an ``OnlineEvaluation``) are built."""
+        return feature_alarm_count(feature) + 1
+
+    @property
+    def resources(self) -> int:
+        """The CloudFormation resources of this facade's alarms and dashboards so far."""
+        platform = 1 if self.platform_dashboard is not None else 0
+        return len(self.alarms) + len(self.feature_dashboards) + platform
 
     def monitor_feature(self, feature: AiFeature) -> list[cloudwatch.Alarm]:
         """The feature's alarms, and its section on the current feature dashboard."""

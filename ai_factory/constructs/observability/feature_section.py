@@ -26,10 +26,19 @@ from ai_factory.constructs.observability.settings import (
 from ai_factory.platform.naming import camel
 from aif_gateway import contract
 
+FIXED_FEATURE_ALARMS = ("BudgetExhausted", "GuardrailSpike", "FeedbackDrop", "CanaryPassRateDrop")
+"""The alarms every feature gets besides its ``alarm_inputs`` (at the host's app-wide thresholds)."""
+
+
+def feature_alarm_count(feature: AiFeature) -> int:
+    """How many alarms ``feature_alarms`` creates for ``feature``: one per alarm input (those its
+    constructs and ``OnlineEvaluation`` added included, so ask after they are built) plus the fixed ones."""
+    return len(feature.alarm_inputs) + len(FIXED_FEATURE_ALARMS)
+
 
 def feature_alarms(host: AlarmHost, feature: AiFeature) -> list[cloudwatch.Alarm]:
     """The feature's own alarms (from ``AiFeature.alarm_inputs``) plus budget, guardrail, feedback and
-    canary alarms at the host's app-wide thresholds."""
+    canary alarms at the host's app-wide thresholds (``FIXED_FEATURE_ALARMS``)."""
     d = host.defaults
     label = f"{feature.team}/{feature.feature}"
     base = f"{feature.team}-{feature.feature}"

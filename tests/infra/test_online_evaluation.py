@@ -873,7 +873,7 @@ def test_an_imported_gateways_external_targets_warn_at_synth() -> None:
     assert "chat-fast" not in warnings[0]
 
 
-# --- whose traffic: a feature's own gateway's only (issue #18) --------------------------------------
+# --- whose traffic: a feature's own gateway's only --------------------------------------
 
 
 def _stage(app: cdk.App, stage: str) -> TeamStack:

@@ -42,6 +42,7 @@ from ai_factory.platform.secure_defaults import (
     encrypted_bucket,
     logs_kms_key,
     send_access_logs,
+    via_services,
 )
 from aif_gateway import contract
 from stacks.factory import build_factory
@@ -408,7 +409,7 @@ class PipelineStack(cdk.Stack):
                 sid="EncryptPromptViewThroughS3",
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
                 resources=[f"arn:{Aws.PARTITION}:kms:{region}:{account}:key/*"],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
+                conditions=via_services("s3", region=region),
             ),
         ]
 

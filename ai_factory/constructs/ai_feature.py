@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import aws_cdk as cdk
 import jsii
-from aws_cdk import Aws, Duration
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -54,7 +54,7 @@ from ai_factory.platform.functions import function_log_group, hardened_function,
 from ai_factory.platform.lambda_packaging import stage_provisioner_asset
 from ai_factory.platform.nag import acknowledge_custom_resource_handler
 from ai_factory.platform.name_prefix import name_prefix
-from ai_factory.platform.secure_defaults import logs_kms_key
+from ai_factory.platform.secure_defaults import logs_kms_key, via_services
 from aif_gateway import contract
 from aif_gateway.contract import CLEARANCE_LEVELS, FeatureKeyProperties, TeamFeatureKeyProperties
 from aif_gateway.records import DEFAULT_MAX_CONCURRENCY, DEFAULT_TOKENS_PER_MINUTE
@@ -443,7 +443,7 @@ class AiFeature(Construct):
                 grantee=grantee,
                 actions=["kms:Decrypt"],
                 resource_arns=[self.encryption_key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+                conditions=via_services("secretsmanager"),
             )
         )
 
@@ -597,7 +597,7 @@ class AiFeature(Construct):
                 sid="EncryptFeatureSecret",
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
                 resources=[self.encryption_key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+                conditions=via_services("secretsmanager"),
             ),
         ]
         # An inline policy (not a separate AWS::IAM::Policy): one resource less per feature, and the
@@ -665,11 +665,7 @@ class AiFeature(Construct):
                             sid="EncryptFeatureSecret",
                             actions=["kms:GenerateDataKey", "kms:Decrypt"],
                             resources=[self.encryption_key.key_arn],
-                            conditions={
-                                "StringEquals": {
-                                    "kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"
-                                }
-                            },
+                            conditions=via_services("secretsmanager"),
                         ),
                     ]
                 )

@@ -34,6 +34,7 @@ from ai_factory.platform.secure_defaults import (
     encrypted_bucket,
     logs_kms_key,
     send_access_logs,
+    via_services,
 )
 
 ObjectLockMode = Literal["GOVERNANCE", "COMPLIANCE"]
@@ -234,7 +235,7 @@ class AuditTrail(Construct):
                 grantee=grantee,
                 actions=["kms:Decrypt"],
                 resource_arns=[self.key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                conditions=via_services("s3"),
             )
         )
 
@@ -368,7 +369,7 @@ class AuditTrail(Construct):
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
                 resources=[self.key.key_arn],
                 conditions={
-                    "StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"},
+                    **via_services("s3"),
                     # With an S3 bucket key the encryption context is the bucket's ARN.
                     "StringLike": {
                         "kms:EncryptionContext:aws:s3:arn": [

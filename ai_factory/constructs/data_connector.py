@@ -53,7 +53,7 @@ from constructs import Construct
 
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
-from ai_factory.platform.secure_defaults import encrypted_queue, logs_kms_key
+from ai_factory.platform.secure_defaults import encrypted_queue, logs_kms_key, via_services
 from aif_gateway import contract
 
 if TYPE_CHECKING:
@@ -478,7 +478,7 @@ class DataConnector(Construct):
 
     def _grant(self, stack: cdk.Stack) -> None:
         lake_key = self.dataset.foundation.key
-        via_s3 = {"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}}
+        via_s3 = via_services("s3")
         policy = self.role
         policy.add_to_policy(write_own_logs_statement(self.log_group))
         policy.add_to_policy(
@@ -559,7 +559,7 @@ class DataConnector(Construct):
                     sid="VaultTableKeyThroughDynamoDbOnly",
                     actions=["kms:Decrypt", "kms:GenerateDataKey"],
                     resources=[self.key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Aws.REGION}.amazonaws.com"}},
+                    conditions=via_services("dynamodb"),
                 )
             )
         # Lake Formation decides catalog access (no IAMAllowedPrincipals): INSERT lets the role add

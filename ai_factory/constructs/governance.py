@@ -49,7 +49,12 @@ from constructs import Construct
 
 from ai_factory.platform.name_prefix import name_prefix as factory_name_prefix
 from ai_factory.platform.name_prefix import snake
-from ai_factory.platform.secure_defaults import access_log_bucket, encrypted_bucket, send_access_logs
+from ai_factory.platform.secure_defaults import (
+    access_log_bucket,
+    encrypted_bucket,
+    send_access_logs,
+    via_services,
+)
 from aif_gateway.contract import CLEARANCE_LEVELS
 
 CLASSIFICATIONS = CLEARANCE_LEVELS
@@ -281,7 +286,7 @@ class DataLake(Construct):
                             sid="UseLakeKeyThroughS3",
                             actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
                             resources=[self.key.key_arn],
-                            conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                            conditions=via_services("s3"),
                         ),
                     ]
                 )

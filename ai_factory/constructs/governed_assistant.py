@@ -76,6 +76,7 @@ from ai_factory.platform.secure_defaults import (
     encrypted_bucket,
     logs_kms_key,
     send_access_logs,
+    via_services,
 )
 from aif_assistant import config as backend_config
 from aif_assistant.identity import FEDERATED_GROUPS_CLAIM
@@ -413,7 +414,7 @@ class GovernedAssistant(Construct):
                 sid="EncryptPageFiles",
                 actions=["kms:GenerateDataKey", "kms:Decrypt"],
                 resources=[self.key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                conditions=via_services("s3"),
             )
         )
         function = hardened_function(

@@ -41,7 +41,7 @@ from constructs import Construct
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
 from ai_factory.platform.name_prefix import bounded, name_prefix
-from ai_factory.platform.secure_defaults import encrypted_queue, logs_kms_key
+from ai_factory.platform.secure_defaults import encrypted_queue, logs_kms_key, via_services
 
 
 class SyncedKnowledgeBase(Protocol):
@@ -132,7 +132,7 @@ class KnowledgeBaseSync(Construct):
                     sid="LineageKeyThroughS3Only",
                     actions=["kms:GenerateDataKey"],
                     resources=[lineage_bucket.encryption_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"}},
+                    conditions=via_services("s3"),
                 )
             )
         environment = {
@@ -229,7 +229,7 @@ class KnowledgeBaseSync(Construct):
                     sid="CuratedKeyThroughS3Only",
                     actions=["kms:Decrypt", "kms:GenerateDataKey"],
                     resources=[bucket.encryption_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"}},
+                    conditions=via_services("s3"),
                 )
             )
         return {

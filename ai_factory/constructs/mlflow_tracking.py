@@ -29,7 +29,12 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from ai_factory.platform.name_prefix import name_prefix
-from ai_factory.platform.secure_defaults import access_log_bucket, encrypted_bucket, send_access_logs
+from ai_factory.platform.secure_defaults import (
+    access_log_bucket,
+    encrypted_bucket,
+    send_access_logs,
+    via_services,
+)
 
 # SageMaker's rules for these props.
 _SERVER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
@@ -234,7 +239,7 @@ class MlflowTracking(Construct):
                 sid=f"{sid_prefix}UseArtifactKeyThroughS3",
                 actions=["kms:Decrypt", "kms:GenerateDataKey"],
                 resources=[key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                conditions=via_services("s3"),
             ),
         ]
 

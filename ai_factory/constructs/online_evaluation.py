@@ -104,7 +104,7 @@ from ai_factory.platform.nag import (
     acknowledge_unreserved_concurrency,
 )
 from ai_factory.platform.name_prefix import prefixed_unique_name
-from ai_factory.platform.secure_defaults import encrypted_queue, logs_kms_key
+from ai_factory.platform.secure_defaults import encrypted_queue, logs_kms_key, via_services
 from ai_factory.prompts.registry import EVAL_EXPERIMENT
 from aif_gateway import contract
 from aif_online.drift import DRIFT_P_VALUE
@@ -654,7 +654,7 @@ def _grant_key_via_dynamodb(function: lambda_.IFunction, key: kms.IKey, actions:
         iam.PolicyStatement(
             actions=actions,
             resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{cdk.Aws.REGION}.amazonaws.com"}},
+            conditions=via_services("dynamodb"),
         )
     )
 

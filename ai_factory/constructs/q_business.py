@@ -62,7 +62,7 @@ from ai_factory.platform.custom_resources import secure_provider
 from ai_factory.platform.functions import function_log_group, hardened_function, write_own_logs_statement
 from ai_factory.platform.lambda_packaging import contract_files, stage_asset
 from ai_factory.platform.nag import acknowledge_custom_resource_handler
-from ai_factory.platform.secure_defaults import logs_kms_key
+from ai_factory.platform.secure_defaults import logs_kms_key, via_services
 from aif_gateway.contract import CLEARANCE_LEVELS, cleared_for
 
 ATTRIBUTE_CLASSIFICATION = "aif_classification"
@@ -413,7 +413,7 @@ class QBusinessConnector(Construct):
                     sid="DecryptDatasetThroughS3",
                     actions=["kms:Decrypt"],
                     resources=[bucket.encryption_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                    conditions=via_services("s3"),
                 )
             )
         role = iam.Role(

@@ -38,6 +38,7 @@ from constructs import Construct
 from ai_factory.catalog.model_catalog import CatalogModel, ModelCatalog
 from ai_factory.constructs.ai_feature import NAME_PATTERN, AiFeature
 from ai_factory.platform.name_prefix import bounded, name_prefix
+from ai_factory.platform.secure_defaults import via_services
 from aif_gateway.contract import CLEARANCE_LEVELS, DOCUMENT_PREFIX, cleared_for
 
 RECORD_SCHEMA = 1  # aif_gateway.retrieval.RECORD_SCHEMA: the registration's JSON layout
@@ -381,7 +382,7 @@ class RagFeature(Construct):
                     sid="DecryptDatasetThroughS3",
                     actions=["kms:Decrypt"],
                     resources=[bucket.encryption_key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                    conditions=via_services("s3"),
                 )
             )
         # Inline: the knowledge base can never be created (and validate its role) before the policy exists.

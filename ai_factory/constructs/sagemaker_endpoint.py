@@ -29,6 +29,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct, IConstruct
 
+from ai_factory.platform.secure_defaults import via_services
+
 _ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 # <account>.dkr.ecr.<region>.amazonaws.com[.cn]/<repository>(:<tag>|@<digest>)
 _ECR_IMAGE_RE = re.compile(
@@ -133,7 +135,7 @@ class SageMakerEndpoint(Construct):
                         sid="DecryptModelArtifactThroughS3",
                         actions=["kms:Decrypt"],
                         resources=[model_data_key.key_arn],
-                        conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+                        conditions=via_services("s3"),
                     )
                 )
         log_group = (

@@ -9,7 +9,8 @@ retained on stack deletion), so the policies stay the same wherever they are use
 * ``encrypted_queue``: an SQS queue encrypted with a customer-managed key, TLS only, messages kept 14
   days (the factory's dead-letter, spill and failure queues);
 * ``access_log_bucket`` / ``send_access_logs``: the destination of S3 server access logs, and a bucket
-  delivering to it.
+  delivering to it;
+* ``via_services``: the condition that limits a KMS grant to calls AWS services make for the caller.
 
 Example::
 
@@ -33,6 +34,13 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 CLOUDWATCH_LOGS_SID = "AllowCloudWatchLogsInThisAccount"
+
+
+def via_services(*services: str, region: str = Aws.REGION) -> dict[str, Any]:
+    """``kms:ViaService`` for ``services`` (``"s3"``, ``"dynamodb"``, ...) in ``region``: the key may be
+    used only in requests those services make on the caller's behalf, never called directly."""
+    names = [f"{service}.{region}.amazonaws.com" for service in services]
+    return {"StringEquals": {"kms:ViaService": names[0] if len(names) == 1 else names}}
 
 
 def allow_cloudwatch_logs(key: kms.IKey, *, sid: str = CLOUDWATCH_LOGS_SID) -> None:

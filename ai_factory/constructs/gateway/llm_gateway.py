@@ -70,7 +70,7 @@ from ai_factory.platform.nag import (
 )
 from ai_factory.platform.name_prefix import name_prefix
 from ai_factory.platform.public_layers import layer_region, powertools_layer, web_adapter_layer
-from ai_factory.platform.secure_defaults import allow_cloudwatch_logs
+from ai_factory.platform.secure_defaults import allow_cloudwatch_logs, via_services
 from aif_gateway import contract
 from aif_gateway.config import GUARD_SCOPES, LEDGER_MARGIN_S
 
@@ -901,7 +901,7 @@ class LlmGateway(Construct):
                     actions=["kms:Decrypt"],
                     resources=["*"],
                     conditions={
-                        "StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"},
+                        **via_services("secretsmanager"),
                         "StringLike": {"kms:EncryptionContext:SecretARN": secret_arns},
                     },
                 )

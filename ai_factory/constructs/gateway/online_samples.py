@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -25,7 +25,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ai_factory.platform.nag import acknowledge
-from ai_factory.platform.secure_defaults import encrypted_queue
+from ai_factory.platform.secure_defaults import encrypted_queue, via_services
 from aif_gateway import contract
 
 __all__ = [
@@ -86,7 +86,7 @@ def build_sample_queue(
             sid="EncryptOnlineSamples",
             actions=["kms:GenerateDataKey", "kms:Decrypt"],
             resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"sqs.{Aws.REGION}.amazonaws.com"}},
+            conditions=via_services("sqs"),
         )
     )
     function.add_environment(contract.SAMPLE_QUEUE_URL_ENV, queue.queue_url)

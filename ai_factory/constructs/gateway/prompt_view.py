@@ -6,14 +6,18 @@ Versioned, KMS-encrypted with the gateway key, with server access logs in a buck
 
 from __future__ import annotations
 
-from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from ai_factory.platform.nag import acknowledge
-from ai_factory.platform.secure_defaults import access_log_bucket, encrypted_bucket, send_access_logs
+from ai_factory.platform.secure_defaults import (
+    access_log_bucket,
+    encrypted_bucket,
+    send_access_logs,
+    via_services,
+)
 
 PROMPT_VIEW_KEY = "prompts.json"
 
@@ -51,7 +55,7 @@ def grant_publish(bucket: s3.IBucket, key: kms.IKey, grantee: iam.IGrantable) ->
             grantee=grantee,
             actions=["kms:GenerateDataKey", "kms:Decrypt"],
             resource_arns=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+            conditions=via_services("s3"),
         )
     )
 
@@ -75,7 +79,7 @@ def read_statements(bucket: s3.IBucket, key: kms.IKey) -> list[iam.PolicyStateme
             sid="DecryptPromptViewThroughS3",
             actions=["kms:Decrypt"],
             resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
+            conditions=via_services("s3"),
         ),
     ]
 

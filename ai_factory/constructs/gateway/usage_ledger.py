@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -19,7 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ai_factory.platform.nag import acknowledge
-from ai_factory.platform.secure_defaults import encrypted_queue
+from ai_factory.platform.secure_defaults import encrypted_queue, via_services
 from aif_gateway.contract import KEY_ID_INDEX, REQUEST_ID_INDEX
 
 BACKUP_REASON = (
@@ -105,7 +105,7 @@ def read_key_records_statements(ledger: UsageLedger, key: kms.IKey) -> list[iam.
             sid="DecryptKeyRecords",
             actions=["kms:Decrypt"],
             resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Aws.REGION}.amazonaws.com"}},
+            conditions=via_services("dynamodb"),
         ),
     ]
 
@@ -127,7 +127,7 @@ def provision_keys_statements(ledger: UsageLedger, key: kms.IKey) -> list[iam.Po
             sid="UseGatewayKeyThroughDynamoDb",
             actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey"],
             resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Aws.REGION}.amazonaws.com"}},
+            conditions=via_services("dynamodb"),
         ),
     ]
 
@@ -169,14 +169,7 @@ def usage_write_statements(ledger: UsageLedger, key: kms.IKey) -> list[iam.Polic
             sid="UseGatewayKeyThroughDynamoDbAndSqs",
             actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
             resources=[key.key_arn],
-            conditions={
-                "StringEquals": {
-                    "kms:ViaService": [
-                        f"dynamodb.{Aws.REGION}.amazonaws.com",
-                        f"sqs.{Aws.REGION}.amazonaws.com",
-                    ]
-                }
-            },
+            conditions=via_services("dynamodb", "sqs"),
         ),
     ]
 

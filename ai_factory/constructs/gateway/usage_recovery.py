@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Aws, Duration, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -30,7 +30,7 @@ from constructs import Construct
 
 from ai_factory.constructs.gateway.usage_ledger import UsageLedger
 from ai_factory.platform.nag import acknowledge
-from ai_factory.platform.secure_defaults import encrypted_queue
+from ai_factory.platform.secure_defaults import encrypted_queue, via_services
 from aif_gateway import contract
 from aif_gateway.usage_recovery import DEFAULT_LAG_S, DEFAULT_WINDOW_S, SCHEDULE_S
 
@@ -145,14 +145,7 @@ def statements(
             sid="UseGatewayKeyThroughDynamoDbAndSqs",
             actions=["kms:Decrypt", "kms:GenerateDataKey"],
             resources=[key.key_arn],
-            conditions={
-                "StringEquals": {
-                    "kms:ViaService": [
-                        f"dynamodb.{Aws.REGION}.amazonaws.com",
-                        f"sqs.{Aws.REGION}.amazonaws.com",
-                    ]
-                }
-            },
+            conditions=via_services("dynamodb", "sqs"),
         ),
     ]
 

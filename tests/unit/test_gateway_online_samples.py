@@ -20,7 +20,7 @@ from conftest import Harness, converse_response
 from moto import mock_aws
 
 from aif_gateway import contract
-from aif_gateway.online_samples import SampleQueue, SampleWriter, exchange_sample, question
+from aif_gateway.online_samples import Answer, SampleQueue, SampleWriter, exchange_sample, question
 from aif_gateway.records import ApiKeyRecord
 from aif_online import handler
 from aif_online.sampling import exchange_from_log, exchange_from_message, sample_item
@@ -126,11 +126,7 @@ def test_a_gateway_sample_has_the_shape_of_an_invocation_log_sample() -> None:
         model_id="gpt-4o-2024-11-20",
         started=STARTED,
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is due?"}],
-        output="Invoice 42 is due.",
-        finish_reason="stop",
-        stop_sequence=None,
-        tool_calls=0,
-        guardrail_intervened=False,
+        answer=Answer("Invoice 42 is due.", "stop"),
         input_tokens=12,
         output_tokens=6,
         latency_ms=812.4,

@@ -61,7 +61,7 @@ from .grounding import CitingChunkEncoder, citations, ground, parse_chat_retriev
 from .guardrail_metering import guardrail_cost
 from .memory_store import MemoryQuotaStore
 from .metering import CountingMetricsSink, MetricsSink, cost_usd
-from .online_samples import SampleWriter, exchange_sample, samples_request
+from .online_samples import Answer, SampleWriter, exchange_sample, samples_request
 from .openai_responses import output_items, parse_responses_request, response_body
 from .openai_schema import (
     ChatRequest,
@@ -337,18 +337,14 @@ class Gateway:
             _add_guardrail_cost(record, result.guardrail_units, self.config.guardrail_prices)
         self._finish(record, outcome, call)
         if self._sampled(key, outcome.target, call):
-            self._send_sample(
-                call,
-                key,
-                outcome.target,
-                request,
-                record,
+            answer = Answer(
                 result.text,
                 result.finish_reason,
                 result.stop_sequence,
                 len(result.tool_calls),
                 result.guardrail_intervened,
             )
+            self._send_sample(call, key, outcome.target, request, record, answer)
         body = api.body(outcome.target.name, result, record)
         return _response(200, body, call.request_id, _served_headers(outcome, record))
 
@@ -405,18 +401,9 @@ class Gateway:
                     outcome.breaker_opened.append(outcome.target.name)
             self._finish(record, outcome, call)
             if sampled and end.error_code is None:  # an unfinished answer is not a sample of the feature
-                self._send_sample(
-                    call,
-                    key,
-                    outcome.target,
-                    request,
-                    record,
-                    end.text,
-                    end.finish_reason or "stop",
-                    end.stop_sequence,
-                    end.tool_calls,
-                    end.guardrail_intervened,
-                )
+                finish = end.finish_reason or "stop"
+                answer = Answer(end.text, finish, end.stop_sequence, end.tool_calls, end.guardrail_intervened)
+                self._send_sample(call, key, outcome.target, request, record, answer)
 
         def on_close() -> None:
             """The client left before the relay started: the model call was opened (and billed for its
@@ -731,11 +718,7 @@ class Gateway:
         target: ModelTarget,
         request: ChatRequest,
         record: UsageRecord,
-        text: str,
-        finish_reason: str,
-        stop_sequence: str | None,
-        tool_calls: int,
-        guardrail_intervened: bool,
+        answer: Answer,
     ) -> None:
         """Hand the finished exchange to the sample writer (sent after the response). Never raises."""
         assert self.samples is not None
@@ -746,11 +729,7 @@ class Gateway:
                 model_id=target.model_id,
                 started=call.started,
                 messages=request.messages,
-                output=text,
-                finish_reason=finish_reason,
-                stop_sequence=stop_sequence,
-                tool_calls=tool_calls,
-                guardrail_intervened=guardrail_intervened,
+                answer=answer,
                 input_tokens=record.input_tokens,
                 output_tokens=record.output_tokens,
                 latency_ms=record.latency_ms,

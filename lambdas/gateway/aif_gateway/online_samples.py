@@ -17,23 +17,22 @@ and its text must not end up in the function's log.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from .contract import LOGGED_BY_BEDROCK, is_sampled
 from .records import ApiKeyRecord
+from .spill import JsonQueue
 from .usage_writer import DEFAULT_MAX_PENDING, WriteBehind
-
-if TYPE_CHECKING:
-    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger("aif_gateway")
 
 __all__ = [
     "MESSAGE_KIND",
+    "Answer",
     "SampleQueue",
     "SampleSender",
     "SampleWriter",
@@ -83,6 +82,17 @@ def question(messages: list[dict[str, Any]]) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What the model answered, as far as a sample keeps it (from a buffered result or a stream's end)."""
+
+    text: str
+    finish_reason: str  # the gateway's (OpenAI's) words
+    stop_sequence: str | None = None
+    tool_calls: int = 0
+    guardrail_intervened: bool = False
+
+
 def exchange_sample(
     *,
     request_id: str,
@@ -90,23 +100,19 @@ def exchange_sample(
     model_id: str,
     started: datetime,
     messages: list[dict[str, Any]],
-    output: str,
-    finish_reason: str,
-    stop_sequence: str | None,
-    tool_calls: int,
-    guardrail_intervened: bool,
+    answer: Answer,
     input_tokens: int,
     output_tokens: int,
     latency_ms: float,
     gateway: str,
 ) -> dict[str, Any]:
     """The sample message of one finished exchange (``aif_online.sampling.Exchange``'s fields)."""
-    if guardrail_intervened:
+    if answer.guardrail_intervened:
         stop_reason = "guardrail_intervened"
-    elif stop_sequence:
+    elif answer.stop_sequence:
         stop_reason = "stop_sequence"
     else:
-        stop_reason = _STOP_REASONS.get(finish_reason, finish_reason)
+        stop_reason = _STOP_REASONS.get(answer.finish_reason, answer.finish_reason)
     return {
         "request_id": request_id,
         "team": key.team,
@@ -114,10 +120,10 @@ def exchange_sample(
         "model": model_id,
         "timestamp": started.isoformat().replace("+00:00", "Z"),
         "input": question(messages),
-        "output": output,
+        "output": answer.text,
         "stop_reason": stop_reason,
-        "tool_calls": tool_calls,
-        "guardrail_intervened": guardrail_intervened,
+        "tool_calls": answer.tool_calls,
+        "guardrail_intervened": answer.guardrail_intervened,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "latency_ms": round(latency_ms),
@@ -131,28 +137,14 @@ class SampleSender(Protocol):
     def send(self, sample: Mapping[str, Any]) -> None: ...
 
 
-class SampleQueue:
+class SampleQueue(JsonQueue):
     """Sends sample messages to the gateway's sample queue (JSON, ``kind`` attribute ``online-sample``)."""
 
-    def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
-        self.queue_url = queue_url
-        self._client = client
-
-    @property
-    def client(self) -> SQSClient:
-        if self._client is None:  # created on first use: no boto3 import at cold start
-            from .spill import make_client
-
-            self._client = make_client()
-        return self._client
+    kind = MESSAGE_KIND
 
     def send(self, sample: Mapping[str, Any]) -> None:
         """Queue the sample; raises botocore's errors when SQS does not accept it after retries."""
-        self.client.send_message(
-            QueueUrl=self.queue_url,
-            MessageBody=json.dumps(sample),
-            MessageAttributes={"kind": {"DataType": "String", "StringValue": MESSAGE_KIND}},
-        )
+        self.send_json(sample)
 
 
 def _dropped(sample: Mapping[str, Any]) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from aif_gateway.records import UsageRecord
 
@@ -37,8 +38,11 @@ def make_client() -> SQSClient:
     return boto3.client("sqs", region_name=region, config=config)
 
 
-class SpillQueue:
-    """Sends usage records to the spill queue as JSON (``UsageRecord.to_dict``)."""
+class JsonQueue:
+    """An SQS queue the gateway sends JSON messages to, each with a ``kind`` message attribute; the client
+    is created on first use (importing boto3 is not free at cold start)."""
+
+    kind = ""
 
     def __init__(self, queue_url: str, client: SQSClient | None = None) -> None:
         self.queue_url = queue_url
@@ -46,19 +50,29 @@ class SpillQueue:
 
     @property
     def client(self) -> SQSClient:
-        if self._client is None:  # created on first use: importing boto3 is not free at cold start
+        if self._client is None:
             self._client = make_client()
         return self._client
+
+    def send_json(self, body: Mapping[str, Any]) -> None:
+        """Queue ``body``; raises botocore's errors when SQS does not accept it after retries."""
+        self.client.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=json.dumps(body),
+            MessageAttributes={"kind": {"DataType": "String", "StringValue": self.kind}},
+        )
+
+
+class SpillQueue(JsonQueue):
+    """Sends usage records to the spill queue as JSON (``UsageRecord.to_dict``)."""
+
+    kind = MESSAGE_KIND
 
     def send(self, usage: UsageRecord) -> None:
         """Queue the record. Raises SpillError when SQS does not accept it after retries."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client.send_message(
-                QueueUrl=self.queue_url,
-                MessageBody=json.dumps(usage.to_dict()),
-                MessageAttributes={"kind": {"DataType": "String", "StringValue": MESSAGE_KIND}},
-            )
+            self.send_json(usage.to_dict())
         except (ClientError, BotoCoreError) as exc:
             raise SpillError(f"spilling usage {usage.request_id} to {self.queue_url} failed: {exc}") from exc

@@ -216,7 +216,8 @@ def relay(
                     yield piece
             elif isinstance(event, ToolCallDelta):
                 produced_chars += len(event.arguments) + len(event.name or "")
-                tool_indices.add(event.index)
+                if collect_text:
+                    tool_indices.add(event.index)
                 yield encoder.tool_call(event.index, event.arguments, event.id, event.name)
             elif isinstance(event, StreamStop):
                 finish, intervened = event.finish_reason, event.guardrail_intervened

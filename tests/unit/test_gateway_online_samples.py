@@ -17,6 +17,8 @@ from typing import Any
 import boto3
 import pytest
 from conftest import Harness, converse_response
+from hypothesis import given
+from hypothesis import strategies as st
 from moto import mock_aws
 
 from aif_gateway import contract
@@ -349,3 +351,49 @@ def test_the_lambda_entry_point_wires_the_sample_queue_from_the_environment(
     assert deployed.namespace == NAMESPACE
     buffered = gateway_handler.build_gateway()
     assert buffered.samples is not None and buffered.samples.max_pending == 0
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    st.one_of(
+        _json,
+        st.dictionaries(st.sampled_from(sorted(_message("r", NAMESPACE))), _json, max_size=14),
+        st.builds(
+            lambda k, v: {**_message("r", NAMESPACE), k: v},
+            st.sampled_from(sorted(_message("r", NAMESPACE))),
+            _json,
+        ),
+    )
+)
+def test_any_json_is_a_sample_or_a_value_error_naming_why(body: Any) -> None:
+    """Whatever lands on the queue: an exchange, or a ValueError the sampler logs and reports failed."""
+    try:
+        exchange = exchange_from_message(body)
+    except ValueError as exc:
+        assert str(exc).startswith("sample message: ")
+    else:
+        assert exchange.request_id and exchange.team and exchange.feature and exchange.gateway
+
+
+@given(st.lists(st.one_of(st.text(max_size=40), _json.map(json.dumps)), max_size=5))
+def test_the_sampler_never_raises_on_a_batch_of_junk(bodies: list[str]) -> None:
+    """Every message that is not a sample is reported failed by its id; nothing is written."""
+    records = [{"messageId": f"m{i}", "body": body} for i, body in enumerate(bodies)]
+    settings = handler.sampling_settings(
+        json.dumps(
+            {"support/summarizer": {"rate": 1, "retention_days": 7, "table": TABLE, "gateway": NAMESPACE}}
+        )
+    )
+
+    class NoWrites:
+        def put_item(self, **kwargs: Any) -> None:
+            raise AssertionError("junk must not be written")
+
+    result = handler._sample_messages(records, settings, NoWrites(), 0)
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == [r["messageId"] for r in records]

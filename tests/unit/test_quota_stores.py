@@ -107,3 +107,43 @@ def test_slots_leaked_by_a_crashed_instance_are_reclaimed_after_the_expiry(store
     assert refused(store, claim(now=T + 60)) == "concurrency"
     store.reserve(claim(minute="2026-11-25T12:16", now=T + LIMITS.slot_expiry_s + 1), LIMITS, Carry())
     assert store.state("t", "f", "2026-11").in_flight == 1
+
+
+def test_a_settlement_made_while_its_gate_is_flushing_is_applied_without_further_traffic() -> None:
+    """A request settling while the background flush of the same gate is writing must not wait for this
+    instance's next request: on a quiet instance its slot would stay counted in flight on every other
+    instance until the slot expiry (the cause of a CI failure: the other instance's threads were refused
+    for concurrency until their request cap)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    from aif_gateway.access import BackgroundRefresher
+    from aif_gateway.quota import Estimate, Gate
+    from aif_gateway.records import ApiKeyRecord
+
+    writing, release = threading.Event(), threading.Event()
+
+    class SlowApply(MemoryQuotaStore):
+        def apply(self, team: str, feature: str, month: str, carry: Carry) -> None:
+            writing.set()
+            assert release.wait(5)
+            super().apply(team, feature, month, carry)
+
+    store = SlowApply()
+    executor = ThreadPoolExecutor(max_workers=2)
+    gate = Gate(store, BackgroundRefresher(executor), epoch=lambda: T)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    key = ApiKeyRecord("k", "h", "t", "f", ("echo",), 10.0, 100, now, max_concurrency=2)
+    first = gate.reserve(key, now, Estimate(0.1, 100, 10, 90))
+    second = gate.reserve(key, now, Estimate(0.1, 100, 10, 90))
+
+    first.settle(0.05, 50)
+    assert writing.wait(5)  # the flush has taken the first settlement and is writing it
+    second.settle(0.05, 50)  # arrives while that flush is under way
+    release.set()
+    executor.shutdown(wait=True)
+
+    assert gate.pending() == 0
+    state = store.state("t", "f", "2026-11")
+    assert (state.in_flight, state.settled_requests) == (0, 2)

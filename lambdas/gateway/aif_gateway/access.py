@@ -42,16 +42,22 @@ MAX_STALE_FACTOR = 2  # beyond this many TTLs a cached entry is re-read before i
 
 
 class BackgroundRefresher:
-    """Runs cache refreshes off the request path, one at a time per cache key."""
+    """Runs cache refreshes and gate flushes off the request path, one at a time per key."""
 
     def __init__(self, executor: Executor | None = None) -> None:
         self._executor = executor
         self._in_flight: set[Hashable] = set()
+        self._again: set[Hashable] = set()
         self._lock = threading.Lock()
 
-    def submit(self, key: Hashable, refresh: Callable[[], object]) -> None:
+    def submit(self, key: Hashable, refresh: Callable[[], object], *, again_if_running: bool = False) -> None:
+        """Run ``refresh`` in the background unless one for ``key`` is under way. ``again_if_running``:
+        then run it once more when that one ends, for work that arrived after the running one took its
+        input (a settlement made while its gate is being flushed); a cache refresh needs no second run."""
         with self._lock:
             if key in self._in_flight:
+                if again_if_running:
+                    self._again.add(key)
                 return
             self._in_flight.add(key)
             if self._executor is None:
@@ -59,13 +65,22 @@ class BackgroundRefresher:
         self._executor.submit(self._run, key, refresh)
 
     def _run(self, key: Hashable, refresh: Callable[[], object]) -> None:
-        try:
-            refresh()
-        except Exception:  # keep serving the stale entry; the next stale request tries again
-            log.warning("background refresh of %s failed", key, exc_info=True)
-        finally:
-            with self._lock:
-                self._in_flight.discard(key)
+        again = True
+        while again:
+            try:
+                refresh()
+            except Exception:  # keep serving the stale entry; the next stale request tries again
+                log.warning("background refresh of %s failed", key, exc_info=True)
+            except BaseException:
+                with self._lock:
+                    self._in_flight.discard(key)
+                    self._again.discard(key)
+                raise
+            with self._lock:  # decided under the lock a submit takes, so no request for a rerun is lost
+                again = key in self._again
+                self._again.discard(key)
+                if not again:
+                    self._in_flight.discard(key)
 
 
 class KeyAuthenticator:

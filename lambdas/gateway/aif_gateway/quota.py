@@ -304,7 +304,7 @@ class Gate:
         )
         gate_key = (claim.team, claim.feature, claim.month)
         self._put_back(gate_key, carry)
-        self._refresher.submit(("gate", gate_key), lambda: self.flush(gate_key))
+        self._refresher.submit(("gate", gate_key), lambda: self.flush(gate_key), again_if_running=True)
 
     def flush(self, gate_key: tuple[str, str, str] | None = None) -> None:
         """Apply pending settlements now (background thread; tests and shutdown call it directly)."""

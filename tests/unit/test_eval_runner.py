@@ -175,10 +175,17 @@ def test_progress_bar_goes_to_stderr_when_asked(tmp_path: Path) -> None:
 
 
 def test_concurrency_runs_cases_in_parallel(tmp_path: Path) -> None:
-    suite = make_suite(n_cases=8, repeats=1)
-    started = time.perf_counter()
-    execute(suite, FakeTarget(delay=0.1), out_dir=tmp_path, concurrency=8)
-    assert time.perf_counter() - started < 0.6  # 8 x 0.1 s one after another would take 0.8 s
+    # Every run waits until all 8 are running at once: run one after another, the first would time out.
+    together = threading.Barrier(8, timeout=10)
+
+    class WaitsForTheOthers(FakeTarget):
+        def run(self, suite: Suite, case: Case) -> CaseOutput:
+            together.wait()
+            return super().run(suite, case)
+
+    target = WaitsForTheOthers()
+    result = execute(make_suite(n_cases=8, repeats=1), target, out_dir=tmp_path, concurrency=8)
+    assert result.verdict.passed and len(target.succeeded) == 8
 
 
 def test_concurrency_must_be_positive(tmp_path: Path) -> None:

@@ -296,9 +296,9 @@ def test_throttling_before_the_first_event_falls_back(fake_bedrock: FakeBedrock)
 
 
 def test_first_token_timeout_falls_back(fake_bedrock: FakeBedrock) -> None:
-    fake_bedrock.scripts[HAIKU.model_id] = [(1.5, START), (0, text("too late"))]
+    fake_bedrock.scripts[HAIKU.model_id] = [(3, START), (0, text("too late"))]
     fake_bedrock.scripts[NOVA.model_id] = [(0, START), (0, text("on time")), (0, stop()), (0, metadata(8, 2))]
-    h = make_harness(fake_bedrock, read_timeout=0.3)
+    h = make_harness(fake_bedrock, read_timeout=1)  # wide enough for Nova on a loaded machine
     response, request_id = h.stream()
     assert content_of(parse_sse(b"".join(response.body))) == "on time"
     assert "claude-haiku-4-5: Timeout" in h.record(request_id).extra["failures"]
@@ -369,8 +369,9 @@ def test_client_disconnect_closes_the_model_stream_and_records_usage(fake_bedroc
 
 
 def test_generation_is_cut_at_the_total_time_limit(fake_bedrock: FakeBedrock) -> None:
+    # An event every 0.1 s for 5 s; the idle limit leaves a loaded machine 0.9 s of slack between events.
     fake_bedrock.scripts[HAIKU.model_id] = [(0, START)] + [(0.1, text("more ")) for _ in range(50)]
-    h = make_harness(fake_bedrock, RouteTimeouts(first_token_s=0.2, idle_s=0.2, total_minutes=0.005))  # 0.3 s
+    h = make_harness(fake_bedrock, RouteTimeouts(first_token_s=1, idle_s=1, total_minutes=0.02))  # 1.2 s
     response, request_id = h.stream()
     chunks = parse_sse(b"".join(response.body))
     assert chunks[-2]["error"]["code"] == "generation_timeout"

@@ -85,7 +85,11 @@ from constructs import Construct
 import aif_online
 from ai_factory.constructs.ai_feature import AiFeature
 from ai_factory.constructs.gateway.llm_gateway import LlmGateway
-from ai_factory.constructs.gateway.online_samples import SAMPLER_TIMEOUT, acknowledge_consumer_mapping
+from ai_factory.constructs.gateway.online_samples import (
+    SAMPLER_TIMEOUT,
+    GatewaySampleQueue,
+    acknowledge_consumer_mapping,
+)
 from ai_factory.constructs.observability.facade import Observability
 from ai_factory.constructs.online_alarms import (
     drift_alarm_inputs,
@@ -357,7 +361,8 @@ class OnlineEvaluation(Construct):
                 feature.encryption_key,
                 ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"],
             )
-        self.gateway_sample_queues = self._consume_gateway_samples()
+        through_gateway = self._consume_gateway_samples()
+        self.gateway_sample_queues = list({id(q.queue): q.queue for q in through_gateway.values()}.values())
         """The sample queues of the gateways whose sampled features reach targets outside Bedrock's
         invocation log (the gateway sends those exchanges itself); the sampler consumes each."""
         self.subscription_filter_pattern = sampler_filter_pattern(namespaces)
@@ -422,23 +427,23 @@ class OnlineEvaluation(Construct):
             )
             for alarm in scorer_alarm_inputs(feature, judged=judge is not None):
                 feature.add_alarm_input(alarm)
-            feature.add_alarm_input(
-                stuck_samples_alarm_input(
-                    feature, [self.dead_letter_queue, *self._gateway_dead_letter_queues.get(id(feature), [])]
-                )
-            )
+            dead_letters: list[sqs.IQueue] = [self.dead_letter_queue]
+            if id(feature) in through_gateway:
+                dead_letters.append(through_gateway[id(feature)].dead_letter_queue)
+            feature.add_alarm_input(stuck_samples_alarm_input(feature, dead_letters))
         self._drift_job(code, key, log_retention, judge, tracking_server_arn, trace_experiment)
         self.suites = suites
         """The free-traffic assertions and rubric staged into the asset, by ``team/feature``."""
         self._acknowledge()
 
-    def _consume_gateway_samples(self) -> list[sqs.IQueue]:
+    def _consume_gateway_samples(self) -> dict[int, GatewaySampleQueue]:
         """For each sampled feature whose routes reach targets outside Bedrock's invocation log: its
         gateway's sample queue (one per gateway) as an event source of the sampler, and the feature's
-        rate in its key record, so the gateway sends those exchanges. A gateway imported from another
-        app cannot be given a queue here; synth warns (``ai-factory:online-sampling-unlogged-targets``)."""
-        queues: dict[int, sqs.IQueue] = {}
-        self._gateway_dead_letter_queues: dict[int, list[sqs.IQueue]] = {}
+        rate in its key record, so the gateway sends those exchanges. Returns those features' queues by
+        ``id(feature)``. A gateway imported from another app cannot be given a queue here; synth warns
+        (``ai-factory:online-sampling-unlogged-targets``)."""
+        through_gateway: dict[int, GatewaySampleQueue] = {}
+        consumed: set[int] = set()
         for feature in self.sampled:
             unlogged = _unlogged_targets(feature)
             if not unlogged:
@@ -447,8 +452,9 @@ class OnlineEvaluation(Construct):
             if not isinstance(gateway, LlmGateway):
                 _warn_unlogged_targets(self, feature, unlogged)
                 continue
-            if id(gateway) not in queues:
-                samples = gateway.enable_online_samples(self)
+            samples = gateway.enable_online_samples(self)  # the same queue for every feature of gateway
+            if id(samples.queue) not in consumed:
+                consumed.add(id(samples.queue))
                 self.sampler.add_event_source(
                     sources.SqsEventSource(
                         samples.queue,
@@ -457,15 +463,12 @@ class OnlineEvaluation(Construct):
                         report_batch_item_failures=True,
                     )
                 )
-                queues[id(gateway)] = samples.queue
             feature.sample_through_gateway(feature.online_sampling.rate)  # type: ignore[union-attr]
-            self._gateway_dead_letter_queues[id(feature)] = [
-                gateway.enable_online_samples(self).dead_letter_queue
-            ]
+            through_gateway[id(feature)] = samples
         for mapping in self.sampler.node.find_all():  # the sampler's only mappings: sample queues
             if isinstance(mapping, lambda_.CfnEventSourceMapping):
                 acknowledge_consumer_mapping(mapping)
-        return list(queues.values())
+        return through_gateway
 
     def _logs_and_role(
         self, name: str, description: str, key: kms.IKey, retention: logs.RetentionDays
@@ -589,7 +592,7 @@ class OnlineEvaluation(Construct):
             # OverflowPolicy<n> managed policies under the role (IAM's inline-policy size limit).
             acknowledge(_role(function), {"AwsSolutions-IAM5[Resource::*]": XRAY_WILDCARD_REASON})
             acknowledge_outside_vpc(function)
-        sampler_policy = _role(self.sampler)
+        sampler_role = _role(self.sampler)
         queue_reason = (
             "CDK's send grant on the dead-letter queue, encrypted with this construct's customer-managed "
             "key: SQS needs the GenerateDataKey and ReEncrypt families to encrypt messages; the statement "
@@ -602,15 +605,15 @@ class OnlineEvaluation(Construct):
             f"(kms:ViaService); and {queue_reason}"
         )
         acknowledge(
-            sampler_policy,
+            sampler_role,
             {
                 "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": table_reason,
                 "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": table_reason,
             },
         )
-        scorer_policy = _role(self.scorer)
+        scorer_role = _role(self.scorer)
         acknowledge(
-            scorer_policy,
+            scorer_role,
             {
                 "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": queue_reason,
                 "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": queue_reason,
@@ -625,9 +628,9 @@ class OnlineEvaluation(Construct):
         acknowledge_unreserved_concurrency(
             self.drift_function, bounded_by="its daily schedule: one run a day"
         )
-        drift_policy = _role(self.drift_function)
+        drift_role = _role(self.drift_function)
         acknowledge(
-            drift_policy,
+            drift_role,
             {
                 "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": queue_reason,
                 "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": queue_reason,

@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -490,20 +491,28 @@ def _required(props: Mapping[str, Any], name: str) -> str:
     return value
 
 
-def _daily_quota(props: Mapping[str, Any]) -> int | None:
-    """``DailyRequestQuota``: a whole number of requests per UTC day, or ``None`` (no quota)."""
-    raw = props.get(Props.DAILY_REQUEST_QUOTA)
+def _optional_number(
+    props: Mapping[str, Any], name: str, valid: Callable[[float], bool], expected: str
+) -> float | None:
+    """An optional numeric resource property: ``None`` when absent, else its value when ``valid``."""
+    raw = props.get(name)
     if raw in (None, ""):
         return None
     try:
         value = float(str(raw))
     except ValueError:
-        value = 0.0
-    if value < 1 or not value.is_integer():
-        raise ProvisioningError(
-            f"resource property {Props.DAILY_REQUEST_QUOTA} must be a whole number >= 1, got {raw!r}"
-        )
-    return int(value)
+        value = math.nan  # valid() is false for it
+    if not valid(value):
+        raise ProvisioningError(f"resource property {name} must be {expected}, got {raw!r}")
+    return value
+
+
+def _daily_quota(props: Mapping[str, Any]) -> int | None:
+    """``DailyRequestQuota``: a whole number of requests per UTC day, or ``None`` (no quota)."""
+    value = _optional_number(
+        props, Props.DAILY_REQUEST_QUOTA, lambda v: v >= 1 and v.is_integer(), "a whole number >= 1"
+    )
+    return None if value is None else int(value)
 
 
 def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
@@ -544,18 +553,10 @@ def _settings(props: Mapping[str, Any]) -> dict[str, Any]:
 
 def _sampling_rate(props: Mapping[str, Any]) -> float:
     """``GatewaySamplingRate``: a share from 0 to 1 (optional; absent: the gateway sends no samples)."""
-    raw = props.get(Props.GATEWAY_SAMPLING_RATE)
-    if raw in (None, ""):
-        return 0.0
-    try:
-        value = float(str(raw))
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise ProvisioningError(
-            f"resource property {Props.GATEWAY_SAMPLING_RATE} must be a number from 0 to 1, got {raw!r}"
-        )
-    return value
+    value = _optional_number(
+        props, Props.GATEWAY_SAMPLING_RATE, lambda v: 0.0 <= v <= 1.0, "a number from 0 to 1"
+    )
+    return 0.0 if value is None else value
 
 
 def _inference_profiles(props: Mapping[str, Any]) -> dict[str, str]:

@@ -23,19 +23,11 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from aif_gateway import contract
+from tests.infra.test_gateway_lookup import NAMESPACE, PUBLISHED
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"  # moto's account: the lookup role the CLI assumes is in it
 REGION = "us-east-1"
-NAMESPACE = contract.edge_namespace("AiFactoryGateway/Gateway")
-NAMES = contract.GatewayParameters
-PUBLISHED = {
-    NAMES.API_URL: "https://abc123defg.execute-api.us-east-1.amazonaws.com/prod/v1",
-    NAMES.KEY_PROVISIONING_SERVICE_TOKEN: "arn:aws:lambda:us-east-1:111111111111:function:p",
-    NAMES.KEY_PROVISIONER_ROLE_ARN: "arn:aws:iam::111111111111:role/p",
-    NAMES.METRICS_NAMESPACE: "AIFactory",
-    NAMES.KMS_KEY_ARN: "arn:aws:kms:us-east-1:111111111111:key/0b8f4c1e",
-}
 EDGE_KEY = (
     f"ssm:account={ACCOUNT}:parameterName={contract.GATEWAY_PARAMETER_PREFIX}/"
     f"{contract.GatewayParameters.EDGE_NAMESPACE}:region={REGION}"

@@ -23,9 +23,7 @@ from aif_gateway.http_server import GatewayHTTPServer
 from aif_gateway.memory_store import MemoryKeyStore, MemoryLedger
 from aif_gateway.online_samples import SampleQueue, SampleWriter
 from aif_online import handler
-
-NAMESPACE = "0123456789ab"
-TABLE = "e2e-samples"
+from tests.unit.test_gateway_online_samples import NAMESPACE, TABLE, sampler_table
 
 
 class Served:
@@ -98,17 +96,7 @@ def test_sdk_answers_become_samples_in_the_features_table(
         ("support", "summarizer", NAMESPACE, "echo")
     }
 
-    ddb = boto3.client("dynamodb", region_name="us-east-1")
-    ddb.create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "request_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "request_id", "AttributeType": "S"}],
-    )
-    settings = {
-        "support/summarizer": {"rate": 1.0, "retention_days": 7, "table": TABLE, "gateway": NAMESPACE}
-    }
-    monkeypatch.setenv(handler.SAMPLING_ENV, json.dumps(settings))
+    ddb = sampler_table(monkeypatch)
     records = [{"messageId": m["MessageId"], "body": m["Body"]} for m in messages]
     assert handler.sample({"Records": records}, client=ddb) == {"batchItemFailures": []}
     items = ddb.scan(TableName=TABLE)["Items"]

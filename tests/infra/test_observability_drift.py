@@ -19,20 +19,11 @@ from aif_online.drift import DRIFT_P_VALUE
 from stacks.gateway_stack import GatewayStack
 from stacks.team_stack import TeamStack
 from tests.infra.test_observability import widgets
+from tests.infra.test_online_evaluation import CUSTOM  # thresholds away from the defaults
 
 ENV = cdk.Environment(account="111122223333", region="us-east-1")
 LOG_GROUP_ARN = "arn:aws:logs:us-east-1:111122223333:log-group:/aws/bedrock/invocation-logs"
 DAY = 86_400
-# Thresholds away from the defaults, so the dashboard lines provably come from the feature's props.
-CUSTOM = OnlineSampling(
-    rate=0.05,
-    max_refusal_rate=0.3,
-    min_length_ratio=0.6,
-    max_length_ratio=1.8,
-    max_language_share_drop=0.25,
-    max_tool_call_rate_change=0.15,
-    max_guardrail_rate_change=0.05,
-)
 WATCHED = ("support", "ticket-summarizer")
 DRIFT_TITLES = ("drift of prompts", "drift of answer length and refusal rate", "drift of answer shares")
 

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from aif_gateway import contract
-from aif_gateway.online_samples import Answer, SampleQueue, SampleWriter, exchange_sample, question
+from aif_gateway.contract import last_user_text as question
+from aif_gateway.online_samples import Answer, SampleQueue, SampleWriter, exchange_sample
 from aif_gateway.records import ApiKeyRecord
 from aif_online import handler
 from aif_online.sampling import exchange_from_log, exchange_from_message, sample_item
@@ -70,7 +71,8 @@ def _sampling_key(harness: Harness, rate: float = 1.0, clearance: str | None = "
     return harness.add_key(sampling_rate=rate, clearance=clearance)
 
 
-def _sampler_settings(monkeypatch: pytest.MonkeyPatch, rate: float = 1.0) -> Any:
+def sampler_table(monkeypatch: pytest.MonkeyPatch, rate: float = 1.0) -> Any:
+    """The feature's sample table (DynamoDB on moto), and the sampler's settings sampling it at ``rate``."""
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     ddb.create_table(
         TableName=TABLE,
@@ -105,7 +107,7 @@ def test_a_sampled_external_answer_reaches_the_features_table(
     assert sample["output_tokens"] == body["usage"]["completion_tokens"]
 
     with mock_aws():
-        ddb = _sampler_settings(monkeypatch)
+        ddb = sampler_table(monkeypatch)
         result = handler.sample(sqs.lambda_event([message]), client=ddb)
         assert result == {"batchItemFailures": []}
         item = ddb.get_item(TableName=TABLE, Key={"request_id": {"S": sample["request_id"]}})["Item"]
@@ -240,7 +242,7 @@ def test_the_sampler_keeps_only_its_features_gateway_samples_and_reports_bad_mes
         {"messageId": "m6", "body": "[1, 2]"},
     ]
     with mock_aws():
-        ddb = _sampler_settings(monkeypatch)
+        ddb = sampler_table(monkeypatch)
         result = handler.sample({"Records": records}, client=ddb)
         assert result == {"batchItemFailures": [{"itemIdentifier": m} for m in ("m4", "m5", "m6")]}
         items = ddb.scan(TableName=TABLE)["Items"]

@@ -374,6 +374,26 @@ def is_sampled(request_id: str, rate: float) -> bool:
     return int.from_bytes(digest[:8], "big") / _SAMPLE_SCALE < rate
 
 
+def content_texts(content: object) -> list[str]:
+    """The texts of a message's ``content``: the string itself, or the ``text`` of each block of a list
+    (OpenAI's ``{"type": "text", "text": ...}`` parts and Converse's ``{"text": ...}`` blocks alike)."""
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        return []
+    return [str(block["text"]) for block in content if isinstance(block, dict) and "text" in block]
+
+
+def last_user_text(messages: object) -> str:
+    """The question of a conversation, as online samples keep it: the text of the last user turn (the
+    system prompt is the feature's own, not traffic). The gateway's samples and the sampler's reading of
+    Bedrock's invocation log both take it this way."""
+    for message in reversed(messages if isinstance(messages, list) else []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return "\n".join(content_texts(message.get("content")))
+    return ""
+
+
 # The requestMetadata the gateway sends with every Bedrock Converse/ConverseStream call. Bedrock writes
 # it into the model invocation log (one log group per account and region), where the online sampler
 # attributes each record to a gateway and a feature.

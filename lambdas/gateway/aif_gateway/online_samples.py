@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from .contract import LOGGED_BY_BEDROCK, is_sampled
+from .contract import LOGGED_BY_BEDROCK, is_sampled, last_user_text
 from .records import ApiKeyRecord
 from .spill import JsonQueue
 from .usage_writer import DEFAULT_MAX_PENDING, WriteBehind
@@ -37,7 +37,6 @@ __all__ = [
     "SampleSender",
     "SampleWriter",
     "exchange_sample",
-    "question",
     "samples_request",
 ]
 
@@ -64,22 +63,6 @@ def samples_request(key: ApiKeyRecord, provider: str, request_id: str) -> bool:
         and key.clearance not in _NO_SAMPLING_CLEARANCES
         and is_sampled(request_id, key.sampling_rate)
     )
-
-
-def question(messages: list[dict[str, Any]]) -> str:
-    """The text of the last user turn (the question; the system prompt is the feature's own, not
-    traffic), as the invocation-log path takes it."""
-    for message in reversed(messages):
-        if isinstance(message, Mapping) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return "\n".join(
-                    str(part["text"]) for part in content if isinstance(part, Mapping) and "text" in part
-                )
-            return ""
-    return ""
 
 
 @dataclass(frozen=True)
@@ -119,7 +102,7 @@ def exchange_sample(
         "feature": key.feature,
         "model": model_id,
         "timestamp": started.isoformat().replace("+00:00", "Z"),
-        "input": question(messages),
+        "input": last_user_text(messages),
         "output": answer.text,
         "stop_reason": stop_reason,
         "tool_calls": answer.tool_calls,

@@ -81,14 +81,6 @@ class Exchange:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _texts(content: Any) -> list[str]:
-    if isinstance(content, str):
-        return [content]
-    if not isinstance(content, list):
-        return []
-    return [str(block["text"]) for block in content if isinstance(block, dict) and "text" in block]
-
-
 def _tool_uses(content: Any) -> int:
     if not isinstance(content, list):
         return 0
@@ -112,12 +104,6 @@ def exchange_from_log(record: Mapping[str, Any]) -> Exchange | None:
         return None
     body_in = (record.get("input") or {}).get("inputBodyJson") or {}
     body_out = (record.get("output") or {}).get("outputBodyJson") or {}
-    # The last user turn is the question; the system prompt is the feature's own, not traffic.
-    question = ""
-    for message in reversed(body_in.get("messages") or []):
-        if isinstance(message, Mapping) and message.get("role") == "user":
-            question = "\n".join(_texts(message.get("content")))
-            break
     answer_content = ((body_out.get("output") or {}).get("message") or {}).get("content")
     stop_reason = str(body_out.get("stopReason") or "")
     # Converse's own usage and latency; the log's token counts when the body has none.
@@ -130,8 +116,8 @@ def exchange_from_log(record: Mapping[str, Any]) -> Exchange | None:
         feature=feature,
         model=str(record.get("modelId") or ""),
         timestamp=str(record.get("timestamp") or ""),
-        input=question,
-        output="\n".join(_texts(answer_content)),
+        input=c.last_user_text(body_in.get("messages")),
+        output="\n".join(c.content_texts(answer_content)),
         stop_reason=stop_reason,
         tool_calls=_tool_uses(answer_content),
         guardrail_intervened=stop_reason == "guardrail_intervened",
